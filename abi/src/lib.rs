@@ -1,0 +1,17 @@
+//! The Mica ABI: every number, status, rights bit and shared layout that crosses a boundary.
+//!
+//! The kernel, the service domains, the guests' runtime and the host toolstack all import
+//! this crate, so the two sides of every interface are compiled from one definition and
+//! cannot drift (the lesson of Hubris' `sys/abi` and NOVA's single syscall table).
+//! Nothing in here has behaviour beyond encoding and decoding; nothing needs `unsafe`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod object;
+pub mod status;
+
+pub use object::{ObjectType, Rights};
+pub use status::{Status, SUCCESS};
+
+/// The release this ABI belongs to, as printed in the kernel banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

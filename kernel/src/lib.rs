@@ -1,0 +1,2 @@
+//! The arch-neutral core of the Mica microhypervisor.
+#![cfg_attr(not(test), no_std)]

@@ -1,0 +1,2 @@
+//! The runtime every Mica domain is built on.
+#![cfg_attr(not(test), no_std)]

@@ -1,0 +1,4 @@
+//! `mica`: the host command line for Mica systems.
+#![forbid(unsafe_code)]
+
+fn main() {}
