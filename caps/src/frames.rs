@@ -1,0 +1,55 @@
+//! Frame ranges: the physical extent a Memory or DeviceMemory capability covers.
+//!
+//! A range is a first frame number and a non-zero count whose end does not overflow; the
+//! constructor checks both, so every `FrameRange` in the system is well formed and the
+//! containment arithmetic below cannot overflow.
+
+/// A non-empty range of physical frames `[first, first + count)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FrameRange {
+    first: u64,
+    count: u64,
+}
+
+impl FrameRange {
+    /// The range `[first, first + count)`; `None` when `count` is zero or the end overflows.
+    pub const fn new(first: u64, count: u64) -> Option<FrameRange> {
+        if count == 0 {
+            return None;
+        }
+        match first.checked_add(count) {
+            Some(_) => Some(FrameRange { first, count }),
+            None => None,
+        }
+    }
+
+    /// The first frame number.
+    pub const fn first(self) -> u64 {
+        self.first
+    }
+
+    /// How many frames the range covers (never zero).
+    pub const fn count(self) -> u64 {
+        self.count
+    }
+
+    /// One past the last frame (cannot overflow: checked at construction).
+    pub const fn end(self) -> u64 {
+        self.first + self.count
+    }
+
+    /// Whether `other` lies entirely inside `self`.
+    pub const fn contains(self, other: FrameRange) -> bool {
+        other.first >= self.first && other.end() <= self.end()
+    }
+
+    /// Whether frame number `frame` lies inside the range.
+    pub const fn contains_frame(self, frame: u64) -> bool {
+        frame >= self.first && frame < self.end()
+    }
+
+    /// Whether the two ranges share at least one frame.
+    pub const fn overlaps(self, other: FrameRange) -> bool {
+        self.first < other.end() && other.first < self.end()
+    }
+}
