@@ -1,0 +1,408 @@
+//! The one place that knows how to boot a Mica image under QEMU.
+//!
+//! `mica run`, the smoke harness and later commands all build their QEMU command line here,
+//! so the machine flags (EL2 on, GICv3, a CPU without VHE: see the notes on aarch64 EL2 under
+//! QEMU) cannot drift between what a developer runs and what the tests check. Edited device
+//! trees are produced here too: QEMU dumps the DTB it would give the guest, [`crate::dtb`]
+//! rewrites it, and the boot uses the rewritten file with `-dtb`.
+
+use crate::dtb::{self, DtbEdits};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The QEMU binary for aarch64 systems.
+pub const QEMU: &str = "qemu-system-aarch64";
+/// The machine: `virt` with EL2 (no EL3) and a GICv3.
+pub const MACHINE: &str = "virt,virtualization=on,gic-version=3";
+/// The CPU: no VHE, 8-bit VMIDs (the notes explain why this is the baseline).
+pub const CPU: &str = "cortex-a72";
+/// How to get QEMU on Debian.
+pub const QEMU_INSTALL_HINT: &str = "apt-get install -y --no-install-recommends qemu-system-arm";
+/// How long QEMU gets to dump its DTB when no other limit applies.
+pub const DUMP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long QEMU gets to exit after SIGTERM before it is killed.
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// Why QEMU could not be prepared or run.
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    /// QEMU is not installed.
+    #[error("{QEMU} not found on PATH; on Debian install it with: {QEMU_INSTALL_HINT}")]
+    NotInstalled,
+    /// The image to boot does not exist.
+    #[error("image {0} does not exist (build it first, e.g. `make`)")]
+    NoImage(PathBuf),
+    /// QEMU could not be started.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Waiting for or signalling QEMU failed.
+    #[error("lost track of QEMU: {0}")]
+    Wait(std::io::Error),
+    /// A temporary file could not be made or used.
+    #[error("temporary DTB file: {0}")]
+    TempFile(std::io::Error),
+    /// QEMU failed to dump its device tree.
+    #[error("QEMU did not dump its DTB ({status}): {stderr}")]
+    DumpFailed {
+        /// How QEMU ended.
+        status: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// QEMU took too long to dump its device tree.
+    #[error("QEMU did not dump its DTB within {0} s")]
+    DumpTimedOut(u64),
+    /// The DTB could not be read.
+    #[error("{path}: {source}")]
+    ReadDtb {
+        /// The DTB file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The DTB could not be rewritten.
+    #[error("editing the DTB: {0}")]
+    Dtb(#[from] dtb::DtbError),
+}
+
+/// Everything that decides how the machine looks to the image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineConfig {
+    /// The arm64 Image (or ELF) given to `-kernel`.
+    pub image: PathBuf,
+    /// `-smp`.
+    pub smp: u32,
+    /// `-m`, as QEMU spells it.
+    pub memory: String,
+    /// `-append`, if any.
+    pub append: Option<String>,
+    /// A DTB file to use instead of QEMU's own (`-dtb`).
+    pub dtb: Option<PathBuf>,
+    /// Edits to apply to the DTB the guest gets.
+    pub dtb_edits: DtbEdits,
+    /// Further arguments, verbatim, after all of ours.
+    pub extra_args: Vec<String>,
+}
+
+impl MachineConfig {
+    /// The QEMU arguments (without the program), with `dtb` as `-dtb` and, if `dumpdtb` is
+    /// given, `dumpdtb=` added to `-M` so QEMU writes its DTB there and exits.
+    pub fn args(&self, dtb: Option<&Path>, dumpdtb: Option<&Path>) -> Vec<OsString> {
+        let mut machine = OsString::from(MACHINE);
+        if let Some(path) = dumpdtb {
+            machine.push(",dumpdtb=");
+            machine.push(path);
+        }
+        let mut args: Vec<OsString> = vec![
+            "-M".into(),
+            machine,
+            "-cpu".into(),
+            CPU.into(),
+            "-smp".into(),
+            self.smp.to_string().into(),
+            "-m".into(),
+            self.memory.clone().into(),
+            "-nographic".into(),
+            "-kernel".into(),
+            self.image.clone().into(),
+        ];
+        if let Some(append) = &self.append {
+            args.push("-append".into());
+            args.push(append.into());
+        }
+        if let Some(dtb) = dtb {
+            args.push("-dtb".into());
+            args.push(dtb.into());
+        }
+        args.extend(self.extra_args.iter().map(OsString::from));
+        args
+    }
+}
+
+/// A QEMU command ready to start; owns the edited DTB file, if any, until dropped.
+#[derive(Debug)]
+pub struct Launch {
+    /// The QEMU binary.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    _edited_dtb: Option<tempfile::TempPath>,
+}
+
+impl Launch {
+    /// A `Command` for this launch (stdio left to the caller).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        cmd
+    }
+
+    /// The command line, quoted for a POSIX shell.
+    pub fn command_line(&self) -> String {
+        shell_line(self.program.as_os_str(), &self.args)
+    }
+}
+
+/// Quotes one word for a POSIX shell when it needs it.
+pub fn shell_quote(word: &OsStr) -> String {
+    let s = word.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./,=:+@%".contains(c));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A whole command line, quoted for a POSIX shell.
+pub fn shell_line(program: &OsStr, args: &[OsString]) -> String {
+    std::iter::once(program)
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Finds `qemu-system-aarch64` on `PATH`.
+pub fn find_qemu() -> Result<PathBuf, QemuError> {
+    let path = std::env::var_os("PATH").ok_or(QemuError::NotInstalled)?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(QEMU))
+        .find(|candidate| candidate.is_file())
+        .ok_or(QemuError::NotInstalled)
+}
+
+/// What `--dry-run` shows: the commands that would run, in order.
+pub fn dry_run_lines(config: &MachineConfig) -> Vec<String> {
+    let program = OsStr::new(QEMU);
+    if config.dtb_edits.is_empty() {
+        return vec![shell_line(
+            program,
+            &config.args(config.dtb.as_deref(), None),
+        )];
+    }
+    let dumped = Path::new("<tmp>/qemu.dtb");
+    let edited = Path::new("<tmp>/edited.dtb");
+    vec![
+        format!("# 1. dump the DTB QEMU would give the guest"),
+        shell_line(program, &config.args(config.dtb.as_deref(), Some(dumped))),
+        format!("# 2. rewrite it: {}", describe_edits(&config.dtb_edits)),
+        format!("# 3. boot with the rewritten DTB"),
+        shell_line(program, &config.args(Some(edited), None)),
+    ]
+}
+
+/// The DTB edits in words.
+pub fn describe_edits(edits: &DtbEdits) -> String {
+    let mut parts = Vec::new();
+    if !edits.remove_nodes.is_empty() {
+        parts.push(format!("remove nodes {}", edits.remove_nodes.join(", ")));
+    }
+    if edits.reserve_all_memory {
+        parts.push("reserve all RAM (/reserved-memory no-map + /memreserve/)".to_owned());
+    }
+    parts.join("; ")
+}
+
+/// Checks the image exists and QEMU is installed, makes the edited DTB if one is needed
+/// (running QEMU once with `dumpdtb`, allowed until `deadline`), and returns the command.
+pub fn prepare(config: &MachineConfig, deadline: Option<Instant>) -> Result<Launch, QemuError> {
+    if !config.image.is_file() {
+        return Err(QemuError::NoImage(config.image.clone()));
+    }
+    let program = find_qemu()?;
+    if config.dtb_edits.is_empty() {
+        return Ok(Launch {
+            args: config.args(config.dtb.as_deref(), None),
+            program,
+            _edited_dtb: None,
+        });
+    }
+    let dir = tempfile::tempdir().map_err(QemuError::TempFile)?;
+    let dumped = dir.path().join("qemu.dtb");
+    dump_dtb(&program, config, &dumped, deadline)?;
+    let original = std::fs::read(&dumped).map_err(|source| QemuError::ReadDtb {
+        path: dumped.clone(),
+        source,
+    })?;
+    let edited = dtb::rewrite(&original, &config.dtb_edits)?;
+    let mut file = tempfile::Builder::new()
+        .prefix("mica-edited-")
+        .suffix(".dtb")
+        .tempfile()
+        .map_err(QemuError::TempFile)?;
+    std::io::Write::write_all(&mut file, &edited).map_err(QemuError::TempFile)?;
+    let path = file.into_temp_path();
+    Ok(Launch {
+        args: config.args(Some(&path), None),
+        program,
+        _edited_dtb: Some(path),
+    })
+}
+
+/// Runs QEMU with `dumpdtb=` so it writes the DTB it would give the guest to `out`.
+fn dump_dtb(
+    program: &Path,
+    config: &MachineConfig,
+    out: &Path,
+    deadline: Option<Instant>,
+) -> Result<(), QemuError> {
+    let mut child = Command::new(program)
+        .args(config.args(config.dtb.as_deref(), Some(out)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| QemuError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+    let limit = deadline
+        .map(|d| d.saturating_duration_since(Instant::now()))
+        .unwrap_or(DUMP_TIMEOUT)
+        .min(DUMP_TIMEOUT);
+    let status = match wait_timeout(&mut child, limit)? {
+        Some(status) => status,
+        None => {
+            stop(&mut child)?;
+            return Err(QemuError::DumpTimedOut(limit.as_secs()));
+        }
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        // QEMU has exited, so this read ends; a failure only loses the message.
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let dumped = std::fs::metadata(out).map(|m| m.len() > 0).unwrap_or(false);
+    if !status.success() || !dumped {
+        return Err(QemuError::DumpFailed {
+            status: describe_status(status),
+            stderr: stderr.trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Waits up to `limit` for `child` to exit; `None` if it is still running.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Result<Option<ExitStatus>, QemuError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().map_err(QemuError::Wait)? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
+    }
+}
+
+/// Stops `child` and reaps it: SIGTERM first, so QEMU restores the terminal it put in raw
+/// mode, then SIGKILL if it has not exited after [`TERM_GRACE`].
+pub fn stop(child: &mut Child) -> Result<ExitStatus, QemuError> {
+    if let Some(status) = child.try_wait().map_err(QemuError::Wait)? {
+        return Ok(status);
+    }
+    // std only sends SIGKILL; `kill(1)` sends SIGTERM to exactly the process we started.
+    let termed = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if termed {
+        if let Some(status) = wait_timeout(child, TERM_GRACE)? {
+            return Ok(status);
+        }
+    }
+    // It may have exited in between; kill then fails harmlessly and wait reaps it.
+    let _ = child.kill();
+    child.wait().map_err(QemuError::Wait)
+}
+
+/// An exit status in words ("status 1", "signal 9").
+pub fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        (None, None) => "unknown status".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> MachineConfig {
+        MachineConfig {
+            image: PathBuf::from("build/aarch64/mica.img"),
+            smp: 4,
+            memory: "1G".to_owned(),
+            append: Some("mica.poweroff_after_ms=500 x=1".to_owned()),
+            dtb: None,
+            dtb_edits: DtbEdits::default(),
+            extra_args: vec!["-d".to_owned(), "guest_errors".to_owned()],
+        }
+    }
+
+    #[test]
+    fn command_line_has_the_machine_flags() {
+        let lines = dry_run_lines(&config());
+        assert_eq!(
+            lines,
+            [
+                "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 \
+              -smp 4 -m 1G -nographic -kernel build/aarch64/mica.img \
+              -append 'mica.poweroff_after_ms=500 x=1' -d guest_errors"
+            ]
+        );
+    }
+
+    #[test]
+    fn dumpdtb_is_added_to_the_machine_option() {
+        let args = config().args(Some(Path::new("/t/e.dtb")), Some(Path::new("/t/q.dtb")));
+        assert_eq!(
+            args[1],
+            "virt,virtualization=on,gic-version=3,dumpdtb=/t/q.dtb"
+        );
+        let at = args.iter().position(|a| a == "-dtb").unwrap();
+        assert_eq!(args[at + 1], "/t/e.dtb");
+    }
+
+    #[test]
+    fn dry_run_with_edits_shows_dump_and_boot() {
+        let mut c = config();
+        c.dtb_edits.remove_nodes.push("pl061".to_owned());
+        let lines = dry_run_lines(&c);
+        assert_eq!(lines.len(), 5);
+        assert!(lines[1].contains("dumpdtb=<tmp>/qemu.dtb"), "{}", lines[1]);
+        assert!(lines[2].contains("remove nodes pl061"));
+        assert!(lines[4].contains("-dtb '<tmp>/edited.dtb'"), "{}", lines[4]);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote(OsStr::new("plain-1.0")), "plain-1.0");
+        assert_eq!(shell_quote(OsStr::new("")), "''");
+        assert_eq!(shell_quote(OsStr::new("it's x")), r"'it'\''s x'");
+    }
+
+    #[test]
+    fn missing_image_is_reported_before_anything_runs() {
+        let mut c = config();
+        c.image = PathBuf::from("/nonexistent/mica.img");
+        assert!(matches!(prepare(&c, None), Err(QemuError::NoImage(_))));
+    }
+}

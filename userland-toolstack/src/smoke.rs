@@ -1,0 +1,427 @@
+//! `mica smoke`: boot every scenario under QEMU and judge its serial transcript.
+//!
+//! Each scenario boots through the same [`crate::qemu`] code as `mica run`. QEMU's stdout
+//! and stderr are read by one thread each and sent over a channel, so the main loop can
+//! wait with a deadline: a guest that prints nothing still times out. The meaning of the
+//! transcript is decided by [`crate::judge`]; this module only moves lines and reports.
+
+use crate::judge::{Failure, Judge, QemuEnd, Step};
+use crate::qemu::{self, QemuError};
+use crate::scenario::{Scenario, ScenarioError};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Where scenarios live by default.
+pub const DEFAULT_DIR: &str = "tests/smoke";
+/// The hypervisor image scenarios boot by default.
+pub const DEFAULT_HYPERVISOR: &str = "build/aarch64/mica.img";
+/// Prefix of QEMU's own stderr lines in a transcript.
+pub const STDERR_PREFIX: &str = "[qemu stderr] ";
+
+/// Why the harness could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SmokeError {
+    /// The scenario directory cannot be listed.
+    #[error("cannot read scenario directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The directory holds no scenario.
+    #[error("no scenarios (*.toml) in {0}")]
+    NoScenarios(PathBuf),
+    /// `--scenario` names none of them.
+    #[error("no scenario named `{name}` in {dir}; available: {available}")]
+    UnknownScenario {
+        /// The name asked for.
+        name: String,
+        /// The directory.
+        dir: PathBuf,
+        /// The names there, comma-separated.
+        available: String,
+    },
+}
+
+/// Why one scenario failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioFailure {
+    /// The scenario file is unusable.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// QEMU could not be prepared or driven.
+    #[error(transparent)]
+    Qemu(#[from] QemuError),
+    /// The transcript did not meet the expectations.
+    #[error(transparent)]
+    Judged(#[from] Failure),
+}
+
+/// How the harness is asked to run.
+#[derive(Clone, Debug)]
+pub struct SmokeOptions {
+    /// The scenario directory.
+    pub dir: PathBuf,
+    /// Run only this scenario.
+    pub scenario: Option<String>,
+    /// The image scenarios boot unless they name another.
+    pub hypervisor: PathBuf,
+    /// How many scenarios run at once.
+    pub jobs: usize,
+}
+
+/// The result of one scenario.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub name: String,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// Pass, or why not.
+    pub result: Result<(), ScenarioFailure>,
+    /// Everything QEMU printed (stderr lines prefixed with [`STDERR_PREFIX`]).
+    pub transcript: Vec<String>,
+}
+
+impl Outcome {
+    /// The one-line report: `smoke: <name> ... ok (<secs> s)` or `... FAILED: <reason>`.
+    pub fn line(&self) -> String {
+        match &self.result {
+            Ok(()) => format!(
+                "smoke: {} ... ok ({:.1} s)",
+                self.name,
+                self.elapsed.as_secs_f64()
+            ),
+            Err(reason) => format!("smoke: {} ... FAILED: {reason}", self.name),
+        }
+    }
+}
+
+/// The scenario files in `dir` (name, path), sorted by name.
+pub fn list_scenarios(dir: &Path) -> Result<Vec<(String, PathBuf)>, SmokeError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| SmokeError::Dir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|source| SmokeError::Dir {
+                path: dir.to_owned(),
+                source,
+            })?
+            .path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            if let Some(stem) = path.file_stem() {
+                found.push((stem.to_string_lossy().into_owned(), path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Picks the scenarios to run: all of them, or the one named.
+pub fn select(
+    dir: &Path,
+    all: Vec<(String, PathBuf)>,
+    only: Option<&str>,
+) -> Result<Vec<(String, PathBuf)>, SmokeError> {
+    if all.is_empty() {
+        return Err(SmokeError::NoScenarios(dir.to_owned()));
+    }
+    let Some(name) = only else {
+        return Ok(all);
+    };
+    if all.iter().any(|(n, _)| n == name) {
+        return Ok(all.into_iter().filter(|(n, _)| n == name).collect());
+    }
+    Err(SmokeError::UnknownScenario {
+        name: name.to_owned(),
+        dir: dir.to_owned(),
+        available: all
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// What the reader threads send.
+enum Event {
+    /// A line of the serial console (QEMU's stdout).
+    Serial(String),
+    /// A line of QEMU's own stderr.
+    Stderr(String),
+    /// One of the two pipes closed.
+    Closed,
+}
+
+/// Sends every line of `pipe` as `wrap(line)`, then [`Event::Closed`].
+fn pump(pipe: impl Read, tx: mpsc::Sender<Event>, wrap: fn(String) -> Event) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                let line = text.trim_end_matches(['\n', '\r']).to_owned();
+                if tx.send(wrap(line)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Event::Closed);
+}
+
+/// Boots one loaded scenario and judges it, filling `transcript`.
+fn boot_and_judge(
+    scenario: &Scenario,
+    transcript: &mut Vec<String>,
+) -> Result<(), ScenarioFailure> {
+    let start = Instant::now();
+    let limit = Duration::from_secs(scenario.timeout_secs);
+    let deadline = start + limit;
+    let launch = qemu::prepare(&scenario.machine, Some(deadline))?;
+    let mut child = launch
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| QemuError::Spawn {
+            program: launch.program.clone(),
+            source,
+        })?;
+    let (tx, rx) = mpsc::channel();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || pump(out, tx, Event::Serial)));
+    }
+    if let Some(err) = child.stderr.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || pump(err, tx, Event::Stderr)));
+    }
+    drop(tx);
+
+    let mut judge = Judge::new(&scenario.expect);
+    let mut open_pipes = readers.len();
+    let verdict: Result<(), Failure> = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::Serial(line)) => {
+                let step = judge.feed(&line);
+                transcript.push(line);
+                match step {
+                    Step::Continue => {}
+                    Step::Pass => break Ok(()),
+                    Step::Fail(f) => break Err(f),
+                }
+            }
+            Ok(Event::Stderr(line)) => transcript.push(format!("{STDERR_PREFIX}{line}")),
+            Ok(Event::Closed) => {
+                open_pipes -= 1;
+                if open_pipes == 0 {
+                    // Both pipes closed: QEMU has exited (or is about to); every line is in.
+                    let status = child.wait().map_err(QemuError::Wait)?;
+                    break judge.ended(qemu_end(status));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                break Err(judge.timed_out(scenario.timeout_secs))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().map_err(QemuError::Wait)?;
+                break judge.ended(qemu_end(status));
+            }
+        }
+    };
+    qemu::stop(&mut child)?;
+    drop(rx);
+    for reader in readers {
+        // A reader only ends when its pipe closes, which stopping QEMU guarantees.
+        let _ = reader.join();
+    }
+    verdict.map_err(ScenarioFailure::from)
+}
+
+fn qemu_end(status: std::process::ExitStatus) -> QemuEnd {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => QemuEnd::Exited(code),
+        (None, Some(sig)) => QemuEnd::Signalled(sig),
+        (None, None) => QemuEnd::Exited(-1),
+    }
+}
+
+/// Loads and runs one scenario file.
+pub fn run_one(name: &str, path: &Path, hypervisor: &Path) -> Outcome {
+    let start = Instant::now();
+    let mut transcript = Vec::new();
+    let result = Scenario::load(path, hypervisor)
+        .map_err(ScenarioFailure::from)
+        .and_then(|scenario| boot_and_judge(&scenario, &mut transcript));
+    Outcome {
+        name: name.to_owned(),
+        elapsed: start.elapsed(),
+        result,
+        transcript,
+    }
+}
+
+/// Runs the selected scenarios, `jobs` at a time, printing each one's line to `out` as it
+/// finishes; then each failure's transcript and the summary line. Returns the outcomes.
+pub fn run(
+    options: &SmokeOptions,
+    out: &mut (dyn Write + Send),
+) -> Result<Vec<Outcome>, SmokeError> {
+    let chosen = select(
+        &options.dir,
+        list_scenarios(&options.dir)?,
+        options.scenario.as_deref(),
+    )?;
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..chosen.len()).map(|_| None).collect());
+    let out = Mutex::new(out);
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.clamp(1, chosen.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((name, path)) = chosen.get(i) else {
+                    break;
+                };
+                let outcome = run_one(name, path, &options.hypervisor);
+                if let Ok(mut out) = out.lock() {
+                    let _ = writeln!(out, "{}", outcome.line());
+                    let _ = out.flush();
+                }
+                if let Ok(mut slots) = slots.lock() {
+                    slots[i] = Some(outcome);
+                }
+            });
+        }
+    });
+    let outcomes: Vec<Outcome> = slots
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
+    let out = out
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for failed in outcomes.iter().filter(|o| o.result.is_err()) {
+        let _ = writeln!(out, "---- transcript of {} ----", failed.name);
+        for line in &failed.transcript {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out, "---- end of {} ----", failed.name);
+    }
+    let _ = writeln!(out, "{}", summary(&outcomes));
+    Ok(outcomes)
+}
+
+/// The last line: `smoke: N passed, M failed`.
+pub fn summary(outcomes: &[Outcome]) -> String {
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    format!(
+        "smoke: {} passed, {} failed",
+        outcomes.len() - failed,
+        failed
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[(String, PathBuf)]) -> Vec<&str> {
+        list.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn lists_toml_files_sorted_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["b.toml", "a.toml", "notes.md", "c.toml.bak"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("d.toml")).unwrap();
+        let all = list_scenarios(dir.path()).unwrap();
+        assert_eq!(names(&all), ["a", "b"]);
+        let one = select(dir.path(), all.clone(), Some("b")).unwrap();
+        assert_eq!(names(&one), ["b"]);
+        let err = select(dir.path(), all, Some("zzz")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no scenario named `zzz` in {}; available: a, b",
+                dir.path().display()
+            )
+        );
+        assert!(matches!(
+            select(dir.path(), Vec::new(), None),
+            Err(SmokeError::NoScenarios(_))
+        ));
+    }
+
+    #[test]
+    fn bad_scenario_file_fails_that_scenario_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("broken.toml"), "description = 3\n").unwrap();
+        let outcome = run_one(
+            "broken",
+            &dir.path().join("broken.toml"),
+            Path::new("x.img"),
+        );
+        assert!(matches!(outcome.result, Err(ScenarioFailure::Scenario(_))));
+        assert!(
+            outcome.line().starts_with("smoke: broken ... FAILED: "),
+            "{}",
+            outcome.line()
+        );
+    }
+
+    #[test]
+    fn missing_image_fails_without_qemu() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("boot.toml");
+        std::fs::write(&path, "description = \"d\"\n[expect]\nlines = ['x']\n").unwrap();
+        let outcome = run_one("boot", &path, Path::new("/nonexistent/mica.img"));
+        assert_eq!(
+            outcome.line(),
+            "smoke: boot ... FAILED: image /nonexistent/mica.img does not exist (build it first, e.g. `make`)"
+        );
+        assert_eq!(summary(&[outcome]), "smoke: 0 passed, 1 failed");
+    }
+
+    #[test]
+    fn run_prints_lines_transcripts_and_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("one.toml"), "nonsense").unwrap();
+        let options = SmokeOptions {
+            dir: dir.path().to_owned(),
+            scenario: None,
+            hypervisor: PathBuf::from("x.img"),
+            jobs: 1,
+        };
+        let mut out = Vec::new();
+        let outcomes = run(&options, &mut out).unwrap();
+        assert_eq!(outcomes.len(), 1);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("smoke: one ... FAILED: "));
+        assert_eq!(lines[1], "---- transcript of one ----");
+        assert_eq!(lines[2], "---- end of one ----");
+        assert_eq!(lines[3], "smoke: 0 passed, 1 failed");
+    }
+}
