@@ -1,0 +1,372 @@
+//! Bringing the machine up: from the entry code to every CPU idling with a running tick.
+//!
+//! The boot CPU reads the device tree, builds and enables the EL2 map, starts the console,
+//! checks that the machine has what Mica needs (naming what is missing if not), divides
+//! RAM between the kernel heap and the frame allocator, brings up the GIC and its tick,
+//! starts every other CPU through PSCI `CPU_ON`, prints the banner and idles. Fatal errors
+//! are reported and then, unless `mica.on_fatal=halt`, the machine is powered off.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use buddy_system_allocator::LockedHeap;
+use mica_kernel::bootargs::{BootArgs, OnFatal, SelfTest};
+use mica_kernel::frames::{BootMemory, Frames};
+use mica_kernel::memmap::PhysRange;
+use mica_kernel::platform::Platform;
+
+use super::cpu::{self, CPUS, MAX_CPUS};
+use super::sysreg::{counter, counter_hz, mpidr_affinity, unmask_irq, wfi};
+use super::{console, gic, mmu::El2Map, psci, timer};
+use crate::pagetable::MemoryKind;
+use crate::println;
+
+/// The kernel heap (carved from RAM at boot).
+#[global_allocator]
+static HEAP: LockedHeap<33> = LockedHeap::empty();
+
+/// Every free frame of RAM.
+pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames::new());
+
+/// What boot learned, for the CPUs and interrupt handlers that run afterwards.
+struct BootState {
+    platform: Platform<'static>,
+    args: BootArgs<'static>,
+    tick_intid: u32,
+}
+
+static STATE: spin::Once<BootState> = spin::Once::new();
+/// Counter value when every online CPU had taken a tick (0 = not yet).
+static ALL_TICKING_AT: AtomicU64 = AtomicU64::new(0);
+/// Counter value when the boot CPU entered Rust.
+static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// QEMU `virt`'s PL011, used only when the device tree cannot be read at all, so that
+/// the failure can still be reported on the emulator's console.
+const FALLBACK_UART: u64 = 0x0900_0000;
+/// The largest device tree Mica accepts (Linux's limit too).
+const MAX_DTB_SIZE: u32 = 2 << 20;
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    fn mica_secondary_entry();
+}
+
+fn image_range() -> PhysRange {
+    // SAFETY: only the addresses of the linker-script symbols are taken, never their
+    // contents.
+    let (start, end) = unsafe { (&raw const __image_start as u64, &raw const __image_end as u64) };
+    PhysRange { start, end }
+}
+
+/// Reads the device tree header at `pa` (MMU off, so `pa` is directly addressable) and
+/// returns the whole blob if it looks like one.
+fn dtb_blob(pa: u64) -> Option<&'static [u8]> {
+    if pa == 0 || pa % 8 != 0 {
+        return None;
+    }
+    // SAFETY: x0 from the boot loader is the DTB's address by the arm64 boot protocol; the
+    // MMU is off, so any physical address is accessible. The header's first two big-endian
+    // words are the magic and the total size.
+    let (magic, size) = unsafe {
+        (
+            u32::from_be(core::ptr::read_volatile(pa as *const u32)),
+            u32::from_be(core::ptr::read_volatile((pa + 4) as *const u32)),
+        )
+    };
+    if magic != 0xD00D_FEED || !(40..=MAX_DTB_SIZE).contains(&size) {
+        return None;
+    }
+    // SAFETY: the blob is `size` bytes at `pa`, lies in memory the boot loader reserved for
+    // it, is never written, and is kept out of the frame allocator, so it lives forever.
+    Some(unsafe { core::slice::from_raw_parts(pa as *const u8, size as usize) })
+}
+
+/// The boot CPU's Rust entry, called by `entry.rs` with the MMU off.
+#[no_mangle]
+extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
+    BOOT_COUNTER.store(counter(), Ordering::Relaxed);
+    CPUS[0].hw_id.store(mpidr_affinity(), Ordering::Relaxed);
+    let image = image_range();
+
+    let Some(blob) = dtb_blob(dtb_pa) else {
+        fallback_console(image);
+        fatal(
+            OnFatal::PowerOff,
+            format_args!("no flattened device tree at {dtb_pa:#x} (x0 at entry): bad magic, size or alignment"),
+        );
+    };
+    let platform = match Platform::parse(blob, dtb_pa) {
+        Ok(p) => p,
+        Err(e) => {
+            fallback_console(image);
+            fatal(OnFatal::PowerOff, format_args!("cannot read the device tree at {dtb_pa:#x}: {e}"));
+        }
+    };
+    let args = BootArgs::parse(platform.bootargs);
+
+    // The EL2 map: RAM first (as large blocks), then the image and tree (absorbed by RAM
+    // blocks if inside), then the devices.
+    let mut map = El2Map::new();
+    let mut map_error = None;
+    for r in platform.ram.iter() {
+        if let Err(e) = map.identity(r.start, r.end, MemoryKind::Normal) {
+            map_error.get_or_insert((r, e));
+        }
+    }
+    for r in [image, platform.dtb] {
+        if let Err(e) = map.identity(r.start, r.end, MemoryKind::Normal) {
+            map_error.get_or_insert((r, e));
+        }
+    }
+    let uart = platform.uart.map(|u| u.start).unwrap_or(FALLBACK_UART);
+    for r in platform.device_ranges().chain([PhysRange { start: uart, end: uart + 0x1000 }]) {
+        if let Err(e) = map.identity(r.start, r.end, MemoryKind::Device) {
+            map_error.get_or_insert((r, e));
+        }
+    }
+    map.activate();
+    console::init(uart as usize);
+
+    println!("");
+    println!("mica: Mica {} starting at EL2 on cpu 0 (MPIDR {:#x})", mica_abi::VERSION, mpidr_affinity());
+    if platform.uart.is_none() {
+        println!("mica: warning: no PL011 in the device tree; console on {FALLBACK_UART:#x} (QEMU virt) as a guess");
+    }
+    if let Some((r, e)) = map_error {
+        fatal(args.on_fatal, format_args!("cannot map {r} into the EL2 address space: {e:?}"));
+    }
+    report_platform(&platform, &args);
+    if let Err(missing) = platform.check_required() {
+        fatal(args.on_fatal, format_args!("{missing}"));
+    }
+
+    let plan = match BootMemory::plan(&platform, image) {
+        Ok(p) => p,
+        Err(e) => fatal(args.on_fatal, format_args!("cannot divide RAM: {e}")),
+    };
+    // SAFETY: the heap range is free RAM (not the image, the tree or a reserved region),
+    // mapped normal and writable in the EL2 map, and given to nothing else.
+    unsafe { HEAP.lock().init(plan.heap.start as usize, plan.heap.size() as usize) };
+    FRAMES.lock().add_ranges(&plan.free);
+    println!(
+        "mica: memory: {} MiB RAM, {} KiB kernel heap at {:#x}, {} MiB in {} free ranges for the frame allocator",
+        plan.ram_total >> 20,
+        plan.heap.size() >> 10,
+        plan.heap.start,
+        plan.free.total() >> 20,
+        plan.free.len()
+    );
+
+    let timer_info = platform.timer.unwrap_or(mica_kernel::platform::TimerInfo {
+        el1_physical: 30,
+        virtual_timer: 27,
+        el2_physical: 26,
+        from_tree: false,
+    });
+    let state = STATE.call_once(|| BootState { platform, args, tick_intid: timer_info.el2_physical });
+    timer::set_period(counter_hz() / state.args.tick_hz as u64);
+
+    let gic_info = state.platform.gic.as_ref().expect("checked by check_required");
+    gic::init_distributor(gic_info.distributor.start as usize);
+    start_cpu_services(0);
+    CPUS[0].online.store(true, Ordering::Release);
+    start_secondaries(state);
+
+    let managed = FRAMES.lock().managed_bytes();
+    println!(
+        "Mica {} (aarch64 EL2): {} CPUs online, {} MiB RAM managed, model \"{}\"",
+        mica_abi::VERSION,
+        cpu::online_count(),
+        managed >> 20,
+        state.platform.model
+    );
+    if state.args.selftest == Some(SelfTest::El2Fault) {
+        let bad = 0xDEAD_0000_0000u64;
+        println!("mica: self-test: reading unmapped address {bad:#x} at EL2");
+        // SAFETY: deliberately unsound read of an unmapped address, asked for by the
+        // `mica.selftest=el2-fault` boot argument, to show the exception report; the
+        // translation fault is taken before any value is produced.
+        let _ = unsafe { core::ptr::read_volatile(bad as *const u64) };
+    }
+    idle()
+}
+
+fn fallback_console(image: PhysRange) {
+    let mut map = El2Map::new();
+    let _ = map.identity(image.start, image.end, MemoryKind::Normal);
+    let _ = map.identity(FALLBACK_UART, FALLBACK_UART + 0x1000, MemoryKind::Device);
+    map.activate();
+    console::init(FALLBACK_UART as usize);
+}
+
+fn report_platform(p: &Platform<'_>, args: &BootArgs<'_>) {
+    println!("mica: device tree at {:#x} ({} bytes), model \"{}\"", p.dtb.start, p.dtb.size(), p.model);
+    for r in p.ram.iter() {
+        println!("mica: RAM      {r} {} MiB", r.size() >> 20);
+    }
+    for r in p.reserved.iter() {
+        println!("mica: reserved {r}");
+    }
+    if let Some(g) = &p.gic {
+        println!(
+            "mica: GICv3 distributor {:#x}, {} redistributor region(s) from {:#x}",
+            g.distributor.start,
+            g.redistributors.len(),
+            g.redistributors.first().map_or(0, |r| r.start)
+        );
+    }
+    if let Some(t) = &p.timer {
+        println!(
+            "mica: timer INTIDs: EL2 physical {}, virtual {}{}",
+            t.el2_physical,
+            t.virtual_timer,
+            if t.from_tree { "" } else { " (architected defaults)" }
+        );
+    }
+    println!("mica: {} CPU(s) in the device tree", p.cpus.len() + p.cpus_ignored);
+    if p.cpus_ignored > 0 {
+        println!("mica: warning: only the first {MAX_CPUS} CPUs are used; {} stay off", p.cpus_ignored);
+    }
+    if !p.unused.is_empty() {
+        let mut line = heapless::String::<200>::new();
+        for (i, u) in p.unused.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let ok = if u.count > 1 {
+                fmt::write(&mut line, format_args!("{sep}{} ({})", u.name, u.count))
+            } else {
+                fmt::write(&mut line, format_args!("{sep}{}", u.name))
+            };
+            if ok.is_err() {
+                let _ = line.push_str(", ...");
+                break;
+            }
+        }
+        println!("mica: device tree nodes not used: {line}");
+    }
+    if !p.bootargs.is_empty() {
+        println!("mica: boot arguments: {}", p.bootargs);
+    }
+    for word in args.rejected.iter() {
+        println!("mica: warning: boot argument not understood, ignored: {word}");
+    }
+}
+
+/// Per-CPU interrupt controller and tick set-up.
+fn start_cpu_services(me: usize) {
+    let Some(state) = STATE.get() else { cpu::halt() };
+    let regions: heapless::Vec<(usize, usize), 4> = state
+        .platform
+        .gic
+        .iter()
+        .flat_map(|g| g.redistributors.iter())
+        .map(|r| (r.start as usize, r.size() as usize))
+        .collect();
+    if let Err(e) = gic::init_cpu(me, mpidr_affinity(), &regions) {
+        println!("mica: cpu {me}: GIC redistributor set-up failed: {e:?}; halting this CPU");
+        cpu::halt();
+    }
+    gic::enable_private(me, state.tick_intid);
+    timer::start(me);
+}
+
+fn start_secondaries(state: &BootState) {
+    let boot_id = CPUS[0].hw_id.load(Ordering::Relaxed);
+    let entry = mica_secondary_entry as usize as u64;
+    let mut started = 0usize;
+    for (idx, c) in (1..MAX_CPUS).zip(state.platform.cpus.iter().filter(|c| c.hw_id != boot_id)) {
+        CPUS[idx].hw_id.store(c.hw_id, Ordering::Release);
+        match psci::cpu_on(c.hw_id, entry, idx as u64) {
+            Ok(()) => started += 1,
+            Err(e) => println!("mica: warning: PSCI CPU_ON for MPIDR {:#x} failed: {e:?}", c.hw_id),
+        }
+    }
+    // Wait up to a second for them to report online.
+    let deadline = counter() + counter_hz();
+    while cpu::online_count() < started + 1 && counter() < deadline {
+        core::hint::spin_loop();
+    }
+    if cpu::online_count() < started + 1 {
+        println!("mica: warning: {} of {started} started CPUs did not come online", started + 1 - cpu::online_count());
+    }
+}
+
+/// A secondary CPU's Rust entry, called by `entry.rs` with its MMU on and stack set.
+#[no_mangle]
+extern "C" fn mica_secondary_main(idx: u64) -> ! {
+    let me = idx as usize;
+    start_cpu_services(me);
+    CPUS[me].online.store(true, Ordering::Release);
+    println!("mica: cpu {me} online (MPIDR {:#x})", mpidr_affinity());
+    idle()
+}
+
+/// The idle loop: interrupts on, sleep until the next one.
+fn idle() -> ! {
+    unmask_irq();
+    loop {
+        wfi();
+    }
+}
+
+/// Called for every interrupt Mica takes itself.
+pub fn on_interrupt(intid: u32) {
+    let me = cpu::current();
+    let Some(state) = STATE.get() else { return };
+    if intid != state.tick_intid {
+        println!("mica: cpu {me}: unexpected interrupt {intid}");
+        return;
+    }
+    timer::rearm(me);
+    let ticks = CPUS[me].ticks.fetch_add(1, Ordering::Relaxed) + 1;
+    if ticks == 1 {
+        println!("cpu {me}: first tick (EL2 physical timer, INTID {intid}, {} Hz)", state.args.tick_hz);
+    }
+    if me != 0 {
+        return;
+    }
+    let now = counter();
+    let hz = counter_hz();
+    let mut all_at = ALL_TICKING_AT.load(Ordering::Relaxed);
+    if all_at == 0 {
+        let online = CPUS.iter().filter(|c| c.online.load(Ordering::Acquire));
+        if online.clone().all(|c| c.ticks.load(Ordering::Relaxed) > 0) {
+            all_at = now;
+            ALL_TICKING_AT.store(now, Ordering::Relaxed);
+            println!("mica: all {} CPUs ticking", online.count());
+        }
+    }
+    let per_10s = state.args.tick_hz as u64 * 10;
+    if ticks % per_10s == 0 {
+        let uptime = (now - BOOT_COUNTER.load(Ordering::Relaxed)) / hz;
+        println!("mica: uptime {uptime} s, {} MiB free", FRAMES.lock().free_bytes() >> 20);
+    }
+    if let Some(ms) = state.args.poweroff_after_ms {
+        if all_at != 0 && now - all_at >= ms * hz / 1000 {
+            println!("mica: powering off (mica.poweroff_after_ms={ms})");
+            let e = psci::system_off();
+            println!("mica: PSCI SYSTEM_OFF failed: {e:?}");
+            cpu::halt();
+        }
+    }
+}
+
+/// Reports a fatal error and powers off (or halts, as the boot arguments ask).
+pub fn fatal(on_fatal: OnFatal, what: fmt::Arguments<'_>) -> ! {
+    println!("mica: fatal: {what}");
+    if on_fatal == OnFatal::PowerOff {
+        println!("mica: powering off");
+        let e = psci::system_off();
+        println!("mica: PSCI SYSTEM_OFF failed: {e:?}; halting");
+    } else {
+        println!("mica: halting (mica.on_fatal=halt)");
+    }
+    cpu::halt()
+}
+
+/// The panic path: report where, then behave as for any fatal error.
+pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let on_fatal = STATE.get().map_or(OnFatal::PowerOff, |s| s.args.on_fatal);
+    fatal(on_fatal, format_args!("kernel panic on cpu {}: {info}", cpu::current()))
+}

@@ -1,0 +1,136 @@
+//! The EL2 stage-1 translation regime: an identity map of RAM (normal, cached) and of the
+//! devices Mica drives (device-nGnRE), built by the boot CPU and shared by all CPUs.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
+
+use super::sysreg::{dsb_sy, isb};
+use crate::pagetable::{MapError, MemoryKind, PageTable, TableMemory, ENTRIES, MAIR_EL2 as MAIR_VALUE};
+
+/// Translation tables available to the EL2 map (256 KiB).
+const POOL_TABLES: usize = 64;
+
+#[repr(C, align(4096))]
+struct Table([u64; ENTRIES]);
+
+struct Pool(UnsafeCell<[Table; POOL_TABLES]>);
+
+// SAFETY: the pool is written only by the boot CPU while it builds the map, before any
+// other CPU is started; afterwards the tables are only read by the MMU.
+unsafe impl Sync for Pool {}
+
+static POOL: Pool = Pool(UnsafeCell::new([const { Table([0; ENTRIES]) }; POOL_TABLES]));
+
+/// MAIR_EL2, TCR_EL2 and TTBR0_EL2 for secondary CPUs, read by their entry code with the
+/// MMU off (so the boot CPU cleans them to the point of coherency).
+#[no_mangle]
+pub static MICA_MMU_CONFIG: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Hands out tables from [`POOL`]. The map is an identity map, so a table's physical
+/// address is also its address before and after the MMU is on.
+pub struct PoolMemory {
+    used: usize,
+}
+
+impl TableMemory for PoolMemory {
+    fn alloc_table(&mut self) -> Option<u64> {
+        if self.used == POOL_TABLES {
+            return None;
+        }
+        let base = POOL.0.get() as u64;
+        self.used += 1;
+        Some(base + (self.used as u64 - 1) * 4096)
+    }
+
+    fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+        // SAFETY: `pa` came from `alloc_table`, so it is a distinct, aligned table inside
+        // POOL (zeroed BSS); only the boot CPU builds the map, one table borrow at a time.
+        unsafe { &mut *(pa as *mut [u64; ENTRIES]) }
+    }
+}
+
+/// The map under construction.
+pub struct El2Map {
+    table: PageTable<PoolMemory>,
+}
+
+impl El2Map {
+    /// An empty map. Call once, on the boot CPU.
+    pub fn new() -> El2Map {
+        // The pool has room for at least the root table.
+        let table = PageTable::new(PoolMemory { used: 0 }).unwrap_or_else(|| unreachable_pool());
+        El2Map { table }
+    }
+
+    /// Identity-maps `[start, end)` rounded out to whole pages.
+    pub fn identity(&mut self, start: u64, end: u64, kind: MemoryKind) -> Result<(), MapError> {
+        let s = start & !0xFFF;
+        let e = end.checked_add(0xFFF).ok_or(MapError::OutOfRange)? & !0xFFF;
+        self.table.map(s, s, e - s, kind)
+    }
+
+    /// Turns the MMU on with this map on the calling (boot) CPU and publishes the
+    /// configuration for the others.
+    pub fn activate(self) {
+        let root = self.table.root();
+        // Output size: what the CPU implements, at most 48 bits (PARange 0b0101).
+        let ps = ID_AA64MMFR0_EL1.get() & 0xF;
+        let ps = ps.min(5);
+        // TCR_EL2: RES1 bits 31 and 23, PS, SH0 inner, ORGN0/IRGN0 write-back
+        // write-allocate, TG0 4 KiB, T0SZ 16 (48-bit input addresses).
+        let tcr = (1 << 31) | (1 << 23) | (ps << 16) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | 16;
+        MICA_MMU_CONFIG[0].store(MAIR_VALUE, Ordering::Relaxed);
+        MICA_MMU_CONFIG[1].store(tcr, Ordering::Relaxed);
+        MICA_MMU_CONFIG[2].store(root, Ordering::Relaxed);
+        // The tables were written with the MMU (and so the caches) off; make sure no stale
+        // line for them survives in the caches the table walker will look up.
+        let pool = POOL.0.get() as u64;
+        invalidate_dcache_range(pool, pool + (POOL_TABLES as u64) * 4096);
+        MAIR_EL2.set(MAIR_VALUE);
+        TCR_EL2.set(tcr);
+        TTBR0_EL2.set(root);
+        dsb_sy();
+        isb();
+        // SAFETY: invalidating EL2 TLB entries before first use of the new tables.
+        unsafe { core::arch::asm!("tlbi alle2", "dsb nsh", "isb", options(nostack)) };
+        SCTLR_EL2.set(SCTLR_EL2.get() | (1 << 0) | (1 << 2) | (1 << 12));
+        isb();
+        // Secondaries read the config with their MMU off: push it to the point of coherency.
+        clean_dcache_range(MICA_MMU_CONFIG.as_ptr() as u64, MICA_MMU_CONFIG.as_ptr() as u64 + 24);
+    }
+}
+
+impl Default for El2Map {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn unreachable_pool() -> ! {
+    panic!("the EL2 translation table pool is empty at boot")
+}
+
+const CACHE_LINE: u64 = 64;
+
+fn invalidate_dcache_range(start: u64, end: u64) {
+    let mut a = start & !(CACHE_LINE - 1);
+    while a < end {
+        // SAFETY: invalidating lines of memory that the MMU-off writes already put in RAM
+        // and that nothing cached holds newer data for.
+        unsafe { core::arch::asm!("dc ivac, {0}", in(reg) a, options(nostack)) };
+        a += CACHE_LINE;
+    }
+    dsb_sy();
+}
+
+fn clean_dcache_range(start: u64, end: u64) {
+    let mut a = start & !(CACHE_LINE - 1);
+    while a < end {
+        // SAFETY: cleaning a cache line only writes it back to memory.
+        unsafe { core::arch::asm!("dc cvac, {0}", in(reg) a, options(nostack)) };
+        a += CACHE_LINE;
+    }
+    dsb_sy();
+}

@@ -1,0 +1,13 @@
+//! The aarch64 EL2 hardware: everything that touches a register or a device.
+
+pub mod boot;
+pub mod console;
+pub mod cpu;
+mod entry;
+pub mod gic;
+pub mod mmu;
+pub mod pl011;
+pub mod psci;
+pub mod sysreg;
+pub mod timer;
+pub mod trap;

@@ -1,0 +1,297 @@
+//! VMSAv8-64 translation tables with the 4 KiB granule: the EL2 stage-1 map of the kernel.
+//!
+//! Four levels (0-3) cover a 48-bit address space. [`PageTable::map`] uses 1 GiB and 2 MiB
+//! blocks where address and size allow and 4 KiB pages elsewhere, and refuses to change an
+//! existing mapping: a second request for the same range with the same attributes is
+//! accepted (device frames shared by two drivers), anything else is an error. Table memory
+//! comes from a [`TableMemory`] so the logic runs on the host against a `Vec` and at boot
+//! against a static pool. Descriptor fields follow the Arm ARM (DDI 0487) D8.3,
+//! "Translation table descriptor formats".
+
+/// Entries in one table.
+pub const ENTRIES: usize = 512;
+/// Bytes mapped by one level-3 page.
+pub const PAGE_SIZE: u64 = 1 << 12;
+/// Bytes mapped by one level-2 block.
+pub const BLOCK_2M: u64 = 1 << 21;
+/// Bytes mapped by one level-1 block.
+pub const BLOCK_1G: u64 = 1 << 30;
+/// Size of the input address space (T0SZ = 16).
+pub const VA_BITS: u32 = 48;
+
+/// Descriptor bits (Arm ARM D8.3.1-D8.3.2).
+pub mod desc {
+    /// Bit 0: the descriptor is valid.
+    pub const VALID: u64 = 1 << 0;
+    /// Bit 1 at levels 0-2: next-level table (else block); at level 3 must be 1 (page).
+    pub const TABLE_OR_PAGE: u64 = 1 << 1;
+    /// AttrIndx[2:0] at bits [4:2]: index into MAIR_EL2.
+    pub const fn attr_index(i: u64) -> u64 {
+        (i & 7) << 2
+    }
+    /// AP[1] (bit 6): RES1 in a translation regime with one privilege level (EL2).
+    pub const AP1: u64 = 1 << 6;
+    /// AP[2] (bit 7): read-only.
+    pub const READ_ONLY: u64 = 1 << 7;
+    /// SH[1:0] = 0b11 (bits [9:8]): inner shareable.
+    pub const INNER_SHAREABLE: u64 = 0b11 << 8;
+    /// AF (bit 10): access flag, set so the first access does not fault.
+    pub const ACCESS_FLAG: u64 = 1 << 10;
+    /// XN (bit 54): execute never (EL2 regime).
+    pub const EXECUTE_NEVER: u64 = 1 << 54;
+    /// Output address bits [47:12].
+    pub const ADDRESS_MASK: u64 = 0x0000_FFFF_FFFF_F000;
+}
+
+/// MAIR_EL2 attribute indices programmed by boot (see [`MAIR_EL2`]).
+pub mod mair {
+    /// Device-nGnRnE.
+    pub const DEVICE_NGNRNE: u64 = 0;
+    /// Device-nGnRE: MMIO registers.
+    pub const DEVICE_NGNRE: u64 = 1;
+    /// Normal, inner/outer write-back, read/write-allocate: RAM.
+    pub const NORMAL_WB: u64 = 2;
+    /// Normal, non-cacheable.
+    pub const NORMAL_NC: u64 = 3;
+}
+
+/// The MAIR_EL2 value matching [`mair`]: attr0 0x00, attr1 0x04, attr2 0xFF, attr3 0x44.
+pub const MAIR_EL2: u64 = 0x00 | (0x04 << 8) | (0xFF << 16) | (0x44 << 24);
+
+/// What kind of memory a mapping is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Cached RAM, readable, writable and executable by EL2.
+    Normal,
+    /// Device registers: Device-nGnRE, never executable.
+    Device,
+}
+
+impl MemoryKind {
+    /// The attribute bits of a block or page descriptor for this kind.
+    pub const fn attributes(self) -> u64 {
+        match self {
+            MemoryKind::Normal => {
+                desc::attr_index(mair::NORMAL_WB) | desc::AP1 | desc::INNER_SHAREABLE | desc::ACCESS_FLAG
+            }
+            MemoryKind::Device => {
+                desc::attr_index(mair::DEVICE_NGNRE) | desc::AP1 | desc::ACCESS_FLAG | desc::EXECUTE_NEVER
+            }
+        }
+    }
+}
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// Address or size not a multiple of 4 KiB, or the range wraps.
+    Misaligned,
+    /// The range leaves the 48-bit address space.
+    OutOfRange,
+    /// The table memory is exhausted.
+    OutOfTables,
+    /// Part of the range is already mapped differently (at this input address).
+    Conflict(u64),
+}
+
+/// Where translation tables live.
+pub trait TableMemory {
+    /// Allocates a zeroed, 4 KiB-aligned table and returns its physical address.
+    fn alloc_table(&mut self) -> Option<u64>;
+    /// The table at physical address `pa`, which `alloc_table` returned.
+    fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES];
+}
+
+/// A translation table tree rooted at a level-0 table.
+pub struct PageTable<M: TableMemory> {
+    root: u64,
+    memory: M,
+}
+
+impl<M: TableMemory> PageTable<M> {
+    /// A tree with an empty root table, or `None` if no table can be allocated.
+    pub fn new(mut memory: M) -> Option<Self> {
+        let root = memory.alloc_table()?;
+        Some(PageTable { root, memory })
+    }
+
+    /// Physical address of the root table (the TTBR value's base address).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Maps `[va, va + size)` to `[pa, pa + size)`.
+    pub fn map(&mut self, va: u64, pa: u64, size: u64, kind: MemoryKind) -> Result<(), MapError> {
+        let aligned = |x: u64| x % PAGE_SIZE == 0;
+        if !aligned(va) || !aligned(pa) || !aligned(size) {
+            return Err(MapError::Misaligned);
+        }
+        let va_end = va.checked_add(size).ok_or(MapError::Misaligned)?;
+        let pa_end = pa.checked_add(size).ok_or(MapError::Misaligned)?;
+        if va_end > 1 << VA_BITS || pa_end > 1 << VA_BITS {
+            return Err(MapError::OutOfRange);
+        }
+        let attrs = kind.attributes();
+        let (mut va, mut pa) = (va, pa);
+        while va < va_end {
+            let left = va_end - va;
+            let (level, step) = if (va | pa) % BLOCK_1G == 0 && left >= BLOCK_1G {
+                (1, BLOCK_1G)
+            } else if (va | pa) % BLOCK_2M == 0 && left >= BLOCK_2M {
+                (2, BLOCK_2M)
+            } else {
+                (3, PAGE_SIZE)
+            };
+            self.set_leaf(va, pa, level, attrs)?;
+            va += step;
+            pa += step;
+        }
+        Ok(())
+    }
+
+    fn index(va: u64, level: u32) -> usize {
+        ((va >> (39 - 9 * level)) & (ENTRIES as u64 - 1)) as usize
+    }
+
+    fn set_leaf(&mut self, va: u64, pa: u64, level: u32, attrs: u64) -> Result<(), MapError> {
+        let mut table = self.root;
+        for l in 0..level {
+            let i = Self::index(va, l);
+            let entry = self.memory.table(table)[i];
+            table = if entry & desc::VALID == 0 {
+                let next = self.memory.alloc_table().ok_or(MapError::OutOfTables)?;
+                self.memory.table(table)[i] = next | desc::TABLE_OR_PAGE | desc::VALID;
+                next
+            } else if entry & desc::TABLE_OR_PAGE != 0 {
+                entry & desc::ADDRESS_MASK
+            } else {
+                // A block already covers this address: fine only if it maps it the same way.
+                let block_size = 1u64 << (39 - 9 * l);
+                let want = (pa & !(block_size - 1)) | attrs | desc::VALID;
+                let covers_same = (va & !(block_size - 1)) ^ (pa & !(block_size - 1)) == 0;
+                return if entry == want && covers_same { Ok(()) } else { Err(MapError::Conflict(va)) };
+            };
+        }
+        let i = Self::index(va, level);
+        let leaf = pa | attrs | desc::VALID | if level == 3 { desc::TABLE_OR_PAGE } else { 0 };
+        let slot = &mut self.memory.table(table)[i];
+        match *slot {
+            0 => {
+                *slot = leaf;
+                Ok(())
+            }
+            existing if existing == leaf => Ok(()),
+            _ => Err(MapError::Conflict(va)),
+        }
+    }
+
+    /// Walks the tree: the physical address and memory kind `va` translates to.
+    pub fn translate(&mut self, va: u64) -> Option<(u64, MemoryKind)> {
+        let mut table = self.root;
+        for level in 0..4 {
+            let entry = self.memory.table(table)[Self::index(va, level)];
+            if entry & desc::VALID == 0 {
+                return None;
+            }
+            let is_leaf = level == 3 || entry & desc::TABLE_OR_PAGE == 0;
+            if is_leaf {
+                let size = 1u64 << (39 - 9 * level);
+                let pa = (entry & desc::ADDRESS_MASK & !(size - 1)) | (va & (size - 1));
+                let kind = if (entry >> 2) & 7 == mair::NORMAL_WB { MemoryKind::Normal } else { MemoryKind::Device };
+                return Some((pa, kind));
+            }
+            table = entry & desc::ADDRESS_MASK;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tables in a `Vec`; "physical addresses" are fake but 4 KiB aligned and distinct.
+    struct VecMemory {
+        tables: Vec<[u64; ENTRIES]>,
+        limit: usize,
+    }
+
+    const FAKE_BASE: u64 = 0x7_0000_0000;
+
+    impl TableMemory for VecMemory {
+        fn alloc_table(&mut self) -> Option<u64> {
+            if self.tables.len() == self.limit {
+                return None;
+            }
+            self.tables.push([0; ENTRIES]);
+            Some(FAKE_BASE + (self.tables.len() as u64 - 1) * PAGE_SIZE)
+        }
+        fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+            &mut self.tables[((pa - FAKE_BASE) / PAGE_SIZE) as usize]
+        }
+    }
+
+    fn table(limit: usize) -> PageTable<VecMemory> {
+        PageTable::new(VecMemory { tables: Vec::new(), limit }).unwrap()
+    }
+
+    #[test]
+    fn maps_blocks_and_pages_and_translates_every_part() {
+        let mut t = table(64);
+        // 4 KiB head, a 2 MiB block, then a 4 KiB tail.
+        t.map(0x401F_F000, 0x401F_F000, 0x20_2000, MemoryKind::Normal).unwrap();
+        t.map(0x0900_0000, 0x0900_0000, 0x1000, MemoryKind::Device).unwrap();
+        t.map(0x8000_0000, 0x8000_0000, BLOCK_1G, MemoryKind::Normal).unwrap();
+        for va in [0x401F_F000u64, 0x4020_0000, 0x402F_FFF8, 0x403F_F123, 0x4040_0FFF] {
+            assert_eq!(t.translate(va), Some((va, MemoryKind::Normal)), "{va:#x}");
+        }
+        assert_eq!(t.translate(0x4040_1000), None);
+        assert_eq!(t.translate(0x401F_E000), None);
+        assert_eq!(t.translate(0x0900_0010), Some((0x0900_0010, MemoryKind::Device)));
+        assert_eq!(t.translate(0xBFFF_FFFF), Some((0xBFFF_FFFF, MemoryKind::Normal)));
+        assert_eq!(t.translate(0xC000_0000), None);
+    }
+
+    #[test]
+    fn descriptors_have_the_architected_bits() {
+        let mut t = table(8);
+        t.map(0x20_0000, 0x20_0000, BLOCK_2M, MemoryKind::Normal).unwrap();
+        t.map(0x900_0000, 0x900_0000, PAGE_SIZE, MemoryKind::Device).unwrap();
+        let l0 = t.memory.tables[0][0];
+        assert_eq!(l0 & 3, 3, "level-0 entry is a table");
+        let l2 = t.memory.tables[2][1];
+        assert_eq!(l2 & 3, 1, "a 2 MiB block descriptor");
+        assert_eq!(l2 & desc::ADDRESS_MASK, 0x20_0000);
+        assert_eq!((l2 >> 2) & 7, mair::NORMAL_WB);
+        assert_ne!(l2 & desc::ACCESS_FLAG, 0);
+        assert_eq!(l2 & desc::EXECUTE_NEVER, 0);
+        let l3 = t.memory.tables[3][0];
+        assert_eq!(l3 & 3, 3, "a page descriptor");
+        assert_ne!(l3 & desc::EXECUTE_NEVER, 0, "device memory is never executable");
+        assert_eq!((l3 >> 2) & 7, mair::DEVICE_NGNRE);
+    }
+
+    #[test]
+    fn identical_remap_is_accepted_and_a_conflict_is_refused() {
+        let mut t = table(16);
+        t.map(0x800_0000, 0x800_0000, 0x1_0000, MemoryKind::Device).unwrap();
+        t.map(0x800_0000, 0x800_0000, 0x1_0000, MemoryKind::Device).unwrap();
+        assert_eq!(t.map(0x800_0000, 0x800_0000, 0x1000, MemoryKind::Normal), Err(MapError::Conflict(0x800_0000)));
+        t.map(0x4000_0000, 0x4000_0000, BLOCK_2M, MemoryKind::Normal).unwrap();
+        assert_eq!(t.map(0x4000_1000, 0x5000_1000, 0x1000, MemoryKind::Normal), Err(MapError::Conflict(0x4000_1000)));
+        t.map(0x4000_1000, 0x4000_1000, 0x1000, MemoryKind::Normal).unwrap();
+    }
+
+    #[test]
+    fn bad_requests_fail_without_panicking() {
+        let mut t = table(4);
+        assert_eq!(t.map(0x1001, 0x1000, 0x1000, MemoryKind::Normal), Err(MapError::Misaligned));
+        assert_eq!(t.map(0x1000, 0x1000, 0x1001, MemoryKind::Normal), Err(MapError::Misaligned));
+        assert_eq!(t.map(u64::MAX & !0xFFF, 0, 0x2000, MemoryKind::Normal), Err(MapError::Misaligned));
+        assert_eq!(t.map(1 << 48, 1 << 48, 0x1000, MemoryKind::Normal), Err(MapError::OutOfRange));
+        // Four tables (root included) are exactly enough for one page; the next distant
+        // page needs more.
+        t.map(0x1000, 0x1000, 0x1000, MemoryKind::Normal).unwrap();
+        assert_eq!(t.map(1 << 40, 1 << 40, 0x1000, MemoryKind::Normal), Err(MapError::OutOfTables));
+    }
+}
