@@ -193,10 +193,10 @@ pub fn dry_run_lines(config: &MachineConfig) -> Vec<String> {
     let dumped = Path::new("<tmp>/qemu.dtb");
     let edited = Path::new("<tmp>/edited.dtb");
     vec![
-        format!("# 1. dump the DTB QEMU would give the guest"),
+        "# 1. dump the DTB QEMU would give the guest".to_owned(),
         shell_line(program, &config.args(config.dtb.as_deref(), Some(dumped))),
         format!("# 2. rewrite it: {}", describe_edits(&config.dtb_edits)),
-        format!("# 3. boot with the rewritten DTB"),
+        "# 3. boot with the rewritten DTB".to_owned(),
         shell_line(program, &config.args(Some(edited), None)),
     ]
 }
