@@ -1,3 +1,12 @@
 //! Harnesses that check Mica's core invariants: bolero properties (Kani-ready) and
 //! bounded-exhaustive enumerations, run under plain `cargo test`.
+//!
+//! The library holds what the test files, the fuzz target (`verify/fuzz/`) and the mutation
+//! script (`verify/mutants.sh`) share: an operation language over a small capability system,
+//! a harness that applies operations and checks every invariant of `docs/capabilities.md`
+//! after every step, and the exhaustive explorer. Keeping it in one place means a new
+//! invariant is checked by all three tools at once.
 #![forbid(unsafe_code)]
+
+pub mod caps;
+pub mod exhaustive;
