@@ -1,6 +1,6 @@
 //! `derive` and `grant`: making a child capability with at most its parent's authority.
 //!
-//! Both share one check, [`CapSystem::derived_info`], so the rule "rights ⊆ source, frames ⊆
+//! Both share one check, `derived_info`, so the rule "rights ⊆ source, frames ⊆
 //! source" is written once. A child is linked at the head of its parent's child list (O(1)),
 //! which is all revoke needs to find it later.
 
@@ -116,14 +116,14 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
 
     /// Links a new capability `info` at the empty slot `dst` as the first child of `parent`.
     fn insert_child(&mut self, parent: CapAddr, dst: CapAddr, info: CapInfo) -> Result<(), Status> {
-        let old_first = self.cap(parent).ok_or(Status::InvalidCapability)?.first_child;
+        let old_first = self
+            .cap(parent)
+            .ok_or(Status::InvalidCapability)?
+            .first_child;
         let live = self
             .live_object_mut(info.object)
             .ok_or(Status::StaleCapability)?;
-        live.capabilities = live
-            .capabilities
-            .checked_add(1)
-            .ok_or(Status::NoFreeSlot)?;
+        live.capabilities = live.capabilities.checked_add(1).ok_or(Status::NoFreeSlot)?;
         let slot = self.slot_mut(dst).ok_or(Status::InvalidCapability)?;
         *slot = Some(Cap {
             info,

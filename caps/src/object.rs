@@ -76,9 +76,7 @@ pub const fn domain_charge(slots: u16, quota: u64) -> Option<u64> {
 /// derive refuses to ask for them (`docs/capabilities.md`, "Rights").
 pub const fn meaningful_rights(object_type: ObjectType) -> Rights {
     let rights = match object_type {
-        ObjectType::Domain | ObjectType::Vcpu | ObjectType::SchedControl => {
-            Rights::CONTROL.bits()
-        }
+        ObjectType::Domain | ObjectType::Vcpu | ObjectType::SchedControl => Rights::CONTROL.bits(),
         ObjectType::Memory => Rights::READ.bits() | Rights::WRITE.bits() | Rights::EXECUTE.bits(),
         ObjectType::DeviceMemory => Rights::READ.bits() | Rights::WRITE.bits(),
         ObjectType::EventChannel => {

@@ -11,8 +11,8 @@ use mica_abi::{ObjectType, Rights, Status};
 use crate::cap::Cap;
 use crate::object::{LiveObject, ObjectEntry};
 use crate::{
-    domain_charge, meaningful_rights, object_cost, CapAddr, CapInfo, CapView, Children,
-    FrameRange, ObjectInfo, ObjectRef, SpaceId, SpaceInfo, SpaceState,
+    domain_charge, meaningful_rights, object_cost, CapAddr, CapInfo, CapView, Children, FrameRange,
+    ObjectInfo, ObjectRef, SpaceId, SpaceInfo, SpaceState,
 };
 
 /// All capability spaces, their slots and the object table.
@@ -113,8 +113,7 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
         frames: Option<FrameRange>,
     ) -> Result<ObjectRef, Status> {
         let dst = self.empty_slot(space, slot)?;
-        if object_type == ObjectType::Domain || object_type.has_frame_range() != frames.is_some()
-        {
+        if object_type == ObjectType::Domain || object_type.has_frame_range() != frames.is_some() {
             return Err(Status::InvalidArgument);
         }
         if let Some(range) = frames {
@@ -266,7 +265,10 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
 
     /// The address of `slot` in the live space `space`.
     pub(crate) fn slot_addr(&self, space: SpaceId, slot: u16) -> Result<CapAddr, Status> {
-        let info = self.spaces.get(space.index()).ok_or(Status::InvalidArgument)?;
+        let info = self
+            .spaces
+            .get(space.index())
+            .ok_or(Status::InvalidArgument)?;
         if info.state != SpaceState::Live {
             return Err(Status::InvalidArgument);
         }
@@ -322,7 +324,10 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
     }
 
     fn check_quota(&self, space: SpaceId, cost: u64) -> Result<(), Status> {
-        let info = self.spaces.get(space.index()).ok_or(Status::InvalidArgument)?;
+        let info = self
+            .spaces
+            .get(space.index())
+            .ok_or(Status::InvalidArgument)?;
         match info.used.checked_add(cost) {
             Some(total) if total <= info.quota => Ok(()),
             _ => Err(Status::QuotaExceeded),

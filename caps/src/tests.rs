@@ -43,9 +43,11 @@ fn setup_with_domain() -> (System, SpaceId, SpaceId) {
 fn collect(sys: &mut System, space: SpaceId, slot: u16, revoke: bool) -> Vec<Removal> {
     let mut removed = Vec::new();
     if revoke {
-        sys.revoke(space, slot, |r| removed.push(r)).expect("revoke");
+        sys.revoke(space, slot, |r| removed.push(r))
+            .expect("revoke");
     } else {
-        sys.delete(space, slot, |r| removed.push(r)).expect("delete");
+        sys.delete(space, slot, |r| removed.push(r))
+            .expect("delete");
     }
     removed
 }
@@ -89,9 +91,18 @@ fn create_object_gives_all_meaningful_rights_and_charges() {
 fn create_object_errors() {
     let (mut sys, root, _) = setup();
     let ev = ObjectType::EventChannel;
-    assert_eq!(sys.create_object(root, 0, ev, None), Err(Status::SlotOccupied));
-    assert_eq!(sys.create_object(root, 8, ev, None), Err(Status::InvalidCapability));
-    assert_eq!(sys.create_object(SpaceId(3), 0, ev, None), Err(Status::InvalidArgument));
+    assert_eq!(
+        sys.create_object(root, 0, ev, None),
+        Err(Status::SlotOccupied)
+    );
+    assert_eq!(
+        sys.create_object(root, 8, ev, None),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        sys.create_object(SpaceId(3), 0, ev, None),
+        Err(Status::InvalidArgument)
+    );
     assert_eq!(
         sys.create_object(SpaceId(u16::MAX), 0, ev, None),
         Err(Status::InvalidArgument)
@@ -115,13 +126,17 @@ fn create_object_errors() {
     );
     // Object table full (8 entries, one used).
     for slot in 1..8 {
-        sys.create_object(root, slot, ev, None).expect("event channel");
+        sys.create_object(root, slot, ev, None)
+            .expect("event channel");
     }
     sys.delete(root, 7, |_| {}).expect("delete");
     let mut small = CapSystem::<1, 8, 1>::new();
     let r = small.create_root_space(8, ROOT_QUOTA).expect("root");
     small.create_object(r, 0, ev, None).expect("first");
-    assert_eq!(small.create_object(r, 1, ev, None), Err(Status::OutOfMemory));
+    assert_eq!(
+        small.create_object(r, 1, ev, None),
+        Err(Status::OutOfMemory)
+    );
 }
 
 #[test]
@@ -132,10 +147,14 @@ fn quota_is_charged_and_refunded() {
     let ev = ObjectType::EventChannel;
     sys.create_object(root, 0, ev, None).expect("one");
     sys.create_object(root, 1, ev, None).expect("two");
-    assert_eq!(sys.create_object(root, 2, ev, None), Err(Status::QuotaExceeded));
+    assert_eq!(
+        sys.create_object(root, 2, ev, None),
+        Err(Status::QuotaExceeded)
+    );
     sys.delete(root, 0, |_| {}).expect("delete");
     assert_eq!(sys.space(root).map(|s| s.used), Some(cost));
-    sys.create_object(root, 2, ev, None).expect("refunded quota is usable");
+    sys.create_object(root, 2, ev, None)
+        .expect("refunded quota is usable");
 }
 
 #[test]
@@ -200,8 +219,12 @@ fn derive_narrows_rights_and_range() {
     assert_eq!(child.object, mem);
     assert_eq!(child.rights, Rights::READ);
     assert_eq!(child.frames, Some(frames(4, 4)));
-    sys.derive(root, 1, 2, Rights::READ, None).expect("same range");
-    assert_eq!(sys.identify(root, 2).map(|i| i.frames), Ok(Some(frames(4, 4))));
+    sys.derive(root, 1, 2, Rights::READ, None)
+        .expect("same range");
+    assert_eq!(
+        sys.identify(root, 2).map(|i| i.frames),
+        Ok(Some(frames(4, 4)))
+    );
     let view = sys.capability(CapAddr::new(root, 2)).expect("view");
     assert_eq!(view.parent, Some(CapAddr::new(root, 1)));
 }
@@ -231,10 +254,22 @@ fn derive_errors() {
         sys.derive(root, 0, 2, Rights::from_bits_retain(1 << 31), None),
         Err(Status::InvalidArgument)
     );
-    assert_eq!(sys.derive(root, 0, 1, Rights::READ, None), Err(Status::SlotOccupied));
-    assert_eq!(sys.derive(root, 0, 0, Rights::READ, None), Err(Status::SlotOccupied));
-    assert_eq!(sys.derive(root, 5, 2, Rights::READ, None), Err(Status::InvalidCapability));
-    assert_eq!(sys.derive(root, 0, 9, Rights::READ, None), Err(Status::InvalidCapability));
+    assert_eq!(
+        sys.derive(root, 0, 1, Rights::READ, None),
+        Err(Status::SlotOccupied)
+    );
+    assert_eq!(
+        sys.derive(root, 0, 0, Rights::READ, None),
+        Err(Status::SlotOccupied)
+    );
+    assert_eq!(
+        sys.derive(root, 5, 2, Rights::READ, None),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        sys.derive(root, 0, 9, Rights::READ, None),
+        Err(Status::InvalidCapability)
+    );
     assert_eq!(
         sys.derive(SpaceId(7), 0, 2, Rights::READ, None),
         Err(Status::InvalidArgument)
@@ -267,11 +302,26 @@ fn domain_creation_charges_creator() {
 fn domain_creation_errors() {
     let (mut sys, root, _) = setup_with_domain();
     assert_eq!(sys.create_domain(root, 1, 4, 0), Err(Status::SlotOccupied));
-    assert_eq!(sys.create_domain(root, 2, 0, 0), Err(Status::InvalidArgument));
-    assert_eq!(sys.create_domain(root, 2, 9, 0), Err(Status::InvalidArgument));
-    assert_eq!(sys.create_domain(root, 2, 4, u64::MAX), Err(Status::QuotaExceeded));
-    assert_eq!(sys.create_domain(root, 2, 4, ROOT_QUOTA), Err(Status::QuotaExceeded));
-    assert_eq!(sys.create_domain(root, 99, 4, 0), Err(Status::InvalidCapability));
+    assert_eq!(
+        sys.create_domain(root, 2, 0, 0),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        sys.create_domain(root, 2, 9, 0),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        sys.create_domain(root, 2, 4, u64::MAX),
+        Err(Status::QuotaExceeded)
+    );
+    assert_eq!(
+        sys.create_domain(root, 2, 4, ROOT_QUOTA),
+        Err(Status::QuotaExceeded)
+    );
+    assert_eq!(
+        sys.create_domain(root, 99, 4, 0),
+        Err(Status::InvalidCapability)
+    );
     sys.create_domain(root, 2, 4, 0).expect("third space");
     sys.create_domain(root, 3, 4, 0).expect("fourth space");
     assert_eq!(sys.create_domain(root, 4, 4, 0), Err(Status::NoFreeSlot));
@@ -301,18 +351,34 @@ fn grant_errors() {
         Err(Status::InsufficientRights)
     );
     // Domain capability without GRANT.
-    sys.derive(root, 1, 3, Rights::CONTROL, None).expect("derive");
+    sys.derive(root, 1, 3, Rights::CONTROL, None)
+        .expect("derive");
     assert_eq!(
         sys.grant(root, 0, 3, 0, Rights::READ, None),
         Err(Status::InsufficientRights)
     );
     // Not a Domain capability, empty slot, bad target slot, occupied target slot.
-    assert_eq!(sys.grant(root, 0, 0, 0, Rights::READ, None), Err(Status::InvalidCapability));
-    assert_eq!(sys.grant(root, 0, 6, 0, Rights::READ, None), Err(Status::InvalidCapability));
-    assert_eq!(sys.grant(root, 6, 1, 0, Rights::READ, None), Err(Status::InvalidCapability));
-    assert_eq!(sys.grant(root, 0, 1, 4, Rights::READ, None), Err(Status::InvalidCapability));
+    assert_eq!(
+        sys.grant(root, 0, 0, 0, Rights::READ, None),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        sys.grant(root, 0, 6, 0, Rights::READ, None),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        sys.grant(root, 6, 1, 0, Rights::READ, None),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        sys.grant(root, 0, 1, 4, Rights::READ, None),
+        Err(Status::InvalidCapability)
+    );
     sys.grant(root, 0, 1, 0, Rights::READ, None).expect("grant");
-    assert_eq!(sys.grant(root, 0, 1, 0, Rights::READ, None), Err(Status::SlotOccupied));
+    assert_eq!(
+        sys.grant(root, 0, 1, 0, Rights::READ, None),
+        Err(Status::SlotOccupied)
+    );
     // Rights and range rules are derive's.
     assert_eq!(
         sys.grant(root, 0, 1, 1, Rights::SEND, None),
@@ -329,8 +395,10 @@ fn grant_errors() {
 fn revoke_removes_every_descendant_everywhere() {
     let (mut sys, root, child) = setup_with_domain();
     // root:0 -> root:2 -> child:0 -> child:1, and root:0 -> root:3.
-    sys.derive(root, 0, 2, MEM | Rights::GRANT, None).expect("derive");
-    sys.grant(root, 2, 1, 0, MEM | Rights::GRANT, None).expect("grant");
+    sys.derive(root, 0, 2, MEM | Rights::GRANT, None)
+        .expect("derive");
+    sys.grant(root, 2, 1, 0, MEM | Rights::GRANT, None)
+        .expect("grant");
     sys.derive(child, 0, 1, Rights::READ, None).expect("derive");
     sys.derive(root, 0, 3, Rights::READ, None).expect("derive");
     let removed = collect(&mut sys, root, 0, true);
@@ -350,7 +418,11 @@ fn revoke_removes_every_descendant_everywhere() {
     ];
     expected.sort();
     assert_eq!(addrs, expected);
-    assert_eq!(removed.len(), 4, "no object destroyed: the revoked capability stays");
+    assert_eq!(
+        removed.len(),
+        4,
+        "no object destroyed: the revoked capability stays"
+    );
     assert!(sys.identify(root, 0).is_ok());
     assert_eq!(sys.children(CapAddr::new(root, 0)).count(), 0);
     assert_eq!(sys.revoke(root, 0, |_| {}), Ok(0));
@@ -360,11 +432,23 @@ fn revoke_removes_every_descendant_everywhere() {
 fn revoke_and_delete_errors() {
     let (mut sys, root, _) = setup();
     assert_eq!(sys.revoke(root, 1, |_| {}), Err(Status::InvalidCapability));
-    assert_eq!(sys.revoke(root, 100, |_| {}), Err(Status::InvalidCapability));
-    assert_eq!(sys.revoke(SpaceId(9), 0, |_| {}), Err(Status::InvalidArgument));
+    assert_eq!(
+        sys.revoke(root, 100, |_| {}),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        sys.revoke(SpaceId(9), 0, |_| {}),
+        Err(Status::InvalidArgument)
+    );
     assert_eq!(sys.delete(root, 1, |_| {}), Err(Status::InvalidCapability));
-    assert_eq!(sys.delete(root, 100, |_| {}), Err(Status::InvalidCapability));
-    assert_eq!(sys.delete(SpaceId(9), 0, |_| {}), Err(Status::InvalidArgument));
+    assert_eq!(
+        sys.delete(root, 100, |_| {}),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        sys.delete(SpaceId(9), 0, |_| {}),
+        Err(Status::InvalidArgument)
+    );
 }
 
 #[test]
@@ -375,7 +459,10 @@ fn delete_relinks_children_to_the_parent() {
     sys.derive(root, 1, 3, Rights::WRITE, None).expect("derive");
     sys.derive(root, 0, 4, Rights::READ, None).expect("derive");
     sys.delete(root, 1, |_| {}).expect("delete");
-    let mut kids: Vec<u16> = sys.children(CapAddr::new(root, 0)).map(|a| a.slot).collect();
+    let mut kids: Vec<u16> = sys
+        .children(CapAddr::new(root, 0))
+        .map(|a| a.slot)
+        .collect();
     kids.sort();
     assert_eq!(kids, [2, 3, 4]);
     for slot in [2, 3, 4] {
@@ -384,8 +471,15 @@ fn delete_relinks_children_to_the_parent() {
     }
     // Deleting a root with children makes them roots; revoke from them still works.
     sys.delete(root, 0, |_| {}).expect("delete root");
-    assert_eq!(sys.capability(CapAddr::new(root, 2)).and_then(|v| v.parent), None);
-    assert_eq!(sys.capability(CapAddr::new(root, 2)).and_then(|v| v.next_sibling), None);
+    assert_eq!(
+        sys.capability(CapAddr::new(root, 2)).and_then(|v| v.parent),
+        None
+    );
+    assert_eq!(
+        sys.capability(CapAddr::new(root, 2))
+            .and_then(|v| v.next_sibling),
+        None
+    );
 }
 
 #[test]
@@ -396,8 +490,13 @@ fn deleting_a_domain_tears_down_its_space_and_refunds() {
     sys.create_object(child, 1, ObjectType::EventChannel, None)
         .expect("child creates");
     let removed = collect(&mut sys, root, 1, false);
-    assert!(removed.iter().any(|r| matches!(r,
-        Removal::ObjectDestroyed { object_type: ObjectType::Domain, .. })));
+    assert!(removed.iter().any(|r| matches!(
+        r,
+        Removal::ObjectDestroyed {
+            object_type: ObjectType::Domain,
+            ..
+        }
+    )));
     assert!(removed.iter().any(|r| matches!(r,
         Removal::Capability { addr, .. } if *addr == CapAddr::new(child, 0))));
     assert!(removed.contains(&Removal::SpaceReleased { space: child }));
@@ -416,8 +515,10 @@ fn a_domain_whose_objects_outlive_it_stays_a_zombie() {
     sys.create_domain(child, 1, 1, 0)
         .expect_err("child quota too small for a domain");
     let (grandchild, _) = sys.create_domain(root, 2, 4, 0).expect("second domain");
-    sys.derive(root, 2, 3, Rights::GRANT, None).expect("derive domain cap");
-    sys.grant(root, 3, 1, 2, Rights::GRANT, None).expect("give child the cap");
+    sys.derive(root, 2, 3, Rights::GRANT, None)
+        .expect("derive domain cap");
+    sys.grant(root, 3, 1, 2, Rights::GRANT, None)
+        .expect("give child the cap");
     sys.grant(child, 0, 2, 0, Rights::SEND | Rights::GRANT, None)
         .expect("child grants channel to second domain");
     sys.delete(root, 1, |_| {}).expect("delete child domain");
@@ -427,7 +528,8 @@ fn a_domain_whose_objects_outlive_it_stays_a_zombie() {
         Some(object_cost(ObjectType::EventChannel))
     );
     let mut removed = Vec::new();
-    sys.delete(grandchild, 0, |r| removed.push(r)).expect("drop channel");
+    sys.delete(grandchild, 0, |r| removed.push(r))
+        .expect("drop channel");
     assert!(removed.contains(&Removal::SpaceReleased { space: child }));
     assert_eq!(sys.space(child).map(|s| s.state), Some(SpaceState::Free));
 }

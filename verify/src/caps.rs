@@ -105,10 +105,31 @@ impl Op {
             .map(|b| {
                 let [k, a, c, d, e, f] = [b[0], b[1], b[2], b[3], b[4], b[5]];
                 match k % 6 {
-                    0 => Op::Create { space: a, slot: c, kind: d },
-                    1 => Op::CreateDomain { space: a, slot: c, kind: d },
-                    2 => Op::Derive { space: a, src: c, dst: d, rights: e, range: f },
-                    3 => Op::Grant { space: a, src: c, domain: d, dst: e, rights: f, range: k / 6 },
+                    0 => Op::Create {
+                        space: a,
+                        slot: c,
+                        kind: d,
+                    },
+                    1 => Op::CreateDomain {
+                        space: a,
+                        slot: c,
+                        kind: d,
+                    },
+                    2 => Op::Derive {
+                        space: a,
+                        src: c,
+                        dst: d,
+                        rights: e,
+                        range: f,
+                    },
+                    3 => Op::Grant {
+                        space: a,
+                        src: c,
+                        domain: d,
+                        dst: e,
+                        rights: f,
+                        range: k / 6,
+                    },
                     4 => Op::Revoke { space: a, slot: c },
                     _ => Op::Delete { space: a, slot: c },
                 }
@@ -296,7 +317,13 @@ impl Harness {
                     .create_domain(space_of(space), slot_of(slot), slots, quota);
                 (result.map(|_| ()), None)
             }
-            Op::Derive { space, src, dst, rights, range } => {
+            Op::Derive {
+                space,
+                src,
+                dst,
+                rights,
+                range,
+            } => {
                 let (space, src, dst) = (space_of(space), slot_of(src), slot_of(dst));
                 let source = self.sys.identify(space, src).ok();
                 let rights = rights_choice(rights, source.map(|s| s.rights));
@@ -305,7 +332,14 @@ impl Harness {
                 let pair = (CapAddr::new(space, src), CapAddr::new(space, dst));
                 (result, Some(pair))
             }
-            Op::Grant { space, src, domain, dst, rights, range } => {
+            Op::Grant {
+                space,
+                src,
+                domain,
+                dst,
+                rights,
+                range,
+            } => {
                 let (space, src, domain, dst) =
                     (space_of(space), slot_of(src), slot_of(domain), slot_of(dst));
                 let source = self.sys.identify(space, src).ok();
@@ -345,7 +379,10 @@ impl Harness {
             let (ty, frames) = create_choice(kind);
             let info = self.sys.identify(space_of(space), slot_of(slot));
             if info.map(|i| (i.rights, i.frames)) != Ok((meaningful_rights(ty), frames)) {
-                return fail(inv::I1, format!("original capability of {op:?} is {info:?}"));
+                return fail(
+                    inv::I1,
+                    format!("original capability of {op:?} is {info:?}"),
+                );
             }
         }
         check_reports(&before, &self.sys, &removals)?;
@@ -379,22 +416,36 @@ impl Harness {
 /// source's, and is linked as the source's child.
 fn check_child(sys: &System, src: CapAddr, child: CapAddr) -> Result<(), Violation> {
     let (Some(s), Some(c)) = (sys.capability(src), sys.capability(child)) else {
-        return fail(inv::I1, format!("derive from {src:?} left no capability at {child:?}"));
+        return fail(
+            inv::I1,
+            format!("derive from {src:?} left no capability at {child:?}"),
+        );
     };
     if c.parent != Some(src) {
-        return fail(inv::I4, format!("{child:?} derived from {src:?} has parent {:?}", c.parent));
+        return fail(
+            inv::I4,
+            format!("{child:?} derived from {src:?} has parent {:?}", c.parent),
+        );
     }
-    within(&c.info, &s.info)
-        .map_err(|detail| Violation { invariant: inv::I1, detail: format!("{child:?}: {detail}") })
+    within(&c.info, &s.info).map_err(|detail| Violation {
+        invariant: inv::I1,
+        detail: format!("{child:?}: {detail}"),
+    })
 }
 
 /// Whether `child` grants no more than `parent`.
 fn within(child: &CapInfo, parent: &CapInfo) -> Result<(), String> {
     if child.object != parent.object || child.object_type != parent.object_type {
-        return Err(format!("names {:?}, parent names {:?}", child.object, parent.object));
+        return Err(format!(
+            "names {:?}, parent names {:?}",
+            child.object, parent.object
+        ));
     }
     if !parent.rights.contains(child.rights) {
-        return Err(format!("rights {:?} beyond parent's {:?}", child.rights, parent.rights));
+        return Err(format!(
+            "rights {:?} beyond parent's {:?}",
+            child.rights, parent.rights
+        ));
     }
     match (child.frames, parent.frames) {
         (None, None) => Ok(()),
@@ -427,7 +478,10 @@ fn check_reports(before: &System, after: &System, removals: &[Removal]) -> Resul
     for removal in removals {
         if let Removal::Capability { addr, info } = removal {
             if old.get(addr).map(|v| v.info) != Some(*info) || !reported.insert(*addr) {
-                return fail(inv::I2, format!("bogus or duplicate removal report for {addr:?}"));
+                return fail(
+                    inv::I2,
+                    format!("bogus or duplicate removal report for {addr:?}"),
+                );
             }
         }
     }
@@ -438,10 +492,16 @@ fn check_reports(before: &System, after: &System, removals: &[Removal]) -> Resul
         .collect();
     let appeared = new.keys().filter(|a| !old.contains_key(a)).count();
     if gone != reported {
-        return fail(inv::I2, format!("removed {gone:?} but reported {reported:?}"));
+        return fail(
+            inv::I2,
+            format!("removed {gone:?} but reported {reported:?}"),
+        );
     }
     if appeared > 1 {
-        return fail(inv::I3, format!("{appeared} capabilities appeared in one operation"));
+        return fail(
+            inv::I3,
+            format!("{appeared} capabilities appeared in one operation"),
+        );
     }
     Ok(())
 }
@@ -462,18 +522,27 @@ fn check_revoke(
         })
         .collect();
     if reported != expected {
-        return fail(inv::I2, format!("revoke of {root:?} removed {reported:?}, descendants were {expected:?}"));
+        return fail(
+            inv::I2,
+            format!("revoke of {root:?} removed {reported:?}, descendants were {expected:?}"),
+        );
     }
     let left = descendants(after, root);
     if !left.is_empty() {
-        return fail(inv::I2, format!("revoke of {root:?} left descendants {left:?}"));
+        return fail(
+            inv::I2,
+            format!("revoke of {root:?} left descendants {left:?}"),
+        );
     }
     for (addr, view) in after.capabilities() {
         let mut cursor = view.parent;
         for _ in 0..SPACES * SLOTS {
             match cursor {
                 Some(a) if a == root => {
-                    return fail(inv::I2, format!("{addr:?} still descends from revoked {root:?}"))
+                    return fail(
+                        inv::I2,
+                        format!("{addr:?} still descends from revoked {root:?}"),
+                    )
                 }
                 Some(a) => cursor = after.capability(a).and_then(|v| v.parent),
                 None => break,
@@ -495,7 +564,13 @@ fn check_delete(before: &System, after: &System, addr: CapAddr) -> Result<(), Vi
     for child in before.children(addr) {
         if let Some(view) = after.capability(child) {
             if view.parent != parent {
-                return fail(inv::I4, format!("child {child:?} of deleted {addr:?} has parent {:?}, expected {parent:?}", view.parent));
+                return fail(
+                    inv::I4,
+                    format!(
+                        "child {child:?} of deleted {addr:?} has parent {:?}, expected {parent:?}",
+                        view.parent
+                    ),
+                );
             }
         }
     }
@@ -542,7 +617,10 @@ pub fn check_state(
         reached += kids.len();
         for kid in &kids {
             if caps.get(kid).map(|k| k.parent) != Some(Some(*addr)) {
-                return fail(inv::I4, format!("{kid:?} is listed under {addr:?} but its parent differs"));
+                return fail(
+                    inv::I4,
+                    format!("{kid:?} is listed under {addr:?} but its parent differs"),
+                );
             }
         }
         match view.parent {
@@ -552,7 +630,10 @@ pub fn check_state(
                 }
                 let listed = sys.children(parent).filter(|c| c == addr).count();
                 if listed != 1 {
-                    return fail(inv::I4, format!("{addr:?} listed {listed} times under {parent:?}"));
+                    return fail(
+                        inv::I4,
+                        format!("{addr:?} listed {listed} times under {parent:?}"),
+                    );
                 }
                 let chain = ancestors(sys, *addr);
                 if chain.len() > total {
@@ -568,24 +649,37 @@ pub fn check_state(
         }
     }
     if reached != total {
-        return fail(inv::I4, format!("{reached} capabilities reached from roots, {total} stored"));
+        return fail(
+            inv::I4,
+            format!("{reached} capabilities reached from roots, {total} stored"),
+        );
     }
 
     // I1: every capability is within its parent, within its object, within its type's rights.
     let objects: BTreeMap<u32, _> = sys.objects().map(|o| (o.object.index, o)).collect();
     for (addr, view) in &caps {
         if !meaningful_rights(view.info.object_type).contains(view.info.rights) {
-            return fail(inv::I1, format!("{addr:?} carries rights meaningless for its type"));
+            return fail(
+                inv::I1,
+                format!("{addr:?} carries rights meaningless for its type"),
+            );
         }
         if let Some(parent) = view.parent.and_then(|p| caps.get(&p)) {
-            within(&view.info, &parent.info)
-                .map_err(|d| Violation { invariant: inv::I1, detail: format!("{addr:?}: {d}") })?;
+            within(&view.info, &parent.info).map_err(|d| Violation {
+                invariant: inv::I1,
+                detail: format!("{addr:?}: {d}"),
+            })?;
         }
         let object = objects.get(&view.info.object.index);
         match (view.info.frames, object.and_then(|o| o.frames)) {
             (None, None) => {}
             (Some(c), Some(o)) if o.contains(c) => {}
-            (c, o) => return fail(inv::I1, format!("{addr:?} frames {c:?} outside object's {o:?}")),
+            (c, o) => {
+                return fail(
+                    inv::I1,
+                    format!("{addr:?} frames {c:?} outside object's {o:?}"),
+                )
+            }
         }
     }
 
@@ -603,12 +697,21 @@ pub fn check_state(
         if counts.get(&object.object.index).copied().unwrap_or(0) != object.capabilities
             || object.capabilities == 0
         {
-            return fail(inv::I5, format!("{:?} counts {} capabilities", object.object, object.capabilities));
+            return fail(
+                inv::I5,
+                format!(
+                    "{:?} counts {} capabilities",
+                    object.object, object.capabilities
+                ),
+            );
         }
     }
     for old in retired {
         if sys.resolve(old) != Err(Status::StaleCapability) {
-            return fail(inv::I5, format!("destroyed {old:?} resolves to {:?}", sys.resolve(old)));
+            return fail(
+                inv::I5,
+                format!("destroyed {old:?} resolves to {:?}", sys.resolve(old)),
+            );
         }
     }
 
@@ -633,18 +736,32 @@ pub fn check_state(
             }
         }
         for child in 0..SPACES {
-            let Some(c) = sys.space(SpaceId(child as u16)) else { continue };
+            let Some(c) = sys.space(SpaceId(child as u16)) else {
+                continue;
+            };
             if c.state != SpaceState::Free && c.parent == Some(id) {
                 expected += domain_charge(c.slots, c.quota).unwrap_or(u64::MAX);
             }
         }
         if space.used != expected || space.used > space.quota {
-            return fail(inv::I6, format!("space {id:?} used {} expected {expected} (quota {})", space.used, space.quota));
+            return fail(
+                inv::I6,
+                format!(
+                    "space {id:?} used {} expected {expected} (quota {})",
+                    space.used, space.quota
+                ),
+            );
         }
         let domain_alive = space.domain.is_some_and(|d| sys.resolve(d).is_ok());
         let should_be_live = space.parent.is_none() || domain_alive;
         if should_be_live != (space.state == SpaceState::Live) {
-            return fail(inv::I6, format!("space {id:?} is {:?} but its domain alive = {domain_alive}", space.state));
+            return fail(
+                inv::I6,
+                format!(
+                    "space {id:?} is {:?} but its domain alive = {domain_alive}",
+                    space.state
+                ),
+            );
         }
     }
 
@@ -683,7 +800,8 @@ pub fn check_state(
                         })
                     })
             };
-            let same_object = caps.get(a).map(|v| v.info.object) == caps.get(b).map(|v| v.info.object);
+            let same_object =
+                caps.get(a).map(|v| v.info.object) == caps.get(b).map(|v| v.info.object);
             if !same_object || !path_ok(&pa) || !path_ok(&pb) {
                 return fail(inv::I7, format!("{a:?} and {b:?} both write frame {frame} without a common writable ancestor"));
             }

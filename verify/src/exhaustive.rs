@@ -36,22 +36,43 @@ pub fn alphabet(h: &Harness) -> Vec<Op> {
         let id = SpaceId(u16::from(space));
         let free = h.lowest_empty(id);
         for kind in 0..5 {
-            ops.push(Op::Create { space, slot: free, kind });
+            ops.push(Op::Create {
+                space,
+                slot: free,
+                kind,
+            });
         }
         for kind in 0..2 {
-            ops.push(Op::CreateDomain { space, slot: free, kind });
+            ops.push(Op::CreateDomain {
+                space,
+                slot: free,
+                kind,
+            });
         }
         for src in 0..SLOTS as u8 {
             for rights in 0..3 {
                 for range in 0..3 {
-                    ops.push(Op::Derive { space, src, dst: free, rights, range });
+                    ops.push(Op::Derive {
+                        space,
+                        src,
+                        dst: free,
+                        rights,
+                        range,
+                    });
                 }
             }
             for domain in 0..SLOTS as u8 {
                 let target = h.domain_target(id, u16::from(domain)).unwrap_or(id);
                 let dst = h.lowest_empty(target);
                 for rights in 0..2 {
-                    ops.push(Op::Grant { space, src, domain, dst, rights, range: 0 });
+                    ops.push(Op::Grant {
+                        space,
+                        src,
+                        domain,
+                        dst,
+                        rights,
+                        range: 0,
+                    });
                 }
             }
             ops.push(Op::Revoke { space, slot: src });
@@ -77,7 +98,10 @@ pub fn explore(depth: usize) -> Result<Stats, (Vec<Op>, Violation)> {
     start.check().map_err(|v| (Vec::new(), v))?;
     let mut seen = HashSet::new();
     seen.insert(fingerprint(&start));
-    let mut stats = Stats { states: 1, ..Stats::default() };
+    let mut stats = Stats {
+        states: 1,
+        ..Stats::default()
+    };
     // Each frontier entry keeps the path that reached it, for the counterexample.
     let mut frontier = vec![(start, Vec::new())];
     for _ in 0..depth {

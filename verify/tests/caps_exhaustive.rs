@@ -24,7 +24,11 @@ fn every_sequence_up_to_the_bound_keeps_every_invariant() {
                 stats.successes,
                 started.elapsed()
             );
-            assert!(stats.states >= MIN_STATES, "explored only {} states", stats.states);
+            assert!(
+                stats.states >= MIN_STATES,
+                "explored only {} states",
+                stats.states
+            );
         }
         Err((trace, violation)) => {
             panic!("invariant broken: {violation}\nafter: {trace:#?}");

@@ -50,7 +50,10 @@ fn revoking_everything_leaves_only_roots() {
                 }
             }
             for (addr, view) in h.sys.capabilities() {
-                assert_eq!(view.parent, None, "{addr:?} still derived after revoking all");
+                assert_eq!(
+                    view.parent, None,
+                    "{addr:?} still derived after revoking all"
+                );
             }
         });
 }
@@ -81,8 +84,16 @@ fn deleting_everything_refunds_every_quota() {
                     Err(v) => report(ops, (ops.len(), v)),
                 }
             }
-            assert_eq!(h.sys.objects().count(), 0, "objects outlived every capability");
-            assert_eq!(h.sys.space(ROOT).map(|s| s.used), Some(0), "root not refunded");
+            assert_eq!(
+                h.sys.objects().count(),
+                0,
+                "objects outlived every capability"
+            );
+            assert_eq!(
+                h.sys.space(ROOT).map(|s| s.used),
+                Some(0),
+                "root not refunded"
+            );
             for space in 1..SPACES as u16 {
                 let state = h.sys.space(SpaceId(space)).map(|s| s.state);
                 assert_eq!(state, Some(SpaceState::Free), "space {space} not released");
