@@ -54,9 +54,8 @@ extern "C" {
 }
 
 fn image_range() -> PhysRange {
-    // SAFETY: only the addresses of the linker-script symbols are taken, never their
-    // contents.
-    let (start, end) = unsafe { (&raw const __image_start as u64, &raw const __image_end as u64) };
+    // Only the addresses of the linker-script symbols are taken, never their contents.
+    let (start, end) = (&raw const __image_start as u64, &raw const __image_end as u64);
     PhysRange { start, end }
 }
 
@@ -176,9 +175,10 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
 
     let managed = FRAMES.lock().managed_bytes();
     println!(
-        "Mica {} (aarch64 EL2): {} CPUs online, {} MiB RAM managed, model \"{}\"",
+        "Mica {} (aarch64 EL2): {} CPU{} online, {} MiB RAM managed, model \"{}\"",
         mica_abi::VERSION,
         cpu::online_count(),
+        if cpu::online_count() == 1 { "" } else { "s" },
         managed >> 20,
         state.platform.model
     );
@@ -273,7 +273,7 @@ fn start_cpu_services(me: usize) {
 
 fn start_secondaries(state: &BootState) {
     let boot_id = CPUS[0].hw_id.load(Ordering::Relaxed);
-    let entry = mica_secondary_entry as usize as u64;
+    let entry = mica_secondary_entry as *const () as u64;
     let mut started = 0usize;
     for (idx, c) in (1..MAX_CPUS).zip(state.platform.cpus.iter().filter(|c| c.hw_id != boot_id)) {
         CPUS[idx].hw_id.store(c.hw_id, Ordering::Release);

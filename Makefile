@@ -1,0 +1,76 @@
+# Mica: the user-facing entry points. `make run` boots the default system under QEMU;
+# `make test` runs everything CI checks. Both install what they need first.
+
+CARGO      ?= cargo
+ARM_TARGET := aarch64-unknown-none
+X86_TARGET := x86_64-unknown-none
+BUILD      := build
+HYP_ELF    := target/$(ARM_TARGET)/release/mica-aarch64
+HYP_IMAGE  := $(BUILD)/aarch64/mica.img
+MICA       := target/release/mica
+SCENARIO   ?=
+
+# Crates that only build for bare metal are excluded from host builds.
+HOST_EXCLUDE := --exclude mica-boot --exclude mica-guest-hello
+# Library crates that must also build for each bare-metal target.
+ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt
+X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt
+
+.PHONY: all setup build hypervisor toolstack run test fmt-check clippy host-test smoke \
+        verify-mutants fuzz clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+toolstack: setup
+	$(CARGO) build --release -p mica
+
+hypervisor: setup
+	$(CARGO) build --release --target $(ARM_TARGET) -p mica-boot --bin mica-aarch64
+	$(CARGO) build --release --target $(ARM_TARGET) -p mica-guest-hello
+	$(CARGO) build --release --target $(X86_TARGET) -p mica-boot --bin mica-x86_64
+
+$(HYP_IMAGE): hypervisor toolstack
+	@mkdir -p $(dir $@)
+	$(MICA) image $(HYP_ELF) -o $@
+
+build: $(HYP_IMAGE)
+
+## Boot the default system on a 4-CPU, 1 GiB QEMU virt machine (Ctrl-A X quits QEMU).
+run: build
+	$(MICA) run $(HYP_IMAGE) --smp 4 --memory 1G
+
+## Everything CI checks.
+test: fmt-check clippy host-test smoke
+
+fmt-check: setup
+	$(CARGO) fmt --all --check
+
+clippy: setup
+	$(CARGO) clippy --workspace $(HOST_EXCLUDE) --all-targets -- -D warnings
+	$(CARGO) clippy --target $(ARM_TARGET) $(ARM_LIBS) -- -D warnings
+	$(CARGO) clippy --target $(ARM_TARGET) -p mica-boot --bin mica-aarch64 -- -D warnings
+	$(CARGO) clippy --target $(ARM_TARGET) -p mica-guest-hello -- -D warnings
+	$(CARGO) clippy --target $(X86_TARGET) $(X86_LIBS) -- -D warnings
+	$(CARGO) clippy --target $(X86_TARGET) -p mica-boot --bin mica-x86_64 -- -D warnings
+
+host-test: setup
+	$(CARGO) test --workspace $(HOST_EXCLUDE)
+
+## Boot every scenario in tests/smoke (or only SCENARIO=name) and check its transcript.
+smoke: build
+	$(MICA) smoke --hypervisor $(HYP_IMAGE) $(if $(SCENARIO),--scenario $(SCENARIO))
+
+## Build mica-caps with each planted bug and show the harnesses catch every one.
+verify-mutants: setup
+	bash verify/mutants.sh
+
+## Coverage-guided fuzzing of capability operations (nightly + cargo-fuzz; not in CI).
+fuzz:
+	cd verify/fuzz && $(CARGO) +nightly fuzz run caps_ops -- -max_total_time=60
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)
