@@ -74,7 +74,10 @@ mod tests {
         // What QEMU reports for `ldr x0, [unmapped]` at EL2 with the MMU on.
         let esr = 0x9600_0005;
         assert_eq!(exception_class(esr), 0x25);
-        assert_eq!(class_name(0x25), "data abort without a change in exception level");
+        assert_eq!(
+            class_name(0x25),
+            "data abort without a change in exception level"
+        );
         assert_eq!(fault_status_name(esr), Some("translation fault"));
         assert!(!is_write(esr));
         assert!(is_write(esr | 1 << 6));

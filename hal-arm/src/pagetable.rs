@@ -56,7 +56,7 @@ pub mod mair {
 }
 
 /// The MAIR_EL2 value matching [`mair`]: attr0 0x00, attr1 0x04, attr2 0xFF, attr3 0x44.
-pub const MAIR_EL2: u64 = 0x00 | (0x04 << 8) | (0xFF << 16) | (0x44 << 24);
+pub const MAIR_EL2: u64 = (0x04 << 8) | (0xFF << 16) | (0x44 << 24);
 
 /// What kind of memory a mapping is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,10 +72,16 @@ impl MemoryKind {
     pub const fn attributes(self) -> u64 {
         match self {
             MemoryKind::Normal => {
-                desc::attr_index(mair::NORMAL_WB) | desc::AP1 | desc::INNER_SHAREABLE | desc::ACCESS_FLAG
+                desc::attr_index(mair::NORMAL_WB)
+                    | desc::AP1
+                    | desc::INNER_SHAREABLE
+                    | desc::ACCESS_FLAG
             }
             MemoryKind::Device => {
-                desc::attr_index(mair::DEVICE_NGNRE) | desc::AP1 | desc::ACCESS_FLAG | desc::EXECUTE_NEVER
+                desc::attr_index(mair::DEVICE_NGNRE)
+                    | desc::AP1
+                    | desc::ACCESS_FLAG
+                    | desc::EXECUTE_NEVER
             }
         }
     }
@@ -122,7 +128,7 @@ impl<M: TableMemory> PageTable<M> {
 
     /// Maps `[va, va + size)` to `[pa, pa + size)`.
     pub fn map(&mut self, va: u64, pa: u64, size: u64, kind: MemoryKind) -> Result<(), MapError> {
-        let aligned = |x: u64| x % PAGE_SIZE == 0;
+        let aligned = |x: u64| x.is_multiple_of(PAGE_SIZE);
         if !aligned(va) || !aligned(pa) || !aligned(size) {
             return Err(MapError::Misaligned);
         }
@@ -169,7 +175,11 @@ impl<M: TableMemory> PageTable<M> {
                 let block_size = 1u64 << (39 - 9 * l);
                 let want = (pa & !(block_size - 1)) | attrs | desc::VALID;
                 let covers_same = (va & !(block_size - 1)) ^ (pa & !(block_size - 1)) == 0;
-                return if entry == want && covers_same { Ok(()) } else { Err(MapError::Conflict(va)) };
+                return if entry == want && covers_same {
+                    Ok(())
+                } else {
+                    Err(MapError::Conflict(va))
+                };
             };
         }
         let i = Self::index(va, level);
@@ -197,7 +207,11 @@ impl<M: TableMemory> PageTable<M> {
             if is_leaf {
                 let size = 1u64 << (39 - 9 * level);
                 let pa = (entry & desc::ADDRESS_MASK & !(size - 1)) | (va & (size - 1));
-                let kind = if (entry >> 2) & 7 == mair::NORMAL_WB { MemoryKind::Normal } else { MemoryKind::Device };
+                let kind = if (entry >> 2) & 7 == mair::NORMAL_WB {
+                    MemoryKind::Normal
+                } else {
+                    MemoryKind::Device
+                };
                 return Some((pa, kind));
             }
             table = entry & desc::ADDRESS_MASK;
@@ -232,31 +246,52 @@ mod tests {
     }
 
     fn table(limit: usize) -> PageTable<VecMemory> {
-        PageTable::new(VecMemory { tables: Vec::new(), limit }).unwrap()
+        PageTable::new(VecMemory {
+            tables: Vec::new(),
+            limit,
+        })
+        .unwrap()
     }
 
     #[test]
     fn maps_blocks_and_pages_and_translates_every_part() {
         let mut t = table(64);
         // 4 KiB head, a 2 MiB block, then a 4 KiB tail.
-        t.map(0x401F_F000, 0x401F_F000, 0x20_2000, MemoryKind::Normal).unwrap();
-        t.map(0x0900_0000, 0x0900_0000, 0x1000, MemoryKind::Device).unwrap();
-        t.map(0x8000_0000, 0x8000_0000, BLOCK_1G, MemoryKind::Normal).unwrap();
-        for va in [0x401F_F000u64, 0x4020_0000, 0x402F_FFF8, 0x403F_F123, 0x4040_0FFF] {
+        t.map(0x401F_F000, 0x401F_F000, 0x20_2000, MemoryKind::Normal)
+            .unwrap();
+        t.map(0x0900_0000, 0x0900_0000, 0x1000, MemoryKind::Device)
+            .unwrap();
+        t.map(0x8000_0000, 0x8000_0000, BLOCK_1G, MemoryKind::Normal)
+            .unwrap();
+        for va in [
+            0x401F_F000u64,
+            0x4020_0000,
+            0x402F_FFF8,
+            0x403F_F123,
+            0x4040_0FFF,
+        ] {
             assert_eq!(t.translate(va), Some((va, MemoryKind::Normal)), "{va:#x}");
         }
         assert_eq!(t.translate(0x4040_1000), None);
         assert_eq!(t.translate(0x401F_E000), None);
-        assert_eq!(t.translate(0x0900_0010), Some((0x0900_0010, MemoryKind::Device)));
-        assert_eq!(t.translate(0xBFFF_FFFF), Some((0xBFFF_FFFF, MemoryKind::Normal)));
+        assert_eq!(
+            t.translate(0x0900_0010),
+            Some((0x0900_0010, MemoryKind::Device))
+        );
+        assert_eq!(
+            t.translate(0xBFFF_FFFF),
+            Some((0xBFFF_FFFF, MemoryKind::Normal))
+        );
         assert_eq!(t.translate(0xC000_0000), None);
     }
 
     #[test]
     fn descriptors_have_the_architected_bits() {
         let mut t = table(8);
-        t.map(0x20_0000, 0x20_0000, BLOCK_2M, MemoryKind::Normal).unwrap();
-        t.map(0x900_0000, 0x900_0000, PAGE_SIZE, MemoryKind::Device).unwrap();
+        t.map(0x20_0000, 0x20_0000, BLOCK_2M, MemoryKind::Normal)
+            .unwrap();
+        t.map(0x900_0000, 0x900_0000, PAGE_SIZE, MemoryKind::Device)
+            .unwrap();
         let l0 = t.memory.tables[0][0];
         assert_eq!(l0 & 3, 3, "level-0 entry is a table");
         let l2 = t.memory.tables[2][1];
@@ -267,31 +302,60 @@ mod tests {
         assert_eq!(l2 & desc::EXECUTE_NEVER, 0);
         let l3 = t.memory.tables[3][0];
         assert_eq!(l3 & 3, 3, "a page descriptor");
-        assert_ne!(l3 & desc::EXECUTE_NEVER, 0, "device memory is never executable");
+        assert_ne!(
+            l3 & desc::EXECUTE_NEVER,
+            0,
+            "device memory is never executable"
+        );
         assert_eq!((l3 >> 2) & 7, mair::DEVICE_NGNRE);
     }
 
     #[test]
     fn identical_remap_is_accepted_and_a_conflict_is_refused() {
         let mut t = table(16);
-        t.map(0x800_0000, 0x800_0000, 0x1_0000, MemoryKind::Device).unwrap();
-        t.map(0x800_0000, 0x800_0000, 0x1_0000, MemoryKind::Device).unwrap();
-        assert_eq!(t.map(0x800_0000, 0x800_0000, 0x1000, MemoryKind::Normal), Err(MapError::Conflict(0x800_0000)));
-        t.map(0x4000_0000, 0x4000_0000, BLOCK_2M, MemoryKind::Normal).unwrap();
-        assert_eq!(t.map(0x4000_1000, 0x5000_1000, 0x1000, MemoryKind::Normal), Err(MapError::Conflict(0x4000_1000)));
-        t.map(0x4000_1000, 0x4000_1000, 0x1000, MemoryKind::Normal).unwrap();
+        t.map(0x800_0000, 0x800_0000, 0x1_0000, MemoryKind::Device)
+            .unwrap();
+        t.map(0x800_0000, 0x800_0000, 0x1_0000, MemoryKind::Device)
+            .unwrap();
+        assert_eq!(
+            t.map(0x800_0000, 0x800_0000, 0x1000, MemoryKind::Normal),
+            Err(MapError::Conflict(0x800_0000))
+        );
+        t.map(0x4000_0000, 0x4000_0000, BLOCK_2M, MemoryKind::Normal)
+            .unwrap();
+        assert_eq!(
+            t.map(0x4000_1000, 0x5000_1000, 0x1000, MemoryKind::Normal),
+            Err(MapError::Conflict(0x4000_1000))
+        );
+        t.map(0x4000_1000, 0x4000_1000, 0x1000, MemoryKind::Normal)
+            .unwrap();
     }
 
     #[test]
     fn bad_requests_fail_without_panicking() {
         let mut t = table(4);
-        assert_eq!(t.map(0x1001, 0x1000, 0x1000, MemoryKind::Normal), Err(MapError::Misaligned));
-        assert_eq!(t.map(0x1000, 0x1000, 0x1001, MemoryKind::Normal), Err(MapError::Misaligned));
-        assert_eq!(t.map(u64::MAX & !0xFFF, 0, 0x2000, MemoryKind::Normal), Err(MapError::Misaligned));
-        assert_eq!(t.map(1 << 48, 1 << 48, 0x1000, MemoryKind::Normal), Err(MapError::OutOfRange));
+        assert_eq!(
+            t.map(0x1001, 0x1000, 0x1000, MemoryKind::Normal),
+            Err(MapError::Misaligned)
+        );
+        assert_eq!(
+            t.map(0x1000, 0x1000, 0x1001, MemoryKind::Normal),
+            Err(MapError::Misaligned)
+        );
+        assert_eq!(
+            t.map(!0xFFF, 0, 0x2000, MemoryKind::Normal),
+            Err(MapError::Misaligned)
+        );
+        assert_eq!(
+            t.map(1 << 48, 1 << 48, 0x1000, MemoryKind::Normal),
+            Err(MapError::OutOfRange)
+        );
         // Four tables (root included) are exactly enough for one page; the next distant
         // page needs more.
         t.map(0x1000, 0x1000, 0x1000, MemoryKind::Normal).unwrap();
-        assert_eq!(t.map(1 << 40, 1 << 40, 0x1000, MemoryKind::Normal), Err(MapError::OutOfTables));
+        assert_eq!(
+            t.map(1 << 40, 1 << 40, 0x1000, MemoryKind::Normal),
+            Err(MapError::OutOfTables)
+        );
     }
 }

@@ -53,10 +53,15 @@ impl<'a> BootArgs<'a> {
             rejected: heapless::Vec::new(),
         };
         for word in args.split_ascii_whitespace() {
-            let Some(rest) = word.strip_prefix("mica.") else { continue };
+            let Some(rest) = word.strip_prefix("mica.") else {
+                continue;
+            };
             let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
             let ok = match key {
-                "poweroff_after_ms" => value.parse().map(|v| out.poweroff_after_ms = Some(v)).is_ok(),
+                "poweroff_after_ms" => value
+                    .parse()
+                    .map(|v| out.poweroff_after_ms = Some(v))
+                    .is_ok(),
                 "tick_hz" => match value.parse::<u32>() {
                     Ok(v @ 1..=10_000) => {
                         out.tick_hz = v;
@@ -121,7 +126,13 @@ mod tests {
         assert_eq!(a.tick_hz, 100);
         assert_eq!(
             a.rejected.as_slice(),
-            &["mica.tick_hz=0", "mica.tick_hz=abc", "mica.frobnicate=1", "mica.poweroff_after_ms=", "mica.on_fatal"]
+            &[
+                "mica.tick_hz=0",
+                "mica.tick_hz=abc",
+                "mica.frobnicate=1",
+                "mica.poweroff_after_ms=",
+                "mica.on_fatal"
+            ]
         );
     }
 }

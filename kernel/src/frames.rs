@@ -47,9 +47,15 @@ impl From<MemMapError> for BootMemoryError {
 impl core::fmt::Display for BootMemoryError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            BootMemoryError::TooManyRanges => write!(f, "RAM splits into more than {MAX_FREE_RANGES} free ranges"),
+            BootMemoryError::TooManyRanges => {
+                write!(f, "RAM splits into more than {MAX_FREE_RANGES} free ranges")
+            }
             BootMemoryError::NoRoomForHeap { wanted } => {
-                write!(f, "no free RAM range can hold the {} KiB kernel heap", wanted / 1024)
+                write!(
+                    f,
+                    "no free RAM range can hold the {} KiB kernel heap",
+                    wanted / 1024
+                )
             }
         }
     }
@@ -76,8 +82,14 @@ impl BootMemory {
         free.remove(platform.dtb.align_outward(FRAME_SIZE))?;
         free.align_inward(FRAME_SIZE);
         let wanted = Self::heap_size_for(free.total());
-        let heap = free.take(wanted, FRAME_SIZE).ok_or(BootMemoryError::NoRoomForHeap { wanted })?;
-        Ok(BootMemory { free, heap, ram_total: platform.ram.total() })
+        let heap = free
+            .take(wanted, FRAME_SIZE)
+            .ok_or(BootMemoryError::NoRoomForHeap { wanted })?;
+        Ok(BootMemory {
+            free,
+            heap,
+            ram_total: platform.ram.total(),
+        })
     }
 }
 
@@ -97,7 +109,11 @@ impl Default for Frames {
 impl Frames {
     /// An allocator with no memory.
     pub const fn new() -> Frames {
-        Frames { buddy: buddy_system_allocator::FrameAllocator::new(), managed: 0, allocated: 0 }
+        Frames {
+            buddy: buddy_system_allocator::FrameAllocator::new(),
+            managed: 0,
+            allocated: 0,
+        }
     }
 
     /// Adds every range of `free` (frame-aligned) to the allocator.
@@ -107,7 +123,10 @@ impl Frames {
             if r.is_empty() {
                 continue;
             }
-            self.buddy.add_frame((r.start / FRAME_SIZE) as usize, (r.end / FRAME_SIZE) as usize);
+            self.buddy.add_frame(
+                (r.start / FRAME_SIZE) as usize,
+                (r.end / FRAME_SIZE) as usize,
+            );
             self.managed += r.size();
         }
     }
@@ -147,7 +166,10 @@ mod tests {
     use super::*;
     use crate::platform::tests::{build_tree, TreeSpec};
 
-    const IMAGE: PhysRange = PhysRange { start: 0x4020_0000, end: 0x4035_1234 };
+    const IMAGE: PhysRange = PhysRange {
+        start: 0x4020_0000,
+        end: 0x4035_1234,
+    };
 
     #[test]
     fn plan_carves_image_dtb_and_reserved_out_of_ram() {
@@ -162,8 +184,14 @@ mod tests {
         let forbidden = [
             IMAGE,
             p.dtb,
-            PhysRange { start: 0x4c00_0000, end: 0x4c01_0000 },
-            PhysRange { start: 0x4f00_0800, end: 0x4f00_0900 },
+            PhysRange {
+                start: 0x4c00_0000,
+                end: 0x4c01_0000,
+            },
+            PhysRange {
+                start: 0x4f00_0800,
+                end: 0x4f00_0900,
+            },
         ];
         for r in plan.free.iter().chain([plan.heap]) {
             assert_eq!(r.start % FRAME_SIZE, 0);
@@ -174,25 +202,44 @@ mod tests {
             }
         }
         assert!(!plan.free.iter().any(|r| r.overlaps(&plan.heap)));
-        assert_eq!(plan.heap.size(), BootMemory::heap_size_for(plan.free.total() + plan.heap.size()));
+        assert_eq!(
+            plan.heap.size(),
+            BootMemory::heap_size_for(plan.free.total() + plan.heap.size())
+        );
         // Everything not forbidden is handed out: the loss is at most the forbidden
         // ranges rounded to frames.
         let lost = 0x1000_0000 - plan.free.total() - plan.heap.size();
-        assert!(lost <= 0x20_0000 + 0x1_0000 + 2 * FRAME_SIZE + p.dtb.size() + FRAME_SIZE, "lost {lost:#x}");
+        assert!(
+            lost <= 0x20_0000 + 0x1_0000 + 2 * FRAME_SIZE + p.dtb.size() + FRAME_SIZE,
+            "lost {lost:#x}"
+        );
         assert_eq!(plan.ram_total, 0x1000_0000);
     }
 
     #[test]
     fn plan_fails_cleanly_when_ram_is_tiny() {
-        let blob = build_tree(&TreeSpec { memory: vec![(0x4000_0000, 0x40_0000)], ..Default::default() });
+        let blob = build_tree(&TreeSpec {
+            memory: vec![(0x4000_0000, 0x40_0000)],
+            ..Default::default()
+        });
         let p = Platform::parse(&blob, 0x4000_0000).unwrap();
-        let err = BootMemory::plan(&p, PhysRange { start: 0x4010_0000, end: 0x4038_0000 }).unwrap_err();
+        let err = BootMemory::plan(
+            &p,
+            PhysRange {
+                start: 0x4010_0000,
+                end: 0x4038_0000,
+            },
+        )
+        .unwrap_err();
         assert_eq!(err, BootMemoryError::NoRoomForHeap { wanted: 1 << 20 });
     }
 
     #[test]
     fn allocator_hands_out_only_free_frames_once() {
-        let blob = build_tree(&TreeSpec { memory: vec![(0x4000_0000, 0x200_0000)], ..Default::default() });
+        let blob = build_tree(&TreeSpec {
+            memory: vec![(0x4000_0000, 0x200_0000)],
+            ..Default::default()
+        });
         let p = Platform::parse(&blob, 0x4100_0000).unwrap();
         let plan = BootMemory::plan(&p, IMAGE).unwrap();
         let mut frames = Frames::new();
@@ -206,7 +253,10 @@ mod tests {
         assert_eq!(seen.len() as u64 * FRAME_SIZE, plan.free.total());
         assert_eq!(frames.free_bytes(), 0);
         for start in seen {
-            frames.free(PhysRange { start, end: start + FRAME_SIZE });
+            frames.free(PhysRange {
+                start,
+                end: start + FRAME_SIZE,
+            });
         }
         assert_eq!(frames.free_bytes(), plan.free.total());
         // After freeing everything, large blocks merge again.

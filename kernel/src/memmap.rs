@@ -19,7 +19,10 @@ pub struct PhysRange {
 impl PhysRange {
     /// The range `[start, start + size)`, or `None` if it would wrap past 2^64.
     pub fn from_base_size(start: u64, size: u64) -> Option<PhysRange> {
-        Some(PhysRange { start, end: start.checked_add(size)? })
+        Some(PhysRange {
+            start,
+            end: start.checked_add(size)?,
+        })
     }
 
     /// Number of bytes in the range.
@@ -46,8 +49,9 @@ impl PhysRange {
     /// if none exists.
     pub fn align_inward(&self, align: u64) -> PhysRange {
         debug_assert!(align.is_power_of_two());
-        let start = self.start.checked_add(align - 1).map_or(u64::MAX & !(align - 1), |s| s & !(align - 1));
-        let end = self.end & !(align - 1);
+        let mask = align.saturating_sub(1);
+        let start = self.start.checked_add(mask).map_or(!mask, |s| s & !mask);
+        let end = self.end & !mask;
         if end <= start {
             PhysRange { start, end: start }
         } else {
@@ -59,8 +63,9 @@ impl PhysRange {
     /// covers this one (saturating at the top of the address space).
     pub fn align_outward(&self, align: u64) -> PhysRange {
         debug_assert!(align.is_power_of_two());
-        let start = self.start & !(align - 1);
-        let end = self.end.checked_add(align - 1).map_or(u64::MAX & !(align - 1), |e| e & !(align - 1));
+        let mask = align.saturating_sub(1);
+        let start = self.start & !mask;
+        let end = self.end.checked_add(mask).map_or(!mask, |e| e & !mask);
         PhysRange { start, end }
     }
 }
@@ -100,7 +105,9 @@ impl<const N: usize> Default for RangeSet<N> {
 impl<const N: usize> RangeSet<N> {
     /// An empty set.
     pub const fn new() -> Self {
-        RangeSet { ranges: heapless::Vec::new() }
+        RangeSet {
+            ranges: heapless::Vec::new(),
+        }
     }
 
     /// The ranges, sorted by address.
@@ -147,7 +154,10 @@ impl<const N: usize> RangeSet<N> {
                 }
                 out.push(x).map_err(|_| MemMapError::TooManyRanges)?;
             } else {
-                merged = PhysRange { start: merged.start.min(x.start), end: merged.end.max(x.end) };
+                merged = PhysRange {
+                    start: merged.start.min(x.start),
+                    end: merged.end.max(x.end),
+                };
             }
         }
         if !placed {
@@ -169,8 +179,14 @@ impl<const N: usize> RangeSet<N> {
                 out.push(x).map_err(|_| MemMapError::TooManyRanges)?;
                 continue;
             }
-            let left = PhysRange { start: x.start, end: r.start };
-            let right = PhysRange { start: r.end, end: x.end };
+            let left = PhysRange {
+                start: x.start,
+                end: r.start,
+            };
+            let right = PhysRange {
+                start: r.end,
+                end: x.end,
+            };
             for piece in [left, right] {
                 if !piece.is_empty() {
                     out.push(piece).map_err(|_| MemMapError::TooManyRanges)?;
@@ -198,8 +214,9 @@ impl<const N: usize> RangeSet<N> {
     /// returns them, or `None` if no range can give them.
     pub fn take(&mut self, size: u64, align: u64) -> Option<PhysRange> {
         debug_assert!(align.is_power_of_two());
+        let mask = align.saturating_sub(1);
         let found = self.ranges.iter().find_map(|x| {
-            let start = x.start.checked_add(align - 1)? & !(align - 1);
+            let start = x.start.checked_add(mask)? & !mask;
             let end = start.checked_add(size)?;
             (end <= x.end).then_some(PhysRange { start, end })
         })?;
@@ -232,8 +249,16 @@ mod tests {
 
     #[test]
     fn insert_merges_overlapping_and_adjacent() {
-        let s = set(&[r(0x3000, 0x4000), r(0x1000, 0x2000), r(0x2000, 0x3000), r(0x8000, 0x9000)]);
-        assert_eq!(s.iter().collect::<Vec<_>>(), vec![r(0x1000, 0x4000), r(0x8000, 0x9000)]);
+        let s = set(&[
+            r(0x3000, 0x4000),
+            r(0x1000, 0x2000),
+            r(0x2000, 0x3000),
+            r(0x8000, 0x9000),
+        ]);
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            vec![r(0x1000, 0x4000), r(0x8000, 0x9000)]
+        );
         assert_eq!(s.total(), 0x4000);
     }
 
@@ -243,7 +268,10 @@ mod tests {
         s.remove(r(0x4000, 0x5000)).unwrap();
         s.remove(r(0x0, 0x1000)).unwrap();
         s.remove(r(0xF000, 0x20000)).unwrap();
-        assert_eq!(s.iter().collect::<Vec<_>>(), vec![r(0x1000, 0x4000), r(0x5000, 0xF000)]);
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            vec![r(0x1000, 0x4000), r(0x5000, 0xF000)]
+        );
         s.remove(r(0x0, u64::MAX)).unwrap();
         assert!(s.is_empty());
     }

@@ -160,14 +160,20 @@ const TIMERS: [&str; 2] = ["arm,armv8-timer", "arm,armv7-timer"];
 const PSCIS: [&str; 3] = ["arm,psci-1.0", "arm,psci-0.2", "arm,psci"];
 
 /// Architected PPI numbers (GIC INTIDs) used when the tree has no timer node.
-const DEFAULT_TIMER: TimerInfo = TimerInfo { el1_physical: 30, virtual_timer: 27, el2_physical: 26, from_tree: false };
+const DEFAULT_TIMER: TimerInfo = TimerInfo {
+    el1_physical: 30,
+    virtual_timer: 27,
+    el2_physical: 26,
+    from_tree: false,
+};
 
 impl<'a> Platform<'a> {
     /// Parses the tree in `blob`, which firmware placed at physical address `dtb_pa`.
     pub fn parse(blob: &'a [u8], dtb_pa: u64) -> Result<Platform<'a>, PlatformError> {
         let fdt = fdt::Fdt::new(blob).map_err(|_| PlatformError::InvalidDtb)?;
         let root = fdt.find_node("/").ok_or(PlatformError::InvalidDtb)?;
-        let dtb = PhysRange::from_base_size(dtb_pa, fdt.total_size() as u64).ok_or(PlatformError::InvalidDtb)?;
+        let dtb = PhysRange::from_base_size(dtb_pa, fdt.total_size() as u64)
+            .ok_or(PlatformError::InvalidDtb)?;
         let mut p = Platform {
             model: str_prop(root, "model").unwrap_or("unknown"),
             bootargs: "",
@@ -218,8 +224,13 @@ impl<'a> Platform<'a> {
                         if str_prop(cpu, "device_type") != Some("cpu") {
                             continue;
                         }
-                        let Some(hw_id) = first_reg_address(cpu) else { continue };
-                        let info = CpuInfo { hw_id, numa_node: u32_prop(cpu, "numa-node-id") };
+                        let Some(hw_id) = first_reg_address(cpu) else {
+                            continue;
+                        };
+                        let info = CpuInfo {
+                            hw_id,
+                            numa_node: u32_prop(cpu, "numa-node-id"),
+                        };
                         if p.cpus.push(info).is_err() {
                             p.cpus_ignored += 1;
                         }
@@ -307,13 +318,20 @@ impl<'a> Platform<'a> {
     /// Every physical range that must be mapped as device memory for Mica to drive the
     /// machine (GIC frames and the console).
     pub fn device_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
-        let gic = self.gic.iter().flat_map(|g| core::iter::once(g.distributor).chain(g.redistributors.iter().copied()));
+        let gic = self
+            .gic
+            .iter()
+            .flat_map(|g| core::iter::once(g.distributor).chain(g.redistributors.iter().copied()));
         gic.chain(self.uart)
     }
 
     /// The largest NUMA node id named by a CPU, if any.
     pub fn numa_nodes(&self) -> Option<u32> {
-        self.cpus.iter().filter_map(|c| c.numa_node).max().map(|n| n + 1)
+        self.cpus
+            .iter()
+            .filter_map(|c| c.numa_node)
+            .max()
+            .map(|n| n + 1)
     }
 }
 
@@ -331,7 +349,9 @@ fn u32_prop(node: fdt::node::FdtNode<'_, '_>, name: &str) -> Option<u32> {
 }
 
 fn is_compatible(node: fdt::node::FdtNode<'_, '_>, wanted: &[&str]) -> bool {
-    let Some(prop) = node.property("compatible") else { return false };
+    let Some(prop) = node.property("compatible") else {
+        return false;
+    };
     prop.value
         .split(|b| *b == 0)
         .filter_map(|s| core::str::from_utf8(s).ok())
@@ -370,7 +390,10 @@ fn gic_info(node: fdt::node::FdtNode<'_, '_>) -> Option<GicV3Info> {
     if redistributors.is_empty() {
         return None;
     }
-    Some(GicV3Info { distributor, redistributors })
+    Some(GicV3Info {
+        distributor,
+        redistributors,
+    })
 }
 
 /// Decodes `interrupts = <type num flags>...` of the timer node: secure physical,
@@ -387,7 +410,12 @@ fn timer_info(node: fdt::node::FdtNode<'_, '_>) -> Option<TimerInfo> {
     let el1_physical = ppis.next()??;
     let virtual_timer = ppis.next()??;
     let el2_physical = ppis.next()??;
-    Some(TimerInfo { el1_physical, virtual_timer, el2_physical, from_tree: true })
+    Some(TimerInfo {
+        el1_physical,
+        virtual_timer,
+        el2_physical,
+        from_tree: true,
+    })
 }
 
 #[cfg(test)]
@@ -423,8 +451,11 @@ pub(crate) mod tests {
     }
 
     pub fn build_tree(spec: &TreeSpec) -> Vec<u8> {
-        let reservations: Vec<vm_fdt::FdtReserveEntry> =
-            spec.memreserve.iter().map(|(a, s)| vm_fdt::FdtReserveEntry::new(*a, *s).unwrap()).collect();
+        let reservations: Vec<vm_fdt::FdtReserveEntry> = spec
+            .memreserve
+            .iter()
+            .map(|(a, s)| vm_fdt::FdtReserveEntry::new(*a, *s).unwrap())
+            .collect();
         let mut w = FdtWriter::new_with_mem_reserv(&reservations).unwrap();
         let root = w.begin_node("").unwrap();
         w.property_string("model", "linux,dummy-virt").unwrap();
@@ -465,8 +496,15 @@ pub(crate) mod tests {
         w.end_node(cpus).unwrap();
         if let Some(m) = spec.psci_method {
             let n = w.begin_node("psci").unwrap();
-            w.property_string_list("compatible", vec!["arm,psci-1.0".into(), "arm,psci-0.2".into(), "arm,psci".into()])
-                .unwrap();
+            w.property_string_list(
+                "compatible",
+                vec![
+                    "arm,psci-1.0".into(),
+                    "arm,psci-0.2".into(),
+                    "arm,psci".into(),
+                ],
+            )
+            .unwrap();
             w.property_string("method", m).unwrap();
             w.end_node(n).unwrap();
         }
@@ -475,29 +513,41 @@ pub(crate) mod tests {
             w.property_string("compatible", "arm,gic-v3").unwrap();
             w.property_u32("#interrupt-cells", 3).unwrap();
             w.property_u32("#redistributor-regions", 1).unwrap();
-            w.property_array_u64("reg", &[0x800_0000, 0x1_0000, 0x80a_0000, 0xf6_0000]).unwrap();
+            w.property_array_u64("reg", &[0x800_0000, 0x1_0000, 0x80a_0000, 0xf6_0000])
+                .unwrap();
             w.property_u32("phandle", 1).unwrap();
             w.end_node(n).unwrap();
         }
         let t = w.begin_node("timer").unwrap();
         w.property_string("compatible", "arm,armv8-timer").unwrap();
-        w.property_array_u32("interrupts", &[1, 13, 0x104, 1, 14, 0x104, 1, 11, 0x104, 1, 10, 0x104]).unwrap();
+        w.property_array_u32(
+            "interrupts",
+            &[1, 13, 0x104, 1, 14, 0x104, 1, 11, 0x104, 1, 10, 0x104],
+        )
+        .unwrap();
         w.end_node(t).unwrap();
         for name in ["pl011@9000000", "pl011@9001000"] {
             let n = w.begin_node(name).unwrap();
-            w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
+            w.property_string_list(
+                "compatible",
+                vec!["arm,pl011".into(), "arm,primecell".into()],
+            )
+            .unwrap();
             let base = u64::from_str_radix(name.split('@').nth(1).unwrap(), 16).unwrap();
             w.property_array_u64("reg", &[base, 0x1000]).unwrap();
             w.end_node(n).unwrap();
         }
         for i in 0..3u64 {
-            let n = w.begin_node(&format!("virtio_mmio@{:x}", 0xa00_0000 + i * 0x200)).unwrap();
+            let n = w
+                .begin_node(&format!("virtio_mmio@{:x}", 0xa00_0000 + i * 0x200))
+                .unwrap();
             w.property_string("compatible", "virtio,mmio").unwrap();
             w.end_node(n).unwrap();
         }
         let n = w.begin_node("chosen").unwrap();
         w.property_string("bootargs", spec.bootargs).unwrap();
-        w.property_string("stdout-path", "/pl011@9001000:115200n8").unwrap();
+        w.property_string("stdout-path", "/pl011@9001000:115200n8")
+            .unwrap();
         w.end_node(n).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
@@ -505,56 +555,131 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_a_qemu_virt_like_tree() {
-        let blob = build_tree(&TreeSpec { reserved: vec![(0x4800_0000, 0x10_0000)], ..Default::default() });
+        let blob = build_tree(&TreeSpec {
+            reserved: vec![(0x4800_0000, 0x10_0000)],
+            ..Default::default()
+        });
         let p = Platform::parse(&blob, 0x4400_0000).unwrap();
         assert_eq!(p.model, "linux,dummy-virt");
         assert_eq!(p.bootargs, "mica.poweroff_after_ms=100");
         assert_eq!(p.dtb.start, 0x4400_0000);
         assert_eq!(p.dtb.size(), blob.len() as u64);
-        assert_eq!(p.ram.iter().collect::<Vec<_>>(), vec![PhysRange { start: 0x4000_0000, end: 0x8000_0000 }]);
+        assert_eq!(
+            p.ram.iter().collect::<Vec<_>>(),
+            vec![PhysRange {
+                start: 0x4000_0000,
+                end: 0x8000_0000
+            }]
+        );
         assert_eq!(p.reserved.total(), 0x10_0000);
         assert_eq!(p.cpus.len(), 4);
-        assert_eq!(p.cpus[3], CpuInfo { hw_id: 3, numa_node: None });
+        assert_eq!(
+            p.cpus[3],
+            CpuInfo {
+                hw_id: 3,
+                numa_node: None
+            }
+        );
         let gic = p.gic.as_ref().unwrap();
-        assert_eq!(gic.distributor, PhysRange { start: 0x800_0000, end: 0x801_0000 });
+        assert_eq!(
+            gic.distributor,
+            PhysRange {
+                start: 0x800_0000,
+                end: 0x801_0000
+            }
+        );
         assert_eq!(gic.redistributors.len(), 1);
-        assert_eq!(p.timer, Some(TimerInfo { el1_physical: 30, virtual_timer: 27, el2_physical: 26, from_tree: true }));
+        assert_eq!(
+            p.timer,
+            Some(TimerInfo {
+                el1_physical: 30,
+                virtual_timer: 27,
+                el2_physical: 26,
+                from_tree: true
+            })
+        );
         assert_eq!(p.psci, Some(PsciConduit::Smc));
         // stdout-path names the second UART; its options suffix is ignored.
-        assert_eq!(p.uart, Some(PhysRange { start: 0x900_1000, end: 0x900_2000 }));
-        assert!(p.unused.contains(&UnusedNode { name: "virtio_mmio", count: 3 }));
-        assert!(p.unused.contains(&UnusedNode { name: "pl011", count: 1 }));
+        assert_eq!(
+            p.uart,
+            Some(PhysRange {
+                start: 0x900_1000,
+                end: 0x900_2000
+            })
+        );
+        assert!(p.unused.contains(&UnusedNode {
+            name: "virtio_mmio",
+            count: 3
+        }));
+        assert!(p.unused.contains(&UnusedNode {
+            name: "pl011",
+            count: 1
+        }));
         assert_eq!(p.check_required(), Ok(()));
         assert_eq!(p.device_ranges().count(), 3);
     }
 
     #[test]
     fn memreserve_and_numa_are_read() {
-        let blob = build_tree(&TreeSpec { memreserve: vec![(0x4100_0000, 0x2000)], numa: true, ..Default::default() });
+        let blob = build_tree(&TreeSpec {
+            memreserve: vec![(0x4100_0000, 0x2000)],
+            numa: true,
+            ..Default::default()
+        });
         let p = Platform::parse(&blob, 0x4000_0000).unwrap();
-        assert_eq!(p.reserved.iter().next(), Some(PhysRange { start: 0x4100_0000, end: 0x4100_2000 }));
+        assert_eq!(
+            p.reserved.iter().next(),
+            Some(PhysRange {
+                start: 0x4100_0000,
+                end: 0x4100_2000
+            })
+        );
         assert_eq!(p.cpus[1].numa_node, Some(1));
         assert_eq!(p.numa_nodes(), Some(2));
     }
 
     #[test]
     fn missing_pieces_are_named() {
-        let no_mem = build_tree(&TreeSpec { memory: vec![], ..Default::default() });
+        let no_mem = build_tree(&TreeSpec {
+            memory: vec![],
+            ..Default::default()
+        });
         let p = Platform::parse(&no_mem, 0x4000_0000).unwrap();
         assert_eq!(p.check_required(), Err(MissingPiece::Memory));
         assert!(MissingPiece::Memory.to_string().contains("no memory node"));
 
-        let no_gic = build_tree(&TreeSpec { gic: false, ..Default::default() });
-        assert_eq!(Platform::parse(&no_gic, 0).unwrap().check_required(), Err(MissingPiece::GicV3));
-        let hvc = build_tree(&TreeSpec { psci_method: Some("hvc"), ..Default::default() });
-        assert_eq!(Platform::parse(&hvc, 0).unwrap().check_required(), Err(MissingPiece::Psci));
-        let no_cpus = build_tree(&TreeSpec { cpus: 0, ..Default::default() });
-        assert_eq!(Platform::parse(&no_cpus, 0).unwrap().check_required(), Err(MissingPiece::Cpus));
+        let no_gic = build_tree(&TreeSpec {
+            gic: false,
+            ..Default::default()
+        });
+        assert_eq!(
+            Platform::parse(&no_gic, 0).unwrap().check_required(),
+            Err(MissingPiece::GicV3)
+        );
+        let hvc = build_tree(&TreeSpec {
+            psci_method: Some("hvc"),
+            ..Default::default()
+        });
+        assert_eq!(
+            Platform::parse(&hvc, 0).unwrap().check_required(),
+            Err(MissingPiece::Psci)
+        );
+        let no_cpus = build_tree(&TreeSpec {
+            cpus: 0,
+            ..Default::default()
+        });
+        assert_eq!(
+            Platform::parse(&no_cpus, 0).unwrap().check_required(),
+            Err(MissingPiece::Cpus)
+        );
     }
 
     #[test]
     fn more_cpus_than_recorded_are_counted() {
-        let blob = build_tree(&TreeSpec { cpus: MAX_CPUS + 3, ..Default::default() });
+        let blob = build_tree(&TreeSpec {
+            cpus: MAX_CPUS + 3,
+            ..Default::default()
+        });
         let p = Platform::parse(&blob, 0).unwrap();
         assert_eq!(p.cpus.len(), MAX_CPUS);
         assert_eq!(p.cpus_ignored, 3);
@@ -562,10 +687,19 @@ pub(crate) mod tests {
 
     #[test]
     fn garbage_is_rejected_not_panicked_on() {
-        assert_eq!(Platform::parse(&[0u8; 64], 0).err(), Some(PlatformError::InvalidDtb));
-        assert_eq!(Platform::parse(&[], 0).err(), Some(PlatformError::InvalidDtb));
+        assert_eq!(
+            Platform::parse(&[0u8; 64], 0).err(),
+            Some(PlatformError::InvalidDtb)
+        );
+        assert_eq!(
+            Platform::parse(&[], 0).err(),
+            Some(PlatformError::InvalidDtb)
+        );
         let mut blob = build_tree(&TreeSpec::default());
         blob.truncate(blob.len() / 2);
-        assert_eq!(Platform::parse(&blob, 0).err(), Some(PlatformError::InvalidDtb));
+        assert_eq!(
+            Platform::parse(&blob, 0).err(),
+            Some(PlatformError::InvalidDtb)
+        );
     }
 }

@@ -55,14 +55,17 @@ extern "C" {
 
 fn image_range() -> PhysRange {
     // Only the addresses of the linker-script symbols are taken, never their contents.
-    let (start, end) = (&raw const __image_start as u64, &raw const __image_end as u64);
+    let (start, end) = (
+        &raw const __image_start as u64,
+        &raw const __image_end as u64,
+    );
     PhysRange { start, end }
 }
 
 /// Reads the device tree header at `pa` (MMU off, so `pa` is directly addressable) and
 /// returns the whole blob if it looks like one.
 fn dtb_blob(pa: u64) -> Option<&'static [u8]> {
-    if pa == 0 || pa % 8 != 0 {
+    if pa == 0 || !pa.is_multiple_of(8) {
         return None;
     }
     // SAFETY: x0 from the boot loader is the DTB's address by the arm64 boot protocol; the
@@ -100,7 +103,10 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         Ok(p) => p,
         Err(e) => {
             fallback_console(image);
-            fatal(OnFatal::PowerOff, format_args!("cannot read the device tree at {dtb_pa:#x}: {e}"));
+            fatal(
+                OnFatal::PowerOff,
+                format_args!("cannot read the device tree at {dtb_pa:#x}: {e}"),
+            );
         }
     };
     let args = BootArgs::parse(platform.bootargs);
@@ -120,7 +126,10 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         }
     }
     let uart = platform.uart.map(|u| u.start).unwrap_or(FALLBACK_UART);
-    for r in platform.device_ranges().chain([PhysRange { start: uart, end: uart + 0x1000 }]) {
+    for r in platform.device_ranges().chain([PhysRange {
+        start: uart,
+        end: uart + 0x1000,
+    }]) {
         if let Err(e) = map.identity(r.start, r.end, MemoryKind::Device) {
             map_error.get_or_insert((r, e));
         }
@@ -129,12 +138,19 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
     console::init(uart as usize);
 
     println!("");
-    println!("mica: Mica {} starting at EL2 on cpu 0 (MPIDR {:#x})", mica_abi::VERSION, mpidr_affinity());
+    println!(
+        "mica: Mica {} starting at EL2 on cpu 0 (MPIDR {:#x})",
+        mica_abi::VERSION,
+        mpidr_affinity()
+    );
     if platform.uart.is_none() {
         println!("mica: warning: no PL011 in the device tree; console on {FALLBACK_UART:#x} (QEMU virt) as a guess");
     }
     if let Some((r, e)) = map_error {
-        fatal(args.on_fatal, format_args!("cannot map {r} into the EL2 address space: {e:?}"));
+        fatal(
+            args.on_fatal,
+            format_args!("cannot map {r} into the EL2 address space: {e:?}"),
+        );
     }
     report_platform(&platform, &args);
     if let Err(missing) = platform.check_required() {
@@ -147,7 +163,10 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
     };
     // SAFETY: the heap range is free RAM (not the image, the tree or a reserved region),
     // mapped normal and writable in the EL2 map, and given to nothing else.
-    unsafe { HEAP.lock().init(plan.heap.start as usize, plan.heap.size() as usize) };
+    unsafe {
+        HEAP.lock()
+            .init(plan.heap.start as usize, plan.heap.size() as usize)
+    };
     FRAMES.lock().add_ranges(&plan.free);
     println!(
         "mica: memory: {} MiB RAM, {} KiB kernel heap at {:#x}, {} MiB in {} free ranges for the frame allocator",
@@ -164,10 +183,18 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         el2_physical: 26,
         from_tree: false,
     });
-    let state = STATE.call_once(|| BootState { platform, args, tick_intid: timer_info.el2_physical });
+    let state = STATE.call_once(|| BootState {
+        platform,
+        args,
+        tick_intid: timer_info.el2_physical,
+    });
     timer::set_period(counter_hz() / state.args.tick_hz as u64);
 
-    let gic_info = state.platform.gic.as_ref().expect("checked by check_required");
+    let gic_info = state
+        .platform
+        .gic
+        .as_ref()
+        .expect("checked by check_required");
     gic::init_distributor(gic_info.distributor.start as usize);
     start_cpu_services(0);
     CPUS[0].online.store(true, Ordering::Release);
@@ -202,7 +229,12 @@ fn fallback_console(image: PhysRange) {
 }
 
 fn report_platform(p: &Platform<'_>, args: &BootArgs<'_>) {
-    println!("mica: device tree at {:#x} ({} bytes), model \"{}\"", p.dtb.start, p.dtb.size(), p.model);
+    println!(
+        "mica: device tree at {:#x} ({} bytes), model \"{}\"",
+        p.dtb.start,
+        p.dtb.size(),
+        p.model
+    );
     for r in p.ram.iter() {
         println!("mica: RAM      {r} {} MiB", r.size() >> 20);
     }
@@ -222,12 +254,22 @@ fn report_platform(p: &Platform<'_>, args: &BootArgs<'_>) {
             "mica: timer INTIDs: EL2 physical {}, virtual {}{}",
             t.el2_physical,
             t.virtual_timer,
-            if t.from_tree { "" } else { " (architected defaults)" }
+            if t.from_tree {
+                ""
+            } else {
+                " (architected defaults)"
+            }
         );
     }
-    println!("mica: {} CPU(s) in the device tree", p.cpus.len() + p.cpus_ignored);
+    println!(
+        "mica: {} CPU(s) in the device tree",
+        p.cpus.len() + p.cpus_ignored
+    );
     if p.cpus_ignored > 0 {
-        println!("mica: warning: only the first {MAX_CPUS} CPUs are used; {} stay off", p.cpus_ignored);
+        println!(
+            "mica: warning: only the first {MAX_CPUS} CPUs are used; {} stay off",
+            p.cpus_ignored
+        );
     }
     if !p.unused.is_empty() {
         let mut line = heapless::String::<200>::new();
@@ -255,7 +297,9 @@ fn report_platform(p: &Platform<'_>, args: &BootArgs<'_>) {
 
 /// Per-CPU interrupt controller and tick set-up.
 fn start_cpu_services(me: usize) {
-    let Some(state) = STATE.get() else { cpu::halt() };
+    let Some(state) = STATE.get() else {
+        cpu::halt()
+    };
     let regions: heapless::Vec<(usize, usize), 4> = state
         .platform
         .gic
@@ -279,7 +323,10 @@ fn start_secondaries(state: &BootState) {
         CPUS[idx].hw_id.store(c.hw_id, Ordering::Release);
         match psci::cpu_on(c.hw_id, entry, idx as u64) {
             Ok(()) => started += 1,
-            Err(e) => println!("mica: warning: PSCI CPU_ON for MPIDR {:#x} failed: {e:?}", c.hw_id),
+            Err(e) => println!(
+                "mica: warning: PSCI CPU_ON for MPIDR {:#x} failed: {e:?}",
+                c.hw_id
+            ),
         }
     }
     // Wait up to a second for them to report online.
@@ -288,7 +335,10 @@ fn start_secondaries(state: &BootState) {
         core::hint::spin_loop();
     }
     if cpu::online_count() < started + 1 {
-        println!("mica: warning: {} of {started} started CPUs did not come online", started + 1 - cpu::online_count());
+        println!(
+            "mica: warning: {} of {started} started CPUs did not come online",
+            started + 1 - cpu::online_count()
+        );
     }
 }
 
@@ -321,7 +371,10 @@ pub fn on_interrupt(intid: u32) {
     timer::rearm(me);
     let ticks = CPUS[me].ticks.fetch_add(1, Ordering::Relaxed) + 1;
     if ticks == 1 {
-        println!("cpu {me}: first tick (EL2 physical timer, INTID {intid}, {} Hz)", state.args.tick_hz);
+        println!(
+            "cpu {me}: first tick (EL2 physical timer, INTID {intid}, {} Hz)",
+            state.args.tick_hz
+        );
     }
     if me != 0 {
         return;
@@ -338,9 +391,12 @@ pub fn on_interrupt(intid: u32) {
         }
     }
     let per_10s = state.args.tick_hz as u64 * 10;
-    if ticks % per_10s == 0 {
+    if ticks.is_multiple_of(per_10s) {
         let uptime = (now - BOOT_COUNTER.load(Ordering::Relaxed)) / hz;
-        println!("mica: uptime {uptime} s, {} MiB free", FRAMES.lock().free_bytes() >> 20);
+        println!(
+            "mica: uptime {uptime} s, {} MiB free",
+            FRAMES.lock().free_bytes() >> 20
+        );
     }
     if let Some(ms) = state.args.poweroff_after_ms {
         if all_at != 0 && now - all_at >= ms * hz / 1000 {
@@ -368,5 +424,8 @@ pub fn fatal(on_fatal: OnFatal, what: fmt::Arguments<'_>) -> ! {
 /// The panic path: report where, then behave as for any fatal error.
 pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let on_fatal = STATE.get().map_or(OnFatal::PowerOff, |s| s.args.on_fatal);
-    fatal(on_fatal, format_args!("kernel panic on cpu {}: {info}", cpu::current()))
+    fatal(
+        on_fatal,
+        format_args!("kernel panic on cpu {}: {info}", cpu::current()),
+    )
 }

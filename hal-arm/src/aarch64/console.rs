@@ -46,7 +46,10 @@ pub fn print_line(args: fmt::Arguments<'_>) {
     let me = super::cpu::current() + 1;
     let reentered = LOCK.load(Ordering::Relaxed) == me;
     if !reentered {
-        while LOCK.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while LOCK
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             core::hint::spin_loop();
         }
     }

@@ -22,7 +22,11 @@ pub struct PerCpu {
 
 impl PerCpu {
     const fn new() -> Self {
-        PerCpu { hw_id: AtomicU64::new(u64::MAX), online: AtomicBool::new(false), ticks: AtomicU64::new(0) }
+        PerCpu {
+            hw_id: AtomicU64::new(u64::MAX),
+            online: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
+        }
     }
 }
 
@@ -37,7 +41,9 @@ pub fn current() -> usize {
 
 /// How many CPUs are online.
 pub fn online_count() -> usize {
-    CPUS.iter().filter(|c| c.online.load(Ordering::Acquire)).count()
+    CPUS.iter()
+        .filter(|c| c.online.load(Ordering::Acquire))
+        .count()
 }
 
 /// Stops this CPU for good: interrupts masked, waiting for an event that is never acted on.

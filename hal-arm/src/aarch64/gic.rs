@@ -49,7 +49,8 @@ pub const SPURIOUS: u32 = 1020;
 
 static DIST: AtomicUsize = AtomicUsize::new(0);
 /// Per-CPU redistributor RD_base, indexed by logical CPU.
-static REDIST: [AtomicUsize; super::cpu::MAX_CPUS] = [const { AtomicUsize::new(0) }; super::cpu::MAX_CPUS];
+static REDIST: [AtomicUsize; super::cpu::MAX_CPUS] =
+    [const { AtomicUsize::new(0) }; super::cpu::MAX_CPUS];
 
 fn r32(addr: usize) -> u32 {
     // SAFETY: every address passed is inside a GIC frame the boot CPU mapped as device
@@ -92,7 +93,10 @@ pub fn init_distributor(base: usize) {
     for intid in 32..lines as usize {
         w8(base + GICD_IPRIORITYR + intid, DEFAULT_PRIORITY);
     }
-    w32(base + GICD_CTLR, GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1 | GICD_CTLR_ENABLE_GRP0);
+    w32(
+        base + GICD_CTLR,
+        GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1 | GICD_CTLR_ENABLE_GRP0,
+    );
     wait_rwp(base);
 }
 
@@ -148,7 +152,11 @@ fn find_redistributor(affinity: u64, regions: &[(usize, usize)]) -> Option<usize
                 break; // Last redistributor of this region.
             }
             // Two 64 KiB frames per redistributor, four with virtual LPIs (GICv4).
-            rd += if typer & (1 << 1) != 0 { 0x4_0000 } else { 0x2_0000 };
+            rd += if typer & (1 << 1) != 0 {
+                0x4_0000
+            } else {
+                0x2_0000
+            };
         }
     }
     None

@@ -4,10 +4,14 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
+use aarch64_cpu::registers::{
+    Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2,
+};
 
 use super::sysreg::{dsb_sy, isb};
-use crate::pagetable::{MapError, MemoryKind, PageTable, TableMemory, ENTRIES, MAIR_EL2 as MAIR_VALUE};
+use crate::pagetable::{
+    MapError, MemoryKind, PageTable, TableMemory, ENTRIES, MAIR_EL2 as MAIR_VALUE,
+};
 
 /// Translation tables available to the EL2 map (256 KiB).
 const POOL_TABLES: usize = 64;
@@ -21,7 +25,9 @@ struct Pool(UnsafeCell<[Table; POOL_TABLES]>);
 // other CPU is started; afterwards the tables are only read by the MMU.
 unsafe impl Sync for Pool {}
 
-static POOL: Pool = Pool(UnsafeCell::new([const { Table([0; ENTRIES]) }; POOL_TABLES]));
+static POOL: Pool = Pool(UnsafeCell::new(
+    [const { Table([0; ENTRIES]) }; POOL_TABLES],
+));
 
 /// MAIR_EL2, TCR_EL2 and TTBR0_EL2 for secondary CPUs, read by their entry code with the
 /// MMU off (so the boot CPU cleans them to the point of coherency).
@@ -80,7 +86,8 @@ impl El2Map {
         let ps = ps.min(5);
         // TCR_EL2: RES1 bits 31 and 23, PS, SH0 inner, ORGN0/IRGN0 write-back
         // write-allocate, TG0 4 KiB, T0SZ 16 (48-bit input addresses).
-        let tcr = (1 << 31) | (1 << 23) | (ps << 16) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | 16;
+        let tcr =
+            (1 << 31) | (1 << 23) | (ps << 16) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | 16;
         MICA_MMU_CONFIG[0].store(MAIR_VALUE, Ordering::Relaxed);
         MICA_MMU_CONFIG[1].store(tcr, Ordering::Relaxed);
         MICA_MMU_CONFIG[2].store(root, Ordering::Relaxed);
@@ -98,7 +105,10 @@ impl El2Map {
         SCTLR_EL2.set(SCTLR_EL2.get() | (1 << 0) | (1 << 2) | (1 << 12));
         isb();
         // Secondaries read the config with their MMU off: push it to the point of coherency.
-        clean_dcache_range(MICA_MMU_CONFIG.as_ptr() as u64, MICA_MMU_CONFIG.as_ptr() as u64 + 24);
+        clean_dcache_range(
+            MICA_MMU_CONFIG.as_ptr() as u64,
+            MICA_MMU_CONFIG.as_ptr() as u64 + 24,
+        );
     }
 }
 

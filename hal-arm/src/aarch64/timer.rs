@@ -8,7 +8,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::sysreg::{counter, isb, write_sysreg};
 
 static PERIOD: AtomicU64 = AtomicU64::new(0);
-static NEXT: [AtomicU64; super::cpu::MAX_CPUS] = [const { AtomicU64::new(0) }; super::cpu::MAX_CPUS];
+static NEXT: [AtomicU64; super::cpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; super::cpu::MAX_CPUS];
 
 /// Sets the tick period (in counter ticks) every CPU will use.
 pub fn set_period(ticks: u64) {

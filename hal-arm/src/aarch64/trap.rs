@@ -20,7 +20,12 @@ const _: () = assert!(core::mem::size_of::<TrapFrame>() == 272);
 
 /// Vector indices (Arm ARM D1.10.2): 4 groups of sync/IRQ/FIQ/SError.
 const KIND_NAMES: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
-const ORIGIN_NAMES: [&str; 4] = ["EL2 with SP_EL0", "EL2", "a lower EL (AArch64)", "a lower EL (AArch32)"];
+const ORIGIN_NAMES: [&str; 4] = [
+    "EL2 with SP_EL0",
+    "EL2",
+    "a lower EL (AArch64)",
+    "a lower EL (AArch32)",
+];
 
 /// Called by the vector code with the vector index and the saved registers.
 #[no_mangle]
@@ -47,7 +52,10 @@ fn report_and_halt(kind: u64, frame: &TrapFrame) -> ! {
     let origin = ORIGIN_NAMES[((kind >> 2) & 3) as usize];
     let me = cpu::current();
     crate::println!("");
-    crate::println!("EL2 exception on cpu {me}: {} exception from {origin}", KIND_NAMES[k]);
+    crate::println!(
+        "EL2 exception on cpu {me}: {} exception from {origin}",
+        KIND_NAMES[k]
+    );
     if k == 0 {
         match esr::fault_status_name(esr) {
             Some(fault) => crate::println!(
@@ -58,8 +66,17 @@ fn report_and_halt(kind: u64, frame: &TrapFrame) -> ! {
             None => crate::println!("  class {ec:#04x}: {}", esr::class_name(ec)),
         }
     }
-    crate::println!("  ESR_EL2 {esr:#018x}  ELR_EL2 {:#018x}  FAR_EL2 {far:#018x}", frame.elr);
-    crate::println!("  SPSR_EL2 {:#010x}  x0 {:#x}  x1 {:#x}  x30 {:#x}", frame.spsr, frame.x[0], frame.x[1], frame.x[30]);
+    crate::println!(
+        "  ESR_EL2 {esr:#018x}  ELR_EL2 {:#018x}  FAR_EL2 {far:#018x}",
+        frame.elr
+    );
+    crate::println!(
+        "  SPSR_EL2 {:#010x}  x0 {:#x}  x1 {:#x}  x30 {:#x}",
+        frame.spsr,
+        frame.x[0],
+        frame.x[1],
+        frame.x[30]
+    );
     crate::println!("EL2 exception: halting cpu {me}");
     cpu::halt()
 }
