@@ -71,7 +71,11 @@ impl Status {
         if raw == SUCCESS {
             return Some(Ok(()));
         }
-        Status::ALL.iter().copied().find(|s| s.to_raw() == raw).map(Err)
+        Status::ALL
+            .iter()
+            .copied()
+            .find(|s| s.to_raw() == raw)
+            .map(Err)
     }
 
     /// A short human-readable name, used in kernel and toolstack reports.
@@ -108,7 +112,11 @@ mod tests {
     #[test]
     fn codes_round_trip_and_are_dense() {
         for (i, s) in Status::ALL.iter().enumerate() {
-            assert_eq!(s.to_raw(), i as u64 + 1, "{s:?} is out of order in Status::ALL");
+            assert_eq!(
+                s.to_raw(),
+                i as u64 + 1,
+                "{s:?} is out of order in Status::ALL"
+            );
             assert_eq!(Status::from_raw(s.to_raw()), Some(Err(*s)));
         }
         assert_eq!(Status::from_raw(SUCCESS), Some(Ok(())));

@@ -1,0 +1,436 @@
+//! The hypercall table: every call's number, arguments, results, rights and statuses.
+//!
+//! Calls use the SMCCC vendor-specific hypervisor service range (DESIGN.md §3): fast
+//! calls, SMC64 convention, owning entity 6, so a function id is
+//! [`VENDOR_HYP_BASE`]` | number`. On aarch64 the id goes in x0 (`hvc #0`), arguments in
+//! x1-x6, the status comes back in x0 and values in x1-x3; x86_64 uses `vmmcall` with the
+//! registers of DESIGN.md §3. [`TABLE`] is the single definition the kernel's decoder,
+//! `mica-rt`'s wrappers and `docs/hypercalls.md` (checked by a test) all follow.
+
+use crate::{Rights, Status};
+
+/// Function id of vendor-specific hypervisor call 0: fast call (bit 31), SMC64 (bit 30),
+/// owning entity number 6 (bits 29:24).
+pub const VENDOR_HYP_BASE: u64 = 0xC600_0000;
+
+/// The capability slot argument that names the calling domain itself (in calls that
+/// take a Domain capability).
+pub const SELF_DOMAIN: u64 = 0xFFFF;
+
+/// Most bytes one `console_write` carries (five argument registers).
+pub const CONSOLE_WRITE_MAX: usize = 40;
+
+/// A hypercall of this ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Call {
+    /// Who the caller is.
+    Whoami = 0x00,
+    /// Write bytes to the hypervisor console.
+    ConsoleWrite = 0x01,
+    /// Give up the rest of this time slice.
+    Yield = 0x02,
+    /// Describe the capability in a slot.
+    CapIdentify = 0x10,
+    /// Copy a capability within the caller's space with fewer rights or a sub-range.
+    CapDerive = 0x11,
+    /// Place a derived copy of a capability into another domain's space.
+    CapGrant = 0x12,
+    /// Delete every descendant of a capability.
+    CapRevoke = 0x13,
+    /// Delete a capability.
+    CapDelete = 0x14,
+    /// Map frames of a Memory capability into a domain's guest-physical space.
+    MemMap = 0x20,
+    /// Remove guest-physical mappings from a domain.
+    MemUnmap = 0x21,
+    /// Create an empty domain.
+    DomainCreate = 0x30,
+    /// Destroy a domain: stop its vCPUs, revoke what it holds, scrub its memory.
+    DomainDestroy = 0x31,
+    /// Stop scheduling a domain's vCPUs.
+    DomainPause = 0x32,
+    /// Resume a paused domain.
+    DomainUnpause = 0x33,
+    /// Create a vCPU in a domain.
+    VcpuCreate = 0x40,
+    /// Start a created vCPU at an entry point.
+    VcpuStart = 0x41,
+}
+
+/// One row of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct CallSpec {
+    /// The call.
+    pub call: Call,
+    /// Its name in docs and the `mica-rt` wrapper.
+    pub name: &'static str,
+    /// One line: what it does.
+    pub summary: &'static str,
+    /// Argument registers x1.. in order: their names.
+    pub args: &'static [&'static str],
+    /// Result registers x1.. in order: their names.
+    pub returns: &'static [&'static str],
+    /// Rights the named capability must carry (empty when no capability is named).
+    pub rights: Rights,
+    /// Every status the call can return besides success.
+    pub statuses: &'static [Status],
+}
+
+use Status::*;
+
+/// Every hypercall, in numeric order.
+pub const TABLE: &[CallSpec] = &[
+    CallSpec {
+        call: Call::Whoami,
+        name: "whoami",
+        summary: "the caller's domain id, vCPU index and capability-space size",
+        args: &[],
+        returns: &["domain_id", "vcpu_index", "slots"],
+        rights: Rights::empty(),
+        statuses: &[],
+    },
+    CallSpec {
+        call: Call::ConsoleWrite,
+        name: "console_write",
+        summary: "write `len` bytes, packed little-endian in x2-x6, to the console",
+        args: &["len", "bytes0", "bytes1", "bytes2", "bytes3", "bytes4"],
+        returns: &["written"],
+        rights: Rights::empty(),
+        statuses: &[InvalidArgument],
+    },
+    CallSpec {
+        call: Call::Yield,
+        name: "yield",
+        summary: "give the CPU to the next runnable vCPU",
+        args: &[],
+        returns: &[],
+        rights: Rights::empty(),
+        statuses: &[],
+    },
+    CallSpec {
+        call: Call::CapIdentify,
+        name: "cap_identify",
+        summary: "object type and rights (x1 = type | rights << 8) and frame range of a capability",
+        args: &["slot"],
+        returns: &["type_and_rights", "first_frame", "frame_count"],
+        rights: Rights::empty(),
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability],
+    },
+    CallSpec {
+        call: Call::CapDerive,
+        name: "cap_derive",
+        summary: "copy `src` into empty slot `dst` with `rights` (a subset) and, for memory, \
+                  frames [first, first+count) (count 0 = the same range)",
+        args: &["src", "dst", "rights", "first_frame", "frame_count"],
+        returns: &[],
+        rights: Rights::empty(),
+        statuses: &[
+            InvalidArgument,
+            InvalidCapability,
+            StaleCapability,
+            InsufficientRights,
+            OutOfRange,
+            SlotOccupied,
+            QuotaExceeded,
+        ],
+    },
+    CallSpec {
+        call: Call::CapGrant,
+        name: "cap_grant",
+        summary: "place a derived copy of `src` into slot `dst` of the domain named by Domain \
+                  capability `domain`",
+        args: &["src", "domain", "dst", "rights", "first_frame", "frame_count"],
+        returns: &[],
+        rights: Rights::GRANT,
+        statuses: &[
+            InvalidArgument,
+            InvalidCapability,
+            StaleCapability,
+            InsufficientRights,
+            OutOfRange,
+            SlotOccupied,
+            QuotaExceeded,
+        ],
+    },
+    CallSpec {
+        call: Call::CapRevoke,
+        name: "cap_revoke",
+        summary: "delete every descendant of the capability, in every space, and undo their mappings",
+        args: &["slot"],
+        returns: &["removed"],
+        rights: Rights::empty(),
+        statuses: &[InvalidArgument, InvalidCapability],
+    },
+    CallSpec {
+        call: Call::CapDelete,
+        name: "cap_delete",
+        summary: "delete the capability (its children stay, re-parented) and undo its mappings",
+        args: &["slot"],
+        returns: &[],
+        rights: Rights::empty(),
+        statuses: &[InvalidArgument, InvalidCapability],
+    },
+    CallSpec {
+        call: Call::MemMap,
+        name: "mem_map",
+        summary: "map frames [first, first+count) of Memory capability `memory` at guest-physical \
+                  `ipa` of `domain` (a Domain capability or SELF_DOMAIN) with `perms` (READ, WRITE, \
+                  EXECUTE within the capability's rights)",
+        args: &["domain", "memory", "ipa", "first_frame", "frame_count", "perms"],
+        returns: &[],
+        rights: Rights::READ,
+        statuses: &[
+            InvalidArgument,
+            InvalidCapability,
+            StaleCapability,
+            InsufficientRights,
+            OutOfRange,
+            SlotOccupied,
+            OutOfMemory,
+            QuotaExceeded,
+        ],
+    },
+    CallSpec {
+        call: Call::MemUnmap,
+        name: "mem_unmap",
+        summary: "remove `count` pages of mappings at guest-physical `ipa` of `domain`",
+        args: &["domain", "ipa", "frame_count"],
+        returns: &["unmapped"],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange],
+    },
+    CallSpec {
+        call: Call::DomainCreate,
+        name: "domain_create",
+        summary: "create an empty domain with `slots` capability slots and `quota` bytes of kernel \
+                  memory (paid from the caller's quota); its Domain capability goes in `dst`",
+        args: &["dst", "slots", "quota"],
+        returns: &["domain_id"],
+        rights: Rights::empty(),
+        statuses: &[InvalidArgument, SlotOccupied, NoFreeSlot, QuotaExceeded, OutOfMemory],
+    },
+    CallSpec {
+        call: Call::DomainDestroy,
+        name: "domain_destroy",
+        summary: "stop the domain's vCPUs, revoke everything it holds, scrub its private memory",
+        args: &["domain"],
+        returns: &[],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+    CallSpec {
+        call: Call::DomainPause,
+        name: "domain_pause",
+        summary: "stop scheduling the domain's vCPUs",
+        args: &["domain"],
+        returns: &[],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+    CallSpec {
+        call: Call::DomainUnpause,
+        name: "domain_unpause",
+        summary: "resume scheduling a paused domain",
+        args: &["domain"],
+        returns: &[],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+    CallSpec {
+        call: Call::VcpuCreate,
+        name: "vcpu_create",
+        summary: "create vCPU number `index` in `domain`, to run on physical CPU `cpu`; its Vcpu \
+                  capability goes in `dst`",
+        args: &["domain", "dst", "index", "cpu"],
+        returns: &[],
+        rights: Rights::CONTROL,
+        statuses: &[
+            InvalidArgument,
+            InvalidCapability,
+            StaleCapability,
+            InsufficientRights,
+            SlotOccupied,
+            QuotaExceeded,
+            WrongState,
+        ],
+    },
+    CallSpec {
+        call: Call::VcpuStart,
+        name: "vcpu_start",
+        summary: "start a created vCPU at guest-physical `entry` with `arg` in x0",
+        args: &["vcpu", "entry", "arg"],
+        returns: &[],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+];
+
+impl Call {
+    /// The call's number within the vendor range.
+    pub const fn number(self) -> u16 {
+        self as u16
+    }
+
+    /// The full SMCCC function id.
+    pub const fn function_id(self) -> u64 {
+        VENDOR_HYP_BASE | self as u64
+    }
+
+    /// Decodes a function id; `None` for anything this ABI does not define (the kernel
+    /// answers [`Status::UnknownCall`]).
+    pub fn from_function_id(id: u64) -> Option<Call> {
+        if id & !0xFFFF != VENDOR_HYP_BASE {
+            return None;
+        }
+        TABLE
+            .iter()
+            .map(|s| s.call)
+            .find(|c| c.number() as u64 == id & 0xFFFF)
+    }
+
+    /// The call's row in [`TABLE`].
+    pub fn spec(self) -> &'static CallSpec {
+        // Every variant has a row: checked by `every_call_has_one_row` below.
+        TABLE.iter().find(|s| s.call == self).unwrap_or(&TABLE[0])
+    }
+}
+
+/// Packs up to [`CONSOLE_WRITE_MAX`] bytes into the five argument registers of
+/// `console_write`, little-endian.
+pub fn pack_console_bytes(bytes: &[u8]) -> [u64; 5] {
+    let mut regs = [0u64; 5];
+    for (i, b) in bytes.iter().take(CONSOLE_WRITE_MAX).enumerate() {
+        regs[i / 8] |= (*b as u64) << ((i % 8) * 8);
+    }
+    regs
+}
+
+/// Unpacks `len` bytes (at most [`CONSOLE_WRITE_MAX`]) from the registers into `out`
+/// and returns them; `None` if `len` is too large.
+pub fn unpack_console_bytes(
+    len: u64,
+    regs: [u64; 5],
+    out: &mut [u8; CONSOLE_WRITE_MAX],
+) -> Option<&[u8]> {
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|l| *l <= CONSOLE_WRITE_MAX)?;
+    for (i, byte) in out.iter_mut().enumerate().take(len) {
+        *byte = (regs[i / 8] >> ((i % 8) * 8)) as u8;
+    }
+    Some(&out[..len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_has_one_row_in_numeric_order() {
+        let mut last = None;
+        for spec in TABLE {
+            assert_eq!(TABLE.iter().filter(|s| s.call == spec.call).count(), 1);
+            assert!(
+                spec.args.len() <= 6,
+                "{} has more than six arguments",
+                spec.name
+            );
+            assert!(
+                spec.returns.len() <= 3,
+                "{} returns more than three values",
+                spec.name
+            );
+            assert!(
+                last < Some(spec.call.number()),
+                "{} is out of order",
+                spec.name
+            );
+            last = Some(spec.call.number());
+            assert_eq!(spec.call.spec().name, spec.name);
+            assert_eq!(
+                Call::from_function_id(spec.call.function_id()),
+                Some(spec.call)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_ids_decode_to_none() {
+        for id in [
+            0u64,
+            0x8400_0000,
+            VENDOR_HYP_BASE | 0xFFFF,
+            VENDOR_HYP_BASE | 0x3,
+            0xC500_0000,
+            u64::MAX,
+        ] {
+            assert_eq!(Call::from_function_id(id), None, "{id:#x}");
+        }
+        assert_eq!(
+            Call::from_function_id((1 << 32) | Call::Yield.function_id()),
+            None
+        );
+    }
+
+    #[test]
+    fn console_bytes_round_trip() {
+        let text = b"hello from a guest, forty bytes at most!";
+        assert_eq!(text.len(), CONSOLE_WRITE_MAX);
+        let regs = pack_console_bytes(text);
+        let mut buf = [0; CONSOLE_WRITE_MAX];
+        assert_eq!(unpack_console_bytes(40, regs, &mut buf), Some(&text[..]));
+        assert_eq!(unpack_console_bytes(3, regs, &mut buf), Some(&b"hel"[..]));
+        assert_eq!(unpack_console_bytes(41, regs, &mut buf), None);
+        assert_eq!(unpack_console_bytes(u64::MAX, regs, &mut buf), None);
+    }
+
+    /// `docs/hypercalls.md` documents exactly the calls of the table, each with its id,
+    /// arguments, results and statuses.
+    #[test]
+    fn docs_match_the_table() {
+        let doc = include_str!("../../docs/hypercalls.md");
+        let sections: Vec<&str> = doc.split("\n### ").skip(1).collect();
+        assert_eq!(
+            sections.len(),
+            TABLE.len(),
+            "docs/hypercalls.md has a section per call"
+        );
+        for (spec, section) in TABLE.iter().zip(&sections) {
+            let heading = section.lines().next().unwrap_or_default();
+            let want = format!("`{}` ({:#x})", spec.name, spec.call.function_id());
+            assert_eq!(heading, want, "section heading for {}", spec.name);
+            for arg in spec.args {
+                assert!(
+                    section.contains(&format!("`{arg}`")),
+                    "{}: argument `{arg}` undocumented",
+                    spec.name
+                );
+            }
+            for ret in spec.returns {
+                assert!(
+                    section.contains(&format!("`{ret}`")),
+                    "{}: result `{ret}` undocumented",
+                    spec.name
+                );
+            }
+            for status in spec.statuses {
+                assert!(
+                    section.contains(&format!("`{status:?}`")),
+                    "{}: status {status:?} undocumented",
+                    spec.name
+                );
+            }
+            let rights = format!("{:?}", spec.rights);
+            if !spec.rights.is_empty() {
+                for (name, _) in spec.rights.iter_names() {
+                    assert!(
+                        section.contains(name),
+                        "{}: right {name} undocumented ({rights})",
+                        spec.name
+                    );
+                }
+            }
+        }
+    }
+}
