@@ -1,16 +1,17 @@
 //! Rewrite a device tree blob: drop named nodes, or take all RAM away from the guest.
 //!
 //! Smoke scenarios boot the hypervisor on a deliberately broken device tree (no usable RAM,
-//! a missing device) to check that it fails with a clear message instead of hanging. QEMU
-//! only takes a whole DTB file (`-dtb`), so we read the one QEMU would generate (`fdt`),
-//! copy every node and property verbatim into a new blob (`vm-fdt`) while leaving out or
-//! adding what the scenario asks for, and hand that file back to QEMU.
+//! a missing device) to check that it fails with a clear message instead of hanging. We read
+//! the DTB QEMU would generate (`fdt`), copy every node and property verbatim into a new
+//! blob (`vm-fdt`) while leaving out or adding what the scenario asks for, and the runner
+//! loads that blob into guest RAM itself (see [`crate::bootloader`]): handing it to QEMU
+//! with `-dtb` would not do, because QEMU 7.2's arm boot code (`arm_load_dtb`) deletes every
+//! `memory` / `memory@...` node of a `-dtb` file and adds its own for `-m`.
 //!
-//! QEMU 7.2's arm boot code (`arm_load_dtb`) deletes every node called `memory` /
-//! `memory@...` in a `-dtb` file and adds a fresh `memory@<base>` for `-m`, so removing the
-//! memory node does not survive, and neither does changing its `device_type`. What survives
-//! is `/reserved-memory` and `/memreserve/`: [`DtbEdits::reserve_all_memory`] covers every
-//! RAM range with both, which leaves the guest a memory node but no usable memory.
+//! So removing the memory node really leaves the guest without one, and
+//! [`DtbEdits::reserve_all_memory`] covers every RAM range with a `/reserved-memory` `no-map`
+//! child and a `/memreserve/` entry, which leaves the guest a memory node but no usable
+//! memory.
 
 use vm_fdt::{FdtReserveEntry, FdtWriter};
 

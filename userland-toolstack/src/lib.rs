@@ -6,6 +6,7 @@
 //! `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod bootloader;
 pub mod dtb;
 pub mod image;
 pub mod judge;

@@ -61,7 +61,8 @@ struct RunArgs {
     /// Boot arguments (QEMU -append; they appear in /chosen/bootargs).
     #[arg(long, value_name = "ARGS")]
     append: Option<String>,
-    /// Use this DTB instead of QEMU's own (QEMU -dtb).
+    /// Start from this DTB instead of QEMU's own (QEMU -dtb for the dump; `mica` then loads
+    /// the result itself, as for the DTB edits).
     #[arg(long, value_name = "FILE")]
     dtb: Option<PathBuf>,
     /// Stop QEMU after this many seconds and exit with status 124.
@@ -139,16 +140,15 @@ fn run(args: RunArgs) -> ExitCode {
         extra_args: args.qemu_args,
     };
     if args.dry_run {
-        for line in qemu::dry_run_lines(&config) {
-            println!("{line}");
-        }
-        return ExitCode::SUCCESS;
-    }
-    if config.dtb_edits.remove_nodes.iter().any(|n| n == "memory") {
-        eprintln!(
-            "mica: note: QEMU re-adds a memory node to any -dtb it boots; \
-             use --break-dtb-memory to leave the guest no usable RAM"
-        );
+        return match qemu::dry_run_lines(&config) {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(&err),
+        };
     }
     let launch = match qemu::prepare(&config, None) {
         Ok(launch) => launch,

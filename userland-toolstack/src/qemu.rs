@@ -4,8 +4,11 @@
 //! so the machine flags (EL2 on, GICv3, a CPU without VHE: see the notes on aarch64 EL2 under
 //! QEMU) cannot drift between what a developer runs and what the tests check. Edited device
 //! trees are produced here too: QEMU dumps the DTB it would give the guest, [`crate::dtb`]
-//! rewrites it, and the boot uses the rewritten file with `-dtb`.
+//! rewrites it, and the boot loads the Image, the rewritten DTB and a boot shim with QEMU's
+//! generic loader instead of `-kernel`/`-dtb` (QEMU would rewrite the memory nodes of a
+//! `-dtb`; see [`crate::bootloader`]).
 
+use crate::bootloader::{self, LayoutError};
 use crate::dtb::{self, DtbEdits};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -46,7 +49,7 @@ pub enum QemuError {
     #[error("lost track of QEMU: {0}")]
     Wait(std::io::Error),
     /// A temporary file could not be made or used.
-    #[error("temporary DTB file: {0}")]
+    #[error("temporary file for the boot: {0}")]
     TempFile(std::io::Error),
     /// QEMU failed to dump its device tree.
     #[error("QEMU did not dump its DTB ({status}): {stderr}")]
@@ -70,6 +73,17 @@ pub enum QemuError {
     /// The DTB could not be rewritten.
     #[error("editing the DTB: {0}")]
     Dtb(#[from] dtb::DtbError),
+    /// The image could not be read to load it ourselves.
+    #[error("{path}: {source}")]
+    ReadImage {
+        /// The image file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The Image, DTB or RAM size do not suit booting as the boot loader.
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
 }
 
 /// Everything that decides how the machine looks to the image.
@@ -92,15 +106,21 @@ pub struct MachineConfig {
 }
 
 impl MachineConfig {
-    /// The QEMU arguments (without the program), with `dtb` as `-dtb` and, if `dumpdtb` is
-    /// given, `dumpdtb=` added to `-M` so QEMU writes its DTB there and exits.
-    pub fn args(&self, dtb: Option<&Path>, dumpdtb: Option<&Path>) -> Vec<OsString> {
+    /// Whether the boot needs a DTB that QEMU must not touch, so that `mica` loads the Image,
+    /// the DTB and a boot shim itself ([`MachineConfig::loader_args`]) instead of `-kernel`.
+    pub fn boots_as_loader(&self) -> bool {
+        !self.dtb_edits.is_empty() || self.dtb.is_some()
+    }
+
+    /// `-M`, `-cpu`, `-smp`, `-m`, `-nographic`: the machine, with `dumpdtb=` added to `-M`
+    /// if `dumpdtb` is given.
+    fn machine_args(&self, dumpdtb: Option<&Path>) -> Vec<OsString> {
         let mut machine = OsString::from(MACHINE);
         if let Some(path) = dumpdtb {
             machine.push(",dumpdtb=");
             machine.push(path);
         }
-        let mut args: Vec<OsString> = vec![
+        vec![
             "-M".into(),
             machine,
             "-cpu".into(),
@@ -110,9 +130,16 @@ impl MachineConfig {
             "-m".into(),
             self.memory.clone().into(),
             "-nographic".into(),
-            "-kernel".into(),
-            self.image.clone().into(),
-        ];
+        ]
+    }
+
+    /// The QEMU arguments (without the program) for a `-kernel` boot, with `dtb` as `-dtb`
+    /// and, if `dumpdtb` is given, `dumpdtb=` added to `-M` so QEMU writes its DTB there and
+    /// exits.
+    pub fn args(&self, dtb: Option<&Path>, dumpdtb: Option<&Path>) -> Vec<OsString> {
+        let mut args = self.machine_args(dumpdtb);
+        args.push("-kernel".into());
+        args.push(self.image.clone().into());
         if let Some(append) = &self.append {
             args.push("-append".into());
             args.push(append.into());
@@ -124,16 +151,62 @@ impl MachineConfig {
         args.extend(self.extra_args.iter().map(OsString::from));
         args
     }
+
+    /// The QEMU arguments (without the program) for a boot in which `mica` is the boot
+    /// loader: no `-kernel`, `-append` or `-dtb`; the generic loader puts the files of
+    /// `files` in RAM raw and starts CPU 0 in the shim.
+    pub fn loader_args(&self, files: &LoaderFiles) -> Vec<OsString> {
+        let mut args = self.machine_args(None);
+        for (file, addr) in [
+            (&files.image, files.image_addr.clone()),
+            (&files.dtb, format!("{:#x}", bootloader::DTB_ADDR)),
+            (&files.shim, format!("{:#x}", bootloader::SHIM_ADDR)),
+        ] {
+            let mut device = OsString::from("loader,file=");
+            device.push(escape_commas(file.as_os_str()));
+            device.push(format!(",addr={addr},force-raw=on"));
+            args.push("-device".into());
+            args.push(device);
+        }
+        args.push("-device".into());
+        args.push(format!("loader,addr={:#x},cpu-num=0", bootloader::SHIM_ADDR).into());
+        args.extend(self.extra_args.iter().map(OsString::from));
+        args
+    }
 }
 
-/// A QEMU command ready to start; owns the edited DTB file, if any, until dropped.
+/// What the generic loader puts in RAM when `mica` is the boot loader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoaderFiles {
+    /// The arm64 Image, loaded raw.
+    pub image: PathBuf,
+    /// Where it goes (RAM base + `text_offset`), as written on the command line.
+    pub image_addr: String,
+    /// The DTB, loaded raw at [`bootloader::DTB_ADDR`].
+    pub dtb: PathBuf,
+    /// The boot shim, loaded raw at [`bootloader::SHIM_ADDR`].
+    pub shim: PathBuf,
+}
+
+/// QEMU option values end at a comma unless it is doubled.
+fn escape_commas(value: &OsStr) -> OsString {
+    let s = value.to_string_lossy();
+    if s.contains(',') {
+        s.replace(',', ",,").into()
+    } else {
+        value.to_owned()
+    }
+}
+
+/// A QEMU command ready to start; owns the temporary files (edited DTB, boot shim), if
+/// any, until dropped.
 #[derive(Debug)]
 pub struct Launch {
     /// The QEMU binary.
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<OsString>,
-    _edited_dtb: Option<tempfile::TempPath>,
+    _files: Option<tempfile::TempDir>,
 }
 
 impl Launch {
@@ -181,24 +254,70 @@ pub fn find_qemu() -> Result<PathBuf, QemuError> {
         .ok_or(QemuError::NotInstalled)
 }
 
-/// What `--dry-run` shows: the commands that would run, in order.
-pub fn dry_run_lines(config: &MachineConfig) -> Vec<String> {
+/// What `--dry-run` shows: the commands that would run, in order. Fails only for what
+/// would make the real run fail before QEMU starts whatever the files hold (too little RAM
+/// for the boot-loader layout, an Image that does not fit it).
+pub fn dry_run_lines(config: &MachineConfig) -> Result<Vec<String>, QemuError> {
     let program = OsStr::new(QEMU);
-    if config.dtb_edits.is_empty() {
-        return vec![shell_line(
-            program,
-            &config.args(config.dtb.as_deref(), None),
-        )];
+    if !config.boots_as_loader() {
+        return Ok(vec![shell_line(program, &config.args(None, None))]);
     }
+    bootloader::check_memory(&config.memory)?;
     let dumped = Path::new("<tmp>/qemu.dtb");
-    let edited = Path::new("<tmp>/edited.dtb");
-    vec![
+    // The Image's address comes from its header; show a placeholder if it cannot be read.
+    let (image_addr, entry) = match read_image_header(&config.image) {
+        Ok((header, len)) => {
+            let addr = bootloader::image_address(&header, len)?;
+            (format!("{addr:#x}"), format!("{addr:#x}"))
+        }
+        Err(_) => (
+            format!("<{:#x}+text_offset>", bootloader::RAM_BASE),
+            "RAM base + the Image's text_offset".to_owned(),
+        ),
+    };
+    let files = LoaderFiles {
+        image: config.image.clone(),
+        image_addr,
+        dtb: PathBuf::from("<tmp>/edited.dtb"),
+        shim: PathBuf::from("<tmp>/shim.bin"),
+    };
+    let rewrite = if config.dtb_edits.is_empty() {
+        "use it as it is".to_owned()
+    } else {
+        format!("rewrite it: {}", describe_edits(&config.dtb_edits))
+    };
+    Ok(vec![
         "# 1. dump the DTB QEMU would give the guest".to_owned(),
         shell_line(program, &config.args(config.dtb.as_deref(), Some(dumped))),
-        format!("# 2. rewrite it: {}", describe_edits(&config.dtb_edits)),
-        "# 3. boot with the rewritten DTB".to_owned(),
-        shell_line(program, &config.args(Some(edited), None)),
-    ]
+        format!("# 2. {rewrite} -> <tmp>/edited.dtb"),
+        format!(
+            "# 3. write the boot shim <tmp>/shim.bin: x0 = {:#x} (the DTB), x1 = x2 = x3 = 0, branch to {entry}",
+            bootloader::DTB_ADDR
+        ),
+        "# 4. boot as the boot loader (no -kernel/-append/-dtb): Image, DTB and shim loaded raw, CPU 0 starts in the shim at EL2"
+            .to_owned(),
+        shell_line(program, &config.loader_args(&files)),
+    ])
+}
+
+/// Reads the start of the file at `path`; returns its arm64 Image header and the file length.
+fn read_image_header(path: &Path) -> Result<(crate::image::ImageHeader, u64), QemuError> {
+    let read_error = |source| QemuError::ReadImage {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let len = file.metadata().map_err(read_error)?.len();
+    let mut head = Vec::with_capacity(crate::image::HEADER_LEN);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, crate::image::HEADER_LEN as u64),
+        &mut head,
+    )
+    .map_err(read_error)?;
+    // Only the header is read, so check_image_header compares image_size with the header
+    // length; bootloader::image_address takes the larger of image_size and the file length.
+    let header = crate::image::check_image_header(&head).map_err(LayoutError::from)?;
+    Ok((header, len))
 }
 
 /// The DTB edits in words.
@@ -220,32 +339,47 @@ pub fn prepare(config: &MachineConfig, deadline: Option<Instant>) -> Result<Laun
         return Err(QemuError::NoImage(config.image.clone()));
     }
     let program = find_qemu()?;
-    if config.dtb_edits.is_empty() {
+    if !config.boots_as_loader() {
         return Ok(Launch {
-            args: config.args(config.dtb.as_deref(), None),
+            args: config.args(None, None),
             program,
-            _edited_dtb: None,
+            _files: None,
         });
     }
-    let dir = tempfile::tempdir().map_err(QemuError::TempFile)?;
+    // Everything that can be checked without QEMU first, so that mistakes fail fast.
+    let memory = bootloader::check_memory(&config.memory)?;
+    let (header, image_len) = read_image_header(&config.image)?;
+    let image_addr = bootloader::image_address(&header, image_len)?;
+
+    let dir = tempfile::Builder::new()
+        .prefix("mica-boot-")
+        .tempdir()
+        .map_err(QemuError::TempFile)?;
     let dumped = dir.path().join("qemu.dtb");
     dump_dtb(&program, config, &dumped, deadline)?;
     let original = std::fs::read(&dumped).map_err(|source| QemuError::ReadDtb {
         path: dumped.clone(),
         source,
     })?;
-    let edited = dtb::rewrite(&original, &config.dtb_edits)?;
-    let mut file = tempfile::Builder::new()
-        .prefix("mica-edited-")
-        .suffix(".dtb")
-        .tempfile()
-        .map_err(QemuError::TempFile)?;
-    std::io::Write::write_all(&mut file, &edited).map_err(QemuError::TempFile)?;
-    let path = file.into_temp_path();
+    let edited = if config.dtb_edits.is_empty() {
+        original
+    } else {
+        dtb::rewrite(&original, &config.dtb_edits)?
+    };
+    bootloader::check_dtb_fits(edited.len(), memory)?;
+    let files = LoaderFiles {
+        image: config.image.clone(),
+        image_addr: format!("{image_addr:#x}"),
+        dtb: dir.path().join("edited.dtb"),
+        shim: dir.path().join("shim.bin"),
+    };
+    std::fs::write(&files.dtb, &edited).map_err(QemuError::TempFile)?;
+    let shim = bootloader::boot_shim(bootloader::DTB_ADDR, image_addr);
+    std::fs::write(&files.shim, shim).map_err(QemuError::TempFile)?;
     Ok(Launch {
-        args: config.args(Some(&path), None),
+        args: config.loader_args(&files),
         program,
-        _edited_dtb: Some(path),
+        _files: Some(dir),
     })
 }
 
@@ -359,7 +493,7 @@ mod tests {
 
     #[test]
     fn command_line_has_the_machine_flags() {
-        let lines = dry_run_lines(&config());
+        let lines = dry_run_lines(&config()).unwrap();
         assert_eq!(
             lines,
             [
@@ -382,14 +516,116 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_with_edits_shows_dump_and_boot() {
+    fn dry_run_with_edits_shows_dump_and_loader_boot() {
         let mut c = config();
         c.dtb_edits.remove_nodes.push("pl061".to_owned());
-        let lines = dry_run_lines(&c);
-        assert_eq!(lines.len(), 5);
+        let lines = dry_run_lines(&c).unwrap();
+        assert_eq!(lines.len(), 6, "{lines:#?}");
         assert!(lines[1].contains("dumpdtb=<tmp>/qemu.dtb"), "{}", lines[1]);
+        assert!(
+            lines[1].contains("-kernel build/aarch64/mica.img -append"),
+            "the dump has bootargs: {}",
+            lines[1]
+        );
         assert!(lines[2].contains("remove nodes pl061"));
-        assert!(lines[4].contains("-dtb '<tmp>/edited.dtb'"), "{}", lines[4]);
+        assert!(lines[3].contains("x0 = 0x44000000"), "{}", lines[3]);
+        let boot = &lines[5];
+        for absent in ["-kernel", "-append", "-dtb", "dumpdtb"] {
+            assert!(!boot.contains(absent), "{absent} in {boot}");
+        }
+        assert!(
+            boot.contains("-device 'loader,file=<tmp>/edited.dtb,addr=0x44000000,force-raw=on'"),
+            "{boot}"
+        );
+        assert!(
+            boot.contains("-device 'loader,file=<tmp>/shim.bin,addr=0x40100000,force-raw=on'"),
+            "{boot}"
+        );
+        assert!(
+            boot.ends_with("-device loader,addr=0x40100000,cpu-num=0 -d guest_errors"),
+            "{boot}"
+        );
+    }
+
+    #[test]
+    fn loader_args_place_the_image_and_escape_commas() {
+        let files = LoaderFiles {
+            image: PathBuf::from("/a,b/mica.img"),
+            image_addr: "0x40200000".to_owned(),
+            dtb: PathBuf::from("/t/e.dtb"),
+            shim: PathBuf::from("/t/s.bin"),
+        };
+        let args: Vec<String> = config()
+            .loader_args(&files)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-M",
+                "virt,virtualization=on,gic-version=3",
+                "-cpu",
+                "cortex-a72",
+                "-smp",
+                "4",
+                "-m",
+                "1G",
+                "-nographic",
+                "-device",
+                "loader,file=/a,,b/mica.img,addr=0x40200000,force-raw=on",
+                "-device",
+                "loader,file=/t/e.dtb,addr=0x44000000,force-raw=on",
+                "-device",
+                "loader,file=/t/s.bin,addr=0x40100000,force-raw=on",
+                "-device",
+                "loader,addr=0x40100000,cpu-num=0",
+                "-d",
+                "guest_errors",
+            ]
+        );
+    }
+
+    #[test]
+    fn dry_run_reads_the_image_address_from_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("mica.img");
+        let mut bytes = vec![0u8; 0x1000];
+        bytes[8..16].copy_from_slice(&0x20_0000u64.to_le_bytes());
+        bytes[16..24].copy_from_slice(&0x2_0000u64.to_le_bytes());
+        bytes[56..60].copy_from_slice(b"ARM\x64");
+        std::fs::write(&image, &bytes).unwrap();
+        let mut c = config();
+        c.image = image.clone();
+        c.dtb = Some(PathBuf::from("board.dtb"));
+        let lines = dry_run_lines(&c).unwrap();
+        assert!(
+            lines[1].contains("-dtb board.dtb"),
+            "dump uses --dtb: {}",
+            lines[1]
+        );
+        assert!(lines[2].contains("use it as it is"), "{}", lines[2]);
+        assert!(lines[3].ends_with("branch to 0x40200000"), "{}", lines[3]);
+        let expected = format!(
+            "-device loader,file={},addr=0x40200000,force-raw=on",
+            image.display()
+        );
+        assert!(lines[5].contains(&expected), "{}", lines[5]);
+    }
+
+    #[test]
+    fn edited_trees_need_128m() {
+        let mut c = config();
+        c.memory = "64M".to_owned();
+        c.dtb_edits.remove_nodes.push("memory".to_owned());
+        let err = dry_run_lines(&c).unwrap_err();
+        assert!(err.to_string().contains("at least 128M"), "{err}");
+        c.dtb_edits = DtbEdits::default();
+        assert_eq!(
+            dry_run_lines(&c).unwrap().len(),
+            1,
+            "plain boots are not limited"
+        );
     }
 
     #[test]

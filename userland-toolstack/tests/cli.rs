@@ -52,11 +52,23 @@ fn run_dry_run_passes_every_option_through() {
         "--dry-run",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
     assert_eq!(
-        stdout(&out),
+        lines[1],
+        "qemu-system-aarch64 -M 'virt,virtualization=on,gic-version=3,dumpdtb=<tmp>/qemu.dtb' \
+         -cpu cortex-a72 -smp 4 -m 1G -nographic -kernel img \
+         -append 'mica.poweroff_after_ms=500 quiet' -dtb board.dtb -d guest_errors"
+    );
+    assert!(lines[2].contains("use it as it is"), "{text}");
+    assert_eq!(
+        lines[5],
         "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 \
-         -m 1G -nographic -kernel img -append 'mica.poweroff_after_ms=500 quiet' \
-         -dtb board.dtb -d guest_errors\n"
+         -m 1G -nographic -device 'loader,file=img,addr=<0x40000000+text_offset>,force-raw=on' \
+         -device 'loader,file=<tmp>/edited.dtb,addr=0x44000000,force-raw=on' \
+         -device 'loader,file=<tmp>/shim.bin,addr=0x40100000,force-raw=on' \
+         -device loader,addr=0x40100000,cpu-num=0 -d guest_errors"
     );
 }
 
@@ -73,13 +85,39 @@ fn run_dry_run_with_dtb_edits_shows_both_commands() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines.len(), 6, "{text}");
     assert!(lines[1].contains("dumpdtb=<tmp>/qemu.dtb"), "{text}");
+    assert!(lines[1].ends_with("-nographic -kernel img"), "{text}");
     assert!(lines[2].contains("remove nodes pl061"), "{text}");
     assert!(lines[2].contains("reserve all RAM"), "{text}");
+    assert!(!lines[5].contains("-kernel"), "{text}");
+    assert!(!lines[5].contains("-dtb"), "{text}");
     assert!(
-        lines[4].ends_with("-kernel img -dtb '<tmp>/edited.dtb'"),
+        lines[5].ends_with(
+            "-device 'loader,file=<tmp>/edited.dtb,addr=0x44000000,force-raw=on' \
+             -device 'loader,file=<tmp>/shim.bin,addr=0x40100000,force-raw=on' \
+             -device loader,addr=0x40100000,cpu-num=0"
+        ),
         "{text}"
+    );
+}
+
+#[test]
+fn run_with_dtb_edits_refuses_small_memory() {
+    let out = mica(&[
+        "run",
+        "img",
+        "--remove-dtb-node",
+        "memory",
+        "--memory",
+        "64M",
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("memory size 64M is too small for an edited device tree"),
+        "{}",
+        stderr(&out)
     );
 }
 
