@@ -8,7 +8,9 @@ fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if os == "none" {
         match arch.as_str() {
-            "aarch64" => println!("cargo:rustc-link-arg-bin=mica-aarch64=-T{dir}/src/arch/aarch64.ld"),
+            "aarch64" => {
+                println!("cargo:rustc-link-arg-bin=mica-aarch64=-T{dir}/src/arch/aarch64.ld")
+            }
             "x86_64" => println!("cargo:rustc-link-arg-bin=mica-x86_64=-T{dir}/src/arch/x86_64.ld"),
             _ => {}
         }

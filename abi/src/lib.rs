@@ -10,6 +10,7 @@
 pub mod hypercall;
 pub mod object;
 pub mod status;
+pub mod sysimage;
 
 pub use object::{ObjectType, Rights};
 pub use status::{Status, SUCCESS};

@@ -8,13 +8,17 @@ const LSR: u16 = 5;
 fn outb(port: u16, value: u8) {
     // SAFETY: writing the COM1 data port only transmits a byte; the port is owned by the
     // hypervisor console.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: reading the COM1 line status register has no side effect.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 

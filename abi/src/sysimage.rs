@@ -1,0 +1,397 @@
+//! The system image: the compiled manifest and every domain image, appended to the hypervisor.
+//!
+//! `mica build` writes it; the kernel reads it at boot to create the initial domains. It
+//! follows the hypervisor `Image` at the end of the hypervisor's own memory footprint (the
+//! original `image_size`, BSS included, rounded to 4 KiB), and the arm64 header's
+//! `image_size` is patched to cover it so a boot loader keeps the device tree clear of it.
+//! Every multi-byte field is little-endian; every record is 8-byte aligned. The layout:
+//!
+//! ```text
+//! Header | DomainRecord × domain_count | SegmentRecord × (sum of segment_count) | segment bytes
+//! ```
+//!
+//! [`SystemImage::parse`] checks every offset, size and count against the blob before
+//! anything is used, so a truncated or corrupt image is an error, never an out-of-bounds read.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// The first eight bytes of a system image.
+pub const MAGIC: [u8; 8] = *b"MICASYS1";
+/// The layout version this crate reads and writes.
+pub const VERSION: u32 = 1;
+/// Most domains in one image.
+pub const MAX_DOMAINS: usize = 16;
+/// Most vCPUs per domain.
+pub const MAX_VCPUS_PER_DOMAIN: usize = 8;
+/// The value of an affinity entry that lets the kernel choose the physical CPU.
+pub const ANY_CPU: u8 = 0xFF;
+/// Guest-physical address of every domain's RAM.
+pub const DOMAIN_RAM_BASE: u64 = 0x4000_0000;
+
+/// The image header.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`VERSION`].
+    pub version: u32,
+    /// Number of [`DomainRecord`]s following the header.
+    pub domain_count: u32,
+    /// Size of the whole system image in bytes.
+    pub total_size: u64,
+}
+
+/// [`DomainRecord::flags`]: start this domain when the system boots (otherwise it waits for
+/// [`DomainRecord::start_after`] or a control domain).
+pub const FLAG_START_AT_BOOT: u32 = 1 << 0;
+/// [`DomainRecord::flags`]: the guest runs with its MMU off and expects its memory to be
+/// normal cacheable memory anyway (HCR_EL2.DC); set for Mica's own Rust domains, never for
+/// Linux.
+pub const FLAG_DEFAULT_CACHEABLE: u32 = 1 << 1;
+
+/// One domain.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct DomainRecord {
+    /// Name, UTF-8, NUL-padded.
+    pub name: [u8; 32],
+    /// RAM size in bytes (a multiple of 4 KiB), mapped at [`DOMAIN_RAM_BASE`].
+    pub memory_bytes: u64,
+    /// Entry point of vCPU 0 (guest-physical).
+    pub entry: u64,
+    /// Passed to vCPU 0 in x0.
+    pub arg: u64,
+    /// Index of this domain's first [`SegmentRecord`].
+    pub first_segment: u32,
+    /// How many segments.
+    pub segment_count: u32,
+    /// How many vCPUs the domain may start (1..=[`MAX_VCPUS_PER_DOMAIN`]).
+    pub vcpu_count: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Physical CPU of each vCPU, or [`ANY_CPU`].
+    pub affinity: [u8; MAX_VCPUS_PER_DOMAIN],
+    /// 1 + index of the domain whose destruction starts this one; 0 = none.
+    pub start_after: u32,
+    /// 1 + index of the domain whose (scrubbed) RAM frames this one receives; 0 = fresh
+    /// frames. Only meaningful together with `start_after` naming the same domain.
+    pub memory_from: u32,
+    /// Scheduling priority (higher runs first; 0 = default).
+    pub priority: u32,
+    /// Reserved, zero.
+    pub reserved: [u32; 3],
+}
+
+/// One loadable piece of a domain image (an ELF `PT_LOAD` segment).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct SegmentRecord {
+    /// Guest-physical load address.
+    pub ipa: u64,
+    /// Offset of the segment's bytes from the start of the system image.
+    pub offset: u64,
+    /// Bytes present in the image.
+    pub file_size: u64,
+    /// Bytes in memory (the rest after `file_size` is zero).
+    pub mem_size: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() == 24);
+const _: () = assert!(core::mem::size_of::<DomainRecord>() == 104);
+const _: () = assert!(core::mem::size_of::<SegmentRecord>() == 32);
+
+/// Why a system image cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageError {
+    /// Too short for a header, or the magic is wrong.
+    NotASystemImage,
+    /// A layout version this kernel does not read.
+    UnsupportedVersion(u32),
+    /// `total_size` disagrees with the blob, or a table runs past the end.
+    Truncated,
+    /// More domains than [`MAX_DOMAINS`], or none.
+    BadDomainCount(u32),
+    /// Domain `index` is malformed (the `&str` says how).
+    BadDomain(u32, &'static str),
+}
+
+impl core::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ImageError::NotASystemImage => {
+                write!(f, "no system image (magic MICASYS1) after the hypervisor")
+            }
+            ImageError::UnsupportedVersion(v) => {
+                write!(f, "system image layout version {v}, expected {VERSION}")
+            }
+            ImageError::Truncated => write!(
+                f,
+                "the system image is truncated or its tables overlap its end"
+            ),
+            ImageError::BadDomainCount(n) => write!(
+                f,
+                "the system image has {n} domains (1..={MAX_DOMAINS} allowed)"
+            ),
+            ImageError::BadDomain(i, why) => write!(f, "domain #{i} of the system image: {why}"),
+        }
+    }
+}
+
+/// A validated view of a system image.
+#[derive(Clone, Copy, Debug)]
+pub struct SystemImage<'a> {
+    blob: &'a [u8],
+    domains: &'a [DomainRecord],
+    segments: &'a [SegmentRecord],
+}
+
+impl<'a> SystemImage<'a> {
+    /// Checks and views `blob` (which may extend past the image; only `total_size` bytes
+    /// are used).
+    pub fn parse(blob: &'a [u8]) -> Result<SystemImage<'a>, ImageError> {
+        let (header, _) =
+            Header::read_from_prefix(blob).map_err(|_| ImageError::NotASystemImage)?;
+        if header.magic != MAGIC {
+            return Err(ImageError::NotASystemImage);
+        }
+        if header.version != VERSION {
+            return Err(ImageError::UnsupportedVersion(header.version));
+        }
+        let total = usize::try_from(header.total_size).map_err(|_| ImageError::Truncated)?;
+        let blob = blob.get(..total).ok_or(ImageError::Truncated)?;
+        let n = header.domain_count as usize;
+        if n == 0 || n > MAX_DOMAINS {
+            return Err(ImageError::BadDomainCount(header.domain_count));
+        }
+        let rest = blob
+            .get(core::mem::size_of::<Header>()..)
+            .ok_or(ImageError::Truncated)?;
+        let (domains, rest) = <[DomainRecord]>::ref_from_prefix_with_elems(rest, n)
+            .map_err(|_| ImageError::Truncated)?;
+        let segment_total: u64 = domains.iter().map(|d| d.segment_count as u64).sum();
+        let segment_total = usize::try_from(segment_total).map_err(|_| ImageError::Truncated)?;
+        let (segments, _) = <[SegmentRecord]>::ref_from_prefix_with_elems(rest, segment_total)
+            .map_err(|_| ImageError::Truncated)?;
+        let image = SystemImage {
+            blob,
+            domains,
+            segments,
+        };
+        for (i, d) in domains.iter().enumerate() {
+            image.check_domain(i as u32, d)?;
+        }
+        Ok(image)
+    }
+
+    fn check_domain(&self, i: u32, d: &DomainRecord) -> Result<(), ImageError> {
+        let bad = |why| Err(ImageError::BadDomain(i, why));
+        if core::str::from_utf8(trim_nul(&d.name)).map_or(true, |s| s.is_empty()) {
+            return bad("the name is empty or not UTF-8");
+        }
+        if d.memory_bytes == 0 || !d.memory_bytes.is_multiple_of(4096) {
+            return bad("memory size is zero or not a multiple of 4 KiB");
+        }
+        let ram_end = DOMAIN_RAM_BASE
+            .checked_add(d.memory_bytes)
+            .ok_or(ImageError::BadDomain(i, "memory size overflows"))?;
+        if d.vcpu_count == 0 || d.vcpu_count as usize > MAX_VCPUS_PER_DOMAIN {
+            return bad("vCPU count out of 1..=8");
+        }
+        if !(DOMAIN_RAM_BASE..ram_end).contains(&d.entry) {
+            return bad("entry point outside the domain's RAM");
+        }
+        for link in [d.start_after, d.memory_from] {
+            if link as usize > self.domains.len() || link == i + 1 {
+                return bad("start_after/memory_from names no other domain");
+            }
+        }
+        let segments = self
+            .segments_of(d)
+            .ok_or(ImageError::BadDomain(i, "segment table out of range"))?;
+        for s in segments {
+            let end = s.ipa.checked_add(s.mem_size);
+            let data_end = s.offset.checked_add(s.file_size);
+            match (end, data_end) {
+                (Some(end), Some(data_end))
+                    if s.ipa >= DOMAIN_RAM_BASE
+                        && end <= ram_end
+                        && s.file_size <= s.mem_size
+                        && data_end <= self.blob.len() as u64 => {}
+                _ => return bad("a segment lies outside the domain's RAM or the image"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The domain records.
+    pub fn domains(&self) -> &'a [DomainRecord] {
+        self.domains
+    }
+
+    /// The segments of `d` (a record of this image).
+    pub fn segments_of(&self, d: &DomainRecord) -> Option<&'a [SegmentRecord]> {
+        let start = d.first_segment as usize;
+        self.segments
+            .get(start..start.checked_add(d.segment_count as usize)?)
+    }
+
+    /// The file bytes of segment `s` (checked by `parse`).
+    pub fn segment_bytes(&self, s: &SegmentRecord) -> &'a [u8] {
+        let start = s.offset as usize;
+        self.blob
+            .get(start..start + s.file_size as usize)
+            .unwrap_or(&[])
+    }
+
+    /// Total size in bytes.
+    pub fn size(&self) -> usize {
+        self.blob.len()
+    }
+}
+
+impl DomainRecord {
+    /// The name as a string (validated by [`SystemImage::parse`]).
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(trim_nul(&self.name)).unwrap_or("?")
+    }
+}
+
+fn trim_nul(b: &[u8]) -> &[u8] {
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    &b[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(name: &str, first_segment: u32) -> DomainRecord {
+        let mut n = [0u8; 32];
+        n[..name.len()].copy_from_slice(name.as_bytes());
+        DomainRecord {
+            name: n,
+            memory_bytes: 0x20_0000,
+            entry: DOMAIN_RAM_BASE,
+            arg: 7,
+            first_segment,
+            segment_count: 1,
+            vcpu_count: 2,
+            flags: FLAG_START_AT_BOOT,
+            affinity: [ANY_CPU; MAX_VCPUS_PER_DOMAIN],
+            start_after: 0,
+            memory_from: 0,
+            priority: 0,
+            reserved: [0; 3],
+        }
+    }
+
+    /// Two domains, one segment each, in the documented layout.
+    fn build(domains: &[DomainRecord], payload: &[&[u8]]) -> Vec<u8> {
+        let header_len = size_of::<Header>() + size_of_val(domains);
+        let data_start = header_len + payload.len() * size_of::<SegmentRecord>();
+        let mut segments = Vec::new();
+        let mut offset = data_start as u64;
+        for p in payload {
+            segments.push(SegmentRecord {
+                ipa: DOMAIN_RAM_BASE,
+                offset,
+                file_size: p.len() as u64,
+                mem_size: 0x1000,
+            });
+            offset += p.len() as u64;
+        }
+        let header = Header {
+            magic: MAGIC,
+            version: VERSION,
+            domain_count: domains.len() as u32,
+            total_size: offset,
+        };
+        let mut out = header.as_bytes().to_vec();
+        for d in domains {
+            out.extend_from_slice(d.as_bytes());
+        }
+        for s in &segments {
+            out.extend_from_slice(s.as_bytes());
+        }
+        for p in payload {
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    #[test]
+    fn a_well_formed_image_parses() {
+        let blob = build(
+            &[domain("hello", 0), domain("world", 1)],
+            &[b"abc", b"defgh"],
+        );
+        let img = SystemImage::parse(&blob).unwrap();
+        assert_eq!(img.domains().len(), 2);
+        assert_eq!(img.domains()[1].name(), "world");
+        let seg = img.segments_of(&img.domains()[1]).unwrap()[0];
+        assert_eq!(img.segment_bytes(&seg), b"defgh");
+        // Trailing bytes after total_size are ignored.
+        let mut longer = blob.clone();
+        longer.extend_from_slice(&[0xAA; 100]);
+        assert_eq!(SystemImage::parse(&longer).unwrap().size(), blob.len());
+    }
+
+    #[test]
+    fn corrupt_images_are_rejected() {
+        let good = build(&[domain("hello", 0)], &[b"abc"]);
+        assert_eq!(
+            SystemImage::parse(&good[..10]).err(),
+            Some(ImageError::NotASystemImage)
+        );
+        assert_eq!(
+            SystemImage::parse(&good[..good.len() - 1]).err(),
+            Some(ImageError::Truncated)
+        );
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert_eq!(
+            SystemImage::parse(&bad).err(),
+            Some(ImageError::NotASystemImage)
+        );
+        let mut d = domain("hello", 0);
+        d.entry = 0;
+        assert!(matches!(
+            SystemImage::parse(&build(&[d], &[b"abc"])),
+            Err(ImageError::BadDomain(0, _))
+        ));
+        let mut d = domain("hello", 0);
+        d.segment_count = 5;
+        assert!(SystemImage::parse(&build(&[d], &[b"abc"])).is_err());
+        let mut d = domain("hello", 0);
+        d.start_after = 1;
+        assert!(matches!(
+            SystemImage::parse(&build(&[d], &[b"abc"])),
+            Err(ImageError::BadDomain(0, _))
+        ));
+        let mut d = domain("", 0);
+        d.name = [0xFF; 32];
+        assert!(SystemImage::parse(&build(&[d], &[b"abc"])).is_err());
+        assert!(SystemImage::parse(&build(&[], &[])).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let good = build(
+            &[domain("hello", 0), domain("world", 1)],
+            &[b"abc", b"defgh"],
+        );
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..20_000 {
+            let mut b = good.clone();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let i = (state as usize) % b.len();
+                b[i] = (state >> 32) as u8;
+            }
+            let _ = SystemImage::parse(&b);
+        }
+    }
+}
