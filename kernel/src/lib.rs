@@ -20,6 +20,15 @@
 extern crate alloc;
 
 pub mod bootargs;
+pub mod domain;
 pub mod frames;
+pub mod hal;
+pub mod hypercall;
+pub mod kernel;
 pub mod memmap;
 pub mod platform;
+pub mod psci;
+pub mod vcpu;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! The Domain object: an address space, a capability space and the vCPUs that run in it.
+
+use mica_caps::{CapAddr, ObjectRef, SpaceId};
+
+use crate::hal::Hal;
+use crate::memmap::PhysRange;
+use crate::vcpu::VcpuId;
+
+/// Most vCPUs of one domain.
+pub const MAX_VCPUS_PER_DOMAIN: usize = mica_abi::sysimage::MAX_VCPUS_PER_DOMAIN;
+/// Most guest-physical mappings one domain holds.
+pub const MAX_MAPPINGS: usize = 64;
+/// Most separately allocated RAM chunks of one domain.
+pub const MAX_RAM_CHUNKS: usize = 16;
+/// Bytes of console output buffered per domain until a newline.
+pub const CONSOLE_LINE: usize = 160;
+
+/// A domain's id: the index of its capability space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainId(pub u16);
+
+impl DomainId {
+    /// The id as an index.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+    /// The capability space of the domain.
+    pub const fn space(self) -> SpaceId {
+        SpaceId(self.0)
+    }
+}
+
+/// Where a domain is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    /// Its vCPUs may run.
+    Running,
+    /// Paused by a holder of its Domain capability: its vCPUs are not scheduled.
+    Paused,
+    /// Being destroyed: waiting for its vCPUs to leave every physical CPU.
+    Dying,
+}
+
+impl DomainState {
+    /// Lower-case name for listings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DomainState::Running => "running",
+            DomainState::Paused => "paused",
+            DomainState::Dying => "dying",
+        }
+    }
+}
+
+/// A guest-physical mapping, recorded so revoke and destroy can undo it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First guest-physical address.
+    pub ipa: u64,
+    /// First physical address.
+    pub pa: u64,
+    /// 4 KiB pages.
+    pub pages: u64,
+    /// The Memory capability it was made through (revoking or deleting it unmaps this).
+    pub through: CapAddr,
+}
+
+impl Mapping {
+    /// Whether the mapping covers any page of `[ipa, ipa + pages)`.
+    pub fn overlaps(&self, ipa: u64, pages: u64) -> bool {
+        let end = self.ipa + self.pages * 4096;
+        let other_end = ipa.saturating_add(pages.saturating_mul(4096));
+        self.ipa < other_end && ipa < end
+    }
+}
+
+/// A domain.
+pub struct Domain<H: Hal> {
+    /// Its name (from the manifest).
+    pub name: heapless::String<32>,
+    /// Its id (= capability space).
+    pub id: DomainId,
+    /// The Domain object.
+    pub object: ObjectRef,
+    /// Where the original Domain capability lives (in the creator's space).
+    pub original: CapAddr,
+    /// Lifecycle state.
+    pub state: DomainState,
+    /// Its vCPUs, by vCPU index.
+    pub vcpus: heapless::Vec<VcpuId, 8>,
+    /// Guest-physical translation.
+    pub stage2: H::Stage2,
+    /// Architectural extras (virtual interrupt controller).
+    pub arch: H::DomainArch,
+    /// VMID tagging its TLB entries.
+    pub vmid: u16,
+    /// Every mapping made into it.
+    pub mappings: heapless::Vec<Mapping, MAX_MAPPINGS>,
+    /// RAM the kernel allocated for it (scrubbed and freed when it is destroyed).
+    pub ram: heapless::Vec<PhysRange, MAX_RAM_CHUNKS>,
+    /// Root-space slots of the Memory capabilities over `ram`, deleted at destroy.
+    pub ram_caps: heapless::Vec<u16, MAX_RAM_CHUNKS>,
+    /// Root-space slots of its vCPU capabilities.
+    pub vcpu_caps: heapless::Vec<u16, 8>,
+    /// Index of its record in the system image, if it came from one (for reboot).
+    pub image_index: Option<usize>,
+    /// Times it was restarted.
+    pub boots: u64,
+    /// Console output waiting for a newline.
+    pub console: heapless::Vec<u8, CONSOLE_LINE>,
+    /// Set when a restart was requested (SYSTEM_RESET) and is waiting for quiescence.
+    pub restart_pending: bool,
+}
+
+impl<H: Hal> Domain<H> {
+    /// The domain's name as text.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The mapping containing guest-physical `ipa`, if any.
+    pub fn mapping_at(&self, ipa: u64) -> Option<&Mapping> {
+        self.mappings.iter().find(|m| m.overlaps(ipa, 1))
+    }
+
+    /// Translates guest-physical `ipa` to physical, if mapped.
+    pub fn translate(&self, ipa: u64) -> Option<u64> {
+        self.mapping_at(ipa).map(|m| m.pa + (ipa - m.ipa))
+    }
+}

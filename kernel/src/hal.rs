@@ -1,0 +1,67 @@
+//! The traits the arch crates implement for the kernel core.
+//!
+//! The kernel decides; the HAL touches hardware. A HAL provides stage-2 address spaces, vCPU
+//! register contexts, the console, physical memory access for loading and scrubbing, and a way
+//! to make another CPU look at its run queue. Tests implement these with a mock
+//! (`kernel::testing`), so every decision the kernel makes is tested on the host.
+
+use mica_abi::{Rights, Status};
+
+use crate::frames::Frames;
+use crate::memmap::PhysRange;
+
+/// A domain's guest-physical address space (stage-2 translation tables).
+pub trait Stage2 {
+    /// Maps `pages` 4 KiB pages at guest-physical `ipa` to physical `pa` with `perms` (a
+    /// subset of READ | WRITE | EXECUTE). Table memory comes from `frames`. On error nothing
+    /// is mapped.
+    fn map(
+        &mut self,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        frames: &mut Frames,
+    ) -> Result<(), Status>;
+    /// Removes every mapping in `[ipa, ipa + pages * 4 KiB)` and invalidates the TLB entries
+    /// of this address space for them.
+    fn unmap(&mut self, ipa: u64, pages: u64);
+    /// Frees every table back to `frames` and invalidates the address space's TLB entries.
+    fn release(&mut self, frames: &mut Frames);
+}
+
+/// A vCPU's saved register state.
+pub trait VcpuContext {
+    /// Resets the vCPU to start at `entry` with x0-x3 = `regs`, as the vCPU numbered `index`
+    /// of its domain (its virtual MPIDR), with default-cacheable memory if asked (HCR_EL2.DC).
+    fn reset(&mut self, entry: u64, regs: [u64; 4], index: u16, default_cacheable: bool);
+    /// Sets the result registers of the hypercall or PSCI call being completed (x0-x3).
+    fn set_result(&mut self, regs: [u64; 4]);
+}
+
+/// Everything the kernel core needs from an architecture.
+pub trait Hal {
+    /// Stage-2 tables.
+    type Stage2: Stage2;
+    /// vCPU state.
+    type Context: VcpuContext;
+    /// Per-domain architectural state (e.g. the virtual interrupt controller).
+    type DomainArch;
+
+    /// A new, empty stage-2 address space tagged `vmid`.
+    fn new_stage2(&self, vmid: u16, frames: &mut Frames) -> Result<Self::Stage2, Status>;
+    /// A fresh vCPU context (not yet runnable).
+    fn new_context(&self) -> Self::Context;
+    /// Fresh architectural state for a domain with `vcpus` vCPUs.
+    fn new_domain_arch(&self, vcpus: u16) -> Self::DomainArch;
+    /// Writes bytes to the hypervisor console.
+    fn console_write(&self, bytes: &[u8]);
+    /// Zeroes physical memory (RAM the kernel owns, mapped in its own address space).
+    fn zero_phys(&self, range: PhysRange);
+    /// Copies `bytes` to physical address `pa`.
+    fn write_phys(&self, pa: u64, bytes: &[u8]);
+    /// Makes physical CPU `cpu` re-run its scheduler soon (an IPI, or nothing if it is `me`).
+    fn kick(&self, cpu: usize);
+    /// How many physical CPUs are online (indices `0..cpus()`).
+    fn cpus(&self) -> usize;
+}

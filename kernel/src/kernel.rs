@@ -1,0 +1,1260 @@
+//! The kernel: every object, the capability system, the frame allocator and the run queues,
+//! behind one lock.
+//!
+//! One big lock (as seL4 does) keeps the reasoning simple: a physical CPU takes it when its
+//! guest exits to the kernel and drops it before re-entering a guest, so guests run in
+//! parallel while kernel work is serialised and short. The HAL calls [`Kernel::pick`] to learn
+//! what to run, [`Kernel::handle_exit`] when a guest exits, and [`Kernel::tick`] on its timer.
+
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+
+use mica_abi::hypercall::{Call, SELF_DOMAIN};
+use mica_abi::sysimage::{self, DomainRecord, SystemImage};
+use mica_abi::{ObjectType, Rights, Status};
+use mica_caps::{CapAddr, CapSystem, FrameRange, Removal, SpaceId};
+
+use crate::domain::{Domain, DomainId, DomainState, Mapping};
+use crate::frames::{Frames, FRAME_SIZE};
+use crate::hal::{Hal, Stage2, VcpuContext};
+use crate::memmap::PhysRange;
+use crate::psci;
+use crate::vcpu::{Vcpu, VcpuId, VcpuState};
+
+/// Most capability spaces: every domain plus the root.
+pub const SPACES: usize = sysimage::MAX_DOMAINS + 1;
+/// Slots per space (the root's size; domains get [`DOMAIN_SLOTS`]).
+pub const SLOTS: usize = 128;
+/// Most live kernel objects.
+pub const OBJECTS: usize = 512;
+/// Most vCPUs in the system.
+pub const MAX_VCPUS: usize = 64;
+/// Most physical CPUs.
+pub const MAX_CPUS: usize = crate::platform::MAX_CPUS;
+/// Capability slots of a domain created from the system image.
+pub const DOMAIN_SLOTS: u16 = 64;
+/// Kernel-memory quota of a domain created from the system image.
+pub const DOMAIN_QUOTA: u64 = 1 << 20;
+/// Guest-physical addresses are below 2^40.
+pub const IPA_LIMIT: u64 = 1 << 40;
+
+/// The capability system the kernel uses.
+pub type Caps = CapSystem<SPACES, SLOTS, OBJECTS>;
+
+/// Why a guest left the CPU, as the HAL decoded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `hvc #0` with function id and arguments x1-x6.
+    Hvc {
+        /// x0.
+        function: u64,
+        /// x1-x6.
+        args: [u64; 6],
+    },
+    /// A trapped `smc #0`.
+    Smc {
+        /// x0.
+        function: u64,
+        /// x1-x6.
+        args: [u64; 6],
+    },
+    /// A trapped WFI or WFE.
+    WaitForInterrupt,
+    /// A stage-2 fault the HAL did not emulate.
+    MemoryFault {
+        /// Faulting guest-physical address.
+        ipa: u64,
+        /// Whether it was a write.
+        write: bool,
+        /// The guest's program counter.
+        pc: u64,
+    },
+    /// A physical interrupt (already handled by the HAL); only rescheduling may follow.
+    Interrupt,
+    /// Something the kernel does not emulate.
+    Unhandled {
+        /// The architectural syndrome (ESR_EL2).
+        syndrome: u64,
+        /// The guest's program counter.
+        pc: u64,
+        /// What it was, in words.
+        what: &'static str,
+    },
+}
+
+/// A reference to the vCPU a physical CPU should run.
+pub struct Next {
+    /// The vCPU.
+    pub vcpu: VcpuId,
+    /// Its domain.
+    pub domain: DomainId,
+}
+
+/// The kernel state.
+pub struct Kernel<H: Hal> {
+    /// The hardware layer.
+    pub hal: H,
+    /// Capabilities.
+    pub caps: Caps,
+    /// Free RAM.
+    pub frames: Frames,
+    root: Option<SpaceId>,
+    domains: [Option<Domain<H>>; SPACES],
+    vcpus: [Option<Vcpu<H>>; MAX_VCPUS],
+    run_queues: [heapless::Deque<VcpuId, MAX_VCPUS>; MAX_CPUS],
+    current: [Option<VcpuId>; MAX_CPUS],
+    resched: [bool; MAX_CPUS],
+    image: Option<SystemImage<'static>>,
+    /// Scrubbed RAM of a destroyed domain waiting for the domain that takes it over.
+    handoff: Option<(
+        usize,
+        heapless::Vec<PhysRange, { crate::domain::MAX_RAM_CHUNKS }>,
+    )>,
+}
+
+/// Writes a `mica:` line to the console.
+macro_rules! log {
+    ($k:expr, $($arg:tt)*) => { $k.log(format_args!($($arg)*)) };
+}
+
+impl<H: Hal> Kernel<H> {
+    /// An empty kernel (no domains, no memory). `const` so it can live in a static.
+    pub const fn new(hal: H) -> Self {
+        Kernel {
+            hal,
+            caps: CapSystem::new(),
+            frames: Frames::new(),
+            root: None,
+            domains: [const { None }; SPACES],
+            vcpus: [const { None }; MAX_VCPUS],
+            run_queues: [const { heapless::Deque::new() }; MAX_CPUS],
+            current: [None; MAX_CPUS],
+            resched: [false; MAX_CPUS],
+            image: None,
+            handoff: None,
+        }
+    }
+
+    /// Prints a kernel line.
+    pub fn log(&self, args: fmt::Arguments<'_>) {
+        let mut line = heapless::String::<256>::new();
+        let _ = line.write_str("mica: ");
+        let _ = line.write_fmt(args);
+        let _ = line.write_str("\n");
+        self.hal.console_write(line.as_bytes());
+    }
+
+    /// The domain with id `id`, if it exists.
+    pub fn domain(&self, id: DomainId) -> Option<&Domain<H>> {
+        self.domains.get(id.index())?.as_ref()
+    }
+
+    /// The vCPU `id`, if it exists.
+    pub fn vcpu(&self, id: VcpuId) -> Option<&Vcpu<H>> {
+        self.vcpus.get(id.index())?.as_ref()
+    }
+
+    /// The vCPU `id` for the HAL's world switch.
+    pub fn vcpu_mut(&mut self, id: VcpuId) -> Option<&mut Vcpu<H>> {
+        self.vcpus.get_mut(id.index())?.as_mut()
+    }
+
+    /// The domain `id` for the HAL (e.g. its virtual interrupt controller).
+    pub fn domain_mut(&mut self, id: DomainId) -> Option<&mut Domain<H>> {
+        self.domains.get_mut(id.index())?.as_mut()
+    }
+
+    /// Every live domain.
+    pub fn domains(&self) -> impl Iterator<Item = &Domain<H>> {
+        self.domains.iter().flatten()
+    }
+
+    /// The vCPU running on `cpu`, if any.
+    pub fn current(&self, cpu: usize) -> Option<VcpuId> {
+        *self.current.get(cpu)?
+    }
+
+    // ----- Boot -----------------------------------------------------------------------------
+
+    /// Creates the root capability space and every domain the system image starts at boot.
+    /// A domain that cannot be created is reported and skipped; the rest still start.
+    pub fn load_system(&mut self, image: SystemImage<'static>) -> Result<(), Status> {
+        let root = self.caps.create_root_space(SLOTS as u16, u64::MAX / 4)?;
+        self.root = Some(root);
+        self.image = Some(image);
+        for (index, record) in image.domains().iter().enumerate() {
+            if record.flags & sysimage::FLAG_START_AT_BOOT != 0 {
+                self.start_from_image(index, None);
+            }
+        }
+        Ok(())
+    }
+
+    fn start_from_image(
+        &mut self,
+        index: usize,
+        ram: Option<heapless::Vec<PhysRange, { crate::domain::MAX_RAM_CHUNKS }>>,
+    ) {
+        let Some(image) = self.image else { return };
+        let Some(record) = image.domains().get(index) else {
+            return;
+        };
+        if let Err(e) = self.instantiate(index, record, ram) {
+            log!(self, "cannot create domain {}: {e}", record.name());
+        }
+    }
+
+    fn free_root_slot(&self) -> Result<u16, Status> {
+        let root = self.root.ok_or(Status::WrongState)?;
+        (0..SLOTS as u16)
+            .find(|s| self.caps.capability(CapAddr::new(root, *s)).is_none())
+            .ok_or(Status::NoFreeSlot)
+    }
+
+    fn free_vcpu_id(&self) -> Result<VcpuId, Status> {
+        self.vcpus
+            .iter()
+            .position(Option::is_none)
+            .map(|i| VcpuId(i as u16))
+            .ok_or(Status::OutOfMemory)
+    }
+
+    /// Creates domain `index` of the system image: its space, RAM (fresh, or `ram` handed
+    /// over), mappings, loaded segments and vCPUs; vCPU 0 starts.
+    fn instantiate(
+        &mut self,
+        index: usize,
+        record: &DomainRecord,
+        ram: Option<heapless::Vec<PhysRange, { crate::domain::MAX_RAM_CHUNKS }>>,
+    ) -> Result<DomainId, Status> {
+        let root = self.root.ok_or(Status::WrongState)?;
+        let handed_over = ram.is_some();
+        let pages = record.memory_bytes / FRAME_SIZE;
+        if ram.is_none() && self.frames.free_bytes() < record.memory_bytes + 64 * FRAME_SIZE {
+            return Err(Status::OutOfMemory);
+        }
+        let dom_slot = self.free_root_slot()?;
+        let (space, object) =
+            self.caps
+                .create_domain(root, dom_slot, DOMAIN_SLOTS, DOMAIN_QUOTA)?;
+        let id = DomainId(space.0);
+        let stage2 = match self.hal.new_stage2(id.0, &mut self.frames) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.caps.delete(root, dom_slot, |_| {});
+                return Err(e);
+            }
+        };
+        let mut name = heapless::String::new();
+        let _ = name.push_str(record.name());
+        self.domains[id.index()] = Some(Domain {
+            name,
+            id,
+            object,
+            original: CapAddr::new(root, dom_slot),
+            state: DomainState::Running,
+            vcpus: heapless::Vec::new(),
+            stage2,
+            arch: self.hal.new_domain_arch(record.vcpu_count as u16),
+            vmid: id.0,
+            mappings: heapless::Vec::new(),
+            ram: heapless::Vec::new(),
+            ram_caps: heapless::Vec::new(),
+            vcpu_caps: heapless::Vec::new(),
+            image_index: Some(index),
+            boots: 0,
+            console: heapless::Vec::new(),
+            restart_pending: false,
+        });
+        if let Err(e) = self.build_domain(id, dom_slot, record, pages, ram) {
+            self.teardown(id);
+            return Err(e);
+        }
+        let d = self.domain(id).ok_or(Status::WrongState)?;
+        let first_pa = d.ram.first().map_or(0, |r| r.start);
+        let cpus: heapless::Vec<usize, 8> = d
+            .vcpus
+            .iter()
+            .filter_map(|v| self.vcpu(*v))
+            .map(|v| v.cpu)
+            .collect();
+        log!(
+            self,
+            "domain {} (id {}): {} KiB RAM at PA {:#x}{}, {} vCPU(s) on CPU {:?}",
+            d.name(),
+            id.0,
+            record.memory_bytes >> 10,
+            first_pa,
+            if handed_over {
+                " (scrubbed RAM of the domain it follows)"
+            } else {
+                ""
+            },
+            cpus.len(),
+            cpus.as_slice()
+        );
+        self.boot_vcpu0(id)?;
+        Ok(id)
+    }
+
+    fn build_domain(
+        &mut self,
+        id: DomainId,
+        dom_slot: u16,
+        record: &DomainRecord,
+        pages: u64,
+        ram: Option<heapless::Vec<PhysRange, { crate::domain::MAX_RAM_CHUNKS }>>,
+    ) -> Result<(), Status> {
+        let root = self.root.ok_or(Status::WrongState)?;
+        // RAM: handed-over chunks (already scrubbed) or fresh ones, zeroed here.
+        let chunks = match ram {
+            Some(chunks) => chunks,
+            None => {
+                let mut chunks = heapless::Vec::new();
+                let mut left = pages;
+                while left > 0 {
+                    let n = prev_power_of_two(left).min(1 << 18);
+                    let r = self.frames.alloc(n as usize).ok_or(Status::OutOfMemory)?;
+                    self.hal.zero_phys(r);
+                    if chunks.push(r).is_err() {
+                        self.frames.free(r);
+                        return Err(Status::OutOfMemory);
+                    }
+                    left -= n;
+                }
+                chunks
+            }
+        };
+        let mut ipa = sysimage::DOMAIN_RAM_BASE;
+        for (i, r) in chunks.iter().enumerate() {
+            let d = self.domains[id.index()]
+                .as_mut()
+                .ok_or(Status::WrongState)?;
+            let _ = d.ram.push(*r);
+            let n = r.size() / FRAME_SIZE;
+            let slot = self.free_root_slot()?;
+            let range = FrameRange::new(r.start / FRAME_SIZE, n).ok_or(Status::InvalidArgument)?;
+            self.caps
+                .create_object(root, slot, ObjectType::Memory, Some(range))?;
+            let d = self.domains[id.index()]
+                .as_mut()
+                .ok_or(Status::WrongState)?;
+            let _ = d.ram_caps.push(slot);
+            let all = Rights::READ | Rights::WRITE | Rights::EXECUTE | Rights::GRANT;
+            let granted = self.caps.grant(root, slot, dom_slot, i as u16, all, None)?;
+            let perms = Rights::READ | Rights::WRITE | Rights::EXECUTE;
+            self.map_checked(id, ipa, r.start, n, perms, granted)?;
+            ipa += r.size();
+        }
+        // Load the image.
+        if let Some(image) = self.image {
+            for seg in image.segments_of(record).unwrap_or(&[]) {
+                let bytes = image.segment_bytes(seg);
+                self.copy_to_guest(id, seg.ipa, bytes)?;
+            }
+        }
+        // vCPUs.
+        let cpus = self.hal.cpus().max(1);
+        for index in 0..record.vcpu_count as u16 {
+            let slot = self.free_root_slot()?;
+            let object = self
+                .caps
+                .create_object(root, slot, ObjectType::Vcpu, None)?;
+            let vid = self.free_vcpu_id()?;
+            let wanted = record
+                .affinity
+                .get(index as usize)
+                .copied()
+                .unwrap_or(sysimage::ANY_CPU) as usize;
+            let cpu = if wanted < cpus {
+                wanted
+            } else {
+                (id.index() + index as usize) % cpus
+            };
+            self.vcpus[vid.index()] = Some(Vcpu {
+                domain: id,
+                index,
+                cpu,
+                state: VcpuState::Off,
+                object,
+                context: self.hal.new_context(),
+                wake_pending: false,
+                runs: 0,
+            });
+            let d = self.domains[id.index()]
+                .as_mut()
+                .ok_or(Status::WrongState)?;
+            let _ = d.vcpus.push(vid);
+            let _ = d.vcpu_caps.push(slot);
+        }
+        Ok(())
+    }
+
+    fn boot_vcpu0(&mut self, id: DomainId) -> Result<(), Status> {
+        let image = self.image.ok_or(Status::WrongState)?;
+        let d = self.domain(id).ok_or(Status::WrongState)?;
+        let record = d
+            .image_index
+            .and_then(|i| image.domains().get(i))
+            .ok_or(Status::WrongState)?;
+        let v0 = *d.vcpus.first().ok_or(Status::WrongState)?;
+        let regs = [
+            record.arg,
+            sysimage::DOMAIN_RAM_BASE,
+            record.memory_bytes,
+            d.boots,
+        ];
+        let dc = record.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0;
+        let v = self.vcpu_mut(v0).ok_or(Status::WrongState)?;
+        v.context.reset(record.entry, regs, 0, dc);
+        self.make_runnable(v0);
+        Ok(())
+    }
+
+    /// Copies `bytes` into domain `id`'s memory at guest-physical `ipa`, page by page.
+    fn copy_to_guest(&mut self, id: DomainId, ipa: u64, bytes: &[u8]) -> Result<(), Status> {
+        let d = self.domain(id).ok_or(Status::WrongState)?;
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let at = ipa + done as u64;
+            let pa = d.translate(at).ok_or(Status::OutOfRange)?;
+            let in_page = (FRAME_SIZE - (at % FRAME_SIZE)) as usize;
+            let n = in_page.min(bytes.len() - done);
+            self.hal.write_phys(pa, &bytes[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    // ----- Scheduling -----------------------------------------------------------------------
+
+    fn make_runnable(&mut self, v: VcpuId) {
+        let Some(vcpu) = self.vcpus[v.index()].as_mut() else {
+            return;
+        };
+        vcpu.state = VcpuState::Runnable;
+        let (cpu, domain) = (vcpu.cpu, vcpu.domain);
+        let running = self
+            .domain(domain)
+            .is_some_and(|d| d.state == DomainState::Running);
+        if running && !self.run_queues[cpu].iter().any(|q| *q == v) {
+            let _ = self.run_queues[cpu].push_back(v);
+            self.hal.kick(cpu);
+        }
+    }
+
+    /// What physical CPU `cpu` should run now (`None`: idle until an interrupt).
+    pub fn pick(&mut self, cpu: usize) -> Option<Next> {
+        if cpu >= MAX_CPUS {
+            return None;
+        }
+        if let Some(v) = self.current[cpu] {
+            let keep = !self.resched[cpu]
+                && self.vcpu(v).is_some_and(|x| x.state == VcpuState::Running)
+                && self
+                    .vcpu(v)
+                    .and_then(|x| self.domain(x.domain))
+                    .is_some_and(|d| d.state == DomainState::Running);
+            if keep {
+                let domain = self.vcpu(v).map(|x| x.domain)?;
+                return Some(Next { vcpu: v, domain });
+            }
+            self.current[cpu] = None;
+            self.leave_cpu(v);
+        }
+        self.resched[cpu] = false;
+        while let Some(v) = self.run_queues[cpu].pop_front() {
+            let Some(vcpu) = self.vcpus[v.index()].as_ref() else {
+                continue;
+            };
+            if vcpu.state != VcpuState::Runnable {
+                continue;
+            }
+            let domain = vcpu.domain;
+            if self
+                .domain(domain)
+                .is_none_or(|d| d.state != DomainState::Running)
+            {
+                continue;
+            }
+            if let Some(vcpu) = self.vcpus[v.index()].as_mut() {
+                vcpu.state = VcpuState::Running;
+                vcpu.runs += 1;
+            }
+            self.current[cpu] = Some(v);
+            return Some(Next { vcpu: v, domain });
+        }
+        None
+    }
+
+    /// `v` has just left its physical CPU.
+    fn leave_cpu(&mut self, v: VcpuId) {
+        let Some(vcpu) = self.vcpus[v.index()].as_ref() else {
+            return;
+        };
+        let domain = vcpu.domain;
+        let state = self.domain(domain).map(|d| d.state);
+        match (vcpu.state, state) {
+            (VcpuState::Running, Some(DomainState::Running)) => self.make_runnable(v),
+            (VcpuState::Running, Some(DomainState::Paused)) => {
+                if let Some(x) = self.vcpus[v.index()].as_mut() {
+                    x.state = VcpuState::Runnable;
+                }
+            }
+            (_, Some(DomainState::Dying)) => {
+                if let Some(x) = self.vcpus[v.index()].as_mut() {
+                    x.state = VcpuState::Off;
+                }
+                self.finish_if_quiescent(domain);
+            }
+            _ => {}
+        }
+    }
+
+    /// The EL2 tick on `cpu`: round-robin among runnable vCPUs, and wake blocked vCPUs so
+    /// they can check their virtual timer.
+    pub fn tick(&mut self, cpu: usize) {
+        if cpu >= MAX_CPUS {
+            return;
+        }
+        let blocked: heapless::Vec<VcpuId, MAX_VCPUS> = self
+            .vcpus
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                v.as_ref()
+                    .filter(|v| v.cpu == cpu && v.state == VcpuState::Blocked)
+                    .map(|_| VcpuId(i as u16))
+            })
+            .collect();
+        for v in blocked {
+            self.make_runnable(v);
+        }
+        if !self.run_queues[cpu].is_empty() {
+            self.resched[cpu] = true;
+        }
+    }
+
+    /// Marks vCPU `v` as having a pending virtual interrupt: a blocked vCPU becomes runnable.
+    pub fn wake(&mut self, v: VcpuId) {
+        let Some(vcpu) = self.vcpus[v.index()].as_mut() else {
+            return;
+        };
+        vcpu.wake_pending = true;
+        if vcpu.state == VcpuState::Blocked {
+            self.make_runnable(v);
+        }
+    }
+
+    // ----- Exits ----------------------------------------------------------------------------
+
+    /// Handles an exit of the vCPU running on `cpu`.
+    pub fn handle_exit(&mut self, cpu: usize, exit: Exit) {
+        let Some(v) = self.current(cpu) else { return };
+        let Some(domain) = self.vcpu(v).map(|x| x.domain) else {
+            return;
+        };
+        match exit {
+            Exit::Hvc { function, args } => {
+                let regs = if psci::is_psci(function) {
+                    self.psci(cpu, v, domain, function, args)
+                } else if function & !0xFFFF == mica_abi::hypercall::VENDOR_HYP_BASE {
+                    match self.hypercall(cpu, v, domain, function, args) {
+                        Ok(values) => [0, values[0], values[1], values[2]],
+                        Err(s) => [s.to_raw(), 0, 0, 0],
+                    }
+                } else {
+                    // SMCCC: an unknown function id answers NOT_SUPPORTED.
+                    [psci::ret::NOT_SUPPORTED, 0, 0, 0]
+                };
+                self.set_result(v, regs);
+            }
+            Exit::Smc { function, args } => {
+                let regs = if psci::is_psci(function) {
+                    self.psci(cpu, v, domain, function, args)
+                } else {
+                    [psci::ret::NOT_SUPPORTED, 0, 0, 0]
+                };
+                self.set_result(v, regs);
+            }
+            Exit::WaitForInterrupt => {
+                if let Some(x) = self.vcpus[v.index()].as_mut() {
+                    if x.wake_pending {
+                        x.wake_pending = false;
+                    } else {
+                        x.state = VcpuState::Blocked;
+                        self.resched[cpu] = true;
+                    }
+                }
+            }
+            Exit::MemoryFault { ipa, write, pc } => {
+                let index = self.vcpu(v).map_or(0, |x| x.index);
+                let name = self.domain(domain).map_or("?", |d| d.name());
+                let name: heapless::String<32> = name_copy(name);
+                log!(
+                    self,
+                    "domain {} (id {}) stopped: vCPU {index} {} guest-physical {ipa:#x} at pc {pc:#x}, which it was not given",
+                    name,
+                    domain.0,
+                    if write { "wrote" } else { "read" }
+                );
+                self.destroy(domain);
+            }
+            Exit::Unhandled { syndrome, pc, what } => {
+                let name: heapless::String<32> =
+                    name_copy(self.domain(domain).map_or("?", |d| d.name()));
+                log!(
+                    self,
+                    "domain {} (id {}) stopped: {what} (syndrome {syndrome:#x}) at pc {pc:#x}",
+                    name,
+                    domain.0
+                );
+                self.destroy(domain);
+            }
+            Exit::Interrupt => {}
+        }
+    }
+
+    fn set_result(&mut self, v: VcpuId, regs: [u64; 4]) {
+        if let Some(x) = self.vcpus[v.index()].as_mut() {
+            x.context.set_result(regs);
+        }
+    }
+
+    // ----- PSCI ------------------------------------------------------------------------------
+
+    fn psci(
+        &mut self,
+        cpu: usize,
+        v: VcpuId,
+        domain: DomainId,
+        function: u64,
+        args: [u64; 6],
+    ) -> [u64; 4] {
+        use psci::ret;
+        let r = match function {
+            psci::VERSION => psci::VERSION_1_1,
+            psci::FEATURES => {
+                if psci::implemented(args[0]) {
+                    ret::SUCCESS
+                } else {
+                    ret::NOT_SUPPORTED
+                }
+            }
+            psci::MIGRATE_INFO_TYPE => 2, // Trusted OS not present: no migration needed.
+            f if psci::CPU_ON.contains(&f) => self.psci_cpu_on(domain, args[0], args[1], args[2]),
+            f if psci::AFFINITY_INFO.contains(&f) => {
+                match self.domain_vcpu_by_mpidr(domain, args[0]) {
+                    Some(t) => match self.vcpu(t).map(|x| x.state) {
+                        Some(VcpuState::Off) | None => ret::AFFINITY_OFF,
+                        Some(_) => ret::AFFINITY_ON,
+                    },
+                    None => ret::INVALID_PARAMETERS,
+                }
+            }
+            psci::CPU_OFF => {
+                if let Some(x) = self.vcpus[v.index()].as_mut() {
+                    x.state = VcpuState::Off;
+                }
+                self.resched[cpu] = true;
+                ret::SUCCESS
+            }
+            psci::SYSTEM_OFF => {
+                let name: heapless::String<32> =
+                    name_copy(self.domain(domain).map_or("?", |d| d.name()));
+                log!(
+                    self,
+                    "domain {} (id {}) powered itself off (PSCI SYSTEM_OFF)",
+                    name,
+                    domain.0
+                );
+                self.destroy(domain);
+                ret::SUCCESS
+            }
+            psci::SYSTEM_RESET => {
+                let name: heapless::String<32> =
+                    name_copy(self.domain(domain).map_or("?", |d| d.name()));
+                log!(
+                    self,
+                    "domain {} (id {}) restarts (PSCI SYSTEM_RESET)",
+                    name,
+                    domain.0
+                );
+                self.restart(domain);
+                ret::SUCCESS
+            }
+            _ => ret::NOT_SUPPORTED,
+        };
+        [r, 0, 0, 0]
+    }
+
+    fn domain_vcpu_by_mpidr(&self, domain: DomainId, mpidr: u64) -> Option<VcpuId> {
+        // vCPU n has virtual MPIDR affinity n (Aff0); higher affinity levels are 0.
+        if mpidr & 0xFF_00FF_FF00 != 0 {
+            return None;
+        }
+        self.domain(domain)?
+            .vcpus
+            .get((mpidr & 0xFF) as usize)
+            .copied()
+    }
+
+    fn psci_cpu_on(&mut self, domain: DomainId, target: u64, entry: u64, context: u64) -> u64 {
+        use psci::ret;
+        let Some(t) = self.domain_vcpu_by_mpidr(domain, target) else {
+            return ret::INVALID_PARAMETERS;
+        };
+        let Some(d) = self.domain(domain) else {
+            return ret::INVALID_PARAMETERS;
+        };
+        if d.translate(entry).is_none() {
+            return ret::INVALID_ADDRESS;
+        }
+        let dc = d
+            .image_index
+            .and_then(|i| self.image?.domains().get(i).copied())
+            .is_some_and(|r| r.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0);
+        let Some(x) = self.vcpus[t.index()].as_mut() else {
+            return ret::INVALID_PARAMETERS;
+        };
+        if x.state != VcpuState::Off {
+            return ret::ALREADY_ON;
+        }
+        let index = x.index;
+        x.context.reset(entry, [context, 0, 0, 0], index, dc);
+        self.make_runnable(t);
+        ret::SUCCESS
+    }
+
+    // ----- Hypercalls ------------------------------------------------------------------------
+
+    fn hypercall(
+        &mut self,
+        cpu: usize,
+        v: VcpuId,
+        domain: DomainId,
+        function: u64,
+        args: [u64; 6],
+    ) -> Result<[u64; 3], Status> {
+        let call = Call::from_function_id(function).ok_or(Status::UnknownCall)?;
+        crate::hypercall::dispatch(self, cpu, v, domain, call, args)
+    }
+
+    pub(crate) fn request_resched(&mut self, cpu: usize) {
+        if cpu < MAX_CPUS {
+            self.resched[cpu] = true;
+        }
+    }
+
+    /// Buffers console output of `domain`, printing each complete line with its name.
+    /// Control characters (terminal escapes included) are shown as `?`; `\r` is dropped.
+    pub(crate) fn console_bytes(&mut self, domain: DomainId, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.flush_console(domain),
+                b'\r' => {}
+                _ => {
+                    let c = if b < 0x20 && b != b'\t' || b == 0x7F {
+                        b'?'
+                    } else {
+                        b
+                    };
+                    let full = match self.domains[domain.index()].as_mut() {
+                        Some(d) => d.console.push(c).is_err(),
+                        None => return,
+                    };
+                    if full {
+                        self.flush_console(domain);
+                        if let Some(d) = self.domains[domain.index()].as_mut() {
+                            let _ = d.console.push(c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush_console(&mut self, domain: DomainId) {
+        let Some(d) = self.domains[domain.index()].as_mut() else {
+            return;
+        };
+        let mut line = heapless::Vec::<u8, 200>::new();
+        let _ = line.push(b'[');
+        let _ = line.extend_from_slice(d.name.as_bytes());
+        let _ = line.extend_from_slice(b"] ");
+        let _ = line.extend_from_slice(&d.console);
+        let _ = line.push(b'\n');
+        d.console.clear();
+        self.hal.console_write(&line);
+    }
+
+    /// Resolves a Domain-capability argument (or [`SELF_DOMAIN`]) of `caller` needing `rights`.
+    pub(crate) fn domain_arg(
+        &self,
+        caller: DomainId,
+        arg: u64,
+        rights: Rights,
+    ) -> Result<DomainId, Status> {
+        if arg == SELF_DOMAIN {
+            return Ok(caller);
+        }
+        let slot = slot_arg(arg)?;
+        let info = self
+            .caps
+            .lookup(caller.space(), slot, ObjectType::Domain, rights)?;
+        let object = self.caps.resolve(info.object)?;
+        let space = object.domain_space.ok_or(Status::InvalidCapability)?;
+        let id = DomainId(space.0);
+        if self.domain(id).is_none() {
+            return Err(Status::StaleCapability);
+        }
+        Ok(id)
+    }
+
+    /// Maps after every check has passed (used by boot and `mem_map`).
+    pub(crate) fn map_checked(
+        &mut self,
+        id: DomainId,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        through: CapAddr,
+    ) -> Result<(), Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        if d.mappings.is_full() {
+            return Err(Status::OutOfMemory);
+        }
+        if d.mappings.iter().any(|m| m.overlaps(ipa, pages)) {
+            return Err(Status::SlotOccupied);
+        }
+        d.stage2.map(ipa, pa, pages, perms, &mut self.frames)?;
+        let _ = d.mappings.push(Mapping {
+            ipa,
+            pa,
+            pages,
+            through,
+        });
+        Ok(())
+    }
+
+    /// Undoes what removed capabilities made possible (their mappings).
+    pub(crate) fn apply_removals(&mut self, removals: &[Removal]) {
+        for r in removals {
+            if let Removal::Capability { addr, .. } = r {
+                for d in self.domains.iter_mut().flatten() {
+                    let mut i = 0;
+                    while i < d.mappings.len() {
+                        if d.mappings[i].through == *addr {
+                            let m = d.mappings.swap_remove(i);
+                            d.stage2.unmap(m.ipa, m.pages);
+                        } else {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unmaps every whole mapping of `id` inside `[ipa, ipa + pages)`; returns pages unmapped.
+    pub(crate) fn unmap_range(
+        &mut self,
+        id: DomainId,
+        ipa: u64,
+        pages: u64,
+    ) -> Result<u64, Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        let end = ipa
+            .checked_add(
+                pages
+                    .checked_mul(FRAME_SIZE)
+                    .ok_or(Status::InvalidArgument)?,
+            )
+            .ok_or(Status::InvalidArgument)?;
+        // Check: no mapping is cut in two.
+        for m in d.mappings.iter() {
+            if m.overlaps(ipa, pages) && (m.ipa < ipa || m.ipa + m.pages * FRAME_SIZE > end) {
+                return Err(Status::InvalidArgument);
+            }
+        }
+        let mut unmapped = 0;
+        let mut i = 0;
+        while i < d.mappings.len() {
+            if d.mappings[i].overlaps(ipa, pages) {
+                let m = d.mappings.swap_remove(i);
+                d.stage2.unmap(m.ipa, m.pages);
+                unmapped += m.pages;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(unmapped)
+    }
+
+    // ----- Lifecycle -------------------------------------------------------------------------
+
+    /// Pauses a running domain.
+    pub(crate) fn pause(&mut self, id: DomainId) -> Result<(), Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::StaleCapability)?;
+        if d.state != DomainState::Running {
+            return Err(Status::WrongState);
+        }
+        d.state = DomainState::Paused;
+        self.kick_domain(id);
+        Ok(())
+    }
+
+    /// Resumes a paused domain.
+    pub(crate) fn unpause(&mut self, id: DomainId) -> Result<(), Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::StaleCapability)?;
+        if d.state != DomainState::Paused {
+            return Err(Status::WrongState);
+        }
+        d.state = DomainState::Running;
+        let all = d.vcpus.clone();
+        let runnable: heapless::Vec<VcpuId, 8> = all
+            .iter()
+            .copied()
+            .filter(|v| {
+                self.vcpu(*v)
+                    .is_some_and(|x| x.state == VcpuState::Runnable)
+            })
+            .collect();
+        for v in runnable {
+            self.make_runnable(v);
+        }
+        Ok(())
+    }
+
+    fn kick_domain(&mut self, id: DomainId) {
+        let Some(d) = self.domain(id) else { return };
+        let cpus: heapless::Vec<usize, 8> = d
+            .vcpus
+            .iter()
+            .filter_map(|v| self.vcpu(*v))
+            .filter(|x| x.state == VcpuState::Running)
+            .map(|x| x.cpu)
+            .collect();
+        for cpu in cpus {
+            self.resched[cpu] = true;
+            self.hal.kick(cpu);
+        }
+    }
+
+    /// Starts destroying a domain: its vCPUs stop; once none is on a CPU any more, its
+    /// capabilities are revoked, mappings undone, memory scrubbed and freed.
+    pub fn destroy(&mut self, id: DomainId) {
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        if d.state == DomainState::Dying {
+            return;
+        }
+        d.state = DomainState::Dying;
+        self.stop_vcpus(id);
+        self.finish_if_quiescent(id);
+    }
+
+    /// Restarts a domain from its image: like destroy, but the domain keeps its identity and
+    /// RAM, which is scrubbed and reloaded.
+    fn restart(&mut self, id: DomainId) {
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        if d.image_index.is_none() {
+            return self.destroy(id);
+        }
+        d.restart_pending = true;
+        self.destroy(id);
+    }
+
+    fn stop_vcpus(&mut self, id: DomainId) {
+        let Some(d) = self.domain(id) else { return };
+        let vcpus = d.vcpus.clone();
+        for v in vcpus {
+            if let Some(x) = self.vcpus[v.index()].as_mut() {
+                if x.state == VcpuState::Running {
+                    let cpu = x.cpu;
+                    self.resched[cpu] = true;
+                    self.hal.kick(cpu);
+                } else {
+                    x.state = VcpuState::Off;
+                }
+            }
+        }
+    }
+
+    fn finish_if_quiescent(&mut self, id: DomainId) {
+        let Some(d) = self.domain(id) else { return };
+        if d.state != DomainState::Dying {
+            return;
+        }
+        let busy = d
+            .vcpus
+            .iter()
+            .any(|v| self.vcpu(*v).is_some_and(|x| x.state == VcpuState::Running));
+        if busy {
+            return;
+        }
+        if d.restart_pending {
+            self.finish_restart(id);
+        } else {
+            self.teardown(id);
+        }
+    }
+
+    fn finish_restart(&mut self, id: DomainId) {
+        let Some(image) = self.image else { return };
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        d.restart_pending = false;
+        d.state = DomainState::Running;
+        d.boots += 1;
+        d.console.clear();
+        let ram = d.ram.clone();
+        let index = d.image_index;
+        for r in ram.iter() {
+            self.hal.zero_phys(*r);
+        }
+        let Some(record) = index.and_then(|i| image.domains().get(i)) else {
+            return;
+        };
+        for seg in image.segments_of(record).unwrap_or(&[]) {
+            let bytes = image.segment_bytes(seg);
+            if self.copy_to_guest(id, seg.ipa, bytes).is_err() {
+                self.destroy(id);
+                return;
+            }
+        }
+        if self.boot_vcpu0(id).is_err() {
+            self.destroy(id);
+        }
+    }
+
+    /// Removes every trace of a domain whose vCPUs are all off the CPUs.
+    fn teardown(&mut self, id: DomainId) {
+        let Some(root) = self.root else { return };
+        let Some(d) = self.domains[id.index()].as_ref() else {
+            return;
+        };
+        let name: heapless::String<32> = d.name.clone();
+        let original = d.original;
+        let image_index = d.image_index;
+        // 1. Capabilities: revoke every copy of the Domain capability, then the original;
+        //    the domain's space is emptied and each removal undoes its mappings.
+        let mut removals = Vec::new();
+        let _ = self
+            .caps
+            .revoke(original.space, original.slot, |r| removals.push(r));
+        let _ = self
+            .caps
+            .delete(original.space, original.slot, |r| removals.push(r));
+        self.apply_removals(&removals);
+        let Some(mut d) = self.domains[id.index()].take() else {
+            return;
+        };
+        // 2. Whatever is still mapped goes, then the tables.
+        for m in d.mappings.iter() {
+            d.stage2.unmap(m.ipa, m.pages);
+        }
+        d.stage2.release(&mut self.frames);
+        // 3. vCPUs.
+        for v in d.vcpus.iter() {
+            self.vcpus[v.index()] = None;
+        }
+        for slot in d.vcpu_caps.iter().chain(d.ram_caps.iter()) {
+            let mut removals = Vec::new();
+            let _ = self.caps.delete(root, *slot, |r| removals.push(r));
+            self.apply_removals(&removals);
+        }
+        // 4. Memory: scrub, then hand over or free.
+        let mut scrubbed = 0u64;
+        for r in d.ram.iter() {
+            self.hal.zero_phys(*r);
+            scrubbed += r.size();
+        }
+        let successor = image_index.and_then(|i| self.successor_of(i));
+        let takes_memory = successor.is_some_and(|(_, takes)| takes);
+        if takes_memory {
+            self.handoff = Some((successor.map_or(0, |s| s.0), d.ram.clone()));
+        } else {
+            for r in d.ram.iter() {
+                self.frames.free(*r);
+            }
+        }
+        log!(
+            self,
+            "domain {name} (id {}) destroyed: {} KiB scrubbed, {} MiB free",
+            id.0,
+            scrubbed >> 10,
+            self.frames.free_bytes() >> 20
+        );
+        // 5. Whoever waited for this domain starts now.
+        if let Some((next, _)) = successor {
+            let ram = self.handoff.take().map(|(_, ram)| ram);
+            self.start_from_image(next, ram);
+        }
+    }
+
+    /// The image domain that starts after domain record `index` is destroyed, and whether it
+    /// takes over its memory.
+    fn successor_of(&self, index: usize) -> Option<(usize, bool)> {
+        let image = self.image?;
+        image.domains().iter().enumerate().find_map(|(i, r)| {
+            (r.start_after as usize == index + 1)
+                .then_some((i, r.memory_from as usize == index + 1))
+        })
+    }
+
+    /// Creates an empty domain on behalf of `caller` (hypercall `domain_create`).
+    pub(crate) fn create_empty_domain(
+        &mut self,
+        caller: DomainId,
+        dst: u16,
+        slots: u16,
+        quota: u64,
+    ) -> Result<DomainId, Status> {
+        let (space, object) = self.caps.create_domain(caller.space(), dst, slots, quota)?;
+        let id = DomainId(space.0);
+        let stage2 = match self.hal.new_stage2(id.0, &mut self.frames) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.caps.delete(caller.space(), dst, |_| {});
+                return Err(e);
+            }
+        };
+        self.domains[id.index()] = Some(Domain {
+            name: name_copy("unnamed"),
+            id,
+            object,
+            original: CapAddr::new(caller.space(), dst),
+            state: DomainState::Running,
+            vcpus: heapless::Vec::new(),
+            stage2,
+            arch: self
+                .hal
+                .new_domain_arch(crate::domain::MAX_VCPUS_PER_DOMAIN as u16),
+            vmid: id.0,
+            mappings: heapless::Vec::new(),
+            ram: heapless::Vec::new(),
+            ram_caps: heapless::Vec::new(),
+            vcpu_caps: heapless::Vec::new(),
+            image_index: None,
+            boots: 0,
+            console: heapless::Vec::new(),
+            restart_pending: false,
+        });
+        Ok(id)
+    }
+
+    /// Creates vCPU `index` of `target` for `caller`, its capability in `dst`.
+    pub(crate) fn create_vcpu(
+        &mut self,
+        caller: DomainId,
+        target: DomainId,
+        dst: u16,
+        index: u16,
+        cpu: u64,
+    ) -> Result<(), Status> {
+        let d = self.domain(target).ok_or(Status::StaleCapability)?;
+        if d.state == DomainState::Dying {
+            return Err(Status::WrongState);
+        }
+        if index as usize != d.vcpus.len() || index as usize >= crate::domain::MAX_VCPUS_PER_DOMAIN
+        {
+            return Err(Status::InvalidArgument);
+        }
+        let cpus = self.hal.cpus().max(1);
+        let cpu = match cpu {
+            c if c == sysimage::ANY_CPU as u64 => (target.index() + index as usize) % cpus,
+            c if (c as usize) < cpus && c < MAX_CPUS as u64 => c as usize,
+            _ => return Err(Status::InvalidArgument),
+        };
+        let vid = self.free_vcpu_id()?;
+        let object = self
+            .caps
+            .create_object(caller.space(), dst, ObjectType::Vcpu, None)?;
+        self.vcpus[vid.index()] = Some(Vcpu {
+            domain: target,
+            index,
+            cpu,
+            state: VcpuState::Off,
+            object,
+            context: self.hal.new_context(),
+            wake_pending: false,
+            runs: 0,
+        });
+        if let Some(d) = self.domains[target.index()].as_mut() {
+            let _ = d.vcpus.push(vid);
+        }
+        Ok(())
+    }
+
+    /// Starts a created vCPU named by capability `slot` of `caller`.
+    pub(crate) fn start_vcpu(
+        &mut self,
+        caller: DomainId,
+        slot: u16,
+        entry: u64,
+        arg: u64,
+    ) -> Result<(), Status> {
+        let info = self
+            .caps
+            .lookup(caller.space(), slot, ObjectType::Vcpu, Rights::CONTROL)?;
+        let v = self
+            .vcpus
+            .iter()
+            .position(|x| x.as_ref().is_some_and(|x| x.object == info.object))
+            .map(|i| VcpuId(i as u16))
+            .ok_or(Status::StaleCapability)?;
+        let (domain, state, index) = self
+            .vcpu(v)
+            .map(|x| (x.domain, x.state, x.index))
+            .ok_or(Status::StaleCapability)?;
+        let d = self.domain(domain).ok_or(Status::StaleCapability)?;
+        if state != VcpuState::Off || d.state == DomainState::Dying {
+            return Err(Status::WrongState);
+        }
+        if d.translate(entry).is_none() {
+            return Err(Status::InvalidArgument);
+        }
+        if let Some(x) = self.vcpus[v.index()].as_mut() {
+            x.context.reset(entry, [arg, 0, 0, 0], index, true);
+        }
+        self.make_runnable(v);
+        Ok(())
+    }
+}
+
+/// Decodes a capability-slot argument.
+pub(crate) fn slot_arg(arg: u64) -> Result<u16, Status> {
+    u16::try_from(arg).map_err(|_| Status::InvalidArgument)
+}
+
+fn name_copy(s: &str) -> heapless::String<32> {
+    let mut n = heapless::String::new();
+    for c in s.chars() {
+        if n.push(c).is_err() {
+            break;
+        }
+    }
+    n
+}
+
+fn prev_power_of_two(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        1 << (63 - n.leading_zeros())
+    }
+}

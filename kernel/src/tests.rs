@@ -1,0 +1,960 @@
+//! Host tests of the kernel core against a mock HAL: boot instantiation, every hypercall's
+//! decode/check/perform, PSCI, faults, and the domain lifecycle.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::string::String;
+use std::vec::Vec;
+
+use mica_abi::hypercall::{pack_console_bytes, Call, SELF_DOMAIN, VENDOR_HYP_BASE};
+use mica_abi::sysimage::{self, DomainRecord, Header, SegmentRecord, SystemImage};
+use mica_abi::{ObjectType, Rights, Status};
+
+use crate::domain::DomainId;
+use crate::frames::Frames;
+use crate::hal::{Hal, Stage2, VcpuContext};
+use crate::hypercall::{decode, Request};
+use crate::kernel::{Exit, Kernel};
+use crate::memmap::{PhysRange, RangeSet};
+use crate::psci;
+use crate::vcpu::{VcpuId, VcpuState};
+
+// ----- The mock HAL ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct MockStage2 {
+    pages: BTreeMap<u64, (u64, Rights)>,
+}
+
+impl Stage2 for MockStage2 {
+    fn map(
+        &mut self,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        _: &mut Frames,
+    ) -> Result<(), Status> {
+        for i in 0..pages {
+            assert!(
+                !self.pages.contains_key(&(ipa + i * 4096)),
+                "kernel mapped twice at {ipa:#x}"
+            );
+        }
+        for i in 0..pages {
+            self.pages.insert(ipa + i * 4096, (pa + i * 4096, perms));
+        }
+        Ok(())
+    }
+    fn unmap(&mut self, ipa: u64, pages: u64) {
+        for i in 0..pages {
+            self.pages.remove(&(ipa + i * 4096));
+        }
+    }
+    fn release(&mut self, _: &mut Frames) {
+        self.pages.clear();
+    }
+}
+
+#[derive(Default, Debug, Clone, PartialEq)]
+struct MockContext {
+    entry: u64,
+    regs: [u64; 4],
+    result: Option<[u64; 4]>,
+    index: u16,
+    cacheable: bool,
+}
+
+impl VcpuContext for MockContext {
+    fn reset(&mut self, entry: u64, regs: [u64; 4], index: u16, cacheable: bool) {
+        *self = MockContext {
+            entry,
+            regs,
+            result: None,
+            index,
+            cacheable,
+        };
+    }
+    fn set_result(&mut self, regs: [u64; 4]) {
+        self.result = Some(regs);
+    }
+}
+
+#[derive(Default)]
+struct MockHal {
+    console: RefCell<String>,
+    memory: RefCell<BTreeMap<u64, u8>>,
+    kicks: RefCell<Vec<usize>>,
+}
+
+impl Hal for MockHal {
+    type Stage2 = MockStage2;
+    type Context = MockContext;
+    type DomainArch = ();
+    fn new_stage2(&self, _: u16, _: &mut Frames) -> Result<MockStage2, Status> {
+        Ok(MockStage2::default())
+    }
+    fn new_context(&self) -> MockContext {
+        MockContext::default()
+    }
+    fn new_domain_arch(&self, _: u16) {}
+    fn console_write(&self, bytes: &[u8]) {
+        self.console
+            .borrow_mut()
+            .push_str(&String::from_utf8_lossy(bytes));
+    }
+    fn zero_phys(&self, range: PhysRange) {
+        let mut m = self.memory.borrow_mut();
+        let keys: Vec<u64> = m.range(range.start..range.end).map(|(k, _)| *k).collect();
+        for k in keys {
+            m.remove(&k);
+        }
+    }
+    fn write_phys(&self, pa: u64, bytes: &[u8]) {
+        let mut m = self.memory.borrow_mut();
+        for (i, b) in bytes.iter().enumerate() {
+            if *b != 0 {
+                m.insert(pa + i as u64, *b);
+            } else {
+                m.remove(&(pa + i as u64));
+            }
+        }
+    }
+    fn kick(&self, cpu: usize) {
+        self.kicks.borrow_mut().push(cpu);
+    }
+    fn cpus(&self) -> usize {
+        2
+    }
+}
+
+// ----- System images for tests ----------------------------------------------------------------
+
+struct Dom {
+    name: &'static str,
+    kib: u64,
+    vcpus: u32,
+    cpus: [u8; 8],
+    arg: u64,
+    at_boot: bool,
+    after: u32,
+    memory_from: u32,
+    payload: &'static [u8],
+}
+
+fn dom(name: &'static str) -> Dom {
+    Dom {
+        name,
+        kib: 256,
+        vcpus: 1,
+        cpus: [sysimage::ANY_CPU; 8],
+        arg: 0,
+        at_boot: true,
+        after: 0,
+        memory_from: 0,
+        payload: b"\x01\x02\x03\x04code",
+    }
+}
+
+fn image(doms: &[Dom]) -> SystemImage<'static> {
+    use zerocopy::IntoBytes;
+    let header_len = size_of::<Header>() + doms.len() * size_of::<DomainRecord>();
+    let data_start = header_len + doms.len() * size_of::<SegmentRecord>();
+    let mut records = Vec::new();
+    let mut segments = Vec::new();
+    let mut offset = data_start as u64;
+    for (i, d) in doms.iter().enumerate() {
+        let mut name = [0u8; 32];
+        name[..d.name.len()].copy_from_slice(d.name.as_bytes());
+        records.push(DomainRecord {
+            name,
+            memory_bytes: d.kib * 1024,
+            entry: sysimage::DOMAIN_RAM_BASE,
+            arg: d.arg,
+            first_segment: i as u32,
+            segment_count: 1,
+            vcpu_count: d.vcpus,
+            flags: if d.at_boot {
+                sysimage::FLAG_START_AT_BOOT
+            } else {
+                0
+            } | sysimage::FLAG_DEFAULT_CACHEABLE,
+            affinity: d.cpus,
+            start_after: d.after,
+            memory_from: d.memory_from,
+            priority: 0,
+            reserved: [0; 3],
+        });
+        segments.push(SegmentRecord {
+            ipa: sysimage::DOMAIN_RAM_BASE,
+            offset,
+            file_size: d.payload.len() as u64,
+            mem_size: 0x2000,
+        });
+        offset += d.payload.len() as u64;
+    }
+    let header = Header {
+        magic: sysimage::MAGIC,
+        version: sysimage::VERSION,
+        domain_count: doms.len() as u32,
+        total_size: offset,
+    };
+    let mut blob = header.as_bytes().to_vec();
+    for r in &records {
+        blob.extend_from_slice(r.as_bytes());
+    }
+    for s in &segments {
+        blob.extend_from_slice(s.as_bytes());
+    }
+    for d in doms {
+        blob.extend_from_slice(d.payload);
+    }
+    SystemImage::parse(Box::leak(blob.into_boxed_slice())).unwrap()
+}
+
+const RAM: PhysRange = PhysRange {
+    start: 0x4000_0000,
+    end: 0x4400_0000,
+};
+
+fn kernel(doms: &[Dom]) -> Box<Kernel<MockHal>> {
+    let mut k = Box::new(Kernel::new(MockHal::default()));
+    let mut free: RangeSet<4> = RangeSet::new();
+    free.insert(RAM).unwrap();
+    k.frames.add_ranges(&free);
+    k.load_system(image(doms)).unwrap();
+    k
+}
+
+fn id_of(k: &Kernel<MockHal>, name: &str) -> DomainId {
+    k.domains()
+        .find(|d| d.name() == name)
+        .map(|d| d.id)
+        .unwrap()
+}
+
+/// Runs `cpu`'s scheduler and returns the vCPU it picked.
+fn run(k: &mut Kernel<MockHal>, cpu: usize) -> Option<VcpuId> {
+    k.pick(cpu).map(|n| n.vcpu)
+}
+
+/// Issues a Mica hypercall from whatever runs on `cpu` and returns x0-x3.
+fn hvc(k: &mut Kernel<MockHal>, cpu: usize, call: Call, args: [u64; 6]) -> [u64; 4] {
+    raw(k, cpu, call.function_id(), args)
+}
+
+fn raw(k: &mut Kernel<MockHal>, cpu: usize, function: u64, args: [u64; 6]) -> [u64; 4] {
+    let v = k.current(cpu).expect("something runs on this cpu");
+    k.handle_exit(cpu, Exit::Hvc { function, args });
+    k.vcpu(v)
+        .and_then(|x| x.context.result)
+        .unwrap_or([u64::MAX; 4])
+}
+
+fn status(r: [u64; 4]) -> Result<(), Status> {
+    Status::from_raw(r[0]).unwrap_or(Err(Status::NotSupported))
+}
+
+// ----- Boot -----------------------------------------------------------------------------------
+
+#[test]
+fn boot_creates_domains_maps_ram_loads_images_and_starts_vcpu0() {
+    let mut a = dom("alpha");
+    a.cpus[0] = 1;
+    a.arg = 42;
+    let k = kernel(&[a, dom("beta")]);
+    let alpha = k.domain(id_of(&k, "alpha")).unwrap();
+    assert_eq!(alpha.ram.iter().map(|r| r.size()).sum::<u64>(), 256 * 1024);
+    assert_eq!(alpha.stage2.pages.len(), 64);
+    let pa = alpha.translate(sysimage::DOMAIN_RAM_BASE).unwrap();
+    assert_eq!(k.hal.memory.borrow().get(&pa), Some(&1));
+    assert_eq!(k.hal.memory.borrow().get(&(pa + 4)), Some(&b'c'));
+    let v0 = k.vcpu(alpha.vcpus[0]).unwrap();
+    assert_eq!(v0.cpu, 1);
+    assert_eq!(v0.state, VcpuState::Runnable);
+    assert_eq!(v0.context.entry, sysimage::DOMAIN_RAM_BASE);
+    assert_eq!(
+        v0.context.regs,
+        [42, sysimage::DOMAIN_RAM_BASE, 256 * 1024, 0]
+    );
+    assert!(v0.context.cacheable);
+    // The two domains got disjoint frames.
+    let beta = k.domain(id_of(&k, "beta")).unwrap();
+    assert!(!alpha
+        .ram
+        .iter()
+        .any(|a| beta.ram.iter().any(|b| a.overlaps(b))));
+    assert!(k.hal.console.borrow().contains("domain alpha (id"));
+}
+
+#[test]
+fn a_domain_that_does_not_fit_is_reported_and_the_rest_start() {
+    let mut huge = dom("huge");
+    huge.kib = 1 << 20; // 1 GiB, more than the 64 MiB of RAM
+    let k = kernel(&[huge, dom("small")]);
+    assert!(k
+        .hal
+        .console
+        .borrow()
+        .contains("cannot create domain huge: out of memory"));
+    assert!(k.domains().any(|d| d.name() == "small"));
+    assert!(!k.domains().any(|d| d.name() == "huge"));
+}
+
+// ----- Scheduling -----------------------------------------------------------------------------
+
+#[test]
+fn vcpus_run_on_their_cpu_and_round_robin_on_the_tick() {
+    let mut a = dom("a");
+    a.cpus[0] = 0;
+    let mut b = dom("b");
+    b.cpus[0] = 0;
+    let mut k = kernel(&[a, b]);
+    let first = run(&mut k, 0).unwrap();
+    assert_eq!(run(&mut k, 0), Some(first), "no tick, no switch");
+    assert_eq!(run(&mut k, 1), None, "nothing is pinned to CPU 1");
+    k.tick(0);
+    let second = run(&mut k, 0).unwrap();
+    assert_ne!(first, second);
+    k.tick(0);
+    assert_eq!(run(&mut k, 0), Some(first));
+}
+
+#[test]
+fn wfi_blocks_until_the_vcpu_is_woken() {
+    let mut k = kernel(&[dom("a")]);
+    let cpu = k
+        .vcpu(k.domain(id_of(&k, "a")).unwrap().vcpus[0])
+        .unwrap()
+        .cpu;
+    let v = run(&mut k, cpu).unwrap();
+    k.handle_exit(cpu, Exit::WaitForInterrupt);
+    assert_eq!(run(&mut k, cpu), None);
+    assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Blocked);
+    k.wake(v);
+    assert_eq!(run(&mut k, cpu), Some(v));
+    // A wake-up that arrives first makes the next WFI return at once.
+    k.wake(v);
+    k.handle_exit(cpu, Exit::WaitForInterrupt);
+    assert_eq!(run(&mut k, cpu), Some(v));
+}
+
+// ----- Hypercalls: decode ---------------------------------------------------------------------
+
+#[test]
+fn decode_rejects_malformed_arguments() {
+    assert_eq!(
+        decode(Call::CapIdentify, [0x1_0003, 0, 0, 0, 0, 0]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        decode(Call::ConsoleWrite, [41, 0, 0, 0, 0, 0]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        decode(Call::CapDerive, [0, 1, 1 << 20, 0, 0, 0]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        decode(Call::CapDerive, [0, 1, 1 << 40, 0, 0, 0]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        decode(Call::MemMap, [SELF_DOMAIN, 0, 0x4000_0001, 0, 1, 1]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        decode(Call::MemMap, [SELF_DOMAIN, 0, 0x4000_0000, 0, 0, 1]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        decode(Call::MemMap, [SELF_DOMAIN, 0, 0x4000_0000, 0, 1, 2]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        decode(Call::MemMap, [SELF_DOMAIN, 0, 0x4000_0000, 0, u64::MAX, 1]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        decode(Call::MemMap, [SELF_DOMAIN, 0, 1 << 40, 0, 1, 1]),
+        Err(Status::OutOfRange)
+    );
+    assert_eq!(
+        decode(Call::MemUnmap, [0x1_0000, 0x4000_0000, 1, 0, 0, 0]),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(decode(Call::Whoami, [u64::MAX; 6]), Ok(Request::Whoami));
+}
+
+#[test]
+fn decode_never_panics_on_any_input() {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Bias towards small and boundary values.
+        match x % 4 {
+            0 => x % 8,
+            1 => x,
+            2 => 0x4000_0000 + (x % 16) * 0x1000,
+            _ => u64::MAX - (x % 3),
+        }
+    };
+    for _ in 0..200_000 {
+        let call = mica_abi::hypercall::TABLE[(next() % 16) as usize].call;
+        let args = [next(), next(), next(), next(), next(), next()];
+        let _ = decode(call, args);
+    }
+}
+
+// ----- Hypercalls: check and perform, one test per call --------------------------------------
+
+fn single(name: &'static str) -> (Box<Kernel<MockHal>>, usize) {
+    let mut d = dom(name);
+    d.cpus[0] = 0;
+    let mut k = kernel(&[d]);
+    run(&mut k, 0).unwrap();
+    (k, 0)
+}
+
+#[test]
+fn whoami_reports_domain_vcpu_and_slots() {
+    let (mut k, cpu) = single("who");
+    let id = id_of(&k, "who");
+    assert_eq!(
+        hvc(&mut k, cpu, Call::Whoami, [0; 6]),
+        [0, id.0 as u64, 0, 64]
+    );
+}
+
+#[test]
+fn console_write_prints_whole_lines_with_the_domain_name_and_escapes_controls() {
+    let (mut k, cpu) = single("talker");
+    let text = b"hello \x1b[31mworld\n";
+    let regs = pack_console_bytes(text);
+    let r = hvc(
+        &mut k,
+        cpu,
+        Call::ConsoleWrite,
+        [
+            text.len() as u64,
+            regs[0],
+            regs[1],
+            regs[2],
+            regs[3],
+            regs[4],
+        ],
+    );
+    assert_eq!(r[..2], [0, text.len() as u64]);
+    assert!(k
+        .hal
+        .console
+        .borrow()
+        .contains("[talker] hello ?[31mworld\n"));
+    let r = hvc(&mut k, cpu, Call::ConsoleWrite, [41, 0, 0, 0, 0, 0]);
+    assert_eq!(status(r), Err(Status::InvalidArgument));
+}
+
+#[test]
+fn yield_reschedules() {
+    let mut a = dom("a");
+    a.cpus[0] = 0;
+    let mut b = dom("b");
+    b.cpus[0] = 0;
+    let mut k = kernel(&[a, b]);
+    let first = run(&mut k, 0).unwrap();
+    assert_eq!(status(hvc(&mut k, 0, Call::Yield, [0; 6])), Ok(()));
+    assert_ne!(run(&mut k, 0), Some(first));
+}
+
+#[test]
+fn cap_identify_describes_the_ram_capability_and_refuses_bad_slots() {
+    let (mut k, cpu) = single("ident");
+    let r = hvc(&mut k, cpu, Call::CapIdentify, [0; 6]);
+    assert_eq!(status(r), Ok(()));
+    assert_eq!(r[1] & 0xFF, ObjectType::Memory as u64);
+    assert_eq!(r[3], 64, "256 KiB = 64 frames");
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::CapIdentify, [5, 0, 0, 0, 0, 0])),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::CapIdentify, [9999, 0, 0, 0, 0, 0])),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::CapIdentify,
+            [0x1_0000, 0, 0, 0, 0, 0]
+        )),
+        Err(Status::InvalidArgument),
+        "a forged selector with high bits set"
+    );
+}
+
+#[test]
+fn cap_derive_never_widens_and_mem_map_through_it_is_undone_by_revoke() {
+    let (mut k, cpu) = single("deriver");
+    let id = id_of(&k, "deriver");
+    let first = hvc(&mut k, cpu, Call::CapIdentify, [0; 6])[2];
+    let ro = Rights::READ.bits() as u64;
+    // A read-only copy of the first 4 frames in slot 1.
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::CapDerive, [0, 1, ro, first, 4, 0])),
+        Ok(())
+    );
+    // More rights than the copy has: refused.
+    let rw = (Rights::READ | Rights::WRITE).bits() as u64;
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::CapDerive, [1, 2, rw, 0, 0, 0])),
+        Err(Status::InsufficientRights)
+    );
+    // A range beyond the source: refused.
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::CapDerive, [1, 2, ro, first, 5, 0])),
+        Err(Status::OutOfRange)
+    );
+    // Map the copy read-only at a fresh address; writable is refused.
+    let ipa = 0x8000_0000u64;
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::MemMap,
+            [SELF_DOMAIN, 1, ipa, first, 4, rw]
+        )),
+        Err(Status::InsufficientRights)
+    );
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::MemMap,
+            [SELF_DOMAIN, 1, ipa, first, 4, ro]
+        )),
+        Ok(())
+    );
+    assert_eq!(
+        k.domain(id).unwrap().stage2.pages.get(&ipa).map(|p| p.1),
+        Some(Rights::READ)
+    );
+    // Overlapping an existing mapping: refused.
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::MemMap,
+            [SELF_DOMAIN, 1, ipa, first, 1, ro]
+        )),
+        Err(Status::SlotOccupied)
+    );
+    // Revoking slot 0's descendants removes slot 1 and unmaps what was mapped through it.
+    let r = hvc(&mut k, cpu, Call::CapRevoke, [0; 6]);
+    assert_eq!(status(r), Ok(()));
+    assert!(r[1] >= 1);
+    assert!(!k.domain(id).unwrap().stage2.pages.contains_key(&ipa));
+    assert!(
+        k.domain(id)
+            .unwrap()
+            .stage2
+            .pages
+            .contains_key(&sysimage::DOMAIN_RAM_BASE),
+        "slot 0's own mapping stays"
+    );
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::CapIdentify, [1, 0, 0, 0, 0, 0])),
+        Err(Status::InvalidCapability)
+    );
+}
+
+#[test]
+fn cap_delete_unmaps_and_empties_the_slot() {
+    let (mut k, cpu) = single("deleter");
+    let id = id_of(&k, "deleter");
+    assert_eq!(status(hvc(&mut k, cpu, Call::CapDelete, [0; 6])), Ok(()));
+    assert!(k.domain(id).unwrap().stage2.pages.is_empty());
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::CapDelete, [0; 6])),
+        Err(Status::InvalidCapability)
+    );
+}
+
+#[test]
+fn cap_grant_needs_a_domain_capability() {
+    let (mut k, cpu) = single("granter");
+    // Slot 0 is Memory, not Domain.
+    let r = hvc(
+        &mut k,
+        cpu,
+        Call::CapGrant,
+        [0, 0, 3, Rights::READ.bits() as u64, 0, 0],
+    );
+    assert_eq!(status(r), Err(Status::InvalidCapability));
+    let r = hvc(
+        &mut k,
+        cpu,
+        Call::CapGrant,
+        [0, 7, 3, Rights::READ.bits() as u64, 0, 0],
+    );
+    assert_eq!(status(r), Err(Status::InvalidCapability));
+}
+
+#[test]
+fn domain_create_vcpu_create_and_start_build_a_running_domain() {
+    let (mut k, cpu) = single("builder");
+    // Create a domain (its capability in slot 5), give it RAM from our slot 0 and map it.
+    let r = hvc(&mut k, cpu, Call::DomainCreate, [5, 16, 64 * 1024, 0, 0, 0]);
+    assert_eq!(status(r), Ok(()));
+    let child = DomainId(r[1] as u16);
+    let first = hvc(&mut k, cpu, Call::CapIdentify, [0; 6])[2];
+    let rwx = (Rights::READ | Rights::WRITE | Rights::EXECUTE).bits() as u64;
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::CapDerive,
+            [0, 6, rwx, first + 8, 8, 0]
+        )),
+        Ok(())
+    );
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::MemMap,
+            [5, 6, 0x4000_0000, first + 8, 8, rwx]
+        )),
+        Ok(())
+    );
+    assert_eq!(k.domain(child).unwrap().mappings.len(), 1);
+    // A vCPU for it, on CPU 1.
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::VcpuCreate, [5, 7, 1, 0, 0, 0])),
+        Err(Status::InvalidArgument),
+        "index 0 first"
+    );
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::VcpuCreate, [5, 7, 0, 9, 0, 0])),
+        Err(Status::InvalidArgument),
+        "no CPU 9"
+    );
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::VcpuCreate, [5, 7, 0, 1, 0, 0])),
+        Ok(())
+    );
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::VcpuStart,
+            [7, 0x9000_0000, 0, 0, 0, 0]
+        )),
+        Err(Status::InvalidArgument),
+        "entry unmapped"
+    );
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::VcpuStart,
+            [7, 0x4000_0000, 3, 0, 0, 0]
+        )),
+        Ok(())
+    );
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            cpu,
+            Call::VcpuStart,
+            [7, 0x4000_0000, 3, 0, 0, 0]
+        )),
+        Err(Status::WrongState)
+    );
+    let v = run(&mut k, 1).unwrap();
+    assert_eq!(k.vcpu(v).unwrap().domain, child);
+    assert_eq!(k.vcpu(v).unwrap().context.regs[0], 3);
+    // Pause, unpause, destroy through the Domain capability.
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::DomainUnpause, [5, 0, 0, 0, 0, 0])),
+        Err(Status::WrongState)
+    );
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::DomainPause, [5, 0, 0, 0, 0, 0])),
+        Ok(())
+    );
+    assert_eq!(run(&mut k, 1), None, "a paused domain does not run");
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::DomainUnpause, [5, 0, 0, 0, 0, 0])),
+        Ok(())
+    );
+    assert_eq!(run(&mut k, 1), Some(v));
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::DomainDestroy, [5, 0, 0, 0, 0, 0])),
+        Ok(())
+    );
+    // Its vCPU was running on CPU 1: the domain goes once CPU 1 lets go of it.
+    assert!(k.domain(child).is_some());
+    assert_eq!(run(&mut k, 1), None);
+    assert!(k.domain(child).is_none());
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::DomainDestroy, [5, 0, 0, 0, 0, 0])),
+        Err(Status::InvalidCapability)
+    );
+    // Our own RAM is untouched: the child only borrowed it.
+    assert!(k
+        .domain(id_of(&k, "builder"))
+        .unwrap()
+        .stage2
+        .pages
+        .contains_key(&0x4000_0000));
+}
+
+#[test]
+fn mem_unmap_removes_whole_mappings_only() {
+    let (mut k, cpu) = single("unmapper");
+    let id = id_of(&k, "unmapper");
+    let r = hvc(
+        &mut k,
+        cpu,
+        Call::MemUnmap,
+        [SELF_DOMAIN, 0x4000_0000, 1, 0, 0, 0],
+    );
+    assert_eq!(
+        status(r),
+        Err(Status::InvalidArgument),
+        "cutting the RAM mapping in two"
+    );
+    let r = hvc(
+        &mut k,
+        cpu,
+        Call::MemUnmap,
+        [SELF_DOMAIN, 0x4000_0000, 64, 0, 0, 0],
+    );
+    assert_eq!(r[..2], [0, 64]);
+    assert!(k.domain(id).unwrap().stage2.pages.is_empty());
+}
+
+#[test]
+fn unknown_calls_fail_with_a_status() {
+    let (mut k, cpu) = single("prober");
+    assert_eq!(
+        status(raw(&mut k, cpu, VENDOR_HYP_BASE | 0x7FFF, [0; 6])),
+        Err(Status::UnknownCall)
+    );
+    assert_eq!(
+        raw(&mut k, cpu, 0x8600_0000, [0; 6])[0],
+        psci::ret::NOT_SUPPORTED
+    );
+    assert_eq!(raw(&mut k, cpu, 0, [0; 6])[0], psci::ret::NOT_SUPPORTED);
+    let v = k.current(cpu).unwrap();
+    k.handle_exit(
+        cpu,
+        Exit::Smc {
+            function: 0xC200_0000,
+            args: [0; 6],
+        },
+    );
+    assert_eq!(
+        k.vcpu(v).unwrap().context.result.unwrap()[0],
+        psci::ret::NOT_SUPPORTED
+    );
+}
+
+// ----- PSCI -----------------------------------------------------------------------------------
+
+#[test]
+fn psci_cpu_on_affinity_info_and_cpu_off() {
+    let mut d = dom("smp");
+    d.vcpus = 2;
+    d.cpus[0] = 0;
+    d.cpus[1] = 1;
+    let mut k = kernel(&[d]);
+    run(&mut k, 0).unwrap();
+    assert_eq!(raw(&mut k, 0, psci::VERSION, [0; 6])[0], psci::VERSION_1_1);
+    assert_eq!(
+        raw(&mut k, 0, psci::AFFINITY_INFO[1], [1, 0, 0, 0, 0, 0])[0],
+        psci::ret::AFFINITY_OFF
+    );
+    assert_eq!(
+        raw(&mut k, 0, psci::CPU_ON[1], [1, 0x9000_0000, 7, 0, 0, 0])[0],
+        psci::ret::INVALID_ADDRESS
+    );
+    assert_eq!(
+        raw(&mut k, 0, psci::CPU_ON[1], [5, 0x4000_0000, 7, 0, 0, 0])[0],
+        psci::ret::INVALID_PARAMETERS
+    );
+    assert_eq!(
+        raw(&mut k, 0, psci::CPU_ON[1], [1, 0x4000_0100, 7, 0, 0, 0])[0],
+        psci::ret::SUCCESS
+    );
+    assert_eq!(
+        raw(&mut k, 0, psci::CPU_ON[1], [1, 0x4000_0100, 7, 0, 0, 0])[0],
+        psci::ret::ALREADY_ON
+    );
+    let v1 = run(&mut k, 1).unwrap();
+    let ctx = &k.vcpu(v1).unwrap().context;
+    assert_eq!((ctx.entry, ctx.regs[0], ctx.index), (0x4000_0100, 7, 1));
+    assert_eq!(
+        raw(&mut k, 0, psci::AFFINITY_INFO[1], [1, 0, 0, 0, 0, 0])[0],
+        psci::ret::AFFINITY_ON
+    );
+    assert_eq!(raw(&mut k, 1, psci::CPU_OFF, [0; 6])[0], psci::ret::SUCCESS);
+    assert_eq!(run(&mut k, 1), None);
+    assert_eq!(
+        raw(&mut k, 0, psci::AFFINITY_INFO[1], [1, 0, 0, 0, 0, 0])[0],
+        psci::ret::AFFINITY_OFF
+    );
+    assert_eq!(
+        raw(&mut k, 0, psci::FEATURES, [psci::CPU_ON[1], 0, 0, 0, 0, 0])[0],
+        psci::ret::SUCCESS
+    );
+    assert_eq!(
+        raw(
+            &mut k,
+            0,
+            psci::FEATURES,
+            [psci::CPU_SUSPEND[1], 0, 0, 0, 0, 0]
+        )[0],
+        psci::ret::NOT_SUPPORTED
+    );
+}
+
+#[test]
+fn system_off_via_smc_ends_only_that_domain_and_scrubs_its_memory() {
+    let mut a = dom("victim");
+    a.cpus[0] = 0;
+    let mut b = dom("bystander");
+    b.cpus[0] = 1;
+    let mut k = kernel(&[a, b]);
+    let free_before_boot = 0x400_0000u64;
+    run(&mut k, 0).unwrap();
+    run(&mut k, 1).unwrap();
+    let victim = id_of(&k, "victim");
+    let ram = k.domain(victim).unwrap().ram.clone();
+    // The guest writes a secret.
+    k.hal.write_phys(ram[0].start + 100, b"secret");
+    let v = k.current(0).unwrap();
+    k.handle_exit(
+        0,
+        Exit::Smc {
+            function: psci::SYSTEM_OFF,
+            args: [0; 6],
+        },
+    );
+    assert_eq!(
+        k.vcpu(v).map(|x| x.state),
+        Some(VcpuState::Running),
+        "still on CPU 0 until it leaves"
+    );
+    assert_eq!(run(&mut k, 0), None);
+    assert!(k.domain(victim).is_none());
+    assert!(
+        k.hal
+            .memory
+            .borrow()
+            .range(ram[0].start..ram[0].end)
+            .next()
+            .is_none(),
+        "scrubbed"
+    );
+    assert!(k.domains().any(|d| d.name() == "bystander"));
+    let bystander_ram: u64 = k
+        .domain(id_of(&k, "bystander"))
+        .unwrap()
+        .ram
+        .iter()
+        .map(|r| r.size())
+        .sum();
+    assert!(k.frames.free_bytes() >= free_before_boot - bystander_ram - 0x1000 * 16);
+    assert!(k
+        .hal
+        .console
+        .borrow()
+        .contains("victim (id 1) powered itself off"));
+}
+
+#[test]
+fn a_successor_gets_the_scrubbed_frames_of_the_domain_it_follows() {
+    let mut writer = dom("writer");
+    writer.cpus[0] = 0;
+    let mut reader = dom("reader");
+    reader.at_boot = false;
+    reader.after = 1;
+    reader.memory_from = 1;
+    let mut k = kernel(&[writer, reader]);
+    run(&mut k, 0).unwrap();
+    let w = id_of(&k, "writer");
+    let ram = k.domain(w).unwrap().ram.clone();
+    k.hal.write_phys(ram[0].start + 0x1000, &[0x5E; 64]);
+    raw(&mut k, 0, psci::SYSTEM_OFF, [0; 6]);
+    assert_eq!(run(&mut k, 0), None);
+    let r = id_of(&k, "reader");
+    assert_eq!(k.domain(r).unwrap().ram, ram, "the same frames");
+    assert!(
+        k.hal
+            .memory
+            .borrow()
+            .range(ram[0].start + 0x1000..ram[0].end)
+            .next()
+            .is_none(),
+        "only zeros beyond the image"
+    );
+}
+
+#[test]
+fn system_reset_restarts_the_domain_with_its_boot_count() {
+    let (mut k, cpu) = single("phoenix");
+    let id = id_of(&k, "phoenix");
+    let ram = k.domain(id).unwrap().ram.clone();
+    k.hal.write_phys(ram[0].start + 0x3000, b"old state");
+    raw(&mut k, cpu, psci::SYSTEM_RESET, [0; 6]);
+    let v = run(&mut k, cpu).unwrap();
+    assert_eq!(k.domain(id).unwrap().boots, 1);
+    assert_eq!(k.vcpu(v).unwrap().context.regs[3], 1);
+    assert!(k
+        .hal
+        .memory
+        .borrow()
+        .range(ram[0].start + 0x3000..ram[0].end)
+        .next()
+        .is_none());
+    assert_eq!(
+        k.hal.memory.borrow().get(&ram[0].start),
+        Some(&1),
+        "image reloaded"
+    );
+}
+
+// ----- Faults ---------------------------------------------------------------------------------
+
+#[test]
+fn a_memory_fault_stops_only_the_faulting_domain() {
+    let mut a = dom("wild");
+    a.cpus[0] = 0;
+    let mut b = dom("calm");
+    b.cpus[0] = 1;
+    let mut k = kernel(&[a, b]);
+    run(&mut k, 0).unwrap();
+    run(&mut k, 1).unwrap();
+    k.handle_exit(
+        0,
+        Exit::MemoryFault {
+            ipa: 0x8000_0000,
+            write: false,
+            pc: 0x4000_0010,
+        },
+    );
+    assert_eq!(run(&mut k, 0), None);
+    assert!(!k.domains().any(|d| d.name() == "wild"));
+    assert!(run(&mut k, 1).is_some());
+    let console = k.hal.console.borrow();
+    assert!(
+        console.contains(
+            "domain wild (id 1) stopped: vCPU 0 read guest-physical 0x80000000 at pc 0x40000010"
+        ),
+        "{console}"
+    );
+}

@@ -1,0 +1,50 @@
+//! The Vcpu object: a register context that belongs to one domain and runs on one CPU at a time.
+
+use mica_caps::ObjectRef;
+
+use crate::domain::DomainId;
+use crate::hal::Hal;
+
+/// Index into the kernel's vCPU table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuId(pub u16);
+
+impl VcpuId {
+    /// The id as an index.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What a vCPU is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuState {
+    /// Created but not started (or stopped with PSCI CPU_OFF).
+    Off,
+    /// Waiting in its CPU's run queue.
+    Runnable,
+    /// On its physical CPU right now.
+    Running,
+    /// Waiting for an interrupt (trapped WFI).
+    Blocked,
+}
+
+/// A vCPU.
+pub struct Vcpu<H: Hal> {
+    /// Its domain.
+    pub domain: DomainId,
+    /// Its index within the domain (its virtual MPIDR affinity 0).
+    pub index: u16,
+    /// The physical CPU it runs on.
+    pub cpu: usize,
+    /// Scheduling state.
+    pub state: VcpuState,
+    /// The Vcpu object.
+    pub object: ObjectRef,
+    /// Saved registers (owned by the physical CPU while `Running`).
+    pub context: H::Context,
+    /// A virtual interrupt became pending since it last blocked.
+    pub wake_pending: bool,
+    /// Times it was scheduled in.
+    pub runs: u64,
+}
