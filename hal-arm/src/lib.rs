@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod esr;
+pub mod mmio;
 pub mod pagetable;
 
 #[cfg(target_arch = "aarch64")]
