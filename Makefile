@@ -11,7 +11,11 @@ MICA       := target/release/mica
 SCENARIO   ?=
 
 # Crates that only build for bare metal are excluded from host builds.
-HOST_EXCLUDE := --exclude mica-boot --exclude mica-guest-hello
+HOST_EXCLUDE := --exclude mica-boot --exclude mica-guest-hello --exclude mica-guest-smp \
+	--exclude mica-guest-spinner --exclude mica-guest-attacker --exclude mica-guest-scrub
+# The test guests (docs/domains.md).
+GUESTS := -p mica-guest-hello -p mica-guest-smp -p mica-guest-spinner -p mica-guest-attacker \
+	-p mica-guest-scrub
 # Library crates that must also build for each bare-metal target.
 ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt
 X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt
@@ -29,7 +33,7 @@ toolstack: setup
 
 hypervisor: setup
 	$(CARGO) build --release --target $(ARM_TARGET) -p mica-boot --bin mica-aarch64
-	$(CARGO) build --release --target $(ARM_TARGET) -p mica-guest-hello
+	$(CARGO) build --release --target $(ARM_TARGET) $(GUESTS)
 	$(CARGO) build --release --target $(X86_TARGET) -p mica-boot --bin mica-x86_64
 
 $(HYP_IMAGE): hypervisor toolstack
@@ -52,7 +56,7 @@ clippy: setup
 	$(CARGO) clippy --workspace $(HOST_EXCLUDE) --all-targets -- -D warnings
 	$(CARGO) clippy --target $(ARM_TARGET) $(ARM_LIBS) -- -D warnings
 	$(CARGO) clippy --target $(ARM_TARGET) -p mica-boot --bin mica-aarch64 -- -D warnings
-	$(CARGO) clippy --target $(ARM_TARGET) -p mica-guest-hello -- -D warnings
+	$(CARGO) clippy --target $(ARM_TARGET) $(GUESTS) -- -D warnings
 	$(CARGO) clippy --target $(X86_TARGET) $(X86_LIBS) -- -D warnings
 	$(CARGO) clippy --target $(X86_TARGET) -p mica-boot --bin mica-x86_64 -- -D warnings
 

@@ -1,22 +1,31 @@
-//! `hello`: the smallest Mica guest — it counts, then ends its domain.
+//! `hello`: the smallest Mica guest — it says who it is, counts, and ends its domain.
 //!
-//! Built on `mica-rt`. Printing arrives with the console hypercall (issue 4), which
-//! turns this into the guest the `two-guests` smoke scenario runs.
+//! Counts to the manifest's `arg` (5 when 0), yielding after each line so that two `hello`
+//! domains sharing a CPU interleave (the `two-guests` smoke scenario).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
-/// The domain's entry, called by `mica-rt` with a stack.
-#[no_mangle]
-extern "C" fn mica_main() -> ! {
-    let mut count = 0u64;
-    for i in 0..1000u64 {
-        count = core::hint::black_box(count + i);
+use mica_rt::{hypercall, println, BootInfo};
+
+/// Highest count accepted from `arg`, to keep a mistyped manifest from flooding the console.
+const MAX_COUNT: u64 = 1000;
+
+fn main(info: BootInfo) -> ! {
+    let count = info.arg_or(5).min(MAX_COUNT);
+    match hypercall::whoami() {
+        Ok(me) => println!(
+            "hello: started (domain {}, vcpu {})",
+            me.domain_id, me.vcpu_index
+        ),
+        Err(status) => println!("hello: started (whoami refused: {status:?})"),
     }
-    let _ = count;
+    for i in 1..=count {
+        println!("hello: count {i}");
+        let _ = hypercall::yield_now();
+    }
+    println!("hello: done");
     mica_rt::exit()
 }
 
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    mica_rt::exit()
-}
+mica_rt::entry!(main);

@@ -1,63 +1,585 @@
-//! The raw hypercall conduit and the decoding of its results.
+//! Typed wrappers for every Mica hypercall, one per row of `mica_abi::hypercall::TABLE`.
 //!
-//! On aarch64 a call is `hvc #0` with the function id in x0 and up to six arguments in
-//! x1-x6; the kernel answers with a status in x0 (0 = success, else a
-//! [`mica_abi::Status`]) and up to three values in x1-x3.
+//! Each call has two halves. [`encode`] turns typed arguments into a [`Request`] (the
+//! function id and x1-x6, in the table's argument order): a pure function, host-tested
+//! against the table. The wrapper of the same name issues the request with `hvc #0` and
+//! decodes the reply through [`Reply::result`] into `Result<_, Status>`. Slots are typed
+//! [`Slot`]s (`u16` on the wire), so a typed wrapper cannot forge one; [`raw_call`] is the
+//! escape hatch for attack tests that must send what the types forbid.
 
-use mica_abi::Status;
+use crate::conduit::{self, Conduit};
+use mica_abi::hypercall::{Call, CONSOLE_WRITE_MAX, SELF_DOMAIN};
+use mica_abi::{ObjectType, Rights, Status};
 
-/// What a hypercall returned: the status and up to three values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reply {
-    /// Raw status register.
-    pub status: u64,
-    /// x1-x3.
-    pub values: [u64; 3],
+pub use crate::conduit::Reply;
+
+/// A capability slot in the caller's own capability space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot(pub u16);
+
+impl Slot {
+    /// Names the calling domain itself in calls that take a Domain capability.
+    pub const SELF_DOMAIN: Slot = Slot(SELF_DOMAIN as u16);
+
+    /// The register value.
+    pub const fn raw(self) -> u64 {
+        self.0 as u64
+    }
 }
 
-impl Reply {
-    /// The values on success, or the status; a status this ABI does not define is
-    /// reported as [`Status::NotSupported`] rather than mistaken for success.
-    pub fn result(self) -> Result<[u64; 3], Status> {
-        match Status::from_raw(self.status) {
-            Some(Ok(())) => Ok(self.values),
-            Some(Err(s)) => Err(s),
-            None => Err(Status::NotSupported),
+/// Frames `[first, first + count)` of a Memory capability, in 4 KiB frames relative to the
+/// capability's own range; `count == 0` in `cap_derive`/`cap_grant` means "the same range".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameRange {
+    /// First frame, relative to the capability's range.
+    pub first: u64,
+    /// Number of frames.
+    pub count: u64,
+}
+
+impl FrameRange {
+    /// The whole range of the source capability (`first = 0, count = 0`).
+    pub const WHOLE: FrameRange = FrameRange { first: 0, count: 0 };
+
+    /// Frames `[first, first + count)`.
+    pub const fn new(first: u64, count: u64) -> FrameRange {
+        FrameRange { first, count }
+    }
+}
+
+/// One hypercall ready to issue: x0 and x1-x6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The SMCCC function id (x0).
+    pub function: u64,
+    /// x1-x6.
+    pub args: [u64; 6],
+}
+
+impl Request {
+    /// A request for `call` with `args`.
+    pub const fn new(call: Call, args: [u64; 6]) -> Request {
+        Request {
+            function: call.function_id(),
+            args,
         }
     }
+
+    /// Issues the request with `hvc #0`.
+    pub fn issue(self) -> Reply {
+        raw_call(self.function, self.args)
+    }
 }
 
-/// Issues hypercall `function` with `args`.
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub fn call(function: u64, args: [u64; 6]) -> Reply {
-    let (x0, x1, x2, x3);
-    // SAFETY: `hvc #0` traps to the hypervisor, which by the Mica ABI writes only x0-x3
-    // (declared as outputs) and the memory the call's arguments name, which the caller
-    // passes by address only for calls documented to write there.
-    unsafe {
-        core::arch::asm!(
-            "hvc #0",
-            inout("x0") function => x0,
-            inout("x1") args[0] => x1,
-            inout("x2") args[1] => x2,
-            inout("x3") args[2] => x3,
-            in("x4") args[3],
-            in("x5") args[4],
-            in("x6") args[5],
-            options(nostack),
-        );
+/// Issues any function id with any arguments, unchecked: for attack tests and for calls
+/// newer than this runtime.
+pub fn raw_call(function: u64, args: [u64; 6]) -> Reply {
+    conduit::call(Conduit::Hvc, function, args)
+}
+
+/// What `whoami` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Whoami {
+    /// The caller's domain id.
+    pub domain_id: u64,
+    /// The calling vCPU's index within its domain (0 = the boot vCPU).
+    pub vcpu_index: u64,
+    /// Number of slots in the caller's capability space.
+    pub slots: u64,
+}
+
+/// What `cap_identify` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapInfo {
+    /// The object the capability names.
+    pub object_type: ObjectType,
+    /// The rights it carries.
+    pub rights: Rights,
+    /// For Memory and DeviceMemory: the absolute frame range; otherwise zero.
+    pub frames: FrameRange,
+}
+
+impl CapInfo {
+    /// Decodes x1-x3 (`type | rights << 8`, first frame, frame count). An object type this
+    /// runtime does not know is [`Status::NotSupported`].
+    pub fn from_values(values: [u64; 3]) -> Result<CapInfo, Status> {
+        let object_type = ObjectType::from_raw(values[0] & 0xFF).ok_or(Status::NotSupported)?;
+        let rights = Rights::from_bits_retain((values[0] >> 8) as u32);
+        Ok(CapInfo {
+            object_type,
+            rights,
+            frames: FrameRange::new(values[1], values[2]),
+        })
     }
-    Reply { status: x0, values: [x1, x2, x3] }
+}
+
+/// Pure encoders: typed arguments to registers, in the order of `TABLE`'s `args`.
+pub mod encode {
+    use super::{FrameRange, Request, Slot};
+    use mica_abi::hypercall::{pack_console_bytes, Call, CONSOLE_WRITE_MAX};
+    use mica_abi::Rights;
+
+    /// `whoami`.
+    pub const fn whoami() -> Request {
+        Request::new(Call::Whoami, [0; 6])
+    }
+
+    /// `console_write` of the first [`CONSOLE_WRITE_MAX`] bytes of `bytes`.
+    pub fn console_write(bytes: &[u8]) -> Request {
+        let len = bytes.len().min(CONSOLE_WRITE_MAX);
+        let [b0, b1, b2, b3, b4] = pack_console_bytes(&bytes[..len]);
+        Request::new(Call::ConsoleWrite, [len as u64, b0, b1, b2, b3, b4])
+    }
+
+    /// `yield`.
+    pub const fn yield_now() -> Request {
+        Request::new(Call::Yield, [0; 6])
+    }
+
+    /// `cap_identify`.
+    pub const fn cap_identify(slot: Slot) -> Request {
+        Request::new(Call::CapIdentify, [slot.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `cap_derive`.
+    pub const fn cap_derive(src: Slot, dst: Slot, rights: Rights, frames: FrameRange) -> Request {
+        Request::new(
+            Call::CapDerive,
+            [
+                src.raw(),
+                dst.raw(),
+                rights.bits() as u64,
+                frames.first,
+                frames.count,
+                0,
+            ],
+        )
+    }
+
+    /// `cap_grant`.
+    pub const fn cap_grant(
+        src: Slot,
+        domain: Slot,
+        dst: Slot,
+        rights: Rights,
+        frames: FrameRange,
+    ) -> Request {
+        Request::new(
+            Call::CapGrant,
+            [
+                src.raw(),
+                domain.raw(),
+                dst.raw(),
+                rights.bits() as u64,
+                frames.first,
+                frames.count,
+            ],
+        )
+    }
+
+    /// `cap_revoke`.
+    pub const fn cap_revoke(slot: Slot) -> Request {
+        Request::new(Call::CapRevoke, [slot.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `cap_delete`.
+    pub const fn cap_delete(slot: Slot) -> Request {
+        Request::new(Call::CapDelete, [slot.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `mem_map`.
+    pub const fn mem_map(
+        domain: Slot,
+        memory: Slot,
+        ipa: u64,
+        frames: FrameRange,
+        perms: Rights,
+    ) -> Request {
+        Request::new(
+            Call::MemMap,
+            [
+                domain.raw(),
+                memory.raw(),
+                ipa,
+                frames.first,
+                frames.count,
+                perms.bits() as u64,
+            ],
+        )
+    }
+
+    /// `mem_unmap`.
+    pub const fn mem_unmap(domain: Slot, ipa: u64, frame_count: u64) -> Request {
+        Request::new(Call::MemUnmap, [domain.raw(), ipa, frame_count, 0, 0, 0])
+    }
+
+    /// `domain_create`.
+    pub const fn domain_create(dst: Slot, slots: u64, quota: u64) -> Request {
+        Request::new(Call::DomainCreate, [dst.raw(), slots, quota, 0, 0, 0])
+    }
+
+    /// `domain_destroy`.
+    pub const fn domain_destroy(domain: Slot) -> Request {
+        Request::new(Call::DomainDestroy, [domain.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `domain_pause`.
+    pub const fn domain_pause(domain: Slot) -> Request {
+        Request::new(Call::DomainPause, [domain.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `domain_unpause`.
+    pub const fn domain_unpause(domain: Slot) -> Request {
+        Request::new(Call::DomainUnpause, [domain.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `vcpu_create`.
+    pub const fn vcpu_create(domain: Slot, dst: Slot, index: u64, cpu: u64) -> Request {
+        Request::new(
+            Call::VcpuCreate,
+            [domain.raw(), dst.raw(), index, cpu, 0, 0],
+        )
+    }
+
+    /// `vcpu_start`.
+    pub const fn vcpu_start(vcpu: Slot, entry: u64, arg: u64) -> Request {
+        Request::new(Call::VcpuStart, [vcpu.raw(), entry, arg, 0, 0, 0])
+    }
+}
+
+/// The caller's domain id, vCPU index and capability-space size.
+pub fn whoami() -> Result<Whoami, Status> {
+    let [domain_id, vcpu_index, slots] = encode::whoami().issue().result()?;
+    Ok(Whoami {
+        domain_id,
+        vcpu_index,
+        slots,
+    })
+}
+
+/// Writes the first [`CONSOLE_WRITE_MAX`] bytes of `bytes` to the console; returns how many
+/// the kernel took. Most code wants [`crate::println!`], which writes whole lines.
+pub fn console_write(bytes: &[u8]) -> Result<usize, Status> {
+    let [written, _, _] = encode::console_write(bytes).issue().result()?;
+    Ok(usize::try_from(written)
+        .unwrap_or(CONSOLE_WRITE_MAX)
+        .min(bytes.len().min(CONSOLE_WRITE_MAX)))
+}
+
+/// Gives the CPU to the next runnable vCPU (the `yield` call).
+pub fn yield_now() -> Result<(), Status> {
+    encode::yield_now().issue().result().map(drop)
+}
+
+/// Describes the capability in `slot`.
+pub fn cap_identify(slot: Slot) -> Result<CapInfo, Status> {
+    CapInfo::from_values(encode::cap_identify(slot).issue().result()?)
+}
+
+/// Copies `src` into the empty slot `dst` with `rights` (a subset of the source's) and, for
+/// memory, the sub-range `frames`.
+pub fn cap_derive(src: Slot, dst: Slot, rights: Rights, frames: FrameRange) -> Result<(), Status> {
+    encode::cap_derive(src, dst, rights, frames)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Places a derived copy of `src` into slot `dst` of the domain named by the Domain
+/// capability `domain` (which needs GRANT).
+pub fn cap_grant(
+    src: Slot,
+    domain: Slot,
+    dst: Slot,
+    rights: Rights,
+    frames: FrameRange,
+) -> Result<(), Status> {
+    encode::cap_grant(src, domain, dst, rights, frames)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Deletes every descendant of the capability in `slot`; returns how many were removed.
+pub fn cap_revoke(slot: Slot) -> Result<u64, Status> {
+    let [removed, _, _] = encode::cap_revoke(slot).issue().result()?;
+    Ok(removed)
+}
+
+/// Deletes the capability in `slot` (its children stay).
+pub fn cap_delete(slot: Slot) -> Result<(), Status> {
+    encode::cap_delete(slot).issue().result().map(drop)
+}
+
+/// Maps `frames` of the Memory capability `memory` at guest-physical `ipa` of `domain` (a
+/// Domain capability or [`Slot::SELF_DOMAIN`]) with `perms` (READ, WRITE, EXECUTE).
+pub fn mem_map(
+    domain: Slot,
+    memory: Slot,
+    ipa: u64,
+    frames: FrameRange,
+    perms: Rights,
+) -> Result<(), Status> {
+    encode::mem_map(domain, memory, ipa, frames, perms)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Removes `frame_count` pages of mappings at `ipa` of `domain`; returns how many were mapped.
+pub fn mem_unmap(domain: Slot, ipa: u64, frame_count: u64) -> Result<u64, Status> {
+    let [unmapped, _, _] = encode::mem_unmap(domain, ipa, frame_count)
+        .issue()
+        .result()?;
+    Ok(unmapped)
+}
+
+/// Creates an empty domain with `slots` capability slots and `quota` bytes of kernel memory;
+/// its Domain capability goes in `dst`. Returns the new domain's id.
+pub fn domain_create(dst: Slot, slots: u64, quota: u64) -> Result<u64, Status> {
+    let [domain_id, _, _] = encode::domain_create(dst, slots, quota).issue().result()?;
+    Ok(domain_id)
+}
+
+/// Destroys a domain: stops its vCPUs, revokes what it holds, scrubs its memory.
+pub fn domain_destroy(domain: Slot) -> Result<(), Status> {
+    encode::domain_destroy(domain).issue().result().map(drop)
+}
+
+/// Stops scheduling a domain's vCPUs.
+pub fn domain_pause(domain: Slot) -> Result<(), Status> {
+    encode::domain_pause(domain).issue().result().map(drop)
+}
+
+/// Resumes a paused domain.
+pub fn domain_unpause(domain: Slot) -> Result<(), Status> {
+    encode::domain_unpause(domain).issue().result().map(drop)
+}
+
+/// Creates vCPU number `index` in `domain`, to run on physical CPU `cpu`; its Vcpu
+/// capability goes in `dst`.
+pub fn vcpu_create(domain: Slot, dst: Slot, index: u64, cpu: u64) -> Result<(), Status> {
+    encode::vcpu_create(domain, dst, index, cpu)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Starts a created vCPU at guest-physical `entry` with `arg` in x0.
+pub fn vcpu_start(vcpu: Slot, entry: u64, arg: u64) -> Result<(), Status> {
+    encode::vcpu_start(vcpu, entry, arg)
+        .issue()
+        .result()
+        .map(drop)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conduit::mock;
+    use mica_abi::hypercall::{unpack_console_bytes, TABLE};
+
+    const S1: Slot = Slot(1);
+    const S2: Slot = Slot(2);
+    const S3: Slot = Slot(3);
+
+    /// Every encoder, fed distinct argument values, paired with its table name.
+    fn every_encoder() -> Vec<(&'static str, Request)> {
+        let f = FrameRange::new(5, 6);
+        vec![
+            ("whoami", encode::whoami()),
+            ("console_write", encode::console_write(b"abc")),
+            ("yield", encode::yield_now()),
+            ("cap_identify", encode::cap_identify(S1)),
+            ("cap_derive", encode::cap_derive(S1, S2, Rights::READ, f)),
+            ("cap_grant", encode::cap_grant(S1, S2, S3, Rights::WRITE, f)),
+            ("cap_revoke", encode::cap_revoke(S1)),
+            ("cap_delete", encode::cap_delete(S1)),
+            (
+                "mem_map",
+                encode::mem_map(S1, S2, 0x4000_0000, f, Rights::READ),
+            ),
+            ("mem_unmap", encode::mem_unmap(S1, 0x4000_0000, 6)),
+            ("domain_create", encode::domain_create(S1, 64, 4096)),
+            ("domain_destroy", encode::domain_destroy(S1)),
+            ("domain_pause", encode::domain_pause(S1)),
+            ("domain_unpause", encode::domain_unpause(S1)),
+            ("vcpu_create", encode::vcpu_create(S1, S2, 1, 3)),
+            ("vcpu_start", encode::vcpu_start(S1, 0x4000_1000, 9)),
+        ]
+    }
 
     #[test]
-    fn replies_decode_to_results() {
-        assert_eq!(Reply { status: 0, values: [1, 2, 3] }.result(), Ok([1, 2, 3]));
-        assert_eq!(Reply { status: Status::InvalidCapability.to_raw(), values: [0; 3] }.result(), Err(Status::InvalidCapability));
-        assert_eq!(Reply { status: 0xFFFF, values: [0; 3] }.result(), Err(Status::NotSupported));
+    fn every_call_of_the_table_has_an_encoder_with_its_id_and_arity() {
+        let encoders = every_encoder();
+        assert_eq!(encoders.len(), TABLE.len());
+        for spec in TABLE {
+            let (_, request) = encoders
+                .iter()
+                .find(|(name, _)| *name == spec.name)
+                .unwrap_or_else(|| panic!("no encoder for {}", spec.name));
+            assert_eq!(request.function, spec.call.function_id(), "{}", spec.name);
+            assert!(
+                request.args[spec.args.len()..].iter().all(|a| *a == 0),
+                "{} sets registers beyond its {} arguments",
+                spec.name,
+                spec.args.len()
+            );
+        }
+    }
+
+    #[test]
+    fn arguments_land_in_the_table_order() {
+        let f = FrameRange::new(5, 6);
+        let r = Rights::READ | Rights::WRITE;
+        assert_eq!(
+            encode::cap_identify(Slot(0xABC)).args,
+            [0xABC, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(encode::cap_derive(S1, S2, r, f).args, [1, 2, 0b11, 5, 6, 0]);
+        assert_eq!(
+            encode::cap_grant(S1, Slot::SELF_DOMAIN, S3, Rights::GRANT, f).args,
+            [1, 0xFFFF, 3, Rights::GRANT.bits() as u64, 5, 6]
+        );
+        assert_eq!(
+            encode::mem_map(Slot::SELF_DOMAIN, S2, 0x4800_0000, f, r).args,
+            [0xFFFF, 2, 0x4800_0000, 5, 6, 0b11]
+        );
+        assert_eq!(
+            encode::mem_unmap(S1, 0x4800_0000, 7).args,
+            [1, 0x4800_0000, 7, 0, 0, 0]
+        );
+        assert_eq!(
+            encode::domain_create(S3, 64, 1 << 20).args,
+            [3, 64, 1 << 20, 0, 0, 0]
+        );
+        assert_eq!(encode::vcpu_create(S1, S2, 1, 3).args, [1, 2, 1, 3, 0, 0]);
+        assert_eq!(
+            encode::vcpu_start(S1, 0x4000_1000, 9).args,
+            [1, 0x4000_1000, 9, 0, 0, 0]
+        );
+        for (name, request) in every_encoder() {
+            if name.starts_with("domain_") && name != "domain_create" {
+                assert_eq!(request.args, [1, 0, 0, 0, 0, 0], "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn console_write_packs_at_most_forty_bytes() {
+        let text = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH";
+        let request = encode::console_write(text);
+        assert_eq!(request.args[0], 40);
+        let mut buf = [0; CONSOLE_WRITE_MAX];
+        let regs = [
+            request.args[1],
+            request.args[2],
+            request.args[3],
+            request.args[4],
+            request.args[5],
+        ];
+        assert_eq!(
+            unpack_console_bytes(request.args[0], regs, &mut buf),
+            Some(&text[..40])
+        );
+        let short = encode::console_write(b"hi\n");
+        assert_eq!(
+            short.args,
+            [3, u64::from_le_bytes(*b"hi\n\0\0\0\0\0"), 0, 0, 0, 0]
+        );
+        assert_eq!(encode::console_write(b"").args, [0; 6]);
+    }
+
+    #[test]
+    fn wrappers_issue_their_request_and_decode_the_reply() {
+        mock::reply(Reply {
+            status: 0,
+            values: [7, 1, 64],
+        });
+        assert_eq!(
+            whoami(),
+            Ok(Whoami {
+                domain_id: 7,
+                vcpu_index: 1,
+                slots: 64
+            })
+        );
+        let rights = Rights::READ | Rights::WRITE | Rights::GRANT;
+        mock::reply(Reply {
+            status: 0,
+            values: [3 | ((rights.bits() as u64) << 8), 0x40000, 256],
+        });
+        assert_eq!(
+            cap_identify(S2),
+            Ok(CapInfo {
+                object_type: ObjectType::Memory,
+                rights,
+                frames: FrameRange::new(0x40000, 256)
+            })
+        );
+        mock::reply(Reply::failed(Status::InvalidCapability));
+        assert_eq!(
+            mem_map(
+                Slot::SELF_DOMAIN,
+                S3,
+                0,
+                FrameRange::new(0, 1),
+                Rights::READ
+            ),
+            Err(Status::InvalidCapability)
+        );
+        mock::reply(Reply {
+            status: 0,
+            values: [4, 0, 0],
+        });
+        assert_eq!(cap_revoke(S1), Ok(4));
+        mock::reply(Reply {
+            status: 0,
+            values: [99, 0, 0],
+        });
+        assert_eq!(console_write(b"abc"), Ok(3), "never more than was sent");
+        mock::reply(Reply {
+            status: 0,
+            values: [0, 0, 0],
+        });
+        assert_eq!(yield_now(), Ok(()));
+        let log = mock::take();
+        let functions: Vec<u64> = log.iter().map(|r| r.function).collect();
+        assert_eq!(
+            functions,
+            [
+                Call::Whoami,
+                Call::CapIdentify,
+                Call::MemMap,
+                Call::CapRevoke,
+                Call::ConsoleWrite,
+                Call::Yield
+            ]
+            .map(Call::function_id)
+        );
+        assert!(log.iter().all(|r| r.conduit == Conduit::Hvc));
+        assert_eq!(log[1].args[0], 2);
+    }
+
+    #[test]
+    fn unknown_object_types_and_statuses_are_not_success() {
+        assert_eq!(
+            CapInfo::from_values([0x99, 0, 0]),
+            Err(Status::NotSupported)
+        );
+        mock::reply(Reply {
+            status: 0xDEAD,
+            values: [1, 2, 3],
+        });
+        assert_eq!(whoami(), Err(Status::NotSupported));
+        mock::take();
+    }
+
+    #[test]
+    fn raw_call_passes_anything_through() {
+        raw_call(0x8600_0000, [41, u64::MAX, 0, 0, 0, 1 << 63]);
+        let log = mock::take();
+        assert_eq!(log[0].function, 0x8600_0000);
+        assert_eq!(log[0].args, [41, u64::MAX, 0, 0, 0, 1 << 63]);
     }
 }

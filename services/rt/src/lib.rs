@@ -1,25 +1,49 @@
-//! The runtime every Mica domain is built on: entry, stack and the hypercall conduit.
+//! The runtime every Mica domain is built on: entry, console, hypercalls, PSCI, heap, panics.
 //!
-//! A domain's `_start` (in `entry`) sets up a stack and calls the domain's
-//! `mica_main`; [`exit`] ends the domain. Hypercalls use the SMCCC conduit of DESIGN.md
-//! §3 (`hvc #0`, function id in x0, status back in x0). The typed wrappers for the
-//! kernel's calls, console, heap and panic reporting arrive with the hypercall table
-//! (issue 4); what is here is what every later piece stands on.
+//! A domain names its `fn main(info: BootInfo) -> !` with [`entry!`]; the runtime's `_start`
+//! (in `entry`) enables FP/SIMD, installs exception vectors that report and end the domain,
+//! zeroes BSS, switches to a static stack, initialises the heap and calls `main` with what the
+//! kernel passed in x0-x2 (docs/domains.md). [`println!`] buffers a line and sends it with the
+//! `console_write` hypercall in chunks of at most 40 bytes. [`hypercall`] has one typed wrapper
+//! per row of `mica_abi::hypercall::TABLE`, each built from a pure encoder that host tests
+//! check against the table; [`psci`] speaks PSCI over `hvc` or `smc`; [`smp`] starts further
+//! vCPUs on their own stacks.
+//!
+//! Only the parts that must run on the hardware are compiled for `aarch64-unknown-none`
+//! (`cfg(bare_metal)` below stands for `all(target_arch = "aarch64", target_os = "none")`);
+//! everything else builds and is tested on the host, where the conduit is a recording mock
+//! under `cfg(test)`. This is the only crate under `services/` allowed `unsafe`: every block
+//! says why it is sound.
 #![cfg_attr(not(test), no_std)]
 
-pub mod hypercall;
-
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod conduit;
+pub mod console;
 pub mod entry;
+pub mod hypercall;
+pub mod psci;
 
-/// PSCI SYSTEM_OFF: under Mica it ends the calling domain (DESIGN.md §3).
-pub const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
-
-/// Ends the calling domain.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod exception;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "heap"))]
+pub mod heap;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod memory;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "panic-handler"))]
+mod panic;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod smp;
+
+pub use entry::BootInfo;
+pub use hypercall::{FrameRange, Slot};
+pub use mica_abi::{ObjectType, Rights, Status};
+
+/// Ends the calling domain (PSCI SYSTEM_OFF over `hvc`; under Mica it stops only this
+/// domain). Should the hypervisor return anyway, the vCPU parks itself.
+#[cfg(target_os = "none")]
 pub fn exit() -> ! {
-    let _ = hypercall::call(PSCI_SYSTEM_OFF, [0; 6]);
+    let _ = psci::system_off();
     loop {
+        let _ = psci::cpu_off();
         core::hint::spin_loop();
     }
 }

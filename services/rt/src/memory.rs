@@ -1,0 +1,78 @@
+//! The domain's view of its RAM: where the image ends, the free RAM after it, and probing
+//! addresses outside it.
+//!
+//! Everything Rust owns (code, data, BSS with the boot stack, the heap and any `smp`
+//! stacks) lies in `[RAM base, image end)` (`mica-domain.ld`); the rest of RAM up to
+//! `ram_base + ram_size` belongs to no Rust object, so the runtime can hand it out once as a
+//! plain slice ([`take_free_ram`]).
+
+use crate::entry::boot_info;
+use core::ops::Range;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+extern "C" {
+    /// First byte after the image, BSS included (4 KiB aligned; from `mica-domain.ld`).
+    static __mica_rt_image_end: u8;
+}
+
+/// First IPA after the loaded image and its BSS (page aligned).
+pub fn image_end() -> u64 {
+    core::ptr::addr_of!(__mica_rt_image_end) as u64
+}
+
+/// The RAM beyond the image: `[image_end, ram_base + ram_size)`, 8-byte aligned; empty
+/// before `main` runs or if the image does not fit the RAM the kernel reported.
+pub fn free_ram() -> Range<u64> {
+    let info = boot_info();
+    let start = image_end();
+    let end = info.ram_end() & !7;
+    if info.ram_size == 0 || start < info.ram_base || start > end {
+        return start..start;
+    }
+    start..end
+}
+
+static FREE_RAM_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The RAM beyond the image as words, handed out once (`None` afterwards, or before `main`).
+pub fn take_free_ram() -> Option<&'static mut [u64]> {
+    let range = free_ram();
+    if range.is_empty() || FREE_RAM_TAKEN.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let words = usize::try_from((range.end - range.start) / 8).ok()?;
+    // SAFETY: the kernel maps the domain's whole RAM `[ram_base, ram_base + ram_size)`
+    // readable and writable (docs/domains.md), and `free_ram` lies inside it, 8-byte
+    // aligned. No Rust object lives there (the linker script ends every section before
+    // `__mica_rt_image_end`), and the flag above hands the range out at most once, so this
+    // is the only reference to it for the rest of the program.
+    Some(unsafe { core::slice::from_raw_parts_mut(range.start as *mut u64, words) })
+}
+
+/// Reads the 8-byte word at `ipa`, which must lie outside the domain's RAM (`None` if it is
+/// inside, misaligned, or RAM is not known yet). For tests of isolation: when the kernel
+/// has not mapped `ipa` here the read is a stage-2 fault and the domain is stopped, so a
+/// return means the address *was* reachable.
+pub fn probe_read(ipa: u64) -> Option<u64> {
+    let info = boot_info();
+    if info.ram_size == 0
+        || info.in_ram(ipa)
+        || !ipa.is_multiple_of(8)
+        || info.in_ram(ipa.saturating_add(7))
+    {
+        return None;
+    }
+    let value: u64;
+    // SAFETY: `ipa` is outside the domain's RAM, so it is not memory of any Rust object and
+    // the load cannot race with or alias Rust data. With the MMU off the IPA is used as is;
+    // if nothing is mapped there the kernel stops the domain and the load never completes.
+    unsafe {
+        core::arch::asm!(
+            "ldr {value}, [{addr}]",
+            addr = in(reg) ipa,
+            value = out(reg) value,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    Some(value)
+}
