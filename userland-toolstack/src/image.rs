@@ -6,8 +6,9 @@
 //! which covers the BSS the file leaves out). The hypervisor is linked as an ELF with that
 //! header at its lowest address, so converting it is a matter of laying every `PT_LOAD`
 //! segment's file bytes at its physical offset and then checking that the header really is
-//! there. The ELF64 parsing is done by hand: we need the file header and the program
-//! headers and nothing else, and doing it here gives errors that say what is wrong.
+//! there. The ELF64 parsing ([`parse_elf`]) is done by hand: we need the file header and
+//! the program headers and nothing else, and doing it here gives errors that say what is
+//! wrong. `mica build` reads domain ELFs with the same parser.
 
 use std::path::{Path, PathBuf};
 
@@ -129,15 +130,35 @@ pub struct ImageHeader {
     pub flags: u64,
 }
 
-/// One loadable segment, as far as the layout cares.
-#[derive(Clone, Copy, Debug)]
-struct Segment {
-    paddr: u64,
-    vaddr: u64,
-    memsz: u64,
-    offset: u64,
-    filesz: u64,
+/// One `PT_LOAD` program header, as far as the layouts care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadSegment {
+    /// `p_paddr`: where the segment's bytes go in (guest-)physical memory.
+    pub paddr: u64,
+    /// `p_vaddr`.
+    pub vaddr: u64,
+    /// `p_memsz`: bytes in memory (the rest after `filesz` is zero).
+    pub memsz: u64,
+    /// `p_offset`: where the file bytes start in the ELF.
+    pub offset: u64,
+    /// `p_filesz`: bytes present in the file.
+    pub filesz: u64,
 }
+
+/// The parts of an aarch64 ELF64 executable that `mica image` and `mica build` use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Elf {
+    /// `e_type` ([`ET_EXEC`] for a statically linked executable).
+    pub elf_type: u16,
+    /// `e_entry`.
+    pub entry: u64,
+    /// Every `PT_LOAD` segment, in program-header order; the file bytes of each are
+    /// bounds-checked.
+    pub loads: Vec<LoadSegment>,
+}
+
+/// `e_type` of an executable file.
+pub const ET_EXEC: u16 = 2;
 
 fn read_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
@@ -171,63 +192,10 @@ fn check_range(start: u64, len: u64, total: usize, what: &str) -> Result<(), Ima
 /// Each segment's file bytes go at `p_paddr - lowest p_paddr`; gaps are zero; segments
 /// with no file bytes (BSS) add nothing, since the header's `image_size` covers them.
 pub fn elf_to_image(elf: &[u8]) -> Result<Vec<u8>, ImageError> {
-    if elf.len() < 4 || elf[..4] != ELF_MAGIC {
-        return Err(ImageError::NotElf);
-    }
-    if elf.len() < ELF64_HEADER_LEN {
-        return Err(ImageError::Truncated {
-            what: "the ELF header".to_owned(),
-            len: elf.len(),
-        });
-    }
-    if elf[4] != ELFCLASS64 || elf[5] != ELFDATA2LSB {
-        return Err(ImageError::NotElf64Le {
-            class: elf[4],
-            data: elf[5],
-        });
-    }
-    let machine = read_u16(elf, 18);
-    if machine != EM_AARCH64 {
-        return Err(ImageError::NotAarch64(machine));
-    }
-    let entry = read_u64(elf, 24);
-    let phoff = read_u64(elf, 32);
-    let phentsize = read_u16(elf, 54);
-    let phnum = read_u16(elf, 56);
-    if phnum > 0 && usize::from(phentsize) != ELF64_PHDR_LEN {
-        return Err(ImageError::BadPhentsize(phentsize));
-    }
-    check_range(
-        phoff,
-        u64::from(phnum) * ELF64_PHDR_LEN as u64,
-        elf.len(),
-        "the program header table",
-    )?;
-
-    let mut segments = Vec::new();
-    for i in 0..usize::from(phnum) {
-        let at = phoff as usize + i * ELF64_PHDR_LEN;
-        if read_u32(elf, at) != PT_LOAD {
-            continue;
-        }
-        let seg = Segment {
-            offset: read_u64(elf, at + 8),
-            vaddr: read_u64(elf, at + 16),
-            paddr: read_u64(elf, at + 24),
-            filesz: read_u64(elf, at + 32),
-            memsz: read_u64(elf, at + 40),
-        };
-        if seg.filesz == 0 {
-            continue;
-        }
-        check_range(
-            seg.offset,
-            seg.filesz,
-            elf.len(),
-            &format!("PT_LOAD segment {i}'s file bytes"),
-        )?;
-        segments.push(seg);
-    }
+    let parsed = parse_elf(elf)?;
+    let entry = parsed.entry;
+    let mut segments: Vec<LoadSegment> =
+        parsed.loads.into_iter().filter(|s| s.filesz > 0).collect();
     segments.sort_by_key(|s| s.paddr);
     let base = segments.first().ok_or(ImageError::NoLoadSegments)?.paddr;
 
@@ -284,6 +252,81 @@ pub fn elf_to_image(elf: &[u8]) -> Result<Vec<u8>, ImageError> {
     Ok(image)
 }
 
+/// Parses an aarch64 ELF64 little-endian file: its type, entry point and `PT_LOAD`
+/// segments, checking that every header and every segment's file bytes lie inside `elf`.
+pub fn parse_elf(elf: &[u8]) -> Result<Elf, ImageError> {
+    if elf.len() < 4 || elf[..4] != ELF_MAGIC {
+        return Err(ImageError::NotElf);
+    }
+    if elf.len() < ELF64_HEADER_LEN {
+        return Err(ImageError::Truncated {
+            what: "the ELF header".to_owned(),
+            len: elf.len(),
+        });
+    }
+    if elf[4] != ELFCLASS64 || elf[5] != ELFDATA2LSB {
+        return Err(ImageError::NotElf64Le {
+            class: elf[4],
+            data: elf[5],
+        });
+    }
+    let machine = read_u16(elf, 18);
+    if machine != EM_AARCH64 {
+        return Err(ImageError::NotAarch64(machine));
+    }
+    let elf_type = read_u16(elf, 16);
+    let entry = read_u64(elf, 24);
+    let phoff = read_u64(elf, 32);
+    let phentsize = read_u16(elf, 54);
+    let phnum = read_u16(elf, 56);
+    if phnum > 0 && usize::from(phentsize) != ELF64_PHDR_LEN {
+        return Err(ImageError::BadPhentsize(phentsize));
+    }
+    check_range(
+        phoff,
+        u64::from(phnum) * ELF64_PHDR_LEN as u64,
+        elf.len(),
+        "the program header table",
+    )?;
+
+    let mut loads = Vec::new();
+    for i in 0..usize::from(phnum) {
+        let at = phoff as usize + i * ELF64_PHDR_LEN;
+        if read_u32(elf, at) != PT_LOAD {
+            continue;
+        }
+        let seg = LoadSegment {
+            offset: read_u64(elf, at + 8),
+            vaddr: read_u64(elf, at + 16),
+            paddr: read_u64(elf, at + 24),
+            filesz: read_u64(elf, at + 32),
+            memsz: read_u64(elf, at + 40),
+        };
+        if seg.filesz > 0 {
+            check_range(
+                seg.offset,
+                seg.filesz,
+                elf.len(),
+                &format!("PT_LOAD segment {i}'s file bytes"),
+            )?;
+        }
+        loads.push(seg);
+    }
+    Ok(Elf {
+        elf_type,
+        entry,
+        loads,
+    })
+}
+
+impl LoadSegment {
+    /// The segment's file bytes in `elf` (the file [`parse_elf`] checked this segment against).
+    pub fn file_bytes<'a>(&self, elf: &'a [u8]) -> &'a [u8] {
+        let start = self.offset as usize;
+        elf.get(start..start + self.filesz as usize).unwrap_or(&[])
+    }
+}
+
 /// Checks that `image` starts with a valid arm64 Image header and returns it.
 pub fn check_image_header(image: &[u8]) -> Result<ImageHeader, ImageError> {
     if image.len() < HEADER_LEN {
@@ -322,18 +365,18 @@ pub fn convert_file(input: &Path, output: &Path) -> Result<ImageHeader, ImageErr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A PT_LOAD segment for the synthetic ELF: physical address, file bytes, memory size.
-    struct Load {
-        paddr: u64,
-        bytes: Vec<u8>,
-        memsz: u64,
+    pub(crate) struct Load {
+        pub(crate) paddr: u64,
+        pub(crate) bytes: Vec<u8>,
+        pub(crate) memsz: u64,
     }
 
     /// A valid arm64 Image header followed by `body`.
-    fn header(text_offset: u64, image_size: u64, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn header(text_offset: u64, image_size: u64, body: &[u8]) -> Vec<u8> {
         let mut h = vec![0u8; HEADER_LEN];
         h[0..4].copy_from_slice(&0x1400_0010u32.to_le_bytes()); // b +0x40
         h[8..16].copy_from_slice(&text_offset.to_le_bytes());
@@ -345,7 +388,7 @@ mod tests {
     }
 
     /// Writes a little ELF64 aarch64 executable with the given segments, entry and machine.
-    fn elf(loads: &[Load], entry: u64, machine: u16) -> Vec<u8> {
+    pub(crate) fn elf(loads: &[Load], entry: u64, machine: u16) -> Vec<u8> {
         let phoff = ELF64_HEADER_LEN;
         let mut data_off = phoff + loads.len() * ELF64_PHDR_LEN;
         let mut out = vec![0u8; data_off];

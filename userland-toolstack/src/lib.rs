@@ -1,15 +1,18 @@
 //! The Mica host toolstack: build, run and test Mica systems from a development machine.
 //!
 //! The `mica` binary is a thin command-line shell over these modules so that each piece
-//! (image conversion, the QEMU runner, device-tree edits, scenario files and transcript
-//! judging) is a plain function that unit tests can call without QEMU. Nothing here needs
+//! (image conversion, system manifests and the system image builder, the QEMU runner,
+//! device-tree edits, scenario files and transcript judging) is a plain function that unit tests can call without QEMU. Nothing here needs
 //! `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod bootloader;
+pub mod builder;
 pub mod dtb;
 pub mod image;
 pub mod judge;
+pub mod manifest;
 pub mod qemu;
 pub mod scenario;
 pub mod smoke;
+pub mod sysimage;

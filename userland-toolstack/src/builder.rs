@@ -1,0 +1,667 @@
+//! `mica build`: a manifest, the hypervisor Image and every domain's ELF, made one bootable file.
+//!
+//! Each domain's ELF is read with the same parser as `mica image` ([`crate::image::parse_elf`]);
+//! every `PT_LOAD` segment with memory becomes a segment of the system image at its physical
+//! address, and the ELF entry point becomes vCPU 0's. Everything the kernel would refuse is
+//! refused here first, with the domain and file named: a segment outside the domain's RAM, a
+//! file that is not a static aarch64 executable. The system image is written by
+//! [`crate::sysimage`] (which checks it with the kernel's parser) and appended to the
+//! hypervisor. `mica run` and `mica smoke` boot manifests through [`build_to_temp`], the same
+//! code path.
+
+use crate::image::{self, ImageError, LoadSegment, ET_EXEC};
+use crate::manifest::{Domain, Location, Manifest, ManifestError, Start};
+use crate::sysimage::{self, ImageDomain, ImageSegment, SysimageError};
+use mica_abi::sysimage::{
+    DomainRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_DEFAULT_CACHEABLE, FLAG_START_AT_BOOT,
+    MAX_VCPUS_PER_DOMAIN,
+};
+use std::path::{Path, PathBuf};
+
+/// The hypervisor Image `mica build` uses unless told otherwise.
+pub const DEFAULT_HYPERVISOR: &str = "build/aarch64/mica.img";
+
+/// Where the inputs of a build are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// The hypervisor's arm64 Image (as `mica image` writes it).
+    pub hypervisor: PathBuf,
+    /// Where `binary = "NAME"` domains are looked for.
+    pub guests_dir: PathBuf,
+}
+
+/// Why a system could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The manifest is unusable or names a missing file.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// An input could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The output could not be written.
+    #[error("{path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The hypervisor Image is unusable.
+    #[error("hypervisor {path}: {source}{hint}", hint = if matches!(source, SysimageError::NotAnImage(_)) { " (make it with `mica image`, e.g. `make build`)" } else { "" })]
+    Hypervisor {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: SysimageError,
+    },
+    /// A domain's ELF cannot be loaded as the kernel would load it.
+    #[error(transparent)]
+    Domain(Box<DomainError>),
+    /// The system image could not be laid out.
+    #[error(transparent)]
+    Layout(SysimageError),
+    /// A temporary file for `mica run`/`mica smoke` could not be made.
+    #[error("temporary system image: {0}")]
+    TempFile(std::io::Error),
+}
+
+/// A domain whose ELF cannot be loaded as the kernel would load it.
+#[derive(Debug, thiserror::Error)]
+#[error("{at}: domain `{domain}`: {elf}: {problem}")]
+pub struct DomainError {
+    /// Where the domain's `binary`/`path` is written.
+    pub at: Location,
+    /// The domain.
+    pub domain: String,
+    /// Its ELF file.
+    pub elf: PathBuf,
+    /// What is wrong.
+    pub problem: DomainProblem,
+}
+
+/// What is wrong with a domain's ELF.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainProblem {
+    /// Not an aarch64 ELF64, or truncated.
+    #[error(transparent)]
+    Elf(#[from] ImageError),
+    /// Not `ET_EXEC`.
+    #[error("e_type is {0}, not ET_EXEC (2): link the domain as a static executable")]
+    NotExecutable(u16),
+    /// Nothing to load.
+    #[error("no PT_LOAD segment has memory (p_memsz > 0)")]
+    NoSegments,
+    /// A segment claims more file bytes than memory.
+    #[error(
+        "PT_LOAD segment at {ipa:#x} has {filesz:#x} file bytes but p_memsz is only {memsz:#x}"
+    )]
+    FileLargerThanMemory {
+        /// `p_paddr`.
+        ipa: u64,
+        /// `p_filesz`.
+        filesz: u64,
+        /// `p_memsz`.
+        memsz: u64,
+    },
+    /// A segment starts below the domain's RAM (or wraps around).
+    #[error("PT_LOAD segment at {ipa:#x} lies outside the domain's RAM, which starts at {DOMAIN_RAM_BASE:#x}: link the domain there (p_paddr is the guest-physical address)")]
+    OutsideRam {
+        /// `p_paddr`.
+        ipa: u64,
+    },
+    /// A segment ends beyond the domain's RAM.
+    #[error("PT_LOAD segment {ipa:#x}..{end:#x} ends beyond the domain's RAM ({DOMAIN_RAM_BASE:#x}..{ram_end:#x}): raise memory_kib to at least {least_kib}")]
+    RamTooSmall {
+        /// `p_paddr`.
+        ipa: u64,
+        /// `p_paddr + p_memsz`.
+        end: u64,
+        /// End of the domain's RAM.
+        ram_end: u64,
+        /// The least `memory_kib` that holds every segment.
+        least_kib: u64,
+    },
+    /// Two segments share memory.
+    #[error("PT_LOAD segments {first_start:#x}..{first_end:#x} and {second_start:#x}..{second_end:#x} overlap")]
+    Overlap {
+        /// Start of the lower segment.
+        first_start: u64,
+        /// Its end.
+        first_end: u64,
+        /// Start of the higher segment.
+        second_start: u64,
+        /// Its end.
+        second_end: u64,
+    },
+    /// The entry point is not in the domain's RAM.
+    #[error(
+        "entry point {entry:#x} is outside the domain's RAM {DOMAIN_RAM_BASE:#x}..{ram_end:#x}"
+    )]
+    EntryOutsideRam {
+        /// `e_entry`.
+        entry: u64,
+        /// End of the domain's RAM.
+        ram_end: u64,
+    },
+}
+
+/// What a build produced, for the one-line report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildSummary {
+    /// `[system] name`.
+    pub system: String,
+    /// How many domains.
+    pub domains: usize,
+    /// Where the system image starts in the file.
+    pub system_offset: usize,
+    /// Its size.
+    pub system_size: usize,
+    /// The whole file's size.
+    pub file_size: usize,
+}
+
+/// The segments and record of `domain` (index `index`) from its ELF bytes.
+pub fn load_domain(domain: &Domain, elf: &[u8]) -> Result<ImageDomain, DomainProblem> {
+    let parsed = image::parse_elf(elf)?;
+    if parsed.elf_type != ET_EXEC {
+        return Err(DomainProblem::NotExecutable(parsed.elf_type));
+    }
+    let ram_end = DOMAIN_RAM_BASE + domain.memory_kib * 1024;
+    let loads: Vec<&LoadSegment> = parsed.loads.iter().filter(|s| s.memsz > 0).collect();
+    if loads.is_empty() {
+        return Err(DomainProblem::NoSegments);
+    }
+    for s in &loads {
+        if s.filesz > s.memsz {
+            return Err(DomainProblem::FileLargerThanMemory {
+                ipa: s.paddr,
+                filesz: s.filesz,
+                memsz: s.memsz,
+            });
+        }
+        let end = match s.paddr.checked_add(s.memsz) {
+            Some(end) if s.paddr >= DOMAIN_RAM_BASE => end,
+            _ => return Err(DomainProblem::OutsideRam { ipa: s.paddr }),
+        };
+        if end > ram_end {
+            let least_kib = loads
+                .iter()
+                .map(|s| s.paddr.saturating_add(s.memsz) - DOMAIN_RAM_BASE)
+                .max()
+                .unwrap_or(0)
+                .div_ceil(4096)
+                * 4;
+            return Err(DomainProblem::RamTooSmall {
+                ipa: s.paddr,
+                end,
+                ram_end,
+                least_kib,
+            });
+        }
+    }
+    let mut sorted = loads.clone();
+    sorted.sort_by_key(|s| s.paddr);
+    for pair in sorted.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.paddr + a.memsz > b.paddr {
+            return Err(DomainProblem::Overlap {
+                first_start: a.paddr,
+                first_end: a.paddr + a.memsz,
+                second_start: b.paddr,
+                second_end: b.paddr + b.memsz,
+            });
+        }
+    }
+    if !(DOMAIN_RAM_BASE..ram_end).contains(&parsed.entry) {
+        return Err(DomainProblem::EntryOutsideRam {
+            entry: parsed.entry,
+            ram_end,
+        });
+    }
+    Ok(ImageDomain {
+        record: record(domain, parsed.entry),
+        segments: loads
+            .iter()
+            .map(|s| ImageSegment {
+                ipa: s.paddr,
+                mem_size: s.memsz,
+                bytes: s.file_bytes(elf).to_vec(),
+            })
+            .collect(),
+    })
+}
+
+/// The domain record of `domain` (segments are filled in by [`sysimage::write`]).
+fn record(domain: &Domain, entry: u64) -> DomainRecord {
+    let mut name = [0u8; 32];
+    // The manifest checked the name is 1..=31 bytes.
+    name[..domain.name.len()].copy_from_slice(domain.name.as_bytes());
+    let mut affinity = [ANY_CPU; MAX_VCPUS_PER_DOMAIN];
+    if let Some(cpus) = &domain.cpus {
+        for (slot, cpu) in affinity.iter_mut().zip(cpus) {
+            // The manifest checked every CPU is below [machine] cpus (at most 16).
+            *slot = u8::try_from(*cpu).unwrap_or(ANY_CPU);
+        }
+    }
+    let mut flags = 0;
+    if domain.start == Start::AtBoot {
+        flags |= FLAG_START_AT_BOOT;
+    }
+    if domain.mmu_off_cacheable {
+        flags |= FLAG_DEFAULT_CACHEABLE;
+    }
+    let link = |index: usize| u32::try_from(index + 1).unwrap_or(u32::MAX);
+    DomainRecord {
+        name,
+        memory_bytes: domain.memory_kib * 1024,
+        entry,
+        arg: domain.arg,
+        first_segment: 0,
+        segment_count: 0,
+        vcpu_count: domain.vcpus,
+        flags,
+        affinity,
+        start_after: match domain.start {
+            Start::AtBoot => 0,
+            Start::AfterDestroyOf(index) => link(index),
+        },
+        memory_from: domain.memory_from.map_or(0, link),
+        priority: domain.priority,
+        reserved: [0; 3],
+    }
+}
+
+/// The bootable file for `manifest` from the hypervisor Image bytes and each domain's ELF
+/// (path, for errors, and bytes), in manifest order.
+pub fn build_bytes(
+    manifest: &Manifest,
+    hypervisor_path: &Path,
+    hypervisor: &[u8],
+    elves: &[(PathBuf, Vec<u8>)],
+) -> Result<Vec<u8>, BuildError> {
+    let mut domains = Vec::with_capacity(manifest.domains.len());
+    for (domain, (path, bytes)) in manifest.domains.iter().zip(elves) {
+        domains.push(load_domain(domain, bytes).map_err(|problem| {
+            BuildError::Domain(Box::new(DomainError {
+                at: domain.elf_at.clone(),
+                domain: domain.name.clone(),
+                elf: path.clone(),
+                problem,
+            }))
+        })?);
+    }
+    let system = sysimage::write(&domains).map_err(BuildError::Layout)?;
+    sysimage::append_to_hypervisor(hypervisor, &system).map_err(|source| BuildError::Hypervisor {
+        path: hypervisor_path.to_owned(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads every input of `manifest` and builds the bootable file.
+pub fn build(manifest: &Manifest, options: &BuildOptions) -> Result<Vec<u8>, BuildError> {
+    let elf_paths = manifest.domain_elfs(&options.guests_dir)?;
+    let hypervisor = read(&options.hypervisor)?;
+    let elves = elf_paths
+        .into_iter()
+        .map(|path| read(&path).map(|bytes| (path, bytes)))
+        .collect::<Result<Vec<_>, _>>()?;
+    build_bytes(manifest, &options.hypervisor, &hypervisor, &elves)
+}
+
+fn summary(manifest: &Manifest, file: &[u8]) -> BuildSummary {
+    let system_offset = sysimage::find_system_image(file).unwrap_or(file.len());
+    BuildSummary {
+        system: manifest.name.clone(),
+        domains: manifest.domains.len(),
+        system_offset,
+        system_size: file.len() - system_offset,
+        file_size: file.len(),
+    }
+}
+
+/// `mica build MANIFEST -o OUT`: loads the manifest, builds, writes `output`.
+pub fn build_file(
+    manifest_path: &Path,
+    options: &BuildOptions,
+    output: &Path,
+) -> Result<BuildSummary, BuildError> {
+    let manifest = Manifest::load(manifest_path)?;
+    let file = build(&manifest, options)?;
+    std::fs::write(output, &file).map_err(|source| BuildError::Write {
+        path: output.to_owned(),
+        source,
+    })?;
+    Ok(summary(&manifest, &file))
+}
+
+/// A built system in a temporary file, deleted when this is dropped.
+#[derive(Debug)]
+pub struct TempSystem {
+    /// The checked manifest.
+    pub manifest: Manifest,
+    /// The bootable file.
+    pub file: tempfile::TempPath,
+}
+
+/// Builds `manifest_path` into a temporary file, for `mica run` and `mica smoke`.
+pub fn build_to_temp(
+    manifest_path: &Path,
+    options: &BuildOptions,
+) -> Result<TempSystem, BuildError> {
+    let manifest = Manifest::load(manifest_path)?;
+    let bytes = build(&manifest, options)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!("mica-{}-", manifest.name))
+        .suffix(".img")
+        .tempfile()
+        .map_err(BuildError::TempFile)?;
+    std::io::Write::write_all(&mut file, &bytes).map_err(BuildError::TempFile)?;
+    Ok(TempSystem {
+        manifest,
+        file: file.into_temp_path(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::tests::{elf, header, Load};
+    use mica_abi::sysimage::SystemImage;
+
+    const MANIFEST: &str = r#"
+[system]
+name = "pair"
+arch = "aarch64"
+[machine]
+cpus = 2
+[[domain]]
+name = "writer"
+kind = "guest"
+binary = "guest"
+memory_kib = 256
+vcpus = 2
+cpus = [1, 0]
+arg = 7
+priority = 2
+[[domain]]
+name = "reader"
+kind = "service"
+binary = "guest"
+memory_kib = 256
+start = "after-destroy"
+after = "writer"
+memory_from = "writer"
+mmu_off_cacheable = false
+"#;
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest::parse(Path::new("images/pair.toml"), text).unwrap()
+    }
+
+    /// A guest linked at the domain RAM base: text, data, and BSS.
+    fn guest_elf() -> Vec<u8> {
+        elf(
+            &[
+                Load {
+                    paddr: DOMAIN_RAM_BASE,
+                    bytes: b"\x1f\x20\x03\xd5text".to_vec(),
+                    memsz: 8,
+                },
+                Load {
+                    paddr: DOMAIN_RAM_BASE + 0x1000,
+                    bytes: b"data!".to_vec(),
+                    memsz: 0x800,
+                },
+                Load {
+                    paddr: DOMAIN_RAM_BASE + 0x2000,
+                    bytes: Vec::new(),
+                    memsz: 0x1_0000,
+                },
+                Load {
+                    paddr: DOMAIN_RAM_BASE + 0x8_0000,
+                    bytes: Vec::new(),
+                    memsz: 0,
+                },
+            ],
+            DOMAIN_RAM_BASE,
+            183,
+        )
+    }
+
+    fn hypervisor() -> Vec<u8> {
+        header(0x20_0000, 0x1_2345, &[0x5a; 0x900])
+    }
+
+    fn build_pair(m: &Manifest, guest: &[u8]) -> Result<Vec<u8>, BuildError> {
+        let elves = vec![
+            (PathBuf::from("g/guest"), guest.to_vec()),
+            (PathBuf::from("g/guest"), guest.to_vec()),
+        ];
+        build_bytes(m, Path::new("mica.img"), &hypervisor(), &elves)
+    }
+
+    #[test]
+    fn round_trip_through_the_kernel_parser() {
+        let file = build_pair(&manifest(MANIFEST), &guest_elf()).unwrap();
+        let hyp = hypervisor();
+        assert_eq!(file[..16], hyp[..16]);
+        assert_eq!(file[24..hyp.len()], hyp[24..]);
+        let offset = 0x1_3000; // image_size 0x12345 rounded up to 4 KiB
+        assert!(file[hyp.len()..offset].iter().all(|&b| b == 0));
+        let image_size = u64::from_le_bytes(file[16..24].try_into().unwrap());
+        assert_eq!(image_size, (file.len() as u64).div_ceil(4096) * 4096);
+        assert_eq!(sysimage::find_system_image(&file), Some(offset));
+
+        let image = SystemImage::parse(&file[offset..]).unwrap();
+        assert_eq!(offset + image.size(), file.len());
+        let [writer, reader] = image.domains() else {
+            panic!("two domains")
+        };
+        assert_eq!(writer.name(), "writer");
+        assert_eq!(writer.memory_bytes, 256 * 1024);
+        assert_eq!(writer.entry, DOMAIN_RAM_BASE);
+        assert_eq!(writer.arg, 7);
+        assert_eq!(writer.vcpu_count, 2);
+        assert_eq!(
+            writer.affinity,
+            [1, 0, ANY_CPU, ANY_CPU, ANY_CPU, ANY_CPU, ANY_CPU, ANY_CPU]
+        );
+        assert_eq!(writer.flags, FLAG_START_AT_BOOT | FLAG_DEFAULT_CACHEABLE);
+        assert_eq!((writer.start_after, writer.memory_from), (0, 0));
+        assert_eq!(writer.priority, 2);
+        assert_eq!(reader.name(), "reader");
+        assert_eq!(reader.flags, 0, "waits, and not cacheable with the MMU off");
+        assert_eq!(reader.affinity, [ANY_CPU; 8]);
+        assert_eq!((reader.start_after, reader.memory_from), (1, 1));
+        assert_eq!(reader.vcpu_count, 1);
+
+        let segments = image.segments_of(writer).unwrap();
+        assert_eq!(segments.len(), 3, "the p_memsz = 0 segment is dropped");
+        assert_eq!(
+            segments
+                .iter()
+                .map(|s| (s.ipa, s.file_size, s.mem_size))
+                .collect::<Vec<_>>(),
+            [
+                (DOMAIN_RAM_BASE, 8, 8),
+                (DOMAIN_RAM_BASE + 0x1000, 5, 0x800),
+                (DOMAIN_RAM_BASE + 0x2000, 0, 0x1_0000)
+            ]
+        );
+        assert_eq!(image.segment_bytes(&segments[0]), b"\x1f\x20\x03\xd5text");
+        assert_eq!(image.segment_bytes(&segments[1]), b"data!");
+        assert_eq!(image.segments_of(reader).unwrap()[1].offset % 8, 0);
+    }
+
+    #[test]
+    fn builds_are_reproducible() {
+        let m = manifest(MANIFEST);
+        let first = build_pair(&m, &guest_elf()).unwrap();
+        let second = build_pair(&manifest(MANIFEST), &guest_elf()).unwrap();
+        assert_eq!(first, second);
+
+        // And through the files, end to end.
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir(&images).unwrap();
+        std::fs::write(images.join("pair.toml"), MANIFEST).unwrap();
+        std::fs::write(dir.path().join("guest"), guest_elf()).unwrap();
+        std::fs::write(dir.path().join("mica.img"), hypervisor()).unwrap();
+        let options = BuildOptions {
+            hypervisor: dir.path().join("mica.img"),
+            guests_dir: dir.path().to_owned(),
+        };
+        let out = [dir.path().join("a.img"), dir.path().join("b.img")];
+        for o in &out {
+            let s = build_file(&images.join("pair.toml"), &options, o).unwrap();
+            assert_eq!(
+                (s.system.as_str(), s.domains, s.system_offset),
+                ("pair", 2, 0x1_3000)
+            );
+        }
+        let a = std::fs::read(&out[0]).unwrap();
+        assert_eq!(a, std::fs::read(&out[1]).unwrap());
+        assert_eq!(a, first);
+        let temp = build_to_temp(&images.join("pair.toml"), &options).unwrap();
+        assert_eq!(std::fs::read(&temp.file).unwrap(), first);
+        let path = temp.file.to_path_buf();
+        drop(temp);
+        assert!(!path.exists(), "the temporary image is removed");
+    }
+
+    fn domain_error(guest: &[u8]) -> String {
+        build_pair(&manifest(MANIFEST), guest)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn guests_the_kernel_would_refuse_are_refused() {
+        let low = elf(
+            &[Load {
+                paddr: 0x20_0000,
+                bytes: b"code".to_vec(),
+                memsz: 4,
+            }],
+            0x20_0000,
+            183,
+        );
+        assert_eq!(
+            domain_error(&low),
+            "images/pair.toml:10:10: domain `writer`: g/guest: PT_LOAD segment at 0x200000 lies \
+             outside the domain's RAM, which starts at 0x40000000: link the domain there \
+             (p_paddr is the guest-physical address)"
+        );
+        let big = elf(
+            &[Load {
+                paddr: DOMAIN_RAM_BASE,
+                bytes: b"code".to_vec(),
+                memsz: 0x40_1000,
+            }],
+            DOMAIN_RAM_BASE,
+            183,
+        );
+        assert!(domain_error(&big).ends_with(
+            "PT_LOAD segment 0x40000000..0x40401000 ends beyond the domain's RAM \
+             (0x40000000..0x40040000): raise memory_kib to at least 4100"
+        ));
+        let entry = elf(
+            &[Load {
+                paddr: DOMAIN_RAM_BASE,
+                bytes: b"code".to_vec(),
+                memsz: 4,
+            }],
+            0x1000,
+            183,
+        );
+        assert!(domain_error(&entry).contains("entry point 0x1000 is outside"));
+        let overlap = elf(
+            &[
+                Load {
+                    paddr: DOMAIN_RAM_BASE,
+                    bytes: b"code".to_vec(),
+                    memsz: 0x2000,
+                },
+                Load {
+                    paddr: DOMAIN_RAM_BASE + 0x1000,
+                    bytes: b"data".to_vec(),
+                    memsz: 4,
+                },
+            ],
+            DOMAIN_RAM_BASE,
+            183,
+        );
+        assert!(domain_error(&overlap).contains("overlap"));
+        assert!(domain_error(&elf(&[], DOMAIN_RAM_BASE, 183)).contains("no PT_LOAD segment"));
+        assert!(
+            domain_error(&guest_elf().iter().map(|_| 0).collect::<Vec<u8>>())
+                .ends_with("not an ELF file (no \\x7fELF magic)")
+        );
+        let wrong_machine = elf(
+            &[Load {
+                paddr: DOMAIN_RAM_BASE,
+                bytes: b"code".to_vec(),
+                memsz: 4,
+            }],
+            DOMAIN_RAM_BASE,
+            62,
+        );
+        assert!(domain_error(&wrong_machine).contains("not aarch64"));
+        let mut dynamic = guest_elf();
+        dynamic[16] = 3; // ET_DYN
+        assert!(domain_error(&dynamic).contains("e_type is 3, not ET_EXEC (2)"));
+    }
+
+    #[test]
+    fn the_hypervisor_must_be_a_plain_image() {
+        let m = manifest(MANIFEST);
+        let elves = vec![
+            (PathBuf::from("g"), guest_elf()),
+            (PathBuf::from("g"), guest_elf()),
+        ];
+        let built = build_bytes(&m, Path::new("mica.img"), &hypervisor(), &elves).unwrap();
+        let err = build_bytes(&m, Path::new("x.img"), &built, &elves).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("hypervisor x.img: it already carries a system image"),
+            "{err}"
+        );
+        let err = build_bytes(&m, Path::new("x.elf"), &guest_elf(), &elves).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("(make it with `mica image`, e.g. `make build`)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_inputs_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.toml");
+        std::fs::write(&path, MANIFEST).unwrap();
+        let options = BuildOptions {
+            hypervisor: dir.path().join("mica.img"),
+            guests_dir: dir.path().join("guests"),
+        };
+        let err = build_file(&path, &options, &dir.path().join("out.img")).unwrap_err();
+        assert!(err.to_string().contains("run `make build` first"), "{err}");
+        std::fs::create_dir(dir.path().join("guests")).unwrap();
+        std::fs::write(dir.path().join("guests/guest"), guest_elf()).unwrap();
+        let err = build_file(&path, &options, &dir.path().join("out.img")).unwrap_err();
+        assert!(matches!(err, BuildError::Read { .. }), "{err}");
+        assert!(!dir.path().join("out.img").exists());
+    }
+}

@@ -1,0 +1,1195 @@
+//! System manifests: one TOML file in `images/` describes a whole Mica system.
+//!
+//! The system is data (STYLE.md §8): the machine it boots on and every domain, each a table
+//! of named fields, never a positional tuple or a string mini-language. A manifest is read
+//! in two steps. Serde, with `deny_unknown_fields` on every table, turns the text into the
+//! `*Section` structs that mirror the file, keeping the source span of each value that a
+//! later check may complain about; [`Manifest::parse`] then checks what serde cannot (names,
+//! ranges, references between domains, memory that must fit) and produces a [`Manifest`]
+//! whose domains refer to each other by index. Every error names the file and, where there
+//! is a span, the line and column; it says what is wrong and what to write instead.
+//!
+//! Whether the domains' ELF files exist is a separate step ([`Manifest::domain_elfs`]), so
+//! a manifest can be checked on a machine where nothing has been built yet.
+//! `docs/manifest.md` documents the format field by field.
+
+use mica_abi::sysimage::{MAX_DOMAINS, MAX_VCPUS_PER_DOMAIN};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// RAM the hypervisor keeps for itself; the domains share the rest of `[machine] memory_mib`.
+pub const HYPERVISOR_RESERVED_MIB: u64 = 64;
+/// Most physical CPUs: the kernel records at most this many (`MAX_CPUS` in
+/// `kernel/src/platform.rs`).
+pub const MAX_MACHINE_CPUS: u32 = 16;
+/// Least machine RAM: the hypervisor's share plus room for the boot-loader layout of
+/// `mica run` (a DTB at RAM base + 64 MiB).
+pub const MIN_MACHINE_MEMORY_MIB: u64 = 128;
+/// Most machine RAM: QEMU `virt` has RAM from 1 GiB up to 256 GiB.
+pub const MAX_MACHINE_MEMORY_MIB: u64 = 255 * 1024;
+/// `[machine] memory_mib` when the manifest leaves it out (as `mica run`'s default `512M`).
+pub const DEFAULT_MACHINE_MEMORY_MIB: u64 = 512;
+/// Longest domain or system name, in bytes (a domain record holds 32, NUL-terminated).
+pub const MAX_NAME_LEN: usize = 31;
+/// Least memory a domain may have.
+pub const MIN_DOMAIN_MEMORY_KIB: u64 = 64;
+/// Where `binary = "NAME"` is looked for unless `--guests-dir` says otherwise.
+pub const DEFAULT_GUESTS_DIR: &str = "target/aarch64-unknown-none/release";
+
+// ---------------------------------------------------------------------------------------
+// The file as written.
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    system: SystemSection,
+    machine: MachineSection,
+    #[serde(default, rename = "domain")]
+    domains: Vec<DomainSection>,
+}
+
+/// `[system]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemSection {
+    name: Spanned<String>,
+    arch: Arch,
+}
+
+/// `[machine]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MachineSection {
+    cpus: Spanned<u32>,
+    #[serde(default)]
+    memory_mib: Option<Spanned<u64>>,
+    #[serde(default)]
+    boot_args: Option<String>,
+}
+
+/// One `[[domain]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainSection {
+    name: Spanned<String>,
+    kind: DomainKind,
+    #[serde(default)]
+    binary: Option<Spanned<String>>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    memory_kib: Spanned<u64>,
+    #[serde(default)]
+    vcpus: Option<Spanned<u32>>,
+    #[serde(default)]
+    cpus: Option<Spanned<Vec<Spanned<u32>>>>,
+    #[serde(default)]
+    arg: u64,
+    #[serde(default)]
+    start: Option<Spanned<StartMode>>,
+    #[serde(default)]
+    after: Option<Spanned<String>>,
+    #[serde(default)]
+    memory_from: Option<Spanned<String>>,
+    #[serde(default)]
+    priority: u32,
+    #[serde(default)]
+    mmu_off_cacheable: Option<bool>,
+}
+
+/// `start`, as written.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum StartMode {
+    Boot,
+    AfterDestroy,
+}
+
+// ---------------------------------------------------------------------------------------
+// The checked manifest.
+
+/// The instruction set a system is built for.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Armv8-A, hypervisor at EL2.
+    Aarch64,
+}
+
+/// What a domain is for.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainKind {
+    /// A guest: runs a workload.
+    Guest,
+    /// A service domain: serves other domains (scheduler, control, device backends).
+    Service,
+}
+
+/// The machine the system boots on (what `mica run` and `mica smoke` give QEMU).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// Physical CPUs.
+    pub cpus: u32,
+    /// RAM in MiB.
+    pub memory_mib: u64,
+    /// Hypervisor boot arguments (`/chosen/bootargs`).
+    pub boot_args: Option<String>,
+}
+
+/// Where a domain's ELF comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainElf {
+    /// A guest binary of this workspace, looked for in the guests directory.
+    Binary(String),
+    /// A file, relative to the manifest's directory.
+    Path(PathBuf),
+}
+
+/// When a domain starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// When the system boots.
+    AtBoot,
+    /// When the domain with this index (in [`Manifest::domains`]) is destroyed.
+    AfterDestroyOf(usize),
+}
+
+/// One checked domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    /// Unique name: 1..=31 bytes of `a-z`, `0-9`, `-`.
+    pub name: String,
+    /// Guest or service.
+    pub kind: DomainKind,
+    /// Its ELF.
+    pub elf: DomainElf,
+    /// Where `binary`/`path` is written, for errors about the file.
+    pub elf_at: Location,
+    /// RAM in KiB (a multiple of 4, at least 64).
+    pub memory_kib: u64,
+    /// vCPUs (1..=8).
+    pub vcpus: u32,
+    /// The physical CPU of each vCPU, or `None` to let the kernel choose.
+    pub cpus: Option<Vec<u32>>,
+    /// Passed to vCPU 0 in x0.
+    pub arg: u64,
+    /// When it starts.
+    pub start: Start,
+    /// The index of the domain whose scrubbed RAM frames it receives, if any.
+    pub memory_from: Option<usize>,
+    /// Scheduling priority (higher runs first).
+    pub priority: u32,
+    /// Run with the MMU off on cacheable memory (`FLAG_DEFAULT_CACHEABLE`).
+    pub mmu_off_cacheable: bool,
+}
+
+/// A checked manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `[system] name`.
+    pub name: String,
+    /// `[system] arch`.
+    pub arch: Arch,
+    /// `[machine]`.
+    pub machine: Machine,
+    /// The domains, in file order (their index is their place in the system image).
+    pub domains: Vec<Domain>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors.
+
+/// A line and column in a file, both 1-based.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// Line.
+    pub line: usize,
+    /// Column, in characters.
+    pub column: usize,
+}
+
+/// Where in which file a problem is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub path: PathBuf,
+    /// Where in it, when known.
+    pub position: Option<Position>,
+}
+
+impl Location {
+    /// The position of byte `offset` of `text`, the contents of `path`.
+    pub fn at_offset(path: &Path, text: &str, offset: usize) -> Location {
+        let mut at = offset.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let before = &text[..at];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            path: path.to_owned(),
+            position: Some(Position {
+                line: before.matches('\n').count() + 1,
+                column: before[line_start..].chars().count() + 1,
+            }),
+        }
+    }
+
+    /// The whole file, no position.
+    pub fn file(path: &Path) -> Location {
+        Location {
+            path: path.to_owned(),
+            position: None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(Position { line, column }) => {
+                write!(f, "{}:{line}:{column}", self.path.display())
+            }
+            None => write!(f, "{}", self.path.display()),
+        }
+    }
+}
+
+/// Why a manifest cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The manifest.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not TOML or breaks the schema (unknown field, wrong type, missing field).
+    #[error("{at}: {message}")]
+    Syntax {
+        /// Where.
+        at: Location,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is out of range or contradicts another.
+    #[error("{at}: {problem}")]
+    Invalid {
+        /// Where.
+        at: Location,
+        /// What is wrong and what to write instead.
+        problem: Problem,
+    },
+    /// A `binary = "NAME"` was not found in the guests directory.
+    #[error("{at}: domain `{domain}`: binary `{binary}` not found at {tried}: run `make build` first (or pass --guests-dir DIR if the guests are built elsewhere)")]
+    MissingBinary {
+        /// Where `binary` is written.
+        at: Location,
+        /// The domain.
+        domain: String,
+        /// The binary's name.
+        binary: String,
+        /// The path looked at.
+        tried: PathBuf,
+    },
+    /// A `path = "FILE"` does not exist.
+    #[error("{at}: domain `{domain}`: ELF file {tried} does not exist (`path` is relative to the manifest's directory)")]
+    MissingPath {
+        /// Where `path` is written.
+        at: Location,
+        /// The domain.
+        domain: String,
+        /// The path looked at.
+        tried: PathBuf,
+    },
+}
+
+/// What is wrong with a value the parser accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// A system name breaks the rules.
+    #[error("system name `{0}` is not allowed: use 1 to 31 characters from a-z, 0-9 and `-`")]
+    BadSystemName(String),
+    /// A domain name breaks the rules.
+    #[error("domain name `{0}` is not allowed: use 1 to 31 characters from a-z, 0-9 and `-`")]
+    BadDomainName(String),
+    /// Two domains share a name.
+    #[error("a domain named `{name}` already exists (line {first_line}): give every domain a unique name")]
+    DuplicateDomain {
+        /// The name.
+        name: String,
+        /// Line of the first one.
+        first_line: usize,
+    },
+    /// No `[[domain]]` at all.
+    #[error("the system has no domains: add at least one [[domain]] table")]
+    NoDomains,
+    /// Too many domains.
+    #[error("the system has {0} domains; a system image holds at most 16: remove some")]
+    TooManyDomains(usize),
+    /// `[machine] cpus` out of range.
+    #[error("cpus = {0}: a machine has 1 to 16 CPUs (the kernel records at most 16)")]
+    MachineCpus(u32),
+    /// `[machine] memory_mib` out of range.
+    #[error("memory_mib = {0}: give 128 to 261120 (the hypervisor keeps 64 MiB for itself; QEMU virt has at most 255 GiB of RAM)")]
+    MachineMemory(u64),
+    /// Neither or both of `binary` and `path`.
+    #[error("domain `{0}` needs exactly one of `binary = \"NAME\"` (a guest of this workspace) or `path = \"FILE\"` (an ELF file, relative to the manifest)")]
+    ElfSource(String),
+    /// `binary` is not a plain file name.
+    #[error("binary = \"{0}\" is not the name of a guest binary: write just the name (e.g. \"hello\"), or use `path = \"...\"` for an ELF file elsewhere")]
+    BadBinaryName(String),
+    /// `path` is empty.
+    #[error("path is empty: give the ELF file's path, relative to the manifest's directory")]
+    EmptyPath,
+    /// `memory_kib` out of range.
+    #[error("memory_kib = {0}: give a multiple of 4 (whole 4 KiB pages), at least 64")]
+    DomainMemory(u64),
+    /// `vcpus` out of range.
+    #[error("vcpus = {0}: give 1 to 8")]
+    Vcpus(u32),
+    /// `cpus` has the wrong length.
+    #[error("cpus lists {len} CPUs but vcpus = {vcpus}: give one physical CPU per vCPU, or leave `cpus` out to let the kernel choose")]
+    CpusLength {
+        /// Entries in `cpus`.
+        len: usize,
+        /// `vcpus`.
+        vcpus: u32,
+    },
+    /// A `cpus` entry names a CPU the machine does not have.
+    #[error("CPU {cpu} does not exist: [machine] cpus = {machine_cpus}, so use 0 to {last}, or raise [machine] cpus", last = machine_cpus - 1)]
+    NoSuchCpu {
+        /// The entry.
+        cpu: u32,
+        /// `[machine] cpus`.
+        machine_cpus: u32,
+    },
+    /// `after`/`memory_from` names no domain.
+    #[error("{field} = \"{name}\" names no domain of this system; the domains are: {known}")]
+    UnknownDomain {
+        /// `after` or `memory_from`.
+        field: &'static str,
+        /// The name written.
+        name: String,
+        /// The domains, comma-separated.
+        known: String,
+    },
+    /// `after`/`memory_from` names the domain itself.
+    #[error("{field} names the domain itself: name another domain")]
+    SelfReference {
+        /// `after` or `memory_from`.
+        field: &'static str,
+    },
+    /// `start = "after-destroy"` without `after`.
+    #[error("start = \"after-destroy\" needs `after = \"NAME\"`, the domain whose destruction starts this one")]
+    StartWithoutAfter,
+    /// `after` without `start = "after-destroy"`.
+    #[error("`after` only applies to a domain that waits: add start = \"after-destroy\", or remove `after`")]
+    AfterWithoutStart,
+    /// `memory_from` without `after` naming the same domain.
+    #[error("memory_from = \"{memory_from}\" needs start = \"after-destroy\" and after = \"{memory_from}\": a domain can only receive the memory of the domain whose destruction starts it")]
+    MemoryFromWithoutAfter {
+        /// The donor named.
+        memory_from: String,
+    },
+    /// `memory_from` with a different memory size.
+    #[error("memory_kib = {memory_kib} but `{donor}` has memory_kib = {donor_kib}: a domain that receives another's frames takes all of them, so give both the same memory_kib")]
+    MemoryFromSize {
+        /// The receiver's size.
+        memory_kib: u64,
+        /// The donor.
+        donor: String,
+        /// The donor's size.
+        donor_kib: u64,
+    },
+    /// Two domains receive the same donor's frames.
+    #[error("`{receiver}` already receives the memory of `{donor}`: only one domain can")]
+    DonorTaken {
+        /// The first receiver.
+        receiver: String,
+        /// The donor.
+        donor: String,
+    },
+    /// Domains wait for each other in a cycle.
+    #[error("start-after cycle {cycle}: none of these domains would ever start; give one of them start = \"boot\"")]
+    StartCycle {
+        /// `a -> b -> a`.
+        cycle: String,
+    },
+    /// The domains' memory exceeds what the machine has.
+    #[error("the domains need {need_kib} KiB of RAM but memory_mib = {memory_mib} leaves {available_kib} KiB after the 64 MiB the hypervisor keeps: set memory_mib to at least {least_mib}, or give the domains less memory_kib")]
+    MemoryDoesNotFit {
+        /// Sum of `memory_kib` over domains with fresh frames.
+        need_kib: u64,
+        /// `[machine] memory_mib`.
+        memory_mib: u64,
+        /// What is left for domains.
+        available_kib: u64,
+        /// The least `memory_mib` that fits.
+        least_mib: u64,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing and checking.
+
+/// Whether `name` is 1..=31 bytes of `a-z`, `0-9`, `-`.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Whether `binary` is a plain file name (no directory, not `.`/`..`).
+fn is_plain_file_name(binary: &str) -> bool {
+    !binary.is_empty()
+        && binary != "."
+        && binary != ".."
+        && !binary.contains(['/', '\\'])
+        && !binary.contains('\0')
+}
+
+/// The fields of a domain that need no other domain to check.
+struct DomainBasics {
+    elf: DomainElf,
+    elf_at: Location,
+    vcpus: u32,
+    cpus: Option<Vec<u32>>,
+}
+
+/// Checks a manifest's text, keeping the file name and text for error positions.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn at<T>(&self, value: &Spanned<T>) -> Location {
+        Location::at_offset(self.path, self.text, value.span().start)
+    }
+
+    fn invalid<T>(&self, value: &Spanned<T>, problem: Problem) -> ManifestError {
+        ManifestError::Invalid {
+            at: self.at(value),
+            problem,
+        }
+    }
+
+    fn invalid_file(&self, problem: Problem) -> ManifestError {
+        ManifestError::Invalid {
+            at: Location::file(self.path),
+            problem,
+        }
+    }
+
+    fn machine(&self, m: MachineSection) -> Result<Machine, ManifestError> {
+        let cpus = *m.cpus.get_ref();
+        if !(1..=MAX_MACHINE_CPUS).contains(&cpus) {
+            return Err(self.invalid(&m.cpus, Problem::MachineCpus(cpus)));
+        }
+        let memory_mib = match &m.memory_mib {
+            Some(mib) => {
+                let value = *mib.get_ref();
+                if !(MIN_MACHINE_MEMORY_MIB..=MAX_MACHINE_MEMORY_MIB).contains(&value) {
+                    return Err(self.invalid(mib, Problem::MachineMemory(value)));
+                }
+                value
+            }
+            None => DEFAULT_MACHINE_MEMORY_MIB,
+        };
+        Ok(Machine {
+            cpus,
+            memory_mib,
+            boot_args: m.boot_args,
+        })
+    }
+
+    /// Checks one domain on its own (names of others are resolved by the caller).
+    fn domain_fields(
+        &self,
+        d: &DomainSection,
+        machine: &Machine,
+    ) -> Result<DomainBasics, ManifestError> {
+        let name = d.name.get_ref();
+        let (elf, elf_at) = match (&d.binary, &d.path) {
+            (Some(binary), None) => {
+                if !is_plain_file_name(binary.get_ref()) {
+                    return Err(
+                        self.invalid(binary, Problem::BadBinaryName(binary.get_ref().clone()))
+                    );
+                }
+                (DomainElf::Binary(binary.get_ref().clone()), self.at(binary))
+            }
+            (None, Some(path)) => {
+                if path.get_ref().is_empty() {
+                    return Err(self.invalid(path, Problem::EmptyPath));
+                }
+                (
+                    DomainElf::Path(PathBuf::from(path.get_ref())),
+                    self.at(path),
+                )
+            }
+            (Some(_), Some(second)) => {
+                return Err(self.invalid(second, Problem::ElfSource(name.clone())))
+            }
+            (None, None) => return Err(self.invalid(&d.name, Problem::ElfSource(name.clone()))),
+        };
+        let memory_kib = *d.memory_kib.get_ref();
+        if !memory_kib.is_multiple_of(4) || memory_kib < MIN_DOMAIN_MEMORY_KIB {
+            return Err(self.invalid(&d.memory_kib, Problem::DomainMemory(memory_kib)));
+        }
+        let vcpus = match &d.vcpus {
+            Some(v) => {
+                let value = *v.get_ref();
+                if !(1..=MAX_VCPUS_PER_DOMAIN as u32).contains(&value) {
+                    return Err(self.invalid(v, Problem::Vcpus(value)));
+                }
+                value
+            }
+            None => 1,
+        };
+        let cpus = match &d.cpus {
+            Some(list) => {
+                let entries = list.get_ref();
+                if entries.len() != vcpus as usize {
+                    return Err(self.invalid(
+                        list,
+                        Problem::CpusLength {
+                            len: entries.len(),
+                            vcpus,
+                        },
+                    ));
+                }
+                for cpu in entries {
+                    if *cpu.get_ref() >= machine.cpus {
+                        return Err(self.invalid(
+                            cpu,
+                            Problem::NoSuchCpu {
+                                cpu: *cpu.get_ref(),
+                                machine_cpus: machine.cpus,
+                            },
+                        ));
+                    }
+                }
+                Some(entries.iter().map(|c| *c.get_ref()).collect())
+            }
+            None => None,
+        };
+        Ok(DomainBasics {
+            elf,
+            elf_at,
+            vcpus,
+            cpus,
+        })
+    }
+
+    /// Resolves `after`/`memory_from` to a domain index.
+    fn reference(
+        &self,
+        field: &'static str,
+        value: &Spanned<String>,
+        own: usize,
+        names: &[&str],
+    ) -> Result<usize, ManifestError> {
+        match names.iter().position(|n| n == value.get_ref()) {
+            Some(i) if i == own => Err(self.invalid(value, Problem::SelfReference { field })),
+            Some(i) => Ok(i),
+            None => Err(self.invalid(
+                value,
+                Problem::UnknownDomain {
+                    field,
+                    name: value.get_ref().clone(),
+                    known: names.join(", "),
+                },
+            )),
+        }
+    }
+
+    fn check(&self, file: ManifestFile) -> Result<Manifest, ManifestError> {
+        let name = &file.system.name;
+        if !is_valid_name(name.get_ref()) {
+            return Err(self.invalid(name, Problem::BadSystemName(name.get_ref().clone())));
+        }
+        let memory_at = match &file.machine.memory_mib {
+            Some(mib) => self.at(mib),
+            None => Location::file(self.path),
+        };
+        let machine = self.machine(file.machine)?;
+        let sections = &file.domains;
+        if sections.is_empty() {
+            return Err(self.invalid_file(Problem::NoDomains));
+        }
+        if sections.len() > MAX_DOMAINS {
+            return Err(self.invalid(
+                &sections[MAX_DOMAINS].name,
+                Problem::TooManyDomains(sections.len()),
+            ));
+        }
+        // Names first: `after` and `memory_from` may name a later domain.
+        for (i, d) in sections.iter().enumerate() {
+            let n = d.name.get_ref();
+            if !is_valid_name(n) {
+                return Err(self.invalid(&d.name, Problem::BadDomainName(n.clone())));
+            }
+            if let Some(first) = sections[..i].iter().find(|e| e.name.get_ref() == n) {
+                let first_line = self.at(&first.name).position.map_or(0, |p| p.line);
+                return Err(self.invalid(
+                    &d.name,
+                    Problem::DuplicateDomain {
+                        name: n.clone(),
+                        first_line,
+                    },
+                ));
+            }
+        }
+        let names: Vec<&str> = sections.iter().map(|d| d.name.get_ref().as_str()).collect();
+
+        let mut domains = Vec::with_capacity(sections.len());
+        for (i, d) in sections.iter().enumerate() {
+            let DomainBasics {
+                elf,
+                elf_at,
+                vcpus,
+                cpus,
+            } = self.domain_fields(d, &machine)?;
+            let mode = d.start.as_ref().map_or(StartMode::Boot, |s| *s.get_ref());
+            let start = match (mode, &d.after) {
+                (StartMode::Boot, None) => Start::AtBoot,
+                (StartMode::Boot, Some(after)) => {
+                    return Err(self.invalid(after, Problem::AfterWithoutStart))
+                }
+                (StartMode::AfterDestroy, Some(after)) => {
+                    Start::AfterDestroyOf(self.reference("after", after, i, &names)?)
+                }
+                (StartMode::AfterDestroy, None) => {
+                    let at = d
+                        .start
+                        .as_ref()
+                        .map_or_else(|| self.at(&d.name), |s| self.at(s));
+                    return Err(ManifestError::Invalid {
+                        at,
+                        problem: Problem::StartWithoutAfter,
+                    });
+                }
+            };
+            let memory_from = match &d.memory_from {
+                None => None,
+                Some(from) => {
+                    let donor = self.reference("memory_from", from, i, &names)?;
+                    if start != Start::AfterDestroyOf(donor) {
+                        return Err(self.invalid(
+                            from,
+                            Problem::MemoryFromWithoutAfter {
+                                memory_from: from.get_ref().clone(),
+                            },
+                        ));
+                    }
+                    let donor_kib = *sections[donor].memory_kib.get_ref();
+                    if donor_kib != *d.memory_kib.get_ref() {
+                        return Err(self.invalid(
+                            &d.memory_kib,
+                            Problem::MemoryFromSize {
+                                memory_kib: *d.memory_kib.get_ref(),
+                                donor: from.get_ref().clone(),
+                                donor_kib,
+                            },
+                        ));
+                    }
+                    if let Some(other) = sections[..i].iter().find(|e| {
+                        e.memory_from.as_ref().map(|f| f.get_ref()) == Some(from.get_ref())
+                    }) {
+                        return Err(self.invalid(
+                            from,
+                            Problem::DonorTaken {
+                                receiver: other.name.get_ref().clone(),
+                                donor: from.get_ref().clone(),
+                            },
+                        ));
+                    }
+                    Some(donor)
+                }
+            };
+            domains.push(Domain {
+                name: d.name.get_ref().clone(),
+                kind: d.kind,
+                elf,
+                elf_at,
+                memory_kib: *d.memory_kib.get_ref(),
+                vcpus,
+                cpus,
+                arg: d.arg,
+                start,
+                memory_from,
+                priority: d.priority,
+                mmu_off_cacheable: d.mmu_off_cacheable.unwrap_or(true),
+            });
+        }
+        self.check_start_cycles(sections, &domains)?;
+        check_memory_fits(memory_at, &machine, &domains)?;
+        Ok(Manifest {
+            path: self.path.to_owned(),
+            name: name.get_ref().clone(),
+            arch: file.system.arch,
+            machine,
+            domains,
+        })
+    }
+}
+
+impl Checker<'_> {
+    /// Fails if domains wait for each other's destruction in a cycle (none would start).
+    fn check_start_cycles(
+        &self,
+        sections: &[DomainSection],
+        domains: &[Domain],
+    ) -> Result<(), ManifestError> {
+        for (first, d) in domains.iter().enumerate() {
+            let mut path = vec![first];
+            let mut start = d.start;
+            while let Start::AfterDestroyOf(next) = start {
+                if next == first {
+                    let mut names: Vec<&str> =
+                        path.iter().map(|&i| domains[i].name.as_str()).collect();
+                    names.push(&d.name);
+                    let at = sections[first]
+                        .after
+                        .as_ref()
+                        .map_or_else(|| self.at(&sections[first].name), |a| self.at(a));
+                    return Err(ManifestError::Invalid {
+                        at,
+                        problem: Problem::StartCycle {
+                            cycle: names.join(" -> "),
+                        },
+                    });
+                }
+                if path.contains(&next) {
+                    // A cycle that does not include `first`: reported from one of its members.
+                    break;
+                }
+                path.push(next);
+                start = domains[next].start;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fails if the domains' fresh memory does not fit in the machine's RAM minus the
+/// hypervisor's share (a domain with `memory_from` reuses its donor's frames).
+fn check_memory_fits(
+    memory_at: Location,
+    machine: &Machine,
+    domains: &[Domain],
+) -> Result<(), ManifestError> {
+    let need_kib: u64 = domains
+        .iter()
+        .filter(|d| d.memory_from.is_none())
+        .map(|d| d.memory_kib)
+        .sum();
+    let available_kib = (machine.memory_mib - HYPERVISOR_RESERVED_MIB) * 1024;
+    if need_kib > available_kib {
+        return Err(ManifestError::Invalid {
+            at: memory_at,
+            problem: Problem::MemoryDoesNotFit {
+                need_kib,
+                memory_mib: machine.memory_mib,
+                available_kib,
+                least_mib: HYPERVISOR_RESERVED_MIB + need_kib.div_ceil(1024),
+            },
+        });
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Parses and checks manifest text; `path` names the file in errors and is the base of
+    /// relative `path = "..."` entries.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let file: ManifestFile = toml::from_str(text).map_err(|e| ManifestError::Syntax {
+            at: e.span().map_or_else(
+                || Location::file(path),
+                |span| Location::at_offset(path, text, span.start),
+            ),
+            message: e.message().trim().to_owned(),
+        })?;
+        Checker { path, text }.check(file)
+    }
+
+    /// Reads, parses and checks the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// The directory `path = "..."` entries are relative to.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+
+    /// The ELF file of every domain, in order, checking that each exists: `binary = "NAME"`
+    /// is `guests_dir/NAME`, `path = "FILE"` is relative to the manifest's directory.
+    pub fn domain_elfs(&self, guests_dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+        self.domains
+            .iter()
+            .map(|d| match &d.elf {
+                DomainElf::Binary(binary) => {
+                    let tried = guests_dir.join(binary);
+                    if tried.is_file() {
+                        Ok(tried)
+                    } else {
+                        Err(ManifestError::MissingBinary {
+                            at: d.elf_at.clone(),
+                            domain: d.name.clone(),
+                            binary: binary.clone(),
+                            tried,
+                        })
+                    }
+                }
+                DomainElf::Path(path) => {
+                    let tried = self.dir().join(path);
+                    if tried.is_file() {
+                        Ok(tried)
+                    } else {
+                        Err(ManifestError::MissingPath {
+                            at: d.elf_at.clone(),
+                            domain: d.name.clone(),
+                            tried,
+                        })
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = r#"
+[system]
+name = "two-guests"
+arch = "aarch64"
+
+[machine]
+cpus = 2
+memory_mib = 512
+boot_args = "mica.poweroff_after_ms=5000"
+
+[[domain]]
+name = "hello-a"
+kind = "guest"
+binary = "hello"
+memory_kib = 2048
+cpus = [0]
+arg = 5
+
+[[domain]]
+name = "hello-b"
+kind = "service"
+path = "elves/hello.elf"
+memory_kib = 2048
+vcpus = 2
+priority = 3
+mmu_off_cacheable = false
+start = "after-destroy"
+after = "hello-a"
+memory_from = "hello-a"
+"#;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("images/t.toml"), text)
+    }
+
+    /// The error for `text`, as printed.
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    /// TWO with the first `from` replaced by `to` (`from` must occur).
+    fn edit(from: &str, to: &str) -> String {
+        assert!(TWO.contains(from), "{from}");
+        TWO.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn parses_every_field() {
+        let m = parse(TWO).unwrap();
+        assert_eq!(m.name, "two-guests");
+        assert_eq!(m.arch, Arch::Aarch64);
+        assert_eq!(
+            m.machine,
+            Machine {
+                cpus: 2,
+                memory_mib: 512,
+                boot_args: Some("mica.poweroff_after_ms=5000".to_owned()),
+            }
+        );
+        let [a, b] = &m.domains[..] else {
+            panic!("{:?}", m.domains)
+        };
+        assert_eq!(a.name, "hello-a");
+        assert_eq!(a.kind, DomainKind::Guest);
+        assert_eq!(a.elf, DomainElf::Binary("hello".to_owned()));
+        assert_eq!(a.elf_at.to_string(), "images/t.toml:14:10");
+        assert_eq!(a.memory_kib, 2048);
+        assert_eq!(a.vcpus, 1);
+        assert_eq!(a.cpus, Some(vec![0]));
+        assert_eq!(a.arg, 5);
+        assert_eq!(a.start, Start::AtBoot);
+        assert_eq!(a.memory_from, None);
+        assert_eq!(a.priority, 0);
+        assert!(a.mmu_off_cacheable);
+        assert_eq!(b.kind, DomainKind::Service);
+        assert_eq!(b.elf, DomainElf::Path(PathBuf::from("elves/hello.elf")));
+        assert_eq!(b.vcpus, 2);
+        assert_eq!(b.cpus, None);
+        assert_eq!(b.start, Start::AfterDestroyOf(0));
+        assert_eq!(b.memory_from, Some(0));
+        assert_eq!(b.priority, 3);
+        assert!(!b.mmu_off_cacheable);
+        assert_eq!(m.dir(), Path::new("images"));
+    }
+
+    #[test]
+    fn memory_mib_defaults_to_512() {
+        let m = parse(&edit("memory_mib = 512\n", "")).unwrap();
+        assert_eq!(m.machine.memory_mib, DEFAULT_MACHINE_MEMORY_MIB);
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        assert_eq!(
+            error(&edit("priority = 3", "priority = 3\ncolour = \"blue\"")),
+            "images/t.toml:26:1: unknown field `colour`, expected one of `name`, `kind`, \
+             `binary`, `path`, `memory_kib`, `vcpus`, `cpus`, `arg`, `start`, `after`, \
+             `memory_from`, `priority`, `mmu_off_cacheable`"
+        );
+        let err = error(&edit("arch = \"aarch64\"", "arch = \"x86_64\""));
+        assert!(err.starts_with("images/t.toml:4:8: "), "{err}");
+        assert!(
+            err.contains("unknown variant `x86_64`, expected `aarch64`"),
+            "{err}"
+        );
+        let err = error(&edit("kind = \"guest\"", "kind = \"vm\""));
+        assert!(err.contains("expected `guest` or `service`"), "{err}");
+        let err = error(&edit("start = \"after-destroy\"", "start = \"later\""));
+        assert!(err.contains("expected `boot` or `after-destroy`"), "{err}");
+        let err = error(&edit("memory_kib = 2048\ncpus", "memory_kib = -4\ncpus"));
+        assert!(err.starts_with("images/t.toml:15:14: "), "{err}");
+        let err = error("[system]\nname = \"x\"\n");
+        assert!(err.contains("missing field `arch`"), "{err}");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(
+            error(&edit("name = \"hello-b\"", "name = \"hello-a\"")),
+            "images/t.toml:20:8: a domain named `hello-a` already exists (line 12): \
+             give every domain a unique name"
+        );
+        let err = error(&edit("name = \"hello-b\"", "name = \"Hello_B\""));
+        assert!(
+            err.contains("domain name `Hello_B` is not allowed"),
+            "{err}"
+        );
+        let long = format!("name = \"{}\"", "a".repeat(32));
+        assert!(error(&edit("name = \"hello-b\"", &long)).contains("1 to 31 characters"));
+        let err = error(&edit("name = \"two-guests\"", "name = \"\""));
+        assert!(err.starts_with("images/t.toml:3:8: system name"), "{err}");
+    }
+
+    #[test]
+    fn domain_references_are_checked() {
+        assert_eq!(
+            error(&edit("after = \"hello-a\"", "after = \"hello-c\"")),
+            "images/t.toml:28:9: after = \"hello-c\" names no domain of this system; \
+             the domains are: hello-a, hello-b"
+        );
+        let err = error(&edit("after = \"hello-a\"", "after = \"hello-b\""));
+        assert!(err.contains("after names the domain itself"), "{err}");
+        let err = error(&edit("start = \"after-destroy\"\n", ""));
+        assert!(err.contains("`after` only applies"), "{err}");
+        let err = error(&edit("after = \"hello-a\"\n", ""));
+        assert!(err.starts_with("images/t.toml:27:9: "), "{err}");
+        assert!(err.contains("needs `after = \"NAME\"`"), "{err}");
+        let err = error(&edit(
+            "start = \"after-destroy\"\nafter = \"hello-a\"\n",
+            "",
+        ));
+        assert!(err.contains("memory_from = \"hello-a\" needs"), "{err}");
+        let err = error(&edit(
+            "memory_kib = 2048\nvcpus",
+            "memory_kib = 4096\nvcpus",
+        ));
+        assert!(err.contains("give both the same memory_kib"), "{err}");
+        let cycle = edit(
+            "arg = 5\n",
+            "arg = 5\nstart = \"after-destroy\"\nafter = \"hello-b\"\n",
+        )
+        .replace("memory_from = \"hello-a\"\n", "");
+        assert_eq!(
+            error(&cycle),
+            "images/t.toml:19:9: start-after cycle hello-a -> hello-b -> hello-a: none of \
+             these domains would ever start; give one of them start = \"boot\""
+        );
+        let third = format!(
+            "{TWO}\n[[domain]]\nname = \"c\"\nkind = \"guest\"\nbinary = \"x\"\n\
+             memory_kib = 2048\nstart = \"after-destroy\"\nafter = \"hello-a\"\n\
+             memory_from = \"hello-a\"\n"
+        );
+        assert!(error(&third).contains("`hello-b` already receives the memory of `hello-a`"));
+    }
+
+    #[test]
+    fn images_and_sizes_are_checked() {
+        let err = error(&edit("binary = \"hello\"\n", ""));
+        assert!(
+            err.starts_with("images/t.toml:12:8: domain `hello-a` needs exactly one of"),
+            "{err}"
+        );
+        let err = error(&edit(
+            "binary = \"hello\"",
+            "binary = \"hello\"\npath = \"x\"",
+        ));
+        assert!(err.starts_with("images/t.toml:15:8: "), "{err}");
+        let err = error(&edit("binary = \"hello\"", "binary = \"../hello\""));
+        assert!(err.contains("use `path = \"...\"`"), "{err}");
+        assert_eq!(
+            error(&edit("memory_kib = 2048\ncpus", "memory_kib = 2050\ncpus")),
+            "images/t.toml:15:14: memory_kib = 2050: give a multiple of 4 (whole 4 KiB pages), \
+             at least 64"
+        );
+        assert!(
+            error(&edit("memory_kib = 2048\ncpus", "memory_kib = 60\ncpus"))
+                .contains("at least 64")
+        );
+        let err = error(&edit("vcpus = 2", "vcpus = 9"));
+        assert!(err.contains("vcpus = 9: give 1 to 8"), "{err}");
+    }
+
+    #[test]
+    fn cpus_are_checked() {
+        assert_eq!(
+            error(&edit("cpus = [0]", "cpus = [0, 1]")),
+            "images/t.toml:16:8: cpus lists 2 CPUs but vcpus = 1: give one physical CPU per \
+             vCPU, or leave `cpus` out to let the kernel choose"
+        );
+        assert_eq!(
+            error(&edit("cpus = [0]", "cpus = [2]")),
+            "images/t.toml:16:9: CPU 2 does not exist: [machine] cpus = 2, so use 0 to 1, \
+             or raise [machine] cpus"
+        );
+        let err = error(&edit("cpus = 2", "cpus = 17"));
+        assert!(err.starts_with("images/t.toml:7:8: cpus = 17"), "{err}");
+        assert!(error(&edit("cpus = 2", "cpus = 0")).contains("1 to 16 CPUs"));
+        let err = error(&edit("memory_mib = 512", "memory_mib = 64"));
+        assert!(
+            err.starts_with("images/t.toml:8:14: memory_mib = 64"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn memory_must_fit() {
+        let big = edit("memory_kib = 2048\ncpus", "memory_kib = 65536\ncpus")
+            .replace("memory_mib = 512", "memory_mib = 128")
+            .replace("start = \"after-destroy\"\nafter = \"hello-a\"\n", "")
+            .replace("memory_from = \"hello-a\"\n", "");
+        assert_eq!(
+            error(&big),
+            "images/t.toml:8:14: the domains need 67584 KiB of RAM but memory_mib = 128 leaves \
+             65536 KiB after the 64 MiB the hypervisor keeps: set memory_mib to at least 130, \
+             or give the domains less memory_kib"
+        );
+        // A domain that receives another's frames needs no RAM of its own.
+        let reuse = edit("memory_kib = 2048\ncpus", "memory_kib = 32768\ncpus")
+            .replace("memory_kib = 2048\nvcpus", "memory_kib = 32768\nvcpus")
+            .replace("memory_mib = 512", "memory_mib = 128");
+        assert!(parse(&reuse).is_ok());
+    }
+
+    #[test]
+    fn no_domains() {
+        let err = error("[system]\nname = \"x\"\narch = \"aarch64\"\n[machine]\ncpus = 1\n");
+        assert_eq!(
+            err,
+            "images/t.toml: the system has no domains: add at least one [[domain]] table"
+        );
+    }
+
+    #[test]
+    fn missing_elves_name_the_path_tried() {
+        let m = parse(TWO).unwrap();
+        let err = m.domain_elfs(Path::new("/nonexistent/guests")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "images/t.toml:14:10: domain `hello-a`: binary `hello` not found at \
+             /nonexistent/guests/hello: run `make build` first (or pass --guests-dir DIR if \
+             the guests are built elsewhere)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hello"), b"x").unwrap();
+        let err = m.domain_elfs(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::MissingPath { ref tried, .. }
+                if tried == Path::new("images/elves/hello.elf")),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .contains("relative to the manifest's directory"));
+        std::fs::create_dir_all(dir.path().join("elves")).unwrap();
+        std::fs::write(dir.path().join("elves/hello.elf"), b"x").unwrap();
+        let mut moved = m.clone();
+        moved.path = dir.path().join("t.toml");
+        assert_eq!(
+            moved.domain_elfs(dir.path()).unwrap(),
+            [dir.path().join("hello"), dir.path().join("elves/hello.elf")]
+        );
+    }
+
+    /// Every manifest in `images/` parses and passes every check that needs no built file.
+    #[test]
+    fn every_manifest_in_images_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images");
+        let mut checked = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let m = Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+                assert_eq!(
+                    m.name,
+                    stem,
+                    "{}: [system] name is the file stem",
+                    path.display()
+                );
+                checked.push(stem);
+            }
+        }
+        for expected in [
+            "default",
+            "destroy-scrub",
+            "isolation",
+            "smp-guest",
+            "two-guests",
+        ] {
+            assert!(
+                checked.iter().any(|c| c == expected),
+                "images/{expected}.toml is missing"
+            );
+        }
+    }
+}
