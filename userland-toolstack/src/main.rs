@@ -1,16 +1,19 @@
 //! `mica`: the host command line for Mica systems.
 //!
 //! Only argument parsing and exit statuses live here; the work is done by the library
-//! modules (`mica::image`, `mica::qemu`, `mica::smoke`) so that it can be unit-tested.
+//! modules (`mica::image`, `mica::builder`, `mica::qemu`, `mica::smoke`) so that it can be
+//! unit-tested.
 //! The exit statuses are part of the interface (`docs/toolstack.md`): scripts and the
 //! Makefile rely on them.
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
+use mica::builder::{self, BuildOptions};
 use mica::dtb::DtbEdits;
-use mica::qemu::{self, MachineConfig};
+use mica::manifest::DEFAULT_GUESTS_DIR;
+use mica::qemu::{self, MachineConfig, MachineOverrides};
 use mica::smoke::{self, SmokeOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
@@ -33,7 +36,10 @@ struct Cli {
 enum Command {
     /// Turn the hypervisor's bare-metal ELF into a flat arm64 Image (Linux boot protocol).
     Image(ImageArgs),
-    /// Boot an image under qemu-system-aarch64 with the console on this terminal.
+    /// Build one bootable image from a system manifest: the hypervisor and every domain.
+    Build(BuildArgs),
+    /// Boot an image, or a system manifest (built first), under qemu-system-aarch64 with the
+    /// console on this terminal.
     Run(RunArgs),
     /// Boot every smoke scenario and check its serial transcript.
     Smoke(SmokeArgs),
@@ -48,17 +54,49 @@ struct ImageArgs {
     output: PathBuf,
 }
 
+/// Where `mica build` (and `mica run` of a manifest) finds its inputs.
+#[derive(Debug, Args)]
+struct BuildInputs {
+    /// The hypervisor's arm64 Image (as `mica image` writes it).
+    #[arg(long, value_name = "IMAGE", default_value = builder::DEFAULT_HYPERVISOR)]
+    hypervisor: PathBuf,
+    /// Where `binary = "NAME"` domains are looked for.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_GUESTS_DIR)]
+    guests_dir: PathBuf,
+}
+
+impl BuildInputs {
+    fn options(&self) -> BuildOptions {
+        BuildOptions {
+            hypervisor: self.hypervisor.clone(),
+            guests_dir: self.guests_dir.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// The system manifest (images/NAME.toml).
+    manifest: PathBuf,
+    /// Where to write the bootable image.
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    #[command(flatten)]
+    inputs: BuildInputs,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The arm64 Image to boot (QEMU -kernel).
+    /// The arm64 Image to boot (QEMU -kernel), or a system manifest (*.toml) to build first.
     image: PathBuf,
-    /// Number of CPUs (QEMU -smp).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-    smp: u32,
-    /// RAM size, as QEMU spells it (QEMU -m).
-    #[arg(long, default_value = "512M")]
-    memory: String,
-    /// Boot arguments (QEMU -append; they appear in /chosen/bootargs).
+    /// Number of CPUs (QEMU -smp) [default: the manifest's [machine] cpus, else 2].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    smp: Option<u32>,
+    /// RAM size, as QEMU spells it (QEMU -m) [default: the manifest's memory_mib, else 512M].
+    #[arg(long)]
+    memory: Option<String>,
+    /// Boot arguments (QEMU -append; they appear in /chosen/bootargs) [default: the
+    /// manifest's boot_args, else none].
     #[arg(long, value_name = "ARGS")]
     append: Option<String>,
     /// Start from this DTB instead of QEMU's own (QEMU -dtb for the dump; `mica` then loads
@@ -80,6 +118,9 @@ struct RunArgs {
     /// Print the QEMU command line(s) instead of running them.
     #[arg(long)]
     dry_run: bool,
+    /// For a manifest: what to build it from.
+    #[command(flatten)]
+    inputs: BuildInputs,
 }
 
 #[derive(Debug, Args)]
@@ -90,9 +131,13 @@ struct SmokeArgs {
     /// Run only this scenario (a file stem in the directory).
     #[arg(long, value_name = "NAME")]
     scenario: Option<String>,
-    /// The image scenarios boot unless they name their own.
+    /// The image scenarios boot unless they name their own; `system` scenarios are built
+    /// with it.
     #[arg(long, value_name = "IMAGE", default_value = smoke::DEFAULT_HYPERVISOR)]
     hypervisor: PathBuf,
+    /// Where the guest binaries of `system` scenarios are.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_GUESTS_DIR)]
+    guests_dir: PathBuf,
     /// How many scenarios to run at once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     jobs: u32,
@@ -101,6 +146,7 @@ struct SmokeArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Image(args) => image(args),
+        Command::Build(args) => build(args),
         Command::Run(args) => run(args),
         Command::Smoke(args) => smoke(args),
     }
@@ -126,22 +172,70 @@ fn image(args: ImageArgs) -> ExitCode {
     }
 }
 
+fn build(args: BuildArgs) -> ExitCode {
+    match builder::build_file(&args.manifest, &args.inputs.options(), &args.output) {
+        Ok(summary) => {
+            println!(
+                "mica: wrote {} (system {}: {} domains; system image {:#x} bytes at offset {:#x}; {:#x} bytes in all)",
+                args.output.display(),
+                summary.system,
+                summary.domains,
+                summary.system_size,
+                summary.system_offset,
+                summary.file_size,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+/// Whether `mica run` was given a system manifest rather than an image.
+fn is_manifest(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml")
+}
+
 fn run(args: RunArgs) -> ExitCode {
-    let config = MachineConfig {
-        image: args.image,
+    // A manifest is built into a temporary image that lives until QEMU is done.
+    let built = if is_manifest(&args.image) {
+        match builder::build_to_temp(&args.image, &args.inputs.options()) {
+            Ok(built) => Some(built),
+            Err(err) => return fail(&err),
+        }
+    } else {
+        None
+    };
+    let image = built
+        .as_ref()
+        .map_or_else(|| args.image.clone(), |b| b.file.to_path_buf());
+    let overrides = MachineOverrides {
         smp: args.smp,
         memory: args.memory,
         append: args.append,
+    };
+    let config = MachineConfig {
         dtb: args.dtb,
         dtb_edits: DtbEdits {
             remove_nodes: args.remove_dtb_nodes,
             reserve_all_memory: args.break_dtb_memory,
         },
         extra_args: args.qemu_args,
+        ..MachineConfig::new(
+            image,
+            built.as_ref().map(|b| &b.manifest.machine),
+            &overrides,
+        )
     };
     if args.dry_run {
         return match qemu::dry_run_lines(&config) {
             Ok(lines) => {
+                if let Some(built) = &built {
+                    println!(
+                        "# mica build {} -o {} (a temporary file, removed when mica exits; `mica build` keeps one)",
+                        args.image.display(),
+                        built.file.display()
+                    );
+                }
                 for line in lines {
                     println!("{line}");
                 }
@@ -201,6 +295,7 @@ fn smoke(args: SmokeArgs) -> ExitCode {
         dir: args.dir,
         scenario: args.scenario,
         hypervisor: args.hypervisor,
+        guests_dir: args.guests_dir,
         jobs: args.jobs as usize,
     };
     match smoke::run(&options, &mut std::io::stdout()) {

@@ -10,6 +10,7 @@
 
 use crate::bootloader::{self, LayoutError};
 use crate::dtb::{self, DtbEdits};
+use crate::manifest::Machine;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -86,6 +87,23 @@ pub enum QemuError {
     Layout(#[from] LayoutError),
 }
 
+/// `-smp` when neither a manifest nor an override says.
+pub const DEFAULT_SMP: u32 = 2;
+/// `-m` when neither a manifest nor an override says.
+pub const DEFAULT_MEMORY: &str = "512M";
+
+/// Machine settings given explicitly (`mica run` flags, a smoke scenario's `[qemu]`);
+/// `None` leaves the value to the manifest or the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MachineOverrides {
+    /// `-smp`.
+    pub smp: Option<u32>,
+    /// `-m`, as QEMU spells it.
+    pub memory: Option<String>,
+    /// `-append`; replaces the manifest's `boot_args` entirely.
+    pub append: Option<String>,
+}
+
 /// Everything that decides how the machine looks to the image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -106,6 +124,32 @@ pub struct MachineConfig {
 }
 
 impl MachineConfig {
+    /// The machine that boots `image`, with no DTB changes or extra arguments. Each of CPUs,
+    /// memory and boot arguments comes from the first that gives it: `overrides`, the
+    /// manifest's `[machine]` (`system`, when the image was built from a manifest), the
+    /// defaults ([`DEFAULT_SMP`], [`DEFAULT_MEMORY`], no boot arguments).
+    pub fn new(image: PathBuf, system: Option<&Machine>, overrides: &MachineOverrides) -> Self {
+        MachineConfig {
+            image,
+            smp: overrides
+                .smp
+                .or(system.map(|m| m.cpus))
+                .unwrap_or(DEFAULT_SMP),
+            memory: overrides
+                .memory
+                .clone()
+                .or(system.map(|m| format!("{}M", m.memory_mib)))
+                .unwrap_or_else(|| DEFAULT_MEMORY.to_owned()),
+            append: overrides
+                .append
+                .clone()
+                .or(system.and_then(|m| m.boot_args.clone())),
+            dtb: None,
+            dtb_edits: DtbEdits::default(),
+            extra_args: Vec::new(),
+        }
+    }
+
     /// Whether the boot needs a DTB that QEMU must not touch, so that `mica` loads the Image,
     /// the DTB and a boot shim itself ([`MachineConfig::loader_args`]) instead of `-kernel`.
     pub fn boots_as_loader(&self) -> bool {
@@ -625,6 +669,45 @@ mod tests {
             dry_run_lines(&c).unwrap().len(),
             1,
             "plain boots are not limited"
+        );
+    }
+
+    #[test]
+    fn overrides_beat_the_manifest_which_beats_the_defaults() {
+        let image = PathBuf::from("x.img");
+        let none = MachineOverrides::default();
+        let plain = MachineConfig::new(image.clone(), None, &none);
+        assert_eq!(
+            (plain.smp, plain.memory.as_str(), plain.append),
+            (2, "512M", None)
+        );
+        let system = Machine {
+            cpus: 4,
+            memory_mib: 1024,
+            boot_args: Some("a=1".to_owned()),
+        };
+        let from_manifest = MachineConfig::new(image.clone(), Some(&system), &none);
+        assert_eq!(
+            (
+                from_manifest.smp,
+                from_manifest.memory.as_str(),
+                from_manifest.append.as_deref()
+            ),
+            (4, "1024M", Some("a=1"))
+        );
+        let overrides = MachineOverrides {
+            smp: Some(1),
+            memory: Some("2G".to_owned()),
+            append: Some("b=2".to_owned()),
+        };
+        let overridden = MachineConfig::new(image, Some(&system), &overrides);
+        assert_eq!(
+            (
+                overridden.smp,
+                overridden.memory.as_str(),
+                overridden.append.as_deref()
+            ),
+            (1, "2G", Some("b=2"))
         );
     }
 

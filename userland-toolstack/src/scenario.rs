@@ -7,7 +7,8 @@
 
 use crate::dtb::DtbEdits;
 use crate::judge::{ExitMode, Expectations};
-use crate::qemu::MachineConfig;
+use crate::manifest::Machine;
+use crate::qemu::{MachineConfig, MachineOverrides};
 use regex::Regex;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -62,16 +63,17 @@ pub enum ScenarioError {
     },
 }
 
-/// The `[qemu]` table: how the machine is configured.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+/// The `[qemu]` table: how the machine is configured. `smp`, `memory` and `append` override
+/// the system manifest's `[machine]` (with `system`) or the defaults of `mica run`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct QemuSection {
     /// `-smp`: number of CPUs.
-    #[serde(default = "default_smp")]
-    pub smp: u32,
+    #[serde(default)]
+    pub smp: Option<u32>,
     /// `-m`: memory size, as QEMU spells it (`512M`, `1G`).
-    #[serde(default = "default_memory")]
-    pub memory: String,
+    #[serde(default)]
+    pub memory: Option<String>,
     /// `-append`: the boot arguments (land in `/chosen/bootargs`).
     #[serde(default)]
     pub append: Option<String>,
@@ -84,27 +86,6 @@ pub struct QemuSection {
     /// Further QEMU arguments, verbatim.
     #[serde(default)]
     pub extra_args: Vec<String>,
-}
-
-impl Default for QemuSection {
-    fn default() -> Self {
-        QemuSection {
-            smp: default_smp(),
-            memory: default_memory(),
-            append: None,
-            remove_dtb_nodes: Vec::new(),
-            break_dtb_memory: false,
-            extra_args: Vec::new(),
-        }
-    }
-}
-
-fn default_smp() -> u32 {
-    2
-}
-
-fn default_memory() -> String {
-    "512M".to_owned()
 }
 
 fn default_timeout() -> u64 {
@@ -141,11 +122,28 @@ pub struct ScenarioFile {
     /// The image to boot; defaults to the hypervisor image given to `mica smoke`.
     #[serde(default)]
     pub image: Option<PathBuf>,
+    /// A system manifest to build with the hypervisor image and boot (instead of `image`).
+    #[serde(default)]
+    pub system: Option<PathBuf>,
     /// The machine.
     #[serde(default)]
     pub qemu: QemuSection,
     /// The transcript it must produce.
     pub expect: ExpectSection,
+}
+
+/// What a scenario boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// An image as it is.
+    Image(PathBuf),
+    /// A system manifest, built with this hypervisor image first.
+    System {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The hypervisor Image to build it with.
+        hypervisor: PathBuf,
+    },
 }
 
 /// A loaded, checked scenario, ready to run.
@@ -159,8 +157,14 @@ pub struct Scenario {
     pub description: String,
     /// Whole-scenario limit in seconds.
     pub timeout_secs: u64,
-    /// The machine to boot (image already defaulted).
-    pub machine: MachineConfig,
+    /// What it boots.
+    pub boot: Boot,
+    /// The `[qemu]` values given (they beat the manifest's `[machine]`).
+    pub overrides: MachineOverrides,
+    /// DTB edits.
+    pub dtb_edits: DtbEdits,
+    /// More QEMU arguments.
+    pub extra_args: Vec<String>,
     /// What the transcript must show.
     pub expect: Expectations,
 }
@@ -204,12 +208,31 @@ impl Scenario {
         if file.timeout_secs == 0 {
             return Err(invalid("timeout_secs", "must be at least 1"));
         }
-        if file.qemu.smp == 0 {
+        if file.qemu.smp == Some(0) {
             return Err(invalid("qemu.smp", "must be at least 1"));
         }
-        if file.qemu.memory.trim().is_empty() {
+        if file
+            .qemu
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.trim().is_empty())
+        {
             return Err(invalid("qemu.memory", "must be a size such as \"512M\""));
         }
+        let boot = match (file.image, file.system) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "system",
+                    "give `image` (an image to boot) or `system` (a manifest to build with the --hypervisor image), not both",
+                ))
+            }
+            (Some(image), None) => Boot::Image(image),
+            (None, Some(manifest)) => Boot::System {
+                manifest,
+                hypervisor: default_image.to_owned(),
+            },
+            (None, None) => Boot::Image(default_image.to_owned()),
+        };
         let expect = Expectations {
             lines: compile(path, "lines", &file.expect.lines)?,
             any_order: compile(path, "any_order", &file.expect.any_order)?,
@@ -231,20 +254,30 @@ impl Scenario {
             path: path.to_owned(),
             description: file.description,
             timeout_secs: file.timeout_secs,
-            machine: MachineConfig {
-                image: file.image.unwrap_or_else(|| default_image.to_owned()),
+            boot,
+            overrides: MachineOverrides {
                 smp: file.qemu.smp,
                 memory: file.qemu.memory,
                 append: file.qemu.append,
-                dtb: None,
-                dtb_edits: DtbEdits {
-                    remove_nodes: file.qemu.remove_dtb_nodes,
-                    reserve_all_memory: file.qemu.break_dtb_memory,
-                },
-                extra_args: file.qemu.extra_args,
             },
+            dtb_edits: DtbEdits {
+                remove_nodes: file.qemu.remove_dtb_nodes,
+                reserve_all_memory: file.qemu.break_dtb_memory,
+            },
+            extra_args: file.qemu.extra_args,
             expect,
         })
+    }
+
+    /// The machine that boots `image` (the scenario's, or the one built from its system),
+    /// `system` being the manifest's `[machine]` when there is one: `[qemu]` values first,
+    /// then the manifest's, then the defaults ([`MachineConfig::new`]).
+    pub fn machine(&self, image: PathBuf, system: Option<&Machine>) -> MachineConfig {
+        MachineConfig {
+            dtb_edits: self.dtb_edits.clone(),
+            extra_args: self.extra_args.clone(),
+            ..MachineConfig::new(image, system, &self.overrides)
+        }
     }
 
     /// Reads and parses the scenario file at `path`.
@@ -286,22 +319,28 @@ exit = "poweroff"
         )
     }
 
+    /// The machine of a scenario that boots an image.
+    fn machine(s: &Scenario) -> MachineConfig {
+        let Boot::Image(image) = &s.boot else {
+            panic!("{:?}", s.boot)
+        };
+        s.machine(image.clone(), None)
+    }
+
     #[test]
     fn parses_every_field() {
         let s = parse(FULL).unwrap();
+        let m = machine(&s);
         assert_eq!(s.name, "boot-smp4");
         assert_eq!(s.description, "four CPUs come up and tick");
         assert_eq!(s.timeout_secs, 30);
-        assert_eq!(s.machine.image, Path::new("build/aarch64/mica.img"));
-        assert_eq!(s.machine.smp, 4);
-        assert_eq!(s.machine.memory, "1G");
-        assert_eq!(
-            s.machine.append.as_deref(),
-            Some("mica.poweroff_after_ms=500")
-        );
-        assert_eq!(s.machine.dtb_edits.remove_nodes, ["pl061"]);
-        assert!(s.machine.dtb_edits.reserve_all_memory);
-        assert_eq!(s.machine.extra_args, ["-d", "guest_errors"]);
+        assert_eq!(m.image, Path::new("build/aarch64/mica.img"));
+        assert_eq!(m.smp, 4);
+        assert_eq!(m.memory, "1G");
+        assert_eq!(m.append.as_deref(), Some("mica.poweroff_after_ms=500"));
+        assert_eq!(m.dtb_edits.remove_nodes, ["pl061"]);
+        assert!(m.dtb_edits.reserve_all_memory);
+        assert_eq!(m.extra_args, ["-d", "guest_errors"]);
         assert_eq!(s.expect.lines.len(), 2);
         assert_eq!(s.expect.any_order.len(), 2);
         assert_eq!(s.expect.never[1].as_str(), "EL2 exception");
@@ -312,13 +351,51 @@ exit = "poweroff"
     fn defaults_apply() {
         let s =
             parse("description = \"d\"\nimage = \"other.img\"\n[expect]\nlines = ['x']\n").unwrap();
+        let m = machine(&s);
         assert_eq!(s.timeout_secs, DEFAULT_TIMEOUT_SECS);
-        assert_eq!(s.machine.image, Path::new("other.img"));
-        assert_eq!(s.machine.smp, 2);
-        assert_eq!(s.machine.memory, "512M");
-        assert_eq!(s.machine.append, None);
-        assert!(s.machine.dtb_edits.is_empty());
+        assert_eq!(m.image, Path::new("other.img"));
+        assert_eq!(m.smp, 2);
+        assert_eq!(m.memory, "512M");
+        assert_eq!(m.append, None);
+        assert!(m.dtb_edits.is_empty());
         assert_eq!(s.expect.exit, ExitMode::Kill);
+    }
+
+    #[test]
+    fn a_system_is_built_with_the_hypervisor_and_qemu_values_win() {
+        let s = parse(
+            "description = \"d\"\nsystem = \"images/two-guests.toml\"\n[qemu]\nsmp = 1\n\
+             [expect]\nlines = ['x']\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.boot,
+            Boot::System {
+                manifest: PathBuf::from("images/two-guests.toml"),
+                hypervisor: PathBuf::from("build/aarch64/mica.img"),
+            }
+        );
+        let system = Machine {
+            cpus: 2,
+            memory_mib: 256,
+            boot_args: Some("a=1".to_owned()),
+        };
+        let m = s.machine(PathBuf::from("/tmp/built.img"), Some(&system));
+        assert_eq!(m.image, Path::new("/tmp/built.img"));
+        assert_eq!((m.smp, m.memory.as_str()), (1, "256M"));
+        assert_eq!(m.append.as_deref(), Some("a=1"));
+        let err = parse(
+            "description = \"d\"\nsystem = \"a.toml\"\nimage = \"b.img\"\n\
+             [expect]\nlines = ['x']\n",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ScenarioError::Invalid {
+                field: "system",
+                ..
+            }
+        ));
     }
 
     #[test]

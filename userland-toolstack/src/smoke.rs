@@ -5,9 +5,10 @@
 //! wait with a deadline: a guest that prints nothing still times out. The meaning of the
 //! transcript is decided by [`crate::judge`]; this module only moves lines and reports.
 
+use crate::builder::{self, BuildError, BuildOptions};
 use crate::judge::{Failure, Judge, QemuEnd, Step};
 use crate::qemu::{self, QemuError};
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{Boot, Scenario, ScenarioError};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -55,6 +56,9 @@ pub enum ScenarioFailure {
     /// The scenario file is unusable.
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
+    /// The scenario's system could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
     /// QEMU could not be prepared or driven.
     #[error(transparent)]
     Qemu(#[from] QemuError),
@@ -70,8 +74,11 @@ pub struct SmokeOptions {
     pub dir: PathBuf,
     /// Run only this scenario.
     pub scenario: Option<String>,
-    /// The image scenarios boot unless they name another.
+    /// The image scenarios boot unless they name another; scenarios with a `system` are
+    /// built with it.
     pub hypervisor: PathBuf,
+    /// Where the guest binaries a `system` names are.
+    pub guests_dir: PathBuf,
     /// How many scenarios run at once.
     pub jobs: usize,
 }
@@ -183,15 +190,32 @@ fn pump(pipe: impl Read, tx: mpsc::Sender<Event>, wrap: fn(String) -> Event) {
     let _ = tx.send(Event::Closed);
 }
 
-/// Boots one loaded scenario and judges it, filling `transcript`.
+/// Boots one loaded scenario and judges it, filling `transcript`. A scenario with a
+/// `system` first builds it into a temporary image (removed when this returns).
 fn boot_and_judge(
     scenario: &Scenario,
+    guests_dir: &Path,
     transcript: &mut Vec<String>,
 ) -> Result<(), ScenarioFailure> {
     let start = Instant::now();
     let limit = Duration::from_secs(scenario.timeout_secs);
     let deadline = start + limit;
-    let launch = qemu::prepare(&scenario.machine, Some(deadline))?;
+    let (machine, _built) = match &scenario.boot {
+        Boot::Image(image) => (scenario.machine(image.clone(), None), None),
+        Boot::System {
+            manifest,
+            hypervisor,
+        } => {
+            let options = BuildOptions {
+                hypervisor: hypervisor.clone(),
+                guests_dir: guests_dir.to_owned(),
+            };
+            let built = builder::build_to_temp(manifest, &options)?;
+            let machine = scenario.machine(built.file.to_path_buf(), Some(&built.manifest.machine));
+            (machine, Some(built))
+        }
+    };
+    let launch = qemu::prepare(&machine, Some(deadline))?;
     let mut child = launch
         .command()
         .stdin(Stdio::null())
@@ -265,12 +289,12 @@ fn qemu_end(status: std::process::ExitStatus) -> QemuEnd {
 }
 
 /// Loads and runs one scenario file.
-pub fn run_one(name: &str, path: &Path, hypervisor: &Path) -> Outcome {
+pub fn run_one(name: &str, path: &Path, options: &SmokeOptions) -> Outcome {
     let start = Instant::now();
     let mut transcript = Vec::new();
-    let result = Scenario::load(path, hypervisor)
+    let result = Scenario::load(path, &options.hypervisor)
         .map_err(ScenarioFailure::from)
-        .and_then(|scenario| boot_and_judge(&scenario, &mut transcript));
+        .and_then(|scenario| boot_and_judge(&scenario, &options.guests_dir, &mut transcript));
     Outcome {
         name: name.to_owned(),
         elapsed: start.elapsed(),
@@ -300,7 +324,7 @@ pub fn run(
                 let Some((name, path)) = chosen.get(i) else {
                     break;
                 };
-                let outcome = run_one(name, path, &options.hypervisor);
+                let outcome = run_one(name, path, options);
                 if let Ok(mut out) = out.lock() {
                     let _ = writeln!(out, "{}", outcome.line());
                     let _ = out.flush();
@@ -345,6 +369,16 @@ pub fn summary(outcomes: &[Outcome]) -> String {
 mod tests {
     use super::*;
 
+    fn options(dir: &Path, hypervisor: &str) -> SmokeOptions {
+        SmokeOptions {
+            dir: dir.to_owned(),
+            scenario: None,
+            hypervisor: PathBuf::from(hypervisor),
+            guests_dir: PathBuf::from(crate::manifest::DEFAULT_GUESTS_DIR),
+            jobs: 1,
+        }
+    }
+
     fn names(list: &[(String, PathBuf)]) -> Vec<&str> {
         list.iter().map(|(n, _)| n.as_str()).collect()
     }
@@ -381,7 +415,7 @@ mod tests {
         let outcome = run_one(
             "broken",
             &dir.path().join("broken.toml"),
-            Path::new("x.img"),
+            &options(dir.path(), "x.img"),
         );
         assert!(matches!(outcome.result, Err(ScenarioFailure::Scenario(_))));
         assert!(
@@ -396,7 +430,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("boot.toml");
         std::fs::write(&path, "description = \"d\"\n[expect]\nlines = ['x']\n").unwrap();
-        let outcome = run_one("boot", &path, Path::new("/nonexistent/mica.img"));
+        let outcome = run_one("boot", &path, &options(dir.path(), "/nonexistent/mica.img"));
         assert_eq!(
             outcome.line(),
             "smoke: boot ... FAILED: image /nonexistent/mica.img does not exist (build it first, e.g. `make`)"
@@ -405,15 +439,43 @@ mod tests {
     }
 
     #[test]
+    fn a_system_that_does_not_build_fails_before_qemu() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("sys.toml");
+        std::fs::write(
+            &manifest,
+            "[system]\nname = \"sys\"\narch = \"aarch64\"\n[machine]\ncpus = 1\n\
+             [[domain]]\nname = \"g\"\nkind = \"guest\"\nbinary = \"nothing-here\"\n\
+             memory_kib = 64\n",
+        )
+        .unwrap();
+        let path = dir.path().join("sys-boot.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "description = \"d\"\nsystem = \"{}\"\n[expect]\nlines = ['x']\n",
+                manifest.display()
+            ),
+        )
+        .unwrap();
+        let outcome = run_one("sys-boot", &path, &options(dir.path(), "x.img"));
+        assert!(
+            matches!(outcome.result, Err(ScenarioFailure::Build(_))),
+            "{}",
+            outcome.line()
+        );
+        assert!(
+            outcome.line().contains("binary `nothing-here` not found"),
+            "{}",
+            outcome.line()
+        );
+    }
+
+    #[test]
     fn run_prints_lines_transcripts_and_summary() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("one.toml"), "nonsense").unwrap();
-        let options = SmokeOptions {
-            dir: dir.path().to_owned(),
-            scenario: None,
-            hypervisor: PathBuf::from("x.img"),
-            jobs: 1,
-        };
+        let options = options(dir.path(), "x.img");
         let mut out = Vec::new();
         let outcomes = run(&options, &mut out).unwrap();
         assert_eq!(outcomes.len(), 1);

@@ -209,3 +209,139 @@ fn smoke_failure_exits_non_zero_with_summary_last() {
         ]
     );
 }
+
+/// A one-segment aarch64 ELF64 executable loaded at the domain RAM base.
+fn guest_elf() -> Vec<u8> {
+    let code = b"\x1f\x20\x03\xd5\x1f\x20\x03\xd5"; // nop; nop
+    let base = 0x4000_0000u64;
+    let mut elf = vec![0u8; 64 + 56];
+    elf[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    elf[20..24].copy_from_slice(&1u32.to_le_bytes());
+    elf[24..32].copy_from_slice(&base.to_le_bytes());
+    elf[32..40].copy_from_slice(&64u64.to_le_bytes());
+    elf[52..54].copy_from_slice(&64u16.to_le_bytes());
+    elf[54..56].copy_from_slice(&56u16.to_le_bytes());
+    elf[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let ph = 64;
+    elf[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes());
+    elf[ph + 16..ph + 24].copy_from_slice(&base.to_le_bytes());
+    elf[ph + 24..ph + 32].copy_from_slice(&base.to_le_bytes());
+    elf[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    elf[ph + 40..ph + 48].copy_from_slice(&0x1000u64.to_le_bytes());
+    elf.extend_from_slice(code);
+    elf
+}
+
+/// A stand-in hypervisor Image: the arm64 header and a little body.
+fn hypervisor_image() -> Vec<u8> {
+    let mut img = vec![0u8; 0x800];
+    img[8..16].copy_from_slice(&0x20_0000u64.to_le_bytes());
+    img[16..24].copy_from_slice(&0x1800u64.to_le_bytes());
+    img[56..60].copy_from_slice(b"ARM\x64");
+    img
+}
+
+const SYSTEM: &str = r#"
+[system]
+name = "cli"
+arch = "aarch64"
+[machine]
+cpus = 3
+memory_mib = 256
+boot_args = "mica.poweroff_after_ms=100"
+[[domain]]
+name = "g"
+kind = "guest"
+binary = "guest"
+memory_kib = 64
+"#;
+
+#[test]
+fn build_writes_a_system_image_and_run_boots_a_manifest_with_its_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    std::fs::write(p("cli.toml"), SYSTEM).unwrap();
+    std::fs::write(p("guest"), guest_elf()).unwrap();
+    std::fs::write(p("mica.img"), hypervisor_image()).unwrap();
+    let (manifest, output, hypervisor, guests) =
+        (p("cli.toml"), p("out.img"), p("mica.img"), p(""));
+    let inputs = ["--hypervisor", &hypervisor, "--guests-dir", &guests];
+    let mut args = vec!["build", &manifest, "-o", &output];
+    args.extend(inputs);
+    let out = mica(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "mica: wrote {} (system cli: 1 domains",
+            p("out.img")
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let built = std::fs::read(&output).unwrap();
+    assert_eq!(&built[0x2000..0x2008], b"MICASYS1");
+
+    let mut args = vec!["run", &manifest, "--dry-run"];
+    args.extend(inputs);
+    let out = mica(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("# mica build "), "{text}");
+    assert!(
+        lines[1].contains("-smp 3 -m 256M -nographic -kernel ")
+            && lines[1].ends_with(" -append mica.poweroff_after_ms=100"),
+        "{text}"
+    );
+    args.extend(["--smp", "1", "--memory", "1G", "--append", "x=1"]);
+    let out = mica(&args);
+    assert!(
+        stdout(&out).contains("-smp 1 -m 1G -nographic") && stdout(&out).contains("-append x=1"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn build_of_a_manifest_whose_guest_is_missing_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("cli.toml");
+    std::fs::write(&manifest, SYSTEM).unwrap();
+    let out = mica(&[
+        "build",
+        &manifest.to_string_lossy(),
+        "-o",
+        &dir.path().join("out.img").to_string_lossy(),
+        "--guests-dir",
+        "/nonexistent",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "mica: error: {}:12:10: domain `g`: binary `guest` not found at /nonexistent/guest: \
+             run `make build` first (or pass --guests-dir DIR if the guests are built elsewhere)\n",
+            manifest.display()
+        )
+    );
+    let mut bad = SYSTEM.replace("cpus = 3", "cpus = 3\ncolour = 1");
+    std::fs::write(&manifest, &bad).unwrap();
+    let out = mica(&["build", &manifest.to_string_lossy(), "-o", "/dev/null"]);
+    assert!(
+        stderr(&out).contains(":7:1: unknown field `colour`"),
+        "{}",
+        stderr(&out)
+    );
+    bad = SYSTEM.replace("memory_kib = 64", "memory_kib = 64\nvcpus = 2\ncpus = [0]");
+    std::fs::write(&manifest, &bad).unwrap();
+    let out = mica(&["build", &manifest.to_string_lossy(), "-o", "/dev/null"]);
+    assert!(
+        stderr(&out).contains(":15:8: cpus lists 1 CPUs but vcpus = 2"),
+        "{}",
+        stderr(&out)
+    );
+}
