@@ -11,6 +11,7 @@
 pub mod esr;
 pub mod mmio;
 pub mod pagetable;
+pub mod vgic;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;

@@ -314,8 +314,8 @@ fn decode_register(insn: u32) -> Result<MmioAccess, DecodeError> {
         // Unsigned immediate: imm12 scaled, no writeback.
         None
     } else if field(insn, 21, 1) == 1 {
-        // Bit 21 set: atomics (op4 x0 with bit 10 clear and 11 clear... see C4.1), register
-        // offset (op4 = 10) and pointer authentication (op4 = x1).
+        // Bit 21 set, by op4 (bits [11:10]): atomic memory operations (00), register
+        // offset (10) and pointer-authenticated loads (x1).
         if field(insn, 10, 2) != 0b10 {
             return unsupported;
         }

@@ -106,19 +106,82 @@ pub trait TableMemory {
     fn alloc_table(&mut self) -> Option<u64>;
     /// The table at physical address `pa`, which `alloc_table` returned.
     fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES];
+    /// Gives a table back (called by [`PageTable::free_all`]); the default keeps it.
+    fn free_table(&mut self, _pa: u64) {}
 }
 
-/// A translation table tree rooted at a level-0 table.
+/// Stage-2 (guest-physical) descriptor attributes (Arm ARM D8.3.2, "Stage 2 attributes").
+pub mod s2 {
+    /// MemAttr[3:0] = 0b1111 (bits [5:2]): normal memory, inner and outer write-back.
+    pub const NORMAL_WB: u64 = 0b1111 << 2;
+    /// S2AP[0] (bit 6): the guest may read.
+    pub const READ: u64 = 1 << 6;
+    /// S2AP[1] (bit 7): the guest may write.
+    pub const WRITE: u64 = 1 << 7;
+    /// XN[1:0] = 0b10 (bits [54:53]): not executable at EL1 or EL0.
+    pub const EXECUTE_NEVER: u64 = 0b10 << 53;
+
+    /// The leaf attributes for guest RAM with the given permissions.
+    pub const fn attributes(read: bool, write: bool, execute: bool) -> u64 {
+        let mut a = NORMAL_WB | super::desc::INNER_SHAREABLE | super::desc::ACCESS_FLAG;
+        if read {
+            a |= READ;
+        }
+        if write {
+            a |= WRITE;
+        }
+        if !execute {
+            a |= EXECUTE_NEVER;
+        }
+        a
+    }
+}
+
+/// A translation table tree: 48-bit stage 1 rooted at level 0, or 39-bit stage 2 rooted at
+/// level 1 (VTCR_EL2.T0SZ = 25, SL0 = 1).
 pub struct PageTable<M: TableMemory> {
     root: u64,
+    start_level: u32,
     memory: M,
 }
 
 impl<M: TableMemory> PageTable<M> {
-    /// A tree with an empty root table, or `None` if no table can be allocated.
-    pub fn new(mut memory: M) -> Option<Self> {
+    /// A stage-1 tree with an empty level-0 root, or `None` if no table can be allocated.
+    pub fn new(memory: M) -> Option<Self> {
+        Self::with_start_level(memory, 0)
+    }
+
+    /// A stage-2 tree: 39-bit input addresses, an empty level-1 root.
+    pub fn new_stage2(memory: M) -> Option<Self> {
+        Self::with_start_level(memory, 1)
+    }
+
+    /// Re-opens an existing tree rooted at `root` (from [`PageTable::root`]) with `memory`.
+    pub fn from_root(memory: M, root: u64, stage2: bool) -> Self {
+        PageTable {
+            root,
+            start_level: if stage2 { 1 } else { 0 },
+            memory,
+        }
+    }
+
+    fn with_start_level(mut memory: M, start_level: u32) -> Option<Self> {
         let root = memory.alloc_table()?;
-        Some(PageTable { root, memory })
+        Some(PageTable {
+            root,
+            start_level,
+            memory,
+        })
+    }
+
+    /// Bits of input address this tree translates.
+    pub fn input_bits(&self) -> u32 {
+        VA_BITS - 9 * self.start_level
+    }
+
+    /// The table memory.
+    pub fn memory(&mut self) -> &mut M {
+        &mut self.memory
     }
 
     /// Physical address of the root table (the TTBR value's base address).
@@ -126,28 +189,43 @@ impl<M: TableMemory> PageTable<M> {
         self.root
     }
 
-    /// Maps `[va, va + size)` to `[pa, pa + size)`.
+    /// Maps `[va, va + size)` to `[pa, pa + size)` as `kind` (stage 1).
     pub fn map(&mut self, va: u64, pa: u64, size: u64, kind: MemoryKind) -> Result<(), MapError> {
+        self.map_attrs(va, pa, size, kind.attributes())
+    }
+
+    /// Maps `[va, va + size)` to `[pa, pa + size)` with leaf attribute bits `attrs`. Nothing
+    /// is left half-mapped on error: what was mapped is undone.
+    pub fn map_attrs(&mut self, va: u64, pa: u64, size: u64, attrs: u64) -> Result<(), MapError> {
+        let result = self.map_inner(va, pa, size, attrs);
+        if let Err(MapError::OutOfTables) = result {
+            // Undo the prefix that was mapped before the tables ran out.
+            let _ = self.unmap(va, size);
+        }
+        result
+    }
+
+    fn map_inner(&mut self, va: u64, pa: u64, size: u64, attrs: u64) -> Result<(), MapError> {
         let aligned = |x: u64| x.is_multiple_of(PAGE_SIZE);
         if !aligned(va) || !aligned(pa) || !aligned(size) {
             return Err(MapError::Misaligned);
         }
         let va_end = va.checked_add(size).ok_or(MapError::Misaligned)?;
         let pa_end = pa.checked_add(size).ok_or(MapError::Misaligned)?;
-        if va_end > 1 << VA_BITS || pa_end > 1 << VA_BITS {
+        if va_end > 1 << self.input_bits() || pa_end > 1 << VA_BITS {
             return Err(MapError::OutOfRange);
         }
-        let attrs = kind.attributes();
         let (mut va, mut pa) = (va, pa);
         while va < va_end {
             let left = va_end - va;
-            let (level, step) = if (va | pa) % BLOCK_1G == 0 && left >= BLOCK_1G {
-                (1, BLOCK_1G)
-            } else if (va | pa) % BLOCK_2M == 0 && left >= BLOCK_2M {
-                (2, BLOCK_2M)
-            } else {
-                (3, PAGE_SIZE)
-            };
+            let (level, step) =
+                if (va | pa) % BLOCK_1G == 0 && left >= BLOCK_1G && self.start_level < 1 {
+                    (1, BLOCK_1G)
+                } else if (va | pa) % BLOCK_2M == 0 && left >= BLOCK_2M {
+                    (2, BLOCK_2M)
+                } else {
+                    (3, PAGE_SIZE)
+                };
             self.set_leaf(va, pa, level, attrs)?;
             va += step;
             pa += step;
@@ -161,7 +239,7 @@ impl<M: TableMemory> PageTable<M> {
 
     fn set_leaf(&mut self, va: u64, pa: u64, level: u32, attrs: u64) -> Result<(), MapError> {
         let mut table = self.root;
-        for l in 0..level {
+        for l in self.start_level..level {
             let i = Self::index(va, l);
             let entry = self.memory.table(table)[i];
             table = if entry & desc::VALID == 0 {
@@ -195,10 +273,83 @@ impl<M: TableMemory> PageTable<M> {
         }
     }
 
+    /// Removes every leaf inside `[va, va + size)` (page aligned). A block that sticks out
+    /// of the range is a `Conflict` (the kernel only unmaps whole mappings, which never share
+    /// a block); tables are kept for reuse until [`PageTable::free_all`]. Returns pages removed.
+    pub fn unmap(&mut self, va: u64, size: u64) -> Result<u64, MapError> {
+        if va % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+            return Err(MapError::Misaligned);
+        }
+        let end = va.checked_add(size).ok_or(MapError::Misaligned)?;
+        let mut at = va;
+        let mut removed = 0;
+        'next: while at < end {
+            let mut table = self.root;
+            for level in self.start_level..4 {
+                let i = Self::index(at, level);
+                let entry = self.memory.table(table)[i];
+                let span = 1u64 << (39 - 9 * level);
+                if entry & desc::VALID == 0 {
+                    // Nothing here: skip to the end of this entry's span.
+                    at = (at & !(span - 1)) + span;
+                    continue 'next;
+                }
+                if level == 3 || entry & desc::TABLE_OR_PAGE == 0 {
+                    if at % span != 0 || at + span > end {
+                        return Err(MapError::Conflict(at));
+                    }
+                    self.memory.table(table)[i] = 0;
+                    removed += span / PAGE_SIZE;
+                    at += span;
+                    continue 'next;
+                }
+                table = entry & desc::ADDRESS_MASK;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Frees every table of the tree, the root included, back to the table memory.
+    pub fn free_all(mut self) {
+        self.free_level(self.root, self.start_level);
+    }
+
+    fn free_level(&mut self, table: u64, level: u32) {
+        if level < 3 {
+            for i in 0..ENTRIES {
+                let entry = self.memory.table(table)[i];
+                if entry & desc::VALID != 0 && entry & desc::TABLE_OR_PAGE != 0 {
+                    self.free_level(entry & desc::ADDRESS_MASK, level + 1);
+                }
+            }
+        }
+        self.memory.free_table(table);
+    }
+
+    /// Walks the tree: the leaf descriptor and physical address `va` translates to.
+    pub fn lookup(&mut self, va: u64) -> Option<(u64, u64)> {
+        let mut table = self.root;
+        for level in self.start_level..4 {
+            let entry = self.memory.table(table)[Self::index(va, level)];
+            if entry & desc::VALID == 0 {
+                return None;
+            }
+            if level == 3 || entry & desc::TABLE_OR_PAGE == 0 {
+                let size = 1u64 << (39 - 9 * level);
+                return Some((
+                    entry,
+                    (entry & desc::ADDRESS_MASK & !(size - 1)) | (va & (size - 1)),
+                ));
+            }
+            table = entry & desc::ADDRESS_MASK;
+        }
+        None
+    }
+
     /// Walks the tree: the physical address and memory kind `va` translates to.
     pub fn translate(&mut self, va: u64) -> Option<(u64, MemoryKind)> {
         let mut table = self.root;
-        for level in 0..4 {
+        for level in self.start_level..4 {
             let entry = self.memory.table(table)[Self::index(va, level)];
             if entry & desc::VALID == 0 {
                 return None;
@@ -329,6 +480,77 @@ mod tests {
         );
         t.map(0x4000_1000, 0x4000_1000, 0x1000, MemoryKind::Normal)
             .unwrap();
+    }
+
+    #[test]
+    fn stage2_maps_unmaps_and_frees_every_table() {
+        let mut t = PageTable::new_stage2(VecMemory {
+            tables: Vec::new(),
+            limit: 16,
+        })
+        .unwrap();
+        assert_eq!(t.input_bits(), 39);
+        let rw = s2::attributes(true, true, false);
+        t.map_attrs(0x4000_0000, 0x8020_0000, BLOCK_2M + 0x3000, rw)
+            .unwrap();
+        let (d, pa) = t.lookup(0x4020_1234).unwrap();
+        assert_eq!(pa, 0x8040_1234);
+        assert_eq!(d & (s2::READ | s2::WRITE), s2::READ | s2::WRITE);
+        assert_eq!(d & s2::EXECUTE_NEVER, s2::EXECUTE_NEVER);
+        assert_eq!(t.lookup(0x4000_0000).unwrap().0 & 3, 1, "a 2 MiB block");
+        assert_eq!(
+            t.map_attrs(0, 0, PAGE_SIZE << 28, rw),
+            Err(MapError::OutOfRange),
+            "beyond 39 bits"
+        );
+        assert_eq!(
+            t.unmap(0x4000_1000, PAGE_SIZE),
+            Err(MapError::Conflict(0x4000_1000)),
+            "inside a block"
+        );
+        assert_eq!(t.unmap(0x4000_0000, BLOCK_2M + 0x3000), Ok(512 + 3));
+        assert_eq!(t.lookup(0x4020_1000), None);
+        assert_eq!(
+            t.unmap(0x4000_0000, BLOCK_2M),
+            Ok(0),
+            "unmapping nothing is fine"
+        );
+        let allocated = t.memory.tables.len();
+        let mut freed = Vec::new();
+        struct Count<'a>(&'a mut Vec<u64>, VecMemory);
+        impl TableMemory for Count<'_> {
+            fn alloc_table(&mut self) -> Option<u64> {
+                self.1.alloc_table()
+            }
+            fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+                self.1.table(pa)
+            }
+            fn free_table(&mut self, pa: u64) {
+                self.0.push(pa);
+            }
+        }
+        let mut counted = PageTable::new_stage2(Count(
+            &mut freed,
+            VecMemory {
+                tables: Vec::new(),
+                limit: 16,
+            },
+        ))
+        .unwrap();
+        counted
+            .map_attrs(0x4000_0000, 0x8000_0000, 0x3000, rw)
+            .unwrap();
+        counted.free_all();
+        assert_eq!(freed.len(), 3, "root, level 2 and level 3 tables");
+        assert!(allocated >= 3);
+    }
+
+    #[test]
+    fn running_out_of_tables_leaves_nothing_half_mapped() {
+        let mut t = table(4);
+        let err = t.map(0x1000, 0x1000, 0x40_0000 + 0x2000, MemoryKind::Normal);
+        assert_eq!(err, Err(MapError::OutOfTables));
+        assert_eq!(t.translate(0x1000), None);
     }
 
     #[test]

@@ -11,12 +11,13 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use buddy_system_allocator::LockedHeap;
 use mica_kernel::bootargs::{BootArgs, OnFatal, SelfTest};
-use mica_kernel::frames::{BootMemory, Frames};
+use mica_kernel::frames::BootMemory;
 use mica_kernel::memmap::PhysRange;
 use mica_kernel::platform::Platform;
 
 use super::cpu::{self, CPUS, MAX_CPUS};
-use super::sysreg::{counter, counter_hz, mpidr_affinity, unmask_irq, wfi};
+use super::sysreg::{counter, counter_hz, mpidr_affinity};
+use super::hal::{KERNEL, KICK_SGI};
 use super::{console, gic, mmu::El2Map, psci, timer};
 use crate::pagetable::MemoryKind;
 use crate::println;
@@ -25,14 +26,12 @@ use crate::println;
 #[global_allocator]
 static HEAP: LockedHeap<33> = LockedHeap::empty();
 
-/// Every free frame of RAM.
-pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames::new());
-
 /// What boot learned, for the CPUs and interrupt handlers that run afterwards.
 struct BootState {
     platform: Platform<'static>,
     args: BootArgs<'static>,
     tick_intid: u32,
+    vtimer_intid: u32,
 }
 
 static STATE: spin::Once<BootState> = spin::Once::new();
@@ -53,13 +52,35 @@ extern "C" {
     fn mica_secondary_entry();
 }
 
-fn image_range() -> PhysRange {
+/// The hypervisor's own footprint (text to BSS).
+fn hypervisor_range() -> PhysRange {
     // Only the addresses of the linker-script symbols are taken, never their contents.
-    let (start, end) = (
-        &raw const __image_start as u64,
-        &raw const __image_end as u64,
-    );
+    let (start, end) = (&raw const __image_start as u64, &raw const __image_end as u64);
     PhysRange { start, end }
+}
+
+/// Everything the boot loader loaded: the hypervisor and, after it, the system image
+/// `mica build` appended (the Image header's `image_size`, offset 16, covers both).
+fn image_range() -> PhysRange {
+    let own = hypervisor_range();
+    // SAFETY: the Image header is the first 64 bytes of the loaded image, directly
+    // addressable (MMU off) or identity-mapped; offset 16 is the little-endian image_size.
+    let size = unsafe { core::ptr::read_volatile((own.start + 16) as *const u64) };
+    let end = own.start.checked_add(size).unwrap_or(own.end);
+    PhysRange { start: own.start, end: end.max(own.end) }
+}
+
+/// The system image after the hypervisor, if `mica build` appended one.
+fn system_image() -> Option<&'static [u8]> {
+    let own = hypervisor_range();
+    let len = image_range().end.checked_sub(own.end)?;
+    if len == 0 {
+        return None;
+    }
+    // SAFETY: `[own.end, own.end + len)` was loaded by the boot loader as part of the image,
+    // lies in RAM kept out of the frame allocator (it is inside `image_range`), and is never
+    // written.
+    Some(unsafe { core::slice::from_raw_parts(own.end as *const u8, len as usize) })
 }
 
 /// Reads the device tree header at `pa` (MMU off, so `pa` is directly addressable) and
@@ -167,7 +188,7 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         HEAP.lock()
             .init(plan.heap.start as usize, plan.heap.size() as usize)
     };
-    FRAMES.lock().add_ranges(&plan.free);
+    KERNEL.lock().frames.add_ranges(&plan.free);
     println!(
         "mica: memory: {} MiB RAM, {} KiB kernel heap at {:#x}, {} MiB in {} free ranges for the frame allocator",
         plan.ram_total >> 20,
@@ -187,6 +208,7 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         platform,
         args,
         tick_intid: timer_info.el2_physical,
+        vtimer_intid: timer_info.virtual_timer,
     });
     timer::set_period(counter_hz() / state.args.tick_hz as u64);
 
@@ -200,7 +222,7 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
     CPUS[0].online.store(true, Ordering::Release);
     start_secondaries(state);
 
-    let managed = FRAMES.lock().managed_bytes();
+    let managed = KERNEL.lock().frames.managed_bytes();
     println!(
         "Mica {} (aarch64 EL2): {} CPU{} online, {} MiB RAM managed, model \"{}\"",
         mica_abi::VERSION,
@@ -217,7 +239,27 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         // translation fault is taken before any value is produced.
         let _ = unsafe { core::ptr::read_volatile(bad as *const u64) };
     }
-    idle()
+    load_system(state);
+    super::run::run(0)
+}
+
+/// Creates the domains of the system image appended to the hypervisor, if there is one.
+fn load_system(state: &BootState) {
+    let Some(blob) = system_image() else {
+        println!("mica: no system image: nothing to run");
+        return;
+    };
+    match mica_abi::sysimage::SystemImage::parse(blob) {
+        Ok(image) => {
+            println!("mica: system image: {} domain(s), {} KiB", image.domains().len(), image.size() >> 10);
+            let mut k = KERNEL.lock();
+            if let Err(e) = k.load_system(image) {
+                drop(k);
+                fatal(state.args.on_fatal, format_args!("cannot start the system: {e}"));
+            }
+        }
+        Err(e) => fatal(state.args.on_fatal, format_args!("{e}")),
+    }
 }
 
 fn fallback_console(image: PhysRange) {
@@ -311,7 +353,11 @@ fn start_cpu_services(me: usize) {
         println!("mica: cpu {me}: GIC redistributor set-up failed: {e:?}; halting this CPU");
         cpu::halt();
     }
+    // Stage-2 translation control, the same for every domain (tables differ per VTTBR).
+    super::sysreg::write_sysreg!("vtcr_el2", super::stage2::vtcr());
     gic::enable_private(me, state.tick_intid);
+    gic::enable_private(me, KICK_SGI);
+    gic::enable_private(me, state.vtimer_intid);
     timer::start(me);
 }
 
@@ -349,26 +395,27 @@ extern "C" fn mica_secondary_main(idx: u64) -> ! {
     start_cpu_services(me);
     CPUS[me].online.store(true, Ordering::Release);
     println!("mica: cpu {me} online (MPIDR {:#x})", mpidr_affinity());
-    idle()
+    super::run::run(me)
 }
 
-/// The idle loop: interrupts on, sleep until the next one.
-fn idle() -> ! {
-    unmask_irq();
-    loop {
-        wfi();
-    }
-}
-
-/// Called for every interrupt Mica takes itself.
-pub fn on_interrupt(intid: u32) {
+/// Called for every interrupt Mica takes; returns whether Mica deactivates it (false: it was
+/// forwarded to a guest, which deactivates it).
+pub fn on_interrupt(intid: u32) -> bool {
     let me = cpu::current();
-    let Some(state) = STATE.get() else { return };
+    let Some(state) = STATE.get() else { return true };
+    if intid == KICK_SGI {
+        // Another CPU changed this one's run queue: the run loop looks at it next.
+        return true;
+    }
+    if intid == state.vtimer_intid {
+        return !inject_virtual_timer(intid);
+    }
     if intid != state.tick_intid {
         println!("mica: cpu {me}: unexpected interrupt {intid}");
-        return;
+        return true;
     }
     timer::rearm(me);
+    KERNEL.lock().tick(me);
     let ticks = CPUS[me].ticks.fetch_add(1, Ordering::Relaxed) + 1;
     if ticks == 1 {
         println!(
@@ -377,7 +424,7 @@ pub fn on_interrupt(intid: u32) {
         );
     }
     if me != 0 {
-        return;
+        return true;
     }
     let now = counter();
     let hz = counter_hz();
@@ -395,7 +442,7 @@ pub fn on_interrupt(intid: u32) {
         let uptime = (now - BOOT_COUNTER.load(Ordering::Relaxed)) / hz;
         println!(
             "mica: uptime {uptime} s, {} MiB free",
-            FRAMES.lock().free_bytes() >> 20
+            KERNEL.lock().frames.free_bytes() >> 20
         );
     }
     if let Some(ms) = state.args.poweroff_after_ms {
@@ -405,6 +452,33 @@ pub fn on_interrupt(intid: u32) {
             println!("mica: PSCI SYSTEM_OFF failed: {e:?}");
             cpu::halt();
         }
+    }
+    true
+}
+
+/// Forwards the virtual timer's physical PPI to the vCPU that was running on this CPU, as a
+/// hardware-linked virtual interrupt in a free list register of its saved context. Returns
+/// whether it was forwarded.
+fn inject_virtual_timer(intid: u32) -> bool {
+    let ctx = cpu::MICA_CPU_LOCALS[cpu::current()].guest.load(Ordering::Relaxed);
+    if ctx == 0 {
+        return false;
+    }
+    // SAFETY: the virtual timer can only fire while a guest runs (its timer is disabled at
+    // every exit), so this IRQ exit belongs to the vCPU whose context the world switch
+    // recorded, which this CPU still owns until it returns to the kernel.
+    let c = unsafe { &mut *(ctx as *mut super::context::ArmContext) };
+    // ICH_LR: State pending (62), HW (61), Group 1 (60), priority 0xA0, pINTID, vINTID.
+    let lr = (1u64 << 62) | (1 << 61) | (1 << 60) | (0xA0 << 48) | ((intid as u64) << 32) | intid as u64;
+    if c.gic.lr.iter().any(|l| *l & 0xFFFF_FFFF == intid as u64 && *l >> 62 != 0) {
+        return true; // already listed (pending or active)
+    }
+    match c.gic.lr.iter_mut().find(|l| **l >> 62 == 0) {
+        Some(free) => {
+            *free = lr;
+            true
+        }
+        None => false,
     }
 }
 

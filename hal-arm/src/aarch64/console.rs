@@ -64,6 +64,35 @@ pub fn print_line(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes raw bytes (already formatted lines) to the console under the lock.
+pub fn write_bytes(bytes: &[u8]) {
+    let base = UART.load(Ordering::Acquire);
+    if base == 0 {
+        return;
+    }
+    let me = super::cpu::current() + 1;
+    let reentered = LOCK.load(Ordering::Relaxed) == me;
+    if !reentered {
+        while LOCK
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+    }
+    // SAFETY: as in `print_line`.
+    let mut uart = unsafe { Pl011::new(base) };
+    for &b in bytes {
+        if b == b'\n' {
+            uart.put(b'\r');
+        }
+        uart.put(b);
+    }
+    if !reentered {
+        LOCK.store(0, Ordering::Release);
+    }
+}
+
 /// Prints a formatted line on the hypervisor console.
 #[macro_export]
 macro_rules! println {

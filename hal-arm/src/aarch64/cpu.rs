@@ -33,10 +33,44 @@ impl PerCpu {
 /// The per-CPU table.
 pub static CPUS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
 
+/// The block TPIDR_EL2 points at on each CPU; the world switch reads `guest` (offset 8).
+#[repr(C)]
+pub struct CpuLocal {
+    /// The CPU's logical index.
+    pub index: AtomicU64,
+    /// The context of the vCPU this CPU runs (written by the world switch).
+    pub guest: AtomicU64,
+}
+
+const fn locals() -> [CpuLocal; MAX_CPUS] {
+    let mut l = [const {
+        CpuLocal {
+            index: AtomicU64::new(0),
+            guest: AtomicU64::new(0),
+        }
+    }; MAX_CPUS];
+    let mut i = 0;
+    while i < MAX_CPUS {
+        l[i] = CpuLocal {
+            index: AtomicU64::new(i as u64),
+            guest: AtomicU64::new(0),
+        };
+        i += 1;
+    }
+    l
+}
+
+/// Every CPU's local block (the entry code points TPIDR_EL2 at entry `index`).
+#[no_mangle]
+pub static MICA_CPU_LOCALS: [CpuLocal; MAX_CPUS] = locals();
+
 /// This CPU's logical index.
 #[inline]
 pub fn current() -> usize {
-    (super::sysreg::read_sysreg!("tpidr_el2") as usize).min(MAX_CPUS - 1)
+    let tpidr = super::sysreg::read_sysreg!("tpidr_el2");
+    let base = MICA_CPU_LOCALS.as_ptr() as u64;
+    let offset = tpidr.checked_sub(base).unwrap_or(0) as usize;
+    (offset / core::mem::size_of::<CpuLocal>()).min(MAX_CPUS - 1)
 }
 
 /// How many CPUs are online.

@@ -125,7 +125,10 @@ set_stack:
     mov     x3, #{stack_size}
     madd    x1, x2, x3, x1
     mov     sp, x1
-    msr     tpidr_el2, x0
+    adrp    x1, MICA_CPU_LOCALS
+    add     x1, x1, :lo12:MICA_CPU_LOCALS
+    add     x1, x1, x0, lsl #4
+    msr     tpidr_el2, x1
     ret
 
 park:
@@ -148,10 +151,11 @@ __stacks_end:
     hcr = const HCR_EL2_HOST,
 );
 
-// The vector table: 16 entries of 0x80 bytes (Arm ARM D1.10.2). Every entry saves x0/x1,
-// puts its index in x0 and jumps to the common path, which saves the rest of the general
-// registers with ELR/SPSR into a `TrapFrame` on the current stack and calls
-// `mica_el2_trap(kind, frame)`.
+// The vector table: 16 entries of 0x80 bytes (Arm ARM D1.10.2). The eight entries for
+// exceptions taken from EL2 itself save x0/x1, put their index in x0 and jump to the common
+// path, which saves the rest of the general registers with ELR/SPSR into a `TrapFrame` on the
+// current stack and calls `mica_el2_trap(kind, frame)`. The eight for exceptions from a guest
+// leave through the world switch instead.
 global_asm!(
     r#"
     .macro  vector kind
@@ -160,6 +164,14 @@ global_asm!(
     stp     x0, x1, [sp, #0]
     mov     x0, #\kind
     b       el2_trap_common
+    .endm
+
+    // A trap from a guest: leave through the world switch (`context.rs`).
+    .macro  guest_vector kind
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x1, #\kind
+    b       mica_guest_exit
     .endm
 
     .text
@@ -174,14 +186,14 @@ mica_el2_vectors:
     vector 5
     vector 6
     vector 7
-    vector 8
-    vector 9
-    vector 10
-    vector 11
-    vector 12
-    vector 13
-    vector 14
-    vector 15
+    guest_vector 8
+    guest_vector 9
+    guest_vector 10
+    guest_vector 11
+    guest_vector 12
+    guest_vector 13
+    guest_vector 14
+    guest_vector 15
 
 el2_trap_common:
     stp     x2, x3, [sp, #16]

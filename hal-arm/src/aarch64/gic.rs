@@ -181,3 +181,31 @@ pub fn end_of_interrupt(intid: u32) {
     write_sysreg!("s3_0_c12_c12_1", intid as u64); // ICC_EOIR1_EL1
     write_sysreg!("s3_0_c12_c11_1", intid as u64); // ICC_DIR_EL1
 }
+
+/// Sends SGI `intid` to the CPU with MPIDR affinity `affinity` (ICC_SGI1R_EL1).
+pub fn send_sgi(affinity: u64, intid: u32) {
+    let aff0 = affinity & 0xFF;
+    let aff1 = (affinity >> 8) & 0xFF;
+    let aff2 = (affinity >> 16) & 0xFF;
+    let aff3 = (affinity >> 32) & 0xFF;
+    // Target list bit aff0 % 16, range selector aff0 / 16.
+    let value = (aff3 << 48)
+        | ((aff0 / 16) << 44)
+        | (aff2 << 32)
+        | ((intid as u64 & 0xF) << 24)
+        | (aff1 << 16)
+        | (1 << (aff0 % 16));
+    write_sysreg!("s3_0_c12_c11_5", value);
+    isb();
+}
+
+/// Drops the running priority of `intid` without deactivating it (the guest deactivates a
+/// hardware-linked virtual interrupt itself).
+pub fn priority_drop(intid: u32) {
+    write_sysreg!("s3_0_c12_c12_1", intid as u64); // ICC_EOIR1_EL1
+}
+
+/// Deactivates `intid`.
+pub fn deactivate(intid: u32) {
+    write_sysreg!("s3_0_c12_c11_1", intid as u64); // ICC_DIR_EL1
+}

@@ -2,12 +2,16 @@
 
 pub mod boot;
 pub mod console;
+pub mod context;
 pub mod cpu;
 mod entry;
 pub mod gic;
+pub mod hal;
 pub mod mmu;
 pub mod pl011;
 pub mod psci;
+pub mod run;
+pub mod stage2;
 pub mod sysreg;
 pub mod timer;
 pub mod trap;

@@ -31,16 +31,22 @@ const ORIGIN_NAMES: [&str; 4] = [
 #[no_mangle]
 extern "C" fn mica_el2_trap(kind: u64, frame: &mut TrapFrame) {
     match kind {
-        // IRQ from EL2 (SP_EL2) or from a guest.
-        5 | 9 => handle_irqs(),
+        // IRQ taken at EL2 (the idle loop).
+        5 => handle_irqs(),
         _ => report_and_halt(kind, frame),
     }
 }
 
-fn handle_irqs() {
+/// Acknowledges and handles every pending physical interrupt.
+pub fn handle_irqs() {
     while let Some(intid) = gic::acknowledge() {
-        super::boot::on_interrupt(intid);
-        gic::end_of_interrupt(intid);
+        if super::boot::on_interrupt(intid) {
+            gic::end_of_interrupt(intid);
+        } else {
+            // Forwarded to a guest as a hardware-linked virtual interrupt: the guest's EOI
+            // deactivates it.
+            gic::priority_drop(intid);
+        }
     }
 }
 

@@ -1,0 +1,1199 @@
+//! The virtual GICv3 of one domain: distributor and redistributor state, SGIs, and the
+//! list registers of the virtual CPU interface.
+//!
+//! Guests see a GICv3 (DESIGN.md §5). Their CPU interface is the hardware's: with
+//! HCR_EL2.IMO/FMO set, ICC_* accesses go to the virtual interface, which presents what
+//! the hypervisor wrote into the list registers (ICH_LR<n>_EL2). Everything else is this
+//! model: the distributor and redistributor frames are unmapped at stage 2, and the world
+//! switch hands their trapped accesses (decoded by [`crate::mmio`]) to
+//! [`Vgic::distributor_read`] and friends; trapped writes of ICC_SGI1R_EL1 go to
+//! [`Vgic::write_sgi`]. The model is the authority for every interrupt that is not in a list
+//! register. On each exit [`Vgic::sync_from_list_registers`] folds the guest's
+//! acknowledgements and EOIs back in; on each entry [`Vgic::fill_list_registers`] lists the
+//! highest-priority deliverable interrupts, evicting lower-priority pending entries when
+//! something better waits and asking for an underflow maintenance interrupt when more are
+//! pending than fit, so that any number of pending interrupts is delivered in priority order
+//! (lower value first, ties by lower INTID).
+//!
+//! It is pure state: no register access, no locking (the caller holds the domain's lock),
+//! no allocation, no panics on any guest input. Unimplemented or wrongly sized accesses read
+//! as zero and ignore writes. Register semantics follow the Arm GICv3/v4 architecture
+//! specification (IHI 0069), chapter 12 "Programmers' model"; the list register format is
+//! ICH_LR<n>_EL2 (IHI 0069 12.4.6, Arm ARM D19.3).
+//!
+//! Choices: a single security state (GICD_CTLR.DS = 1) with affinity routing always on
+//! (ARE = 1); no LPIs, no ITS, no extended SPI/PPI ranges; interrupts reset to Group 1 so a
+//! guest that never programs groups still receives them; SGI and PPI enables, and PPI
+//! trigger modes, are programmable; GICR_WAKER is kept for the guest driver's handshake but
+//! does not gate delivery; SPIs routed with Interrupt_Routing_Mode = 1 go to vCPU 0. vCPU
+//! `i` has affinity 0.0.0.`i` ([`vcpu_affinity`]); the caller programs VMPIDR_EL2 with
+//! [`vmpidr`].
+
+/// Most vCPUs one domain's vGIC serves.
+pub const MAX_VCPUS: usize = 8;
+/// Most SPIs (INTIDs 32 and up) one domain's vGIC serves.
+pub const MAX_SPIS: usize = 64;
+/// Most list registers the architecture allows (ICH_VTR_EL2.ListRegs + 1 <= 16).
+pub const MAX_LIST_REGISTERS: usize = 16;
+/// SGIs (0-15) and PPIs (16-31): banked per vCPU.
+pub const PRIVATE_INTERRUPTS: usize = 32;
+/// The first SPI.
+pub const FIRST_SPI: u32 = 32;
+/// SGIs are INTIDs 0-15.
+pub const SGI_COUNT: u32 = 16;
+/// The guest's virtual timer PPI (EL1 virtual timer, Arm BSA).
+pub const VIRTUAL_TIMER_PPI: u32 = 27;
+/// The GIC maintenance interrupt PPI at EL2 on QEMU virt.
+pub const MAINTENANCE_PPI: u32 = 25;
+
+/// Bytes of the distributor window (one 64 KiB frame).
+pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
+/// Bytes of one vCPU's redistributor: RD_base then SGI_base, 64 KiB each.
+pub const REDISTRIBUTOR_STRIDE: u64 = 0x2_0000;
+/// Offset of the SGI_base frame within a redistributor.
+pub const SGI_FRAME: u64 = 0x1_0000;
+
+/// Distributor register offsets (IHI 0069 12.9, table 12-25). With ARE = 1 the entries for
+/// INTIDs 0-31 of the interrupt families are RAZ/WI: the redistributors hold those.
+pub mod gicd {
+    /// rw Distributor Control Register.
+    pub const CTLR: u64 = 0x0000;
+    /// ro Interrupt Controller Type Register.
+    pub const TYPER: u64 = 0x0004;
+    /// ro Distributor Implementer Identification Register.
+    pub const IIDR: u64 = 0x0008;
+    /// ro Interrupt Controller Type Register 2 (RAZ here).
+    pub const TYPER2: u64 = 0x000C;
+    /// rw Interrupt Group Registers, 1 bit per INTID.
+    pub const IGROUPR: u64 = 0x0080;
+    /// rw Interrupt Set-Enable Registers.
+    pub const ISENABLER: u64 = 0x0100;
+    /// rw Interrupt Clear-Enable Registers.
+    pub const ICENABLER: u64 = 0x0180;
+    /// rw Interrupt Set-Pending Registers.
+    pub const ISPENDR: u64 = 0x0200;
+    /// rw Interrupt Clear-Pending Registers.
+    pub const ICPENDR: u64 = 0x0280;
+    /// rw Interrupt Set-Active Registers.
+    pub const ISACTIVER: u64 = 0x0300;
+    /// rw Interrupt Clear-Active Registers.
+    pub const ICACTIVER: u64 = 0x0380;
+    /// rw Interrupt Priority Registers, 1 byte per INTID, byte-accessible.
+    pub const IPRIORITYR: u64 = 0x0400;
+    /// rw Interrupt Configuration Registers, 2 bits per INTID (bit 1: edge).
+    pub const ICFGR: u64 = 0x0C00;
+    /// rw Interrupt Group Modifier Registers (RAZ/WI with DS = 1 here).
+    pub const IGRPMODR: u64 = 0x0D00;
+    /// rw Interrupt Routing Registers, 64 bits per SPI at IROUTER + 8 * INTID.
+    pub const IROUTER: u64 = 0x6000;
+    /// ro Peripheral ID2: ArchRev in bits [7:4].
+    pub const PIDR2: u64 = 0xFFE8;
+
+    /// GICD_CTLR.EnableGrp0 (bit 0, DS = 1 view).
+    pub const CTLR_ENABLE_GRP0: u32 = 1 << 0;
+    /// GICD_CTLR.EnableGrp1 (bit 1, DS = 1 view).
+    pub const CTLR_ENABLE_GRP1: u32 = 1 << 1;
+    /// GICD_CTLR.ARE (bit 4): affinity routing, RAO/WI here.
+    pub const CTLR_ARE: u32 = 1 << 4;
+    /// GICD_CTLR.DS (bit 6): single security state, RAO/WI here.
+    pub const CTLR_DS: u32 = 1 << 6;
+    /// GICD_CTLR.RWP (bit 31): register write pending, always 0 here.
+    pub const CTLR_RWP: u32 = 1 << 31;
+    /// GICD_IROUTER.Interrupt_Routing_Mode (bit 31): 1 = any participating PE.
+    pub const IROUTER_ANY: u64 = 1 << 31;
+}
+
+/// Redistributor register offsets (IHI 0069 12.10): RD_base frame, then the SGI_base frame
+/// at [`SGI_FRAME`](super::SGI_FRAME), whose interrupt registers sit at the same offsets as
+/// the distributor's ([`gicd`](super::gicd)) and cover INTIDs 0-31.
+pub mod gicr {
+    /// rw Redistributor Control Register (RAZ/WI here: no LPIs, RWP always 0).
+    pub const CTLR: u64 = 0x0000;
+    /// ro Implementer Identification Register.
+    pub const IIDR: u64 = 0x0004;
+    /// ro Redistributor Type Register, 64 bits.
+    pub const TYPER: u64 = 0x0008;
+    /// rw Redistributor Wake Register.
+    pub const WAKER: u64 = 0x0014;
+    /// ro Peripheral ID2 (RD_base frame).
+    pub const PIDR2: u64 = 0xFFE8;
+
+    /// GICR_TYPER.Last (bit 4): the last redistributor of the region.
+    pub const TYPER_LAST: u64 = 1 << 4;
+    /// GICR_TYPER.Processor_Number, bits [23:8].
+    pub const TYPER_PROCESSOR_SHIFT: u32 = 8;
+    /// GICR_TYPER.Affinity_Value, bits [63:32] as Aff3.Aff2.Aff1.Aff0.
+    pub const TYPER_AFFINITY_SHIFT: u32 = 32;
+    /// GICR_WAKER.ProcessorSleep (bit 1).
+    pub const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+    /// GICR_WAKER.ChildrenAsleep (bit 2).
+    pub const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+}
+
+/// ICH_LR<n>_EL2 fields (IHI 0069 12.4.6).
+pub mod lr {
+    /// State[63:62] = 0b01: pending.
+    pub const PENDING: u64 = 1 << 62;
+    /// State[63:62] = 0b10: active.
+    pub const ACTIVE: u64 = 1 << 63;
+    /// Both state bits.
+    pub const STATE_MASK: u64 = 0b11 << 62;
+    /// HW (bit 61): the virtual interrupt is linked to physical interrupt pINTID.
+    pub const HW: u64 = 1 << 61;
+    /// Group (bit 60): Group 1 (else Group 0, signalled as a virtual FIQ).
+    pub const GROUP1: u64 = 1 << 60;
+    /// Priority[55:48].
+    pub const PRIORITY_SHIFT: u32 = 48;
+    /// pINTID[44:32] when HW = 1.
+    pub const PINTID_SHIFT: u32 = 32;
+    /// EOI (bit 41) when HW = 0: deactivation raises an EOI maintenance interrupt.
+    pub const EOI: u64 = 1 << 41;
+    /// vINTID[31:0].
+    pub const VINTID_MASK: u64 = 0xFFFF_FFFF;
+}
+
+/// ICH_HCR_EL2 bits the caller sets from a [`FillOutcome`] (IHI 0069 12.4.3).
+pub mod hcr {
+    /// En (bit 0): the virtual CPU interface is enabled.
+    pub const EN: u64 = 1 << 0;
+    /// UIE (bit 1): maintenance interrupt when at most one list register is valid.
+    pub const UIE: u64 = 1 << 1;
+}
+
+/// GICD_IIDR / GICR_IIDR: ProductID 0x4D ('M') [31:24], Implementer 0x43B [11:0].
+const IIDR_VALUE: u32 = 0x4D00_043B;
+/// GICD_PIDR2 / GICR_PIDR2: ArchRev 3 (GICv3) in [7:4], JEDEC-assigned, JEP106 ID bits.
+const PIDR2_VALUE: u32 = 0x3B;
+/// GICD_TYPER.IDbits [23:19]: 10 INTID bits (INTIDs below 1024).
+const TYPER_ID_BITS: u32 = 9 << 19;
+/// The IROUTER bits a write keeps: IRM and Aff2.Aff1.Aff0 (GICD_TYPER.A3V = 0).
+const IROUTER_WRITABLE: u64 = gicd::IROUTER_ANY | 0x00FF_FFFF;
+/// Priority after reset.
+const RESET_PRIORITY: u8 = 0;
+
+/// The MPIDR affinity (Aff3[39:32] Aff2[23:16] Aff1[15:8] Aff0[7:0]) of vCPU `vcpu`.
+pub fn vcpu_affinity(vcpu: usize) -> u64 {
+    (vcpu & 0xFF) as u64
+}
+
+/// The VMPIDR_EL2 value for vCPU `vcpu`: its affinity with bit 31 (RES1) set.
+pub fn vmpidr(vcpu: usize) -> u64 {
+    1 << 31 | vcpu_affinity(vcpu)
+}
+
+/// The set of vCPUs whose deliverable interrupts may have changed: each needs a refill of its
+/// list registers before it next runs, so the caller wakes it if it is blocked in WFI and
+/// interrupts its physical CPU if it is running elsewhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Kick(u32);
+
+impl Kick {
+    /// No vCPU.
+    pub const NONE: Kick = Kick(0);
+
+    fn one(vcpu: usize) -> Kick {
+        match u32::try_from(vcpu) {
+            Ok(v) if v < 32 => Kick(1 << v),
+            _ => Kick::NONE,
+        }
+    }
+
+    fn union(self, other: Kick) -> Kick {
+        Kick(self.0 | other.0)
+    }
+
+    /// One bit per vCPU index.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Whether `vcpu` is in the set.
+    pub fn contains(self, vcpu: usize) -> bool {
+        vcpu < 32 && self.0 & (1 << vcpu) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The vCPU indices in the set, in increasing order.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..32).filter(move |&v| self.0 & (1 << v) != 0)
+    }
+}
+
+/// Why a request to the model was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VgicError {
+    /// vCPU count outside 1..=[`MAX_VCPUS`].
+    BadVcpuCount(usize),
+    /// SPI count above [`MAX_SPIS`].
+    BadSpiCount(usize),
+    /// No such vCPU in this domain.
+    NoSuchVcpu(usize),
+    /// The INTID is not implemented (or is an SGI where an SGI makes no sense).
+    NoSuchInterrupt(u32),
+    /// A physical INTID that cannot back a hardware-linked virtual interrupt.
+    BadPhysicalInterrupt(u32),
+}
+
+/// What [`Vgic::fill_list_registers`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FillOutcome {
+    /// Bit n set: list register n holds an interrupt of the model.
+    pub valid: u32,
+    /// More interrupts are deliverable than fit: set ICH_HCR_EL2.UIE so the guest exits
+    /// when the list registers drain, then sync and fill again.
+    pub underflow: bool,
+}
+
+impl FillOutcome {
+    /// The ICH_HCR_EL2 value to run the vCPU with: En, plus UIE when needed.
+    pub fn ich_hcr(&self) -> u64 {
+        hcr::EN | if self.underflow { hcr::UIE } else { 0 }
+    }
+}
+
+/// A decoded ICC_SGI1R_EL1 / ICC_SGI0R_EL1 write (IHI 0069 12.2.20).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgiRequest {
+    /// INTID[27:24]: the SGI, 0-15.
+    pub intid: u8,
+    /// IRM (bit 40): every PE but the sender; the affinity fields are ignored.
+    pub all_but_self: bool,
+    /// Aff3[55:48], Aff2[39:32], Aff1[23:16] as MPIDR affinity with Aff0 = 0.
+    pub affinity: u64,
+    /// RS[47:44]: TargetList bit n means Aff0 = 16 * RS + n.
+    pub range_selector: u8,
+    /// TargetList[15:0].
+    pub target_list: u16,
+}
+
+impl SgiRequest {
+    /// Decodes the 64-bit value the guest wrote.
+    pub fn decode(value: u64) -> SgiRequest {
+        let aff1 = (value >> 16) & 0xFF;
+        let aff2 = (value >> 32) & 0xFF;
+        let aff3 = (value >> 48) & 0xFF;
+        SgiRequest {
+            intid: ((value >> 24) & 0xF) as u8,
+            all_but_self: value & (1 << 40) != 0,
+            affinity: aff3 << 32 | aff2 << 16 | aff1 << 8,
+            range_selector: ((value >> 44) & 0xF) as u8,
+            target_list: (value & 0xFFFF) as u16,
+        }
+    }
+
+    /// Whether the PE with MPIDR affinity `affinity` is named by TargetList (IRM = 0).
+    pub fn names(&self, affinity: u64) -> bool {
+        let aff0 = affinity & 0xFF;
+        if affinity & !0xFF != self.affinity {
+            return false;
+        }
+        let first = u64::from(self.range_selector) * 16;
+        match aff0.checked_sub(first) {
+            Some(bit) if bit < 16 => self.target_list & (1 << bit) != 0,
+            _ => false,
+        }
+    }
+}
+
+/// One interrupt's state (IHI 0069 4.1.2, "Interrupt states"), banked per vCPU for INTIDs
+/// 0-31.
+#[derive(Clone, Copy, Debug, Default)]
+struct Interrupt {
+    priority: u8,
+    enabled: bool,
+    group1: bool,
+    /// Edge-triggered (ICFGR bit 1), else level-sensitive.
+    edge: bool,
+    /// The pending latch: an edge, an ISPENDR write or an SGI. Cleared by ICPENDR and when
+    /// the pending state moves into a list register.
+    latch: bool,
+    /// The input line of a level-sensitive interrupt, driven by the caller.
+    line: bool,
+    active: bool,
+    /// Some vCPU's list register holds it.
+    listed: bool,
+    /// The physical INTID of a hardware-linked interrupt.
+    hardware: Option<u16>,
+}
+
+impl Interrupt {
+    fn reset(edge: bool) -> Interrupt {
+        Interrupt {
+            priority: RESET_PRIORITY,
+            group1: true,
+            edge,
+            ..Interrupt::default()
+        }
+    }
+
+    /// Pending in the model: the latch, or an asserted level line.
+    fn pending(&self) -> bool {
+        self.latch || (!self.edge && self.line)
+    }
+}
+
+/// A list register the model filled.
+#[derive(Clone, Copy, Debug)]
+struct Listed {
+    intid: u32,
+    /// Its pending state came from the latch (restore the latch if the guest did not take it).
+    latched: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct VcpuInterface {
+    private: [Interrupt; PRIVATE_INTERRUPTS],
+    /// GICR_WAKER.ProcessorSleep.
+    asleep: bool,
+    list: [Option<Listed>; MAX_LIST_REGISTERS],
+}
+
+impl VcpuInterface {
+    fn new() -> VcpuInterface {
+        let mut private = [Interrupt::reset(false); PRIVATE_INTERRUPTS];
+        // SGIs are always edge-triggered (GICR_ICFGR0 reads 0xAAAA_AAAA).
+        for sgi in private.iter_mut().take(SGI_COUNT as usize) {
+            sgi.edge = true;
+        }
+        VcpuInterface {
+            private,
+            asleep: true,
+            list: [None; MAX_LIST_REGISTERS],
+        }
+    }
+}
+
+/// The register families that exist in both the distributor and the SGI frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Group,
+    SetEnable,
+    ClearEnable,
+    SetPending,
+    ClearPending,
+    SetActive,
+    ClearActive,
+    Priority,
+    Config,
+}
+
+/// The family and the first INTID of the 32-bit register at `offset`, or `None`.
+fn family(offset: u64) -> Option<(Family, u32)> {
+    let bitmap = |base: u64, f: Family| {
+        let index = offset.checked_sub(base)? / 4;
+        (index < 32).then_some((f, (index * 32) as u32))
+    };
+    match offset {
+        0x0080..=0x00FF => bitmap(gicd::IGROUPR, Family::Group),
+        0x0100..=0x017F => bitmap(gicd::ISENABLER, Family::SetEnable),
+        0x0180..=0x01FF => bitmap(gicd::ICENABLER, Family::ClearEnable),
+        0x0200..=0x027F => bitmap(gicd::ISPENDR, Family::SetPending),
+        0x0280..=0x02FF => bitmap(gicd::ICPENDR, Family::ClearPending),
+        0x0300..=0x037F => bitmap(gicd::ISACTIVER, Family::SetActive),
+        0x0380..=0x03FF => bitmap(gicd::ICACTIVER, Family::ClearActive),
+        0x0400..=0x07FB => Some((Family::Priority, (offset - gicd::IPRIORITYR) as u32)),
+        0x0C00..=0x0CFF => Some((Family::Config, ((offset - gicd::ICFGR) / 4 * 16) as u32)),
+        _ => None,
+    }
+}
+
+/// The interrupt `intid` in a run of interrupts whose first has INTID `first`.
+fn lookup(irqs: &[Interrupt], first: u32, intid: u32) -> Option<&Interrupt> {
+    irqs.get(usize::try_from(intid.checked_sub(first)?).ok()?)
+}
+
+fn lookup_mut(irqs: &mut [Interrupt], first: u32, intid: u32) -> Option<&mut Interrupt> {
+    irqs.get_mut(usize::try_from(intid.checked_sub(first)?).ok()?)
+}
+
+/// Reads the 32-bit register of `family` whose first INTID is `base`, from a run of
+/// interrupts starting at INTID `first`. INTIDs outside the run read as zero.
+fn read_register(irqs: &[Interrupt], first: u32, family: Family, base: u32) -> u32 {
+    let get = |i: u32| base.checked_add(i).and_then(|id| lookup(irqs, first, id));
+    let bitmap = |f: fn(&Interrupt) -> bool| {
+        (0..32u32).fold(0u32, |acc, i| acc | u32::from(get(i).is_some_and(f)) << i)
+    };
+    match family {
+        Family::Group => bitmap(|irq| irq.group1),
+        Family::SetEnable | Family::ClearEnable => bitmap(|irq| irq.enabled),
+        Family::SetPending | Family::ClearPending => bitmap(Interrupt::pending),
+        Family::SetActive | Family::ClearActive => bitmap(|irq| irq.active),
+        Family::Priority => (0..4u32).fold(0, |acc, i| {
+            acc | u32::from(get(i).map_or(0, |irq| irq.priority)) << (8 * i)
+        }),
+        Family::Config => (0..16u32).fold(0, |acc, i| {
+            acc | u32::from(get(i).is_some_and(|irq| irq.edge)) << (2 * i + 1)
+        }),
+    }
+}
+
+/// Writes the 32-bit register of `family` whose first INTID is `base`; INTIDs outside the
+/// run are ignored. Returns whether any implemented interrupt was addressed.
+fn write_register(
+    irqs: &mut [Interrupt],
+    first: u32,
+    family: Family,
+    base: u32,
+    value: u32,
+) -> bool {
+    let mut touched = false;
+    match family {
+        Family::Priority => {
+            for i in 0..4u32 {
+                if let Some(irq) = base
+                    .checked_add(i)
+                    .and_then(|id| lookup_mut(irqs, first, id))
+                {
+                    irq.priority = (value >> (8 * i)) as u8;
+                    touched = true;
+                }
+            }
+        }
+        Family::Config => {
+            for i in 0..16u32 {
+                let Some(id) = base.checked_add(i) else {
+                    continue;
+                };
+                // SGI trigger modes are fixed (edge).
+                if id < SGI_COUNT {
+                    continue;
+                }
+                if let Some(irq) = lookup_mut(irqs, first, id) {
+                    irq.edge = value & (1 << (2 * i + 1)) != 0;
+                    touched = true;
+                }
+            }
+        }
+        _ => {
+            for i in 0..32u32 {
+                let one = value & (1 << i) != 0;
+                let Some(irq) = base
+                    .checked_add(i)
+                    .and_then(|id| lookup_mut(irqs, first, id))
+                else {
+                    continue;
+                };
+                match family {
+                    Family::Group => irq.group1 = one,
+                    Family::SetEnable if one => irq.enabled = true,
+                    Family::ClearEnable if one => irq.enabled = false,
+                    Family::SetPending if one => irq.latch = true,
+                    Family::ClearPending if one => irq.latch = false,
+                    Family::SetActive if one => irq.active = true,
+                    Family::ClearActive if one => irq.active = false,
+                    _ => continue,
+                }
+                touched = true;
+            }
+        }
+    }
+    touched
+}
+
+/// Whether an access of `size` bytes at `offset` is naturally aligned and of a legal size.
+fn aligned(offset: u64, size: u8) -> bool {
+    matches!(size, 1 | 2 | 4 | 8) && offset.is_multiple_of(u64::from(size))
+}
+
+/// The candidate order: active interrupts first, then lower priority value, then lower INTID.
+type Rank = (bool, u8, u32);
+
+/// One domain's virtual GICv3.
+#[derive(Clone, Debug)]
+pub struct Vgic {
+    vcpus: usize,
+    spis: usize,
+    enable_group0: bool,
+    enable_group1: bool,
+    cpu: [VcpuInterface; MAX_VCPUS],
+    spi: [Interrupt; MAX_SPIS],
+    /// GICD_IROUTER<n> per SPI (IRM and affinity).
+    route: [u64; MAX_SPIS],
+}
+
+impl Vgic {
+    /// A vGIC in its reset state for `vcpus` vCPUs and `spis` SPIs (rounded up to a multiple
+    /// of 32, as GICD_TYPER.ITLinesNumber counts in 32s).
+    pub fn new(vcpus: usize, spis: usize) -> Result<Vgic, VgicError> {
+        if vcpus == 0 || vcpus > MAX_VCPUS {
+            return Err(VgicError::BadVcpuCount(vcpus));
+        }
+        if spis > MAX_SPIS {
+            return Err(VgicError::BadSpiCount(spis));
+        }
+        let spis = spis.div_ceil(32) * 32;
+        if spis > MAX_SPIS {
+            return Err(VgicError::BadSpiCount(spis));
+        }
+        Ok(Vgic {
+            vcpus,
+            spis,
+            enable_group0: false,
+            enable_group1: false,
+            cpu: [VcpuInterface::new(); MAX_VCPUS],
+            spi: [Interrupt::reset(false); MAX_SPIS],
+            route: [0; MAX_SPIS],
+        })
+    }
+
+    /// vCPUs served.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus
+    }
+
+    /// SPIs implemented: INTIDs 32 to 32 + this - 1.
+    pub fn spi_count(&self) -> usize {
+        self.spis
+    }
+
+    /// Bytes of the redistributor region: one [`REDISTRIBUTOR_STRIDE`] per vCPU.
+    pub fn redistributor_region_size(&self) -> u64 {
+        self.vcpus as u64 * REDISTRIBUTOR_STRIDE
+    }
+
+    fn all_vcpus(&self) -> Kick {
+        Kick((1u32 << self.vcpus) - 1)
+    }
+
+    fn check_vcpu(&self, vcpu: usize) -> Result<(), VgicError> {
+        if vcpu < self.vcpus {
+            Ok(())
+        } else {
+            Err(VgicError::NoSuchVcpu(vcpu))
+        }
+    }
+
+    fn spi_index(&self, intid: u32) -> Option<usize> {
+        let index = usize::try_from(intid.checked_sub(FIRST_SPI)?).ok()?;
+        (index < self.spis).then_some(index)
+    }
+
+    /// The interrupt `intid` as seen by `vcpu` (its banked copy for INTIDs 0-31).
+    fn interrupt(&self, vcpu: usize, intid: u32) -> Option<&Interrupt> {
+        if intid < FIRST_SPI {
+            self.cpu.get(vcpu)?.private.get(intid as usize)
+        } else {
+            self.spi.get(self.spi_index(intid)?)
+        }
+    }
+
+    fn interrupt_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Interrupt> {
+        if intid < FIRST_SPI {
+            self.cpu.get_mut(vcpu)?.private.get_mut(intid as usize)
+        } else {
+            let index = self.spi_index(intid)?;
+            self.spi.get_mut(index)
+        }
+    }
+
+    /// The vCPU an SPI is routed to, if any vCPU matches its IROUTER.
+    fn spi_target(&self, index: usize) -> Option<usize> {
+        let route = *self.route.get(index)?;
+        if route & gicd::IROUTER_ANY != 0 {
+            return Some(0);
+        }
+        (0..self.vcpus).find(|&v| vcpu_affinity(v) == route & 0x00FF_FFFF)
+    }
+
+    /// The vCPUs an SPI concerns: its route target and any vCPU holding it in a list register.
+    fn spi_kick(&self, index: usize) -> Kick {
+        let intid = FIRST_SPI + index as u32;
+        let mut kick = self.spi_target(index).map_or(Kick::NONE, Kick::one);
+        for (v, cpu) in self.cpu.iter().enumerate().take(self.vcpus) {
+            if cpu.list.iter().flatten().any(|l| l.intid == intid) {
+                kick = kick.union(Kick::one(v));
+            }
+        }
+        kick
+    }
+
+    fn group_enabled(&self, group1: bool) -> bool {
+        if group1 {
+            self.enable_group1
+        } else {
+            self.enable_group0
+        }
+    }
+
+    /// Whether `intid` belongs to `vcpu`: banked, or an SPI routed to it.
+    fn routed_here(&self, vcpu: usize, intid: u32) -> bool {
+        intid < FIRST_SPI
+            || self
+                .spi_index(intid)
+                .is_some_and(|i| self.spi_target(i) == Some(vcpu))
+    }
+
+    /// Whether `intid` may be signalled to `vcpu` now, pending state aside.
+    fn eligible(&self, vcpu: usize, intid: u32, irq: &Interrupt) -> bool {
+        irq.enabled && self.group_enabled(irq.group1) && self.routed_here(vcpu, intid)
+    }
+
+    // ---- Distributor -------------------------------------------------------------------
+
+    /// A guest read of `size` bytes at `offset` into the distributor frame.
+    pub fn distributor_read(&self, offset: u64, size: u8) -> u64 {
+        if !aligned(offset, size) || offset >= DISTRIBUTOR_SIZE {
+            return 0;
+        }
+        if (gicd::IROUTER..gicd::IROUTER + 8 * 1020).contains(&offset) {
+            let intid = ((offset - gicd::IROUTER) / 8) as u32;
+            let route = self
+                .spi_index(intid)
+                .and_then(|i| self.route.get(i).copied())
+                .unwrap_or(0);
+            return match size {
+                8 => route,
+                4 if offset.is_multiple_of(8) => route & 0xFFFF_FFFF,
+                4 => route >> 32,
+                _ => 0,
+            };
+        }
+        match size {
+            1 => match family(offset) {
+                Some((Family::Priority, intid)) => {
+                    u64::from(lookup(self.spis(), FIRST_SPI, intid).map_or(0, |irq| irq.priority))
+                }
+                _ => 0,
+            },
+            4 => u64::from(self.distributor_read32(offset)),
+            _ => 0,
+        }
+    }
+
+    /// The implemented SPIs.
+    fn spis(&self) -> &[Interrupt] {
+        self.spi.get(..self.spis).unwrap_or_default()
+    }
+
+    fn distributor_read32(&self, offset: u64) -> u32 {
+        match offset {
+            gicd::CTLR => {
+                gicd::CTLR_ARE
+                    | gicd::CTLR_DS
+                    | if self.enable_group1 {
+                        gicd::CTLR_ENABLE_GRP1
+                    } else {
+                        0
+                    }
+                    | if self.enable_group0 {
+                        gicd::CTLR_ENABLE_GRP0
+                    } else {
+                        0
+                    }
+            }
+            gicd::TYPER => {
+                let lines = ((PRIVATE_INTERRUPTS + self.spis) / 32 - 1) as u32;
+                let cpus = (self.vcpus.min(8) - 1) as u32;
+                TYPER_ID_BITS | cpus << 5 | lines
+            }
+            gicd::IIDR => IIDR_VALUE,
+            gicd::PIDR2 => PIDR2_VALUE,
+            _ => match family(offset) {
+                Some((family, base)) => read_register(self.spis(), FIRST_SPI, family, base),
+                None => 0,
+            },
+        }
+    }
+
+    /// A guest write of `size` bytes of `value` at `offset` into the distributor frame.
+    pub fn distributor_write(&mut self, offset: u64, size: u8, value: u64) -> Kick {
+        if !aligned(offset, size) || offset >= DISTRIBUTOR_SIZE {
+            return Kick::NONE;
+        }
+        if (gicd::IROUTER..gicd::IROUTER + 8 * 1020).contains(&offset) {
+            let intid = ((offset - gicd::IROUTER) / 8) as u32;
+            let Some(index) = self.spi_index(intid) else {
+                return Kick::NONE;
+            };
+            let before = self.spi_kick(index);
+            let Some(route) = self.route.get_mut(index) else {
+                return Kick::NONE;
+            };
+            *route = match size {
+                8 => value,
+                4 if offset.is_multiple_of(8) => (*route & !0xFFFF_FFFF) | (value & 0xFFFF_FFFF),
+                4 => (*route & 0xFFFF_FFFF) | value << 32,
+                _ => *route,
+            } & IROUTER_WRITABLE;
+            return before.union(self.spi_kick(index));
+        }
+        match (size, family(offset)) {
+            (1, Some((Family::Priority, intid))) => match self.spi_index(intid) {
+                Some(index) => {
+                    if let Some(irq) = self.spi.get_mut(index) {
+                        irq.priority = value as u8;
+                    }
+                    self.spi_kick(index)
+                }
+                None => Kick::NONE,
+            },
+            (4, Some((family, base))) => {
+                let spis = self.spis;
+                let irqs = self.spi.get_mut(..spis).unwrap_or_default();
+                if !write_register(irqs, FIRST_SPI, family, base, value as u32) {
+                    return Kick::NONE;
+                }
+                // The register covers up to 32 SPIs; refresh every vCPU any of them concern.
+                let first = base.saturating_sub(FIRST_SPI) as usize;
+                let count = match family {
+                    Family::Priority => 4,
+                    Family::Config => 16,
+                    _ => 32,
+                };
+                (first..first + count)
+                    .filter(|&i| i < spis)
+                    .fold(Kick::NONE, |k, i| k.union(self.spi_kick(i)))
+            }
+            (4, None) if offset == gicd::CTLR => {
+                let value = value as u32;
+                self.enable_group0 = value & gicd::CTLR_ENABLE_GRP0 != 0;
+                self.enable_group1 = value & gicd::CTLR_ENABLE_GRP1 != 0;
+                self.all_vcpus()
+            }
+            _ => Kick::NONE,
+        }
+    }
+
+    // ---- Redistributors ----------------------------------------------------------------
+
+    /// Splits a redistributor-region offset into (vCPU, SGI frame?, offset in frame).
+    fn redistributor_frame(&self, offset: u64) -> Option<(usize, bool, u64)> {
+        let vcpu = usize::try_from(offset / REDISTRIBUTOR_STRIDE).ok()?;
+        if vcpu >= self.vcpus {
+            return None;
+        }
+        let within = offset % REDISTRIBUTOR_STRIDE;
+        Some((vcpu, within >= SGI_FRAME, within % SGI_FRAME))
+    }
+
+    fn redistributor_typer(&self, vcpu: usize) -> u64 {
+        let mpidr = vcpu_affinity(vcpu);
+        // Aff3.Aff2.Aff1.Aff0 packed into 32 bits.
+        let affinity = (mpidr & 0x00FF_FFFF) | (mpidr >> 32 & 0xFF) << 24;
+        let last = if vcpu + 1 == self.vcpus {
+            gicr::TYPER_LAST
+        } else {
+            0
+        };
+        affinity << gicr::TYPER_AFFINITY_SHIFT | (vcpu as u64) << gicr::TYPER_PROCESSOR_SHIFT | last
+    }
+
+    /// A guest read of `size` bytes at `offset` into the redistributor region (vCPU `i`'s
+    /// frames start at `i * REDISTRIBUTOR_STRIDE`).
+    pub fn redistributor_read(&self, offset: u64, size: u8) -> u64 {
+        if !aligned(offset, size) {
+            return 0;
+        }
+        let Some((vcpu, sgi_frame, offset)) = self.redistributor_frame(offset) else {
+            return 0;
+        };
+        let Some(cpu) = self.cpu.get(vcpu) else {
+            return 0;
+        };
+        if !sgi_frame {
+            let typer = self.redistributor_typer(vcpu);
+            return match (offset, size) {
+                (gicr::TYPER, 8) => typer,
+                (gicr::TYPER, 4) => typer & 0xFFFF_FFFF,
+                (0x000C, 4) => typer >> 32,
+                (gicr::IIDR, 4) => u64::from(IIDR_VALUE),
+                (gicr::PIDR2, 4) => u64::from(PIDR2_VALUE),
+                (gicr::WAKER, 4) if cpu.asleep => {
+                    u64::from(gicr::WAKER_PROCESSOR_SLEEP | gicr::WAKER_CHILDREN_ASLEEP)
+                }
+                _ => 0,
+            };
+        }
+        match (size, family(offset)) {
+            (1, Some((Family::Priority, intid))) => {
+                u64::from(lookup(&cpu.private, 0, intid).map_or(0, |irq| irq.priority))
+            }
+            (4, Some((family, base))) => u64::from(read_register(&cpu.private, 0, family, base)),
+            _ => 0,
+        }
+    }
+
+    /// A guest write of `size` bytes of `value` at `offset` into the redistributor region.
+    pub fn redistributor_write(&mut self, offset: u64, size: u8, value: u64) -> Kick {
+        if !aligned(offset, size) {
+            return Kick::NONE;
+        }
+        let Some((vcpu, sgi_frame, offset)) = self.redistributor_frame(offset) else {
+            return Kick::NONE;
+        };
+        let Some(cpu) = self.cpu.get_mut(vcpu) else {
+            return Kick::NONE;
+        };
+        if !sgi_frame {
+            if (offset, size) == (gicr::WAKER, 4) {
+                cpu.asleep = value & u64::from(gicr::WAKER_PROCESSOR_SLEEP) != 0;
+                return Kick::one(vcpu);
+            }
+            return Kick::NONE;
+        }
+        let touched = match (size, family(offset)) {
+            (1, Some((Family::Priority, intid))) => match lookup_mut(&mut cpu.private, 0, intid) {
+                Some(irq) => {
+                    irq.priority = value as u8;
+                    true
+                }
+                None => false,
+            },
+            (4, Some((family, base))) => {
+                write_register(&mut cpu.private, 0, family, base, value as u32)
+            }
+            _ => false,
+        };
+        if touched {
+            Kick::one(vcpu)
+        } else {
+            Kick::NONE
+        }
+    }
+
+    // ---- SGIs and injection ------------------------------------------------------------
+
+    /// A trapped write by vCPU `sender` of ICC_SGI1R_EL1 (`group1`) or ICC_SGI0R_EL1 (not
+    /// `group1`): pends the SGI on every targeted vCPU whose copy of it is in that group.
+    pub fn write_sgi(&mut self, sender: usize, value: u64, group1: bool) -> Kick {
+        let request = SgiRequest::decode(value);
+        let mut kick = Kick::NONE;
+        for v in 0..self.vcpus {
+            let targeted = if request.all_but_self {
+                v != sender
+            } else {
+                request.names(vcpu_affinity(v))
+            };
+            if !targeted {
+                continue;
+            }
+            if let Some(irq) = self.interrupt_mut(v, u32::from(request.intid)) {
+                if irq.group1 == group1 {
+                    irq.latch = true;
+                    kick = kick.union(Kick::one(v));
+                }
+            }
+        }
+        kick
+    }
+
+    /// Makes `intid` pending (an edge, or a software request): on `vcpu` for SGIs and PPIs;
+    /// `vcpu` is ignored for SPIs, which go where the guest routed them.
+    pub fn set_pending(&mut self, intid: u32, vcpu: usize) -> Result<Kick, VgicError> {
+        self.check_vcpu(vcpu)?;
+        let irq = self
+            .interrupt_mut(vcpu, intid)
+            .ok_or(VgicError::NoSuchInterrupt(intid))?;
+        irq.latch = true;
+        Ok(self.kick_for(vcpu, intid))
+    }
+
+    /// Drives the input line of a level-sensitive PPI or SPI: pending while asserted (e.g.
+    /// the virtual timer, PPI 27, from CNTV_CTL_EL0.ISTATUS on each exit).
+    pub fn set_level(
+        &mut self,
+        intid: u32,
+        vcpu: usize,
+        asserted: bool,
+    ) -> Result<Kick, VgicError> {
+        self.check_vcpu(vcpu)?;
+        if intid < SGI_COUNT {
+            return Err(VgicError::NoSuchInterrupt(intid));
+        }
+        let irq = self
+            .interrupt_mut(vcpu, intid)
+            .ok_or(VgicError::NoSuchInterrupt(intid))?;
+        irq.line = asserted;
+        Ok(self.kick_for(vcpu, intid))
+    }
+
+    /// Links `intid` to physical interrupt `physical` (`None` unlinks): its list register
+    /// entries carry HW = 1, so the guest's deactivation deactivates the physical interrupt,
+    /// which the caller acknowledged at EL2 with a priority drop only (EOImode = 1).
+    pub fn link_hardware(
+        &mut self,
+        intid: u32,
+        vcpu: usize,
+        physical: Option<u32>,
+    ) -> Result<(), VgicError> {
+        self.check_vcpu(vcpu)?;
+        if intid < SGI_COUNT {
+            return Err(VgicError::NoSuchInterrupt(intid));
+        }
+        let hardware = match physical {
+            None => None,
+            Some(p @ 16..=1019) => Some(p as u16),
+            Some(p) => return Err(VgicError::BadPhysicalInterrupt(p)),
+        };
+        let irq = self
+            .interrupt_mut(vcpu, intid)
+            .ok_or(VgicError::NoSuchInterrupt(intid))?;
+        irq.hardware = hardware;
+        Ok(())
+    }
+
+    fn kick_for(&self, vcpu: usize, intid: u32) -> Kick {
+        match self.spi_index(intid) {
+            Some(index) => self.spi_kick(index),
+            None => Kick::one(vcpu),
+        }
+    }
+
+    /// Whether `vcpu` has an interrupt the guest could take: for deciding whether a vCPU
+    /// that trapped on WFI may sleep. Call after [`sync_from_list_registers`](Self::sync_from_list_registers).
+    pub fn has_deliverable(&self, vcpu: usize) -> bool {
+        let Some(cpu) = self.cpu.get(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return false;
+        };
+        let private = (0..FIRST_SPI).zip(cpu.private.iter());
+        let spis = (FIRST_SPI..).zip(self.spis().iter());
+        private
+            .chain(spis)
+            .any(|(intid, irq)| irq.pending() && self.eligible(vcpu, intid, irq))
+            || cpu.list.iter().flatten().any(|l| l.latched)
+    }
+
+    // ---- List registers ----------------------------------------------------------------
+
+    /// The ICH_LR<n>_EL2 value for `intid` with the given state.
+    fn encode(intid: u32, irq: &Interrupt, pending: bool, latched: bool) -> u64 {
+        let mut value = u64::from(intid) | u64::from(irq.priority) << lr::PRIORITY_SHIFT;
+        if pending {
+            value |= lr::PENDING;
+        }
+        if irq.active {
+            value |= lr::ACTIVE;
+        }
+        if irq.group1 {
+            value |= lr::GROUP1;
+        }
+        match irq.hardware {
+            Some(physical) => value |= lr::HW | u64::from(physical) << lr::PINTID_SHIFT,
+            // A level interrupt listed from its line: ask to be told of its deactivation so
+            // the caller can resample the line.
+            None if pending && !irq.edge && !latched => value |= lr::EOI,
+            None => {}
+        }
+        value
+    }
+
+    /// Restores the latch a list register took if the guest never saw it.
+    fn unlist(&mut self, vcpu: usize, slot: usize, restore_latch: bool) {
+        let Some(cpu) = self.cpu.get_mut(vcpu) else {
+            return;
+        };
+        let Some(listed) = cpu.list.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        if let Some(irq) = self.interrupt_mut(vcpu, listed.intid) {
+            irq.listed = false;
+            if restore_latch && listed.latched {
+                irq.latch = true;
+            }
+        }
+    }
+
+    /// Takes the pending state of `intid` for a list register: (pending, from the latch).
+    fn take_pending(&mut self, vcpu: usize, intid: u32) -> (bool, bool) {
+        let Some(irq) = self.interrupt(vcpu, intid).copied() else {
+            return (false, false);
+        };
+        // A hardware-linked interrupt is never listed pending and active: its pending state
+        // stays with the physical distributor meanwhile.
+        let pending = irq.pending()
+            && self.eligible(vcpu, intid, &irq)
+            && !(irq.active && irq.hardware.is_some());
+        let latched = pending && irq.latch;
+        if latched {
+            if let Some(irq) = self.interrupt_mut(vcpu, intid) {
+                irq.latch = false;
+            }
+        }
+        (pending, latched)
+    }
+
+    /// The best interrupt for `vcpu` that is not in a list register and must be: active, or
+    /// pending and eligible.
+    fn best_candidate(&self, vcpu: usize) -> Option<(Rank, u32)> {
+        let cpu = self.cpu.get(vcpu)?;
+        let private = (0..FIRST_SPI).zip(cpu.private.iter());
+        let spis = (FIRST_SPI..).zip(self.spis().iter());
+        private
+            .chain(spis)
+            .filter(|(intid, irq)| {
+                !irq.listed
+                    && self.routed_here(vcpu, *intid)
+                    && (irq.active || (irq.pending() && self.eligible(vcpu, *intid, irq)))
+            })
+            .map(|(intid, irq)| ((!irq.active, irq.priority, intid), intid))
+            .min()
+    }
+
+    /// Fills `vcpu`'s list registers before it runs. `lrs` holds the ICH_LR<n>_EL2 values
+    /// (as many as ICH_VTR_EL2.ListRegs + 1 says; at most 16 are used) and is rewritten in
+    /// place; `elrsr` is ICH_ELRSR_EL2 (bit n: LR n holds no valid interrupt). List
+    /// registers the model filled earlier are refreshed from the model; the others are used
+    /// only if empty. Write every LR back, then ICH_HCR_EL2 = [`FillOutcome::ich_hcr`].
+    pub fn fill_list_registers(
+        &mut self,
+        vcpu: usize,
+        lrs: &mut [u64],
+        elrsr: u32,
+    ) -> Result<FillOutcome, VgicError> {
+        self.check_vcpu(vcpu)?;
+        let count = lrs.len().min(MAX_LIST_REGISTERS);
+
+        // 1. Refresh what the model already listed.
+        for slot in 0..count {
+            let Some(listed) = self
+                .cpu
+                .get(vcpu)
+                .and_then(|c| c.list.get(slot).copied().flatten())
+            else {
+                continue;
+            };
+            if listed.latched {
+                // Filled before without a sync in between: the guest has not run.
+                if let Some(irq) = self.interrupt_mut(vcpu, listed.intid) {
+                    irq.latch = true;
+                }
+            }
+            let (pending, latched) = self.take_pending(vcpu, listed.intid);
+            let Some(irq) = self.interrupt(vcpu, listed.intid).copied() else {
+                continue;
+            };
+            if let Some(entry) = lrs.get_mut(slot) {
+                if pending || irq.active {
+                    *entry = Self::encode(listed.intid, &irq, pending, latched);
+                    if let Some(record) = self.cpu.get_mut(vcpu).and_then(|c| c.list.get_mut(slot))
+                    {
+                        *record = Some(Listed {
+                            intid: listed.intid,
+                            latched,
+                        });
+                    }
+                } else {
+                    *entry = 0;
+                    self.unlist(vcpu, slot, false);
+                }
+            }
+        }
+
+        // 2. List the best remaining candidates, evicting worse pending-only entries.
+        let mut underflow = false;
+        for _ in 0..count + PRIVATE_INTERRUPTS + MAX_SPIS {
+            let Some((rank, intid)) = self.best_candidate(vcpu) else {
+                break;
+            };
+            let slot = match self.free_slot(vcpu, lrs, count, elrsr) {
+                Some(slot) => slot,
+                None => match self.eviction_victim(vcpu, rank) {
+                    Some(slot) => {
+                        self.unlist(vcpu, slot, true);
+                        if let Some(entry) = lrs.get_mut(slot) {
+                            *entry = 0;
+                        }
+                        slot
+                    }
+                    None => {
+                        underflow = true;
+                        break;
+                    }
+                },
+            };
+            let (pending, latched) = self.take_pending(vcpu, intid);
+            let Some(irq) = self.interrupt_mut(vcpu, intid) else {
+                break;
+            };
+            irq.listed = true;
+            let irq = *irq;
+            if let Some(entry) = lrs.get_mut(slot) {
+                *entry = Self::encode(intid, &irq, pending, latched);
+            }
+            if let Some(record) = self.cpu.get_mut(vcpu).and_then(|c| c.list.get_mut(slot)) {
+                *record = Some(Listed { intid, latched });
+            }
+        }
+
+        let valid = self.cpu.get(vcpu).map_or(0, |c| {
+            (0..count).fold(0u32, |acc, n| {
+                acc | u32::from(c.list.get(n).is_some_and(Option::is_some)) << n
+            })
+        });
+        Ok(FillOutcome { valid, underflow })
+    }
+
+    /// A list register the model may use: not the model's, and empty.
+    fn free_slot(&self, vcpu: usize, lrs: &[u64], count: usize, elrsr: u32) -> Option<usize> {
+        let cpu = self.cpu.get(vcpu)?;
+        (0..count).find(|&n| {
+            cpu.list.get(n).is_some_and(Option::is_none)
+                && (elrsr & (1 << n) != 0 || lrs.get(n).is_some_and(|v| v & lr::STATE_MASK == 0))
+        })
+    }
+
+    /// The worst pending-only list register, if it ranks below `rank`.
+    fn eviction_victim(&self, vcpu: usize, rank: Rank) -> Option<usize> {
+        let cpu = self.cpu.get(vcpu)?;
+        cpu.list
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, listed)| {
+                let listed = (*listed)?;
+                let irq = self.interrupt(vcpu, listed.intid)?;
+                (!irq.active).then_some(((!irq.active, irq.priority, listed.intid), slot))
+            })
+            .max()
+            .filter(|(worst, _)| *worst > rank)
+            .map(|(_, slot)| slot)
+    }
+
+    /// Folds `vcpu`'s list registers back into the model after it ran: `lrs` are the
+    /// ICH_LR<n>_EL2 values read at exit. An entry the guest acknowledged is active; one it
+    /// deactivated (state invalid) is inactive and its register free; one still pending
+    /// stays pending.
+    pub fn sync_from_list_registers(&mut self, vcpu: usize, lrs: &[u64]) -> Result<(), VgicError> {
+        self.check_vcpu(vcpu)?;
+        for slot in 0..MAX_LIST_REGISTERS {
+            let Some(listed) = self
+                .cpu
+                .get(vcpu)
+                .and_then(|c| c.list.get(slot).copied().flatten())
+            else {
+                continue;
+            };
+            let value = lrs.get(slot).copied().unwrap_or(0);
+            if value & lr::VINTID_MASK != u64::from(listed.intid) {
+                // Not what the model wrote: the guest never saw it.
+                self.unlist(vcpu, slot, true);
+                continue;
+            }
+            if value & lr::STATE_MASK == 0 {
+                // Deactivated: inactive, and the register is free.
+                if let Some(irq) = self.interrupt_mut(vcpu, listed.intid) {
+                    irq.active = false;
+                }
+                self.unlist(vcpu, slot, false);
+                continue;
+            }
+            let pending = value & lr::PENDING != 0;
+            if let Some(irq) = self.interrupt_mut(vcpu, listed.intid) {
+                irq.active = value & lr::ACTIVE != 0;
+                if pending && listed.latched {
+                    irq.latch = true;
+                }
+            }
+            if let Some(record) = self.cpu.get_mut(vcpu).and_then(|c| c.list.get_mut(slot)) {
+                *record = Some(Listed {
+                    intid: listed.intid,
+                    latched: false,
+                });
+            }
+        }
+        Ok(())
+    }
+}
