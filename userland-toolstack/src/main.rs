@@ -176,10 +176,11 @@ fn build(args: BuildArgs) -> ExitCode {
     match builder::build_file(&args.manifest, &args.inputs.options(), &args.output) {
         Ok(summary) => {
             println!(
-                "mica: wrote {} (system {}: {} domains; system image {:#x} bytes at offset {:#x}; {:#x} bytes in all)",
+                "mica: wrote {} (system {}: {} domain{}; system image {:#x} bytes at offset {:#x}; {:#x} bytes in all)",
                 args.output.display(),
                 summary.system,
                 summary.domains,
+                if summary.domains == 1 { "" } else { "s" },
                 summary.system_size,
                 summary.system_offset,
                 summary.file_size,

@@ -356,7 +356,7 @@ pub enum Problem {
     #[error("vcpus = {0}: give 1 to 8")]
     Vcpus(u32),
     /// `cpus` has the wrong length.
-    #[error("cpus lists {len} CPUs but vcpus = {vcpus}: give one physical CPU per vCPU, or leave `cpus` out to let the kernel choose")]
+    #[error("cpus has {len} entries but vcpus = {vcpus}: give one physical CPU per vCPU, or leave `cpus` out to let the kernel choose")]
     CpusLength {
         /// Entries in `cpus`.
         len: usize,
@@ -1083,7 +1083,7 @@ memory_from = "hello-a"
     fn cpus_are_checked() {
         assert_eq!(
             error(&edit("cpus = [0]", "cpus = [0, 1]")),
-            "images/t.toml:16:8: cpus lists 2 CPUs but vcpus = 1: give one physical CPU per \
+            "images/t.toml:16:8: cpus has 2 entries but vcpus = 1: give one physical CPU per \
              vCPU, or leave `cpus` out to let the kernel choose"
         );
         assert_eq!(

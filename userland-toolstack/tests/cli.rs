@@ -275,7 +275,7 @@ fn build_writes_a_system_image_and_run_boots_a_manifest_with_its_machine() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).starts_with(&format!(
-            "mica: wrote {} (system cli: 1 domains",
+            "mica: wrote {} (system cli: 1 domain;",
             p("out.img")
         )),
         "{}",
@@ -340,7 +340,7 @@ fn build_of_a_manifest_whose_guest_is_missing_says_what_to_do() {
     std::fs::write(&manifest, &bad).unwrap();
     let out = mica(&["build", &manifest.to_string_lossy(), "-o", "/dev/null"]);
     assert!(
-        stderr(&out).contains(":15:8: cpus lists 1 CPUs but vcpus = 2"),
+        stderr(&out).contains(":15:8: cpus has 1 entries but vcpus = 2"),
         "{}",
         stderr(&out)
     );
