@@ -277,7 +277,7 @@ impl<M: TableMemory> PageTable<M> {
     /// of the range is a `Conflict` (the kernel only unmaps whole mappings, which never share
     /// a block); tables are kept for reuse until [`PageTable::free_all`]. Returns pages removed.
     pub fn unmap(&mut self, va: u64, size: u64) -> Result<u64, MapError> {
-        if va % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+        if !va.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         let end = va.checked_add(size).ok_or(MapError::Misaligned)?;
@@ -295,7 +295,7 @@ impl<M: TableMemory> PageTable<M> {
                     continue 'next;
                 }
                 if level == 3 || entry & desc::TABLE_OR_PAGE == 0 {
-                    if at % span != 0 || at + span > end {
+                    if !at.is_multiple_of(span) || at + span > end {
                         return Err(MapError::Conflict(at));
                     }
                     self.memory.table(table)[i] = 0;

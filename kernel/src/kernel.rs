@@ -720,9 +720,16 @@ impl<H: Hal> Kernel<H> {
         if x.state != VcpuState::Off {
             return ret::ALREADY_ON;
         }
-        let index = x.index;
+        let (index, cpu) = (x.index, x.cpu);
         x.context.reset(entry, [context, 0, 0, 0], index, dc);
         self.make_runnable(t);
+        let name = name_copy(self.domain(domain).map_or("?", |d| d.name()));
+        log!(
+            self,
+            "domain {} (id {}): vCPU {index} started on CPU {cpu} (PSCI CPU_ON)",
+            name,
+            domain.0
+        );
         ret::SUCCESS
     }
 

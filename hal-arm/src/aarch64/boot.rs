@@ -16,8 +16,8 @@ use mica_kernel::memmap::PhysRange;
 use mica_kernel::platform::Platform;
 
 use super::cpu::{self, CPUS, MAX_CPUS};
-use super::sysreg::{counter, counter_hz, mpidr_affinity};
 use super::hal::{KERNEL, KICK_SGI};
+use super::sysreg::{counter, counter_hz, mpidr_affinity};
 use super::{console, gic, mmu::El2Map, psci, timer};
 use crate::pagetable::MemoryKind;
 use crate::println;
@@ -55,7 +55,10 @@ extern "C" {
 /// The hypervisor's own footprint (text to BSS).
 fn hypervisor_range() -> PhysRange {
     // Only the addresses of the linker-script symbols are taken, never their contents.
-    let (start, end) = (&raw const __image_start as u64, &raw const __image_end as u64);
+    let (start, end) = (
+        &raw const __image_start as u64,
+        &raw const __image_end as u64,
+    );
     PhysRange { start, end }
 }
 
@@ -67,7 +70,10 @@ fn image_range() -> PhysRange {
     // addressable (MMU off) or identity-mapped; offset 16 is the little-endian image_size.
     let size = unsafe { core::ptr::read_volatile((own.start + 16) as *const u64) };
     let end = own.start.checked_add(size).unwrap_or(own.end);
-    PhysRange { start: own.start, end: end.max(own.end) }
+    PhysRange {
+        start: own.start,
+        end: end.max(own.end),
+    }
 }
 
 /// The system image after the hypervisor, if `mica build` appended one.
@@ -251,11 +257,18 @@ fn load_system(state: &BootState) {
     };
     match mica_abi::sysimage::SystemImage::parse(blob) {
         Ok(image) => {
-            println!("mica: system image: {} domain(s), {} KiB", image.domains().len(), image.size() >> 10);
+            println!(
+                "mica: system image: {} domain(s), {} KiB",
+                image.domains().len(),
+                image.size() >> 10
+            );
             let mut k = KERNEL.lock();
             if let Err(e) = k.load_system(image) {
                 drop(k);
-                fatal(state.args.on_fatal, format_args!("cannot start the system: {e}"));
+                fatal(
+                    state.args.on_fatal,
+                    format_args!("cannot start the system: {e}"),
+                );
             }
         }
         Err(e) => fatal(state.args.on_fatal, format_args!("{e}")),
@@ -402,7 +415,9 @@ extern "C" fn mica_secondary_main(idx: u64) -> ! {
 /// forwarded to a guest, which deactivates it).
 pub fn on_interrupt(intid: u32) -> bool {
     let me = cpu::current();
-    let Some(state) = STATE.get() else { return true };
+    let Some(state) = STATE.get() else {
+        return true;
+    };
     if intid == KICK_SGI {
         // Another CPU changed this one's run queue: the run loop looks at it next.
         return true;
@@ -460,7 +475,9 @@ pub fn on_interrupt(intid: u32) -> bool {
 /// hardware-linked virtual interrupt in a free list register of its saved context. Returns
 /// whether it was forwarded.
 fn inject_virtual_timer(intid: u32) -> bool {
-    let ctx = cpu::MICA_CPU_LOCALS[cpu::current()].guest.load(Ordering::Relaxed);
+    let ctx = cpu::MICA_CPU_LOCALS[cpu::current()]
+        .guest
+        .load(Ordering::Relaxed);
     if ctx == 0 {
         return false;
     }
@@ -469,8 +486,13 @@ fn inject_virtual_timer(intid: u32) -> bool {
     // recorded, which this CPU still owns until it returns to the kernel.
     let c = unsafe { &mut *(ctx as *mut super::context::ArmContext) };
     // ICH_LR: State pending (62), HW (61), Group 1 (60), priority 0xA0, pINTID, vINTID.
-    let lr = (1u64 << 62) | (1 << 61) | (1 << 60) | (0xA0 << 48) | ((intid as u64) << 32) | intid as u64;
-    if c.gic.lr.iter().any(|l| *l & 0xFFFF_FFFF == intid as u64 && *l >> 62 != 0) {
+    let lr =
+        (1u64 << 62) | (1 << 61) | (1 << 60) | (0xA0 << 48) | ((intid as u64) << 32) | intid as u64;
+    if c.gic
+        .lr
+        .iter()
+        .any(|l| *l & 0xFFFF_FFFF == intid as u64 && *l >> 62 != 0)
+    {
         return true; // already listed (pending or active)
     }
     match c.gic.lr.iter_mut().find(|l| **l >> 62 == 0) {

@@ -69,7 +69,7 @@ pub static MICA_CPU_LOCALS: [CpuLocal; MAX_CPUS] = locals();
 pub fn current() -> usize {
     let tpidr = super::sysreg::read_sysreg!("tpidr_el2");
     let base = MICA_CPU_LOCALS.as_ptr() as u64;
-    let offset = tpidr.checked_sub(base).unwrap_or(0) as usize;
+    let offset = tpidr.saturating_sub(base) as usize;
     (offset / core::mem::size_of::<CpuLocal>()).min(MAX_CPUS - 1)
 }
 
