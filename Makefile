@@ -42,12 +42,12 @@ $(HYP_IMAGE): hypervisor toolstack
 
 build: $(HYP_IMAGE)
 
-## Boot the default system on a 4-CPU, 1 GiB QEMU virt machine (Ctrl-A X quits QEMU).
+## Boot the default system (images/default.toml) under QEMU; Ctrl-A X quits QEMU.
 run: build
-	$(MICA) run $(HYP_IMAGE) --smp 4 --memory 1G
+	$(MICA) run images/default.toml --hypervisor $(HYP_IMAGE)
 
 ## Everything CI checks.
-test: fmt-check clippy host-test smoke
+test: fmt-check clippy host-test verify-mutants smoke
 
 fmt-check: setup
 	$(CARGO) fmt --all --check
