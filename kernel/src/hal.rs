@@ -54,6 +54,12 @@ pub trait Hal {
     fn new_context(&self) -> Self::Context;
     /// Fresh architectural state for a domain with `vcpus` vCPUs.
     fn new_domain_arch(&self, vcpus: u16) -> Self::DomainArch;
+    /// Returns `arch` to the state [`new_domain_arch`](Self::new_domain_arch) gives, for a
+    /// domain that restarts with `vcpus` vCPUs. Override to reset in place when the state
+    /// is large.
+    fn reset_domain_arch(&self, arch: &mut Self::DomainArch, vcpus: u16) {
+        *arch = self.new_domain_arch(vcpus);
+    }
     /// Writes bytes to the hypervisor console.
     fn console_write(&self, bytes: &[u8]);
     /// Zeroes physical memory (RAM the kernel owns, mapped in its own address space).

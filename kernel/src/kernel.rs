@@ -546,6 +546,19 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
+    /// A virtual interrupt of vCPU `v` may have become deliverable: a blocked `v` wakes
+    /// ([`wake`](Self::wake)); a running one has its physical CPU interrupted so that it
+    /// exits and sees the interrupt (the HAL refills its interrupt state before every entry).
+    /// A runnable or stopped `v` needs nothing.
+    pub fn interrupt_vcpu(&mut self, v: VcpuId) {
+        let Some(vcpu) = self.vcpu(v) else { return };
+        match vcpu.state {
+            VcpuState::Blocked => self.wake(v),
+            VcpuState::Running => self.hal.kick(vcpu.cpu),
+            VcpuState::Runnable | VcpuState::Off => {}
+        }
+    }
+
     // ----- Exits ----------------------------------------------------------------------------
 
     /// Handles an exit of the vCPU running on `cpu`.
@@ -1036,6 +1049,10 @@ impl<H: Hal> Kernel<H> {
         let Some(record) = index.and_then(|i| image.domains().get(i)) else {
             return;
         };
+        if let Some(d) = self.domains[id.index()].as_mut() {
+            self.hal
+                .reset_domain_arch(&mut d.arch, record.vcpu_count as u16);
+        }
         for seg in image.segments_of(record).unwrap_or(&[]) {
             let bytes = image.segment_bytes(seg);
             if self.copy_to_guest(id, seg.ipa, bytes).is_err() {

@@ -90,14 +90,17 @@ struct MockHal {
 impl Hal for MockHal {
     type Stage2 = MockStage2;
     type Context = MockContext;
-    type DomainArch = ();
+    /// The vCPU count it was made for, to check that a restart resets it.
+    type DomainArch = u16;
     fn new_stage2(&self, _: u16, _: &mut Frames) -> Result<MockStage2, Status> {
         Ok(MockStage2::default())
     }
     fn new_context(&self) -> MockContext {
         MockContext::default()
     }
-    fn new_domain_arch(&self, _: u16) {}
+    fn new_domain_arch(&self, vcpus: u16) -> u16 {
+        vcpus
+    }
     fn console_write(&self, bytes: &[u8]) {
         self.console
             .borrow_mut()
@@ -198,6 +201,8 @@ fn image(doms: &[Dom]) -> SystemImage<'static> {
         version: sysimage::VERSION,
         domain_count: doms.len() as u32,
         total_size: offset,
+        channel_count: 0,
+        share_count: 0,
     };
     let mut blob = header.as_bytes().to_vec();
     for r in &records {
@@ -337,6 +342,32 @@ fn wfi_blocks_until_the_vcpu_is_woken() {
     k.wake(v);
     k.handle_exit(cpu, Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, cpu), Some(v));
+}
+
+#[test]
+fn interrupting_a_vcpu_wakes_it_or_kicks_its_cpu() {
+    let mut k = kernel(&[dom("a")]);
+    let v = k.domain(id_of(&k, "a")).unwrap().vcpus[0];
+    let cpu = k.vcpu(v).unwrap().cpu;
+    // Runnable: it will see the interrupt when it next enters; nothing to do.
+    k.hal.kicks.borrow_mut().clear();
+    k.interrupt_vcpu(v);
+    assert!(k.hal.kicks.borrow().is_empty());
+    assert!(!k.vcpu(v).unwrap().wake_pending);
+    // Running: its CPU is interrupted, its state is left alone.
+    assert_eq!(run(&mut k, cpu), Some(v));
+    k.interrupt_vcpu(v);
+    assert_eq!(*k.hal.kicks.borrow(), [cpu]);
+    assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Running);
+    assert!(!k.vcpu(v).unwrap().wake_pending);
+    // Blocked: it becomes runnable again.
+    k.handle_exit(cpu, Exit::WaitForInterrupt);
+    assert_eq!(run(&mut k, cpu), None);
+    k.interrupt_vcpu(v);
+    assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Runnable);
+    assert_eq!(run(&mut k, cpu), Some(v));
+    // An unknown vCPU is ignored.
+    k.interrupt_vcpu(VcpuId(63));
 }
 
 // ----- Hypercalls: decode ---------------------------------------------------------------------
@@ -910,9 +941,11 @@ fn system_reset_restarts_the_domain_with_its_boot_count() {
     let id = id_of(&k, "phoenix");
     let ram = k.domain(id).unwrap().ram.clone();
     k.hal.write_phys(ram[0].start + 0x3000, b"old state");
+    k.domain_mut(id).unwrap().arch = 99;
     raw(&mut k, cpu, psci::SYSTEM_RESET, [0; 6]);
     let v = run(&mut k, cpu).unwrap();
     assert_eq!(k.domain(id).unwrap().boots, 1);
+    assert_eq!(k.domain(id).unwrap().arch, 1, "architectural state reset");
     assert_eq!(k.vcpu(v).unwrap().context.regs[3], 1);
     assert!(k
         .hal
