@@ -56,6 +56,16 @@ pub enum Call {
     VcpuCreate = 0x40,
     /// Start a created vCPU at an entry point.
     VcpuStart = 0x41,
+    /// Create an event channel: two connected endpoint capabilities.
+    EvtchnCreate = 0x50,
+    /// Bind an endpoint to a port of the caller's event page.
+    EvtchnBind = 0x51,
+    /// Signal the peer of an endpoint.
+    EvtchnSend = 0x52,
+    /// Mask or unmask the upcall of a bound endpoint.
+    EvtchnMask = 0x53,
+    /// Register the caller's event page.
+    EventPageSet = 0x54,
 }
 
 /// One row of the table.
@@ -263,6 +273,56 @@ pub const TABLE: &[CallSpec] = &[
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+    CallSpec {
+        call: Call::EvtchnCreate,
+        name: "evtchn_create",
+        summary: "create an event channel; its two connected endpoints (SEND | RECEIVE | GRANT) go \
+                  in empty slots `dst_a` and `dst_b` (grant one to the peer domain)",
+        args: &["dst_a", "dst_b"],
+        returns: &[],
+        rights: Rights::empty(),
+        statuses: &[InvalidArgument, InvalidCapability, SlotOccupied, QuotaExceeded, OutOfMemory],
+    },
+    CallSpec {
+        call: Call::EvtchnBind,
+        name: "evtchn_bind",
+        summary: "deliver events sent to `endpoint` as port `port` of the caller's event page, \
+                  waking vCPU `vcpu` (events latched before binding are delivered now)",
+        args: &["endpoint", "port", "vcpu"],
+        returns: &[],
+        rights: Rights::RECEIVE,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, SlotOccupied, WrongState],
+    },
+    CallSpec {
+        call: Call::EvtchnSend,
+        name: "evtchn_send",
+        summary: "signal the other endpoint of the channel: its port becomes pending and, unless \
+                  masked, its vCPU is woken and gets the upcall",
+        args: &["endpoint"],
+        returns: &[],
+        rights: Rights::SEND,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, PeerClosed],
+    },
+    CallSpec {
+        call: Call::EvtchnMask,
+        name: "evtchn_mask",
+        summary: "mask (`masked` = 1) or unmask (0) the upcall of an endpoint; unmasking with an \
+                  event pending raises it",
+        args: &["endpoint", "masked"],
+        returns: &[],
+        rights: Rights::RECEIVE,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
+    },
+    CallSpec {
+        call: Call::EventPageSet,
+        name: "event_page_set",
+        summary: "use the page at guest-physical `ipa` (page aligned, mapped writable in the \
+                  caller's RAM) as the caller's event page",
+        args: &["ipa"],
+        returns: &[],
+        rights: Rights::empty(),
+        statuses: &[InvalidArgument, OutOfRange],
     },
 ];
 

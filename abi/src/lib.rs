@@ -7,8 +7,11 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod bootinfo;
+pub mod event;
 pub mod hypercall;
 pub mod object;
+pub mod ring;
 pub mod status;
 pub mod sysimage;
 

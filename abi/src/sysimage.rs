@@ -7,7 +7,8 @@
 //! Every multi-byte field is little-endian; every record is 8-byte aligned. The layout:
 //!
 //! ```text
-//! Header | DomainRecord × domain_count | SegmentRecord × (sum of segment_count) | segment bytes
+//! Header | DomainRecord × domain_count | SegmentRecord × (sum of segment_count)
+//!        | ChannelRecord × channel_count | ShareRecord × share_count | segment bytes
 //! ```
 //!
 //! [`SystemImage::parse`] checks every offset, size and count against the blob before
@@ -17,8 +18,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// The first eight bytes of a system image.
 pub const MAGIC: [u8; 8] = *b"MICASYS1";
-/// The layout version this crate reads and writes.
-pub const VERSION: u32 = 1;
+/// The layout version this crate reads and writes (2: channels and shared regions).
+pub const VERSION: u32 = 2;
 /// Most domains in one image.
 pub const MAX_DOMAINS: usize = 16;
 /// Most vCPUs per domain.
@@ -27,6 +28,12 @@ pub const MAX_VCPUS_PER_DOMAIN: usize = 8;
 pub const ANY_CPU: u8 = 0xFF;
 /// Guest-physical address of every domain's RAM.
 pub const DOMAIN_RAM_BASE: u64 = 0x4000_0000;
+/// Most event channels created at boot.
+pub const MAX_CHANNELS: usize = 32;
+/// Most shared regions created at boot.
+pub const MAX_SHARES: usize = 16;
+/// Bytes of a capability or region name.
+pub const NAME_LEN: usize = crate::bootinfo::NAME_LEN;
 
 /// The image header.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -40,6 +47,10 @@ pub struct Header {
     pub domain_count: u32,
     /// Size of the whole system image in bytes.
     pub total_size: u64,
+    /// Number of [`ChannelRecord`]s.
+    pub channel_count: u32,
+    /// Number of [`ShareRecord`]s.
+    pub share_count: u32,
 }
 
 /// [`DomainRecord::flags`]: start this domain when the system boots (otherwise it waits for
@@ -97,7 +108,50 @@ pub struct SegmentRecord {
     pub mem_size: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Header>() == 24);
+/// An event channel created at boot between two domains: each gets one endpoint capability
+/// (send and receive rights), listed under its name in the domain's boot-info page.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ChannelRecord {
+    /// Index of the first domain.
+    pub a_domain: u32,
+    /// Index of the second domain.
+    pub b_domain: u32,
+    /// Name of the endpoint in the first domain (NUL-padded).
+    pub a_name: [u8; NAME_LEN],
+    /// Name of the endpoint in the second domain.
+    pub b_name: [u8; NAME_LEN],
+    /// Reserved, zero.
+    pub reserved: [u32; 2],
+}
+
+/// A region of one domain's RAM shared with another at boot: the owner gets a derived Memory
+/// capability over it (revoking its descendants unmaps it from the peer), the peer a copy
+/// derived from that one, mapped at `peer_ipa`.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ShareRecord {
+    /// Name of the region and of both capabilities (NUL-padded).
+    pub name: [u8; NAME_LEN],
+    /// Index of the domain whose RAM it is.
+    pub owner: u32,
+    /// Index of the domain it is shared with.
+    pub peer: u32,
+    /// 4 KiB pages.
+    pub pages: u32,
+    /// Rights of the peer's mapping (`Rights` bits: READ, optionally WRITE).
+    pub peer_rights: u32,
+    /// Byte offset of the region in the owner's RAM (page aligned).
+    pub owner_offset: u64,
+    /// Where the peer sees it (page aligned, outside its RAM).
+    pub peer_ipa: u64,
+    /// Reserved, zero.
+    pub reserved: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() == 32);
+const _: () = assert!(core::mem::size_of::<ChannelRecord>() == 64);
+const _: () = assert!(core::mem::size_of::<ShareRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<DomainRecord>() == 104);
 const _: () = assert!(core::mem::size_of::<SegmentRecord>() == 32);
 
@@ -108,6 +162,10 @@ pub enum ImageError {
     NotASystemImage,
     /// A layout version this kernel does not read.
     UnsupportedVersion(u32),
+    /// Channel `index` is malformed.
+    BadChannel(u32, &'static str),
+    /// Shared region `index` is malformed.
+    BadShare(u32, &'static str),
     /// `total_size` disagrees with the blob, or a table runs past the end.
     Truncated,
     /// More domains than [`MAX_DOMAINS`], or none.
@@ -134,6 +192,8 @@ impl core::fmt::Display for ImageError {
                 "the system image has {n} domains (1..={MAX_DOMAINS} allowed)"
             ),
             ImageError::BadDomain(i, why) => write!(f, "domain #{i} of the system image: {why}"),
+            ImageError::BadChannel(i, why) => write!(f, "channel #{i} of the system image: {why}"),
+            ImageError::BadShare(i, why) => write!(f, "shared region #{i} of the system image: {why}"),
         }
     }
 }
@@ -144,6 +204,8 @@ pub struct SystemImage<'a> {
     blob: &'a [u8],
     domains: &'a [DomainRecord],
     segments: &'a [SegmentRecord],
+    channels: &'a [ChannelRecord],
+    shares: &'a [ShareRecord],
 }
 
 impl<'a> SystemImage<'a> {
@@ -171,17 +233,80 @@ impl<'a> SystemImage<'a> {
             .map_err(|_| ImageError::Truncated)?;
         let segment_total: u64 = domains.iter().map(|d| d.segment_count as u64).sum();
         let segment_total = usize::try_from(segment_total).map_err(|_| ImageError::Truncated)?;
-        let (segments, _) = <[SegmentRecord]>::ref_from_prefix_with_elems(rest, segment_total)
+        let (segments, rest) = <[SegmentRecord]>::ref_from_prefix_with_elems(rest, segment_total)
             .map_err(|_| ImageError::Truncated)?;
-        let image = SystemImage {
-            blob,
-            domains,
-            segments,
-        };
+        if header.channel_count as usize > MAX_CHANNELS || header.share_count as usize > MAX_SHARES {
+            return Err(ImageError::Truncated);
+        }
+        let (channels, rest) = <[ChannelRecord]>::ref_from_prefix_with_elems(rest, header.channel_count as usize)
+            .map_err(|_| ImageError::Truncated)?;
+        let (shares, _) = <[ShareRecord]>::ref_from_prefix_with_elems(rest, header.share_count as usize)
+            .map_err(|_| ImageError::Truncated)?;
+        let image = SystemImage { blob, domains, segments, channels, shares };
         for (i, d) in domains.iter().enumerate() {
             image.check_domain(i as u32, d)?;
         }
+        for (i, c) in channels.iter().enumerate() {
+            image.check_channel(i as u32, c)?;
+        }
+        for (i, sh) in shares.iter().enumerate() {
+            image.check_share(i as u32, sh)?;
+        }
         Ok(image)
+    }
+
+    fn check_channel(&self, i: u32, c: &ChannelRecord) -> Result<(), ImageError> {
+        let n = self.domains.len() as u32;
+        if c.a_domain >= n || c.b_domain >= n {
+            return Err(ImageError::BadChannel(i, "names a domain that does not exist"));
+        }
+        for name in [&c.a_name, &c.b_name] {
+            if crate::bootinfo::name_str(name).is_empty() {
+                return Err(ImageError::BadChannel(i, "an endpoint name is empty or not UTF-8"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_share(&self, i: u32, sh: &ShareRecord) -> Result<(), ImageError> {
+        let bad = |why| Err(ImageError::BadShare(i, why));
+        let Some(owner) = self.domains.get(sh.owner as usize) else { return bad("the owner does not exist") };
+        if sh.peer as usize >= self.domains.len() || sh.peer == sh.owner {
+            return bad("the peer does not exist or is the owner");
+        }
+        if crate::bootinfo::name_str(&sh.name).is_empty() {
+            return bad("the name is empty or not UTF-8");
+        }
+        let size = (sh.pages as u64) * 4096;
+        let allowed = crate::Rights::READ | crate::Rights::WRITE;
+        if sh.pages == 0 || !sh.owner_offset.is_multiple_of(4096) || !sh.peer_ipa.is_multiple_of(4096) {
+            return bad("empty, or not page aligned");
+        }
+        match crate::Rights::from_bits(sh.peer_rights) {
+            Some(r) if allowed.contains(r) && r.contains(crate::Rights::READ) => {}
+            _ => return bad("peer rights must be READ, or READ and WRITE"),
+        }
+        // The last page of the owner's RAM is its boot-info page: never shared.
+        match sh.owner_offset.checked_add(size) {
+            Some(end) if end <= owner.memory_bytes.saturating_sub(4096) => {}
+            _ => return bad("the region does not lie in the owner's RAM (below its boot-info page)"),
+        }
+        let peer = &self.domains[sh.peer as usize];
+        let peer_ram = DOMAIN_RAM_BASE..DOMAIN_RAM_BASE + peer.memory_bytes;
+        match sh.peer_ipa.checked_add(size) {
+            Some(end) if end <= 1 << 39 && (end <= peer_ram.start || sh.peer_ipa >= peer_ram.end) => Ok(()),
+            _ => bad("the peer address overlaps the peer's RAM or leaves the 39-bit address space"),
+        }
+    }
+
+    /// The channels created at boot.
+    pub fn channels(&self) -> &'a [ChannelRecord] {
+        self.channels
+    }
+
+    /// The shared regions created at boot.
+    pub fn shares(&self) -> &'a [ShareRecord] {
+        self.shares
     }
 
     fn check_domain(&self, i: u32, d: &DomainRecord) -> Result<(), ImageError> {
@@ -289,7 +414,7 @@ mod tests {
     /// Two domains, one segment each, in the documented layout.
     fn build(domains: &[DomainRecord], payload: &[&[u8]]) -> Vec<u8> {
         let header_len = size_of::<Header>() + size_of_val(domains);
-        let data_start = header_len + payload.len() * size_of::<SegmentRecord>();
+        let data_start = header_len + payload.len() * size_of::<SegmentRecord>() + size_of::<ShareRecord>();
         let mut segments = Vec::new();
         let mut offset = data_start as u64;
         for p in payload {
@@ -306,6 +431,8 @@ mod tests {
             version: VERSION,
             domain_count: domains.len() as u32,
             total_size: offset,
+            channel_count: 0,
+            share_count: 1,
         };
         let mut out = header.as_bytes().to_vec();
         for d in domains {
@@ -314,6 +441,17 @@ mod tests {
         for s in &segments {
             out.extend_from_slice(s.as_bytes());
         }
+        let share = ShareRecord {
+            name: crate::bootinfo::name_field("ring"),
+            owner: 0,
+            peer: if domains.len() > 1 { 1 } else { 0 },
+            pages: 1,
+            peer_rights: crate::Rights::READ.bits(),
+            owner_offset: 0x1000,
+            peer_ipa: 0x8000_0000,
+            reserved: 0,
+        };
+        out.extend_from_slice(share.as_bytes());
         for p in payload {
             out.extend_from_slice(p);
         }
@@ -328,6 +466,8 @@ mod tests {
         );
         let img = SystemImage::parse(&blob).unwrap();
         assert_eq!(img.domains().len(), 2);
+        assert_eq!(img.shares().len(), 1);
+        assert_eq!(img.shares()[0].peer_ipa, 0x8000_0000);
         assert_eq!(img.domains()[1].name(), "world");
         let seg = img.segments_of(&img.domains()[1]).unwrap()[0];
         assert_eq!(img.segment_bytes(&seg), b"defgh");

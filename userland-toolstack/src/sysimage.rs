@@ -105,6 +105,8 @@ pub fn write(domains: &[ImageDomain]) -> Result<Vec<u8>, SysimageError> {
         domain_count: u32::try_from(records.len())
             .map_err(|_| SysimageError::TooLarge("domains"))?,
         total_size: (data_start + data.len()) as u64,
+        channel_count: 0,
+        share_count: 0,
     };
     let mut out = Vec::with_capacity(data_start + data.len());
     out.extend_from_slice(header.as_bytes());
