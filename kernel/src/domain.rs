@@ -63,6 +63,8 @@ pub struct Mapping {
     pub pages: u64,
     /// The Memory capability it was made through (revoking or deleting it unmaps this).
     pub through: CapAddr,
+    /// READ, WRITE and EXECUTE as mapped.
+    pub perms: mica_abi::Rights,
 }
 
 impl Mapping {
@@ -110,6 +112,10 @@ pub struct Domain<H: Hal> {
     pub console: heapless::Vec<u8, CONSOLE_LINE>,
     /// Set when a restart was requested (SYSTEM_RESET) and is waiting for quiescence.
     pub restart_pending: bool,
+    /// Guest-physical address of its event page (`event_page_set`).
+    pub event_page: Option<u64>,
+    /// What its boot-info page says (rewritten into its last RAM page on every start).
+    pub boot_info: mica_abi::bootinfo::BootInfo,
 }
 
 impl<H: Hal> Domain<H> {
@@ -126,5 +132,12 @@ impl<H: Hal> Domain<H> {
     /// Translates guest-physical `ipa` to physical, if mapped.
     pub fn translate(&self, ipa: u64) -> Option<u64> {
         self.mapping_at(ipa).map(|m| m.pa + (ipa - m.ipa))
+    }
+
+    /// Translates `ipa` to physical if it is mapped writable.
+    pub fn translate_writable(&self, ipa: u64) -> Option<u64> {
+        self.mapping_at(ipa)
+            .filter(|m| m.perms.contains(mica_abi::Rights::WRITE))
+            .map(|m| m.pa + (ipa - m.ipa))
     }
 }

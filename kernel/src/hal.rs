@@ -66,6 +66,21 @@ pub trait Hal {
     fn zero_phys(&self, range: PhysRange);
     /// Copies `bytes` to physical address `pa`.
     fn write_phys(&self, pa: u64, bytes: &[u8]);
+    /// Atomically ORs `bits` into the 64-bit word at physical address `pa` (8-byte aligned, in
+    /// a domain's RAM, which the domain may be updating concurrently with atomic operations).
+    /// Returns false if this HAL cannot (the kernel then drops the event and says so).
+    fn atomic_or_phys(&self, pa: u64, bits: u64) -> bool {
+        let _ = (pa, bits);
+        false
+    }
+    /// Raises the event-channel upcall interrupt on vCPU `vcpu` of the domain whose
+    /// architectural state is `arch`; returns whether an interrupt was raised (the kernel then
+    /// kicks the vCPU's CPU if it is running). The default raises nothing: the vCPU is only
+    /// woken from WFI.
+    fn raise_upcall(&self, arch: &mut Self::DomainArch, vcpu: u16) -> bool {
+        let _ = (arch, vcpu);
+        false
+    }
     /// Makes physical CPU `cpu` re-run its scheduler soon (an IPI, or nothing if it is `me`).
     fn kick(&self, cpu: usize);
     /// How many physical CPUs are online (indices `0..cpus()`).

@@ -131,6 +131,39 @@ pub enum Request {
         /// Physical CPU (0xFF = any).
         cpu: u64,
     },
+    /// `evtchn_create`.
+    EvtchnCreate {
+        /// Slot for the first endpoint.
+        dst_a: u16,
+        /// Slot for the second endpoint.
+        dst_b: u16,
+    },
+    /// `evtchn_bind`.
+    EvtchnBind {
+        /// Endpoint slot.
+        endpoint: u16,
+        /// Event-page port.
+        port: u16,
+        /// vCPU index to wake.
+        vcpu: u16,
+    },
+    /// `evtchn_send`.
+    EvtchnSend {
+        /// Endpoint slot.
+        endpoint: u16,
+    },
+    /// `evtchn_mask`.
+    EvtchnMask {
+        /// Endpoint slot.
+        endpoint: u16,
+        /// Mask (true) or unmask.
+        masked: bool,
+    },
+    /// `event_page_set`.
+    EventPageSet {
+        /// Guest-physical address of the page.
+        ipa: u64,
+    },
     /// `vcpu_start`.
     VcpuStart {
         /// Vcpu capability slot.
@@ -264,12 +297,40 @@ pub fn decode(call: Call, a: [u64; 6]) -> Result<Request, Status> {
             entry: a[1],
             arg: a[2],
         },
-        // Event channels: being implemented (issue 5).
-        Call::EvtchnCreate
-        | Call::EvtchnBind
-        | Call::EvtchnSend
-        | Call::EvtchnMask
-        | Call::EventPageSet => return Err(Status::NotSupported),
+        Call::EvtchnCreate => Request::EvtchnCreate {
+            dst_a: slot_arg(a[0])?,
+            dst_b: slot_arg(a[1])?,
+        },
+        Call::EvtchnBind => {
+            if a[1] >= mica_abi::event::PORTS as u64 {
+                return Err(Status::InvalidArgument);
+            }
+            Request::EvtchnBind {
+                endpoint: slot_arg(a[0])?,
+                port: a[1] as u16,
+                vcpu: slot_arg(a[2])?,
+            }
+        }
+        Call::EvtchnSend => Request::EvtchnSend {
+            endpoint: slot_arg(a[0])?,
+        },
+        Call::EvtchnMask => {
+            let masked = match a[1] {
+                0 => false,
+                1 => true,
+                _ => return Err(Status::InvalidArgument),
+            };
+            Request::EvtchnMask {
+                endpoint: slot_arg(a[0])?,
+                masked,
+            }
+        }
+        Call::EventPageSet => {
+            if !a[0].is_multiple_of(FRAME_SIZE) {
+                return Err(Status::InvalidArgument);
+            }
+            Request::EventPageSet { ipa: a[0] }
+        }
     })
 }
 
@@ -416,6 +477,102 @@ pub fn dispatch<H: Hal>(
         } => {
             let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
             k.create_vcpu(caller, target, dst, index, cpu)?;
+            Ok([0; 3])
+        }
+        Request::EvtchnCreate { dst_a, dst_b } => {
+            // Check: two distinct empty slots and room in the endpoint table.
+            if dst_a == dst_b {
+                return Err(Status::InvalidArgument);
+            }
+            for slot in [dst_a, dst_b] {
+                if k.caps.identify(space, slot).is_ok() {
+                    return Err(Status::SlotOccupied);
+                }
+            }
+            if !k.channels.has_room() {
+                return Err(Status::OutOfMemory);
+            }
+            // Act.
+            let a = k
+                .caps
+                .create_object(space, dst_a, ObjectType::EventChannel, None)?;
+            let b = match k
+                .caps
+                .create_object(space, dst_b, ObjectType::EventChannel, None)
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = k.caps.delete(space, dst_a, |_| {});
+                    return Err(e);
+                }
+            };
+            k.channels.create(a, b)?;
+            Ok([0; 3])
+        }
+        Request::EvtchnBind {
+            endpoint,
+            port,
+            vcpu,
+        } => {
+            let info = k
+                .caps
+                .lookup(space, endpoint, ObjectType::EventChannel, Rights::RECEIVE)?;
+            let id = k
+                .channels
+                .find(info.object)
+                .ok_or(Status::StaleCapability)?;
+            let d = k.domain(caller).ok_or(Status::StaleCapability)?;
+            if vcpu as usize >= d.vcpus.len() {
+                return Err(Status::InvalidArgument);
+            }
+            if d.event_page.is_none() {
+                return Err(Status::WrongState);
+            }
+            let binding = crate::evtchn::Binding {
+                domain: caller,
+                port,
+                vcpu,
+            };
+            if let Some(delivery) = k.channels.bind(id, binding)? {
+                k.deliver(delivery);
+            }
+            Ok([0; 3])
+        }
+        Request::EvtchnSend { endpoint } => {
+            let info = k
+                .caps
+                .lookup(space, endpoint, ObjectType::EventChannel, Rights::SEND)?;
+            let id = k
+                .channels
+                .find(info.object)
+                .ok_or(Status::StaleCapability)?;
+            if let Some(delivery) = k.channels.send(id)? {
+                k.deliver(delivery);
+            }
+            Ok([0; 3])
+        }
+        Request::EvtchnMask { endpoint, masked } => {
+            let info = k
+                .caps
+                .lookup(space, endpoint, ObjectType::EventChannel, Rights::RECEIVE)?;
+            let id = k
+                .channels
+                .find(info.object)
+                .ok_or(Status::StaleCapability)?;
+            if let Some(delivery) = k.channels.mask(id, masked)? {
+                k.deliver(delivery);
+            }
+            Ok([0; 3])
+        }
+        Request::EventPageSet { ipa } => {
+            let d = k.domain(caller).ok_or(Status::StaleCapability)?;
+            let last = ipa.checked_add(FRAME_SIZE - 1).ok_or(Status::OutOfRange)?;
+            if d.translate_writable(ipa).is_none() || d.translate_writable(last).is_none() {
+                return Err(Status::OutOfRange);
+            }
+            if let Some(d) = k.domain_mut(caller) {
+                d.event_page = Some(ipa);
+            }
             Ok([0; 3])
         }
         Request::VcpuStart { vcpu, entry, arg } => {

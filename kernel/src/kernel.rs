@@ -15,6 +15,7 @@ use mica_abi::{ObjectType, Rights, Status};
 use mica_caps::{CapAddr, CapSystem, FrameRange, Removal, SpaceId};
 
 use crate::domain::{Domain, DomainId, DomainState, Mapping};
+use crate::evtchn::{Binding, Channels, Delivery};
 use crate::frames::{Frames, FRAME_SIZE};
 use crate::hal::{Hal, Stage2, VcpuContext};
 use crate::memmap::PhysRange;
@@ -110,7 +111,16 @@ pub struct Kernel<H: Hal> {
         usize,
         heapless::Vec<PhysRange, { crate::domain::MAX_RAM_CHUNKS }>,
     )>,
+    /// Every event-channel endpoint.
+    pub channels: Channels<MAX_ENDPOINTS>,
+    /// Channel and share records of the image already set up (bit i = record i).
+    wired: (u64, u64),
+    /// Free frame memory before the first domain was created.
+    boot_free: u64,
 }
+
+/// Most event-channel endpoints in the system.
+pub const MAX_ENDPOINTS: usize = 128;
 
 /// Writes a `mica:` line to the console.
 macro_rules! log {
@@ -132,6 +142,9 @@ impl<H: Hal> Kernel<H> {
             resched: [false; MAX_CPUS],
             image: None,
             handoff: None,
+            channels: Channels::new(),
+            wired: (0, 0),
+            boot_free: 0,
         }
     }
 
@@ -182,9 +195,22 @@ impl<H: Hal> Kernel<H> {
         let root = self.caps.create_root_space(SLOTS as u16, u64::MAX / 4)?;
         self.root = Some(root);
         self.image = Some(image);
+        self.boot_free = self.frames.free_bytes();
+        let mut started: heapless::Vec<DomainId, { sysimage::MAX_DOMAINS }> = heapless::Vec::new();
         for (index, record) in image.domains().iter().enumerate() {
             if record.flags & sysimage::FLAG_START_AT_BOOT != 0 {
-                self.start_from_image(index, None);
+                match self.instantiate(index, record, None) {
+                    Ok(id) => {
+                        let _ = started.push(id);
+                    }
+                    Err(e) => log!(self, "cannot create domain {}: {e}", record.name()),
+                }
+            }
+        }
+        self.wire_links();
+        for id in started {
+            if let Err(e) = self.boot_vcpu0(id) {
+                log!(self, "cannot start domain {}: {e}", id.0);
             }
         }
         Ok(())
@@ -199,9 +225,225 @@ impl<H: Hal> Kernel<H> {
         let Some(record) = image.domains().get(index) else {
             return;
         };
-        if let Err(e) = self.instantiate(index, record, ram) {
-            log!(self, "cannot create domain {}: {e}", record.name());
+        match self.instantiate(index, record, ram) {
+            Ok(id) => {
+                self.wire_links();
+                if let Err(e) = self.boot_vcpu0(id) {
+                    log!(self, "cannot start domain {}: {e}", record.name());
+                }
+            }
+            Err(e) => log!(self, "cannot create domain {}: {e}", record.name()),
         }
+    }
+
+    /// The live domain created from image record `index`.
+    fn domain_of_record(&self, index: u32) -> Option<DomainId> {
+        self.domains()
+            .find(|d| d.image_index == Some(index as usize))
+            .map(|d| d.id)
+    }
+
+    fn free_slot_in(&self, space: SpaceId) -> Result<u16, Status> {
+        let slots = self.caps.space(space).map_or(0, |s| s.slots);
+        (0..slots)
+            .find(|s| self.caps.capability(CapAddr::new(space, *s)).is_none())
+            .ok_or(Status::NoFreeSlot)
+    }
+
+    /// Sets up every channel and shared region of the image whose domains both exist and
+    /// that is not set up yet, recording each in the domains' boot-info pages.
+    fn wire_links(&mut self) {
+        let Some(image) = self.image else { return };
+        for (i, c) in image.channels().iter().enumerate() {
+            if self.wired.0 & (1 << i) != 0 {
+                continue;
+            }
+            let (Some(a), Some(b)) = (
+                self.domain_of_record(c.a_domain),
+                self.domain_of_record(c.b_domain),
+            ) else {
+                continue;
+            };
+            self.wired.0 |= 1 << i;
+            if let Err(e) = self.wire_channel(a, &c.a_name, b, &c.b_name) {
+                log!(self, "cannot create channel #{i}: {e}");
+            }
+        }
+        for (i, sh) in image.shares().iter().enumerate() {
+            if self.wired.1 & (1 << i) != 0 {
+                continue;
+            }
+            let (Some(o), Some(p)) = (
+                self.domain_of_record(sh.owner),
+                self.domain_of_record(sh.peer),
+            ) else {
+                continue;
+            };
+            self.wired.1 |= 1 << i;
+            if let Err(e) = self.wire_share(o, p, sh) {
+                log!(
+                    self,
+                    "cannot share region {}: {e}",
+                    mica_abi::bootinfo::name_str(&sh.name)
+                );
+            }
+        }
+    }
+
+    fn wire_channel(
+        &mut self,
+        a: DomainId,
+        a_name: &[u8; 24],
+        b: DomainId,
+        b_name: &[u8; 24],
+    ) -> Result<(), Status> {
+        use mica_abi::bootinfo::CapEntry;
+        if !self.channels.has_room() {
+            return Err(Status::OutOfMemory);
+        }
+        let slot_a = self.free_slot_in(a.space())?;
+        let obj_a = self
+            .caps
+            .create_object(a.space(), slot_a, ObjectType::EventChannel, None)?;
+        let created_b = self.free_slot_in(b.space()).and_then(|slot| {
+            Ok((
+                slot,
+                self.caps
+                    .create_object(b.space(), slot, ObjectType::EventChannel, None)?,
+            ))
+        });
+        let (slot_b, obj_b) = match created_b {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = self.caps.delete(a.space(), slot_a, |_| {});
+                return Err(e);
+            }
+        };
+        self.channels.create(obj_a, obj_b)?;
+        let rights = mica_caps::meaningful_rights(ObjectType::EventChannel).bits();
+        for (d, slot, name) in [(a, slot_a, a_name), (b, slot_b, b_name)] {
+            if let Some(dom) = self.domains[d.index()].as_mut() {
+                let entry = CapEntry {
+                    name: *name,
+                    slot,
+                    object_type: ObjectType::EventChannel as u8,
+                    reserved: 0,
+                    rights,
+                };
+                let _ = dom.boot_info.push_cap(entry);
+            }
+        }
+        Ok(())
+    }
+
+    fn wire_share(
+        &mut self,
+        owner: DomainId,
+        peer: DomainId,
+        sh: &sysimage::ShareRecord,
+    ) -> Result<(), Status> {
+        use mica_abi::bootinfo::{CapEntry, RegionEntry};
+        let root = self.root.ok_or(Status::WrongState)?;
+        let size = sh.pages as u64 * FRAME_SIZE;
+        let o = self.domain(owner).ok_or(Status::WrongState)?;
+        // Find the RAM chunk (and its capability, slot = chunk index) holding the region.
+        let mut chunk_ipa = sysimage::DOMAIN_RAM_BASE;
+        let mut found = None;
+        for (i, r) in o.ram.iter().enumerate() {
+            let start = sysimage::DOMAIN_RAM_BASE + sh.owner_offset;
+            if start >= chunk_ipa && start + size <= chunk_ipa + r.size() {
+                found = Some((i as u16, r.start + (start - chunk_ipa)));
+            }
+            chunk_ipa += r.size();
+        }
+        let (chunk_slot, pa) = found.ok_or(Status::OutOfRange)?;
+        let owner_root_slot = o.original.slot;
+        let peer_root_slot = self.domain(peer).ok_or(Status::WrongState)?.original.slot;
+        let frames = FrameRange::new(pa / FRAME_SIZE, sh.pages as u64);
+        // The owner's capability over the region, derived from its RAM capability.
+        let owner_slot = self.free_slot_in(owner.space())?;
+        let owner_rights = Rights::READ | Rights::WRITE | Rights::GRANT;
+        self.caps
+            .derive(owner.space(), chunk_slot, owner_slot, owner_rights, frames)?;
+        // The peer's copy is derived from the owner's (so the owner's revoke removes it). The
+        // grant needs a Domain capability for the peer in the owner's space: a GRANT-only copy,
+        // deleted again at once.
+        let peer_rights =
+            Rights::from_bits_truncate(sh.peer_rights) & (Rights::READ | Rights::WRITE);
+        let granted = (|| {
+            let via = self.free_slot_in(owner.space())?;
+            let _ = owner_root_slot;
+            self.caps.grant(
+                root,
+                peer_root_slot,
+                owner_root_slot,
+                via,
+                Rights::GRANT,
+                None,
+            )?;
+            let peer_slot = self.free_slot_in(peer.space())?;
+            let result =
+                self.caps
+                    .grant(owner.space(), owner_slot, via, peer_slot, peer_rights, None);
+            let _ = self.caps.delete(owner.space(), via, |_| {});
+            result
+        })();
+        let peer_addr = match granted {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self.caps.delete(owner.space(), owner_slot, |_| {});
+                return Err(e);
+            }
+        };
+        self.map_checked(
+            peer,
+            sh.peer_ipa,
+            pa,
+            sh.pages as u64,
+            peer_rights,
+            peer_addr,
+        )?;
+        let owner_entries = (
+            CapEntry {
+                name: sh.name,
+                slot: owner_slot,
+                object_type: ObjectType::Memory as u8,
+                reserved: 0,
+                rights: owner_rights.bits(),
+            },
+            RegionEntry {
+                name: sh.name,
+                ipa: sysimage::DOMAIN_RAM_BASE + sh.owner_offset,
+                size,
+                slot: owner_slot,
+                reserved: 0,
+                rights: (Rights::READ | Rights::WRITE).bits(),
+            },
+        );
+        let peer_entries = (
+            CapEntry {
+                name: sh.name,
+                slot: peer_addr.slot,
+                object_type: ObjectType::Memory as u8,
+                reserved: 0,
+                rights: peer_rights.bits(),
+            },
+            RegionEntry {
+                name: sh.name,
+                ipa: sh.peer_ipa,
+                size,
+                slot: peer_addr.slot,
+                reserved: 0,
+                rights: peer_rights.bits(),
+            },
+        );
+        for (d, (cap, region)) in [(owner, owner_entries), (peer, peer_entries)] {
+            if let Some(dom) = self.domains[d.index()].as_mut() {
+                let _ = dom.boot_info.push_cap(cap);
+                let _ = dom.boot_info.push_region(region);
+            }
+        }
+        Ok(())
     }
 
     fn free_root_slot(&self) -> Result<u16, Status> {
@@ -265,6 +507,8 @@ impl<H: Hal> Kernel<H> {
             boots: 0,
             console: heapless::Vec::new(),
             restart_pending: false,
+            event_page: None,
+            boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
         });
         if let Err(e) = self.build_domain(id, dom_slot, record, pages, ram) {
             self.teardown(id);
@@ -293,7 +537,6 @@ impl<H: Hal> Kernel<H> {
             cpus.len(),
             cpus.as_slice()
         );
-        self.boot_vcpu0(id)?;
         Ok(id)
     }
 
@@ -398,12 +641,18 @@ impl<H: Hal> Kernel<H> {
             .and_then(|i| image.domains().get(i))
             .ok_or(Status::WrongState)?;
         let v0 = *d.vcpus.first().ok_or(Status::WrongState)?;
+        // The last page of RAM is the boot-info page; x2 is the RAM before it.
+        let info_ipa = sysimage::DOMAIN_RAM_BASE + record.memory_bytes - FRAME_SIZE;
         let regs = [
             record.arg,
             sysimage::DOMAIN_RAM_BASE,
-            record.memory_bytes,
-            d.boots,
+            record.memory_bytes - FRAME_SIZE,
+            info_ipa,
         ];
+        let mut info = d.boot_info;
+        info.boots = d.boots as u32;
+        info.vcpu_count = d.vcpus.len() as u32;
+        self.copy_to_guest(id, info_ipa, zerocopy::IntoBytes::as_bytes(&info))?;
         let dc = record.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0;
         let v = self.vcpu_mut(v0).ok_or(Status::WrongState)?;
         v.context.reset(record.entry, regs, 0, dc);
@@ -856,6 +1105,7 @@ impl<H: Hal> Kernel<H> {
             pa,
             pages,
             through,
+            perms,
         });
         Ok(())
     }
@@ -863,19 +1113,75 @@ impl<H: Hal> Kernel<H> {
     /// Undoes what removed capabilities made possible (their mappings).
     pub(crate) fn apply_removals(&mut self, removals: &[Removal]) {
         for r in removals {
-            if let Removal::Capability { addr, .. } = r {
-                for d in self.domains.iter_mut().flatten() {
-                    let mut i = 0;
-                    while i < d.mappings.len() {
-                        if d.mappings[i].through == *addr {
-                            let m = d.mappings.swap_remove(i);
-                            d.stage2.unmap(m.ipa, m.pages);
-                        } else {
-                            i += 1;
+            match r {
+                Removal::Capability { addr, .. } => {
+                    for d in self.domains.iter_mut().flatten() {
+                        let mut i = 0;
+                        while i < d.mappings.len() {
+                            if d.mappings[i].through == *addr {
+                                let m = d.mappings.swap_remove(i);
+                                d.stage2.unmap(m.ipa, m.pages);
+                                if d.event_page.is_some_and(|p| m.overlaps(p, 1)) {
+                                    d.event_page = None;
+                                }
+                            } else {
+                                i += 1;
+                            }
                         }
                     }
                 }
+                Removal::ObjectDestroyed {
+                    object,
+                    object_type: ObjectType::EventChannel,
+                } => {
+                    self.channels.close(*object);
+                }
+                _ => {}
             }
+        }
+    }
+
+    /// Performs an event-channel delivery: the port bit and its summary bit in the receiver's
+    /// event page, then (unless masked) a wake-up and the upcall.
+    pub(crate) fn deliver(&mut self, delivery: Delivery) {
+        let Binding { domain, port, vcpu } = delivery.binding;
+        let Some(d) = self.domains[domain.index()].as_mut() else {
+            return;
+        };
+        if d.state == DomainState::Dying {
+            return;
+        }
+        let Some((word, bit)) = mica_abi::event::port_position(port as u64) else {
+            return;
+        };
+        let page = d.event_page;
+        let targets = page.and_then(|page| {
+            let pending =
+                d.translate_writable(page + mica_abi::event::pending_offset(word) as u64)?;
+            let summary = d.translate_writable(page + mica_abi::event::SUMMARY_OFFSET as u64)?;
+            Some((pending, summary))
+        });
+        if let Some((pending, summary)) = targets {
+            let ok = self.hal.atomic_or_phys(pending, bit)
+                && self.hal.atomic_or_phys(summary, 1 << word);
+            if !ok {
+                return;
+            }
+        }
+        if !delivery.wake {
+            return;
+        }
+        let Some(d) = self.domains[domain.index()].as_mut() else {
+            return;
+        };
+        let Some(&v) = d.vcpus.get(vcpu as usize) else {
+            return;
+        };
+        let raised = self.hal.raise_upcall(&mut d.arch, vcpu);
+        let running = self.vcpu(v).map(|x| (x.state == VcpuState::Running, x.cpu));
+        self.wake(v);
+        if let (true, Some((true, cpu))) = (raised, running) {
+            self.hal.kick(cpu);
         }
     }
 
@@ -908,6 +1214,9 @@ impl<H: Hal> Kernel<H> {
             if d.mappings[i].overlaps(ipa, pages) {
                 let m = d.mappings.swap_remove(i);
                 d.stage2.unmap(m.ipa, m.pages);
+                if d.event_page.is_some_and(|p| m.overlaps(p, 1)) {
+                    d.event_page = None;
+                }
                 unmapped += m.pages;
             } else {
                 i += 1;
@@ -1041,6 +1350,11 @@ impl<H: Hal> Kernel<H> {
         d.state = DomainState::Running;
         d.boots += 1;
         d.console.clear();
+        d.event_page = None;
+        self.channels.unbind_domain(id);
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
         let ram = d.ram.clone();
         let index = d.image_index;
         for r in ram.iter() {
@@ -1123,10 +1437,30 @@ impl<H: Hal> Kernel<H> {
             scrubbed >> 10,
             self.frames.free_bytes() >> 20
         );
+        self.channels.unbind_domain(id);
         // 5. Whoever waited for this domain starts now.
         if let Some((next, _)) = successor {
             let ram = self.handoff.take().map(|(_, ram)| ram);
             self.start_from_image(next, ram);
+        }
+        // 6. The last domain gone: say whether every frame came back.
+        if self.image.is_some() && self.domains().next().is_none() {
+            let (now, then) = (self.frames.free_bytes(), self.boot_free);
+            if now == then {
+                log!(
+                    self,
+                    "all domains have ended; {} KiB free, as at boot",
+                    now >> 10
+                );
+            } else {
+                log!(
+                    self,
+                    "all domains have ended; {} KiB free, {} KiB at boot: LEAKED {} KiB",
+                    now >> 10,
+                    then >> 10,
+                    then.saturating_sub(now) >> 10
+                );
+            }
         }
     }
 
@@ -1177,6 +1511,8 @@ impl<H: Hal> Kernel<H> {
             boots: 0,
             console: heapless::Vec::new(),
             restart_pending: false,
+            event_page: None,
+            boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
         });
         Ok(id)
     }

@@ -21,6 +21,7 @@ extern crate alloc;
 
 pub mod bootargs;
 pub mod domain;
+pub mod evtchn;
 pub mod frames;
 pub mod hal;
 pub mod hypercall;
