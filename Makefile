@@ -61,7 +61,9 @@ clippy: setup
 	$(CARGO) clippy --target $(X86_TARGET) -p mica-boot --bin mica-x86_64 -- -D warnings
 
 host-test: setup
-	$(CARGO) test --workspace $(HOST_EXCLUDE)
+	$(CARGO) test --workspace $(HOST_EXCLUDE) --exclude mica-verify
+	# The verification harnesses print what they explored (state counts): show it.
+	$(CARGO) test -p mica-verify -- --nocapture
 
 ## Boot every scenario in tests/smoke (or only SCENARIO=name) and check its transcript.
 smoke: build
