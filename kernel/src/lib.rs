@@ -29,6 +29,7 @@ pub mod kernel;
 pub mod memmap;
 pub mod platform;
 pub mod psci;
+pub mod sched;
 pub mod vcpu;
 
 #[cfg(test)]
