@@ -10,11 +10,12 @@
 //! code path.
 
 use crate::image::{self, ImageError, LoadSegment, ET_EXEC};
-use crate::manifest::{Domain, Location, Manifest, ManifestError, Start};
+use crate::manifest::{Channel, Domain, Location, Manifest, ManifestError, Share, Start};
 use crate::sysimage::{self, ImageDomain, ImageSegment, SysimageError};
+use mica_abi::bootinfo::name_field;
 use mica_abi::sysimage::{
-    DomainRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_DEFAULT_CACHEABLE, FLAG_START_AT_BOOT,
-    MAX_VCPUS_PER_DOMAIN,
+    ChannelRecord, DomainRecord, ShareRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_DEFAULT_CACHEABLE,
+    FLAG_START_AT_BOOT, MAX_VCPUS_PER_DOMAIN,
 };
 use std::path::{Path, PathBuf};
 
@@ -277,6 +278,37 @@ fn record(domain: &Domain, entry: u64) -> DomainRecord {
     }
 }
 
+/// A domain index as a record field (the manifest holds at most 16 domains).
+fn index(domain: usize) -> u32 {
+    u32::try_from(domain).unwrap_or(u32::MAX)
+}
+
+/// The record of a checked `[[channel]]`.
+fn channel_record(channel: &Channel) -> ChannelRecord {
+    ChannelRecord {
+        a_domain: index(channel.a.domain),
+        b_domain: index(channel.b.domain),
+        // The manifest checked every name is 1..=23 bytes.
+        a_name: name_field(&channel.a.name),
+        b_name: name_field(&channel.b.name),
+        reserved: [0; 2],
+    }
+}
+
+/// The record of a checked `[[shared]]`.
+fn share_record(share: &Share) -> ShareRecord {
+    ShareRecord {
+        name: name_field(&share.name),
+        owner: index(share.owner),
+        peer: index(share.peer),
+        pages: share.pages,
+        peer_rights: share.peer_access.rights().bits(),
+        owner_offset: share.owner_offset,
+        peer_ipa: share.peer_address,
+        reserved: 0,
+    }
+}
+
 /// The bootable file for `manifest` from the hypervisor Image bytes and each domain's ELF
 /// (path, for errors, and bytes), in manifest order.
 pub fn build_bytes(
@@ -296,7 +328,9 @@ pub fn build_bytes(
             }))
         })?);
     }
-    let system = sysimage::write(&domains).map_err(BuildError::Layout)?;
+    let channels: Vec<ChannelRecord> = manifest.channels.iter().map(channel_record).collect();
+    let shares: Vec<ShareRecord> = manifest.shares.iter().map(share_record).collect();
+    let system = sysimage::write(&domains, &channels, &shares).map_err(BuildError::Layout)?;
     sysimage::append_to_hypervisor(hypervisor, &system).map_err(|source| BuildError::Hypervisor {
         path: hypervisor_path.to_owned(),
         source,
@@ -379,7 +413,9 @@ pub fn build_to_temp(
 mod tests {
     use super::*;
     use crate::image::tests::{elf, header, Load};
+    use mica_abi::bootinfo::name_str;
     use mica_abi::sysimage::SystemImage;
+    use mica_abi::Rights;
 
     const MANIFEST: &str = r#"
 [system]
@@ -504,6 +540,96 @@ mmu_off_cacheable = false
         assert_eq!(image.segment_bytes(&segments[0]), b"\x1f\x20\x03\xd5text");
         assert_eq!(image.segment_bytes(&segments[1]), b"data!");
         assert_eq!(image.segments_of(reader).unwrap()[1].offset % 8, 0);
+    }
+
+    /// MANIFEST's domains, both at boot, with two channels and two shared regions.
+    fn linked_manifest() -> Manifest {
+        let text = MANIFEST
+            .replace("start = \"after-destroy\"\nafter = \"writer\"\n", "")
+            .replace("memory_from = \"writer\"\n", "");
+        manifest(&format!(
+            r#"{text}
+[[channel]]
+name = "w-r"
+reason = "requests"
+a = {{ domain = "writer", endpoint = "to-reader" }}
+b = {{ domain = "reader", endpoint = "to-writer" }}
+[[channel]]
+name = "r-w"
+reason = "doorbell"
+a = {{ domain = "reader", endpoint = "bell" }}
+b = {{ domain = "writer", endpoint = "bell" }}
+[[shared]]
+name = "ring"
+reason = "the rings"
+owner = "writer"
+peer = "reader"
+pages = 2
+owner_offset_kib = 128
+peer_address = 0x8000_0000
+peer_access = "read-write"
+[[shared]]
+name = "window"
+reason = "a read-only view"
+owner = "reader"
+peer = "writer"
+pages = 1
+owner_offset_kib = 248
+peer_address = 0x9000_0000
+peer_access = "read-only"
+"#
+        ))
+    }
+
+    #[test]
+    fn channels_and_shares_reach_the_image() {
+        let m = linked_manifest();
+        let file = build_pair(&m, &guest_elf()).unwrap();
+        let image = SystemImage::parse(&file[0x1_3000..]).unwrap();
+        let channels: Vec<_> = image
+            .channels()
+            .iter()
+            .map(|c| {
+                (
+                    c.a_domain,
+                    name_str(&c.a_name),
+                    c.b_domain,
+                    name_str(&c.b_name),
+                    c.reserved,
+                )
+            })
+            .collect();
+        assert_eq!(
+            channels,
+            [
+                (0, "to-reader", 1, "to-writer", [0; 2]),
+                (1, "bell", 0, "bell", [0; 2])
+            ]
+        );
+        let [ring, window] = image.shares() else {
+            panic!("two shares")
+        };
+        assert_eq!(name_str(&ring.name), "ring");
+        assert_eq!((ring.owner, ring.peer, ring.pages), (0, 1, 2));
+        assert_eq!(
+            (ring.owner_offset, ring.peer_ipa),
+            (128 * 1024, 0x8000_0000)
+        );
+        assert_eq!(ring.peer_rights, (Rights::READ | Rights::WRITE).bits());
+        assert_eq!(name_str(&window.name), "window");
+        assert_eq!((window.owner, window.peer, window.pages), (1, 0, 1));
+        assert_eq!(
+            (window.owner_offset, window.peer_ipa),
+            (248 * 1024, 0x9000_0000)
+        );
+        assert_eq!(window.peer_rights, Rights::READ.bits());
+        assert_eq!((ring.reserved, window.reserved), (0, 0));
+        // Reproducible with the tables too.
+        assert_eq!(build_pair(&linked_manifest(), &guest_elf()).unwrap(), file);
+        // And a manifest without them writes none.
+        let plain = build_pair(&manifest(MANIFEST), &guest_elf()).unwrap();
+        let image = SystemImage::parse(&plain[0x1_3000..]).unwrap();
+        assert!(image.channels().is_empty() && image.shares().is_empty());
     }
 
     #[test]

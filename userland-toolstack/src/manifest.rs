@@ -13,7 +13,11 @@
 //! a manifest can be checked on a machine where nothing has been built yet.
 //! `docs/manifest.md` documents the format field by field.
 
-use mica_abi::sysimage::{MAX_DOMAINS, MAX_VCPUS_PER_DOMAIN};
+use mica_abi::bootinfo::{MAX_CAPS, MAX_REGIONS};
+use mica_abi::sysimage::{
+    DOMAIN_RAM_BASE, MAX_CHANNELS, MAX_DOMAINS, MAX_SHARES, MAX_VCPUS_PER_DOMAIN, NAME_LEN,
+};
+use mica_abi::Rights;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,6 +37,13 @@ pub const MAX_MACHINE_MEMORY_MIB: u64 = 255 * 1024;
 pub const DEFAULT_MACHINE_MEMORY_MIB: u64 = 512;
 /// Longest domain or system name, in bytes (a domain record holds 32, NUL-terminated).
 pub const MAX_NAME_LEN: usize = 31;
+/// Longest name of a channel, endpoint or shared region, in bytes (a boot-info page entry
+/// holds 24, NUL-padded).
+pub const MAX_CAP_NAME_LEN: usize = NAME_LEN - 1;
+/// Bytes of a page: shared regions are whole pages.
+pub const PAGE_BYTES: u64 = 4096;
+/// End of the guest-physical address space the kernel gives every domain (39 bits).
+pub const IPA_LIMIT: u64 = 1 << 39;
 /// Least memory a domain may have.
 pub const MIN_DOMAIN_MEMORY_KIB: u64 = 64;
 /// Where `binary = "NAME"` is looked for unless `--guests-dir` says otherwise.
@@ -49,6 +60,10 @@ struct ManifestFile {
     machine: MachineSection,
     #[serde(default, rename = "domain")]
     domains: Vec<DomainSection>,
+    #[serde(default, rename = "channel")]
+    channels: Vec<ChannelSection>,
+    #[serde(default, rename = "shared")]
+    shares: Vec<SharedSection>,
 }
 
 /// `[system]`.
@@ -97,6 +112,41 @@ struct DomainSection {
     priority: u32,
     #[serde(default)]
     mmu_off_cacheable: Option<bool>,
+}
+
+/// One `[[channel]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelSection {
+    name: Spanned<String>,
+    /// Optional here so that a missing one gets our message, not serde's.
+    #[serde(default)]
+    reason: Option<Spanned<String>>,
+    a: EndpointSection,
+    b: EndpointSection,
+}
+
+/// `a = { domain = "...", endpoint = "..." }` of a `[[channel]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointSection {
+    domain: Spanned<String>,
+    endpoint: Spanned<String>,
+}
+
+/// One `[[shared]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SharedSection {
+    name: Spanned<String>,
+    #[serde(default)]
+    reason: Option<Spanned<String>>,
+    owner: Spanned<String>,
+    peer: Spanned<String>,
+    pages: Spanned<u32>,
+    owner_offset_kib: Spanned<u64>,
+    peer_address: Spanned<u64>,
+    peer_access: PeerAccess,
 }
 
 /// `start`, as written.
@@ -186,6 +236,76 @@ pub struct Domain {
     pub mmu_off_cacheable: bool,
 }
 
+/// How a shared region is mapped into its peer.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerAccess {
+    /// Readable (`Rights::READ`).
+    ReadOnly,
+    /// Readable and writable (`Rights::READ | Rights::WRITE`).
+    ReadWrite,
+}
+
+impl PeerAccess {
+    /// The `Rights` of the peer's capability and mapping.
+    pub fn rights(self) -> Rights {
+        match self {
+            PeerAccess::ReadOnly => Rights::READ,
+            PeerAccess::ReadWrite => Rights::READ | Rights::WRITE,
+        }
+    }
+}
+
+/// One end of a checked channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The domain's index in [`Manifest::domains`].
+    pub domain: usize,
+    /// The capability's name in that domain's boot-info page (1..=23 bytes).
+    pub name: String,
+}
+
+/// A checked `[[channel]]`: an event channel created at boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// Unique among channels.
+    pub name: String,
+    /// Why the two domains may signal each other.
+    pub reason: String,
+    /// The first end.
+    pub a: Endpoint,
+    /// The second end, in another domain.
+    pub b: Endpoint,
+}
+
+/// A checked `[[shared]]`: part of one domain's RAM mapped into another at boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// The region's and both capabilities' name (1..=23 bytes).
+    pub name: String,
+    /// Why the peer may see this memory.
+    pub reason: String,
+    /// The index of the domain whose RAM it is.
+    pub owner: usize,
+    /// The index of the domain it is mapped into.
+    pub peer: usize,
+    /// Size in 4 KiB pages (at least 1).
+    pub pages: u32,
+    /// Byte offset in the owner's RAM (page aligned, below its boot-info page).
+    pub owner_offset: u64,
+    /// Guest-physical address in the peer (page aligned, above its RAM).
+    pub peer_address: u64,
+    /// How the peer may access it.
+    pub peer_access: PeerAccess,
+}
+
+impl Share {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        u64::from(self.pages) * PAGE_BYTES
+    }
+}
+
 /// A checked manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -199,6 +319,10 @@ pub struct Manifest {
     pub machine: Machine,
     /// The domains, in file order (their index is their place in the system image).
     pub domains: Vec<Domain>,
+    /// The `[[channel]]` tables, in file order.
+    pub channels: Vec<Channel>,
+    /// The `[[shared]]` tables, in file order.
+    pub shares: Vec<Share>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -284,8 +408,9 @@ pub enum ManifestError {
     Invalid {
         /// Where.
         at: Location,
-        /// What is wrong and what to write instead.
-        problem: Problem,
+        /// What is wrong and what to write instead (boxed: some problems carry several
+        /// names and numbers).
+        problem: Box<Problem>,
     },
     /// A `binary = "NAME"` was not found in the guests directory.
     #[error("{at}: domain `{domain}`: binary `{binary}` not found at {tried}: run `make build` first (or pass --guests-dir DIR if the guests are built elsewhere)")]
@@ -423,6 +548,151 @@ pub enum Problem {
         /// `a -> b -> a`.
         cycle: String,
     },
+    /// A channel, endpoint or shared-region name breaks the rules.
+    #[error("{what} `{name}` is not allowed: use 1 to 23 characters from a-z, 0-9 and `-` (a boot-info page entry holds 24 bytes)")]
+    BadCapabilityName {
+        /// `channel name`, `endpoint` or `shared region name`.
+        what: &'static str,
+        /// The name written.
+        name: String,
+    },
+    /// Two channels share a name.
+    #[error("a channel named `{name}` already exists (line {first_line}): give every channel a unique name")]
+    DuplicateChannel {
+        /// The name.
+        name: String,
+        /// Line of the first one.
+        first_line: usize,
+    },
+    /// A channel or shared region without a reason.
+    #[error("{what} `{name}` needs a `reason`: add reason = \"...\", saying why this authority exists (every capability the manifest grants is named and given a reason)")]
+    MissingReason {
+        /// `channel` or `shared region`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// Both endpoints of a channel in one domain.
+    #[error("both endpoints of channel `{channel}` are in domain `{domain}`: a channel connects two different domains, so name another domain in `b`")]
+    ChannelToItself {
+        /// The channel.
+        channel: String,
+        /// The domain.
+        domain: String,
+    },
+    /// A shared region whose peer is its owner.
+    #[error("shared region `{name}` has `{domain}` as both owner and peer: a domain already has its own RAM, so name another domain as `peer`")]
+    ShareWithItself {
+        /// The region.
+        name: String,
+        /// The domain.
+        domain: String,
+    },
+    /// A name used twice in one domain's boot-info page.
+    #[error("domain `{domain}` already has a capability named `{name}` (line {first_line}): channel endpoints and shared regions share one namespace per domain, so choose another name")]
+    DuplicateCapability {
+        /// The domain.
+        domain: String,
+        /// The name.
+        name: String,
+        /// Line of the first one.
+        first_line: usize,
+    },
+    /// Too many channels.
+    #[error(
+        "the system has {0} channels; a system image holds at most {MAX_CHANNELS}: remove some"
+    )]
+    TooManyChannels(usize),
+    /// Too many shared regions.
+    #[error(
+        "the system has {0} shared regions; a system image holds at most {MAX_SHARES}: remove some"
+    )]
+    TooManyShares(usize),
+    /// More names than a boot-info page lists.
+    #[error("domain `{domain}` gets more than {MAX_CAPS} named capabilities (channel endpoints and shared regions); its boot-info page lists at most {MAX_CAPS}: remove some")]
+    TooManyCapabilities {
+        /// The domain.
+        domain: String,
+    },
+    /// More shared regions than a boot-info page lists.
+    #[error("domain `{domain}` owns or maps more than {MAX_REGIONS} shared regions; its boot-info page lists at most {MAX_REGIONS}: remove some, or merge them into larger ones")]
+    TooManyRegions {
+        /// The domain.
+        domain: String,
+    },
+    /// `pages = 0`.
+    #[error("pages = 0: a shared region has at least one 4 KiB page")]
+    SharePages,
+    /// `owner_offset_kib` not page aligned.
+    #[error("owner_offset_kib = {0}: give a multiple of 4 (shared regions are whole 4 KiB pages)")]
+    OwnerOffsetAlign(u64),
+    /// The region does not lie in the owner's RAM below its boot-info page.
+    #[error("the region {offset_kib}..{end_kib} KiB does not fit in `{owner}`'s RAM below its last page ({owner_kib} KiB of RAM; the last 4 KiB are its boot-info page): lower owner_offset_kib or pages, or raise `{owner}`'s memory_kib to at least {least_kib}")]
+    ShareOutsideOwner {
+        /// `owner_offset_kib`.
+        offset_kib: u64,
+        /// `owner_offset_kib` + the size in KiB.
+        end_kib: u64,
+        /// The owner.
+        owner: String,
+        /// The owner's `memory_kib`.
+        owner_kib: u64,
+        /// The least `memory_kib` that holds the region and the boot-info page.
+        least_kib: u64,
+    },
+    /// Two shared regions overlap in their owner's RAM.
+    #[error("the region {offset_kib}..{end_kib} KiB of `{owner}`'s RAM overlaps shared region `{other}` ({other_offset_kib}..{other_end_kib} KiB, line {other_line}): give the regions disjoint owner_offset_kib ranges (this one at {other_end_kib} or above, for example)")]
+    ShareOverlap {
+        /// This region's `owner_offset_kib`.
+        offset_kib: u64,
+        /// Its end in KiB.
+        end_kib: u64,
+        /// The owner.
+        owner: String,
+        /// The other region.
+        other: String,
+        /// Its `owner_offset_kib`.
+        other_offset_kib: u64,
+        /// Its end in KiB.
+        other_end_kib: u64,
+        /// Line of its `owner_offset_kib`.
+        other_line: usize,
+    },
+    /// `peer_address` not page aligned.
+    #[error("peer_address = {0:#x} is not page aligned: give a multiple of 0x1000")]
+    PeerAddressAlign(u64),
+    /// `peer_address` not between the peer's RAM and the end of its address space.
+    #[error("peer_address {address:#x}..{end:#x} is not above `{peer}`'s RAM (0x40000000..{ram_end:#x}, with emulated devices below it) and below {IPA_LIMIT:#x} (the end of its 39-bit guest-physical space): map it at {suggestion:#x}, for example")]
+    PeerAddressRange {
+        /// `peer_address`.
+        address: u64,
+        /// `peer_address` + the size.
+        end: u64,
+        /// The peer.
+        peer: String,
+        /// End of the peer's RAM.
+        ram_end: u64,
+        /// A free address to suggest.
+        suggestion: u64,
+    },
+    /// Two shared regions overlap in their peer's address space.
+    #[error("peer_address {address:#x}..{end:#x} overlaps shared region `{other}` ({other_address:#x}..{other_end:#x}, line {other_line}), also mapped into `{peer}`: map this one at {other_end:#x} or above, for example")]
+    PeerAddressOverlap {
+        /// `peer_address`.
+        address: u64,
+        /// Its end.
+        end: u64,
+        /// The peer.
+        peer: String,
+        /// The other region.
+        other: String,
+        /// Its `peer_address`.
+        other_address: u64,
+        /// Its end.
+        other_end: u64,
+        /// Line of its `peer_address`.
+        other_line: usize,
+    },
     /// The domains' memory exceeds what the machine has.
     #[error("the domains need {need_kib} KiB of RAM but memory_mib = {memory_mib} leaves {available_kib} KiB after the 64 MiB the hypervisor keeps: set memory_mib to at least {least_mib}, or give the domains less memory_kib")]
     MemoryDoesNotFit {
@@ -479,14 +749,14 @@ impl Checker<'_> {
     fn invalid<T>(&self, value: &Spanned<T>, problem: Problem) -> ManifestError {
         ManifestError::Invalid {
             at: self.at(value),
-            problem,
+            problem: Box::new(problem),
         }
     }
 
     fn invalid_file(&self, problem: Problem) -> ManifestError {
         ManifestError::Invalid {
             at: Location::file(self.path),
-            problem,
+            problem: Box::new(problem),
         }
     }
 
@@ -676,7 +946,7 @@ impl Checker<'_> {
                         .map_or_else(|| self.at(&d.name), |s| self.at(s));
                     return Err(ManifestError::Invalid {
                         at,
-                        problem: Problem::StartWithoutAfter,
+                        problem: Box::new(Problem::StartWithoutAfter),
                     });
                 }
             };
@@ -734,12 +1004,17 @@ impl Checker<'_> {
         }
         self.check_start_cycles(sections, &domains)?;
         check_memory_fits(memory_at, &machine, &domains)?;
+        let mut names_in = Namespaces::new(domains.len());
+        let channels = self.channels(&file.channels, &names, &mut names_in)?;
+        let shares = self.shares(&file.shares, &names, &domains, &mut names_in)?;
         Ok(Manifest {
             path: self.path.to_owned(),
             name: name.get_ref().clone(),
             arch: file.system.arch,
             machine,
             domains,
+            channels,
+            shares,
         })
     }
 }
@@ -765,9 +1040,9 @@ impl Checker<'_> {
                         .map_or_else(|| self.at(&sections[first].name), |a| self.at(a));
                     return Err(ManifestError::Invalid {
                         at,
-                        problem: Problem::StartCycle {
+                        problem: Box::new(Problem::StartCycle {
                             cycle: names.join(" -> "),
-                        },
+                        }),
                     });
                 }
                 if path.contains(&next) {
@@ -779,6 +1054,326 @@ impl Checker<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `name` can be a channel, endpoint or shared-region name: 1..=23 bytes of `a-z`,
+/// `0-9`, `-`.
+pub fn is_valid_capability_name(name: &str) -> bool {
+    name.len() <= MAX_CAP_NAME_LEN && is_valid_name(name)
+}
+
+/// The names each domain's boot-info page will list, with the line each is written on, and
+/// how many shared regions each domain owns or maps.
+struct Namespaces {
+    names: Vec<Vec<(String, usize)>>,
+    regions: Vec<usize>,
+}
+
+impl Namespaces {
+    fn new(domains: usize) -> Namespaces {
+        Namespaces {
+            names: vec![Vec::new(); domains],
+            regions: vec![0; domains],
+        }
+    }
+}
+
+/// A shared region checked so far, for overlap errors.
+struct Placed {
+    line_of_offset: usize,
+    line_of_address: usize,
+}
+
+impl Checker<'_> {
+    fn line<T>(&self, value: &Spanned<T>) -> usize {
+        self.at(value).position.map_or(0, |p| p.line)
+    }
+
+    /// The index of the domain `value` names (`field` is the key, for the error).
+    fn domain_named(
+        &self,
+        field: &'static str,
+        value: &Spanned<String>,
+        names: &[&str],
+    ) -> Result<usize, ManifestError> {
+        names
+            .iter()
+            .position(|n| n == value.get_ref())
+            .ok_or_else(|| {
+                self.invalid(
+                    value,
+                    Problem::UnknownDomain {
+                        field,
+                        name: value.get_ref().clone(),
+                        known: names.join(", "),
+                    },
+                )
+            })
+    }
+
+    fn capability_name(
+        &self,
+        what: &'static str,
+        value: &Spanned<String>,
+    ) -> Result<String, ManifestError> {
+        if is_valid_capability_name(value.get_ref()) {
+            Ok(value.get_ref().clone())
+        } else {
+            Err(self.invalid(
+                value,
+                Problem::BadCapabilityName {
+                    what,
+                    name: value.get_ref().clone(),
+                },
+            ))
+        }
+    }
+
+    fn reason(
+        &self,
+        what: &'static str,
+        name: &Spanned<String>,
+        reason: &Option<Spanned<String>>,
+    ) -> Result<String, ManifestError> {
+        let problem = Problem::MissingReason {
+            what,
+            name: name.get_ref().clone(),
+        };
+        match reason {
+            Some(r) if !r.get_ref().trim().is_empty() => Ok(r.get_ref().clone()),
+            Some(r) => Err(self.invalid(r, problem)),
+            None => Err(self.invalid(name, problem)),
+        }
+    }
+
+    /// Adds `value` to the boot-info names of domain `domain` (named `domain_name`).
+    fn claim_name(
+        &self,
+        namespaces: &mut Namespaces,
+        domain: usize,
+        domain_name: &str,
+        value: &Spanned<String>,
+    ) -> Result<(), ManifestError> {
+        let names = &mut namespaces.names[domain];
+        if let Some((_, first_line)) = names.iter().find(|(n, _)| n == value.get_ref()) {
+            return Err(self.invalid(
+                value,
+                Problem::DuplicateCapability {
+                    domain: domain_name.to_owned(),
+                    name: value.get_ref().clone(),
+                    first_line: *first_line,
+                },
+            ));
+        }
+        if names.len() == MAX_CAPS {
+            return Err(self.invalid(
+                value,
+                Problem::TooManyCapabilities {
+                    domain: domain_name.to_owned(),
+                },
+            ));
+        }
+        names.push((value.get_ref().clone(), self.line(value)));
+        Ok(())
+    }
+
+    /// Checks the `[[channel]]` tables against the domains.
+    fn channels(
+        &self,
+        sections: &[ChannelSection],
+        names: &[&str],
+        namespaces: &mut Namespaces,
+    ) -> Result<Vec<Channel>, ManifestError> {
+        if sections.len() > MAX_CHANNELS {
+            return Err(self.invalid(
+                &sections[MAX_CHANNELS].name,
+                Problem::TooManyChannels(sections.len()),
+            ));
+        }
+        let mut channels = Vec::with_capacity(sections.len());
+        for (i, c) in sections.iter().enumerate() {
+            let name = self.capability_name("channel name", &c.name)?;
+            if let Some(first) = sections[..i].iter().find(|e| *e.name.get_ref() == name) {
+                return Err(self.invalid(
+                    &c.name,
+                    Problem::DuplicateChannel {
+                        name,
+                        first_line: self.line(&first.name),
+                    },
+                ));
+            }
+            let reason = self.reason("channel", &c.name, &c.reason)?;
+            let mut ends = Vec::with_capacity(2);
+            for end in [&c.a, &c.b] {
+                let domain = self.domain_named("domain", &end.domain, names)?;
+                let endpoint = self.capability_name("endpoint", &end.endpoint)?;
+                ends.push(Endpoint {
+                    domain,
+                    name: endpoint,
+                });
+            }
+            let [a, b] = <[Endpoint; 2]>::try_from(ends).expect("two ends");
+            if a.domain == b.domain {
+                return Err(self.invalid(
+                    &c.b.domain,
+                    Problem::ChannelToItself {
+                        channel: name,
+                        domain: names[a.domain].to_owned(),
+                    },
+                ));
+            }
+            self.claim_name(namespaces, a.domain, names[a.domain], &c.a.endpoint)?;
+            self.claim_name(namespaces, b.domain, names[b.domain], &c.b.endpoint)?;
+            channels.push(Channel { name, reason, a, b });
+        }
+        Ok(channels)
+    }
+
+    /// Checks the `[[shared]]` tables against the domains and each other.
+    fn shares(
+        &self,
+        sections: &[SharedSection],
+        names: &[&str],
+        domains: &[Domain],
+        namespaces: &mut Namespaces,
+    ) -> Result<Vec<Share>, ManifestError> {
+        if sections.len() > MAX_SHARES {
+            return Err(self.invalid(
+                &sections[MAX_SHARES].name,
+                Problem::TooManyShares(sections.len()),
+            ));
+        }
+        let mut shares: Vec<Share> = Vec::with_capacity(sections.len());
+        let mut placed: Vec<Placed> = Vec::with_capacity(sections.len());
+        for s in sections {
+            let name = self.capability_name("shared region name", &s.name)?;
+            let reason = self.reason("shared region", &s.name, &s.reason)?;
+            let owner = self.domain_named("owner", &s.owner, names)?;
+            let peer = self.domain_named("peer", &s.peer, names)?;
+            if owner == peer {
+                return Err(self.invalid(
+                    &s.peer,
+                    Problem::ShareWithItself {
+                        name,
+                        domain: names[owner].to_owned(),
+                    },
+                ));
+            }
+            let pages = *s.pages.get_ref();
+            if pages == 0 {
+                return Err(self.invalid(&s.pages, Problem::SharePages));
+            }
+            let size_kib = u64::from(pages) * (PAGE_BYTES / 1024);
+
+            // In the owner: whole pages of its RAM, below its boot-info page.
+            let offset_kib = *s.owner_offset_kib.get_ref();
+            if !offset_kib.is_multiple_of(PAGE_BYTES / 1024) {
+                return Err(
+                    self.invalid(&s.owner_offset_kib, Problem::OwnerOffsetAlign(offset_kib))
+                );
+            }
+            let end_kib = offset_kib.saturating_add(size_kib);
+            let owner_kib = domains[owner].memory_kib;
+            if end_kib > owner_kib - PAGE_BYTES / 1024 {
+                return Err(self.invalid(
+                    &s.owner_offset_kib,
+                    Problem::ShareOutsideOwner {
+                        offset_kib,
+                        end_kib,
+                        owner: names[owner].to_owned(),
+                        owner_kib,
+                        least_kib: end_kib.saturating_add(PAGE_BYTES / 1024),
+                    },
+                ));
+            }
+            for (other, at) in shares.iter().zip(&placed) {
+                let other_offset_kib = other.owner_offset / 1024;
+                let other_end_kib = other_offset_kib + other.size() / 1024;
+                if other.owner == owner && offset_kib < other_end_kib && other_offset_kib < end_kib
+                {
+                    return Err(self.invalid(
+                        &s.owner_offset_kib,
+                        Problem::ShareOverlap {
+                            offset_kib,
+                            end_kib,
+                            owner: names[owner].to_owned(),
+                            other: other.name.clone(),
+                            other_offset_kib,
+                            other_end_kib,
+                            other_line: at.line_of_offset,
+                        },
+                    ));
+                }
+            }
+
+            // In the peer: above its RAM, below the end of its address space, and clear
+            // of every other region mapped into it.
+            let address = *s.peer_address.get_ref();
+            if !address.is_multiple_of(PAGE_BYTES) {
+                return Err(self.invalid(&s.peer_address, Problem::PeerAddressAlign(address)));
+            }
+            let size = size_kib * 1024;
+            let end = address.saturating_add(size);
+            let ram_end = DOMAIN_RAM_BASE + domains[peer].memory_kib * 1024;
+            if address < ram_end || end > IPA_LIMIT {
+                return Err(self.invalid(
+                    &s.peer_address,
+                    Problem::PeerAddressRange {
+                        address,
+                        end,
+                        peer: names[peer].to_owned(),
+                        ram_end,
+                        suggestion: ram_end.next_multiple_of(DOMAIN_RAM_BASE),
+                    },
+                ));
+            }
+            for (other, at) in shares.iter().zip(&placed) {
+                let other_end = other.peer_address + other.size();
+                if other.peer == peer && address < other_end && other.peer_address < end {
+                    return Err(self.invalid(
+                        &s.peer_address,
+                        Problem::PeerAddressOverlap {
+                            address,
+                            end,
+                            peer: names[peer].to_owned(),
+                            other: other.name.clone(),
+                            other_address: other.peer_address,
+                            other_end,
+                            other_line: at.line_of_address,
+                        },
+                    ));
+                }
+            }
+
+            for domain in [owner, peer] {
+                self.claim_name(namespaces, domain, names[domain], &s.name)?;
+                namespaces.regions[domain] += 1;
+                if namespaces.regions[domain] > MAX_REGIONS {
+                    return Err(self.invalid(
+                        &s.name,
+                        Problem::TooManyRegions {
+                            domain: names[domain].to_owned(),
+                        },
+                    ));
+                }
+            }
+            placed.push(Placed {
+                line_of_offset: self.line(&s.owner_offset_kib),
+                line_of_address: self.line(&s.peer_address),
+            });
+            shares.push(Share {
+                name,
+                reason,
+                owner,
+                peer,
+                pages,
+                owner_offset: offset_kib * 1024,
+                peer_address: address,
+                peer_access: s.peer_access,
+            });
+        }
+        Ok(shares)
     }
 }
 
@@ -798,12 +1393,12 @@ fn check_memory_fits(
     if need_kib > available_kib {
         return Err(ManifestError::Invalid {
             at: memory_at,
-            problem: Problem::MemoryDoesNotFit {
+            problem: Box::new(Problem::MemoryDoesNotFit {
                 need_kib,
                 memory_mib: machine.memory_mib,
                 available_kib,
                 least_mib: HYPERVISOR_RESERVED_MIB + need_kib.div_ceil(1024),
-            },
+            }),
         });
     }
     Ok(())
@@ -1157,6 +1752,361 @@ memory_from = "hello-a"
         assert_eq!(
             moved.domain_elfs(dir.path()).unwrap(),
             [dir.path().join("hello"), dir.path().join("elves/hello.elf")]
+        );
+    }
+
+    /// TWO's domains, both at boot, with a channel and a shared region between them.
+    fn linked() -> String {
+        let base = TWO
+            .replace("start = \"after-destroy\"\nafter = \"hello-a\"\n", "")
+            .replace("memory_from = \"hello-a\"\n", "");
+        format!("{base}{LINKS}")
+    }
+
+    const LINKS: &str = r#"
+[[channel]]
+name = "a-b"
+reason = "requests and responses"
+a = { domain = "hello-a", endpoint = "to-b" }
+b = { domain = "hello-b", endpoint = "to-a" }
+
+[[shared]]
+name = "ring"
+reason = "the rings"
+owner = "hello-a"
+peer = "hello-b"
+pages = 2
+owner_offset_kib = 1024
+peer_address = 0x8000_0000
+peer_access = "read-write"
+"#;
+
+    /// `linked()` with the first `from` replaced by `to`.
+    fn link_edit(from: &str, to: &str) -> String {
+        let text = linked();
+        assert!(text.contains(from), "{from}");
+        text.replacen(from, to, 1)
+    }
+
+    /// `linked()` with one more `[[shared]]` (owner, peer, pages, offset, address).
+    fn second_share(owner: &str, peer: &str, pages: u32, offset_kib: u64, address: u64) -> String {
+        format!(
+            "{}\n[[shared]]\nname = \"second\"\nreason = \"r\"\nowner = \"{owner}\"\n\
+             peer = \"{peer}\"\npages = {pages}\nowner_offset_kib = {offset_kib}\n\
+             peer_address = {address:#x}\npeer_access = \"read-only\"\n",
+            linked()
+        )
+    }
+
+    #[test]
+    fn channels_and_shares_parse() {
+        let m = parse(&linked()).unwrap();
+        assert_eq!(
+            m.channels,
+            [Channel {
+                name: "a-b".to_owned(),
+                reason: "requests and responses".to_owned(),
+                a: Endpoint {
+                    domain: 0,
+                    name: "to-b".to_owned()
+                },
+                b: Endpoint {
+                    domain: 1,
+                    name: "to-a".to_owned()
+                },
+            }]
+        );
+        assert_eq!(
+            m.shares,
+            [Share {
+                name: "ring".to_owned(),
+                reason: "the rings".to_owned(),
+                owner: 0,
+                peer: 1,
+                pages: 2,
+                owner_offset: 1024 * 1024,
+                peer_address: 0x8000_0000,
+                peer_access: PeerAccess::ReadWrite,
+            }]
+        );
+        assert_eq!(m.shares[0].size(), 8192);
+        assert_eq!(PeerAccess::ReadWrite.rights(), Rights::READ | Rights::WRITE);
+        assert_eq!(PeerAccess::ReadOnly.rights(), Rights::READ);
+        // Without either section there are none.
+        let plain = parse(TWO).unwrap();
+        assert!(plain.channels.is_empty() && plain.shares.is_empty());
+    }
+
+    #[test]
+    fn channel_errors() {
+        // Line numbers: the channel table starts on line 28 of `linked()`.
+        assert_eq!(
+            error(&link_edit("\"hello-b\", endpoint", "\"hello-c\", endpoint")),
+            "images/t.toml:32:16: domain = \"hello-c\" names no domain of this system; the \
+             domains are: hello-a, hello-b"
+        );
+        assert_eq!(
+            error(&link_edit("\"hello-b\", endpoint", "\"hello-a\", endpoint")),
+            "images/t.toml:32:16: both endpoints of channel `a-b` are in domain `hello-a`: a \
+             channel connects two different domains, so name another domain in `b`"
+        );
+        assert_eq!(
+            error(&link_edit("reason = \"requests and responses\"\n", "")),
+            "images/t.toml:29:8: channel `a-b` needs a `reason`: add reason = \"...\", saying \
+             why this authority exists (every capability the manifest grants is named and \
+             given a reason)"
+        );
+        let err = error(&link_edit("\"requests and responses\"", "\"  \""));
+        assert!(
+            err.starts_with("images/t.toml:30:10: channel `a-b` needs a `reason`"),
+            "{err}"
+        );
+        let long = "e".repeat(24);
+        assert_eq!(
+            error(&link_edit("\"to-a\"", &format!("\"{long}\""))),
+            format!(
+                "images/t.toml:32:38: endpoint `{long}` is not allowed: use 1 to 23 characters \
+                 from a-z, 0-9 and `-` (a boot-info page entry holds 24 bytes)"
+            )
+        );
+        assert!(parse(&link_edit("\"to-a\"", &format!("\"{}\"", "e".repeat(23)))).is_ok());
+        let err = error(&link_edit("name = \"a-b\"", "name = \"A B\""));
+        assert!(err.contains("channel name `A B` is not allowed"), "{err}");
+        let err = error(&link_edit("endpoint = \"to-b\"", "endpoint = \"to_b\""));
+        assert!(err.contains("endpoint `to_b` is not allowed"), "{err}");
+        let err = error(&link_edit(
+            "endpoint = \"to-b\"",
+            "endpoint = \"to-b\", slot = 3",
+        ));
+        assert!(
+            err.contains("unknown field `slot`, expected `domain` or `endpoint`"),
+            "{err}"
+        );
+        let err = error(&link_edit("[[channel]]", "[[channel]]\ncolour = 1"));
+        assert!(
+            err.starts_with("images/t.toml:29:1: unknown field `colour`"),
+            "{err}"
+        );
+        let err = error(&link_edit(
+            "b = { domain = \"hello-b\", endpoint = \"to-a\" }\n",
+            "",
+        ));
+        assert!(err.contains("missing field `b`"), "{err}");
+
+        // Two channels: duplicate names, and endpoint names clashing in one domain.
+        let twice = format!(
+            "{}\n[[channel]]\nname = \"a-b\"\nreason = \"r\"\n\
+             a = {{ domain = \"hello-a\", endpoint = \"x\" }}\n\
+             b = {{ domain = \"hello-b\", endpoint = \"y\" }}\n",
+            linked()
+        );
+        assert_eq!(
+            error(&twice),
+            "images/t.toml:45:8: a channel named `a-b` already exists (line 29): give every \
+             channel a unique name"
+        );
+        let clash = twice
+            .replacen(
+                "name = \"a-b\"\nreason = \"r\"",
+                "name = \"b-a\"\nreason = \"r\"",
+                1,
+            )
+            .replace("endpoint = \"y\"", "endpoint = \"to-a\"");
+        assert_eq!(
+            error(&clash),
+            "images/t.toml:48:38: domain `hello-b` already has a capability named `to-a` \
+             (line 32): channel endpoints and shared regions share one namespace per domain, \
+             so choose another name"
+        );
+        // The same endpoint name in two different domains is fine.
+        assert!(parse(
+            &twice
+                .replacen(
+                    "name = \"a-b\"\nreason = \"r\"",
+                    "name = \"c\"\nreason = \"r\"",
+                    1
+                )
+                .replace("endpoint = \"x\"", "endpoint = \"to-a\"")
+        )
+        .is_ok());
+
+        let mut many = linked();
+        for i in 0..MAX_CHANNELS {
+            many.push_str(&format!(
+                "[[channel]]\nname = \"c{i}\"\nreason = \"r\"\n\
+                 a = {{ domain = \"hello-a\", endpoint = \"a{i}\" }}\n\
+                 b = {{ domain = \"hello-b\", endpoint = \"b{i}\" }}\n"
+            ));
+        }
+        let err = error(&many);
+        assert!(
+            err.contains("the system has 33 channels; a system image holds at most 32"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn share_errors() {
+        // Line numbers: the shared table starts on line 34 of `linked()`.
+        assert_eq!(
+            error(&link_edit("owner = \"hello-a\"", "owner = \"nobody\"")),
+            "images/t.toml:37:9: owner = \"nobody\" names no domain of this system; the \
+             domains are: hello-a, hello-b"
+        );
+        let err = error(&link_edit("peer = \"hello-b\"", "peer = \"nobody\""));
+        assert!(
+            err.starts_with("images/t.toml:38:8: peer = \"nobody\" names no domain"),
+            "{err}"
+        );
+        assert_eq!(
+            error(&link_edit("peer = \"hello-b\"", "peer = \"hello-a\"")),
+            "images/t.toml:38:8: shared region `ring` has `hello-a` as both owner and peer: a \
+             domain already has its own RAM, so name another domain as `peer`"
+        );
+        let err = error(&link_edit("reason = \"the rings\"\n", ""));
+        assert!(
+            err.starts_with("images/t.toml:35:8: shared region `ring` needs a `reason`"),
+            "{err}"
+        );
+        let err = error(&link_edit(
+            "name = \"ring\"",
+            &format!("name = \"{}\"", "r".repeat(24)),
+        ));
+        assert!(
+            err.contains("shared region name `rrrrrrrrrrrrrrrrrrrrrrrr` is not allowed"),
+            "{err}"
+        );
+        assert_eq!(
+            error(&link_edit("pages = 2", "pages = 0")),
+            "images/t.toml:39:9: pages = 0: a shared region has at least one 4 KiB page"
+        );
+        assert_eq!(
+            error(&link_edit(
+                "owner_offset_kib = 1024",
+                "owner_offset_kib = 1026"
+            )),
+            "images/t.toml:40:20: owner_offset_kib = 1026: give a multiple of 4 (shared regions \
+             are whole 4 KiB pages)"
+        );
+        // hello-a has 2048 KiB: the region may end at 2044 KiB, not beyond.
+        assert!(parse(&link_edit(
+            "owner_offset_kib = 1024",
+            "owner_offset_kib = 2036"
+        ))
+        .is_ok());
+        assert_eq!(
+            error(&link_edit(
+                "owner_offset_kib = 1024",
+                "owner_offset_kib = 2040"
+            )),
+            "images/t.toml:40:20: the region 2040..2048 KiB does not fit in `hello-a`'s RAM \
+             below its last page (2048 KiB of RAM; the last 4 KiB are its boot-info page): \
+             lower owner_offset_kib or pages, or raise `hello-a`'s memory_kib to at least 2052"
+        );
+        let err = error(&link_edit("pages = 2", "pages = 4294967295"));
+        assert!(err.contains("does not fit in `hello-a`'s RAM"), "{err}");
+        let err = error(&link_edit(
+            "peer_access = \"read-write\"",
+            "peer_access = \"write\"",
+        ));
+        assert!(
+            err.contains("expected `read-only` or `read-write`"),
+            "{err}"
+        );
+        assert_eq!(
+            error(&link_edit(
+                "peer_address = 0x8000_0000",
+                "peer_address = 0x8000_0800"
+            )),
+            "images/t.toml:41:16: peer_address = 0x80000800 is not page aligned: give a \
+             multiple of 0x1000"
+        );
+        // hello-b's RAM is 0x40000000..0x40200000.
+        assert_eq!(
+            error(&link_edit(
+                "peer_address = 0x8000_0000",
+                "peer_address = 0x401f_f000"
+            )),
+            "images/t.toml:41:16: peer_address 0x401ff000..0x40201000 is not above `hello-b`'s \
+             RAM (0x40000000..0x40200000, with emulated devices below it) and below \
+             0x8000000000 (the end of its 39-bit guest-physical space): map it at 0x80000000, \
+             for example"
+        );
+        assert!(parse(&link_edit(
+            "peer_address = 0x8000_0000",
+            "peer_address = 0x4020_0000"
+        ))
+        .is_ok());
+        let err = error(&link_edit(
+            "peer_address = 0x8000_0000",
+            "peer_address = 0x0800_0000",
+        ));
+        assert!(err.contains("is not above `hello-b`'s RAM"), "{err}");
+        let err = error(&link_edit(
+            "peer_address = 0x8000_0000",
+            "peer_address = 0x7f_ffff_f000",
+        ));
+        assert!(
+            err.contains("0x7ffffff000..0x8000001000 is not above"),
+            "{err}"
+        );
+        let err = error(&link_edit(
+            "peer_address = 0x8000_0000",
+            "peer_address = -4096",
+        ));
+        assert!(err.starts_with("images/t.toml:41:16: "), "{err}");
+
+        // Two regions of one owner may not overlap; different owners may use the same offsets.
+        assert_eq!(
+            error(&second_share("hello-a", "hello-b", 1, 1028, 0x9000_0000)),
+            "images/t.toml:50:20: the region 1028..1032 KiB of `hello-a`'s RAM overlaps shared \
+             region `ring` (1024..1032 KiB, line 40): give the regions disjoint \
+             owner_offset_kib ranges (this one at 1032 or above, for example)"
+        );
+        assert!(parse(&second_share("hello-a", "hello-b", 1, 1032, 0x9000_0000)).is_ok());
+        assert!(parse(&second_share("hello-b", "hello-a", 1, 1024, 0x8000_0000)).is_ok());
+        // Two regions mapped into one peer may not overlap there.
+        assert_eq!(
+            error(&second_share("hello-a", "hello-b", 1, 1032, 0x8000_1000)),
+            "images/t.toml:51:16: peer_address 0x80001000..0x80002000 overlaps shared region \
+             `ring` (0x80000000..0x80002000, line 41), also mapped into `hello-b`: map this one \
+             at 0x80002000 or above, for example"
+        );
+        assert!(parse(&second_share("hello-a", "hello-b", 1, 1032, 0x8000_2000)).is_ok());
+        // A share name is a capability name in both domains.
+        let clash = second_share("hello-b", "hello-a", 1, 1024, 0x8000_0000)
+            .replace("name = \"second\"", "name = \"to-a\"");
+        assert_eq!(
+            error(&clash),
+            "images/t.toml:45:8: domain `hello-b` already has a capability named `to-a` \
+             (line 32): channel endpoints and shared regions share one namespace per domain, \
+             so choose another name"
+        );
+
+        let mut many = linked();
+        for i in 0..MAX_SHARES {
+            many.push_str(&format!(
+                "[[shared]]\nname = \"s{i}\"\nreason = \"r\"\nowner = \"hello-b\"\n\
+                 peer = \"hello-a\"\npages = 1\nowner_offset_kib = {}\n\
+                 peer_address = {:#x}\npeer_access = \"read-only\"\n",
+                4 * i,
+                0x8000_0000 + 0x1000 * i
+            ));
+        }
+        let err = error(&many);
+        assert!(
+            err.contains("the system has 17 shared regions; a system image holds at most 16"),
+            "{err}"
+        );
+        let nine = many
+            .split("[[shared]]\nname = \"s8\"")
+            .next()
+            .unwrap()
+            .to_owned();
+        let err = error(&nine);
+        assert!(
+            err.contains("domain `hello-b` owns or maps more than 8 shared regions"),
+            "{err}"
         );
     }
 

@@ -2,8 +2,9 @@
 //!
 //! The layout, the limits and the checking parser belong to `mica-abi`, shared with the
 //! kernel; this module is the host-side writer only. It lays the records out exactly as
-//! `abi/src/sysimage.rs` documents (`Header | DomainRecord × n | SegmentRecord × m | segment
-//! bytes`, every piece 8-byte aligned) and then runs the kernel's own parser over the result,
+//! `abi/src/sysimage.rs` documents (`Header | DomainRecord × n | SegmentRecord × m |
+//! ChannelRecord × c | ShareRecord × s | segment bytes`, every piece 8-byte aligned) and then
+//! runs the kernel's own parser over the result,
 //! so a bug here fails the build instead of producing an image the kernel rejects. It also
 //! appends a system image to the hypervisor's arm64 `Image` and patches the header's
 //! `image_size` so that a boot loader keeps the device tree clear of it.
@@ -13,7 +14,8 @@
 
 use crate::image::{self, ImageError};
 use mica_abi::sysimage::{
-    DomainRecord, Header, ImageError as AbiImageError, SegmentRecord, SystemImage, MAGIC, VERSION,
+    ChannelRecord, DomainRecord, Header, ImageError as AbiImageError, SegmentRecord, ShareRecord,
+    SystemImage, MAGIC, VERSION,
 };
 use zerocopy::IntoBytes;
 
@@ -70,12 +72,19 @@ fn align_up(n: usize, align: usize) -> usize {
     n.div_ceil(align) * align
 }
 
-/// Lays out `domains` as a system image and checks it with the kernel's parser.
-pub fn write(domains: &[ImageDomain]) -> Result<Vec<u8>, SysimageError> {
+/// Lays out `domains`, the event channels and the shared regions as a system image and
+/// checks it with the kernel's parser.
+pub fn write(
+    domains: &[ImageDomain],
+    channels: &[ChannelRecord],
+    shares: &[ShareRecord],
+) -> Result<Vec<u8>, SysimageError> {
     let segment_total: usize = domains.iter().map(|d| d.segments.len()).sum();
     let data_start = size_of::<Header>()
         + size_of::<DomainRecord>() * domains.len()
-        + size_of::<SegmentRecord>() * segment_total;
+        + size_of::<SegmentRecord>() * segment_total
+        + size_of_val(channels)
+        + size_of_val(shares);
     debug_assert_eq!(data_start % ALIGN, 0, "record sizes are multiples of 8");
 
     let mut records = Vec::with_capacity(domains.len());
@@ -105,13 +114,16 @@ pub fn write(domains: &[ImageDomain]) -> Result<Vec<u8>, SysimageError> {
         domain_count: u32::try_from(records.len())
             .map_err(|_| SysimageError::TooLarge("domains"))?,
         total_size: (data_start + data.len()) as u64,
-        channel_count: 0,
-        share_count: 0,
+        channel_count: u32::try_from(channels.len())
+            .map_err(|_| SysimageError::TooLarge("channels"))?,
+        share_count: u32::try_from(shares.len()).map_err(|_| SysimageError::TooLarge("shares"))?,
     };
     let mut out = Vec::with_capacity(data_start + data.len());
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(records.as_bytes());
     out.extend_from_slice(segments.as_bytes());
+    out.extend_from_slice(channels.as_bytes());
+    out.extend_from_slice(shares.as_bytes());
     out.extend_from_slice(&data);
     debug_assert_eq!(out.len(), data_start + data.len());
     SystemImage::parse(&out).map_err(SysimageError::Unparsable)?;
@@ -153,7 +165,9 @@ pub fn append_to_hypervisor(hypervisor: &[u8], system: &[u8]) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mica_abi::bootinfo::name_field;
     use mica_abi::sysimage::{ANY_CPU, DOMAIN_RAM_BASE, FLAG_START_AT_BOOT};
+    use mica_abi::Rights;
     use zerocopy::FromZeros;
 
     fn domain(name: &str, segments: Vec<ImageSegment>) -> ImageDomain {
@@ -175,9 +189,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn layout_is_the_documented_one() {
-        let blob = write(&[
+    fn two_domains() -> [ImageDomain; 2] {
+        [
             domain(
                 "a",
                 vec![
@@ -186,11 +199,39 @@ mod tests {
                 ],
             ),
             domain("b", vec![segment(DOMAIN_RAM_BASE, b"0123456789", 0x1000)]),
-        ])
-        .unwrap();
-        let data_start = 24 + 2 * 104 + 3 * 32;
+        ]
+    }
+
+    fn channel(a: u32, a_name: &str, b: u32, b_name: &str) -> ChannelRecord {
+        ChannelRecord {
+            a_domain: a,
+            b_domain: b,
+            a_name: name_field(a_name),
+            b_name: name_field(b_name),
+            reserved: [0; 2],
+        }
+    }
+
+    fn share(name: &str, owner: u32, peer: u32, owner_offset: u64, rights: Rights) -> ShareRecord {
+        ShareRecord {
+            name: name_field(name),
+            owner,
+            peer,
+            pages: 2,
+            peer_rights: rights.bits(),
+            owner_offset,
+            peer_ipa: 0x8000_0000,
+            reserved: 0,
+        }
+    }
+
+    #[test]
+    fn layout_is_the_documented_one() {
+        let blob = write(&two_domains(), &[], &[]).unwrap();
+        let data_start = 32 + 2 * 104 + 3 * 32;
         assert_eq!(blob.len(), data_start + 8 + 16, "each segment 8-aligned");
         let image = SystemImage::parse(&blob).unwrap();
+        assert!(image.channels().is_empty() && image.shares().is_empty());
         let [a, b] = image.domains() else { panic!() };
         assert_eq!((a.first_segment, a.segment_count), (0, 2));
         assert_eq!((b.first_segment, b.segment_count), (2, 1));
@@ -204,12 +245,70 @@ mod tests {
     }
 
     #[test]
+    fn channels_and_shares_follow_the_segments() {
+        let channels = [
+            channel(0, "to-b", 1, "to-a"),
+            channel(1, "kick", 0, "kicked"),
+        ];
+        let shares = [
+            share(
+                "ring",
+                0,
+                1,
+                0x10_0000 - 0x3000,
+                Rights::READ | Rights::WRITE,
+            ),
+            share("window", 1, 0, 0x1000, Rights::READ),
+        ];
+        let blob = write(&two_domains(), &channels, &shares).unwrap();
+        let tables = 32 + 2 * 104 + 3 * 32;
+        let data_start = tables + 2 * 64 + 2 * 64;
+        assert_eq!(blob.len(), data_start + 8 + 16);
+        assert_eq!(&blob[tables..tables + 64], channels[0].as_bytes());
+        assert_eq!(&blob[tables + 128..tables + 192], shares[0].as_bytes());
+        let image = SystemImage::parse(&blob).unwrap();
+        assert_eq!(image.channels().as_bytes(), channels.as_bytes());
+        assert_eq!(image.shares().as_bytes(), shares.as_bytes());
+        let [a, _] = image.domains() else { panic!() };
+        let first = image.segments_of(a).unwrap()[0];
+        assert_eq!(
+            first.offset, data_start as u64,
+            "segment bytes after the tables"
+        );
+        assert_eq!(image.segment_bytes(&first), b"abc");
+        // Same inputs, same bytes.
+        assert_eq!(write(&two_domains(), &channels, &shares).unwrap(), blob);
+    }
+
+    #[test]
     fn a_record_the_kernel_rejects_is_a_toolstack_bug() {
         let mut d = domain("a", vec![segment(DOMAIN_RAM_BASE, b"x", 1)]);
         d.record.entry = 0;
-        let err = write(&[d]).unwrap_err();
+        let err = write(&[d], &[], &[]).unwrap_err();
         assert!(matches!(err, SysimageError::Unparsable(_)), "{err}");
         assert!(err.to_string().starts_with("toolstack bug"), "{err}");
+
+        // A share over the owner's last page (its boot-info page) or with write-only rights.
+        let last_page = share("ring", 0, 1, 0x10_0000 - 0x2000, Rights::READ);
+        let err = write(&two_domains(), &[], &[last_page]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SysimageError::Unparsable(AbiImageError::BadShare(0, _))
+            ),
+            "{err}"
+        );
+        let write_only = share("ring", 0, 1, 0, Rights::WRITE);
+        assert!(write(&two_domains(), &[], &[write_only]).is_err());
+        let nameless = channel(0, "", 1, "to-a");
+        let err = write(&two_domains(), &[nameless], &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SysimageError::Unparsable(AbiImageError::BadChannel(0, _))
+            ),
+            "{err}"
+        );
     }
 
     fn hypervisor(len: usize, image_size: u64) -> Vec<u8> {
@@ -221,7 +320,12 @@ mod tests {
 
     #[test]
     fn appended_after_the_rounded_footprint_and_header_patched() {
-        let system = write(&[domain("a", vec![segment(DOMAIN_RAM_BASE, b"x", 1)])]).unwrap();
+        let system = write(
+            &[domain("a", vec![segment(DOMAIN_RAM_BASE, b"x", 1)])],
+            &[],
+            &[],
+        )
+        .unwrap();
         let hyp = hypervisor(0x1234, 0x5001);
         let out = append_to_hypervisor(&hyp, &system).unwrap();
         assert_eq!(out[..16], hyp[..16]);
