@@ -27,6 +27,18 @@ impl Slot {
     }
 }
 
+/// A port of the caller's event page (`0..mica_abi::event::PORTS`): the bit an event
+/// channel endpoint is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Port(pub u16);
+
+impl Port {
+    /// The register value.
+    pub const fn raw(self) -> u64 {
+        self.0 as u64
+    }
+}
+
 /// Frames `[first, first + count)` of a Memory capability, in 4 KiB frames relative to the
 /// capability's own range; `count == 0` in `cap_derive`/`cap_grant` means "the same range".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,7 +127,7 @@ impl CapInfo {
 
 /// Pure encoders: typed arguments to registers, in the order of `TABLE`'s `args`.
 pub mod encode {
-    use super::{FrameRange, Request, Slot};
+    use super::{FrameRange, Port, Request, Slot};
     use mica_abi::hypercall::{pack_console_bytes, Call, CONSOLE_WRITE_MAX};
     use mica_abi::Rights;
 
@@ -245,6 +257,37 @@ pub mod encode {
     pub const fn vcpu_start(vcpu: Slot, entry: u64, arg: u64) -> Request {
         Request::new(Call::VcpuStart, [vcpu.raw(), entry, arg, 0, 0, 0])
     }
+
+    /// `evtchn_create`.
+    pub const fn evtchn_create(dst_a: Slot, dst_b: Slot) -> Request {
+        Request::new(Call::EvtchnCreate, [dst_a.raw(), dst_b.raw(), 0, 0, 0, 0])
+    }
+
+    /// `evtchn_bind`.
+    pub const fn evtchn_bind(endpoint: Slot, port: Port, vcpu: u64) -> Request {
+        Request::new(
+            Call::EvtchnBind,
+            [endpoint.raw(), port.raw(), vcpu, 0, 0, 0],
+        )
+    }
+
+    /// `evtchn_send`.
+    pub const fn evtchn_send(endpoint: Slot) -> Request {
+        Request::new(Call::EvtchnSend, [endpoint.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `evtchn_mask`.
+    pub const fn evtchn_mask(endpoint: Slot, masked: bool) -> Request {
+        Request::new(
+            Call::EvtchnMask,
+            [endpoint.raw(), masked as u64, 0, 0, 0, 0],
+        )
+    }
+
+    /// `event_page_set`.
+    pub const fn event_page_set(ipa: u64) -> Request {
+        Request::new(Call::EventPageSet, [ipa, 0, 0, 0, 0, 0])
+    }
 }
 
 /// The caller's domain id, vCPU index and capability-space size.
@@ -373,6 +416,45 @@ pub fn vcpu_start(vcpu: Slot, entry: u64, arg: u64) -> Result<(), Status> {
         .map(drop)
 }
 
+/// Creates an event channel; its two connected endpoints (SEND | RECEIVE | GRANT) go into
+/// the empty slots `dst_a` and `dst_b`.
+pub fn evtchn_create(dst_a: Slot, dst_b: Slot) -> Result<(), Status> {
+    encode::evtchn_create(dst_a, dst_b)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Routes events sent to `endpoint` to bit `port` of the caller's event page, waking vCPU
+/// `vcpu`; events latched before the bind are delivered now.
+pub fn evtchn_bind(endpoint: Slot, port: Port, vcpu: u64) -> Result<(), Status> {
+    encode::evtchn_bind(endpoint, port, vcpu)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Signals the other endpoint of `endpoint`'s channel; [`Status::PeerClosed`] once the
+/// peer's last capability is gone.
+pub fn evtchn_send(endpoint: Slot) -> Result<(), Status> {
+    encode::evtchn_send(endpoint).issue().result().map(drop)
+}
+
+/// Masks (`true`) or unmasks the wake-up of a bound endpoint; unmasking with an event
+/// pending raises it.
+pub fn evtchn_mask(endpoint: Slot, masked: bool) -> Result<(), Status> {
+    encode::evtchn_mask(endpoint, masked)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Registers the page at guest-physical `ipa` (page aligned, in the caller's RAM) as the
+/// caller's event page. Most code wants [`crate::events::register`].
+pub fn event_page_set(ipa: u64) -> Result<(), Status> {
+    encode::event_page_set(ipa).issue().result().map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +488,11 @@ mod tests {
             ("domain_unpause", encode::domain_unpause(S1)),
             ("vcpu_create", encode::vcpu_create(S1, S2, 1, 3)),
             ("vcpu_start", encode::vcpu_start(S1, 0x4000_1000, 9)),
+            ("evtchn_create", encode::evtchn_create(S1, S2)),
+            ("evtchn_bind", encode::evtchn_bind(S1, Port(3), 1)),
+            ("evtchn_send", encode::evtchn_send(S1)),
+            ("evtchn_mask", encode::evtchn_mask(S1, true)),
+            ("event_page_set", encode::event_page_set(0x4000_2000)),
         ]
     }
 
@@ -457,6 +544,17 @@ mod tests {
         assert_eq!(
             encode::vcpu_start(S1, 0x4000_1000, 9).args,
             [1, 0x4000_1000, 9, 0, 0, 0]
+        );
+        assert_eq!(encode::evtchn_create(S2, S3).args, [2, 3, 0, 0, 0, 0]);
+        assert_eq!(
+            encode::evtchn_bind(S1, Port(4095), 2).args,
+            [1, 4095, 2, 0, 0, 0]
+        );
+        assert_eq!(encode::evtchn_mask(S3, true).args, [3, 1, 0, 0, 0, 0]);
+        assert_eq!(encode::evtchn_mask(S3, false).args, [3, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            encode::event_page_set(0x4001_0000).args,
+            [0x4001_0000, 0, 0, 0, 0, 0]
         );
         for (name, request) in every_encoder() {
             if name.starts_with("domain_") && name != "domain_create" {

@@ -7,7 +7,10 @@
 //! `console_write` hypercall in chunks of at most 40 bytes. [`hypercall`] has one typed wrapper
 //! per row of `mica_abi::hypercall::TABLE`, each built from a pure encoder that host tests
 //! check against the table; [`psci`] speaks PSCI over `hvc` or `smc`; [`smp`] starts further
-//! vCPUs on their own stacks.
+//! vCPUs on their own stacks. [`bootinfo()`] reads the boot-info page (named capabilities and
+//! shared regions); [`events`] registers the event page, binds, sends and waits; [`ring`] is
+//! the single-producer/single-consumer ring over shared memory (one algorithm, run by domains
+//! and checked by `mica-verify`) and [`channel`] pairs two rings with an event endpoint.
 //!
 //! Only the parts that must run on the hardware are compiled for `aarch64-unknown-none`
 //! (`cfg(bare_metal)` below stands for `all(target_arch = "aarch64", target_os = "none")`);
@@ -16,11 +19,15 @@
 //! says why it is sound.
 #![cfg_attr(not(test), no_std)]
 
+pub mod bootinfo;
+pub mod channel;
 pub mod conduit;
 pub mod console;
 pub mod entry;
+pub mod events;
 pub mod hypercall;
 pub mod psci;
+pub mod ring;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exception;
@@ -33,8 +40,10 @@ mod panic;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod smp;
 
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use bootinfo::bootinfo;
 pub use entry::BootInfo;
-pub use hypercall::{FrameRange, Slot};
+pub use hypercall::{FrameRange, Port, Slot};
 pub use mica_abi::{ObjectType, Rights, Status};
 
 /// Ends the calling domain (PSCI SYSTEM_OFF over `hvc`; under Mica it stops only this

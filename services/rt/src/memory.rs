@@ -3,9 +3,12 @@
 //!
 //! Everything Rust owns (code, data, BSS with the boot stack, the heap and any `smp`
 //! stacks) lies in `[RAM base, image end)` (`mica-domain.ld`); the rest of RAM up to
-//! `ram_base + ram_size` belongs to no Rust object, so the runtime can hand it out once as a
-//! plain slice ([`take_free_ram`]).
+//! `ram_base + ram_size` belongs to no Rust object, except what the kernel placed there: the
+//! boot-info page (just past `ram_size`) and any shared region the domain owns, which the
+//! boot-info page lists. The runtime hands out the largest part of the rest once as a plain
+//! slice ([`take_free_ram`]).
 
+use crate::bootinfo::{bootinfo, largest_free, PAGE_SIZE};
 use crate::entry::boot_info;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +23,10 @@ pub fn image_end() -> u64 {
     core::ptr::addr_of!(__mica_rt_image_end) as u64
 }
 
-/// The RAM beyond the image: `[image_end, ram_base + ram_size)`, 8-byte aligned; empty
-/// before `main` runs or if the image does not fit the RAM the kernel reported.
+/// The largest part of the RAM beyond the image, `[image_end, ram_base + ram_size)`, that
+/// holds neither the boot-info page nor a shared region the boot-info page lists; 8-byte
+/// aligned; empty before `main` runs or if the image does not fit the RAM the kernel
+/// reported.
 pub fn free_ram() -> Range<u64> {
     let info = boot_info();
     let start = image_end();
@@ -29,7 +34,14 @@ pub fn free_ram() -> Range<u64> {
     if info.ram_size == 0 || start < info.ram_base || start > end {
         return start..start;
     }
-    start..end
+    let mut reserved = [const { 0..0 }; mica_abi::bootinfo::MAX_REGIONS + 1];
+    reserved[0] = info.boot_page..info.boot_page.saturating_add(PAGE_SIZE);
+    if let Some(page) = bootinfo() {
+        for (r, entry) in reserved[1..].iter_mut().zip(page.regions()) {
+            *r = entry.ipa..entry.ipa.saturating_add(entry.size);
+        }
+    }
+    largest_free(start, end, &reserved)
 }
 
 static FREE_RAM_TAKEN: AtomicBool = AtomicBool::new(false);
@@ -44,8 +56,9 @@ pub fn take_free_ram() -> Option<&'static mut [u64]> {
     // SAFETY: the kernel maps the domain's whole RAM `[ram_base, ram_base + ram_size)`
     // readable and writable (docs/domains.md), and `free_ram` lies inside it, 8-byte
     // aligned. No Rust object lives there (the linker script ends every section before
-    // `__mica_rt_image_end`), and the flag above hands the range out at most once, so this
-    // is the only reference to it for the rest of the program.
+    // `__mica_rt_image_end`), it overlaps neither the boot-info page nor any shared region
+    // (which a peer may write or the owner may revoke), and the flag above hands the range
+    // out at most once, so this is the only reference to it for the rest of the program.
     Some(unsafe { core::slice::from_raw_parts_mut(range.start as *mut u64, words) })
 }
 
