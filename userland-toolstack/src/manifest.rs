@@ -2132,7 +2132,10 @@ peer_access = "read-write"
         for expected in [
             "default",
             "destroy-scrub",
+            "event-flood",
             "isolation",
+            "pingpong",
+            "revoke-shared",
             "smp-guest",
             "two-guests",
         ] {
