@@ -1,11 +1,13 @@
 //! System manifests: one TOML file in `images/` describes a whole Mica system.
 //!
-//! The system is data (STYLE.md §8): the machine it boots on and every domain, each a table
+//! The system is data (STYLE.md §8): the machine it boots on, every domain, and the event
+//! channels and shared regions between domains (each with the reason it exists), each a table
 //! of named fields, never a positional tuple or a string mini-language. A manifest is read
 //! in two steps. Serde, with `deny_unknown_fields` on every table, turns the text into the
 //! `*Section` structs that mirror the file, keeping the source span of each value that a
 //! later check may complain about; [`Manifest::parse`] then checks what serde cannot (names,
-//! ranges, references between domains, memory that must fit) and produces a [`Manifest`]
+//! ranges, references between domains, memory that must fit, shared regions that must fit
+//! and not overlap, one name per capability in each domain) and produces a [`Manifest`]
 //! whose domains refer to each other by index. Every error names the file and, where there
 //! is a span, the line and column; it says what is wrong and what to write instead.
 //!
