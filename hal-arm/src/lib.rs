@@ -14,4 +14,7 @@ pub mod pagetable;
 pub mod vgic;
 
 #[cfg(target_arch = "aarch64")]
+extern crate alloc;
+
+#[cfg(target_arch = "aarch64")]
 pub mod aarch64;

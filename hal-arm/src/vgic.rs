@@ -52,6 +52,14 @@ pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
 pub const REDISTRIBUTOR_STRIDE: u64 = 0x2_0000;
 /// Offset of the SGI_base frame within a redistributor.
 pub const SGI_FRAME: u64 = 0x1_0000;
+/// SPIs every domain's vGIC implements (INTIDs 32-95).
+pub const DOMAIN_SPIS: usize = 64;
+/// Guest-physical address of the distributor window: where QEMU `virt` puts its GIC
+/// distributor, so a guest device tree can reuse the addresses.
+pub const DISTRIBUTOR_BASE: u64 = 0x0800_0000;
+/// Guest-physical address of the redistributor region (QEMU `virt`'s): vCPU `i`'s
+/// redistributor at `REDISTRIBUTOR_BASE + i * REDISTRIBUTOR_STRIDE`.
+pub const REDISTRIBUTOR_BASE: u64 = 0x080A_0000;
 
 /// Distributor register offsets (IHI 0069 12.9, table 12-25). With ARE = 1 the entries for
 /// INTIDs 0-31 of the interrupt families are RAZ/WI: the redistributors hold those.
@@ -321,12 +329,17 @@ struct Interrupt {
 }
 
 impl Interrupt {
-    fn reset(edge: bool) -> Interrupt {
+    const fn reset(edge: bool) -> Interrupt {
         Interrupt {
             priority: RESET_PRIORITY,
+            enabled: false,
             group1: true,
             edge,
-            ..Interrupt::default()
+            latch: false,
+            line: false,
+            active: false,
+            listed: false,
+            hardware: None,
         }
     }
 
@@ -353,11 +366,13 @@ struct VcpuInterface {
 }
 
 impl VcpuInterface {
-    fn new() -> VcpuInterface {
+    const fn new() -> VcpuInterface {
         let mut private = [Interrupt::reset(false); PRIVATE_INTERRUPTS];
         // SGIs are always edge-triggered (GICR_ICFGR0 reads 0xAAAA_AAAA).
-        for sgi in private.iter_mut().take(SGI_COUNT as usize) {
-            sgi.edge = true;
+        let mut sgi = 0;
+        while sgi < SGI_COUNT as usize {
+            private[sgi].edge = true;
+            sgi += 1;
         }
         VcpuInterface {
             private,
@@ -502,6 +517,95 @@ fn aligned(offset: u64, size: u8) -> bool {
 /// The candidate order: active interrupts first, then lower priority value, then lower INTID.
 type Rank = (bool, u8, u32);
 
+/// Where a guest access to the emulated GIC landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// At this offset into the distributor frame.
+    Distributor(u64),
+    /// At this offset into the redistributor region.
+    Redistributor(u64),
+}
+
+/// A trapped MSR/MRS (ESR_EL2.EC 0x18), from its ISS (Arm ARM D19.2, "ISS encoding for an
+/// exception from MSR, MRS, or System instruction execution in AArch64 state").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysregTrap {
+    /// Op0, ISS[21:20].
+    pub op0: u8,
+    /// Op1, ISS[16:14].
+    pub op1: u8,
+    /// CRn, ISS[13:10].
+    pub crn: u8,
+    /// CRm, ISS[4:1].
+    pub crm: u8,
+    /// Op2, ISS[19:17].
+    pub op2: u8,
+    /// Rt, ISS[9:5]: the transfer register; 31 is XZR.
+    pub rt: u8,
+    /// Direction, ISS[0]: an MRS (read) rather than an MSR (write).
+    pub read: bool,
+}
+
+/// The exception class of a trapped MSR/MRS/system instruction.
+pub const EC_SYSREG: u8 = 0x18;
+
+impl SysregTrap {
+    /// Decodes ESR_EL2, or `None` if its EC is not [`EC_SYSREG`].
+    pub fn decode(esr: u64) -> Option<SysregTrap> {
+        if (esr >> 26) & 0x3F != u64::from(EC_SYSREG) {
+            return None;
+        }
+        let bits = |lo: u32, width: u32| ((esr >> lo) & ((1 << width) - 1)) as u8;
+        Some(SysregTrap {
+            op0: bits(20, 2),
+            op2: bits(17, 3),
+            op1: bits(14, 3),
+            crn: bits(10, 4),
+            rt: bits(5, 5),
+            crm: bits(1, 4),
+            read: esr & 1 != 0,
+        })
+    }
+
+    /// For a write of an SGI generation register, the group its SGIs are generated in
+    /// (true: Group 1): ICC_SGI1R_EL1 (S3_0_C12_C11_5) generates Group 1,
+    /// ICC_ASGI1R_EL1 (S3_0_C12_C11_6) and ICC_SGI0R_EL1 (S3_0_C12_C11_7) Group 0, as in the
+    /// single security state the model presents (GICD_CTLR.DS = 1). `None` for anything else,
+    /// reads included (the registers are write-only).
+    pub fn sgi_group1(&self) -> Option<bool> {
+        if self.read || (self.op0, self.op1, self.crn, self.crm) != (3, 0, 12, 11) {
+            return None;
+        }
+        match self.op2 {
+            5 => Some(true),
+            6 | 7 => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// ICH_ELRSR_EL2 computed from saved list register values: bit n set when LR n holds no
+/// interrupt (State = 0b00).
+pub fn empty_list_registers(lrs: &[u64]) -> u32 {
+    lrs.iter()
+        .take(MAX_LIST_REGISTERS)
+        .enumerate()
+        .fold(0, |acc, (n, value)| {
+            acc | u32::from(value & lr::STATE_MASK == 0) << n
+        })
+}
+
+/// Whether the EL1 virtual timer's interrupt output is asserted, from a saved CNTV_CTL_EL0
+/// (ENABLE bit 0, IMASK bit 1, ISTATUS bit 2), CNTV_CVAL_EL0 and the current virtual count:
+/// enabled, not masked, and either the condition was met when it was saved or the compare
+/// value has been reached since.
+pub fn virtual_timer_asserted(ctl: u64, cval: u64, now: u64) -> bool {
+    let enabled = ctl & 1 != 0;
+    let masked = ctl & 2 != 0;
+    let met = ctl & 4 != 0 || now >= cval;
+    enabled && !masked && met
+}
+
 /// One domain's virtual GICv3.
 #[derive(Clone, Debug)]
 pub struct Vgic {
@@ -553,6 +657,80 @@ impl Vgic {
     /// Bytes of the redistributor region: one [`REDISTRIBUTOR_STRIDE`] per vCPU.
     pub fn redistributor_region_size(&self) -> u64 {
         self.vcpus as u64 * REDISTRIBUTOR_STRIDE
+    }
+
+    /// A vGIC in its reset state for one vCPU and no SPIs, as a constant: a `static` copy
+    /// of it lets a caller build a vGIC in place (e.g. on the heap) without a large value
+    /// on the stack, then [`reset_clamped`](Self::reset_clamped) it to size.
+    pub const RESET: Vgic = Vgic {
+        vcpus: 1,
+        spis: 0,
+        enable_group0: false,
+        enable_group1: false,
+        cpu: [VcpuInterface::new(); MAX_VCPUS],
+        spi: [Interrupt::reset(false); MAX_SPIS],
+        route: [0; MAX_SPIS],
+    };
+
+    /// A vGIC for `vcpus` vCPUs and `spis` SPIs, each clamped to what the model supports
+    /// (at least one vCPU): for callers that must not fail.
+    pub fn clamped(vcpus: usize, spis: usize) -> Vgic {
+        let mut gic = Vgic::RESET;
+        gic.reset_clamped(vcpus, spis);
+        gic
+    }
+
+    /// Returns the vGIC to its reset state, in place, for `vcpus` vCPUs and `spis` SPIs
+    /// clamped as in [`clamped`](Self::clamped).
+    pub fn reset_clamped(&mut self, vcpus: usize, spis: usize) {
+        self.vcpus = vcpus.clamp(1, MAX_VCPUS);
+        self.spis = (spis.min(MAX_SPIS).div_ceil(32) * 32).min(MAX_SPIS);
+        self.enable_group0 = false;
+        self.enable_group1 = false;
+        for cpu in self.cpu.iter_mut() {
+            *cpu = VcpuInterface::new();
+        }
+        for irq in self.spi.iter_mut() {
+            *irq = Interrupt::reset(false);
+        }
+        self.route.fill(0);
+    }
+
+    /// Which emulated frame `[ipa, ipa + size)` lies in, with its offset there: the
+    /// distributor window at [`DISTRIBUTOR_BASE`] or the redistributor region at
+    /// [`REDISTRIBUTOR_BASE`] (one [`REDISTRIBUTOR_STRIDE`] per vCPU). `None` if the access
+    /// is outside both or straddles an end.
+    pub fn window(&self, ipa: u64, size: u8) -> Option<Window> {
+        let end = ipa.checked_add(u64::from(size))?;
+        let within = |base: u64, len: u64| {
+            (ipa >= base && end <= base.checked_add(len)?).then(|| ipa - base)
+        };
+        if let Some(offset) = within(DISTRIBUTOR_BASE, DISTRIBUTOR_SIZE) {
+            return Some(Window::Distributor(offset));
+        }
+        within(REDISTRIBUTOR_BASE, self.redistributor_region_size()).map(Window::Redistributor)
+    }
+
+    /// Whether any emulated frame contains `ipa`.
+    pub fn contains(&self, ipa: u64) -> bool {
+        self.window(ipa, 1).is_some()
+    }
+
+    /// A guest load of `size` bytes at guest-physical `ipa`, or `None` outside the windows.
+    pub fn mmio_read(&self, ipa: u64, size: u8) -> Option<u64> {
+        Some(match self.window(ipa, size)? {
+            Window::Distributor(offset) => self.distributor_read(offset, size),
+            Window::Redistributor(offset) => self.redistributor_read(offset, size),
+        })
+    }
+
+    /// A guest store of `size` bytes of `value` at guest-physical `ipa`, or `None` outside
+    /// the windows.
+    pub fn mmio_write(&mut self, ipa: u64, size: u8, value: u64) -> Option<Kick> {
+        Some(match self.window(ipa, size)? {
+            Window::Distributor(offset) => self.distributor_write(offset, size, value),
+            Window::Redistributor(offset) => self.redistributor_write(offset, size, value),
+        })
     }
 
     fn all_vcpus(&self) -> Kick {
@@ -974,8 +1152,9 @@ impl Vgic {
         match irq.hardware {
             Some(physical) => value |= lr::HW | u64::from(physical) << lr::PINTID_SHIFT,
             // A level interrupt listed from its line: ask to be told of its deactivation so
-            // the caller can resample the line.
-            None if pending && !irq.edge && !latched => value |= lr::EOI,
+            // the caller can resample the line. Kept while the entry is only active too: a
+            // refill between the guest's acknowledgement and its EOI must not lose it.
+            None if !irq.edge && !latched => value |= lr::EOI,
             None => {}
         }
         value
@@ -1844,7 +2023,9 @@ mod tests {
         );
         assert_eq!(guest_takes_one(&mut lrs, true), Some(VIRTUAL_TIMER_PPI));
         gic.sync_from_list_registers(0, &lrs).unwrap();
-        // Still asserted: listed again.
+        // Still asserted: listed again, and still asking to be told of the EOI.
+        let _ = fill(&mut gic, 0, &mut lrs);
+        assert_eq!(lrs[0] & lr::EOI, lr::EOI, "EOI request kept across refills");
         assert_eq!(fill(&mut gic, 0, &mut lrs).valid, 1);
         // The line drops before the guest takes it: withdrawn.
         gic.sync_from_list_registers(0, &lrs).unwrap();
@@ -1993,6 +2174,112 @@ mod tests {
                     step(&mut gic, &mut lrs, *op);
                 }
             });
+    }
+
+    #[test]
+    fn clamped_construction_and_in_place_reset() {
+        let gic = Vgic::clamped(0, 1000);
+        assert_eq!((gic.vcpu_count(), gic.spi_count()), (1, MAX_SPIS));
+        let mut gic = Vgic::clamped(2, DOMAIN_SPIS);
+        assert_eq!((gic.vcpu_count(), gic.spi_count()), (2, 64));
+        let _ = gic.distributor_write(gicd::CTLR, 4, u64::from(GRP1));
+        let _ = gic.write_sgi(0, 1 << 1 | 3 << 24, true);
+        assert!(gic.has_deliverable(1) || gic.distributor_read(gicd::CTLR, 4) != 0);
+        gic.reset_clamped(3, 33);
+        assert_eq!((gic.vcpu_count(), gic.spi_count()), (3, 64));
+        assert_eq!(gic.distributor_read(gicd::CTLR, 4) as u32 & GRP1, 0);
+        for v in 0..3 {
+            assert!(!gic.has_deliverable(v));
+            assert_eq!(gic.redistributor_read(sgi_frame(v, gicd::ISPENDR), 4), 0);
+        }
+        check_consistency(&gic);
+    }
+
+    #[test]
+    fn windows_sit_where_qemu_virt_puts_its_gic() {
+        let mut gic = Vgic::new(2, 64).unwrap();
+        assert_eq!(gic.window(0x0800_0000, 4), Some(Window::Distributor(0)));
+        assert_eq!(
+            gic.window(0x0800_FFFC, 4),
+            Some(Window::Distributor(0xFFFC))
+        );
+        assert_eq!(gic.window(0x0800_FFFC, 8), None, "straddles the end");
+        assert_eq!(gic.window(0x0801_0000, 4), None);
+        assert_eq!(gic.window(0x07FF_FFFC, 4), None);
+        assert_eq!(gic.window(0x080A_0000, 8), Some(Window::Redistributor(0)));
+        assert_eq!(
+            gic.window(0x080D_FFFC, 4),
+            Some(Window::Redistributor(0x3_FFFC))
+        );
+        assert_eq!(gic.window(0x080E_0000, 4), None, "no third vCPU");
+        assert_eq!(gic.window(u64::MAX - 1, 4), None);
+        assert!(gic.contains(0x080B_0080) && !gic.contains(0x4000_0000));
+        // Reads and writes go to the right frame.
+        assert_eq!(gic.mmio_read(DISTRIBUTOR_BASE + gicd::PIDR2, 4), Some(0x3B));
+        let typer1 = gic.mmio_read(REDISTRIBUTOR_BASE + REDISTRIBUTOR_STRIDE + gicr::TYPER, 8);
+        assert_eq!(typer1, Some(1 << 32 | 1 << 8 | gicr::TYPER_LAST));
+        assert_eq!(gic.mmio_read(0x4000_0000, 4), None);
+        assert_eq!(gic.mmio_write(0x4000_0000, 4, 0), None);
+        let kick = gic.mmio_write(
+            REDISTRIBUTOR_BASE + REDISTRIBUTOR_STRIDE + SGI_FRAME + gicd::ISENABLER,
+            4,
+            1 << 27,
+        );
+        assert_eq!(kick, Some(Kick::one(1)));
+        assert_eq!(
+            gic.redistributor_read(sgi_frame(1, gicd::ISENABLER), 4),
+            1 << 27
+        );
+    }
+
+    #[test]
+    fn sysreg_traps_decode_and_name_the_sgi_registers() {
+        // msr ICC_SGI1R_EL1, x3: Op0 3, Op2 5, Op1 0, CRn 12, Rt 3, CRm 11, write.
+        let iss = 3 << 20 | 5 << 17 | 12 << 10 | 3 << 5 | 11 << 1;
+        let esr = u64::from(EC_SYSREG) << 26 | 1 << 25 | iss;
+        let trap = SysregTrap::decode(esr).unwrap();
+        assert_eq!(
+            trap,
+            SysregTrap {
+                op0: 3,
+                op1: 0,
+                crn: 12,
+                crm: 11,
+                op2: 5,
+                rt: 3,
+                read: false
+            }
+        );
+        assert_eq!(trap.sgi_group1(), Some(true));
+        let with_op2 = |op2: u64| SysregTrap::decode(esr & !(7 << 17) | op2 << 17).unwrap();
+        assert_eq!(with_op2(6).sgi_group1(), Some(false), "ICC_ASGI1R_EL1");
+        assert_eq!(with_op2(7).sgi_group1(), Some(false), "ICC_SGI0R_EL1");
+        assert_eq!(with_op2(0).sgi_group1(), None);
+        assert_eq!(
+            SysregTrap::decode(esr | 1).unwrap().sgi_group1(),
+            None,
+            "a read"
+        );
+        // msr ICC_PMR_EL1 (S3_0_C4_C6_0) is not an SGI register.
+        let pmr = u64::from(EC_SYSREG) << 26 | 3 << 20 | 4 << 10 | 6 << 1;
+        assert_eq!(SysregTrap::decode(pmr).unwrap().sgi_group1(), None);
+        assert_eq!(SysregTrap::decode(0x24 << 26), None);
+    }
+
+    #[test]
+    fn empty_list_registers_and_the_timer_line() {
+        let lrs = [0, lr::PENDING | 27, lr::ACTIVE | 3, lr::HW | 5];
+        assert_eq!(empty_list_registers(&lrs), 0b1001);
+        assert_eq!(empty_list_registers(&[]), 0);
+        // ENABLE, not masked, condition met.
+        assert!(virtual_timer_asserted(0b101, 100, 0));
+        assert!(
+            virtual_timer_asserted(0b001, 100, 100),
+            "expired since it was saved"
+        );
+        assert!(!virtual_timer_asserted(0b001, 100, 99));
+        assert!(!virtual_timer_asserted(0b111, 100, 200), "masked");
+        assert!(!virtual_timer_asserted(0b100, 100, 200), "disabled");
     }
 
     #[test]

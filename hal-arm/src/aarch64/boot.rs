@@ -21,6 +21,7 @@ use super::sysreg::{counter, counter_hz, mpidr_affinity};
 use super::{console, gic, mmu::El2Map, psci, timer};
 use crate::pagetable::MemoryKind;
 use crate::println;
+use crate::vgic::MAINTENANCE_PPI;
 
 /// The kernel heap (carved from RAM at boot).
 #[global_allocator]
@@ -371,6 +372,7 @@ fn start_cpu_services(me: usize) {
     gic::enable_private(me, state.tick_intid);
     gic::enable_private(me, KICK_SGI);
     gic::enable_private(me, state.vtimer_intid);
+    gic::enable_private(me, MAINTENANCE_PPI);
     timer::start(me);
 }
 
@@ -422,8 +424,12 @@ pub fn on_interrupt(intid: u32) -> bool {
         // Another CPU changed this one's run queue: the run loop looks at it next.
         return true;
     }
-    if intid == state.vtimer_intid {
-        return !inject_virtual_timer(intid);
+    if intid == state.vtimer_intid || intid == MAINTENANCE_PPI {
+        // A guest's virtual timer, or the vGIC's list registers asking for attention: the
+        // exit this caused is the point. The run loop samples the timer and syncs and
+        // refills the list registers on every exit; both lines are already low here (the
+        // world switch stopped the timer and turned the virtual interface off).
+        return true;
     }
     if intid != state.tick_intid {
         println!("mica: cpu {me}: unexpected interrupt {intid}");
@@ -471,37 +477,11 @@ pub fn on_interrupt(intid: u32) -> bool {
     true
 }
 
-/// Forwards the virtual timer's physical PPI to the vCPU that was running on this CPU, as a
-/// hardware-linked virtual interrupt in a free list register of its saved context. Returns
-/// whether it was forwarded.
-fn inject_virtual_timer(intid: u32) -> bool {
-    let ctx = cpu::MICA_CPU_LOCALS[cpu::current()]
-        .guest
-        .load(Ordering::Relaxed);
-    if ctx == 0 {
-        return false;
-    }
-    // SAFETY: the virtual timer can only fire while a guest runs (its timer is disabled at
-    // every exit), so this IRQ exit belongs to the vCPU whose context the world switch
-    // recorded, which this CPU still owns until it returns to the kernel.
-    let c = unsafe { &mut *(ctx as *mut super::context::ArmContext) };
-    // ICH_LR: State pending (62), HW (61), Group 1 (60), priority 0xA0, pINTID, vINTID.
-    let lr =
-        (1u64 << 62) | (1 << 61) | (1 << 60) | (0xA0 << 48) | ((intid as u64) << 32) | intid as u64;
-    if c.gic
-        .lr
-        .iter()
-        .any(|l| *l & 0xFFFF_FFFF == intid as u64 && *l >> 62 != 0)
-    {
-        return true; // already listed (pending or active)
-    }
-    match c.gic.lr.iter_mut().find(|l| **l >> 62 == 0) {
-        Some(free) => {
-            *free = lr;
-            true
-        }
-        None => false,
-    }
+/// The physical INTID of the guests' virtual timer on this machine (PPI 27 on QEMU `virt`).
+pub fn vtimer_intid() -> u32 {
+    STATE
+        .get()
+        .map_or(crate::vgic::VIRTUAL_TIMER_PPI, |s| s.vtimer_intid)
 }
 
 /// Reports a fatal error and powers off (or halts, as the boot arguments ask).

@@ -109,6 +109,9 @@ pub struct GicState {
     pub vmcr: u64,
     /// ICH_AP1R0_EL2.
     pub ap1r0: u64,
+    /// ICH_HCR_EL2 to run with: En, plus UIE when the vGIC asked for an underflow
+    /// maintenance interrupt (set before every entry from the fill of the list registers).
+    pub hcr: u64,
 }
 
 impl ArmContext {
@@ -154,6 +157,7 @@ impl ArmContext {
                 lr: [0; LIST_REGISTERS],
                 vmcr: 0,
                 ap1r0: 0,
+                hcr: crate::vgic::hcr::EN,
             },
             vmpidr: 1 << 31,
             hcr: HCR_GUEST,
@@ -172,8 +176,9 @@ impl VcpuContext for ArmContext {
         *self = ArmContext::new();
         self.x[..4].copy_from_slice(&regs);
         self.pc = entry;
-        // VMPIDR_EL2: RES1 bit 31, U = 0 (multiprocessor), Aff0 = the vCPU index.
-        self.vmpidr = (1 << 31) | index as u64;
+        // VMPIDR_EL2: RES1 bit 31, U = 0 (multiprocessor), Aff0 = the vCPU index (the
+        // affinity the vGIC's redistributors report).
+        self.vmpidr = crate::vgic::vmpidr(usize::from(index));
         self.hcr = HCR_GUEST | if default_cacheable { HCR_DC } else { 0 };
         // ICH_VMCR_EL2.VENG1 = 1, VPMR = 0xFF: group 1 on, every priority let through.
         self.gic.vmcr = (1 << 1) | (0xFF << 24);
@@ -356,7 +361,7 @@ fn load_system_registers(c: &ArmContext, vttbr: u64) {
     write_sysreg!("s3_4_c12_c12_3", c.gic.lr[3]);
     write_sysreg!("s3_4_c12_c11_7", c.gic.vmcr); // ICH_VMCR_EL2
     write_sysreg!("s3_4_c12_c9_0", c.gic.ap1r0); // ICH_AP1R0_EL2
-    write_sysreg!("s3_4_c12_c11_0", 1); // ICH_HCR_EL2.En
+    write_sysreg!("s3_4_c12_c11_0", c.gic.hcr); // ICH_HCR_EL2: En (and UIE)
     isb();
 }
 

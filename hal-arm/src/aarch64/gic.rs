@@ -170,6 +170,14 @@ pub fn enable_private(cpu: usize, intid: u32) {
     }
 }
 
+/// Disables the private interrupt (SGI/PPI) `intid` on CPU `cpu`.
+pub fn disable_private(cpu: usize, intid: u32) {
+    let rd = REDIST[cpu].load(Ordering::Acquire);
+    if rd != 0 && intid < 32 {
+        w32(rd + GICR_ICENABLER0, 1 << intid);
+    }
+}
+
 /// Acknowledges the highest-priority pending interrupt: its INTID, or `None` if spurious.
 pub fn acknowledge() -> Option<u32> {
     let intid = (read_sysreg!("s3_0_c12_c12_0") & 0xFF_FFFF) as u32; // ICC_IAR1_EL1

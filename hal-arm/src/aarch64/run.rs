@@ -1,26 +1,71 @@
 //! Each physical CPU's loop: ask the kernel what to run, run it until it traps, tell the
 //! kernel why it stopped.
+//!
+//! Around every entry the loop drives the domain's virtual GICv3 ([`crate::vgic`]), under
+//! the kernel lock that guards it:
+//!
+//! - before entry: the virtual timer's line is evaluated from the saved CNTV_CTL/CVAL and
+//!   the counter (so a timer that expired while the vCPU was blocked fires at once), the
+//!   list registers are filled from the model and ICH_HCR_EL2 chosen (UIE when more is
+//!   pending than fits); list registers the model does not use are cleared. While the
+//!   vCPU's virtual timer line is asserted the physical timer PPI stays disabled on this
+//!   CPU (it is level-sensitive and would storm); the EOI maintenance interrupt of the
+//!   listed level interrupt brings the vCPU back out to resample it.
+//! - after exit: the list registers are folded back into the model and the timer line
+//!   sampled; stage-2 data aborts inside the distributor or redistributor windows are
+//!   emulated ([`crate::mmio`] decodes them, reading the instruction through the guest's
+//!   translation when the syndrome is not enough), trapped ICC_SGI*R_EL1 writes become
+//!   SGIs, and every vCPU whose interrupts changed is woken or has its CPU kicked. A WFI
+//!   with a deliverable interrupt does not block. Anything else is handed to the kernel as
+//!   before.
 
-use mica_kernel::kernel::Exit;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use mica_kernel::domain::{Domain, DomainId};
+use mica_kernel::kernel::{Exit, Kernel};
+use mica_kernel::vcpu::VcpuId;
 
 use super::context::{self, ArmContext};
-use super::hal::KERNEL;
-use super::sysreg::{mask_interrupts, read_sysreg, unmask_irq, wfi};
-use super::trap;
+use super::cpu::MAX_CPUS;
+use super::hal::{ArmHal, KERNEL};
+use super::sysreg::{counter, isb, mask_interrupts, read_sysreg, unmask_irq, wfi, write_sysreg};
+use super::{boot, gic, trap};
 use crate::esr;
+use crate::mmio::{self, MmioAccess, Syndrome};
+use crate::vgic::{self, SysregTrap, Vgic, VIRTUAL_TIMER_PPI};
+
+/// What the run loop needs about the vCPU it is running.
+struct Running {
+    ctx: *mut ArmContext,
+    vttbr: u64,
+    vcpu: VcpuId,
+    domain: DomainId,
+    /// The vCPU's index in its domain (its vGIC vCPU number).
+    index: usize,
+    /// Its virtual timer line was asserted when the list registers were filled.
+    timer_asserted: bool,
+}
+
+/// The syndrome registers of a trap, read right after the guest left.
+struct Trap {
+    kind: u64,
+    esr: u64,
+    far: u64,
+    hpfar: u64,
+}
+
+/// Per CPU: whether the physical virtual-timer PPI is enabled (0 unknown, 1 off, 2 on).
+static TIMER_PPI: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 
 /// Runs vCPUs on CPU `cpu` forever.
 pub fn run(cpu: usize) -> ! {
     loop {
         let picked = {
             let mut k = KERNEL.lock();
-            k.pick(cpu).and_then(|next| {
-                let vttbr = k.domain(next.domain)?.stage2.vttbr();
-                let ctx: *mut ArmContext = &mut k.vcpu_mut(next.vcpu)?.context;
-                Some((ctx, vttbr))
-            })
+            k.pick(cpu)
+                .and_then(|next| prepare(&mut k, next.vcpu, next.domain))
         };
-        let Some((ctx, vttbr)) = picked else {
+        let Some(running) = picked else {
             // Nothing to run: sleep until an interrupt (taken right here, between unmask and
             // mask, by the EL2 vector).
             unmask_irq();
@@ -28,25 +73,249 @@ pub fn run(cpu: usize) -> ! {
             mask_interrupts();
             continue;
         };
+        set_timer_ppi(cpu, !running.timer_asserted);
         // SAFETY: `pick` marked the vCPU Running on this CPU; until this CPU hands it back
         // through `handle_exit`/`pick`, nobody else reads or writes its context, and the
         // vCPU table is a static that never moves. `vttbr` names its domain's stage-2 tables.
-        let kind = unsafe { context::enter(ctx, vttbr) };
-        // SAFETY: as above; the guest has stopped and the context is ours again.
-        let exit = decode(kind, unsafe { &mut *ctx });
-        if exit == Exit::Interrupt {
+        let kind = unsafe { context::enter(running.ctx, running.vttbr) };
+        let trap = Trap {
+            kind,
+            esr: read_sysreg!("esr_el2"),
+            far: read_sysreg!("far_el2"),
+            hpfar: read_sysreg!("hpfar_el2"),
+        };
+        if matches!(kind, 9 | 10) {
+            // Without the kernel lock: the tick handler takes it.
             trap::handle_irqs();
         }
-        KERNEL.lock().handle_exit(cpu, exit);
+        let mut k = KERNEL.lock();
+        // SAFETY: as above; the guest has stopped and the context is ours again. The
+        // context lives in the vCPU table, apart from the domain the kernel reference reaches.
+        let ctx = unsafe { &mut *running.ctx };
+        let exit = after_exit(&mut k, &running, &trap, ctx);
+        k.handle_exit(cpu, exit);
     }
+}
+
+/// Enables or disables the virtual timer's physical PPI on this CPU, if it changes.
+fn set_timer_ppi(cpu: usize, enabled: bool) {
+    let Some(state) = TIMER_PPI.get(cpu) else {
+        return;
+    };
+    let want = if enabled { 2 } else { 1 };
+    if state.swap(want, Ordering::Relaxed) != want {
+        if enabled {
+            gic::enable_private(cpu, boot::vtimer_intid());
+        } else {
+            gic::disable_private(cpu, boot::vtimer_intid());
+        }
+    }
+}
+
+/// Gets the picked vCPU ready to enter: its virtual timer line and list registers.
+fn prepare(k: &mut Kernel<ArmHal>, vcpu: VcpuId, domain: DomainId) -> Option<Running> {
+    let index = usize::from(k.vcpu(vcpu)?.index);
+    let ctx: *mut ArmContext = &mut k.vcpu_mut(vcpu)?.context;
+    let d = k.domain_mut(domain)?;
+    let vttbr = d.stage2.vttbr();
+    // SAFETY: `pick` just made the vCPU Running on this CPU, so its context is this CPU's
+    // alone; it lives in the vCPU table, not in the domain borrowed here.
+    let c = unsafe { &mut *ctx };
+    let timer_asserted = sample_timer(&mut d.arch, index, c);
+    fill(&mut d.arch, index, c);
+    Some(Running {
+        ctx,
+        vttbr,
+        vcpu,
+        domain,
+        index,
+        timer_asserted,
+    })
+}
+
+/// Drives the vGIC's virtual timer line from the vCPU's saved timer; returns it.
+fn sample_timer(gic: &mut Vgic, index: usize, c: &ArmContext) -> bool {
+    // CNTVOFF_EL2 is 0: the guest's virtual count is the physical count.
+    let asserted = vgic::virtual_timer_asserted(c.el1.cntv_ctl, c.el1.cntv_cval, counter());
+    let _ = gic.set_level(VIRTUAL_TIMER_PPI, index, asserted);
+    asserted
+}
+
+/// Fills the saved list registers from the model and sets the ICH_HCR_EL2 to enter with.
+fn fill(gic: &mut Vgic, index: usize, c: &mut ArmContext) {
+    let elrsr = vgic::empty_list_registers(&c.gic.lr);
+    match gic.fill_list_registers(index, &mut c.gic.lr, elrsr) {
+        Ok(outcome) => {
+            // Nothing but the model uses the list registers: clear the ones it left, so a
+            // deactivated entry's EOI request cannot raise the maintenance interrupt again.
+            for (n, lr) in c.gic.lr.iter_mut().enumerate() {
+                if outcome.valid & (1 << n) == 0 {
+                    *lr = 0;
+                }
+            }
+            c.gic.hcr = outcome.ich_hcr();
+        }
+        Err(_) => c.gic.hcr = vgic::hcr::EN,
+    }
+}
+
+/// Handles the vGIC side of an exit and turns the trap into the [`Exit`] for the kernel.
+fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmContext) -> Exit {
+    let Some(d) = k.domain_mut(r.domain) else {
+        return plain_exit(trap, ctx);
+    };
+    let _ = d.arch.sync_from_list_registers(r.index, &ctx.gic.lr);
+    let _ = sample_timer(&mut d.arch, r.index, ctx);
+    let mut kick = 0u32;
+    let exit = match (trap.kind, esr::exception_class(trap.esr)) {
+        (8, mmio::syndrome::EC_DATA_ABORT_LOWER) => {
+            let ipa = fault_ipa(trap);
+            if d.arch.contains(ipa) {
+                match emulate_mmio(d, trap, ipa, ctx) {
+                    Some(k) => {
+                        kick = k;
+                        Exit::Interrupt
+                    }
+                    None => plain_exit(trap, ctx),
+                }
+            } else {
+                plain_exit(trap, ctx)
+            }
+        }
+        (8, vgic::EC_SYSREG) => {
+            match SysregTrap::decode(trap.esr).and_then(|t| Some((t, t.sgi_group1()?))) {
+                Some((t, group1)) => {
+                    let value = ctx.x.get(usize::from(t.rt)).copied().unwrap_or(0);
+                    kick = d.arch.write_sgi(r.index, value, group1).bits();
+                    ctx.pc += 4;
+                    Exit::Interrupt
+                }
+                None => plain_exit(trap, ctx),
+            }
+        }
+        _ => plain_exit(trap, ctx),
+    };
+    let deliverable = d.arch.has_deliverable(r.index);
+    let targets: heapless::Vec<VcpuId, 8> = d
+        .vcpus
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 32 && kick & (1 << i) != 0)
+        .map(|(_, v)| *v)
+        .collect();
+    for v in targets {
+        k.interrupt_vcpu(v);
+    }
+    if exit == Exit::WaitForInterrupt && deliverable {
+        // Sets wake_pending: the kernel does not block a vCPU with an interrupt to take.
+        k.wake(r.vcpu);
+    }
+    exit
+}
+
+/// The guest-physical address of a stage-2 abort.
+fn fault_ipa(trap: &Trap) -> u64 {
+    ((trap.hpfar & 0x0000_0FFF_FFFF_FFF0) << 8) | (trap.far & 0xFFF)
+}
+
+/// Emulates a data abort at `ipa` inside the vGIC's windows. Returns the vCPUs to kick (one
+/// bit per vCPU index), or `None` if the access cannot be decoded (a fault of the domain).
+/// Nothing is changed unless the whole access is emulated.
+fn emulate_mmio(
+    d: &mut Domain<ArmHal>,
+    trap: &Trap,
+    ipa: u64,
+    ctx: &mut ArmContext,
+) -> Option<u32> {
+    let access: MmioAccess = match mmio::decode_syndrome(trap.esr).ok()? {
+        Syndrome::Decoded(access) => access,
+        Syndrome::NeedsInstruction { .. } => {
+            mmio::decode_instruction(fetch_instruction(d, ctx)?).ok()?
+        }
+    };
+    let transfers = access.transfers(ipa)?;
+    if transfers
+        .iter()
+        .any(|t| d.arch.window(t.ipa, t.size).is_none())
+    {
+        return None;
+    }
+    let mut loaded = [0u64; 2];
+    let mut kick = 0u32;
+    for t in transfers.iter() {
+        if access.write {
+            let value = access.store_value(&ctx.x, t.index);
+            kick |= d.arch.mmio_write(t.ipa, t.size, value)?.bits();
+        } else if let Some(slot) = loaded.get_mut(usize::from(t.index)) {
+            *slot = d.arch.mmio_read(t.ipa, t.size)?;
+        }
+    }
+    if let Some(sp) = access.complete(&mut ctx.x, loaded) {
+        // SPSR_EL2.M[3:0]: EL1h uses SP_EL1; EL1t and EL0t use SP_EL0.
+        let target = if ctx.pstate & 0xF == 0b0101 {
+            &mut ctx.el1.sp_el1
+        } else {
+            &mut ctx.el1.sp_el0
+        };
+        *target = target.wrapping_add(sp.offset as u64);
+    }
+    ctx.pc += 4;
+    Some(kick)
+}
+
+/// Reads the 32-bit instruction at the guest's PC: through the domain's mappings if its
+/// stage-1 MMU is off (the PC is then an IPA), else through both stages with `AT S12E1R`.
+/// `None` if the PC is misaligned or does not lead to the domain's memory.
+fn fetch_instruction(d: &Domain<ArmHal>, ctx: &ArmContext) -> Option<u32> {
+    let pc = ctx.pc;
+    if !pc.is_multiple_of(4) {
+        return None;
+    }
+    let pa = if ctx.el1.sctlr & 1 == 0 {
+        d.translate(pc)?
+    } else {
+        let pa = translate_guest_va(pc, ctx.hcr)?;
+        // Stage 2 maps only the domain's memory; check anyway before EL2 reads it.
+        d.mappings
+            .iter()
+            .any(|m| pa >= m.pa && pa - m.pa < m.pages * 4096)
+            .then_some(pa)?
+    };
+    // SAFETY: `pa` is 4-byte aligned and inside one of the domain's mappings: RAM the
+    // kernel gave the domain, which the EL2 map identity-maps as normal memory. A plain
+    // read of it has no side effects.
+    Some(unsafe { core::ptr::read_volatile(pa as *const u32) })
+}
+
+/// Translates guest virtual address `va` through the guest's stage 1 (its EL1 translation
+/// registers are still loaded from the vCPU that just exited) and stage 2 (VTTBR_EL2 still
+/// names its domain's tables): the physical address, or `None` on a fault.
+fn translate_guest_va(va: u64, guest_hcr: u64) -> Option<u64> {
+    // Stage 2 must be on for the walk, as it was for the guest (its tables are at IPAs).
+    write_sysreg!("hcr_el2", guest_hcr);
+    isb();
+    // SAFETY: AT S12E1R only performs a translation table walk and writes PAR_EL1; PAR_EL1
+    // is the guest's, already saved in its context and reloaded before it runs again. The
+    // walk uses the exited vCPU's EL1 and stage-2 registers, which are still loaded.
+    unsafe {
+        core::arch::asm!("at s12e1r, {0}", in(reg) va, options(nostack, preserves_flags));
+    }
+    isb();
+    let par: u64 = read_sysreg!("par_el1");
+    write_sysreg!("hcr_el2", super::entry::HCR_EL2_HOST);
+    isb();
+    if par & 1 != 0 {
+        return None;
+    }
+    Some((par & 0x0000_FFFF_FFFF_F000) | (va & 0xFFF))
 }
 
 /// Turns a trap from the guest into an [`Exit`], advancing the PC past instructions the
 /// kernel completes (SMC, WFI/WFE).
-fn decode(kind: u64, ctx: &mut ArmContext) -> Exit {
-    match kind {
+fn plain_exit(trap: &Trap, ctx: &mut ArmContext) -> Exit {
+    let syndrome = trap.esr;
+    match trap.kind {
         8 => {
-            let syndrome: u64 = read_sysreg!("esr_el2");
             let pc = ctx.pc;
             match esr::exception_class(syndrome) {
                 // HVC: ELR_EL2 already points past it.
@@ -66,16 +335,11 @@ fn decode(kind: u64, ctx: &mut ArmContext) -> Exit {
                     ctx.pc += 4;
                     Exit::WaitForInterrupt
                 }
-                ec @ (0x20 | 0x24) => {
-                    let far: u64 = read_sysreg!("far_el2");
-                    let hpfar: u64 = read_sysreg!("hpfar_el2");
-                    let ipa = ((hpfar & 0x0000_0FFF_FFFF_FFF0) << 8) | (far & 0xFFF);
-                    Exit::MemoryFault {
-                        ipa,
-                        write: ec == 0x24 && esr::is_write(syndrome),
-                        pc,
-                    }
-                }
+                ec @ (0x20 | 0x24) => Exit::MemoryFault {
+                    ipa: fault_ipa(trap),
+                    write: ec == 0x24 && esr::is_write(syndrome),
+                    pc,
+                },
                 ec => Exit::Unhandled {
                     syndrome,
                     pc,
@@ -85,12 +349,12 @@ fn decode(kind: u64, ctx: &mut ArmContext) -> Exit {
         }
         9 | 10 => Exit::Interrupt,
         11 => Exit::Unhandled {
-            syndrome: read_sysreg!("esr_el2"),
+            syndrome,
             pc: ctx.pc,
             what: "SError interrupt",
         },
         _ => Exit::Unhandled {
-            syndrome: read_sysreg!("esr_el2"),
+            syndrome,
             pc: ctx.pc,
             what: "exception from AArch32",
         },
