@@ -109,12 +109,18 @@ impl BootInfo {
 
     /// The named capability `name`.
     pub fn cap(&self, name: &str) -> Option<&CapEntry> {
-        self.caps.iter().take(self.cap_count as usize).find(|c| name_str(&c.name) == name)
+        self.caps
+            .iter()
+            .take(self.cap_count as usize)
+            .find(|c| name_str(&c.name) == name)
     }
 
     /// The shared region `name`.
     pub fn region(&self, name: &str) -> Option<&RegionEntry> {
-        self.regions.iter().take(self.region_count as usize).find(|r| name_str(&r.name) == name)
+        self.regions
+            .iter()
+            .take(self.region_count as usize)
+            .find(|r| name_str(&r.name) == name)
     }
 
     /// Appends a capability entry; false when full.
@@ -151,7 +157,13 @@ mod tests {
     #[test]
     fn entries_are_found_by_name() {
         let mut b = BootInfo::new(3, 1, 0);
-        assert!(b.push_cap(CapEntry { name: name_field("to-pong"), slot: 9, object_type: 4, reserved: 0, rights: 0x60 }));
+        assert!(b.push_cap(CapEntry {
+            name: name_field("to-pong"),
+            slot: 9,
+            object_type: 4,
+            reserved: 0,
+            rights: 0x60
+        }));
         assert!(b.push_region(RegionEntry {
             name: name_field("ring"),
             ipa: 0x8000_0000,
@@ -164,9 +176,24 @@ mod tests {
         assert!(b.cap("to-ping").is_none());
         assert_eq!(b.region("ring").map(|r| r.ipa), Some(0x8000_0000));
         for _ in 1..MAX_CAPS {
-            assert!(b.push_cap(CapEntry { name: name_field("x"), slot: 0, object_type: 0, reserved: 0, rights: 0 }));
+            assert!(b.push_cap(CapEntry {
+                name: name_field("x"),
+                slot: 0,
+                object_type: 0,
+                reserved: 0,
+                rights: 0
+            }));
         }
-        assert!(!b.push_cap(CapEntry { name: name_field("y"), slot: 0, object_type: 0, reserved: 0, rights: 0 }));
-        assert_eq!(name_str(&name_field("a-very-long-name-that-is-truncated")).len(), NAME_LEN);
+        assert!(!b.push_cap(CapEntry {
+            name: name_field("y"),
+            slot: 0,
+            object_type: 0,
+            reserved: 0,
+            rights: 0
+        }));
+        assert_eq!(
+            name_str(&name_field("a-very-long-name-that-is-truncated")).len(),
+            NAME_LEN
+        );
     }
 }

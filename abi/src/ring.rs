@@ -64,9 +64,14 @@ impl Geometry {
         if capacity == 0 || !capacity.is_power_of_two() || slot_size == 0 {
             return Err(RingError::BadGeometry);
         }
-        let need = (capacity as usize).checked_mul(slot_size).and_then(|s| s.checked_add(HEADER_SIZE));
+        let need = (capacity as usize)
+            .checked_mul(slot_size)
+            .and_then(|s| s.checked_add(HEADER_SIZE));
         match need {
-            Some(n) if n <= memory_size => Ok(Geometry { capacity, slot_size }),
+            Some(n) if n <= memory_size => Ok(Geometry {
+                capacity,
+                slot_size,
+            }),
             _ => Err(RingError::BadGeometry),
         }
     }
@@ -126,9 +131,16 @@ mod tests {
     fn geometry_is_checked() {
         assert!(Geometry::new(8, 64, 4096).is_ok());
         assert_eq!(Geometry::new(6, 64, 4096), Err(RingError::BadGeometry));
-        assert_eq!(Geometry::new(64, 64, 4096), Err(RingError::BadGeometry), "64 * 64 + header > 4096");
+        assert_eq!(
+            Geometry::new(64, 64, 4096),
+            Err(RingError::BadGeometry),
+            "64 * 64 + header > 4096"
+        );
         assert_eq!(Geometry::new(0, 64, 4096), Err(RingError::BadGeometry));
-        assert!(Geometry::new(1 << 31, usize::MAX / 2, usize::MAX).is_err(), "overflow is refused, not wrapped");
+        assert!(
+            Geometry::new(1 << 31, usize::MAX / 2, usize::MAX).is_err(),
+            "overflow is refused, not wrapped"
+        );
     }
 
     #[test]
@@ -137,7 +149,11 @@ mod tests {
         assert_eq!(available(&g, 5, 2), Ok(3));
         assert_eq!(available(&g, 2, u32::MAX - 1), Ok(4), "wrapped");
         assert_eq!(available(&g, 100, 2), Err(RingError::Corrupt));
-        assert_eq!(available(&g, 1, 2), Err(RingError::Corrupt), "consumer ahead of producer");
+        assert_eq!(
+            available(&g, 1, 2),
+            Err(RingError::Corrupt),
+            "consumer ahead of producer"
+        );
         assert_eq!(free_slots(&g, 10, 2), Ok(0));
         assert_eq!(free_slots(&g, 11, 2), Err(RingError::Corrupt));
         for i in [0u32, 7, 8, u32::MAX] {

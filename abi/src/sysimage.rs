@@ -193,7 +193,9 @@ impl core::fmt::Display for ImageError {
             ),
             ImageError::BadDomain(i, why) => write!(f, "domain #{i} of the system image: {why}"),
             ImageError::BadChannel(i, why) => write!(f, "channel #{i} of the system image: {why}"),
-            ImageError::BadShare(i, why) => write!(f, "shared region #{i} of the system image: {why}"),
+            ImageError::BadShare(i, why) => {
+                write!(f, "shared region #{i} of the system image: {why}")
+            }
         }
     }
 }
@@ -235,14 +237,23 @@ impl<'a> SystemImage<'a> {
         let segment_total = usize::try_from(segment_total).map_err(|_| ImageError::Truncated)?;
         let (segments, rest) = <[SegmentRecord]>::ref_from_prefix_with_elems(rest, segment_total)
             .map_err(|_| ImageError::Truncated)?;
-        if header.channel_count as usize > MAX_CHANNELS || header.share_count as usize > MAX_SHARES {
+        if header.channel_count as usize > MAX_CHANNELS || header.share_count as usize > MAX_SHARES
+        {
             return Err(ImageError::Truncated);
         }
-        let (channels, rest) = <[ChannelRecord]>::ref_from_prefix_with_elems(rest, header.channel_count as usize)
-            .map_err(|_| ImageError::Truncated)?;
-        let (shares, _) = <[ShareRecord]>::ref_from_prefix_with_elems(rest, header.share_count as usize)
-            .map_err(|_| ImageError::Truncated)?;
-        let image = SystemImage { blob, domains, segments, channels, shares };
+        let (channels, rest) =
+            <[ChannelRecord]>::ref_from_prefix_with_elems(rest, header.channel_count as usize)
+                .map_err(|_| ImageError::Truncated)?;
+        let (shares, _) =
+            <[ShareRecord]>::ref_from_prefix_with_elems(rest, header.share_count as usize)
+                .map_err(|_| ImageError::Truncated)?;
+        let image = SystemImage {
+            blob,
+            domains,
+            segments,
+            channels,
+            shares,
+        };
         for (i, d) in domains.iter().enumerate() {
             image.check_domain(i as u32, d)?;
         }
@@ -258,11 +269,17 @@ impl<'a> SystemImage<'a> {
     fn check_channel(&self, i: u32, c: &ChannelRecord) -> Result<(), ImageError> {
         let n = self.domains.len() as u32;
         if c.a_domain >= n || c.b_domain >= n {
-            return Err(ImageError::BadChannel(i, "names a domain that does not exist"));
+            return Err(ImageError::BadChannel(
+                i,
+                "names a domain that does not exist",
+            ));
         }
         for name in [&c.a_name, &c.b_name] {
             if crate::bootinfo::name_str(name).is_empty() {
-                return Err(ImageError::BadChannel(i, "an endpoint name is empty or not UTF-8"));
+                return Err(ImageError::BadChannel(
+                    i,
+                    "an endpoint name is empty or not UTF-8",
+                ));
             }
         }
         Ok(())
@@ -270,7 +287,9 @@ impl<'a> SystemImage<'a> {
 
     fn check_share(&self, i: u32, sh: &ShareRecord) -> Result<(), ImageError> {
         let bad = |why| Err(ImageError::BadShare(i, why));
-        let Some(owner) = self.domains.get(sh.owner as usize) else { return bad("the owner does not exist") };
+        let Some(owner) = self.domains.get(sh.owner as usize) else {
+            return bad("the owner does not exist");
+        };
         if sh.peer as usize >= self.domains.len() || sh.peer == sh.owner {
             return bad("the peer does not exist or is the owner");
         }
@@ -279,7 +298,10 @@ impl<'a> SystemImage<'a> {
         }
         let size = (sh.pages as u64) * 4096;
         let allowed = crate::Rights::READ | crate::Rights::WRITE;
-        if sh.pages == 0 || !sh.owner_offset.is_multiple_of(4096) || !sh.peer_ipa.is_multiple_of(4096) {
+        if sh.pages == 0
+            || !sh.owner_offset.is_multiple_of(4096)
+            || !sh.peer_ipa.is_multiple_of(4096)
+        {
             return bad("empty, or not page aligned");
         }
         match crate::Rights::from_bits(sh.peer_rights) {
@@ -289,12 +311,18 @@ impl<'a> SystemImage<'a> {
         // The last page of the owner's RAM is its boot-info page: never shared.
         match sh.owner_offset.checked_add(size) {
             Some(end) if end <= owner.memory_bytes.saturating_sub(4096) => {}
-            _ => return bad("the region does not lie in the owner's RAM (below its boot-info page)"),
+            _ => {
+                return bad("the region does not lie in the owner's RAM (below its boot-info page)")
+            }
         }
         let peer = &self.domains[sh.peer as usize];
         let peer_ram = DOMAIN_RAM_BASE..DOMAIN_RAM_BASE + peer.memory_bytes;
         match sh.peer_ipa.checked_add(size) {
-            Some(end) if end <= 1 << 39 && (end <= peer_ram.start || sh.peer_ipa >= peer_ram.end) => Ok(()),
+            Some(end)
+                if end <= 1 << 39 && (end <= peer_ram.start || sh.peer_ipa >= peer_ram.end) =>
+            {
+                Ok(())
+            }
             _ => bad("the peer address overlaps the peer's RAM or leaves the 39-bit address space"),
         }
     }
@@ -414,7 +442,8 @@ mod tests {
     /// Two domains, one segment each, in the documented layout.
     fn build(domains: &[DomainRecord], payload: &[&[u8]]) -> Vec<u8> {
         let header_len = size_of::<Header>() + size_of_val(domains);
-        let data_start = header_len + payload.len() * size_of::<SegmentRecord>() + size_of::<ShareRecord>();
+        let data_start =
+            header_len + payload.len() * size_of::<SegmentRecord>() + size_of::<ShareRecord>();
         let mut segments = Vec::new();
         let mut offset = data_start as u64;
         for p in payload {
