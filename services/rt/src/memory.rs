@@ -10,6 +10,7 @@
 
 use crate::bootinfo::{bootinfo, largest_free, PAGE_SIZE};
 use crate::entry::boot_info;
+use crate::ring::SharedRegion;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -88,4 +89,37 @@ pub fn probe_read(ipa: u64) -> Option<u64> {
         );
     }
     Some(value)
+}
+
+/// The shared region `name` listed in the boot-info page, as memory for rings or plain
+/// atomic loads and stores (`mica_rt::ring::RingMemory`); `None` if it is not listed, is
+/// empty or misaligned, wraps, or overlaps the image or the boot-info page.
+///
+/// A peer's region lies outside the domain's RAM; an owner's lies in its RAM, where
+/// [`take_free_ram`] never hands it out. If the owner revokes the peer's copy, the peer's next
+/// access faults and the kernel stops the peer (docs/domains.md).
+pub fn shared_region(name: &str) -> Option<SharedRegion> {
+    let region = bootinfo()?.shared(name)?;
+    let range = region.range();
+    let info = boot_info();
+    let size = usize::try_from(region.size).ok()?;
+    let overlaps = |r: &Range<u64>| range.start < r.end && r.start < range.end;
+    let image = info.ram_base..image_end();
+    let page = info.boot_page..info.boot_page.saturating_add(PAGE_SIZE);
+    if size == 0
+        || !region.ipa.is_multiple_of(8)
+        || region.ipa.checked_add(region.size).is_none()
+        || overlaps(&image)
+        || overlaps(&page)
+    {
+        return None;
+    }
+    // SAFETY: the kernel maps the region readable (and writable if its rights say so) at
+    // `[ipa, ipa + size)` for as long as the capability lasts (revoking it makes accesses
+    // fault, which stops the domain: no access ever sees other memory). The checks above
+    // keep it off the image (every Rust object), the boot-info page and, as `free_ram`
+    // excludes listed regions, the free RAM; so no Rust reference covers it, and
+    // `SharedRegion` touches it only with atomic accesses, which is also how the peer's
+    // concurrent writes stay free of data races. `ipa` is 8-byte aligned.
+    Some(unsafe { SharedRegion::new(region.ipa as *mut u8, size) })
 }
