@@ -77,6 +77,26 @@ impl Hal for ArmHal {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa as *mut u8, bytes.len()) };
     }
 
+    fn atomic_or_phys(&self, pa: u64, bits: u64) -> bool {
+        if !pa.is_multiple_of(8) {
+            return false;
+        }
+        // SAFETY: the kernel passes an 8-byte aligned word of a domain's RAM (its event page,
+        // translated through the domain's writable mappings); RAM is identity-mapped normal
+        // memory at EL2, and the domain itself only touches the word with atomic operations,
+        // so an atomic view of it is sound.
+        let word = unsafe { &*(pa as *const core::sync::atomic::AtomicU64) };
+        word.fetch_or(bits, core::sync::atomic::Ordering::SeqCst);
+        true
+    }
+
+    fn raise_upcall(&self, arch: &mut Box<Vgic>, vcpu: u16) -> bool {
+        // Pending the upcall PPI in the domain's virtual GIC; it reaches the guest only if the
+        // guest enabled it there (otherwise WFI wake-up is the whole notification).
+        let vcpu = usize::from(vcpu);
+        arch.set_pending(mica_abi::event::UPCALL_INTID, vcpu).is_ok() && arch.has_deliverable(vcpu)
+    }
+
     fn kick(&self, target: usize) {
         if target != cpu::current() && target < cpu::MAX_CPUS {
             gic::send_sgi(
