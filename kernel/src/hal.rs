@@ -83,6 +83,11 @@ pub trait Hal {
     }
     /// Makes physical CPU `cpu` re-run its scheduler soon (an IPI, or nothing if it is `me`).
     fn kick(&self, cpu: usize);
+    /// Nanoseconds of the system counter (monotonic, the same on every CPU). The default is a
+    /// clock that never moves: budgets then never run out.
+    fn now_ns(&self) -> u64 {
+        0
+    }
     /// How many physical CPUs are online (indices `0..cpus()`).
     fn cpus(&self) -> usize;
 }

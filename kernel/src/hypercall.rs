@@ -361,7 +361,7 @@ pub fn dispatch<H: Hal>(
             Ok([len, 0, 0])
         }
         Request::Yield => {
-            k.request_resched(cpu);
+            k.yield_cpu(cpu);
             Ok([0; 3])
         }
         Request::CapIdentify { slot } => {

@@ -20,6 +20,7 @@ use crate::frames::{Frames, FRAME_SIZE};
 use crate::hal::{Hal, Stage2, VcpuContext};
 use crate::memmap::PhysRange;
 use crate::psci;
+use crate::sched::{self, Candidate, SchedParams, SchedState};
 use crate::vcpu::{Vcpu, VcpuId, VcpuState};
 
 /// Most capability spaces: every domain plus the root.
@@ -91,6 +92,14 @@ pub struct Next {
     pub domain: DomainId,
 }
 
+impl<H: Hal> Kernel<H> {
+    /// When CPU `cpu` must call [`Kernel::tick`] next (its one-shot timer), as decided by the
+    /// last [`Kernel::pick`]; `None`: no timer is needed.
+    pub fn deadline(&self, cpu: usize) -> Option<u64> {
+        self.deadlines.get(cpu).copied().flatten()
+    }
+}
+
 /// The kernel state.
 pub struct Kernel<H: Hal> {
     /// The hardware layer.
@@ -102,7 +111,9 @@ pub struct Kernel<H: Hal> {
     root: Option<SpaceId>,
     domains: [Option<Domain<H>>; SPACES],
     vcpus: [Option<Vcpu<H>>; MAX_VCPUS],
-    run_queues: [heapless::Deque<VcpuId, MAX_VCPUS>; MAX_CPUS],
+    deadlines: [Option<u64>; MAX_CPUS],
+    /// Counts vCPU starts: the round-robin order among equal priorities.
+    run_seq: u64,
     current: [Option<VcpuId>; MAX_CPUS],
     resched: [bool; MAX_CPUS],
     image: Option<SystemImage<'static>>,
@@ -137,7 +148,8 @@ impl<H: Hal> Kernel<H> {
             root: None,
             domains: [const { None }; SPACES],
             vcpus: [const { None }; MAX_VCPUS],
-            run_queues: [const { heapless::Deque::new() }; MAX_CPUS],
+            deadlines: [None; MAX_CPUS],
+            run_seq: 0,
             current: [None; MAX_CPUS],
             resched: [false; MAX_CPUS],
             image: None,
@@ -623,6 +635,7 @@ impl<H: Hal> Kernel<H> {
                 context: self.hal.new_context(),
                 wake_pending: false,
                 runs: 0,
+                sched: SchedState::new(SchedParams::default_on(cpu), 0),
             });
             let d = self.domains[id.index()]
                 .as_mut()
@@ -683,57 +696,109 @@ impl<H: Hal> Kernel<H> {
         };
         vcpu.state = VcpuState::Runnable;
         let (cpu, domain) = (vcpu.cpu, vcpu.domain);
-        let running = self
+        if self
             .domain(domain)
-            .is_some_and(|d| d.state == DomainState::Running);
-        if running && !self.run_queues[cpu].iter().any(|q| *q == v) {
-            let _ = self.run_queues[cpu].push_back(v);
+            .is_some_and(|d| d.state == DomainState::Running)
+        {
             self.hal.kick(cpu);
         }
     }
 
-    /// What physical CPU `cpu` should run now (`None`: idle until an interrupt).
+    /// What physical CPU `cpu` should run now (`None`: idle until an interrupt), following
+    /// the mechanism of [`sched`]: the running vCPU is charged for its time and keeps the CPU
+    /// unless its slice ended (a [`Kernel::tick`]), it yielded or blocked, or a vCPU of higher
+    /// priority became runnable. Also computes [`Kernel::deadline`].
     pub fn pick(&mut self, cpu: usize) -> Option<Next> {
         if cpu >= MAX_CPUS {
             return None;
         }
-        if let Some(v) = self.current[cpu] {
-            let keep = !self.resched[cpu]
-                && self.vcpu(v).is_some_and(|x| x.state == VcpuState::Running)
-                && self
-                    .vcpu(v)
-                    .and_then(|x| self.domain(x.domain))
-                    .is_some_and(|d| d.state == DomainState::Running);
-            if keep {
-                let domain = self.vcpu(v).map(|x| x.domain)?;
-                return Some(Next { vcpu: v, domain });
+        let now = self.hal.now_ns();
+        if let Some(c) = self.current[cpu] {
+            let still = self.vcpus[c.index()].as_mut().map(|x| {
+                x.sched.charge(now);
+                (x.state, x.domain)
+            });
+            let keeps_running = still.is_some_and(|(state, d)| {
+                state == VcpuState::Running
+                    && self
+                        .domain(d)
+                        .is_some_and(|d| d.state == DomainState::Running)
+            });
+            if !keeps_running {
+                // Blocked, stopped, paused or dying: off the CPU first (this may restart or
+                // tear down its domain, which changes what is runnable).
+                self.current[cpu] = None;
+                self.leave_cpu(c);
             }
-            self.current[cpu] = None;
-            self.leave_cpu(v);
         }
-        self.resched[cpu] = false;
-        while let Some(v) = self.run_queues[cpu].pop_front() {
-            let Some(vcpu) = self.vcpus[v.index()].as_ref() else {
+        let current = self.current[cpu];
+        let resched = core::mem::take(&mut self.resched[cpu]);
+        // Everything that may run here, with budgets replenished for `now`.
+        let mut candidates: heapless::Vec<Candidate<VcpuId>, MAX_VCPUS> = heapless::Vec::new();
+        let mut waiting: heapless::Vec<SchedState, MAX_VCPUS> = heapless::Vec::new();
+        for i in 0..MAX_VCPUS {
+            let id = VcpuId(i as u16);
+            let running_domain = match self.vcpus[i].as_ref() {
+                Some(x) if x.cpu == cpu => self
+                    .domain(x.domain)
+                    .is_some_and(|d| d.state == DomainState::Running),
+                _ => continue,
+            };
+            let Some(x) = self.vcpus[i].as_mut() else {
                 continue;
             };
-            if vcpu.state != VcpuState::Runnable {
-                continue;
+            x.sched.replenish(now);
+            let runnable = x.state == VcpuState::Runnable
+                || (x.state == VcpuState::Running && current == Some(id));
+            if running_domain && runnable {
+                let _ = candidates.push(Candidate { id, sched: x.sched });
             }
-            let domain = vcpu.domain;
-            if self
-                .domain(domain)
-                .is_none_or(|d| d.state != DomainState::Running)
-            {
-                continue;
-            }
-            if let Some(vcpu) = self.vcpus[v.index()].as_mut() {
-                vcpu.state = VcpuState::Running;
-                vcpu.runs += 1;
-            }
-            self.current[cpu] = Some(v);
-            return Some(Next { vcpu: v, domain });
         }
-        None
+        let best = sched::choose(candidates.iter().copied());
+        // The running vCPU keeps the CPU unless something better came or its turn is over.
+        let keep = current.filter(|c| {
+            !resched
+                && candidates.iter().any(|k| k.id == *c && k.sched.eligible())
+                && best.is_some_and(|b| {
+                    let prio = |id: VcpuId| {
+                        candidates
+                            .iter()
+                            .find(|k| k.id == id)
+                            .map_or(0, |k| k.sched.params.priority)
+                    };
+                    prio(b) <= prio(*c)
+                })
+        });
+        let chosen = keep.or(best);
+        if let Some(c) = current.filter(|c| Some(*c) != chosen) {
+            self.current[cpu] = None;
+            self.leave_cpu(c);
+        }
+        let Some(v) = chosen else {
+            for k in candidates.iter() {
+                let _ = waiting.push(k.sched);
+            }
+            self.deadlines[cpu] = sched::next_deadline(now, None, &waiting);
+            return None;
+        };
+        let vcpu = self.vcpus[v.index()].as_mut()?;
+        if current != Some(v) {
+            vcpu.runs += 1;
+        }
+        vcpu.state = VcpuState::Running;
+        if current != Some(v) {
+            self.run_seq += 1;
+            vcpu.sched.start(now, self.run_seq);
+        } else {
+            vcpu.sched.resume(now);
+        }
+        let (domain, running) = (vcpu.domain, vcpu.sched);
+        self.current[cpu] = Some(v);
+        for k in candidates.iter().filter(|k| k.id != v) {
+            let _ = waiting.push(k.sched);
+        }
+        self.deadlines[cpu] = sched::next_deadline(now, Some(&running), &waiting);
+        Some(Next { vcpu: v, domain })
     }
 
     /// `v` has just left its physical CPU.
@@ -760,8 +825,9 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
-    /// The EL2 tick on `cpu`: round-robin among runnable vCPUs, and wake blocked vCPUs so
-    /// they can check their virtual timer.
+    /// The timer of `cpu` fired (its deadline, or a periodic tick): the scheduler looks again
+    /// (round robin among equals, budgets), and blocked vCPUs wake to check their virtual
+    /// timer.
     pub fn tick(&mut self, cpu: usize) {
         if cpu >= MAX_CPUS {
             return;
@@ -779,9 +845,7 @@ impl<H: Hal> Kernel<H> {
         for v in blocked {
             self.make_runnable(v);
         }
-        if !self.run_queues[cpu].is_empty() {
-            self.resched[cpu] = true;
-        }
+        self.resched[cpu] = true;
     }
 
     /// Marks vCPU `v` as having a pending virtual interrupt: a blocked vCPU becomes runnable.
@@ -1013,6 +1077,17 @@ impl<H: Hal> Kernel<H> {
         if cpu < MAX_CPUS {
             self.resched[cpu] = true;
         }
+    }
+
+    /// The vCPU on `cpu` yields: it goes behind every runnable vCPU of its priority.
+    pub(crate) fn yield_cpu(&mut self, cpu: usize) {
+        if let Some(v) = self.current(cpu) {
+            self.run_seq += 1;
+            if let Some(x) = self.vcpus[v.index()].as_mut() {
+                x.sched.last_run = self.run_seq;
+            }
+        }
+        self.request_resched(cpu);
     }
 
     /// Buffers console output of `domain`, printing each complete line with its name.
@@ -1553,6 +1628,7 @@ impl<H: Hal> Kernel<H> {
             context: self.hal.new_context(),
             wake_pending: false,
             runs: 0,
+            sched: SchedState::new(SchedParams::default_on(cpu), 0),
         });
         if let Some(d) = self.domains[target.index()].as_mut() {
             let _ = d.vcpus.push(vid);

@@ -75,7 +75,7 @@ pub struct SchedState {
     pub period_start: u64,
     /// Out of budget until `period_start + period`.
     pub throttled: bool,
-    /// When it last started running (for round-robin: least recent first).
+    /// Sequence number of its last start (round robin: the least recent goes first).
     pub last_run: u64,
     /// When it started its current run, if running.
     pub running_since: Option<u64>,
@@ -111,11 +111,17 @@ impl SchedState {
         self.throttled = false;
     }
 
-    /// Starts a run at `now`.
-    pub fn start(&mut self, now: u64) {
+    /// Starts a turn on the CPU at `now`; `seq` orders turns for round robin.
+    pub fn start(&mut self, now: u64, seq: u64) {
         self.replenish(now);
         self.running_since = Some(now);
-        self.last_run = now;
+        self.last_run = seq;
+    }
+
+    /// Continues the current turn after the kernel ran (the time was charged already).
+    pub fn resume(&mut self, now: u64) {
+        self.replenish(now);
+        self.running_since = Some(now);
     }
 
     /// Ends (or checkpoints) a run at `now`, charging the time; returns whether the budget ran
@@ -282,9 +288,9 @@ mod tests {
     fn a_budget_throttles_until_the_next_period() {
         let ms = 1_000_000;
         let mut s = SchedState::new(params(5, 2, 10), 0);
-        s.start(0);
+        s.start(0, 1);
         assert!(!s.charge(ms), "1 ms of 2");
-        s.start(ms);
+        s.resume(ms);
         assert!(s.charge(5 * ms), "overran");
         assert!(s.throttled);
         assert_eq!(s.overruns, 1);

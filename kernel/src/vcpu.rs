@@ -47,4 +47,6 @@ pub struct Vcpu<H: Hal> {
     pub wake_pending: bool,
     /// Times it was scheduled in.
     pub runs: u64,
+    /// Scheduling parameters and accounting.
+    pub sched: crate::sched::SchedState,
 }

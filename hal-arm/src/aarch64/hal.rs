@@ -94,7 +94,14 @@ impl Hal for ArmHal {
         // Pending the upcall PPI in the domain's virtual GIC; it reaches the guest only if the
         // guest enabled it there (otherwise WFI wake-up is the whole notification).
         let vcpu = usize::from(vcpu);
-        arch.set_pending(mica_abi::event::UPCALL_INTID, vcpu).is_ok() && arch.has_deliverable(vcpu)
+        arch.set_pending(mica_abi::event::UPCALL_INTID, vcpu)
+            .is_ok()
+            && arch.has_deliverable(vcpu)
+    }
+
+    fn now_ns(&self) -> u64 {
+        let hz = super::sysreg::counter_hz().max(1);
+        (u128::from(super::sysreg::counter()) * 1_000_000_000 / u128::from(hz)) as u64
     }
 
     fn kick(&self, target: usize) {
