@@ -12,11 +12,11 @@ SCENARIO   ?=
 
 # Crates that only build for bare metal are excluded from host builds.
 HOST_EXCLUDE := --exclude mica-boot --exclude mica-guest-hello --exclude mica-guest-smp \
-	--exclude mica-guest-spinner --exclude mica-guest-attacker --exclude mica-guest-scrub \
+	--exclude mica-guest-spinner --exclude mica-guest-attacker --exclude mica-guest-scrub --exclude mica-guest-irq \
 	--exclude mica-guest-ping --exclude mica-guest-pong --exclude mica-guest-sharer \
 	--exclude mica-guest-peek --exclude mica-guest-flooder --exclude mica-guest-drainer
 # The test guests (docs/domains.md).
-GUESTS := -p mica-guest-hello -p mica-guest-smp -p mica-guest-spinner -p mica-guest-attacker \
+GUESTS := -p mica-guest-hello -p mica-guest-smp -p mica-guest-spinner -p mica-guest-attacker -p mica-guest-irq \
 	-p mica-guest-scrub -p mica-guest-ping -p mica-guest-pong -p mica-guest-sharer \
 	-p mica-guest-peek -p mica-guest-flooder -p mica-guest-drainer
 # Library crates that must also build for each bare-metal target.

@@ -8,7 +8,8 @@
 //! per row of `mica_abi::hypercall::TABLE`, each built from a pure encoder that host tests
 //! check against the table; [`psci`] speaks PSCI over `hvc` or `smc`; [`smp`] starts further
 //! vCPUs on their own stacks. [`bootinfo()`] reads the boot-info page (named capabilities and
-//! shared regions); [`events`] registers the event page, binds, sends and waits; [`ring`] is
+//! shared regions); [`irq`] takes IRQs to a handler and [`gic`] drives the virtual GICv3
+//! and timer; [`events`] registers the event page, binds, sends and waits; [`ring`] is
 //! the single-producer/single-consumer ring over shared memory (one algorithm, run by domains
 //! and checked by `mica-verify`) and [`channel`] pairs two rings with an event endpoint.
 //!
@@ -31,8 +32,12 @@ pub mod ring;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exception;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod gic;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "heap"))]
 pub mod heap;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod irq;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod memory;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "panic-handler"))]
