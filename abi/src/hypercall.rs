@@ -66,6 +66,8 @@ pub enum Call {
     EvtchnMask = 0x53,
     /// Register the caller's event page.
     EventPageSet = 0x54,
+    /// Set a vCPU's scheduling parameters.
+    SchedSet = 0x60,
 }
 
 /// One row of the table.
@@ -323,6 +325,18 @@ pub const TABLE: &[CallSpec] = &[
         returns: &[],
         rights: Rights::empty(),
         statuses: &[InvalidArgument, OutOfRange],
+    },
+    CallSpec {
+        call: Call::SchedSet,
+        name: "sched_set",
+        summary: "through SchedControl capability `control`, set the priority, budget, period and \
+                  affinity of the vCPU named by `target` (`abi::sched::pack_target`: domain id, \
+                  vCPU index, priority); budget 0 and period 0 = no reservation; reservations on \
+                  a CPU above 100% are refused; the vCPU migrates if its CPU leaves `affinity`",
+        args: &["control", "target", "budget_ns", "period_ns", "affinity"],
+        returns: &[],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange, Overcommitted],
     },
 ];
 

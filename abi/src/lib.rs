@@ -12,6 +12,7 @@ pub mod event;
 pub mod hypercall;
 pub mod object;
 pub mod ring;
+pub mod sched;
 pub mod status;
 pub mod sysimage;
 

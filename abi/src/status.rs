@@ -39,11 +39,13 @@ pub enum Status {
     NotSupported = 13,
     /// The peer end of a channel is closed or was revoked.
     PeerClosed = 14,
+    /// Admitting the request would promise more CPU time than exists (reservations above 100%).
+    Overcommitted = 15,
 }
 
 impl Status {
     /// Every status, in numeric order (for tables, docs and exhaustive tests).
-    pub const ALL: [Status; 14] = [
+    pub const ALL: [Status; 15] = [
         Status::UnknownCall,
         Status::InvalidArgument,
         Status::InvalidCapability,
@@ -58,6 +60,7 @@ impl Status {
         Status::Busy,
         Status::NotSupported,
         Status::PeerClosed,
+        Status::Overcommitted,
     ];
 
     /// The value placed in the status register.
@@ -95,6 +98,7 @@ impl Status {
             Status::Busy => "busy",
             Status::NotSupported => "not supported",
             Status::PeerClosed => "peer closed",
+            Status::Overcommitted => "overcommitted",
         }
     }
 }

@@ -60,6 +60,11 @@ pub const FLAG_START_AT_BOOT: u32 = 1 << 0;
 /// normal cacheable memory anyway (HCR_EL2.DC); set for Mica's own Rust domains, never for
 /// Linux.
 pub const FLAG_DEFAULT_CACHEABLE: u32 = 1 << 1;
+/// [`DomainRecord::flags`]: the domain is the scheduling policy: it receives a SchedControl
+/// capability over every CPU (`sched-control`), the read-only accounting page
+/// (`sched-accounting`, `abi::sched`) and an event endpoint on which the kernel reports
+/// changes (`sched-events`).
+pub const FLAG_SCHED_CONTROL: u32 = 1 << 2;
 
 /// One domain.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]

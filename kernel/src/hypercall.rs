@@ -159,6 +159,17 @@ pub enum Request {
         /// Mask (true) or unmask.
         masked: bool,
     },
+    /// `sched_set`.
+    SchedSet {
+        /// SchedControl capability slot.
+        control: u16,
+        /// Target domain id.
+        domain: u16,
+        /// Target vCPU index.
+        vcpu: u16,
+        /// New parameters.
+        params: crate::sched::SchedParams,
+    },
     /// `event_page_set`.
     EventPageSet {
         /// Guest-physical address of the page.
@@ -323,6 +334,21 @@ pub fn decode(call: Call, a: [u64; 6]) -> Result<Request, Status> {
             Request::EvtchnMask {
                 endpoint: slot_arg(a[0])?,
                 masked,
+            }
+        }
+        Call::SchedSet => {
+            let (domain, vcpu, priority) =
+                mica_abi::sched::unpack_target(a[1]).ok_or(Status::InvalidArgument)?;
+            Request::SchedSet {
+                control: slot_arg(a[0])?,
+                domain,
+                vcpu,
+                params: crate::sched::SchedParams {
+                    priority,
+                    budget_ns: a[2],
+                    period_ns: a[3],
+                    affinity: a[4],
+                },
             }
         }
         Call::EventPageSet => {
@@ -562,6 +588,15 @@ pub fn dispatch<H: Hal>(
             if let Some(delivery) = k.channels.mask(id, masked)? {
                 k.deliver(delivery);
             }
+            Ok([0; 3])
+        }
+        Request::SchedSet {
+            control,
+            domain,
+            vcpu,
+            params,
+        } => {
+            k.set_sched(caller, control, domain, vcpu, params)?;
             Ok([0; 3])
         }
         Request::EventPageSet { ipa } => {

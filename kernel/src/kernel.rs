@@ -114,6 +114,12 @@ pub struct Kernel<H: Hal> {
     deadlines: [Option<u64>; MAX_CPUS],
     /// Counts vCPU starts: the round-robin order among equal priorities.
     run_seq: u64,
+    /// The scheduling accounting page and the root slot of its Memory capability.
+    accounting: Option<(PhysRange, u16)>,
+    /// Its sequence number (even when consistent).
+    accounting_seq: u64,
+    /// The kernel's end of the policy domain's change channel.
+    sched_events: Option<crate::evtchn::EndpointId>,
     current: [Option<VcpuId>; MAX_CPUS],
     resched: [bool; MAX_CPUS],
     image: Option<SystemImage<'static>>,
@@ -150,6 +156,9 @@ impl<H: Hal> Kernel<H> {
             vcpus: [const { None }; MAX_VCPUS],
             deadlines: [None; MAX_CPUS],
             run_seq: 0,
+            accounting: None,
+            accounting_seq: 0,
+            sched_events: None,
             current: [None; MAX_CPUS],
             resched: [false; MAX_CPUS],
             image: None,
@@ -635,7 +644,7 @@ impl<H: Hal> Kernel<H> {
                 context: self.hal.new_context(),
                 wake_pending: false,
                 runs: 0,
-                sched: SchedState::new(SchedParams::default_on(cpu), 0),
+                sched: SchedState::new(params_for(record, cpu), self.hal.now_ns()),
             });
             let d = self.domains[id.index()]
                 .as_mut()
@@ -643,6 +652,203 @@ impl<H: Hal> Kernel<H> {
             let _ = d.vcpus.push(vid);
             let _ = d.vcpu_caps.push(slot);
         }
+        if record.flags & sysimage::FLAG_SCHED_CONTROL != 0 {
+            self.grant_sched_control(id)?;
+        }
+        Ok(())
+    }
+
+    /// Gives the policy domain `id` its SchedControl capability, the read-only accounting page
+    /// and the endpoint on which the kernel reports changes, all listed in its boot info.
+    fn grant_sched_control(&mut self, id: DomainId) -> Result<(), Status> {
+        use mica_abi::bootinfo::{name_field, CapEntry, RegionEntry};
+        let root = self.root.ok_or(Status::WrongState)?;
+        let space = id.space();
+        // SchedControl over every CPU.
+        let control_slot = self.free_slot_in(space)?;
+        self.caps
+            .create_object(space, control_slot, ObjectType::SchedControl, None)?;
+        // The accounting page: one kernel frame for the whole system, granted read-only.
+        let (frame, root_slot) = match self.accounting {
+            Some(a) => a,
+            None => {
+                let frame = self.frames.alloc(1).ok_or(Status::OutOfMemory)?;
+                self.hal.zero_phys(frame);
+                let slot = self.free_root_slot()?;
+                let range =
+                    FrameRange::new(frame.start / FRAME_SIZE, 1).ok_or(Status::InvalidArgument)?;
+                self.caps
+                    .create_object(root, slot, ObjectType::Memory, Some(range))?;
+                self.accounting = Some((frame, slot));
+                (frame, slot)
+            }
+        };
+        let dom_slot = self.domain(id).ok_or(Status::WrongState)?.original.slot;
+        let page_slot = self.free_slot_in(space)?;
+        let page = self
+            .caps
+            .grant(root, root_slot, dom_slot, page_slot, Rights::READ, None)?;
+        self.map_checked(
+            id,
+            mica_abi::sched::ACCOUNTING_IPA,
+            frame.start,
+            1,
+            Rights::READ,
+            page,
+        )?;
+        // The change-notification channel: the kernel's end lives in the root space.
+        let events_slot = self.free_slot_in(space)?;
+        let theirs = self
+            .caps
+            .create_object(space, events_slot, ObjectType::EventChannel, None)?;
+        let kernel_slot = self.free_root_slot()?;
+        let ours = self
+            .caps
+            .create_object(root, kernel_slot, ObjectType::EventChannel, None)?;
+        let (kernel_end, _) = self.channels.create(ours, theirs)?;
+        self.sched_events = Some(kernel_end);
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        let rights = |t| mica_caps::meaningful_rights(t).bits();
+        let _ = d.boot_info.push_cap(CapEntry {
+            name: name_field("sched-control"),
+            slot: control_slot,
+            object_type: ObjectType::SchedControl as u8,
+            reserved: 0,
+            rights: rights(ObjectType::SchedControl),
+        });
+        let _ = d.boot_info.push_cap(CapEntry {
+            name: name_field("sched-accounting"),
+            slot: page_slot,
+            object_type: ObjectType::Memory as u8,
+            reserved: 0,
+            rights: Rights::READ.bits(),
+        });
+        let _ = d.boot_info.push_region(RegionEntry {
+            name: name_field("sched-accounting"),
+            ipa: mica_abi::sched::ACCOUNTING_IPA,
+            size: FRAME_SIZE,
+            slot: page_slot,
+            reserved: 0,
+            rights: Rights::READ.bits(),
+        });
+        let _ = d.boot_info.push_cap(CapEntry {
+            name: name_field("sched-events"),
+            slot: events_slot,
+            object_type: ObjectType::EventChannel as u8,
+            reserved: 0,
+            rights: rights(ObjectType::EventChannel),
+        });
+        self.publish_accounting();
+        Ok(())
+    }
+
+    /// Rewrites the accounting page from the kernel's vCPU table (a seqlock: `seq` is odd
+    /// while the entries change).
+    pub fn publish_accounting(&mut self) {
+        use mica_abi::sched::{state, SchedPage, VcpuAccount, MAX_ACCOUNTED_VCPUS};
+        use zerocopy::{FromZeros, IntoBytes};
+        let Some((frame, _)) = self.accounting else {
+            return;
+        };
+        self.accounting_seq = self.accounting_seq.wrapping_add(2);
+        let mut page = SchedPage::new_zeroed();
+        page.seq = self.accounting_seq;
+        page.now_ns = self.hal.now_ns();
+        page.cpus = self.hal.cpus() as u32;
+        for (i, v) in self.vcpus.iter().enumerate().take(MAX_ACCOUNTED_VCPUS) {
+            let Some(v) = v else { continue };
+            page.vcpus[i] = VcpuAccount {
+                domain: v.domain.0,
+                index: v.index,
+                cpu: v.cpu as u8,
+                state: match v.state {
+                    VcpuState::Off => state::OFF,
+                    VcpuState::Runnable => state::RUNNABLE,
+                    VcpuState::Running => state::RUNNING,
+                    VcpuState::Blocked => state::BLOCKED,
+                },
+                priority: v.sched.params.priority,
+                valid: 1,
+                run_time_ns: v.sched.run_time,
+                wakeups: v.sched.wakeups as u32,
+                overruns: v.sched.overruns as u32,
+                budget_ns: v.sched.params.budget_ns,
+                period_ns: v.sched.params.period_ns,
+                affinity: v.sched.params.affinity,
+            };
+        }
+        // Odd sequence first, then the entries, then the even sequence.
+        self.hal
+            .write_phys(frame.start, &(self.accounting_seq - 1).to_le_bytes());
+        self.hal.write_phys(frame.start + 8, &page.as_bytes()[8..]);
+        self.hal.write_phys(frame.start, &page.seq.to_le_bytes());
+    }
+
+    /// Tells the policy domain that something changed (coalesced; ignored if it is gone).
+    pub(crate) fn notify_policy(&mut self) {
+        let Some(end) = self.sched_events else { return };
+        if let Ok(Some(delivery)) = self.channels.send(end) {
+            self.deliver(delivery);
+        }
+    }
+
+    /// `sched_set`, after decoding: checks, then applies new parameters to one vCPU.
+    pub(crate) fn set_sched(
+        &mut self,
+        caller: DomainId,
+        control: u16,
+        domain: u16,
+        index: u16,
+        params: SchedParams,
+    ) -> Result<(), Status> {
+        self.caps.lookup(
+            caller.space(),
+            control,
+            ObjectType::SchedControl,
+            Rights::CONTROL,
+        )?;
+        let cpus = self.hal.cpus().max(1);
+        if !params.is_valid(cpus) {
+            return Err(Status::InvalidArgument);
+        }
+        let v = self
+            .domain(DomainId(domain))
+            .and_then(|d| d.vcpus.get(index as usize).copied())
+            .ok_or(Status::OutOfRange)?;
+        let old_cpu = self.vcpu(v).ok_or(Status::OutOfRange)?.cpu;
+        let new_cpu = if params.affinity & (1 << old_cpu) != 0 {
+            old_cpu
+        } else {
+            params.affinity.trailing_zeros() as usize
+        };
+        // Admission: reservations on the CPU it will run on stay within 100%.
+        let others = self
+            .vcpus
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| x.as_ref().filter(|x| i != v.index() && x.cpu == new_cpu))
+            .map(|x| x.sched.params);
+        if !sched::admissible(others.chain(core::iter::once(params))) {
+            return Err(Status::Overcommitted);
+        }
+        // Act.
+        let now = self.hal.now_ns();
+        let x = self.vcpus[v.index()].as_mut().ok_or(Status::OutOfRange)?;
+        x.sched.set_params(params, now);
+        let state = x.state;
+        if new_cpu != old_cpu {
+            x.cpu = new_cpu;
+            if state == VcpuState::Running {
+                // Its current CPU lets go of it at the next pick; it then runs on the new one.
+                self.resched[old_cpu] = true;
+                self.hal.kick(old_cpu);
+            }
+        }
+        self.resched[new_cpu] = true;
+        self.hal.kick(new_cpu);
+        self.publish_accounting();
         Ok(())
     }
 
@@ -670,6 +876,8 @@ impl<H: Hal> Kernel<H> {
         let v = self.vcpu_mut(v0).ok_or(Status::WrongState)?;
         v.context.reset(record.entry, regs, 0, dc);
         self.make_runnable(v0);
+        self.publish_accounting();
+        self.notify_policy();
         Ok(())
     }
 
@@ -714,10 +922,14 @@ impl<H: Hal> Kernel<H> {
         }
         let now = self.hal.now_ns();
         if let Some(c) = self.current[cpu] {
+            let mut overran = false;
             let still = self.vcpus[c.index()].as_mut().map(|x| {
-                x.sched.charge(now);
+                overran = x.sched.charge(now);
                 (x.state, x.domain)
             });
+            if overran {
+                self.notify_policy();
+            }
             let keeps_running = still.is_some_and(|(state, d)| {
                 state == VcpuState::Running
                     && self
@@ -846,6 +1058,9 @@ impl<H: Hal> Kernel<H> {
             self.make_runnable(v);
         }
         self.resched[cpu] = true;
+        if cpu == 0 {
+            self.publish_accounting();
+        }
     }
 
     /// Marks vCPU `v` as having a pending virtual interrupt: a blocked vCPU becomes runnable.
@@ -855,6 +1070,7 @@ impl<H: Hal> Kernel<H> {
         };
         vcpu.wake_pending = true;
         if vcpu.state == VcpuState::Blocked {
+            vcpu.sched.wakeups += 1;
             self.make_runnable(v);
         }
     }
@@ -1518,6 +1734,8 @@ impl<H: Hal> Kernel<H> {
             let ram = self.handoff.take().map(|(_, ram)| ram);
             self.start_from_image(next, ram);
         }
+        self.publish_accounting();
+        self.notify_policy();
         // 6. The last domain gone: say whether every frame came back.
         if self.image.is_some() && self.domains().next().is_none() {
             let (now, then) = (self.frames.free_bytes(), self.boot_free);
@@ -1685,6 +1903,15 @@ fn name_copy(s: &str) -> heapless::String<32> {
         }
     }
     n
+}
+
+/// The scheduling parameters a vCPU of image domain `record` starts with on `cpu`.
+fn params_for(record: &DomainRecord, cpu: usize) -> SchedParams {
+    let mut p = SchedParams::default_on(cpu);
+    if record.priority != 0 {
+        p.priority = record.priority.min(255) as u8;
+    }
+    p
 }
 
 fn prev_power_of_two(n: u64) -> u64 {

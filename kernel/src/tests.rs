@@ -82,6 +82,7 @@ impl VcpuContext for MockContext {
 
 #[derive(Default)]
 struct MockHal {
+    now: std::cell::Cell<u64>,
     console: RefCell<String>,
     memory: RefCell<BTreeMap<u64, u8>>,
     kicks: RefCell<Vec<usize>>,
@@ -126,6 +127,9 @@ impl Hal for MockHal {
     fn kick(&self, cpu: usize) {
         self.kicks.borrow_mut().push(cpu);
     }
+    fn now_ns(&self) -> u64 {
+        self.now.get()
+    }
     fn atomic_or_phys(&self, pa: u64, bits: u64) -> bool {
         let old = read_u64(&self.memory.borrow(), pa);
         self.write_phys(pa, &(old | bits).to_le_bytes());
@@ -162,6 +166,8 @@ fn boot_info(k: &Kernel<MockHal>, id: DomainId) -> mica_abi::bootinfo::BootInfo 
 // ----- System images for tests ----------------------------------------------------------------
 
 struct Dom {
+    flags: u32,
+    priority: u32,
     name: &'static str,
     kib: u64,
     vcpus: u32,
@@ -175,6 +181,8 @@ struct Dom {
 
 fn dom(name: &'static str) -> Dom {
     Dom {
+        flags: 0,
+        priority: 0,
         name,
         kib: 256,
         vcpus: 1,
@@ -220,11 +228,12 @@ fn image_with(
                 sysimage::FLAG_START_AT_BOOT
             } else {
                 0
-            } | sysimage::FLAG_DEFAULT_CACHEABLE,
+            } | sysimage::FLAG_DEFAULT_CACHEABLE
+                | d.flags,
             affinity: d.cpus,
             start_after: d.after,
             memory_from: d.memory_from,
-            priority: 0,
+            priority: d.priority,
             reserved: [0; 3],
         });
         segments.push(SegmentRecord {
@@ -1324,5 +1333,169 @@ fn the_end_of_the_last_domain_reports_free_memory_against_boot() {
     assert!(
         console.contains("all domains have ended;") && console.contains("free, as at boot"),
         "{console}"
+    );
+}
+
+// ----- Scheduling -----------------------------------------------------------------------------
+
+fn sched_kernel() -> (Box<Kernel<MockHal>>, DomainId, Vec<DomainId>) {
+    let mut policy = dom("policy");
+    policy.flags = sysimage::FLAG_SCHED_CONTROL;
+    policy.cpus[0] = 1;
+    let mut doms = vec![policy];
+    for name in ["low", "mid", "high"] {
+        let mut d = dom(name);
+        d.cpus[0] = 0;
+        doms.push(d);
+    }
+    let k = kernel(&doms);
+    let policy = id_of(&k, "policy");
+    let guests = ["low", "mid", "high"]
+        .iter()
+        .map(|n| id_of(&k, n))
+        .collect();
+    (k, policy, guests)
+}
+
+fn set(
+    k: &mut Kernel<MockHal>,
+    control: u64,
+    d: DomainId,
+    prio: u8,
+    budget: u64,
+    period: u64,
+    aff: u64,
+) -> Result<(), Status> {
+    let target = mica_abi::sched::pack_target(d.0, 0, prio);
+    status(hvc(
+        k,
+        1,
+        Call::SchedSet,
+        [control, target, budget, period, aff, 0],
+    ))
+}
+
+#[test]
+fn the_policy_domain_gets_control_accounting_and_events() {
+    let (mut k, policy, guests) = sched_kernel();
+    run(&mut k, 1).unwrap();
+    let info = boot_info(&k, policy);
+    let control = info.cap("sched-control").unwrap();
+    assert_eq!(control.object_type, ObjectType::SchedControl as u8);
+    let page = info.region("sched-accounting").unwrap();
+    assert_eq!(page.ipa, mica_abi::sched::ACCOUNTING_IPA);
+    assert_eq!(page.rights, Rights::READ.bits(), "read-only");
+    assert!(info.cap("sched-events").is_some());
+    // The page lists every vCPU.
+    use zerocopy::FromBytes;
+    let pa = k.domain(policy).unwrap().translate(page.ipa).unwrap();
+    let m = k.hal.memory.borrow();
+    let bytes: Vec<u8> = (0..size_of::<mica_abi::sched::SchedPage>() as u64)
+        .map(|i| *m.get(&(pa + i)).unwrap_or(&0))
+        .collect();
+    drop(m);
+    let sp = mica_abi::sched::SchedPage::read_from_bytes(&bytes).unwrap();
+    assert_eq!(sp.seq % 2, 0, "consistent");
+    let listed: Vec<u16> = sp
+        .vcpus
+        .iter()
+        .filter(|v| v.valid == 1)
+        .map(|v| v.domain)
+        .collect();
+    for g in guests {
+        assert!(listed.contains(&g.0), "{listed:?}");
+    }
+    // Nobody else can use the call.
+    let (mut k2, _, _) = sched_kernel();
+    run(&mut k2, 0).unwrap();
+    let r = hvc(&mut k2, 0, Call::SchedSet, [0, 0, 0, 0, 1, 0]);
+    assert_eq!(status(r), Err(Status::InvalidCapability));
+}
+
+#[test]
+fn sched_set_checks_then_applies_priority_budget_and_affinity() {
+    let (mut k, policy, g) = sched_kernel();
+    run(&mut k, 1).unwrap();
+    let c = boot_info(&k, policy).cap("sched-control").unwrap().slot as u64;
+    let ms = 1_000_000;
+    assert_eq!(
+        set(&mut k, c, g[0], 10, 11 * ms, 10 * ms, 1),
+        Err(Status::InvalidArgument),
+        "budget > period"
+    );
+    assert_eq!(
+        set(&mut k, c, g[0], 10, 0, 0, 0),
+        Err(Status::InvalidArgument),
+        "empty affinity"
+    );
+    assert_eq!(
+        set(&mut k, c, g[0], 10, 0, 0, 1 << 7),
+        Err(Status::InvalidArgument),
+        "no CPU 7"
+    );
+    assert_eq!(
+        set(&mut k, c, DomainId(15), 10, 0, 0, 1),
+        Err(Status::OutOfRange)
+    );
+    let target = mica_abi::sched::pack_target(g[0].0, 0, 1) | 1 << 45;
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::SchedSet, [c, target, 0, 0, 1, 0])),
+        Err(Status::InvalidArgument)
+    );
+    // Reservations: 60% + 50% on CPU 0 is refused.
+    assert_eq!(set(&mut k, c, g[0], 10, 6 * ms, 10 * ms, 1), Ok(()));
+    assert_eq!(
+        set(&mut k, c, g[1], 10, 5 * ms, 10 * ms, 1),
+        Err(Status::Overcommitted)
+    );
+    assert_eq!(set(&mut k, c, g[1], 10, 4 * ms, 10 * ms, 1), Ok(()));
+    // Priority: `high` preempts on CPU 0.
+    assert_eq!(set(&mut k, c, g[2], 200, 0, 0, 1), Ok(()));
+    let v = run(&mut k, 0).unwrap();
+    assert_eq!(k.vcpu(v).unwrap().domain, g[2]);
+    // Affinity: move `high` to CPU 1.
+    assert_eq!(set(&mut k, c, g[2], 200, 0, 0, 0b10), Ok(()));
+    assert_ne!(
+        run(&mut k, 0).map(|v| k.vcpu(v).unwrap().domain),
+        Some(g[2])
+    );
+    let mut on_one = Vec::new();
+    for _ in 0..3 {
+        k.tick(1);
+        if let Some(v) = run(&mut k, 1) {
+            on_one.push(k.vcpu(v).unwrap().domain);
+        }
+    }
+    assert!(on_one.contains(&g[2]), "runs on CPU 1 now: {on_one:?}");
+}
+
+#[test]
+fn budgets_throttle_and_replenish_with_the_clock() {
+    let (mut k, policy, g) = sched_kernel();
+    run(&mut k, 1).unwrap();
+    let c = boot_info(&k, policy).cap("sched-control").unwrap().slot as u64;
+    let ms = 1_000_000;
+    // `high`: top priority but 2 ms per 10 ms.
+    assert_eq!(set(&mut k, c, g[2], 200, 2 * ms, 10 * ms, 1), Ok(()));
+    let v = run(&mut k, 0).unwrap();
+    assert_eq!(k.vcpu(v).unwrap().domain, g[2]);
+    assert_eq!(
+        k.deadline(0),
+        Some(2 * ms),
+        "one-shot to the end of its budget"
+    );
+    k.hal.now.set(2 * ms);
+    k.tick(0);
+    let next = run(&mut k, 0).unwrap();
+    assert_ne!(k.vcpu(next).unwrap().domain, g[2], "throttled");
+    assert_eq!(k.vcpu(v).unwrap().sched.overruns, 1);
+    assert!(k.deadline(0).is_some_and(|d| d <= 10 * ms));
+    k.hal.now.set(10 * ms);
+    k.tick(0);
+    let back = run(&mut k, 0).unwrap();
+    assert_eq!(
+        k.vcpu(back).unwrap().domain,
+        g[2],
+        "replenished at the next period"
     );
 }

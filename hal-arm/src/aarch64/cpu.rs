@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Most CPUs Mica brings up (the device tree may list more; they stay off).
 pub const MAX_CPUS: usize = mica_kernel::platform::MAX_CPUS;
 /// Bytes of EL2 stack per CPU.
-pub const STACK_SIZE: usize = 32 * 1024;
+pub const STACK_SIZE: usize = 128 * 1024;
 
 /// What is known about one CPU.
 pub struct PerCpu {
