@@ -1,6 +1,10 @@
 //! Harnesses that check Mica's core invariants: bolero properties (Kani-ready) and
 //! bounded-exhaustive enumerations, run under plain `cargo test`.
 //!
+//! Covered: the capability system (`caps`, `exhaustive`) and the inter-domain ring
+//! (`ring`: `mica_rt::ring`, the very code domains run, over a model of shared memory with
+//! preemption and a misbehaving peer).
+//!
 //! The library holds what the test files, the fuzz target (`verify/fuzz/`) and the mutation
 //! script (`verify/mutants.sh`) share: an operation language over a small capability system,
 //! a harness that applies operations and checks every invariant of `docs/capabilities.md`
@@ -10,3 +14,4 @@
 
 pub mod caps;
 pub mod exhaustive;
+pub mod ring;

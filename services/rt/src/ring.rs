@@ -116,7 +116,7 @@ pub struct Popped {
 /// One end of a ring at byte `base` of `memory`. A ring is used by one producer and one
 /// consumer, each with its own `Ring` value: the producer calls only [`push`](Self::push),
 /// the consumer only [`pop`](Self::pop).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Ring<M> {
     memory: M,
     base: usize,
@@ -125,6 +125,20 @@ pub struct Ring<M> {
     produced: u32,
     /// Entries this side has consumed.
     consumed: u32,
+}
+
+impl<M> Ring<M> {
+    /// The same end (shape and private indices) over another handle to the memory, e.g. a
+    /// copy of it in a model checker that snapshots states.
+    pub fn map_memory<N>(self, f: impl FnOnce(M) -> N) -> Ring<N> {
+        Ring {
+            memory: f(self.memory),
+            base: self.base,
+            geometry: self.geometry,
+            produced: self.produced,
+            consumed: self.consumed,
+        }
+    }
 }
 
 impl<M: RingMemory> Ring<M> {
