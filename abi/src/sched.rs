@@ -47,14 +47,17 @@ pub struct VcpuAccount {
     pub wakeups: u32,
     /// Times it used up its budget.
     pub overruns: u32,
-    /// Current budget per period (0 = none).
-    pub budget_ns: u64,
-    /// Current period (0 = none).
-    pub period_ns: u64,
+    /// Current budget per period, microseconds (0 = none).
+    pub budget_us: u32,
+    /// Current period, microseconds (0 = none).
+    pub period_us: u32,
     /// Allowed CPUs.
     pub affinity: u64,
+    /// What the manifest asked for (the policy's input).
+    pub request: crate::sysimage::SchedRequest,
+    /// Reserved.
+    pub reserved: u32,
 }
-
 /// The accounting page.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
@@ -72,8 +75,38 @@ pub struct SchedPage {
     pub vcpus: [VcpuAccount; MAX_ACCOUNTED_VCPUS],
 }
 
-const _: () = assert!(core::mem::size_of::<VcpuAccount>() == 48);
+const _: () = assert!(core::mem::size_of::<VcpuAccount>() == 56);
 const _: () = assert!(core::mem::size_of::<SchedPage>() <= 4096);
+
+/// Policy codes of [`pack_policies`].
+pub mod policy {
+    /// No policy domain decisions: kernel defaults.
+    pub const NONE: u8 = 0;
+    /// Fair share by weight, optional cap.
+    pub const CREDIT: u8 = 1;
+    /// Budget/period reservations with admission control.
+    pub const RT: u8 = 2;
+    /// One vCPU per CPU, no sharing.
+    pub const PARTITION: u8 = 3;
+}
+
+/// The policy of each physical CPU (its pool's), four bits per CPU, as the `arg` the
+/// toolstack passes the policy domain.
+pub fn pack_policies(per_cpu: &[u8]) -> u64 {
+    per_cpu
+        .iter()
+        .take(16)
+        .enumerate()
+        .fold(0, |acc, (i, p)| acc | (u64::from(*p & 0xF) << (4 * i)))
+}
+
+/// The policy of CPU `cpu` in a packed argument.
+pub const fn policy_of(packed: u64, cpu: usize) -> u8 {
+    if cpu >= 16 {
+        return policy::NONE;
+    }
+    ((packed >> (4 * cpu)) & 0xF) as u8
+}
 
 /// Packs the `target` argument of `sched_set`: domain id, vCPU index and priority.
 pub const fn pack_target(domain: u16, vcpu: u16, priority: u8) -> u64 {
@@ -96,5 +129,14 @@ mod tests {
     fn targets_round_trip_and_reserved_bits_are_refused() {
         assert_eq!(unpack_target(pack_target(3, 1, 200)), Some((3, 1, 200)));
         assert_eq!(unpack_target(1 << 40), None);
+    }
+
+    #[test]
+    fn policies_pack_per_cpu() {
+        let p = pack_policies(&[policy::CREDIT, policy::RT, policy::NONE, policy::PARTITION]);
+        assert_eq!(policy_of(p, 0), policy::CREDIT);
+        assert_eq!(policy_of(p, 1), policy::RT);
+        assert_eq!(policy_of(p, 3), policy::PARTITION);
+        assert_eq!(policy_of(p, 20), policy::NONE);
     }
 }

@@ -95,8 +95,26 @@ pub struct DomainRecord {
     pub memory_from: u32,
     /// Scheduling priority (higher runs first; 0 = default).
     pub priority: u32,
+    /// What the manifest asks the scheduling policy for (published in the accounting page).
+    pub sched: SchedRequest,
+}
+
+/// A domain's scheduling request from the manifest, for the policy domain to honour.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct SchedRequest {
+    /// Credit policy: relative weight (0 = default 1).
+    pub weight: u16,
+    /// Credit policy: at most this percentage of a CPU (0 = no cap).
+    pub cap_percent: u8,
     /// Reserved, zero.
-    pub reserved: [u32; 3],
+    pub reserved: u8,
+    /// Real-time policy: budget per period, microseconds (0 = none).
+    pub budget_us: u32,
+    /// Real-time policy: period, microseconds.
+    pub period_us: u32,
 }
 
 /// One loadable piece of a domain image (an ELF `PT_LOAD` segment).
@@ -440,7 +458,7 @@ mod tests {
             start_after: 0,
             memory_from: 0,
             priority: 0,
-            reserved: [0; 3],
+            sched: SchedRequest::default(),
         }
     }
 

@@ -645,6 +645,7 @@ impl<H: Hal> Kernel<H> {
                 wake_pending: false,
                 runs: 0,
                 sched: SchedState::new(params_for(record, cpu), self.hal.now_ns()),
+                request: record.sched,
             });
             let d = self.domains[id.index()]
                 .as_mut()
@@ -774,9 +775,11 @@ impl<H: Hal> Kernel<H> {
                 run_time_ns: v.sched.run_time,
                 wakeups: v.sched.wakeups as u32,
                 overruns: v.sched.overruns as u32,
-                budget_ns: v.sched.params.budget_ns,
-                period_ns: v.sched.params.period_ns,
+                budget_us: (v.sched.params.budget_ns / 1000) as u32,
+                period_us: (v.sched.params.period_ns / 1000) as u32,
                 affinity: v.sched.params.affinity,
+                request: v.request,
+                reserved: 0,
             };
         }
         // Odd sequence first, then the entries, then the even sequence.
@@ -1847,6 +1850,7 @@ impl<H: Hal> Kernel<H> {
             wake_pending: false,
             runs: 0,
             sched: SchedState::new(SchedParams::default_on(cpu), 0),
+            request: sysimage::SchedRequest::default(),
         });
         if let Some(d) = self.domains[target.index()].as_mut() {
             let _ = d.vcpus.push(vid);

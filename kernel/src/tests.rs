@@ -234,7 +234,7 @@ fn image_with(
             start_after: d.after,
             memory_from: d.memory_from,
             priority: d.priority,
-            reserved: [0; 3],
+            sched: mica_abi::sysimage::SchedRequest::default(),
         });
         segments.push(SegmentRecord {
             ipa: sysimage::DOMAIN_RAM_BASE,

@@ -49,4 +49,6 @@ pub struct Vcpu<H: Hal> {
     pub runs: u64,
     /// Scheduling parameters and accounting.
     pub sched: crate::sched::SchedState,
+    /// What the manifest asked the policy for (published in the accounting page).
+    pub request: mica_abi::sysimage::SchedRequest,
 }

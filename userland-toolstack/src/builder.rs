@@ -274,7 +274,7 @@ fn record(domain: &Domain, entry: u64) -> DomainRecord {
         },
         memory_from: domain.memory_from.map_or(0, link),
         priority: domain.priority,
-        reserved: [0; 3],
+        sched: mica_abi::sysimage::SchedRequest::default(),
     }
 }
 
