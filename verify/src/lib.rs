@@ -1,9 +1,10 @@
 //! Harnesses that check Mica's core invariants: bolero properties (Kani-ready) and
 //! bounded-exhaustive enumerations, run under plain `cargo test`.
 //!
-//! Covered: the capability system (`caps`, `exhaustive`) and the inter-domain ring
-//! (`ring`: `mica_rt::ring`, the very code domains run, over a model of shared memory with
-//! preemption and a misbehaving peer).
+//! Covered: the capability system (`caps`, `exhaustive`), the kernel's event-channel state
+//! machine (`evtchn`: `mica_kernel::evtchn`) and the inter-domain ring (`ring`:
+//! `mica_rt::ring`, the very code domains run, over a model of shared memory with preemption
+//! and a misbehaving peer).
 //!
 //! The library holds what the test files, the fuzz target (`verify/fuzz/`) and the mutation
 //! script (`verify/mutants.sh`) share: an operation language over a small capability system,
@@ -13,5 +14,6 @@
 #![forbid(unsafe_code)]
 
 pub mod caps;
+pub mod evtchn;
 pub mod exhaustive;
 pub mod ring;

@@ -288,6 +288,20 @@ pub mod encode {
     pub const fn event_page_set(ipa: u64) -> Request {
         Request::new(Call::EventPageSet, [ipa, 0, 0, 0, 0, 0])
     }
+
+    /// `sched_set`; `target` is `mica_abi::sched::pack_target(domain, vcpu, priority)`.
+    pub const fn sched_set(
+        control: Slot,
+        target: u64,
+        budget_ns: u64,
+        period_ns: u64,
+        affinity: u64,
+    ) -> Request {
+        Request::new(
+            Call::SchedSet,
+            [control.raw(), target, budget_ns, period_ns, affinity, 0],
+        )
+    }
 }
 
 /// The caller's domain id, vCPU index and capability-space size.
@@ -455,6 +469,22 @@ pub fn event_page_set(ipa: u64) -> Result<(), Status> {
     encode::event_page_set(ipa).issue().result().map(drop)
 }
 
+/// Through the SchedControl capability `control`, sets the priority, budget, period and
+/// affinity (a CPU bit mask) of the vCPU `target` names (`mica_abi::sched::pack_target`:
+/// domain id, vCPU index, priority); budget and period 0 = no reservation.
+pub fn sched_set(
+    control: Slot,
+    target: u64,
+    budget_ns: u64,
+    period_ns: u64,
+    affinity: u64,
+) -> Result<(), Status> {
+    encode::sched_set(control, target, budget_ns, period_ns, affinity)
+        .issue()
+        .result()
+        .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +523,7 @@ mod tests {
             ("evtchn_send", encode::evtchn_send(S1)),
             ("evtchn_mask", encode::evtchn_mask(S1, true)),
             ("event_page_set", encode::event_page_set(0x4000_2000)),
+            ("sched_set", encode::sched_set(S1, 0x2_0001_0003, 1, 2, 3)),
         ]
     }
 
