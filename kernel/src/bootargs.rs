@@ -26,12 +26,15 @@ pub enum SelfTest {
 pub struct BootArgs<'a> {
     /// `mica.poweroff_after_ms=N`: power off N ms after every CPU has ticked.
     pub poweroff_after_ms: Option<u64>,
-    /// `mica.tick_hz=N` (1..=10000, default 100): the per-CPU EL2 timer tick rate.
+    /// `mica.tick_hz=N` (1..=10000, default 100): 1/N s after start, each CPU takes one
+    /// bring-up timer interrupt (the scheduler's timer is one-shot, not a tick).
     pub tick_hz: u32,
     /// `mica.on_fatal=poweroff|halt`.
     pub on_fatal: OnFatal,
     /// `mica.selftest=el2-fault`.
     pub selftest: Option<SelfTest>,
+    /// `mica.heartbeat_s=N` (1..=3600): print uptime and free memory every N seconds.
+    pub heartbeat_s: Option<u64>,
     /// `mica.*` words that were not understood (at most [`BootArgs::MAX_REJECTED`] kept).
     pub rejected: heapless::Vec<&'a str, 8>,
 }
@@ -50,6 +53,7 @@ impl<'a> BootArgs<'a> {
             tick_hz: Self::DEFAULT_TICK_HZ,
             on_fatal: OnFatal::PowerOff,
             selftest: None,
+            heartbeat_s: None,
             rejected: heapless::Vec::new(),
         };
         for word in args.split_ascii_whitespace() {
@@ -76,6 +80,13 @@ impl<'a> BootArgs<'a> {
                     }
                     "halt" => {
                         out.on_fatal = OnFatal::Halt;
+                        true
+                    }
+                    _ => false,
+                },
+                "heartbeat_s" => match value.parse::<u64>() {
+                    Ok(v @ 1..=3600) => {
+                        out.heartbeat_s = Some(v);
                         true
                     }
                     _ => false,

@@ -37,6 +37,11 @@ pub trait VcpuContext {
     fn reset(&mut self, entry: u64, regs: [u64; 4], index: u16, default_cacheable: bool);
     /// Sets the result registers of the hypercall or PSCI call being completed (x0-x3).
     fn set_result(&mut self, regs: [u64; 4]);
+    /// When the vCPU's own timer fires (ns of the system counter), if it is armed: a blocked
+    /// vCPU must be woken then. The default: no timer.
+    fn timer_deadline_ns(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Everything the kernel core needs from an architecture.

@@ -60,8 +60,10 @@ pub enum Exit {
         /// x1-x6.
         args: [u64; 6],
     },
-    /// A trapped WFI or WFE.
+    /// A trapped WFI: wait for an interrupt.
     WaitForInterrupt,
+    /// A trapped WFE (a spin-wait hint): give others the CPU, stay runnable.
+    Yield,
     /// A stage-2 fault the HAL did not emulate.
     MemoryFault {
         /// Faulting guest-physical address.
@@ -989,11 +991,12 @@ impl<H: Hal> Kernel<H> {
             self.current[cpu] = None;
             self.leave_cpu(c);
         }
+        let timers = self.blocked_timer_deadline(cpu);
         let Some(v) = chosen else {
             for k in candidates.iter() {
                 let _ = waiting.push(k.sched);
             }
-            self.deadlines[cpu] = sched::next_deadline(now, None, &waiting);
+            self.deadlines[cpu] = earliest(sched::next_deadline(now, None, &waiting), timers);
             return None;
         };
         let vcpu = self.vcpus[v.index()].as_mut()?;
@@ -1012,8 +1015,18 @@ impl<H: Hal> Kernel<H> {
         for k in candidates.iter().filter(|k| k.id != v) {
             let _ = waiting.push(k.sched);
         }
-        self.deadlines[cpu] = sched::next_deadline(now, Some(&running), &waiting);
+        self.deadlines[cpu] = earliest(sched::next_deadline(now, Some(&running), &waiting), timers);
         Some(Next { vcpu: v, domain })
+    }
+
+    /// The earliest virtual-timer deadline of the vCPUs blocked on `cpu`.
+    fn blocked_timer_deadline(&self, cpu: usize) -> Option<u64> {
+        self.vcpus
+            .iter()
+            .flatten()
+            .filter(|v| v.cpu == cpu && v.state == VcpuState::Blocked)
+            .filter_map(|v| v.context.timer_deadline_ns())
+            .min()
     }
 
     /// `v` has just left its physical CPU.
@@ -1047,18 +1060,23 @@ impl<H: Hal> Kernel<H> {
         if cpu >= MAX_CPUS {
             return;
         }
-        let blocked: heapless::Vec<VcpuId, MAX_VCPUS> = self
+        let now = self.hal.now_ns();
+        let expired: heapless::Vec<VcpuId, MAX_VCPUS> = self
             .vcpus
             .iter()
             .enumerate()
             .filter_map(|(i, v)| {
                 v.as_ref()
-                    .filter(|v| v.cpu == cpu && v.state == VcpuState::Blocked)
+                    .filter(|v| {
+                        v.cpu == cpu
+                            && v.state == VcpuState::Blocked
+                            && v.context.timer_deadline_ns().is_some_and(|d| d <= now)
+                    })
                     .map(|_| VcpuId(i as u16))
             })
             .collect();
-        for v in blocked {
-            self.make_runnable(v);
+        for v in expired {
+            self.wake(v);
         }
         self.resched[cpu] = true;
         if cpu == 0 {
@@ -1156,6 +1174,7 @@ impl<H: Hal> Kernel<H> {
                 );
                 self.destroy(domain);
             }
+            Exit::Yield => self.yield_cpu(cpu),
             Exit::Interrupt => {}
         }
     }
@@ -1907,6 +1926,13 @@ fn name_copy(s: &str) -> heapless::String<32> {
         }
     }
     n
+}
+
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
 }
 
 /// The scheduling parameters a vCPU of image domain `record` starts with on `cpu`.

@@ -58,6 +58,7 @@ impl Stage2 for MockStage2 {
 
 #[derive(Default, Debug, Clone, PartialEq)]
 struct MockContext {
+    timer: Option<u64>,
     entry: u64,
     regs: [u64; 4],
     result: Option<[u64; 4]>,
@@ -68,6 +69,7 @@ struct MockContext {
 impl VcpuContext for MockContext {
     fn reset(&mut self, entry: u64, regs: [u64; 4], index: u16, cacheable: bool) {
         *self = MockContext {
+            timer: None,
             entry,
             regs,
             result: None,
@@ -77,6 +79,9 @@ impl VcpuContext for MockContext {
     }
     fn set_result(&mut self, regs: [u64; 4]) {
         self.result = Some(regs);
+    }
+    fn timer_deadline_ns(&self) -> Option<u64> {
+        self.timer
     }
 }
 
@@ -1498,4 +1503,31 @@ fn budgets_throttle_and_replenish_with_the_clock() {
         g[2],
         "replenished at the next period"
     );
+}
+
+#[test]
+fn tickless_a_blocked_vcpu_wakes_at_its_own_timer_and_not_before() {
+    let mut a = dom("sleeper");
+    a.cpus[0] = 0;
+    let mut k = kernel(&[a]);
+    let v = run(&mut k, 0).unwrap();
+    assert_eq!(k.deadline(0), None, "one vCPU, no budget: no timer at all");
+    k.vcpu_mut(v).unwrap().context.timer = Some(5_000);
+    k.handle_exit(0, Exit::WaitForInterrupt);
+    assert_eq!(run(&mut k, 0), None);
+    assert_eq!(
+        k.deadline(0),
+        Some(5_000),
+        "the idle CPU wakes for the vCPU's timer"
+    );
+    k.hal.now.set(4_000);
+    k.tick(0);
+    assert_eq!(run(&mut k, 0), None, "not yet");
+    k.hal.now.set(5_000);
+    k.tick(0);
+    assert_eq!(run(&mut k, 0), Some(v));
+    // WFE is a yield, not a block.
+    k.handle_exit(0, Exit::Yield);
+    assert_eq!(run(&mut k, 0), Some(v));
+    assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Running);
 }

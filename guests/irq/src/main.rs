@@ -97,16 +97,13 @@ fn handle_irq() {
     }
 }
 
-/// Waits (WFI, IRQs masked around the check so no wake-up is lost) until `done()`.
+/// Waits until `done()`. Some conditions are another vCPU's plain stores, which raise no
+/// interrupt: a WFI (which Mica blocks until an interrupt arrives, as hardware does) could
+/// sleep forever on them, so the wait yields the CPU between checks instead; interrupts are
+/// taken whenever this vCPU runs.
 fn wait_until(done: impl Fn() -> bool) {
-    loop {
-        irq::disable();
-        if done() {
-            irq::enable();
-            return;
-        }
-        irq::wait();
-        irq::enable();
+    while !done() {
+        let _ = mica_rt::hypercall::yield_now();
     }
 }
 

@@ -22,6 +22,7 @@ use super::{console, gic, mmu::El2Map, psci, timer};
 use crate::pagetable::MemoryKind;
 use crate::println;
 use crate::vgic::MAINTENANCE_PPI;
+use mica_kernel::hal::Hal as _;
 
 /// The kernel heap (carved from RAM at boot).
 #[global_allocator]
@@ -217,7 +218,6 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         tick_intid: timer_info.el2_physical,
         vtimer_intid: timer_info.virtual_timer,
     });
-    timer::set_period(counter_hz() / state.args.tick_hz as u64);
 
     let gic_info = state
         .platform
@@ -373,7 +373,10 @@ fn start_cpu_services(me: usize) {
     gic::enable_private(me, KICK_SGI);
     gic::enable_private(me, state.vtimer_intid);
     gic::enable_private(me, MAINTENANCE_PPI);
-    timer::start(me);
+    // The bring-up tick: one timer interrupt per CPU shows the timer and GIC work.
+    let period = counter_hz() / u64::from(state.args.tick_hz);
+    timer::housekeeping_at(me, counter() + period);
+    timer::program(me, None);
 }
 
 fn start_secondaries(state: &BootState) {
@@ -435,46 +438,71 @@ pub fn on_interrupt(intid: u32) -> bool {
         println!("mica: cpu {me}: unexpected interrupt {intid}");
         return true;
     }
-    timer::rearm(me);
+    timer::silence();
+    let now = counter();
+    let housekeeping = timer::take_housekeeping(me, now);
     KERNEL.lock().tick(me);
+    if housekeeping {
+        housekeeping_tick(me, now, state);
+    }
+    true
+}
+
+/// The hypervisor's own timer work on `me` at counter value `now`: the bring-up tick, and on
+/// CPU 0 the power-off deadline and the heartbeat.
+fn housekeeping_tick(me: usize, now: u64, state: &BootState) {
+    let hz = counter_hz();
     let ticks = CPUS[me].ticks.fetch_add(1, Ordering::Relaxed) + 1;
     if ticks == 1 {
         println!(
-            "cpu {me}: first tick (EL2 physical timer, INTID {intid}, {} Hz)",
-            state.args.tick_hz
+            "cpu {me}: first tick (EL2 physical timer, INTID {}, one-shot)",
+            state.tick_intid
         );
-    }
-    if me != 0 {
-        return true;
-    }
-    let now = counter();
-    let hz = counter_hz();
-    let mut all_at = ALL_TICKING_AT.load(Ordering::Relaxed);
-    if all_at == 0 {
         let online = CPUS.iter().filter(|c| c.online.load(Ordering::Acquire));
-        if online.clone().all(|c| c.ticks.load(Ordering::Relaxed) > 0) {
-            all_at = now;
-            ALL_TICKING_AT.store(now, Ordering::Relaxed);
+        let all = online.clone().all(|c| c.ticks.load(Ordering::Relaxed) > 0);
+        if all
+            && ALL_TICKING_AT
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
             println!("mica: all {} CPUs ticking", online.count());
+            if let Some(ms) = state.args.poweroff_after_ms {
+                timer::housekeeping_at(0, now + ms * hz / 1000);
+                super::hal::ArmHal.kick(0);
+            }
+            if let Some(s) = state.args.heartbeat_s {
+                timer::housekeeping_at(0, now + s * hz);
+                super::hal::ArmHal.kick(0);
+            }
         }
     }
-    let per_10s = state.args.tick_hz as u64 * 10;
-    if ticks.is_multiple_of(per_10s) {
-        let uptime = (now - BOOT_COUNTER.load(Ordering::Relaxed)) / hz;
-        println!(
-            "mica: uptime {uptime} s, {} MiB free",
-            KERNEL.lock().frames.free_bytes() >> 20
-        );
+    if me != 0 {
+        return;
+    }
+    let all_at = ALL_TICKING_AT.load(Ordering::Acquire);
+    if all_at == 0 {
+        return;
     }
     if let Some(ms) = state.args.poweroff_after_ms {
-        if all_at != 0 && now - all_at >= ms * hz / 1000 {
+        let at = all_at + ms * hz / 1000;
+        if now >= at {
             println!("mica: powering off (mica.poweroff_after_ms={ms})");
             let e = psci::system_off();
             println!("mica: PSCI SYSTEM_OFF failed: {e:?}");
             cpu::halt();
         }
+        timer::housekeeping_at(0, at);
     }
-    true
+    if let Some(s) = state.args.heartbeat_s {
+        let uptime = (now - BOOT_COUNTER.load(Ordering::Relaxed)) / hz;
+        if ticks > 1 {
+            println!(
+                "mica: uptime {uptime} s, {} MiB free",
+                KERNEL.lock().frames.free_bytes() >> 20
+            );
+        }
+        timer::housekeeping_at(0, now + s * hz);
+    }
 }
 
 /// The physical INTID of the guests' virtual timer on this machine (PPI 27 on QEMU `virt`).

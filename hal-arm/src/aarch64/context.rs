@@ -187,6 +187,20 @@ impl VcpuContext for ArmContext {
     fn set_result(&mut self, regs: [u64; 4]) {
         self.x[..4].copy_from_slice(&regs);
     }
+
+    fn timer_deadline_ns(&self) -> Option<u64> {
+        // CNTV_CTL_EL0: ENABLE (bit 0) set and IMASK (bit 1) clear: it fires at CVAL, in
+        // virtual counter ticks (CNTVOFF_EL2 = 0, so the same as the physical counter).
+        let ctl = self.el1.cntv_ctl;
+        if ctl & 1 == 0 || ctl & 2 != 0 {
+            return None;
+        }
+        let hz = super::sysreg::counter_hz().max(1);
+        Some(
+            (u128::from(self.el1.cntv_cval) * 1_000_000_000 / u128::from(hz))
+                .min(u128::from(u64::MAX)) as u64,
+        )
+    }
 }
 
 // The world switch. `mica_guest_enter(ctx)` saves the host's callee-saved registers (x19-x30,

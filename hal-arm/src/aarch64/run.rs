@@ -29,7 +29,7 @@ use super::context::{self, ArmContext};
 use super::cpu::MAX_CPUS;
 use super::hal::{ArmHal, KERNEL};
 use super::sysreg::{counter, isb, mask_interrupts, read_sysreg, unmask_irq, wfi, write_sysreg};
-use super::{boot, gic, trap};
+use super::{boot, gic, timer, trap};
 use crate::esr;
 use crate::mmio::{self, MmioAccess, Syndrome};
 use crate::vgic::{self, SysregTrap, Vgic, VIRTUAL_TIMER_PPI};
@@ -62,14 +62,20 @@ pub fn run(cpu: usize) -> ! {
     loop {
         let picked = {
             let mut k = KERNEL.lock();
-            k.pick(cpu)
-                .and_then(|next| prepare(&mut k, next.vcpu, next.domain))
+            let picked = k
+                .pick(cpu)
+                .and_then(|next| prepare(&mut k, next.vcpu, next.domain));
+            timer::program(cpu, k.deadline(cpu));
+            picked
         };
         let Some(running) = picked else {
-            // Nothing to run: sleep until an interrupt (taken right here, between unmask and
-            // mask, by the EL2 vector).
-            unmask_irq();
+            // Nothing to run: sleep until an interrupt is pending (WFI wakes for it even with
+            // IRQs masked), then take it here, between unmask and mask, and look again. Taking
+            // it before the WFI instead would let a handler that changes the timer be followed
+            // by a sleep that nothing ends.
             wfi();
+            unmask_irq();
+            isb();
             mask_interrupts();
             continue;
         };
@@ -333,7 +339,12 @@ fn plain_exit(trap: &Trap, ctx: &mut ArmContext) -> Exit {
                 }
                 0x01 => {
                     ctx.pc += 4;
-                    Exit::WaitForInterrupt
+                    // ISS.TI (bit 0): 0 = WFI, 1 = WFE. WFE is a spin-wait hint: a yield.
+                    if syndrome & 1 == 0 {
+                        Exit::WaitForInterrupt
+                    } else {
+                        Exit::Yield
+                    }
                 }
                 ec @ (0x20 | 0x24) => Exit::MemoryFault {
                     ipa: fault_ipa(trap),
