@@ -130,10 +130,15 @@ impl<const N: usize> Channels<N> {
 
     /// Routes `id`'s events to `binding`; delivers a latched event.
     pub fn bind(&mut self, id: EndpointId, binding: Binding) -> Result<Option<Delivery>, Status> {
-        let port_taken = self.endpoints.iter().flatten().any(|e| {
-            e.open
-                && e.binding
-                    .is_some_and(|b| b.domain == binding.domain && b.port == binding.port)
+        // Another open endpoint bound to the same port of the same domain (the endpoint's own
+        // binding does not count: rebinding its port to another vCPU is fine).
+        let port_taken = self.endpoints.iter().enumerate().any(|(i, e)| {
+            i != id.0 as usize
+                && e.is_some_and(|e| {
+                    e.open
+                        && e.binding
+                            .is_some_and(|b| b.domain == binding.domain && b.port == binding.port)
+                })
         });
         let e = self
             .get_mut(id)

@@ -93,11 +93,34 @@ impl BootMemory {
     }
 }
 
-/// The buddy frame allocator over all free RAM.
-pub struct Frames {
+/// Most NUMA nodes with their own allocator.
+pub const MAX_NODES: usize = 4;
+/// Most node spans recorded (RAM ranges tagged with their node).
+const MAX_SPANS: usize = 32;
+
+/// One node's buddy allocator and accounting.
+struct NodeFrames {
     buddy: buddy_system_allocator::FrameAllocator<40>,
     managed: u64,
     allocated: u64,
+}
+
+impl NodeFrames {
+    const fn new() -> NodeFrames {
+        NodeFrames {
+            buddy: buddy_system_allocator::FrameAllocator::new(),
+            managed: 0,
+            allocated: 0,
+        }
+    }
+}
+
+/// The frame allocator: one buddy allocator per NUMA node over that node's free RAM (all RAM
+/// is node 0 on a machine the device tree describes without nodes).
+pub struct Frames {
+    nodes: [NodeFrames; MAX_NODES],
+    /// Which node each added range belongs to (to return frames to the right allocator).
+    spans: heapless::Vec<(PhysRange, u8), MAX_SPANS>,
 }
 
 impl Default for Frames {
@@ -110,54 +133,98 @@ impl Frames {
     /// An allocator with no memory.
     pub const fn new() -> Frames {
         Frames {
-            buddy: buddy_system_allocator::FrameAllocator::new(),
-            managed: 0,
-            allocated: 0,
+            nodes: [const { NodeFrames::new() }; MAX_NODES],
+            spans: heapless::Vec::new(),
         }
     }
 
-    /// Adds every range of `free` (frame-aligned) to the allocator.
+    /// Adds every range of `free` (frame-aligned) to node 0.
     pub fn add_ranges<const N: usize>(&mut self, free: &RangeSet<N>) {
+        self.add_ranges_on(0, free);
+    }
+
+    /// Adds every range of `free` to node `node` (clamped to the nodes supported).
+    pub fn add_ranges_on<const N: usize>(&mut self, node: usize, free: &RangeSet<N>) {
+        let node = node.min(MAX_NODES - 1);
         for r in free.iter() {
             let r = r.align_inward(FRAME_SIZE);
             if r.is_empty() {
                 continue;
             }
-            self.buddy.add_frame(
+            if self.spans.push((r, node as u8)).is_err() {
+                // Out of span records: the range stays unused rather than be mis-attributed.
+                continue;
+            }
+            let n = &mut self.nodes[node];
+            n.buddy.add_frame(
                 (r.start / FRAME_SIZE) as usize,
                 (r.end / FRAME_SIZE) as usize,
             );
-            self.managed += r.size();
+            n.managed += r.size();
         }
+    }
+
+    /// The node the frame at `pa` belongs to.
+    pub fn node_of(&self, pa: u64) -> Option<usize> {
+        self.spans
+            .iter()
+            .find(|(r, _)| r.start <= pa && pa < r.end)
+            .map(|(_, n)| *n as usize)
+    }
+
+    /// Nodes that manage memory.
+    pub fn node_count(&self) -> usize {
+        self.nodes
+            .iter()
+            .rposition(|n| n.managed > 0)
+            .map_or(1, |i| i + 1)
     }
 
     /// Bytes under management.
     pub fn managed_bytes(&self) -> u64 {
-        self.managed
+        self.nodes.iter().map(|n| n.managed).sum()
+    }
+
+    /// Bytes under management on `node`.
+    pub fn managed_bytes_on(&self, node: usize) -> u64 {
+        self.nodes.get(node).map_or(0, |n| n.managed)
     }
 
     /// Bytes currently free.
     pub fn free_bytes(&self) -> u64 {
-        self.managed - self.allocated
+        self.nodes.iter().map(|n| n.managed - n.allocated).sum()
     }
 
-    /// Allocates `count` contiguous frames (rounded up to a power of two, aligned to
-    /// that size) and returns their physical range.
+    /// Bytes currently free on `node`.
+    pub fn free_bytes_on(&self, node: usize) -> u64 {
+        self.nodes.get(node).map_or(0, |n| n.managed - n.allocated)
+    }
+
+    /// Allocates `count` contiguous frames (rounded up to a power of two, aligned to that
+    /// size) from any node, lowest first.
     pub fn alloc(&mut self, count: usize) -> Option<PhysRange> {
+        (0..MAX_NODES).find_map(|node| self.alloc_on(node, count))
+    }
+
+    /// Allocates `count` contiguous frames from node `node` only.
+    pub fn alloc_on(&mut self, node: usize, count: usize) -> Option<PhysRange> {
         if count == 0 {
             return None;
         }
-        let n = count.checked_next_power_of_two()?;
-        let first = self.buddy.alloc(n)?;
-        self.allocated += n as u64 * FRAME_SIZE;
-        PhysRange::from_base_size(first as u64 * FRAME_SIZE, n as u64 * FRAME_SIZE)
+        let n = self.nodes.get_mut(node)?;
+        let pages = count.checked_next_power_of_two()?;
+        let first = n.buddy.alloc(pages)?;
+        n.allocated += pages as u64 * FRAME_SIZE;
+        PhysRange::from_base_size(first as u64 * FRAME_SIZE, pages as u64 * FRAME_SIZE)
     }
 
-    /// Returns a range obtained from [`Frames::alloc`].
+    /// Returns a range obtained from [`Frames::alloc`] or [`Frames::alloc_on`] to its node.
     pub fn free(&mut self, range: PhysRange) {
-        let n = (range.size() / FRAME_SIZE) as usize;
-        self.buddy.dealloc((range.start / FRAME_SIZE) as usize, n);
-        self.allocated = self.allocated.saturating_sub(range.size());
+        let node = self.node_of(range.start).unwrap_or(0);
+        let n = &mut self.nodes[node];
+        let pages = (range.size() / FRAME_SIZE) as usize;
+        n.buddy.dealloc((range.start / FRAME_SIZE) as usize, pages);
+        n.allocated = n.allocated.saturating_sub(range.size());
     }
 }
 
@@ -214,6 +281,39 @@ mod tests {
             "lost {lost:#x}"
         );
         assert_eq!(plan.ram_total, 0x1000_0000);
+    }
+
+    #[test]
+    fn nodes_have_their_own_allocators_and_frees_go_home() {
+        let mut f = Frames::new();
+        let mut n0: RangeSet<2> = RangeSet::new();
+        n0.insert(PhysRange {
+            start: 0x4000_0000,
+            end: 0x4010_0000,
+        })
+        .unwrap();
+        let mut n1: RangeSet<2> = RangeSet::new();
+        n1.insert(PhysRange {
+            start: 0x8000_0000,
+            end: 0x8010_0000,
+        })
+        .unwrap();
+        f.add_ranges_on(0, &n0);
+        f.add_ranges_on(1, &n1);
+        assert_eq!(f.node_count(), 2);
+        let r = f.alloc_on(1, 16).unwrap();
+        assert!(r.start >= 0x8000_0000);
+        assert_eq!(f.node_of(r.start), Some(1));
+        assert_eq!(f.free_bytes_on(1), 0x10_0000 - 16 * FRAME_SIZE);
+        assert_eq!(f.free_bytes_on(0), 0x10_0000);
+        f.free(r);
+        assert_eq!(f.free_bytes_on(1), 0x10_0000);
+        // Node 1 full: a strict allocation fails, an unconstrained one comes from node 0.
+        assert!(f.alloc_on(1, 256).is_some());
+        assert!(f.alloc_on(1, 1).is_none());
+        let any = f.alloc(1).unwrap();
+        assert_eq!(f.node_of(any.start), Some(0));
+        assert!(f.alloc_on(7, 1).is_none());
     }
 
     #[test]
