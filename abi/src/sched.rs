@@ -55,8 +55,12 @@ pub struct VcpuAccount {
     pub affinity: u64,
     /// What the manifest asked for (the policy's input).
     pub request: crate::sysimage::SchedRequest,
+    /// NUMA node of the vCPU's CPU.
+    pub node: u8,
+    /// NUMA node of its domain's memory.
+    pub memory_node: u8,
     /// Reserved.
-    pub reserved: u32,
+    pub reserved: u16,
 }
 /// The accounting page.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]

@@ -109,8 +109,8 @@ pub struct SchedRequest {
     pub weight: u16,
     /// Credit policy: at most this percentage of a CPU (0 = no cap).
     pub cap_percent: u8,
-    /// Reserved, zero.
-    pub reserved: u8,
+    /// NUMA node of the domain's memory: 0 = the node of its first vCPU's CPU, n = node n−1.
+    pub memory_node: u8,
     /// Real-time policy: budget per period, microseconds (0 = none).
     pub budget_us: u32,
     /// Real-time policy: period, microseconds.

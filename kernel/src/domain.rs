@@ -116,6 +116,8 @@ pub struct Domain<H: Hal> {
     pub event_page: Option<u64>,
     /// What its boot-info page says (rewritten into its last RAM page on every start).
     pub boot_info: mica_abi::bootinfo::BootInfo,
+    /// The NUMA node its RAM came from.
+    pub memory_node: u8,
 }
 
 impl<H: Hal> Domain<H> {

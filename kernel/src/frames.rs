@@ -143,6 +143,39 @@ impl Frames {
         self.add_ranges_on(0, free);
     }
 
+    /// Adds free RAM, each piece to the node the platform says its memory belongs to.
+    pub fn add_ranges_by_node<const N: usize>(
+        &mut self,
+        free: &RangeSet<N>,
+        platform: &Platform<'_>,
+    ) {
+        for node in 0..MAX_NODES as u32 {
+            let mut mine: RangeSet<N> = free.clone();
+            for r in free.iter() {
+                // Cut out every part of `r` that belongs to another node.
+                let mut at = r.start;
+                while at < r.end {
+                    let n = platform.node_of_address(at).min(MAX_NODES as u32 - 1);
+                    let span_end = platform
+                        .ram_nodes
+                        .iter()
+                        .find(|(s, _)| s.start <= at && at < s.end)
+                        .map_or(r.end, |(s, _)| s.end.min(r.end));
+                    if n != node {
+                        let _ = mine.remove(PhysRange {
+                            start: at,
+                            end: span_end,
+                        });
+                    }
+                    at = span_end;
+                }
+            }
+            if !mine.is_empty() {
+                self.add_ranges_on(node as usize, &mine);
+            }
+        }
+    }
+
     /// Adds every range of `free` to node `node` (clamped to the nodes supported).
     pub fn add_ranges_on<const N: usize>(&mut self, node: usize, free: &RangeSet<N>) {
         let node = node.min(MAX_NODES - 1);

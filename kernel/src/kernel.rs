@@ -122,6 +122,8 @@ pub struct Kernel<H: Hal> {
     accounting_seq: u64,
     /// The kernel's end of the policy domain's change channel.
     sched_events: Option<crate::evtchn::EndpointId>,
+    /// NUMA node of each CPU.
+    cpu_nodes: [u8; MAX_CPUS],
     current: [Option<VcpuId>; MAX_CPUS],
     resched: [bool; MAX_CPUS],
     image: Option<SystemImage<'static>>,
@@ -161,6 +163,7 @@ impl<H: Hal> Kernel<H> {
             accounting: None,
             accounting_seq: 0,
             sched_events: None,
+            cpu_nodes: [0; MAX_CPUS],
             current: [None; MAX_CPUS],
             resched: [false; MAX_CPUS],
             image: None,
@@ -203,6 +206,18 @@ impl<H: Hal> Kernel<H> {
     /// Every live domain.
     pub fn domains(&self) -> impl Iterator<Item = &Domain<H>> {
         self.domains.iter().flatten()
+    }
+
+    /// Records that CPU `cpu` is on NUMA node `node` (boot, from the device tree).
+    pub fn set_cpu_node(&mut self, cpu: usize, node: u8) {
+        if let Some(n) = self.cpu_nodes.get_mut(cpu) {
+            *n = node;
+        }
+    }
+
+    /// The NUMA node of CPU `cpu`.
+    pub fn cpu_node(&self, cpu: usize) -> u8 {
+        self.cpu_nodes.get(cpu).copied().unwrap_or(0)
     }
 
     /// The vCPU running on `cpu`, if any.
@@ -532,6 +547,7 @@ impl<H: Hal> Kernel<H> {
             restart_pending: false,
             event_page: None,
             boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
+            memory_node: 0,
         });
         if let Err(e) = self.build_domain(id, dom_slot, record, pages, ram) {
             self.teardown(id);
@@ -547,7 +563,7 @@ impl<H: Hal> Kernel<H> {
             .collect();
         log!(
             self,
-            "domain {} (id {}): {} KiB RAM at PA {:#x}{}, {} vCPU(s) on CPU {:?}",
+            "domain {} (id {}): {} KiB RAM at PA {:#x}{}{}, {} vCPU(s) on CPU {:?}",
             d.name(),
             id.0,
             record.memory_bytes >> 10,
@@ -557,6 +573,7 @@ impl<H: Hal> Kernel<H> {
             } else {
                 ""
             },
+            numa_note(self.frames.node_count(), d.memory_node),
             cpus.len(),
             cpus.as_slice()
         );
@@ -573,6 +590,12 @@ impl<H: Hal> Kernel<H> {
     ) -> Result<(), Status> {
         let root = self.root.ok_or(Status::WrongState)?;
         // RAM: handed-over chunks (already scrubbed) or fresh ones, zeroed here.
+        // NUMA: RAM from the node the manifest names, else the node of vCPU 0's CPU, else
+        // (that node being full) from any node.
+        let node = match record.sched.memory_node {
+            0 => self.cpu_node(first_vcpu_cpu(record, id, self.hal.cpus())) as usize,
+            n => n as usize - 1,
+        };
         let chunks = match ram {
             Some(chunks) => chunks,
             None => {
@@ -580,7 +603,11 @@ impl<H: Hal> Kernel<H> {
                 let mut left = pages;
                 while left > 0 {
                     let n = prev_power_of_two(left).min(1 << 18);
-                    let r = self.frames.alloc(n as usize).ok_or(Status::OutOfMemory)?;
+                    let r = self
+                        .frames
+                        .alloc_on(node, n as usize)
+                        .or_else(|| self.frames.alloc(n as usize))
+                        .ok_or(Status::OutOfMemory)?;
                     self.hal.zero_phys(r);
                     if chunks.push(r).is_err() {
                         self.frames.free(r);
@@ -591,6 +618,13 @@ impl<H: Hal> Kernel<H> {
                 chunks
             }
         };
+        let memory_node = chunks
+            .first()
+            .and_then(|r| self.frames.node_of(r.start))
+            .unwrap_or(0) as u8;
+        if let Some(d) = self.domains[id.index()].as_mut() {
+            d.memory_node = memory_node;
+        }
         let mut ipa = sysimage::DOMAIN_RAM_BASE;
         for (i, r) in chunks.iter().enumerate() {
             let d = self.domains[id.index()]
@@ -781,6 +815,8 @@ impl<H: Hal> Kernel<H> {
                 period_us: (v.sched.params.period_ns / 1000) as u32,
                 affinity: v.sched.params.affinity,
                 request: v.request,
+                node: self.cpu_nodes.get(v.cpu).copied().unwrap_or(0),
+                memory_node: self.domain(v.domain).map_or(0, |d| d.memory_node),
                 reserved: 0,
             };
         }
@@ -1828,6 +1864,7 @@ impl<H: Hal> Kernel<H> {
             restart_pending: false,
             event_page: None,
             boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
+            memory_node: 0,
         });
         Ok(id)
     }
@@ -1928,10 +1965,30 @@ fn name_copy(s: &str) -> heapless::String<32> {
     n
 }
 
+/// " on node N" when the machine has more than one node.
+fn numa_note(nodes: usize, node: u8) -> heapless::String<16> {
+    let mut s = heapless::String::new();
+    if nodes > 1 {
+        let _ = core::fmt::Write::write_fmt(&mut s, format_args!(" on node {node}"));
+    }
+    s
+}
+
 fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, y) => x.or(y),
+    }
+}
+
+/// The CPU vCPU 0 of image domain `record` (domain `id`) runs on among `cpus` CPUs.
+fn first_vcpu_cpu(record: &DomainRecord, id: DomainId, cpus: usize) -> usize {
+    let cpus = cpus.max(1);
+    let wanted = record.affinity[0] as usize;
+    if wanted < cpus {
+        wanted
+    } else {
+        id.index() % cpus
     }
 }
 

@@ -83,6 +83,8 @@ pub struct Platform<'a> {
     pub dtb: PhysRange,
     /// RAM from every `device_type = "memory"` node.
     pub ram: RangeSet<MAX_RAM_RANGES>,
+    /// RAM ranges whose memory node names a `numa-node-id`.
+    pub ram_nodes: heapless::Vec<(PhysRange, u32), MAX_RAM_RANGES>,
     /// `/reserved-memory` children and `/memreserve/` entries.
     pub reserved: RangeSet<MAX_RESERVED_RANGES>,
     /// The CPUs in tree order.
@@ -179,6 +181,7 @@ impl<'a> Platform<'a> {
             bootargs: "",
             dtb,
             ram: RangeSet::new(),
+            ram_nodes: heapless::Vec::new(),
             reserved: RangeSet::new(),
             cpus: heapless::Vec::new(),
             cpus_ignored: 0,
@@ -200,8 +203,12 @@ impl<'a> Platform<'a> {
         for node in root.children() {
             let base = node.name.split('@').next().unwrap_or(node.name);
             if str_prop(node, "device_type") == Some("memory") {
+                let numa = u32_prop(node, "numa-node-id");
                 for r in regs(node) {
                     p.ram.insert(r)?;
+                    if let Some(n) = numa {
+                        let _ = p.ram_nodes.push((r, n));
+                    }
                 }
                 continue;
             }
@@ -327,11 +334,17 @@ impl<'a> Platform<'a> {
 
     /// The largest NUMA node id named by a CPU, if any.
     pub fn numa_nodes(&self) -> Option<u32> {
-        self.cpus
+        let cpus = self.cpus.iter().filter_map(|c| c.numa_node);
+        let ram = self.ram_nodes.iter().map(|(_, n)| *n);
+        cpus.chain(ram).max().map(|n| n + 1)
+    }
+
+    /// The NUMA node of physical address `pa` (node 0 without NUMA information).
+    pub fn node_of_address(&self, pa: u64) -> u32 {
+        self.ram_nodes
             .iter()
-            .filter_map(|c| c.numa_node)
-            .max()
-            .map(|n| n + 1)
+            .find(|(r, _)| r.start <= pa && pa < r.end)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -462,10 +475,13 @@ pub(crate) mod tests {
         w.property_u32("#address-cells", 2).unwrap();
         w.property_u32("#size-cells", 2).unwrap();
         w.property_u32("interrupt-parent", 1).unwrap();
-        for (base, size) in &spec.memory {
+        for (i, (base, size)) in spec.memory.iter().enumerate() {
             let n = w.begin_node(&format!("memory@{base:x}")).unwrap();
             w.property_string("device_type", "memory").unwrap();
             w.property_array_u64("reg", &[*base, *size]).unwrap();
+            if spec.numa {
+                w.property_u32("numa-node-id", i as u32).unwrap();
+            }
             w.end_node(n).unwrap();
         }
         if !spec.reserved.is_empty() {
@@ -636,6 +652,15 @@ pub(crate) mod tests {
         );
         assert_eq!(p.cpus[1].numa_node, Some(1));
         assert_eq!(p.numa_nodes(), Some(2));
+        let two = build_tree(&TreeSpec {
+            memory: vec![(0x4000_0000, 0x4000_0000), (0x8000_0000, 0x4000_0000)],
+            numa: true,
+            ..Default::default()
+        });
+        let p = Platform::parse(&two, 0).unwrap();
+        assert_eq!(p.ram_nodes.len(), 2);
+        assert_eq!(p.node_of_address(0x9000_0000), 1);
+        assert_eq!(p.node_of_address(0x4000_0000), 0);
     }
 
     #[test]

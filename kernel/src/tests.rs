@@ -171,6 +171,7 @@ fn boot_info(k: &Kernel<MockHal>, id: DomainId) -> mica_abi::bootinfo::BootInfo 
 // ----- System images for tests ----------------------------------------------------------------
 
 struct Dom {
+    memory_node: u8,
     flags: u32,
     priority: u32,
     name: &'static str,
@@ -186,6 +187,7 @@ struct Dom {
 
 fn dom(name: &'static str) -> Dom {
     Dom {
+        memory_node: 0,
         flags: 0,
         priority: 0,
         name,
@@ -239,7 +241,10 @@ fn image_with(
             start_after: d.after,
             memory_from: d.memory_from,
             priority: d.priority,
-            sched: mica_abi::sysimage::SchedRequest::default(),
+            sched: mica_abi::sysimage::SchedRequest {
+                memory_node: d.memory_node,
+                ..Default::default()
+            },
         });
         segments.push(SegmentRecord {
             ipa: sysimage::DOMAIN_RAM_BASE,
@@ -1530,4 +1535,45 @@ fn tickless_a_blocked_vcpu_wakes_at_its_own_timer_and_not_before() {
     k.handle_exit(0, Exit::Yield);
     assert_eq!(run(&mut k, 0), Some(v));
     assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Running);
+}
+
+#[test]
+fn numa_domain_memory_comes_from_the_node_of_its_cpus_unless_the_manifest_says() {
+    let mut near = dom("near");
+    near.cpus[0] = 1;
+    let mut chosen = dom("chosen");
+    chosen.cpus[0] = 0;
+    chosen.memory_node = 2; // node 1
+    let mut plain = dom("plain");
+    plain.cpus[0] = 0;
+    let mut k = Box::new(Kernel::new(MockHal::default()));
+    let mut n0: RangeSet<2> = RangeSet::new();
+    n0.insert(PhysRange {
+        start: 0x4000_0000,
+        end: 0x4200_0000,
+    })
+    .unwrap();
+    let mut n1: RangeSet<2> = RangeSet::new();
+    n1.insert(PhysRange {
+        start: 0x8000_0000,
+        end: 0x8200_0000,
+    })
+    .unwrap();
+    k.frames.add_ranges_on(0, &n0);
+    k.frames.add_ranges_on(1, &n1);
+    k.set_cpu_node(1, 1);
+    k.load_system(image(&[near, chosen, plain])).unwrap();
+    let check = |name: &str, node: u8| {
+        let d = k.domain(id_of(&k, name)).unwrap();
+        assert_eq!(d.memory_node, node, "{name}");
+        assert_eq!(
+            k.frames.node_of(d.ram[0].start),
+            Some(node as usize),
+            "{name}"
+        );
+    };
+    check("near", 1);
+    check("chosen", 1);
+    check("plain", 0);
+    assert!(k.hal.console.borrow().contains("on node 1"));
 }

@@ -196,7 +196,10 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         HEAP.lock()
             .init(plan.heap.start as usize, plan.heap.size() as usize)
     };
-    KERNEL.lock().frames.add_ranges(&plan.free);
+    KERNEL
+        .lock()
+        .frames
+        .add_ranges_by_node(&plan.free, &platform);
     println!(
         "mica: memory: {} MiB RAM, {} KiB kernel heap at {:#x}, {} MiB in {} free ranges for the frame allocator",
         plan.ram_total >> 20,
@@ -227,6 +230,15 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
     gic::init_distributor(gic_info.distributor.start as usize);
     start_cpu_services(0);
     CPUS[0].online.store(true, Ordering::Release);
+    let boot_node = state
+        .platform
+        .cpus
+        .iter()
+        .find(|c| c.hw_id == CPUS[0].hw_id.load(Ordering::Relaxed));
+    KERNEL.lock().set_cpu_node(
+        0,
+        boot_node.and_then(|c| c.numa_node).unwrap_or(0).min(255) as u8,
+    );
     start_secondaries(state);
 
     let managed = KERNEL.lock().frames.managed_bytes();
@@ -238,6 +250,7 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
         managed >> 20,
         state.platform.model
     );
+    report_numa();
     if state.args.selftest == Some(SelfTest::El2Fault) {
         let bad = 0xDEAD_0000_0000u64;
         println!("mica: self-test: reading unmapped address {bad:#x} at EL2");
@@ -248,6 +261,28 @@ extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {
     }
     load_system(state);
     super::run::run(0)
+}
+
+/// With more than one NUMA node: which CPUs and how much RAM each node has.
+fn report_numa() {
+    let k = KERNEL.lock();
+    let nodes = k.frames.node_count();
+    if nodes < 2 {
+        return;
+    }
+    for node in 0..nodes {
+        let mut cpus: heapless::Vec<usize, MAX_CPUS> = heapless::Vec::new();
+        for c in 0..MAX_CPUS {
+            if CPUS[c].online.load(Ordering::Acquire) && k.cpu_node(c) as usize == node {
+                let _ = cpus.push(c);
+            }
+        }
+        println!(
+            "mica: NUMA node {node}: CPUs {:?}, {} MiB RAM managed",
+            cpus.as_slice(),
+            k.frames.managed_bytes_on(node) >> 20
+        );
+    }
 }
 
 /// Creates the domains of the system image appended to the hypervisor, if there is one.
@@ -385,6 +420,9 @@ fn start_secondaries(state: &BootState) {
     let mut started = 0usize;
     for (idx, c) in (1..MAX_CPUS).zip(state.platform.cpus.iter().filter(|c| c.hw_id != boot_id)) {
         CPUS[idx].hw_id.store(c.hw_id, Ordering::Release);
+        KERNEL
+            .lock()
+            .set_cpu_node(idx, c.numa_node.unwrap_or(0).min(255) as u8);
         match psci::cpu_on(c.hw_id, entry, idx as u64) {
             Ok(()) => started += 1,
             Err(e) => println!(
