@@ -272,8 +272,8 @@ fn report_numa() {
     }
     for node in 0..nodes {
         let mut cpus: heapless::Vec<usize, MAX_CPUS> = heapless::Vec::new();
-        for c in 0..MAX_CPUS {
-            if CPUS[c].online.load(Ordering::Acquire) && k.cpu_node(c) as usize == node {
+        for (c, state) in CPUS.iter().enumerate() {
+            if state.online.load(Ordering::Acquire) && k.cpu_node(c) as usize == node {
                 let _ = cpus.push(c);
             }
         }
