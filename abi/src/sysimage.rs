@@ -18,8 +18,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// The first eight bytes of a system image.
 pub const MAGIC: [u8; 8] = *b"MICASYS1";
-/// The layout version this crate reads and writes (2: channels and shared regions).
-pub const VERSION: u32 = 2;
+/// The layout version this crate reads and writes (2: channels and shared regions; 3:
+/// devices).
+pub const VERSION: u32 = 3;
 /// Most domains in one image.
 pub const MAX_DOMAINS: usize = 16;
 /// Most vCPUs per domain.
@@ -51,7 +52,37 @@ pub struct Header {
     pub channel_count: u32,
     /// Number of [`ShareRecord`]s.
     pub share_count: u32,
+    /// Number of [`DeviceRecord`]s.
+    pub device_count: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
+
+/// A device passed through to a domain at boot: its MMIO window becomes a DeviceMemory
+/// capability mapped into the domain (device memory), its interrupt an Irq capability. Both
+/// are listed in the domain's boot-info page: the window under `name`, the interrupt under
+/// `name` + `-irq`.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct DeviceRecord {
+    /// Name (NUL-padded, at most 19 bytes so `-irq` fits).
+    pub name: [u8; NAME_LEN],
+    /// Index of the domain that gets it.
+    pub domain: u32,
+    /// GIC INTID of its interrupt (an SPI, 32..1020), or 0 for none.
+    pub interrupt: u32,
+    /// Physical base of its MMIO window (page aligned).
+    pub mmio_base: u64,
+    /// Size of the window (a multiple of 4 KiB).
+    pub mmio_size: u64,
+    /// Where the domain sees it (page aligned, outside its RAM).
+    pub guest_address: u64,
+    /// Reserved, zero.
+    pub reserved: u64,
+}
+
+/// Most devices passed through at boot.
+pub const MAX_DEVICES: usize = 16;
 
 /// [`DomainRecord::flags`]: start this domain when the system boots (otherwise it waits for
 /// [`DomainRecord::start_after`] or a control domain).
@@ -172,7 +203,8 @@ pub struct ShareRecord {
     pub reserved: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Header>() == 32);
+const _: () = assert!(core::mem::size_of::<Header>() == 40);
+const _: () = assert!(core::mem::size_of::<DeviceRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<ChannelRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<ShareRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<DomainRecord>() == 104);
@@ -189,6 +221,8 @@ pub enum ImageError {
     BadChannel(u32, &'static str),
     /// Shared region `index` is malformed.
     BadShare(u32, &'static str),
+    /// Device `index` is malformed.
+    BadDevice(u32, &'static str),
     /// `total_size` disagrees with the blob, or a table runs past the end.
     Truncated,
     /// More domains than [`MAX_DOMAINS`], or none.
@@ -216,6 +250,9 @@ impl core::fmt::Display for ImageError {
             ),
             ImageError::BadDomain(i, why) => write!(f, "domain #{i} of the system image: {why}"),
             ImageError::BadChannel(i, why) => write!(f, "channel #{i} of the system image: {why}"),
+            ImageError::BadDevice(i, why) => {
+                write!(f, "device #{i} of the system image: {why}")
+            }
             ImageError::BadShare(i, why) => {
                 write!(f, "shared region #{i} of the system image: {why}")
             }
@@ -231,6 +268,7 @@ pub struct SystemImage<'a> {
     segments: &'a [SegmentRecord],
     channels: &'a [ChannelRecord],
     shares: &'a [ShareRecord],
+    devices: &'a [DeviceRecord],
 }
 
 impl<'a> SystemImage<'a> {
@@ -267,8 +305,14 @@ impl<'a> SystemImage<'a> {
         let (channels, rest) =
             <[ChannelRecord]>::ref_from_prefix_with_elems(rest, header.channel_count as usize)
                 .map_err(|_| ImageError::Truncated)?;
-        let (shares, _) =
+        let (shares, rest) =
             <[ShareRecord]>::ref_from_prefix_with_elems(rest, header.share_count as usize)
+                .map_err(|_| ImageError::Truncated)?;
+        if header.device_count as usize > MAX_DEVICES {
+            return Err(ImageError::Truncated);
+        }
+        let (devices, _) =
+            <[DeviceRecord]>::ref_from_prefix_with_elems(rest, header.device_count as usize)
                 .map_err(|_| ImageError::Truncated)?;
         let image = SystemImage {
             blob,
@@ -276,7 +320,11 @@ impl<'a> SystemImage<'a> {
             segments,
             channels,
             shares,
+            devices,
         };
+        for (i, dev) in devices.iter().enumerate() {
+            image.check_device(i as u32, dev)?;
+        }
         for (i, d) in domains.iter().enumerate() {
             image.check_domain(i as u32, d)?;
         }
@@ -348,6 +396,41 @@ impl<'a> SystemImage<'a> {
             }
             _ => bad("the peer address overlaps the peer's RAM or leaves the 39-bit address space"),
         }
+    }
+
+    fn check_device(&self, i: u32, dev: &DeviceRecord) -> Result<(), ImageError> {
+        let bad = |why| Err(ImageError::BadDevice(i, why));
+        let name = crate::bootinfo::name_str(&dev.name);
+        if name.is_empty() || name.len() > NAME_LEN - 5 {
+            return bad("the name is empty, not UTF-8 or longer than 19 bytes");
+        }
+        let Some(d) = self.domains.get(dev.domain as usize) else {
+            return bad("the domain does not exist");
+        };
+        if dev.mmio_size == 0
+            || !dev.mmio_base.is_multiple_of(4096)
+            || !dev.mmio_size.is_multiple_of(4096)
+            || !dev.guest_address.is_multiple_of(4096)
+        {
+            return bad("the MMIO window is empty or not page aligned");
+        }
+        if dev.interrupt != 0 && !(32..1020).contains(&dev.interrupt) {
+            return bad("the interrupt is not an SPI (INTID 32-1019)");
+        }
+        let ram = DOMAIN_RAM_BASE..DOMAIN_RAM_BASE + d.memory_bytes;
+        match dev.guest_address.checked_add(dev.mmio_size) {
+            Some(end) if end <= 1 << 39 && (end <= ram.start || dev.guest_address >= ram.end) => {
+                Ok(())
+            }
+            _ => bad(
+                "the guest address overlaps the domain's RAM or leaves the 39-bit address space",
+            ),
+        }
+    }
+
+    /// The devices passed through at boot.
+    pub fn devices(&self) -> &'a [DeviceRecord] {
+        self.devices
     }
 
     /// The channels created at boot.
@@ -485,6 +568,8 @@ mod tests {
             total_size: offset,
             channel_count: 0,
             share_count: 1,
+            device_count: 0,
+            reserved: 0,
         };
         let mut out = header.as_bytes().to_vec();
         for d in domains {

@@ -261,6 +261,8 @@ fn image_with(
         total_size: offset,
         channel_count: channels.len() as u32,
         share_count: shares.len() as u32,
+        device_count: 0,
+        reserved: 0,
     };
     let mut blob = header.as_bytes().to_vec();
     for r in &records {

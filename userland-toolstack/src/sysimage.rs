@@ -14,8 +14,8 @@
 
 use crate::image::{self, ImageError};
 use mica_abi::sysimage::{
-    ChannelRecord, DomainRecord, Header, ImageError as AbiImageError, SegmentRecord, ShareRecord,
-    SystemImage, MAGIC, VERSION,
+    ChannelRecord, DeviceRecord, DomainRecord, Header, ImageError as AbiImageError, SegmentRecord,
+    ShareRecord, SystemImage, MAGIC, VERSION,
 };
 use zerocopy::IntoBytes;
 
@@ -72,19 +72,30 @@ fn align_up(n: usize, align: usize) -> usize {
     n.div_ceil(align) * align
 }
 
-/// Lays out `domains`, the event channels and the shared regions as a system image and
-/// checks it with the kernel's parser.
+/// Lays out `domains`, the event channels and the shared regions as a system image (no
+/// passed-through devices) and checks it with the kernel's parser.
 pub fn write(
     domains: &[ImageDomain],
     channels: &[ChannelRecord],
     shares: &[ShareRecord],
+) -> Result<Vec<u8>, SysimageError> {
+    write_with_devices(domains, channels, shares, &[])
+}
+
+/// [`write`] with devices passed through to domains.
+pub fn write_with_devices(
+    domains: &[ImageDomain],
+    channels: &[ChannelRecord],
+    shares: &[ShareRecord],
+    devices: &[DeviceRecord],
 ) -> Result<Vec<u8>, SysimageError> {
     let segment_total: usize = domains.iter().map(|d| d.segments.len()).sum();
     let data_start = size_of::<Header>()
         + size_of::<DomainRecord>() * domains.len()
         + size_of::<SegmentRecord>() * segment_total
         + size_of_val(channels)
-        + size_of_val(shares);
+        + size_of_val(shares)
+        + size_of_val(devices);
     debug_assert_eq!(data_start % ALIGN, 0, "record sizes are multiples of 8");
 
     let mut records = Vec::with_capacity(domains.len());
@@ -117,6 +128,9 @@ pub fn write(
         channel_count: u32::try_from(channels.len())
             .map_err(|_| SysimageError::TooLarge("channels"))?,
         share_count: u32::try_from(shares.len()).map_err(|_| SysimageError::TooLarge("shares"))?,
+        device_count: u32::try_from(devices.len())
+            .map_err(|_| SysimageError::TooLarge("devices"))?,
+        reserved: 0,
     };
     let mut out = Vec::with_capacity(data_start + data.len());
     out.extend_from_slice(header.as_bytes());
@@ -124,6 +138,7 @@ pub fn write(
     out.extend_from_slice(segments.as_bytes());
     out.extend_from_slice(channels.as_bytes());
     out.extend_from_slice(shares.as_bytes());
+    out.extend_from_slice(devices.as_bytes());
     out.extend_from_slice(&data);
     debug_assert_eq!(out.len(), data_start + data.len());
     SystemImage::parse(&out).map_err(SysimageError::Unparsable)?;
@@ -228,7 +243,7 @@ mod tests {
     #[test]
     fn layout_is_the_documented_one() {
         let blob = write(&two_domains(), &[], &[]).unwrap();
-        let data_start = 32 + 2 * 104 + 3 * 32;
+        let data_start = 40 + 2 * 104 + 3 * 32;
         assert_eq!(blob.len(), data_start + 8 + 16, "each segment 8-aligned");
         let image = SystemImage::parse(&blob).unwrap();
         assert!(image.channels().is_empty() && image.shares().is_empty());
