@@ -276,7 +276,7 @@ mod tests {
             share("window", 1, 0, 0x1000, Rights::READ),
         ];
         let blob = write(&two_domains(), &channels, &shares).unwrap();
-        let tables = 32 + 2 * 104 + 3 * 32;
+        let tables = 40 + 2 * 104 + 3 * 32;
         let data_start = tables + 2 * 64 + 2 * 64;
         assert_eq!(blob.len(), data_start + 8 + 16);
         assert_eq!(&blob[tables..tables + 64], channels[0].as_bytes());
