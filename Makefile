@@ -19,6 +19,10 @@ HOST_EXCLUDE := --exclude mica-boot --exclude mica-guest-hello --exclude mica-gu
 GUESTS := -p mica-guest-hello -p mica-guest-smp -p mica-guest-spinner -p mica-guest-attacker -p mica-guest-irq \
 	-p mica-guest-scrub -p mica-guest-ping -p mica-guest-pong -p mica-guest-sharer \
 	-p mica-guest-peek -p mica-guest-flooder -p mica-guest-drainer
+# The scheduling policy domain (services/sched-domain) builds like the guests; worker is
+# the scheduler scenarios' load.
+HOST_EXCLUDE += --exclude mica-service-sched --exclude mica-guest-worker
+GUESTS += -p mica-service-sched -p mica-guest-worker
 # Library crates that must also build for each bare-metal target.
 ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt
 X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt

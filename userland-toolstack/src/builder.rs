@@ -15,7 +15,7 @@ use crate::sysimage::{self, ImageDomain, ImageSegment, SysimageError};
 use mica_abi::bootinfo::name_field;
 use mica_abi::sysimage::{
     ChannelRecord, DomainRecord, ShareRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_DEFAULT_CACHEABLE,
-    FLAG_START_AT_BOOT, MAX_VCPUS_PER_DOMAIN,
+    FLAG_SCHED_CONTROL, FLAG_START_AT_BOOT, MAX_VCPUS_PER_DOMAIN,
 };
 use std::path::{Path, PathBuf};
 
@@ -257,6 +257,9 @@ fn record(domain: &Domain, entry: u64) -> DomainRecord {
     if domain.mmu_off_cacheable {
         flags |= FLAG_DEFAULT_CACHEABLE;
     }
+    if domain.sched_policy {
+        flags |= FLAG_SCHED_CONTROL;
+    }
     let link = |index: usize| u32::try_from(index + 1).unwrap_or(u32::MAX);
     DomainRecord {
         name,
@@ -274,7 +277,7 @@ fn record(domain: &Domain, entry: u64) -> DomainRecord {
         },
         memory_from: domain.memory_from.map_or(0, link),
         priority: domain.priority,
-        sched: mica_abi::sysimage::SchedRequest::default(),
+        sched: domain.sched,
     }
 }
 

@@ -17,7 +17,8 @@
 
 use mica_abi::bootinfo::{MAX_CAPS, MAX_REGIONS};
 use mica_abi::sysimage::{
-    DOMAIN_RAM_BASE, MAX_CHANNELS, MAX_DOMAINS, MAX_SHARES, MAX_VCPUS_PER_DOMAIN, NAME_LEN,
+    SchedRequest, DOMAIN_RAM_BASE, MAX_CHANNELS, MAX_DOMAINS, MAX_SHARES, MAX_VCPUS_PER_DOMAIN,
+    NAME_LEN,
 };
 use mica_abi::Rights;
 use serde::Deserialize;
@@ -66,6 +67,8 @@ struct ManifestFile {
     channels: Vec<ChannelSection>,
     #[serde(default, rename = "shared")]
     shares: Vec<SharedSection>,
+    #[serde(default, rename = "pool")]
+    pools: Vec<PoolSection>,
 }
 
 /// `[system]`.
@@ -103,7 +106,7 @@ struct DomainSection {
     #[serde(default)]
     cpus: Option<Spanned<Vec<Spanned<u32>>>>,
     #[serde(default)]
-    arg: u64,
+    arg: Option<Spanned<u64>>,
     #[serde(default)]
     start: Option<Spanned<StartMode>>,
     #[serde(default)]
@@ -114,6 +117,33 @@ struct DomainSection {
     priority: u32,
     #[serde(default)]
     mmu_off_cacheable: Option<bool>,
+    #[serde(default)]
+    sched: Option<Spanned<SchedSection>>,
+    #[serde(default)]
+    sched_policy: Option<Spanned<bool>>,
+}
+
+/// A domain's `sched = { ... }`: what it asks the scheduling policy of its pool for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchedSection {
+    #[serde(default)]
+    weight: Option<Spanned<u64>>,
+    #[serde(default)]
+    cap_percent: Option<Spanned<u64>>,
+    #[serde(default)]
+    budget_us: Option<Spanned<u64>>,
+    #[serde(default)]
+    period_us: Option<Spanned<u64>>,
+}
+
+/// One `[[pool]]`: physical CPUs scheduled by one policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolSection {
+    name: Spanned<String>,
+    cpus: Spanned<Vec<Spanned<u32>>>,
+    policy: Spanned<PoolPolicy>,
 }
 
 /// One `[[channel]]`.
@@ -168,6 +198,49 @@ enum StartMode {
 pub enum Arch {
     /// Armv8-A, hypervisor at EL2.
     Aarch64,
+}
+
+/// The scheduling policy of a `[[pool]]` (`mica_abi::sched::policy`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolPolicy {
+    /// Fair share by weight, optional cap.
+    Credit,
+    /// Budget/period reservations with admission control.
+    Rt,
+    /// One vCPU per CPU.
+    Partition,
+}
+
+impl PoolPolicy {
+    /// The code in the policy domain's argument (`mica_abi::sched::pack_policies`).
+    pub fn code(self) -> u8 {
+        match self {
+            PoolPolicy::Credit => mica_abi::sched::policy::CREDIT,
+            PoolPolicy::Rt => mica_abi::sched::policy::RT,
+            PoolPolicy::Partition => mica_abi::sched::policy::PARTITION,
+        }
+    }
+
+    /// The name in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolPolicy::Credit => "credit",
+            PoolPolicy::Rt => "rt",
+            PoolPolicy::Partition => "partition",
+        }
+    }
+}
+
+/// A checked `[[pool]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// Unique among pools.
+    pub name: String,
+    /// Its physical CPUs (each in no other pool).
+    pub cpus: Vec<u32>,
+    /// Its policy.
+    pub policy: PoolPolicy,
 }
 
 /// What a domain is for.
@@ -236,6 +309,11 @@ pub struct Domain {
     pub priority: u32,
     /// Run with the MMU off on cacheable memory (`FLAG_DEFAULT_CACHEABLE`).
     pub mmu_off_cacheable: bool,
+    /// What it asks the scheduling policy for (all zero: nothing).
+    pub sched: SchedRequest,
+    /// It is the scheduling policy domain (`FLAG_SCHED_CONTROL`); its `arg` is the pools'
+    /// policies (`mica_abi::sched::pack_policies`).
+    pub sched_policy: bool,
 }
 
 /// How a shared region is mapped into its peer.
@@ -325,6 +403,8 @@ pub struct Manifest {
     pub channels: Vec<Channel>,
     /// The `[[shared]]` tables, in file order.
     pub shares: Vec<Share>,
+    /// The `[[pool]]` tables, in file order.
+    pub pools: Vec<Pool>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -695,6 +775,84 @@ pub enum Problem {
         /// Line of its `peer_address`.
         other_line: usize,
     },
+    /// A pool name breaks the rules.
+    #[error("pool name `{0}` is not allowed: use 1 to 31 characters from a-z, 0-9 and `-`")]
+    BadPoolName(String),
+    /// Two pools share a name.
+    #[error(
+        "a pool named `{name}` already exists (line {first_line}): give every pool a unique name"
+    )]
+    DuplicatePool {
+        /// The name.
+        name: String,
+        /// Line of the first one.
+        first_line: usize,
+    },
+    /// A pool without CPUs.
+    #[error("pool `{0}` has no CPUs: list at least one, e.g. cpus = [0]")]
+    EmptyPool(String),
+    /// A CPU in two pools.
+    #[error("CPU {cpu} is already in pool `{other}` (line {other_line}): a CPU belongs to at most one pool")]
+    CpuInTwoPools {
+        /// The CPU.
+        cpu: u32,
+        /// The pool that has it.
+        other: String,
+        /// Line of that pool's `cpus`.
+        other_line: usize,
+    },
+    /// `weight` out of range.
+    #[error("weight = {0}: give 1 to 65535 (relative to the other domains of the credit pool)")]
+    SchedWeight(u64),
+    /// `cap_percent` out of range.
+    #[error("cap_percent = {0}: give 1 to 100 (percent of one CPU), or leave it out for no cap")]
+    SchedCap(u64),
+    /// Only one of `budget_us` and `period_us`.
+    #[error("a reservation needs both budget_us and period_us (budget_us of CPU time in every period_us)")]
+    SchedReservationHalf,
+    /// `budget_us`/`period_us` out of range.
+    #[error("budget_us = {budget_us}, period_us = {period_us}: give 1 <= budget_us <= period_us, with period_us from 100 to 10000000 (10 s)")]
+    SchedReservation {
+        /// `budget_us`.
+        budget_us: u64,
+        /// `period_us`.
+        period_us: u64,
+    },
+    /// Credit and rt fields together.
+    #[error("sched mixes a credit request (weight, cap_percent) with a reservation (budget_us, period_us): a domain is in one pool, so give the fields of its pool's policy")]
+    SchedMixed,
+    /// `sched = {}`.
+    #[error("sched is empty: give weight/cap_percent (credit pool) or budget_us and period_us (rt pool), or remove it")]
+    SchedEmpty,
+    /// A `sched` request on a domain whose CPUs are not all in pools of the matching policy.
+    #[error("domain `{domain}` asks for {what}, which only a `{policy}` pool honours, but {where_}: pin its vCPUs with `cpus` to CPUs of a `{policy}` pool")]
+    SchedWrongPool {
+        /// The domain.
+        domain: String,
+        /// `a weight`, `a cap`, `a reservation`.
+        what: &'static str,
+        /// The policy that honours it.
+        policy: &'static str,
+        /// Where its vCPUs are instead.
+        where_: String,
+    },
+    /// `sched` or `[[pool]]` without a policy domain.
+    #[error("{what} but no domain has sched_policy = true: add the policy domain (binary = \"sched\", sched_policy = true), or remove {it}")]
+    NoPolicyDomain {
+        /// What needs one.
+        what: &'static str,
+        /// What to remove.
+        it: &'static str,
+    },
+    /// Two policy domains at boot, or one that does not follow another.
+    #[error("domain `{domain}` is a second policy domain: only one starts at boot; another must start = \"after-destroy\" with `after` naming a policy domain (a restart)")]
+    SecondPolicyDomain {
+        /// The domain.
+        domain: String,
+    },
+    /// `arg` on the policy domain.
+    #[error("the policy domain's arg is computed from the [[pool]] tables (each CPU's policy, mica_abi::sched::pack_policies): remove `arg`")]
+    PolicyDomainArg,
     /// The domains' memory exceeds what the machine has.
     #[error("the domains need {need_kib} KiB of RAM but memory_mib = {memory_mib} leaves {available_kib} KiB after the 64 MiB the hypervisor keeps: set memory_mib to at least {least_mib}, or give the domains less memory_kib")]
     MemoryDoesNotFit {
@@ -895,6 +1053,7 @@ impl Checker<'_> {
             None => Location::file(self.path),
         };
         let machine = self.machine(file.machine)?;
+        let pools = self.pools(&file.pools, &machine)?;
         let sections = &file.domains;
         if sections.is_empty() {
             return Err(self.invalid_file(Problem::NoDomains));
@@ -989,6 +1148,7 @@ impl Checker<'_> {
                     Some(donor)
                 }
             };
+            let sched = self.sched_request(d, &cpus, &pools)?;
             domains.push(Domain {
                 name: d.name.get_ref().clone(),
                 kind: d.kind,
@@ -997,14 +1157,17 @@ impl Checker<'_> {
                 memory_kib: *d.memory_kib.get_ref(),
                 vcpus,
                 cpus,
-                arg: d.arg,
+                arg: d.arg.as_ref().map_or(0, |a| *a.get_ref()),
                 start,
                 memory_from,
                 priority: d.priority,
                 mmu_off_cacheable: d.mmu_off_cacheable.unwrap_or(true),
+                sched,
+                sched_policy: d.sched_policy.as_ref().is_some_and(|p| *p.get_ref()),
             });
         }
         self.check_start_cycles(sections, &domains)?;
+        self.policy_domains(sections, &file.pools, &mut domains, &pools, &machine)?;
         check_memory_fits(memory_at, &machine, &domains)?;
         let mut names_in = Namespaces::new(domains.len());
         let channels = self.channels(&file.channels, &names, &mut names_in)?;
@@ -1017,7 +1180,234 @@ impl Checker<'_> {
             domains,
             channels,
             shares,
+            pools,
         })
+    }
+}
+
+impl Checker<'_> {
+    /// Checks the `[[pool]]` tables: names, CPUs that exist, each CPU in at most one pool.
+    fn pools(
+        &self,
+        sections: &[PoolSection],
+        machine: &Machine,
+    ) -> Result<Vec<Pool>, ManifestError> {
+        let mut pools = Vec::with_capacity(sections.len());
+        let mut owner: Vec<Option<usize>> = vec![None; machine.cpus as usize];
+        for (i, p) in sections.iter().enumerate() {
+            let name = p.name.get_ref();
+            if !is_valid_name(name) {
+                return Err(self.invalid(&p.name, Problem::BadPoolName(name.clone())));
+            }
+            if let Some(first) = sections[..i].iter().find(|e| e.name.get_ref() == name) {
+                return Err(self.invalid(
+                    &p.name,
+                    Problem::DuplicatePool {
+                        name: name.clone(),
+                        first_line: self.line(&first.name),
+                    },
+                ));
+            }
+            if p.cpus.get_ref().is_empty() {
+                return Err(self.invalid(&p.cpus, Problem::EmptyPool(name.clone())));
+            }
+            let mut cpus = Vec::with_capacity(p.cpus.get_ref().len());
+            for cpu in p.cpus.get_ref() {
+                let c = *cpu.get_ref();
+                if c >= machine.cpus {
+                    return Err(self.invalid(
+                        cpu,
+                        Problem::NoSuchCpu {
+                            cpu: c,
+                            machine_cpus: machine.cpus,
+                        },
+                    ));
+                }
+                if let Some(other) = owner[c as usize] {
+                    return Err(self.invalid(
+                        cpu,
+                        Problem::CpuInTwoPools {
+                            cpu: c,
+                            other: sections[other].name.get_ref().clone(),
+                            other_line: self.line(&sections[other].cpus),
+                        },
+                    ));
+                }
+                owner[c as usize] = Some(i);
+                cpus.push(c);
+            }
+            pools.push(Pool {
+                name: name.clone(),
+                cpus,
+                policy: *p.policy.get_ref(),
+            });
+        }
+        Ok(pools)
+    }
+
+    /// Checks a domain's `sched = { ... }` against its CPUs' pools.
+    fn sched_request(
+        &self,
+        d: &DomainSection,
+        cpus: &Option<Vec<u32>>,
+        pools: &[Pool],
+    ) -> Result<SchedRequest, ManifestError> {
+        let Some(sched) = &d.sched else {
+            return Ok(SchedRequest::default());
+        };
+        let s = sched.get_ref();
+        let mut request = SchedRequest::default();
+        if let Some(w) = &s.weight {
+            let value = *w.get_ref();
+            if !(1..=u64::from(u16::MAX)).contains(&value) {
+                return Err(self.invalid(w, Problem::SchedWeight(value)));
+            }
+            request.weight = value as u16;
+        }
+        if let Some(c) = &s.cap_percent {
+            let value = *c.get_ref();
+            if !(1..=100).contains(&value) {
+                return Err(self.invalid(c, Problem::SchedCap(value)));
+            }
+            request.cap_percent = value as u8;
+        }
+        match (&s.budget_us, &s.period_us) {
+            (None, None) => {}
+            (Some(b), Some(p)) => {
+                let (budget_us, period_us) = (*b.get_ref(), *p.get_ref());
+                if budget_us == 0
+                    || budget_us > period_us
+                    || !(100..=10_000_000).contains(&period_us)
+                {
+                    return Err(self.invalid(
+                        b,
+                        Problem::SchedReservation {
+                            budget_us,
+                            period_us,
+                        },
+                    ));
+                }
+                request.budget_us = budget_us as u32;
+                request.period_us = period_us as u32;
+            }
+            (Some(half), None) | (None, Some(half)) => {
+                return Err(self.invalid(half, Problem::SchedReservationHalf))
+            }
+        }
+        let credit = s.weight.is_some() || s.cap_percent.is_some();
+        let rt = s.budget_us.is_some();
+        if credit && rt {
+            return Err(self.invalid(sched, Problem::SchedMixed));
+        }
+        if !credit && !rt {
+            return Err(self.invalid(sched, Problem::SchedEmpty));
+        }
+        let (what, policy) = match (rt, s.cap_percent.is_some()) {
+            (true, _) => ("a reservation", PoolPolicy::Rt),
+            (false, true) => ("a cap", PoolPolicy::Credit),
+            (false, false) => ("a weight", PoolPolicy::Credit),
+        };
+        let where_ = match cpus {
+            None => Some("it has no `cpus` (the kernel would choose its CPUs)".to_owned()),
+            Some(list) => {
+                list.iter()
+                    .find_map(|c| match pools.iter().find(|p| p.cpus.contains(c)) {
+                        Some(p) if p.policy == policy => None,
+                        Some(p) => Some(format!(
+                            "its CPU {c} is in `{}` pool `{}`",
+                            p.policy.name(),
+                            p.name
+                        )),
+                        None => Some(format!("its CPU {c} is in no pool")),
+                    })
+            }
+        };
+        if let Some(where_) = where_ {
+            return Err(self.invalid(
+                sched,
+                Problem::SchedWrongPool {
+                    domain: d.name.get_ref().clone(),
+                    what,
+                    policy: policy.name(),
+                    where_,
+                },
+            ));
+        }
+        Ok(request)
+    }
+
+    /// Checks the policy domains (one at boot, restarts after a policy domain, no `arg`) and
+    /// gives each its argument: every CPU's policy (`pack_policies`).
+    fn policy_domains(
+        &self,
+        sections: &[DomainSection],
+        pool_sections: &[PoolSection],
+        domains: &mut [Domain],
+        pools: &[Pool],
+        machine: &Machine,
+    ) -> Result<(), ManifestError> {
+        let policy: Vec<usize> = (0..domains.len())
+            .filter(|&i| domains[i].sched_policy)
+            .collect();
+        let mut at_boot = 0;
+        for &i in &policy {
+            let flag = sections[i]
+                .sched_policy
+                .as_ref()
+                .expect("sched_policy is set");
+            if let Some(arg) = &sections[i].arg {
+                return Err(self.invalid(arg, Problem::PolicyDomainArg));
+            }
+            let second = match domains[i].start {
+                Start::AtBoot => {
+                    at_boot += 1;
+                    at_boot > 1
+                }
+                Start::AfterDestroyOf(j) => !domains[j].sched_policy,
+            };
+            if second {
+                return Err(self.invalid(
+                    flag,
+                    Problem::SecondPolicyDomain {
+                        domain: domains[i].name.clone(),
+                    },
+                ));
+            }
+        }
+        if policy.is_empty() {
+            if let Some(d) = sections.iter().find_map(|d| d.sched.as_ref()) {
+                return Err(self.invalid(
+                    d,
+                    Problem::NoPolicyDomain {
+                        what: "a domain asks for scheduling (`sched`)",
+                        it: "`sched`",
+                    },
+                ));
+            }
+            if let Some(p) = pool_sections.first() {
+                return Err(self.invalid(
+                    &p.name,
+                    Problem::NoPolicyDomain {
+                        what: "the system has [[pool]] tables",
+                        it: "the pools",
+                    },
+                ));
+            }
+            return Ok(());
+        }
+        let per_cpu: Vec<u8> = (0..machine.cpus)
+            .map(|c| {
+                pools
+                    .iter()
+                    .find(|p| p.cpus.contains(&c))
+                    .map_or(mica_abi::sched::policy::NONE, |p| p.policy.code())
+            })
+            .collect();
+        let arg = mica_abi::sched::pack_policies(&per_cpu);
+        for &i in &policy {
+            domains[i].arg = arg;
+        }
+        Ok(())
     }
 }
 
@@ -1571,7 +1961,7 @@ memory_from = "hello-a"
             error(&edit("priority = 3", "priority = 3\ncolour = \"blue\"")),
             "images/t.toml:26:1: unknown field `colour`, expected one of `name`, `kind`, \
              `binary`, `path`, `memory_kib`, `vcpus`, `cpus`, `arg`, `start`, `after`, \
-             `memory_from`, `priority`, `mmu_off_cacheable`"
+             `memory_from`, `priority`, `mmu_off_cacheable`, `sched`, `sched_policy`"
         );
         let err = error(&edit("arch = \"aarch64\"", "arch = \"x86_64\""));
         assert!(err.starts_with("images/t.toml:4:8: "), "{err}");
@@ -2113,6 +2503,193 @@ peer_access = "read-write"
     }
 
     /// Every manifest in `images/` parses and passes every check that needs no built file.
+    const SCHED: &str = r#"
+[system]
+name = "sched"
+arch = "aarch64"
+
+[machine]
+cpus = 4
+
+[[pool]]
+name = "fair"
+cpus = [0, 1]
+policy = "credit"
+
+[[pool]]
+name = "realtime"
+cpus = [2]
+policy = "rt"
+
+[[domain]]
+name = "policy"
+kind = "service"
+binary = "sched"
+memory_kib = 2048
+cpus = [3]
+priority = 200
+sched_policy = true
+
+[[domain]]
+name = "heavy"
+kind = "guest"
+binary = "worker"
+memory_kib = 1024
+cpus = [0]
+sched = { weight = 4, cap_percent = 50 }
+
+[[domain]]
+name = "light"
+kind = "guest"
+binary = "worker"
+memory_kib = 1024
+vcpus = 2
+cpus = [0, 1]
+sched = { weight = 1 }
+
+[[domain]]
+name = "control-loop"
+kind = "guest"
+binary = "worker"
+memory_kib = 1024
+cpus = [2]
+sched = { budget_us = 2000, period_us = 10000 }
+
+[[domain]]
+name = "policy-again"
+kind = "service"
+binary = "sched"
+memory_kib = 2048
+cpus = [3]
+sched_policy = true
+start = "after-destroy"
+after = "policy"
+"#;
+
+    fn sched_edit(from: &str, to: &str) -> String {
+        assert!(SCHED.contains(from), "{from}");
+        SCHED.replacen(from, to, 1)
+    }
+
+    fn sched_error(from: &str, to: &str) -> String {
+        error(&sched_edit(from, to))
+    }
+
+    #[test]
+    fn pools_and_sched_requests_parse_and_the_policy_domain_gets_their_policies() {
+        use mica_abi::sched::{pack_policies, policy};
+        let m = parse(SCHED).unwrap();
+        assert_eq!(
+            m.pools,
+            [
+                Pool {
+                    name: "fair".to_owned(),
+                    cpus: vec![0, 1],
+                    policy: PoolPolicy::Credit
+                },
+                Pool {
+                    name: "realtime".to_owned(),
+                    cpus: vec![2],
+                    policy: PoolPolicy::Rt
+                },
+            ]
+        );
+        let arg = pack_policies(&[policy::CREDIT, policy::CREDIT, policy::RT, policy::NONE]);
+        assert!(m.domains[0].sched_policy);
+        assert_eq!(m.domains[0].arg, arg);
+        assert_eq!(m.domains[4].arg, arg, "the restarted policy domain too");
+        let heavy = m.domains[1].sched;
+        assert_eq!((heavy.weight, heavy.cap_percent), (4, 50));
+        assert_eq!(m.domains[2].sched.weight, 1);
+        let rt = m.domains[3].sched;
+        assert_eq!((rt.budget_us, rt.period_us), (2000, 10_000));
+        assert!(!m.domains[1].sched_policy);
+    }
+
+    #[test]
+    fn pool_errors() {
+        assert_eq!(
+            sched_error("cpus = [2]\npolicy", "cpus = [1]\npolicy"),
+            "images/t.toml:16:9: CPU 1 is already in pool `fair` (line 11): a CPU belongs to at most one pool"
+        );
+        assert_eq!(
+            sched_error("name = \"realtime\"", "name = \"fair\""),
+            "images/t.toml:15:8: a pool named `fair` already exists (line 10): give every pool a unique name"
+        );
+        assert!(sched_error("cpus = [0, 1]", "cpus = []").contains("pool `fair` has no CPUs"));
+        assert!(sched_error("cpus = [0, 1]", "cpus = [0, 7]").contains("CPU 7 does not exist"));
+        assert!(sched_error("policy = \"rt\"", "policy = \"edf\"")
+            .contains("unknown variant `edf`, expected one of `credit`, `rt`, `partition`"));
+        assert!(sched_error("name = \"fair\"", "name = \"Fair\"")
+            .contains("pool name `Fair` is not allowed"));
+    }
+
+    #[test]
+    fn sched_request_errors() {
+        assert_eq!(
+            sched_error("weight = 4,", "weight = 0,"),
+            "images/t.toml:34:20: weight = 0: give 1 to 65535 (relative to the other domains of the credit pool)"
+        );
+        assert!(sched_error("cap_percent = 50", "cap_percent = 101")
+            .contains("cap_percent = 101: give 1 to 100"));
+        assert!(sched_error("budget_us = 2000", "budget_us = 20000")
+            .contains("budget_us = 20000, period_us = 10000: give 1 <= budget_us <= period_us"));
+        assert!(
+            sched_error("budget_us = 2000, period_us = 10000", "budget_us = 2000")
+                .contains("a reservation needs both budget_us and period_us")
+        );
+        assert!(sched_error(
+            "budget_us = 2000, period_us = 10000",
+            "budget_us = 20, period_us = 50"
+        )
+        .contains("period_us from 100"));
+        assert!(sched_error(
+            "{ weight = 1 }",
+            "{ weight = 1, budget_us = 1, period_us = 100 }"
+        )
+        .contains("sched mixes a credit request"));
+        assert!(sched_error("{ weight = 1 }", "{}").contains("sched is empty"));
+        assert!(sched_error("{ weight = 1 }", "{ weight = 1, share = 2 }")
+            .contains("unknown field `share`"));
+        assert_eq!(
+            sched_error("cpus = [2]\nsched", "cpus = [0]\nsched"),
+            "images/t.toml:51:9: domain `control-loop` asks for a reservation, which only a `rt` pool honours, but its CPU 0 is in `credit` pool `fair`: pin its vCPUs with `cpus` to CPUs of a `rt` pool"
+        );
+        assert!(sched_error("cpus = [0, 1]\nsched", "sched").contains(
+            "asks for a weight, which only a `credit` pool honours, but it has no `cpus`"
+        ));
+        assert!(sched_error(
+            "cpus = [0]\nsched = { weight = 4",
+            "cpus = [3]\nsched = { weight = 4"
+        )
+        .contains("but its CPU 3 is in no pool"));
+    }
+
+    #[test]
+    fn policy_domain_errors() {
+        assert_eq!(
+            sched_error("priority = 200\nsched_policy = true", "priority = 200\nsched_policy = true\narg = 3"),
+            "images/t.toml:27:7: the policy domain's arg is computed from the [[pool]] tables (each CPU's policy, mica_abi::sched::pack_policies): remove `arg`"
+        );
+        assert!(
+            sched_error("start = \"after-destroy\"\nafter = \"policy\"\n", "")
+                .contains("domain `policy-again` is a second policy domain")
+        );
+        assert!(sched_error("after = \"policy\"", "after = \"heavy\"")
+            .contains("domain `policy-again` is a second policy domain"));
+        let none = SCHED.replace("sched_policy = true", "sched_policy = false");
+        assert!(error(&none).contains(
+            "a domain asks for scheduling (`sched`) but no domain has sched_policy = true"
+        ));
+        let bare = TWO.replacen(
+            "[[domain]]",
+            "[[pool]]\nname = \"p\"\ncpus = [0]\npolicy = \"partition\"\n\n[[domain]]",
+            1,
+        );
+        assert!(error(&bare)
+            .contains("the system has [[pool]] tables but no domain has sched_policy = true"));
+    }
+
     #[test]
     fn every_manifest_in_images_is_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images");
