@@ -390,7 +390,7 @@ impl Planner {
         }
     }
 
-    /// Places vCPUs on the node holding their domain's memory from now on ([`numa`]).
+    /// Uses `topology` instead of the nodes the accounting page shows ([`numa`]).
     pub fn set_topology(&mut self, topology: numa::Topology) {
         self.topology = Some(topology);
     }
@@ -419,6 +419,15 @@ impl Planner {
             .copied()
             .collect();
         let assignment = partition::assign(&in_partition, pool);
+        // The topology given, or the nodes the page shows (all 0 without NUMA: no moves).
+        let derived;
+        let topology = match &self.topology {
+            Some(t) => t,
+            None => {
+                derived = numa::Topology::from_snapshot(snapshot);
+                &derived
+            }
+        };
         let mut load = [0u32; MAX_CPUS];
         for v in snapshot.vcpus.iter().filter(managed) {
             if let Some(l) = load.get_mut(v.cpu as usize) {
@@ -433,12 +442,7 @@ impl Planner {
                     .find(|a| a.key == v.key)
                     .and_then(|a| a.cpu)
                     .unwrap_or(v.cpu),
-                _ => match &self.topology {
-                    Some(t) => {
-                        t.place(v, self.policies.cpus_with(policy, snapshot.cpus), &mut load)
-                    }
-                    None => v.cpu,
-                },
+                _ => topology.place(v, self.policies.cpus_with(policy, snapshot.cpus), &mut load),
             };
             let _ = placed.push((*v, cpu));
         }
@@ -535,6 +539,8 @@ pub(crate) mod testing {
             overruns: 0,
             params: Params::unlimited(100, cpu),
             request,
+            node: 0,
+            memory_node: 0,
         }
     }
 

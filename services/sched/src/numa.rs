@@ -7,9 +7,11 @@
 //! Credit and rt CPUs use it ([`crate::Planner::set_topology`]); partition assigns CPUs on
 //! its own.
 //!
-//! The accounting page does not carry node ids yet, so the policy domain does not call
-//! [`crate::Planner::set_topology`]; once `VcpuAccount` (or `SchedPage`) has them, the
-//! domain builds a [`Topology`] from the page and every plan is NUMA-aware.
+//! The accounting page carries, per vCPU, the node of its CPU and of its domain's memory
+//! (`VcpuAccount::node`, `memory_node`); [`Topology::from_snapshot`] turns them into the two
+//! maps, and the planner uses that unless [`crate::Planner::set_topology`] gave one. The page
+//! has no per-CPU node table, so a CPU on which no vCPU runs has no known node and is never
+//! a target: a vCPU moves only to a CPU of its node that already hosts a vCPU.
 
 use heapless::Vec;
 
@@ -33,6 +35,23 @@ impl Topology {
             cpu_node: core::array::from_fn(|i| cpu_node.get(i).copied()),
             domain_node: domain_node.iter().copied().take(MAX_DOMAINS).collect(),
         }
+    }
+
+    /// The nodes a snapshot shows: each vCPU's CPU's node and its domain's memory node.
+    pub fn from_snapshot(snapshot: &crate::Snapshot) -> Topology {
+        let mut t = Topology {
+            cpu_node: [None; MAX_CPUS],
+            domain_node: Vec::new(),
+        };
+        for v in snapshot.vcpus.iter() {
+            if let Some(n) = t.cpu_node.get_mut(v.cpu as usize) {
+                *n = Some(v.node);
+            }
+            if t.node_of_domain(v.key.domain).is_none() {
+                let _ = t.domain_node.push((v.key.domain, v.memory_node));
+            }
+        }
+        t
     }
 
     /// The node of domain `domain`'s memory, if known.
@@ -122,6 +141,35 @@ mod tests {
             0,
             "no CPU of the pool on that node: stays"
         );
+    }
+
+    #[test]
+    fn the_page_s_nodes_drive_placement() {
+        // CPUs 0 and 1 (node 0), 2 and 3 (node 1), all credit. dom1's memory is on node 1 but
+        // it runs on CPU 0: it moves to CPU 3, the least loaded CPU of node 1 that the page
+        // knows; the others stay on their node; CPU 1 runs nothing, so its node is unknown.
+        let arg = pack_policies(&[policy::CREDIT; 4]);
+        let mut planner = Planner::new(Policies::from_arg(arg), None);
+        let mut misplaced = vcpu(1, 0, weight(1, 0));
+        misplaced.memory_node = 1;
+        let on_node_1 = |domain: u16, cpu: u8| {
+            let mut v = vcpu(domain, cpu, weight(1, 0));
+            v.node = 1;
+            v.memory_node = 1;
+            v
+        };
+        let (a, b, c) = (on_node_1(2, 2), on_node_1(3, 3), on_node_1(4, 2));
+        let snap = snapshot(4, 0, &[misplaced, a, b, c]);
+        let t = Topology::from_snapshot(&snap);
+        assert_eq!(t.cpus_on(1, 0b1111), 0b1100);
+        assert_eq!(t.cpus_on(0, 0b1111), 0b0001, "CPU 1 hosts nothing: unknown");
+        let plan = planner.plan(&snap);
+        assert_eq!(plan.decision(misplaced.key).unwrap().cpu, 3);
+        assert_eq!(plan.decision(a.key).unwrap().cpu, 2);
+        let changes = plan.changes(&snap);
+        assert!(changes
+            .iter()
+            .any(|c| c.decision.key == misplaced.key && c.affinity() == 0b1000));
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct Observed {
     pub params: Params,
     /// What the manifest asked for.
     pub request: SchedRequest,
+    /// NUMA node of its CPU.
+    pub node: u8,
+    /// NUMA node of its domain's memory.
+    pub memory_node: u8,
 }
 
 impl Observed {
@@ -79,6 +83,8 @@ impl Snapshot {
                     affinity: v.affinity,
                 },
                 request: v.request,
+                node: v.node,
+                memory_node: v.memory_node,
             })
             .collect();
         vcpus.sort_unstable_by_key(|v| v.key);

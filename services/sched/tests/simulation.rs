@@ -97,6 +97,8 @@ impl Cpu {
                     affinity: p.affinity,
                 },
                 request: v.request,
+                node: 0,
+                memory_node: 0,
             });
         }
         s
