@@ -68,6 +68,14 @@ pub enum Call {
     EventPageSet = 0x54,
     /// Set a vCPU's scheduling parameters.
     SchedSet = 0x60,
+    /// Deliver a physical interrupt as an event.
+    IrqBindEvent = 0x70,
+    /// Deliver a physical interrupt as a hardware-deactivated virtual interrupt.
+    IrqBindVirtual = 0x71,
+    /// Acknowledge (deactivate) an interrupt delivered as an event.
+    IrqAck = 0x72,
+    /// Stop delivering an interrupt (it is masked).
+    IrqUnbind = 0x73,
 }
 
 /// One row of the table.
@@ -337,6 +345,48 @@ pub const TABLE: &[CallSpec] = &[
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange, Overcommitted],
+    },
+    CallSpec {
+        call: Call::IrqBindEvent,
+        name: "irq_bind_event",
+        summary: "deliver the physical interrupt of Irq capability `irq` as an event on endpoint \
+                  `endpoint` (held by the caller and bound to a port of its event page); the line \
+                  stays active until `irq_ack`; the interrupt is enabled and routed to the CPU of \
+                  the endpoint's vCPU",
+        args: &["irq", "endpoint"],
+        returns: &[],
+        rights: Rights::RECEIVE,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+    CallSpec {
+        call: Call::IrqBindVirtual,
+        name: "irq_bind_virtual",
+        summary: "inject the physical interrupt of Irq capability `irq` into the caller's virtual GIC \
+                  as the same INTID, hardware-linked: the guest's EOI deactivates the physical line; \
+                  routed to the CPU of vCPU `vcpu`",
+        args: &["irq", "vcpu"],
+        returns: &[],
+        rights: Rights::RECEIVE,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NotSupported],
+    },
+    CallSpec {
+        call: Call::IrqAck,
+        name: "irq_ack",
+        summary: "deactivate the physical interrupt after handling an event-delivered occurrence",
+        args: &["irq"],
+        returns: &[],
+        rights: Rights::RECEIVE,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+    CallSpec {
+        call: Call::IrqUnbind,
+        name: "irq_unbind",
+        summary: "stop delivering the interrupt; the physical line is masked (and deactivated if it \
+                  was left active)",
+        args: &["irq"],
+        returns: &[],
+        rights: Rights::RECEIVE,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
     },
 ];
 

@@ -121,6 +121,21 @@ pub mod s2 {
     /// XN[1:0] = 0b10 (bits [54:53]): not executable at EL1 or EL0.
     pub const EXECUTE_NEVER: u64 = 0b10 << 53;
 
+    /// MemAttr[3:0] = 0b0001 (bits [5:2]): Device-nGnRE.
+    pub const DEVICE_NGNRE: u64 = 0b0001 << 2;
+
+    /// The leaf attributes for device registers (never executable, not shareable).
+    pub const fn device_attributes(read: bool, write: bool) -> u64 {
+        let mut a = DEVICE_NGNRE | super::desc::ACCESS_FLAG | EXECUTE_NEVER;
+        if read {
+            a |= READ;
+        }
+        if write {
+            a |= WRITE;
+        }
+        a
+    }
+
     /// The leaf attributes for guest RAM with the given permissions.
     pub const fn attributes(read: bool, write: bool, execute: bool) -> u64 {
         let mut a = NORMAL_WB | super::desc::INNER_SHAREABLE | super::desc::ACCESS_FLAG;

@@ -192,6 +192,30 @@ impl<const N: usize> Channels<N> {
         }
     }
 
+    /// An event raised on `id` itself by the kernel (an interrupt bound to it): delivered to
+    /// its own binding, latched if unbound.
+    pub fn raise(&mut self, id: EndpointId) -> Result<Option<Delivery>, Status> {
+        let e = self
+            .get_mut(id)
+            .filter(|e| e.open)
+            .ok_or(Status::StaleCapability)?;
+        match e.binding {
+            None => {
+                e.latched = true;
+                Ok(None)
+            }
+            Some(binding) => {
+                if e.masked {
+                    e.pending_while_masked = true;
+                }
+                Ok(Some(Delivery {
+                    binding,
+                    wake: !e.masked,
+                }))
+            }
+        }
+    }
+
     /// Masks or unmasks `id`'s upcall; unmasking after a masked delivery wakes.
     pub fn mask(&mut self, id: EndpointId, masked: bool) -> Result<Option<Delivery>, Status> {
         let e = self

@@ -28,6 +28,18 @@ pub trait Stage2 {
     fn unmap(&mut self, ipa: u64, pages: u64);
     /// Frees every table back to `frames` and invalidates the address space's TLB entries.
     fn release(&mut self, frames: &mut Frames);
+    /// Maps device registers (device memory, never executable). The default: unsupported.
+    fn map_device(
+        &mut self,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        frames: &mut Frames,
+    ) -> Result<(), Status> {
+        let _ = (ipa, pa, pages, perms, frames);
+        Err(Status::NotSupported)
+    }
 }
 
 /// A vCPU's saved register state.
@@ -84,6 +96,25 @@ pub trait Hal {
     /// woken from WFI.
     fn raise_upcall(&self, arch: &mut Self::DomainArch, vcpu: u16) -> bool {
         let _ = (arch, vcpu);
+        false
+    }
+    /// Enables physical interrupt `intid` (an SPI) and routes it to CPU `cpu`.
+    fn irq_enable(&self, intid: u32, cpu: usize) {
+        let _ = (intid, cpu);
+    }
+    /// Masks physical interrupt `intid`.
+    fn irq_disable(&self, intid: u32) {
+        let _ = intid;
+    }
+    /// Deactivates physical interrupt `intid` (left active after an event delivery).
+    fn irq_deactivate(&self, intid: u32) {
+        let _ = intid;
+    }
+    /// Makes physical interrupt `intid` pending in the domain's virtual interrupt controller as
+    /// a hardware-linked interrupt for vCPU `vcpu` (the guest's EOI deactivates the physical
+    /// line); returns false if this HAL cannot.
+    fn inject_hardware_irq(&self, arch: &mut Self::DomainArch, vcpu: u16, intid: u32) -> bool {
+        let _ = (arch, vcpu, intid);
         false
     }
     /// Makes physical CPU `cpu` re-run its scheduler soon (an IPI, or nothing if it is `me`).

@@ -170,6 +170,13 @@ pub enum Request {
         /// New parameters.
         params: crate::sched::SchedParams,
     },
+    /// `irq_bind_event`, `irq_bind_virtual`, `irq_ack`, `irq_unbind`.
+    Irq {
+        /// Irq capability slot.
+        irq: u16,
+        /// What to do.
+        op: crate::kernel::IrqOp,
+    },
     /// `event_page_set`.
     EventPageSet {
         /// Guest-physical address of the page.
@@ -351,6 +358,26 @@ pub fn decode(call: Call, a: [u64; 6]) -> Result<Request, Status> {
                 },
             }
         }
+        Call::IrqBindEvent => Request::Irq {
+            irq: slot_arg(a[0])?,
+            op: crate::kernel::IrqOp::BindEvent {
+                endpoint: slot_arg(a[1])?,
+            },
+        },
+        Call::IrqBindVirtual => Request::Irq {
+            irq: slot_arg(a[0])?,
+            op: crate::kernel::IrqOp::BindVirtual {
+                vcpu: slot_arg(a[1])?,
+            },
+        },
+        Call::IrqAck => Request::Irq {
+            irq: slot_arg(a[0])?,
+            op: crate::kernel::IrqOp::Ack,
+        },
+        Call::IrqUnbind => Request::Irq {
+            irq: slot_arg(a[0])?,
+            op: crate::kernel::IrqOp::Unbind,
+        },
         Call::EventPageSet => {
             if !a[0].is_multiple_of(FRAME_SIZE) {
                 return Err(Status::InvalidArgument);
@@ -437,9 +464,18 @@ pub fn dispatch<H: Hal>(
         } => {
             // Check.
             let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
-            let info = k
+            // RAM (Memory) or device registers (DeviceMemory).
+            let info = match k
                 .caps
-                .lookup(space, memory, ObjectType::Memory, Rights::READ)?;
+                .lookup(space, memory, ObjectType::Memory, Rights::READ)
+            {
+                Err(Status::InvalidCapability) => {
+                    k.caps
+                        .lookup(space, memory, ObjectType::DeviceMemory, Rights::READ)?
+                }
+                other => other?,
+            };
+            let device = info.object_type == ObjectType::DeviceMemory;
             if !info.rights.contains(perms) {
                 return Err(Status::InsufficientRights);
             }
@@ -456,14 +492,13 @@ pub fn dispatch<H: Hal>(
                 return Err(Status::SlotOccupied);
             }
             // Act.
-            k.map_checked(
-                target,
-                ipa,
-                first_frame * FRAME_SIZE,
-                pages,
-                perms,
-                CapAddr::new(space, memory),
-            )?;
+            let through = CapAddr::new(space, memory);
+            let pa = first_frame * FRAME_SIZE;
+            if device {
+                k.map_device_checked(target, ipa, pa, pages, perms, through)?;
+            } else {
+                k.map_checked(target, ipa, pa, pages, perms, through)?;
+            }
             Ok([0; 3])
         }
         Request::MemUnmap { domain, ipa, pages } => {
@@ -597,6 +632,10 @@ pub fn dispatch<H: Hal>(
             params,
         } => {
             k.set_sched(caller, control, domain, vcpu, params)?;
+            Ok([0; 3])
+        }
+        Request::Irq { irq, op } => {
+            k.irq_call(caller, irq, op)?;
             Ok([0; 3])
         }
         Request::EventPageSet { ipa } => {

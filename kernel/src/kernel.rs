@@ -18,6 +18,7 @@ use crate::domain::{Domain, DomainId, DomainState, Mapping};
 use crate::evtchn::{Binding, Channels, Delivery};
 use crate::frames::{Frames, FRAME_SIZE};
 use crate::hal::{Hal, Stage2, VcpuContext};
+use crate::irq::{IrqLine, IrqOutcome, IrqRoute, MAX_IRQS};
 use crate::memmap::PhysRange;
 use crate::psci;
 use crate::sched::{self, Candidate, SchedParams, SchedState};
@@ -124,6 +125,8 @@ pub struct Kernel<H: Hal> {
     sched_events: Option<crate::evtchn::EndpointId>,
     /// NUMA node of each CPU.
     cpu_nodes: [u8; MAX_CPUS],
+    /// Physical interrupt lines handed to domains.
+    irqs: heapless::Vec<IrqLine, MAX_IRQS>,
     current: [Option<VcpuId>; MAX_CPUS],
     resched: [bool; MAX_CPUS],
     image: Option<SystemImage<'static>>,
@@ -164,6 +167,7 @@ impl<H: Hal> Kernel<H> {
             accounting_seq: 0,
             sched_events: None,
             cpu_nodes: [0; MAX_CPUS],
+            irqs: heapless::Vec::new(),
             current: [None; MAX_CPUS],
             resched: [false; MAX_CPUS],
             image: None,
@@ -691,6 +695,16 @@ impl<H: Hal> Kernel<H> {
         }
         if record.flags & sysimage::FLAG_SCHED_CONTROL != 0 {
             self.grant_sched_control(id)?;
+        }
+        if let Some(image) = self.image {
+            let index = self.domain(id).and_then(|d| d.image_index);
+            for dev in image
+                .devices()
+                .iter()
+                .filter(|dev| Some(dev.domain as usize) == index)
+            {
+                self.wire_device(id, dev)?;
+            }
         }
         Ok(())
     }
@@ -1459,6 +1473,230 @@ impl<H: Hal> Kernel<H> {
         Ok(())
     }
 
+    /// Like [`Kernel::map_checked`], for device registers.
+    pub(crate) fn map_device_checked(
+        &mut self,
+        id: DomainId,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        through: CapAddr,
+    ) -> Result<(), Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        if d.mappings.is_full() {
+            return Err(Status::OutOfMemory);
+        }
+        if d.mappings.iter().any(|m| m.overlaps(ipa, pages)) {
+            return Err(Status::SlotOccupied);
+        }
+        d.stage2
+            .map_device(ipa, pa, pages, perms, &mut self.frames)?;
+        // Device mappings are never writable RAM: event pages cannot live there.
+        let _ = d.mappings.push(Mapping {
+            ipa,
+            pa,
+            pages,
+            through,
+            perms: perms - Rights::WRITE,
+        });
+        Ok(())
+    }
+
+    /// Passes image device `dev` through to domain `id`: its window as a DeviceMemory
+    /// capability mapped as device memory, its interrupt as a masked Irq capability.
+    fn wire_device(&mut self, id: DomainId, dev: &sysimage::DeviceRecord) -> Result<(), Status> {
+        use mica_abi::bootinfo::{CapEntry, RegionEntry};
+        let space = id.space();
+        let pages = dev.mmio_size / FRAME_SIZE;
+        let frames =
+            FrameRange::new(dev.mmio_base / FRAME_SIZE, pages).ok_or(Status::InvalidArgument)?;
+        let mmio_slot = self.free_slot_in(space)?;
+        self.caps
+            .create_object(space, mmio_slot, ObjectType::DeviceMemory, Some(frames))?;
+        let rw = Rights::READ | Rights::WRITE;
+        self.map_device_checked(
+            id,
+            dev.guest_address,
+            dev.mmio_base,
+            pages,
+            rw,
+            CapAddr::new(space, mmio_slot),
+        )?;
+        let mut irq_slot = None;
+        if dev.interrupt != 0 {
+            if self.irqs.is_full() || self.irqs.iter().any(|l| l.intid == dev.interrupt) {
+                return Err(Status::NoFreeSlot);
+            }
+            let slot = self.free_slot_in(space)?;
+            let object = self
+                .caps
+                .create_object(space, slot, ObjectType::Irq, None)?;
+            let _ = self.irqs.push(IrqLine {
+                object,
+                intid: dev.interrupt,
+                route: IrqRoute::Unbound,
+                active: false,
+            });
+            self.hal.irq_disable(dev.interrupt);
+            irq_slot = Some(slot);
+        }
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        let _ = d.boot_info.push_cap(CapEntry {
+            name: dev.name,
+            slot: mmio_slot,
+            object_type: ObjectType::DeviceMemory as u8,
+            reserved: 0,
+            rights: rw.bits(),
+        });
+        let _ = d.boot_info.push_region(RegionEntry {
+            name: dev.name,
+            ipa: dev.guest_address,
+            size: dev.mmio_size,
+            slot: mmio_slot,
+            reserved: 0,
+            rights: rw.bits(),
+        });
+        if let Some(slot) = irq_slot {
+            let mut name = dev.name;
+            let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+            for (i, b) in b"-irq".iter().enumerate() {
+                if let Some(c) = name.get_mut(len + i) {
+                    *c = *b;
+                }
+            }
+            let _ = d.boot_info.push_cap(CapEntry {
+                name,
+                slot,
+                object_type: ObjectType::Irq as u8,
+                reserved: 0,
+                rights: mica_caps::meaningful_rights(ObjectType::Irq).bits(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The line whose Irq object `object` is.
+    fn irq_line(&self, object: mica_caps::ObjectRef) -> Option<usize> {
+        self.irqs.iter().position(|l| l.object == object)
+    }
+
+    /// `irq_bind_event`, `irq_bind_virtual`, `irq_ack`, `irq_unbind` after decoding.
+    pub(crate) fn irq_call(&mut self, caller: DomainId, irq: u16, op: IrqOp) -> Result<(), Status> {
+        let info = self
+            .caps
+            .lookup(caller.space(), irq, ObjectType::Irq, Rights::RECEIVE)?;
+        let i = self.irq_line(info.object).ok_or(Status::StaleCapability)?;
+        let intid = self.irqs[i].intid;
+        match op {
+            IrqOp::BindEvent { endpoint } => {
+                let ep = self.caps.lookup(
+                    caller.space(),
+                    endpoint,
+                    ObjectType::EventChannel,
+                    Rights::RECEIVE,
+                )?;
+                let id = self
+                    .channels
+                    .find(ep.object)
+                    .ok_or(Status::StaleCapability)?;
+                let binding = self
+                    .channels
+                    .get(id)
+                    .and_then(|e| e.binding)
+                    .ok_or(Status::WrongState)?;
+                let cpu = self.vcpu_cpu(binding.domain, binding.vcpu).unwrap_or(0);
+                self.irqs[i].route = IrqRoute::Event(id);
+                self.hal.irq_enable(intid, cpu);
+            }
+            IrqOp::BindVirtual { vcpu } => {
+                let cpu = self.vcpu_cpu(caller, vcpu).ok_or(Status::InvalidArgument)?;
+                self.irqs[i].route = IrqRoute::Virtual {
+                    domain: caller,
+                    vcpu,
+                };
+                self.hal.irq_enable(intid, cpu);
+            }
+            IrqOp::Ack => {
+                if !self.irqs[i].active {
+                    return Err(Status::WrongState);
+                }
+                self.irqs[i].active = false;
+                self.hal.irq_deactivate(intid);
+            }
+            IrqOp::Unbind => self.release_irq(i),
+        }
+        Ok(())
+    }
+
+    fn vcpu_cpu(&self, domain: DomainId, index: u16) -> Option<usize> {
+        let v = *self.domain(domain)?.vcpus.get(index as usize)?;
+        Some(self.vcpu(v)?.cpu)
+    }
+
+    /// Masks line `i`, deactivates it if it was left active, and unbinds it.
+    fn release_irq(&mut self, i: usize) {
+        let Some(line) = self.irqs.get_mut(i) else {
+            return;
+        };
+        line.route = IrqRoute::Unbound;
+        let (intid, active) = (line.intid, core::mem::take(&mut line.active));
+        self.hal.irq_disable(intid);
+        if active {
+            self.hal.irq_deactivate(intid);
+        }
+    }
+
+    /// A physical interrupt `intid` owned by a domain fired (the HAL acknowledged it).
+    pub fn physical_interrupt(&mut self, intid: u32) -> IrqOutcome {
+        let Some(i) = self.irqs.iter().position(|l| l.intid == intid) else {
+            self.hal.irq_disable(intid);
+            return IrqOutcome::Deactivate;
+        };
+        match self.irqs[i].route {
+            IrqRoute::Unbound => {
+                self.hal.irq_disable(intid);
+                IrqOutcome::Deactivate
+            }
+            IrqRoute::Event(ep) => match self.channels.raise(ep) {
+                Ok(delivery) => {
+                    self.irqs[i].active = true;
+                    if let Some(d) = delivery {
+                        self.deliver(d);
+                    }
+                    IrqOutcome::LeaveActive
+                }
+                Err(_) => {
+                    self.release_irq(i);
+                    IrqOutcome::Deactivate
+                }
+            },
+            IrqRoute::Virtual { domain, vcpu } => {
+                let v = self
+                    .domain(domain)
+                    .and_then(|d| d.vcpus.get(vcpu as usize).copied());
+                let injected = match (v, self.domains[domain.index()].as_mut()) {
+                    (Some(_), Some(d)) => self.hal.inject_hardware_irq(&mut d.arch, vcpu, intid),
+                    _ => false,
+                };
+                match v {
+                    Some(v) if injected => {
+                        self.interrupt_vcpu(v);
+                        IrqOutcome::LeaveActive
+                    }
+                    _ => {
+                        self.release_irq(i);
+                        IrqOutcome::Deactivate
+                    }
+                }
+            }
+        }
+    }
+
     /// Undoes what removed capabilities made possible (their mappings).
     pub(crate) fn apply_removals(&mut self, removals: &[Removal]) {
         for r in removals {
@@ -1484,6 +1722,15 @@ impl<H: Hal> Kernel<H> {
                     object_type: ObjectType::EventChannel,
                 } => {
                     self.channels.close(*object);
+                }
+                Removal::ObjectDestroyed {
+                    object,
+                    object_type: ObjectType::Irq,
+                } => {
+                    if let Some(i) = self.irq_line(*object) {
+                        self.release_irq(i);
+                        self.irqs.swap_remove(i);
+                    }
                 }
                 _ => {}
             }
@@ -1948,6 +2195,25 @@ impl<H: Hal> Kernel<H> {
         self.make_runnable(v);
         Ok(())
     }
+}
+
+/// An operation on an Irq capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqOp {
+    /// Deliver as events on this endpoint slot.
+    BindEvent {
+        /// Endpoint slot.
+        endpoint: u16,
+    },
+    /// Inject into the caller's virtual GIC for this vCPU.
+    BindVirtual {
+        /// vCPU index.
+        vcpu: u16,
+    },
+    /// Deactivate after an event delivery.
+    Ack,
+    /// Mask and unbind.
+    Unbind,
 }
 
 /// Decodes a capability-slot argument.

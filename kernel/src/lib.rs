@@ -25,6 +25,7 @@ pub mod evtchn;
 pub mod frames;
 pub mod hal;
 pub mod hypercall;
+pub mod irq;
 pub mod kernel;
 pub mod memmap;
 pub mod platform;

@@ -24,6 +24,7 @@ use crate::vcpu::{VcpuId, VcpuState};
 #[derive(Default)]
 struct MockStage2 {
     pages: BTreeMap<u64, (u64, Rights)>,
+    device_pages: BTreeMap<u64, u64>,
 }
 
 impl Stage2 for MockStage2 {
@@ -53,6 +54,20 @@ impl Stage2 for MockStage2 {
     }
     fn release(&mut self, _: &mut Frames) {
         self.pages.clear();
+        self.device_pages.clear();
+    }
+    fn map_device(
+        &mut self,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        _: Rights,
+        _: &mut Frames,
+    ) -> Result<(), Status> {
+        for i in 0..pages {
+            self.device_pages.insert(ipa + i * 4096, pa + i * 4096);
+        }
+        Ok(())
     }
 }
 
@@ -87,6 +102,8 @@ impl VcpuContext for MockContext {
 
 #[derive(Default)]
 struct MockHal {
+    irq_log: RefCell<Vec<String>>,
+    inject_ok: std::cell::Cell<bool>,
     now: std::cell::Cell<u64>,
     console: RefCell<String>,
     memory: RefCell<BTreeMap<u64, u8>>,
@@ -134,6 +151,25 @@ impl Hal for MockHal {
     }
     fn now_ns(&self) -> u64 {
         self.now.get()
+    }
+    fn irq_enable(&self, intid: u32, cpu: usize) {
+        self.irq_log
+            .borrow_mut()
+            .push(format!("enable {intid} on {cpu}"));
+    }
+    fn irq_disable(&self, intid: u32) {
+        self.irq_log.borrow_mut().push(format!("disable {intid}"));
+    }
+    fn irq_deactivate(&self, intid: u32) {
+        self.irq_log
+            .borrow_mut()
+            .push(format!("deactivate {intid}"));
+    }
+    fn inject_hardware_irq(&self, _: &mut u16, vcpu: u16, intid: u32) -> bool {
+        self.irq_log
+            .borrow_mut()
+            .push(format!("inject {intid} to vcpu {vcpu}"));
+        self.inject_ok.get()
     }
     fn atomic_or_phys(&self, pa: u64, bits: u64) -> bool {
         let old = read_u64(&self.memory.borrow(), pa);
@@ -211,12 +247,22 @@ fn image_with(
     channels: &[sysimage::ChannelRecord],
     shares: &[sysimage::ShareRecord],
 ) -> SystemImage<'static> {
+    image_with_devices(doms, channels, shares, &[])
+}
+
+fn image_with_devices(
+    doms: &[Dom],
+    channels: &[sysimage::ChannelRecord],
+    shares: &[sysimage::ShareRecord],
+    devices: &[sysimage::DeviceRecord],
+) -> SystemImage<'static> {
     use zerocopy::IntoBytes;
     let header_len = size_of::<Header>() + doms.len() * size_of::<DomainRecord>();
     let data_start = header_len
         + doms.len() * size_of::<SegmentRecord>()
         + size_of_val(channels)
-        + size_of_val(shares);
+        + size_of_val(shares)
+        + size_of_val(devices);
     let mut records = Vec::new();
     let mut segments = Vec::new();
     let mut offset = data_start as u64;
@@ -261,7 +307,7 @@ fn image_with(
         total_size: offset,
         channel_count: channels.len() as u32,
         share_count: shares.len() as u32,
-        device_count: 0,
+        device_count: devices.len() as u32,
         reserved: 0,
     };
     let mut blob = header.as_bytes().to_vec();
@@ -273,6 +319,7 @@ fn image_with(
     }
     blob.extend_from_slice(channels.as_bytes());
     blob.extend_from_slice(shares.as_bytes());
+    blob.extend_from_slice(devices.as_bytes());
     for d in doms {
         blob.extend_from_slice(d.payload);
     }
@@ -1578,4 +1625,198 @@ fn numa_domain_memory_comes_from_the_node_of_its_cpus_unless_the_manifest_says()
     check("chosen", 1);
     check("plain", 0);
     assert!(k.hal.console.borrow().contains("on node 1"));
+}
+
+// ----- Devices and interrupts -----------------------------------------------------------------
+
+use crate::irq::IrqOutcome;
+
+fn device_kernel() -> Box<Kernel<MockHal>> {
+    let mut drv = dom("drv");
+    drv.cpus[0] = 1;
+    let mut other = dom("other");
+    other.cpus[0] = 0;
+    let rtc = sysimage::DeviceRecord {
+        name: name_field("rtc"),
+        domain: 0,
+        interrupt: 34,
+        mmio_base: 0x0901_0000,
+        mmio_size: 0x1000,
+        guest_address: 0x0901_0000,
+        reserved: 0,
+    };
+    let mut k = Box::new(Kernel::new(MockHal::default()));
+    let mut free: RangeSet<4> = RangeSet::new();
+    free.insert(RAM).unwrap();
+    k.frames.add_ranges(&free);
+    k.load_system(image_with_devices(&[drv, other], &[], &[], &[rtc]))
+        .unwrap();
+    run(&mut k, 0).unwrap();
+    run(&mut k, 1).unwrap();
+    k
+}
+
+#[test]
+fn devices_become_mapped_device_memory_and_a_masked_irq_capability() {
+    let k = device_kernel();
+    let drv = id_of(&k, "drv");
+    let info = boot_info(&k, drv);
+    assert_eq!(
+        info.cap("rtc").unwrap().object_type,
+        ObjectType::DeviceMemory as u8
+    );
+    assert_eq!(
+        info.cap("rtc-irq").unwrap().object_type,
+        ObjectType::Irq as u8
+    );
+    assert_eq!(info.region("rtc").unwrap().ipa, 0x0901_0000);
+    assert_eq!(
+        k.domain(drv).unwrap().stage2.device_pages.get(&0x0901_0000),
+        Some(&0x0901_0000)
+    );
+    assert!(
+        k.hal.irq_log.borrow().contains(&"disable 34".to_string()),
+        "masked until bound"
+    );
+    assert!(boot_info(&k, id_of(&k, "other")).cap("rtc").is_none());
+}
+
+#[test]
+fn an_interrupt_bound_to_an_event_is_delivered_and_stays_active_until_acknowledged() {
+    let mut k = device_kernel();
+    let drv = id_of(&k, "drv");
+    let irq = boot_info(&k, drv).cap("rtc-irq").unwrap().slot as u64;
+    let page = sysimage::DOMAIN_RAM_BASE + 0x10000;
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::EvtchnCreate, [30, 31, 0, 0, 0, 0])),
+        Ok(())
+    );
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::IrqBindEvent, [irq, 31, 0, 0, 0, 0])),
+        Err(Status::WrongState),
+        "endpoint unbound"
+    );
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::EventPageSet, [page, 0, 0, 0, 0, 0])),
+        Ok(())
+    );
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::EvtchnBind, [31, 9, 0, 0, 0, 0])),
+        Ok(())
+    );
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::IrqBindEvent, [31, 31, 0, 0, 0, 0])),
+        Err(Status::InvalidCapability),
+        "not an Irq"
+    );
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::IrqBindEvent, [irq, 31, 0, 0, 0, 0])),
+        Ok(())
+    );
+    assert!(
+        k.hal
+            .irq_log
+            .borrow()
+            .contains(&"enable 34 on 1".to_string()),
+        "routed to the vCPU's CPU"
+    );
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::IrqAck, [irq, 0, 0, 0, 0, 0])),
+        Err(Status::WrongState),
+        "nothing to ack"
+    );
+    assert_eq!(k.physical_interrupt(34), IrqOutcome::LeaveActive);
+    let pa = k.domain(drv).unwrap().translate(page).unwrap();
+    assert_eq!(read_u64(&k.hal.memory.borrow(), pa), 1 << 9);
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::IrqAck, [irq, 0, 0, 0, 0, 0])),
+        Ok(())
+    );
+    assert!(k
+        .hal
+        .irq_log
+        .borrow()
+        .contains(&"deactivate 34".to_string()));
+    // Another domain cannot touch the line.
+    assert_eq!(
+        status(hvc(&mut k, 0, Call::IrqUnbind, [irq, 0, 0, 0, 0, 0])),
+        Err(Status::InvalidCapability)
+    );
+    // Unbound: masked, and a stray occurrence is deactivated by the kernel.
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::IrqUnbind, [irq, 0, 0, 0, 0, 0])),
+        Ok(())
+    );
+    assert_eq!(k.physical_interrupt(34), IrqOutcome::Deactivate);
+    assert_eq!(
+        k.physical_interrupt(99),
+        IrqOutcome::Deactivate,
+        "nobody's line"
+    );
+}
+
+#[test]
+fn an_interrupt_bound_as_virtual_is_injected_hardware_linked() {
+    let mut k = device_kernel();
+    let drv = id_of(&k, "drv");
+    let irq = boot_info(&k, drv).cap("rtc-irq").unwrap().slot as u64;
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::IrqBindVirtual, [irq, 4, 0, 0, 0, 0])),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(
+        status(hvc(&mut k, 1, Call::IrqBindVirtual, [irq, 0, 0, 0, 0, 0])),
+        Ok(())
+    );
+    k.hal.inject_ok.set(true);
+    assert_eq!(k.physical_interrupt(34), IrqOutcome::LeaveActive);
+    assert!(k
+        .hal
+        .irq_log
+        .borrow()
+        .contains(&"inject 34 to vcpu 0".to_string()));
+    // A HAL that cannot inject: the kernel unbinds rather than leave the line stuck.
+    k.hal.inject_ok.set(false);
+    assert_eq!(k.physical_interrupt(34), IrqOutcome::Deactivate);
+}
+
+#[test]
+fn device_memory_maps_as_device_and_dies_with_its_domain() {
+    let mut k = device_kernel();
+    let drv = id_of(&k, "drv");
+    let rtc = boot_info(&k, drv).cap("rtc").unwrap().slot as u64;
+    let rw = (Rights::READ | Rights::WRITE).bits() as u64;
+    let rwx = (Rights::READ | Rights::WRITE | Rights::EXECUTE).bits() as u64;
+    let frame = 0x0901_0000 / 4096;
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            1,
+            Call::MemMap,
+            [SELF_DOMAIN, rtc, 0xA000_0000, frame, 1, rwx]
+        )),
+        Err(Status::InsufficientRights),
+        "never executable"
+    );
+    assert_eq!(
+        status(hvc(
+            &mut k,
+            1,
+            Call::MemMap,
+            [SELF_DOMAIN, rtc, 0xA000_0000, frame, 1, rw]
+        )),
+        Ok(())
+    );
+    assert_eq!(
+        k.domain(drv).unwrap().stage2.device_pages.get(&0xA000_0000),
+        Some(&0x0901_0000)
+    );
+    raw(&mut k, 1, psci::SYSTEM_OFF, [0; 6]);
+    assert_eq!(run(&mut k, 1), None);
+    assert!(k.domain(drv).is_none());
+    assert_eq!(
+        k.physical_interrupt(34),
+        IrqOutcome::Deactivate,
+        "the line went with its domain"
+    );
 }

@@ -472,6 +472,12 @@ pub fn on_interrupt(intid: u32) -> bool {
         // world switch stopped the timer and turned the virtual interface off).
         return true;
     }
+    if (32..gic::SPURIOUS).contains(&intid) {
+        // A device interrupt owned by a domain: the kernel delivers it; the line stays active
+        // until the domain acknowledges it (or its guest's EOI deactivates it).
+        let outcome = KERNEL.lock().physical_interrupt(intid);
+        return outcome == mica_kernel::irq::IrqOutcome::Deactivate;
+    }
     if intid != state.tick_intid {
         println!("mica: cpu {me}: unexpected interrupt {intid}");
         return true;

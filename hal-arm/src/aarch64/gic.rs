@@ -217,3 +217,49 @@ pub fn priority_drop(intid: u32) {
 pub fn deactivate(intid: u32) {
     write_sysreg!("s3_0_c12_c11_1", intid as u64); // ICC_DIR_EL1
 }
+
+/// GICD_ISENABLER<n>.
+const GICD_ISENABLER: usize = 0x0100;
+/// GICD_ICACTIVER<n>.
+const GICD_ICACTIVER: usize = 0x0380;
+/// GICD_IROUTER<n> (64-bit, one per SPI).
+const GICD_IROUTER: usize = 0x6000;
+
+fn w64(addr: usize, v: u64) {
+    // SAFETY: as in `r32`; GICD_IROUTER<n> is a 64-bit register of the mapped distributor.
+    unsafe { write_volatile(addr as *mut u64, v) }
+}
+
+/// Routes SPI `intid` to the CPU with MPIDR affinity `affinity` and enables it.
+pub fn enable_spi(intid: u32, affinity: u64) {
+    let dist = DIST.load(Ordering::Acquire);
+    if dist == 0 || !(32..SPURIOUS).contains(&intid) {
+        return;
+    }
+    let n = intid as usize;
+    // IROUTER: Aff3 in [39:32], Aff2..Aff0 in [23:0], Interrupt_Routing_Mode 0 (that CPU).
+    w64(dist + GICD_IROUTER + 8 * n, affinity & 0xFF_00FF_FFFF);
+    w32(dist + GICD_ISENABLER + 4 * (n / 32), 1 << (n % 32));
+}
+
+/// Masks SPI `intid`.
+pub fn disable_spi(intid: u32) {
+    let dist = DIST.load(Ordering::Acquire);
+    if dist == 0 || !(32..SPURIOUS).contains(&intid) {
+        return;
+    }
+    let n = intid as usize;
+    w32(dist + GICD_ICENABLER + 4 * (n / 32), 1 << (n % 32));
+    wait_rwp(dist);
+}
+
+/// Clears the active state of SPI `intid` through the distributor (for an interrupt that was
+/// acknowledged on another CPU than the one deactivating it).
+pub fn deactivate_spi(intid: u32) {
+    let dist = DIST.load(Ordering::Acquire);
+    if dist == 0 || !(32..SPURIOUS).contains(&intid) {
+        return;
+    }
+    let n = intid as usize;
+    w32(dist + GICD_ICACTIVER + 4 * (n / 32), 1 << (n % 32));
+}

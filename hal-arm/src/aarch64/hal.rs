@@ -99,6 +99,32 @@ impl Hal for ArmHal {
             && arch.has_deliverable(vcpu)
     }
 
+    fn irq_enable(&self, intid: u32, target: usize) {
+        if target < cpu::MAX_CPUS {
+            gic::enable_spi(
+                intid,
+                cpu::CPUS[target]
+                    .hw_id
+                    .load(core::sync::atomic::Ordering::Relaxed),
+            );
+        }
+    }
+
+    fn irq_disable(&self, intid: u32) {
+        gic::disable_spi(intid);
+    }
+
+    fn irq_deactivate(&self, intid: u32) {
+        // The acknowledging CPU may not be this one: deactivate through the distributor.
+        gic::deactivate_spi(intid);
+    }
+
+    fn inject_hardware_irq(&self, arch: &mut Box<Vgic>, vcpu: u16, intid: u32) -> bool {
+        let vcpu = usize::from(vcpu);
+        arch.link_hardware(intid, vcpu, Some(intid)).is_ok()
+            && arch.set_pending(intid, vcpu).is_ok()
+    }
+
     fn now_ns(&self) -> u64 {
         let hz = super::sysreg::counter_hz().max(1);
         (u128::from(super::sysreg::counter()) * 1_000_000_000 / u128::from(hz)) as u64

@@ -128,6 +128,37 @@ impl Stage2 for ArmStage2 {
         Ok(())
     }
 
+    fn map_device(
+        &mut self,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        frames: &mut Frames,
+    ) -> Result<(), Status> {
+        let size = pages
+            .checked_mul(PAGE_SIZE)
+            .ok_or(Status::InvalidArgument)?;
+        let attrs =
+            s2::device_attributes(perms.contains(Rights::READ), perms.contains(Rights::WRITE));
+        let mut t = PageTable::from_root(
+            FrameTables {
+                frames: Some(frames),
+            },
+            self.root,
+            true,
+        );
+        t.map_attrs(ipa, pa, size, attrs).map_err(|e| match e {
+            MapError::OutOfTables => Status::OutOfMemory,
+            MapError::Conflict(_) => Status::SlotOccupied,
+            MapError::OutOfRange => Status::OutOfRange,
+            MapError::Misaligned => Status::InvalidArgument,
+        })?;
+        // SAFETY: a barrier.
+        unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
+        Ok(())
+    }
+
     fn unmap(&mut self, ipa: u64, pages: u64) {
         let mut t = PageTable::from_root(FrameTables { frames: None }, self.root, true);
         let _ = t.unmap(ipa, pages.saturating_mul(PAGE_SIZE));
