@@ -52,6 +52,14 @@ pub enum Call {
     DomainPause = 0x32,
     /// Resume a paused domain.
     DomainUnpause = 0x33,
+    /// Restart a domain from its image.
+    DomainRestart = 0x34,
+    /// A domain's state, size and CPU time.
+    DomainInfo = 0x35,
+    /// Read a domain's recent console output.
+    ConsoleRead = 0x36,
+    /// Name a domain (console prefix and reports).
+    DomainSetName = 0x37,
     /// Create a vCPU in a domain.
     VcpuCreate = 0x40,
     /// Start a created vCPU at an entry point.
@@ -256,6 +264,46 @@ pub const TABLE: &[CallSpec] = &[
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+    CallSpec {
+        call: Call::DomainRestart,
+        name: "domain_restart",
+        summary: "stop the domain's vCPUs, scrub and reload its RAM from its image and start it \
+                  again (domains created from the system image only)",
+        args: &["domain"],
+        returns: &[],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState, NotSupported],
+    },
+    CallSpec {
+        call: Call::DomainInfo,
+        name: "domain_info",
+        summary: "x1 = id | state << 16 (0 running, 1 paused, 2 dying) | vCPUs << 24; x2 = bytes of \
+                  RAM the kernel gave it; x3 = CPU time of all its vCPUs in ns",
+        args: &["domain"],
+        returns: &["id_state_vcpus", "memory_bytes", "cpu_time_ns"],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
+    },
+    CallSpec {
+        call: Call::ConsoleRead,
+        name: "console_read",
+        summary: "the domain's console output: x1 = bytes written so far, x2-x3 = up to 16 bytes \
+                  from byte `offset` (the last 4 KiB are kept; an older offset reads from the oldest \
+                  kept byte, whose offset is x1 minus the kept length), low byte first",
+        args: &["domain", "offset"],
+        returns: &["total", "bytes0", "bytes1"],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
+    },
+    CallSpec {
+        call: Call::DomainSetName,
+        name: "domain_set_name",
+        summary: "name a domain (1-31 bytes of `[a-z0-9-]`, packed little-endian in x2-x5, NUL-padded)",
+        args: &["domain", "name0", "name1", "name2", "name3"],
+        returns: &[],
+        rights: Rights::CONTROL,
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
     },
     CallSpec {
         call: Call::VcpuCreate,

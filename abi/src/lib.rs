@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bootinfo;
+pub mod ctl;
 pub mod event;
 pub mod hypercall;
 pub mod object;

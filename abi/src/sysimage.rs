@@ -96,6 +96,15 @@ pub const FLAG_DEFAULT_CACHEABLE: u32 = 1 << 1;
 /// (`sched-accounting`, `abi::sched`) and an event endpoint on which the kernel reports
 /// changes (`sched-events`).
 pub const FLAG_SCHED_CONTROL: u32 = 1 << 2;
+/// [`DomainRecord::flags`]: the domain is the control domain: it receives a memory pool of
+/// [`CONTROL_POOL_BYTES`] (`free-memory`), the system image read-only (`system-image`, at
+/// [`SYSTEM_IMAGE_IPA`]) and a Domain capability with CONTROL and GRANT for every other domain
+/// (`dom-<name>`).
+pub const FLAG_CONTROL: u32 = 1 << 3;
+/// Size of the control domain's memory pool, from which it creates domains.
+pub const CONTROL_POOL_BYTES: u64 = 64 << 20;
+/// Where the control domain sees the system image.
+pub const SYSTEM_IMAGE_IPA: u64 = 0xA000_0000;
 
 /// One domain.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]

@@ -6,6 +6,8 @@ use crate::hal::Hal;
 use crate::memmap::PhysRange;
 use crate::vcpu::VcpuId;
 
+extern crate alloc;
+
 /// Most vCPUs of one domain.
 pub const MAX_VCPUS_PER_DOMAIN: usize = mica_abi::sysimage::MAX_VCPUS_PER_DOMAIN;
 /// Most guest-physical mappings one domain holds.
@@ -118,6 +120,35 @@ pub struct Domain<H: Hal> {
     pub boot_info: mica_abi::bootinfo::BootInfo,
     /// The NUMA node its RAM came from.
     pub memory_node: u8,
+    /// The last [`CONSOLE_LOG`] bytes of its console output (a ring), for `console_read`.
+    pub console_log: alloc::boxed::Box<[u8; CONSOLE_LOG]>,
+    /// Console bytes written since it was created.
+    pub console_total: u64,
+}
+
+/// Bytes of console output kept per domain.
+pub const CONSOLE_LOG: usize = 4096;
+
+impl<H: Hal> Domain<H> {
+    /// Appends to the console log.
+    pub fn log_console(&mut self, b: u8) {
+        self.console_log[(self.console_total % CONSOLE_LOG as u64) as usize] = b;
+        self.console_total += 1;
+    }
+
+    /// Up to 16 logged bytes from `offset` (moved forward to the oldest kept byte), packed
+    /// little-endian into two words, with the offset actually used.
+    pub fn read_console(&self, offset: u64) -> (u64, [u64; 2]) {
+        let oldest = self.console_total.saturating_sub(CONSOLE_LOG as u64);
+        let from = offset.max(oldest);
+        let mut words = [0u64; 2];
+        let n = self.console_total.saturating_sub(from).min(16);
+        for i in 0..n {
+            let b = self.console_log[((from + i) % CONSOLE_LOG as u64) as usize];
+            words[(i / 8) as usize] |= (b as u64) << ((i % 8) * 8);
+        }
+        (from, words)
+    }
 }
 
 impl<H: Hal> Domain<H> {

@@ -177,6 +177,30 @@ pub enum Request {
         /// What to do.
         op: crate::kernel::IrqOp,
     },
+    /// `domain_restart`.
+    DomainRestart {
+        /// Domain argument.
+        domain: u64,
+    },
+    /// `domain_info`.
+    DomainInfo {
+        /// Domain argument.
+        domain: u64,
+    },
+    /// `console_read`.
+    ConsoleRead {
+        /// Domain argument.
+        domain: u64,
+        /// Byte offset.
+        offset: u64,
+    },
+    /// `domain_set_name`.
+    DomainSetName {
+        /// Domain argument.
+        domain: u64,
+        /// The name, NUL-padded.
+        name: [u8; 32],
+    },
     /// `event_page_set`.
     EventPageSet {
         /// Guest-physical address of the page.
@@ -378,6 +402,35 @@ pub fn decode(call: Call, a: [u64; 6]) -> Result<Request, Status> {
             irq: slot_arg(a[0])?,
             op: crate::kernel::IrqOp::Unbind,
         },
+        Call::DomainRestart => Request::DomainRestart {
+            domain: domain_selector(a[0])?,
+        },
+        Call::DomainInfo => Request::DomainInfo {
+            domain: domain_selector(a[0])?,
+        },
+        Call::ConsoleRead => Request::ConsoleRead {
+            domain: domain_selector(a[0])?,
+            offset: a[1],
+        },
+        Call::DomainSetName => {
+            let mut name = [0u8; 32];
+            for (i, b) in name.iter_mut().enumerate() {
+                *b = (a[1 + i / 8] >> ((i % 8) * 8)) as u8;
+            }
+            let len = name.iter().position(|b| *b == 0).unwrap_or(32);
+            let valid = (1..=31).contains(&len)
+                && name[..len]
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                && name[len..].iter().all(|b| *b == 0);
+            if !valid {
+                return Err(Status::InvalidArgument);
+            }
+            Request::DomainSetName {
+                domain: domain_selector(a[0])?,
+                name,
+            }
+        }
         Call::EventPageSet => {
             if !a[0].is_multiple_of(FRAME_SIZE) {
                 return Err(Status::InvalidArgument);
@@ -636,6 +689,26 @@ pub fn dispatch<H: Hal>(
         }
         Request::Irq { irq, op } => {
             k.irq_call(caller, irq, op)?;
+            Ok([0; 3])
+        }
+        Request::DomainRestart { domain } => {
+            let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
+            k.restart_domain(target)?;
+            Ok([0; 3])
+        }
+        Request::DomainInfo { domain } => {
+            let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
+            Ok(k.domain_info(target)?)
+        }
+        Request::ConsoleRead { domain, offset } => {
+            let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
+            let d = k.domain(target).ok_or(Status::StaleCapability)?;
+            let (_, words) = d.read_console(offset);
+            Ok([d.console_total, words[0], words[1]])
+        }
+        Request::DomainSetName { domain, name } => {
+            let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
+            k.set_name(target, &name)?;
             Ok([0; 3])
         }
         Request::EventPageSet { ipa } => {

@@ -125,6 +125,12 @@ pub struct Kernel<H: Hal> {
     sched_events: Option<crate::evtchn::EndpointId>,
     /// NUMA node of each CPU.
     cpu_nodes: [u8; MAX_CPUS],
+    /// The control domain, if the image has one.
+    control: Option<DomainId>,
+    /// Its memory pool and the root slot of the pool's Memory capability.
+    control_pool: Option<(PhysRange, u16)>,
+    /// Where the system image lies (set by the HAL at boot).
+    image_range: Option<PhysRange>,
     /// Physical interrupt lines handed to domains.
     irqs: heapless::Vec<IrqLine, MAX_IRQS>,
     current: [Option<VcpuId>; MAX_CPUS],
@@ -167,6 +173,9 @@ impl<H: Hal> Kernel<H> {
             accounting_seq: 0,
             sched_events: None,
             cpu_nodes: [0; MAX_CPUS],
+            control: None,
+            control_pool: None,
+            image_range: None,
             irqs: heapless::Vec::new(),
             current: [None; MAX_CPUS],
             resched: [false; MAX_CPUS],
@@ -212,6 +221,11 @@ impl<H: Hal> Kernel<H> {
         self.domains.iter().flatten()
     }
 
+    /// Records where the system image lies (boot), so a control domain can be given it.
+    pub fn set_image_range(&mut self, range: PhysRange) {
+        self.image_range = Some(range);
+    }
+
     /// Records that CPU `cpu` is on NUMA node `node` (boot, from the device tree).
     pub fn set_cpu_node(&mut self, cpu: usize, node: u8) {
         if let Some(n) = self.cpu_nodes.get_mut(cpu) {
@@ -250,6 +264,7 @@ impl<H: Hal> Kernel<H> {
             }
         }
         self.wire_links();
+        self.grant_domains_to_control();
         for id in started {
             if let Err(e) = self.boot_vcpu0(id) {
                 log!(self, "cannot start domain {}: {e}", id.0);
@@ -270,6 +285,7 @@ impl<H: Hal> Kernel<H> {
         match self.instantiate(index, record, ram) {
             Ok(id) => {
                 self.wire_links();
+                self.grant_domains_to_control();
                 if let Err(e) = self.boot_vcpu0(id) {
                     log!(self, "cannot start domain {}: {e}", record.name());
                 }
@@ -552,6 +568,8 @@ impl<H: Hal> Kernel<H> {
             event_page: None,
             boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
             memory_node: 0,
+            console_log: alloc::boxed::Box::new([0; crate::domain::CONSOLE_LOG]),
+            console_total: 0,
         });
         if let Err(e) = self.build_domain(id, dom_slot, record, pages, ram) {
             self.teardown(id);
@@ -696,6 +714,9 @@ impl<H: Hal> Kernel<H> {
         if record.flags & sysimage::FLAG_SCHED_CONTROL != 0 {
             self.grant_sched_control(id)?;
         }
+        if record.flags & sysimage::FLAG_CONTROL != 0 {
+            self.grant_control(id)?;
+        }
         if let Some(image) = self.image {
             let index = self.domain(id).and_then(|d| d.image_index);
             for dev in image
@@ -793,6 +814,174 @@ impl<H: Hal> Kernel<H> {
         });
         self.publish_accounting();
         Ok(())
+    }
+
+    /// Gives the control domain `id` what it needs to manage the system: its memory pool
+    /// (`free-memory`), the system image read-only (`system-image`, mapped at
+    /// [`sysimage::SYSTEM_IMAGE_IPA`]), and a Domain capability (CONTROL | GRANT) for every
+    /// other domain (`dom-<name>`) — the ones that exist now; domains started later get theirs
+    /// granted when they start.
+    fn grant_control(&mut self, id: DomainId) -> Result<(), Status> {
+        use mica_abi::bootinfo::{name_field, CapEntry, RegionEntry};
+        let root = self.root.ok_or(Status::WrongState)?;
+        let space = id.space();
+        let dom_slot = self.domain(id).ok_or(Status::WrongState)?.original.slot;
+        // The pool: one contiguous block, zeroed, owned by the root and granted whole.
+        let pages = sysimage::CONTROL_POOL_BYTES / FRAME_SIZE;
+        let pool = self
+            .frames
+            .alloc(pages as usize)
+            .ok_or(Status::OutOfMemory)?;
+        self.hal.zero_phys(pool);
+        let root_pool = self.free_root_slot()?;
+        let range = FrameRange::new(pool.start / FRAME_SIZE, pool.size() / FRAME_SIZE)
+            .ok_or(Status::InvalidArgument)?;
+        self.caps
+            .create_object(root, root_pool, ObjectType::Memory, Some(range))?;
+        let pool_slot = self.free_slot_in(space)?;
+        let all = Rights::READ | Rights::WRITE | Rights::EXECUTE | Rights::GRANT;
+        self.caps
+            .grant(root, root_pool, dom_slot, pool_slot, all, None)?;
+        self.control_pool = Some((pool, root_pool));
+        // The system image, read-only.
+        let image_entry = match (self.image_range, self.image) {
+            (Some(range), Some(_)) => {
+                let first = range.start / FRAME_SIZE;
+                let count = range.align_outward(FRAME_SIZE).size() / FRAME_SIZE;
+                let frames = FrameRange::new(first, count).ok_or(Status::InvalidArgument)?;
+                let root_img = self.free_root_slot()?;
+                self.caps
+                    .create_object(root, root_img, ObjectType::Memory, Some(frames))?;
+                let img_slot = self.free_slot_in(space)?;
+                let at = self
+                    .caps
+                    .grant(root, root_img, dom_slot, img_slot, Rights::READ, None)?;
+                self.map_checked(
+                    id,
+                    sysimage::SYSTEM_IMAGE_IPA,
+                    first * FRAME_SIZE,
+                    count,
+                    Rights::READ,
+                    at,
+                )?;
+                Some((img_slot, count * FRAME_SIZE))
+            }
+            _ => None,
+        };
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        let _ = d.boot_info.push_cap(CapEntry {
+            name: name_field("free-memory"),
+            slot: pool_slot,
+            object_type: ObjectType::Memory as u8,
+            reserved: 0,
+            rights: all.bits(),
+        });
+        if let Some((slot, size)) = image_entry {
+            let _ = d.boot_info.push_cap(CapEntry {
+                name: name_field("system-image"),
+                slot,
+                object_type: ObjectType::Memory as u8,
+                reserved: 0,
+                rights: Rights::READ.bits(),
+            });
+            let _ = d.boot_info.push_region(RegionEntry {
+                name: name_field("system-image"),
+                ipa: sysimage::SYSTEM_IMAGE_IPA,
+                size,
+                slot,
+                reserved: 0,
+                rights: Rights::READ.bits(),
+            });
+        }
+        self.control = Some(id);
+        Ok(())
+    }
+
+    /// Grants the control domain a Domain capability for every domain it has none for.
+    fn grant_domains_to_control(&mut self) {
+        use mica_abi::bootinfo::{name_field, CapEntry};
+        let (Some(ctl), Some(root)) = (self.control, self.root) else {
+            return;
+        };
+        let Some(ctl_slot) = self.domain(ctl).map(|d| d.original.slot) else {
+            return;
+        };
+        let others: heapless::Vec<
+            (DomainId, u16, heapless::String<32>),
+            { sysimage::MAX_DOMAINS },
+        > = self
+            .domains()
+            .filter(|d| d.id != ctl && d.original.space == root)
+            .map(|d| (d.id, d.original.slot, d.name.clone()))
+            .collect();
+        for (id, slot, name) in others {
+            let mut cap_name: heapless::String<24> = heapless::String::new();
+            let _ = cap_name.push_str("dom-");
+            for c in name.chars() {
+                if cap_name.push(c).is_err() || cap_name.len() >= 23 {
+                    break;
+                }
+            }
+            let listed = self.domain(ctl).is_some_and(|d| {
+                d.boot_info.cap(cap_name.as_str()).is_some_and(|c| {
+                    c.object_type == ObjectType::Domain as u8
+                        && self.caps.identify(ctl.space(), c.slot).is_ok_and(|i| {
+                            self.caps
+                                .resolve(i.object)
+                                .is_ok_and(|o| o.domain_space == Some(id.space()))
+                        })
+                })
+            });
+            if listed {
+                continue;
+            }
+            let Ok(dst) = self.free_slot_in(ctl.space()) else {
+                return;
+            };
+            let rights = Rights::CONTROL | Rights::GRANT;
+            if self
+                .caps
+                .grant(root, slot, ctl_slot, dst, rights, None)
+                .is_err()
+            {
+                continue;
+            }
+            if let Some(d) = self.domains[ctl.index()].as_mut() {
+                // A restarted domain keeps its name: replace a stale entry of that name.
+                let entry = CapEntry {
+                    name: name_field(cap_name.as_str()),
+                    slot: dst,
+                    object_type: ObjectType::Domain as u8,
+                    reserved: 0,
+                    rights: rights.bits(),
+                };
+                let n = d.boot_info.cap_count as usize;
+                match d
+                    .boot_info
+                    .caps
+                    .iter_mut()
+                    .take(n)
+                    .find(|c| mica_abi::bootinfo::name_str(&c.name) == cap_name.as_str())
+                {
+                    Some(old) => *old = entry,
+                    None => {
+                        let _ = d.boot_info.push_cap(entry);
+                    }
+                }
+            }
+        }
+        // Rewrite the control domain's boot-info page so it sees the new domains.
+        if let Some(d) = self.domain(ctl) {
+            let size: u64 = d.ram.iter().map(|r| r.size()).sum();
+            let info = d.boot_info;
+            let _ = self.copy_to_guest(
+                ctl,
+                sysimage::DOMAIN_RAM_BASE + size - FRAME_SIZE,
+                zerocopy::IntoBytes::as_bytes(&info),
+            );
+        }
     }
 
     /// Rewrites the accounting page from the kernel's vCPU table (a seqlock: `seq` is odd
@@ -1381,6 +1570,11 @@ impl<H: Hal> Kernel<H> {
     /// Buffers console output of `domain`, printing each complete line with its name.
     /// Control characters (terminal escapes included) are shown as `?`; `\r` is dropped.
     pub(crate) fn console_bytes(&mut self, domain: DomainId, bytes: &[u8]) {
+        if let Some(d) = self.domains[domain.index()].as_mut() {
+            for &b in bytes {
+                d.log_console(b);
+            }
+        }
         for &b in bytes {
             match b {
                 b'\n' => self.flush_console(domain),
@@ -1823,6 +2017,52 @@ impl<H: Hal> Kernel<H> {
 
     // ----- Lifecycle -------------------------------------------------------------------------
 
+    /// `domain_restart`: restarts a domain created from the system image.
+    pub(crate) fn restart_domain(&mut self, id: DomainId) -> Result<(), Status> {
+        let d = self.domain(id).ok_or(Status::StaleCapability)?;
+        if d.state == DomainState::Dying {
+            return Err(Status::WrongState);
+        }
+        if d.image_index.is_none() {
+            return Err(Status::NotSupported);
+        }
+        self.restart(id);
+        Ok(())
+    }
+
+    /// `domain_info`: id, state and vCPU count; RAM bytes; CPU time in ns.
+    pub(crate) fn domain_info(&self, id: DomainId) -> Result<[u64; 3], Status> {
+        let d = self.domain(id).ok_or(Status::StaleCapability)?;
+        let state = match d.state {
+            DomainState::Running => 0u64,
+            DomainState::Paused => 1,
+            DomainState::Dying => 2,
+        };
+        let ram: u64 = d.ram.iter().map(|r| r.size()).sum();
+        let cpu: u64 = d
+            .vcpus
+            .iter()
+            .filter_map(|v| self.vcpu(*v))
+            .map(|v| v.sched.run_time)
+            .sum();
+        Ok([
+            id.0 as u64 | state << 16 | (d.vcpus.len() as u64) << 24,
+            ram,
+            cpu,
+        ])
+    }
+
+    /// `domain_set_name`: a checked name (the decoder validated its characters).
+    pub(crate) fn set_name(&mut self, id: DomainId, name: &[u8; 32]) -> Result<(), Status> {
+        let len = name.iter().position(|b| *b == 0).unwrap_or(32);
+        let text = core::str::from_utf8(&name[..len]).map_err(|_| Status::InvalidArgument)?;
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::StaleCapability)?;
+        d.name = name_copy(text);
+        Ok(())
+    }
+
     /// Pauses a running domain.
     pub(crate) fn pause(&mut self, id: DomainId) -> Result<(), Status> {
         let d = self.domains[id.index()]
@@ -2034,6 +2274,9 @@ impl<H: Hal> Kernel<H> {
             self.frames.free_bytes() >> 20
         );
         self.channels.unbind_domain(id);
+        if self.control == Some(id) {
+            self.control = None;
+        }
         // 5. Whoever waited for this domain starts now.
         if let Some((next, _)) = successor {
             let ram = self.handoff.take().map(|(_, ram)| ram);
@@ -2112,6 +2355,8 @@ impl<H: Hal> Kernel<H> {
             event_page: None,
             boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
             memory_node: 0,
+            console_log: alloc::boxed::Box::new([0; crate::domain::CONSOLE_LOG]),
+            console_total: 0,
         });
         Ok(id)
     }

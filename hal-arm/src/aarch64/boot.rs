@@ -299,6 +299,11 @@ fn load_system(state: &BootState) {
                 image.size() >> 10
             );
             let mut k = KERNEL.lock();
+            let own = hypervisor_range();
+            k.set_image_range(PhysRange {
+                start: own.end,
+                end: own.end + blob.len() as u64,
+            });
             if let Err(e) = k.load_system(image) {
                 drop(k);
                 fatal(

@@ -302,6 +302,53 @@ pub mod encode {
             [control.raw(), target, budget_ns, period_ns, affinity, 0],
         )
     }
+
+    /// `domain_restart`.
+    pub const fn domain_restart(domain: Slot) -> Request {
+        Request::new(Call::DomainRestart, [domain.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `domain_info`.
+    pub const fn domain_info(domain: Slot) -> Request {
+        Request::new(Call::DomainInfo, [domain.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `console_read` from byte `offset`.
+    pub const fn console_read(domain: Slot, offset: u64) -> Request {
+        Request::new(Call::ConsoleRead, [domain.raw(), offset, 0, 0, 0, 0])
+    }
+
+    /// `domain_set_name` (the first 32 bytes of `name`, NUL-padded).
+    pub fn domain_set_name(domain: Slot, name: &[u8]) -> Request {
+        let mut regs = [0u64; 4];
+        for (i, b) in name.iter().take(32).enumerate() {
+            regs[i / 8] |= (*b as u64) << ((i % 8) * 8);
+        }
+        Request::new(
+            Call::DomainSetName,
+            [domain.raw(), regs[0], regs[1], regs[2], regs[3], 0],
+        )
+    }
+
+    /// `irq_bind_event`.
+    pub const fn irq_bind_event(irq: Slot, endpoint: Slot) -> Request {
+        Request::new(Call::IrqBindEvent, [irq.raw(), endpoint.raw(), 0, 0, 0, 0])
+    }
+
+    /// `irq_bind_virtual`.
+    pub const fn irq_bind_virtual(irq: Slot, vcpu: u64) -> Request {
+        Request::new(Call::IrqBindVirtual, [irq.raw(), vcpu, 0, 0, 0, 0])
+    }
+
+    /// `irq_ack`.
+    pub const fn irq_ack(irq: Slot) -> Request {
+        Request::new(Call::IrqAck, [irq.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// `irq_unbind`.
+    pub const fn irq_unbind(irq: Slot) -> Request {
+        Request::new(Call::IrqUnbind, [irq.raw(), 0, 0, 0, 0, 0])
+    }
 }
 
 /// The caller's domain id, vCPU index and capability-space size.
@@ -485,6 +532,87 @@ pub fn sched_set(
         .map(drop)
 }
 
+/// Restarts a domain from its image (domains created from the system image).
+pub fn domain_restart(domain: Slot) -> Result<(), Status> {
+    encode::domain_restart(domain).issue().result().map(drop)
+}
+
+/// What the kernel says about a domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// Its id.
+    pub id: u16,
+    /// 0 running, 1 paused, 2 dying.
+    pub state: u8,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// RAM the kernel gave it.
+    pub memory_bytes: u64,
+    /// CPU time of all its vCPUs, ns.
+    pub cpu_time_ns: u64,
+}
+
+/// A domain's state, size and CPU time.
+pub fn domain_info(domain: Slot) -> Result<DomainInfo, Status> {
+    let [a, memory_bytes, cpu_time_ns] = encode::domain_info(domain).issue().result()?;
+    Ok(DomainInfo {
+        id: a as u16,
+        state: (a >> 16) as u8,
+        vcpus: (a >> 24) as u8,
+        memory_bytes,
+        cpu_time_ns,
+    })
+}
+
+/// Up to 16 bytes of a domain's console output from `offset` into `out`: returns the total
+/// bytes the domain has written and how many were copied (offsets older than the kept 4 KiB
+/// read from the oldest kept byte).
+pub fn console_read(domain: Slot, offset: u64, out: &mut [u8; 16]) -> Result<(u64, usize), Status> {
+    let [total, w0, w1] = encode::console_read(domain, offset).issue().result()?;
+    let oldest = total.saturating_sub(4096);
+    let from = offset.max(oldest);
+    let n = total.saturating_sub(from).min(16) as usize;
+    for (i, b) in out.iter_mut().enumerate().take(n) {
+        let w = if i < 8 { w0 } else { w1 };
+        *b = (w >> ((i % 8) * 8)) as u8;
+    }
+    Ok((total, n))
+}
+
+/// Names a domain (1-31 bytes of `[a-z0-9-]`).
+pub fn domain_set_name(domain: Slot, name: &str) -> Result<(), Status> {
+    encode::domain_set_name(domain, name.as_bytes())
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Delivers the interrupt of Irq capability `irq` as events on `endpoint`.
+pub fn irq_bind_event(irq: Slot, endpoint: Slot) -> Result<(), Status> {
+    encode::irq_bind_event(irq, endpoint)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Injects the interrupt of Irq capability `irq` into this domain's virtual GIC for `vcpu`.
+pub fn irq_bind_virtual(irq: Slot, vcpu: u64) -> Result<(), Status> {
+    encode::irq_bind_virtual(irq, vcpu)
+        .issue()
+        .result()
+        .map(drop)
+}
+
+/// Acknowledges (deactivates) an event-delivered interrupt.
+pub fn irq_ack(irq: Slot) -> Result<(), Status> {
+    encode::irq_ack(irq).issue().result().map(drop)
+}
+
+/// Stops delivering an interrupt (masks it).
+pub fn irq_unbind(irq: Slot) -> Result<(), Status> {
+    encode::irq_unbind(irq).issue().result().map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,6 +652,14 @@ mod tests {
             ("evtchn_mask", encode::evtchn_mask(S1, true)),
             ("event_page_set", encode::event_page_set(0x4000_2000)),
             ("sched_set", encode::sched_set(S1, 0x2_0001_0003, 1, 2, 3)),
+            ("domain_restart", encode::domain_restart(S1)),
+            ("domain_info", encode::domain_info(S1)),
+            ("console_read", encode::console_read(S1, 7)),
+            ("domain_set_name", encode::domain_set_name(S1, b"web")),
+            ("irq_bind_event", encode::irq_bind_event(S1, S2)),
+            ("irq_bind_virtual", encode::irq_bind_virtual(S1, 0)),
+            ("irq_ack", encode::irq_ack(S1)),
+            ("irq_unbind", encode::irq_unbind(S1)),
         ]
     }
 
@@ -588,10 +724,22 @@ mod tests {
             [0x4001_0000, 0, 0, 0, 0, 0]
         );
         for (name, request) in every_encoder() {
-            if name.starts_with("domain_") && name != "domain_create" {
+            if name.starts_with("domain_") && name != "domain_create" && name != "domain_set_name" {
                 assert_eq!(request.args, [1, 0, 0, 0, 0, 0], "{name}");
             }
         }
+    }
+
+    #[test]
+    fn names_pack_little_endian_and_stop_at_thirty_two_bytes() {
+        assert_eq!(
+            encode::domain_set_name(S1, b"web").args,
+            [1, 0x0062_6577, 0, 0, 0, 0]
+        );
+        let long = [b'a'; 40];
+        let r = encode::domain_set_name(S1, &long);
+        assert_eq!(r.args[4], u64::from_le_bytes([b'a'; 8]));
+        assert_eq!(r.args[5], 0);
     }
 
     #[test]
