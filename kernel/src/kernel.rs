@@ -1637,7 +1637,7 @@ impl<H: Hal> Kernel<H> {
         Ok(id)
     }
 
-    /// Maps after every check has passed (used by boot and `mem_map`).
+    /// Maps RAM after every check has passed (used by boot and `mem_map`).
     pub(crate) fn map_checked(
         &mut self,
         id: DomainId,
@@ -1647,27 +1647,20 @@ impl<H: Hal> Kernel<H> {
         perms: Rights,
         through: CapAddr,
     ) -> Result<(), Status> {
-        let d = self.domains[id.index()]
-            .as_mut()
-            .ok_or(Status::WrongState)?;
-        if d.mappings.is_full() {
-            return Err(Status::OutOfMemory);
-        }
-        if d.mappings.iter().any(|m| m.overlaps(ipa, pages)) {
-            return Err(Status::SlotOccupied);
-        }
-        d.stage2.map(ipa, pa, pages, perms, &mut self.frames)?;
-        let _ = d.mappings.push(Mapping {
-            ipa,
-            pa,
-            pages,
-            through,
-            perms,
-        });
-        Ok(())
+        self.map_into(
+            id,
+            Mapping {
+                ipa,
+                pa,
+                pages,
+                through,
+                perms,
+            },
+            false,
+        )
     }
 
-    /// Like [`Kernel::map_checked`], for device registers.
+    /// Like [`Kernel::map_checked`], for device registers (device memory).
     pub(crate) fn map_device_checked(
         &mut self,
         id: DomainId,
@@ -1677,25 +1670,41 @@ impl<H: Hal> Kernel<H> {
         perms: Rights,
         through: CapAddr,
     ) -> Result<(), Status> {
+        self.map_into(
+            id,
+            Mapping {
+                ipa,
+                pa,
+                pages,
+                through,
+                perms,
+            },
+            true,
+        )
+    }
+
+    /// Installs `m` in domain `id`'s stage 2 and records it.
+    fn map_into(&mut self, id: DomainId, m: Mapping, device: bool) -> Result<(), Status> {
         let d = self.domains[id.index()]
             .as_mut()
             .ok_or(Status::WrongState)?;
         if d.mappings.is_full() {
             return Err(Status::OutOfMemory);
         }
-        if d.mappings.iter().any(|m| m.overlaps(ipa, pages)) {
+        if d.mappings.iter().any(|x| x.overlaps(m.ipa, m.pages)) {
             return Err(Status::SlotOccupied);
         }
-        d.stage2
-            .map_device(ipa, pa, pages, perms, &mut self.frames)?;
-        // Device mappings are never writable RAM: event pages cannot live there.
-        let _ = d.mappings.push(Mapping {
-            ipa,
-            pa,
-            pages,
-            through,
-            perms: perms - Rights::WRITE,
-        });
+        let mut recorded = m;
+        if device {
+            d.stage2
+                .map_device(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)?;
+            // Recorded as not writable RAM: an event page can never live in device memory.
+            recorded.perms -= Rights::WRITE;
+        } else {
+            d.stage2
+                .map(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)?;
+        }
+        let _ = d.mappings.push(recorded);
         Ok(())
     }
 

@@ -37,8 +37,9 @@ impl Write for Writer {
     }
 }
 
-/// Prints `args` and a newline as one line.
-pub fn print_line(args: fmt::Arguments<'_>) {
+/// Runs `f` with the UART, under the console lock (or without waiting if this CPU already
+/// holds it: an exception while printing must still be reported).
+fn with_writer(f: impl FnOnce(&mut Writer)) {
     let base = UART.load(Ordering::Acquire);
     if base == 0 {
         return;
@@ -53,44 +54,34 @@ pub fn print_line(args: fmt::Arguments<'_>) {
             core::hint::spin_loop();
         }
     }
-    // SAFETY: `base` was registered by `init` as this platform's mapped PL011, and the
-    // lock (or re-entry by its holder, which has stopped using its own writer) makes this
-    // the only writer.
+    // SAFETY: `base` was registered by `init` as this platform's mapped PL011, and the lock
+    // (or re-entry by its holder, which has stopped using its own writer) makes this the only
+    // writer.
     let mut w = Writer(unsafe { Pl011::new(base) });
-    let _ = w.write_fmt(args);
-    let _ = w.write_str("\n");
+    f(&mut w);
     if !reentered {
         LOCK.store(0, Ordering::Release);
     }
 }
 
+/// Prints `args` and a newline as one line.
+pub fn print_line(args: fmt::Arguments<'_>) {
+    with_writer(|w| {
+        let _ = w.write_fmt(args);
+        let _ = w.write_str("\n");
+    });
+}
+
 /// Writes raw bytes (already formatted lines) to the console under the lock.
 pub fn write_bytes(bytes: &[u8]) {
-    let base = UART.load(Ordering::Acquire);
-    if base == 0 {
-        return;
-    }
-    let me = super::cpu::current() + 1;
-    let reentered = LOCK.load(Ordering::Relaxed) == me;
-    if !reentered {
-        while LOCK
-            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
+    with_writer(|w| {
+        for &b in bytes {
+            if b == b'\n' {
+                w.0.put(b'\r');
+            }
+            w.0.put(b);
         }
-    }
-    // SAFETY: as in `print_line`.
-    let mut uart = unsafe { Pl011::new(base) };
-    for &b in bytes {
-        if b == b'\n' {
-            uart.put(b'\r');
-        }
-        uart.put(b);
-    }
-    if !reentered {
-        LOCK.store(0, Ordering::Release);
-    }
+    });
 }
 
 /// Prints a formatted line on the hypervisor console.

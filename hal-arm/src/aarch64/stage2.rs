@@ -91,23 +91,19 @@ impl ArmStage2 {
     }
 }
 
-impl Stage2 for ArmStage2 {
-    fn map(
+impl ArmStage2 {
+    /// Maps `pages` pages at `ipa` to `pa` with leaf attributes `attrs`.
+    fn map_with(
         &mut self,
         ipa: u64,
         pa: u64,
         pages: u64,
-        perms: Rights,
+        attrs: u64,
         frames: &mut Frames,
     ) -> Result<(), Status> {
         let size = pages
             .checked_mul(PAGE_SIZE)
             .ok_or(Status::InvalidArgument)?;
-        let attrs = s2::attributes(
-            perms.contains(Rights::READ),
-            perms.contains(Rights::WRITE),
-            perms.contains(Rights::EXECUTE),
-        );
         let mut t = PageTable::from_root(
             FrameTables {
                 frames: Some(frames),
@@ -127,6 +123,24 @@ impl Stage2 for ArmStage2 {
         unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
         Ok(())
     }
+}
+
+impl Stage2 for ArmStage2 {
+    fn map(
+        &mut self,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        frames: &mut Frames,
+    ) -> Result<(), Status> {
+        let attrs = s2::attributes(
+            perms.contains(Rights::READ),
+            perms.contains(Rights::WRITE),
+            perms.contains(Rights::EXECUTE),
+        );
+        self.map_with(ipa, pa, pages, attrs, frames)
+    }
 
     fn map_device(
         &mut self,
@@ -136,27 +150,9 @@ impl Stage2 for ArmStage2 {
         perms: Rights,
         frames: &mut Frames,
     ) -> Result<(), Status> {
-        let size = pages
-            .checked_mul(PAGE_SIZE)
-            .ok_or(Status::InvalidArgument)?;
         let attrs =
             s2::device_attributes(perms.contains(Rights::READ), perms.contains(Rights::WRITE));
-        let mut t = PageTable::from_root(
-            FrameTables {
-                frames: Some(frames),
-            },
-            self.root,
-            true,
-        );
-        t.map_attrs(ipa, pa, size, attrs).map_err(|e| match e {
-            MapError::OutOfTables => Status::OutOfMemory,
-            MapError::Conflict(_) => Status::SlotOccupied,
-            MapError::OutOfRange => Status::OutOfRange,
-            MapError::Misaligned => Status::InvalidArgument,
-        })?;
-        // SAFETY: a barrier.
-        unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
-        Ok(())
+        self.map_with(ipa, pa, pages, attrs, frames)
     }
 
     fn unmap(&mut self, ipa: u64, pages: u64) {
