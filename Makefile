@@ -14,11 +14,13 @@ SCENARIO   ?=
 HOST_EXCLUDE := --exclude mica-boot --exclude mica-guest-hello --exclude mica-guest-smp \
 	--exclude mica-guest-spinner --exclude mica-guest-attacker --exclude mica-guest-scrub --exclude mica-guest-irq \
 	--exclude mica-guest-ping --exclude mica-guest-pong --exclude mica-guest-sharer \
-	--exclude mica-guest-peek --exclude mica-guest-flooder --exclude mica-guest-drainer
+	--exclude mica-guest-peek --exclude mica-guest-flooder --exclude mica-guest-drainer \
+	--exclude mica-guest-bench
 # The test guests (docs/domains.md).
 GUESTS := -p mica-guest-hello -p mica-guest-smp -p mica-guest-spinner -p mica-guest-attacker -p mica-guest-irq \
 	-p mica-guest-scrub -p mica-guest-ping -p mica-guest-pong -p mica-guest-sharer \
-	-p mica-guest-peek -p mica-guest-flooder -p mica-guest-drainer
+	-p mica-guest-peek -p mica-guest-flooder -p mica-guest-drainer \
+	-p mica-guest-bench
 # The scheduling policy domain (services/sched-domain) builds like the guests; worker is
 # the scheduler scenarios' load.
 HOST_EXCLUDE += --exclude mica-service-sched --exclude mica-guest-worker
