@@ -10,12 +10,12 @@
 //! code path.
 
 use crate::image::{self, ImageError, LoadSegment, ET_EXEC};
-use crate::manifest::{Channel, Domain, Location, Manifest, ManifestError, Share, Start};
+use crate::manifest::{Channel, Device, Domain, Location, Manifest, ManifestError, Share, Start};
 use crate::sysimage::{self, ImageDomain, ImageSegment, SysimageError};
 use mica_abi::bootinfo::name_field;
 use mica_abi::sysimage::{
-    ChannelRecord, DomainRecord, ShareRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_DEFAULT_CACHEABLE,
-    FLAG_SCHED_CONTROL, FLAG_START_AT_BOOT, MAX_VCPUS_PER_DOMAIN,
+    ChannelRecord, DeviceRecord, DomainRecord, ShareRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_CONTROL,
+    FLAG_DEFAULT_CACHEABLE, FLAG_SCHED_CONTROL, FLAG_START_AT_BOOT, MAX_VCPUS_PER_DOMAIN,
 };
 use std::path::{Path, PathBuf};
 
@@ -260,6 +260,9 @@ fn record(domain: &Domain, entry: u64) -> DomainRecord {
     if domain.sched_policy {
         flags |= FLAG_SCHED_CONTROL;
     }
+    if domain.control {
+        flags |= FLAG_CONTROL;
+    }
     let link = |index: usize| u32::try_from(index + 1).unwrap_or(u32::MAX);
     DomainRecord {
         name,
@@ -312,6 +315,22 @@ fn share_record(share: &Share) -> ShareRecord {
     }
 }
 
+/// The record of a checked device: seen by its domain at its physical address.
+fn device_record(device: &Device) -> DeviceRecord {
+    let mut name = [0u8; mica_abi::bootinfo::NAME_LEN];
+    // The manifest checked the name is 1..=19 bytes.
+    name[..device.name.len()].copy_from_slice(device.name.as_bytes());
+    DeviceRecord {
+        name,
+        domain: index(device.domain),
+        interrupt: device.interrupt,
+        mmio_base: device.mmio_base,
+        mmio_size: device.mmio_size,
+        guest_address: device.mmio_base,
+        reserved: 0,
+    }
+}
+
 /// The bootable file for `manifest` from the hypervisor Image bytes and each domain's ELF
 /// (path, for errors, and bytes), in manifest order.
 pub fn build_bytes(
@@ -333,7 +352,9 @@ pub fn build_bytes(
     }
     let channels: Vec<ChannelRecord> = manifest.channels.iter().map(channel_record).collect();
     let shares: Vec<ShareRecord> = manifest.shares.iter().map(share_record).collect();
-    let system = sysimage::write(&domains, &channels, &shares).map_err(BuildError::Layout)?;
+    let devices: Vec<DeviceRecord> = manifest.devices.iter().map(device_record).collect();
+    let system = sysimage::write_with_devices(&domains, &channels, &shares, &devices)
+        .map_err(BuildError::Layout)?;
     sysimage::append_to_hypervisor(hypervisor, &system).map_err(|source| BuildError::Hypervisor {
         path: hypervisor_path.to_owned(),
         source,

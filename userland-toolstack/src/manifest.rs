@@ -17,8 +17,8 @@
 
 use mica_abi::bootinfo::{MAX_CAPS, MAX_REGIONS};
 use mica_abi::sysimage::{
-    SchedRequest, DOMAIN_RAM_BASE, MAX_CHANNELS, MAX_DOMAINS, MAX_SHARES, MAX_VCPUS_PER_DOMAIN,
-    NAME_LEN,
+    SchedRequest, CONTROL_POOL_BYTES, DOMAIN_RAM_BASE, MAX_CHANNELS, MAX_DEVICES, MAX_DOMAINS,
+    MAX_SHARES, MAX_VCPUS_PER_DOMAIN, NAME_LEN,
 };
 use mica_abi::Rights;
 use serde::Deserialize;
@@ -121,6 +121,23 @@ struct DomainSection {
     sched: Option<Spanned<SchedSection>>,
     #[serde(default)]
     sched_policy: Option<Spanned<bool>>,
+    #[serde(default)]
+    memory_node: Option<Spanned<u64>>,
+    #[serde(default)]
+    control: Option<Spanned<bool>>,
+    #[serde(default)]
+    devices: Vec<DeviceSection>,
+}
+
+/// One entry of a domain's `devices = [...]`: an MMIO device passed through to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceSection {
+    name: Spanned<String>,
+    address: Spanned<u64>,
+    size: Spanned<u64>,
+    #[serde(default)]
+    interrupt: Option<Spanned<u64>>,
 }
 
 /// A domain's `sched = { ... }`: what it asks the scheduling policy of its pool for.
@@ -314,6 +331,23 @@ pub struct Domain {
     /// It is the scheduling policy domain (`FLAG_SCHED_CONTROL`); its `arg` is the pools'
     /// policies (`mica_abi::sched::pack_policies`).
     pub sched_policy: bool,
+    /// It is the control domain (`FLAG_CONTROL`).
+    pub control: bool,
+}
+
+/// A checked device passed through to a domain (`devices = [...]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// Its name in the domain's boot-info page (1..=19 bytes; the interrupt is `NAME-irq`).
+    pub name: String,
+    /// The index of the domain that gets it.
+    pub domain: usize,
+    /// The page-aligned physical base of its MMIO window (`address` rounded down).
+    pub mmio_base: u64,
+    /// The window's size: whole pages covering `address .. address + size`.
+    pub mmio_size: u64,
+    /// GIC INTID of its interrupt (32..=1019), or 0 for none.
+    pub interrupt: u32,
 }
 
 /// How a shared region is mapped into its peer.
@@ -405,6 +439,8 @@ pub struct Manifest {
     pub shares: Vec<Share>,
     /// The `[[pool]]` tables, in file order.
     pub pools: Vec<Pool>,
+    /// Every domain's `devices`, in domain order.
+    pub devices: Vec<Device>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -850,6 +886,83 @@ pub enum Problem {
         /// The domain.
         domain: String,
     },
+    /// `control = true` on a guest.
+    #[error(
+        "domain `{0}` is a guest: only a `kind = \"service\"` domain may be the control domain"
+    )]
+    ControlGuest(String),
+    /// A second control domain.
+    #[error("domain `{domain}` is a second control domain (the first is `{first}`, line {first_line}): a system has at most one")]
+    SecondControlDomain {
+        /// This domain.
+        domain: String,
+        /// The first one.
+        first: String,
+        /// Its line.
+        first_line: usize,
+    },
+    /// A device name that is not a boot-info name.
+    #[error("device name `{0}`: use 1 to 19 characters from `a-z`, `0-9`, `-` (the interrupt is listed as NAME-irq, in 23 bytes)")]
+    BadDeviceName(String),
+    /// An empty or wrapping MMIO window.
+    #[error("device `{name}`: the window {address:#x} + {size:#x} is empty or wraps: give its registers' address and a size of at least 1")]
+    DeviceWindow {
+        /// The device.
+        name: String,
+        /// `address`.
+        address: u64,
+        /// `size`.
+        size: u64,
+    },
+    /// The window does not stay clear of the domain's RAM or the address space.
+    #[error("device `{name}`: its pages {base:#x}..{end:#x} overlap `{domain}`'s RAM ({ram_start:#x}..{ram_end:#x}) or leave the 39-bit guest-physical space: a device is seen at its physical address, so it must lie outside the domain's RAM")]
+    DeviceOutsideSpace {
+        /// The device.
+        name: String,
+        /// The domain.
+        domain: String,
+        /// Page-aligned base.
+        base: u64,
+        /// Page-aligned end.
+        end: u64,
+        /// Start of the domain's RAM.
+        ram_start: u64,
+        /// End of it.
+        ram_end: u64,
+    },
+    /// Two devices share a page.
+    #[error("device `{name}`: its pages {base:#x}..{end:#x} overlap those of device `{other}` (line {other_line}): a page of registers is passed to one domain only; give both devices' registers to one domain as one device")]
+    DeviceOverlap {
+        /// The device.
+        name: String,
+        /// Page-aligned base.
+        base: u64,
+        /// Page-aligned end.
+        end: u64,
+        /// The other device.
+        other: String,
+        /// Its line.
+        other_line: usize,
+    },
+    /// Not an SPI.
+    #[error("interrupt = {0}: give the GIC INTID of a shared peripheral interrupt (32 to 1019; QEMU virt's virtio-mmio transport n is 48 + n), or leave it out")]
+    DeviceInterrupt(u64),
+    /// Two devices with one interrupt.
+    #[error("interrupt {intid} is already the interrupt of device `{other}` (line {other_line}): an interrupt goes to one device")]
+    DeviceInterruptTaken {
+        /// The INTID.
+        intid: u64,
+        /// The other device.
+        other: String,
+        /// Its line.
+        other_line: usize,
+    },
+    /// Too many devices.
+    #[error("the system has {0} devices; a system image holds at most {MAX_DEVICES}: remove some")]
+    TooManyDevices(usize),
+    /// `memory_node` out of range.
+    #[error("memory_node = {0}: give a NUMA node number from 0 to 254 (leave it out for the node of the domain's first CPU)")]
+    MemoryNode(u64),
     /// `arg` on the policy domain.
     #[error("the policy domain's arg is computed from the [[pool]] tables (each CPU's policy, mica_abi::sched::pack_policies): remove `arg`")]
     PolicyDomainArg,
@@ -1148,7 +1261,15 @@ impl Checker<'_> {
                     Some(donor)
                 }
             };
-            let sched = self.sched_request(d, &cpus, &pools)?;
+            let mut sched = self.sched_request(d, &cpus, &pools)?;
+            if let Some(node) = &d.memory_node {
+                let value = *node.get_ref();
+                if value > 254 {
+                    return Err(self.invalid(node, Problem::MemoryNode(value)));
+                }
+                // The record says node n as n + 1 (0: the node of the first vCPU's CPU).
+                sched.memory_node = value as u8 + 1;
+            }
             domains.push(Domain {
                 name: d.name.get_ref().clone(),
                 kind: d.kind,
@@ -1164,6 +1285,7 @@ impl Checker<'_> {
                 mmu_off_cacheable: d.mmu_off_cacheable.unwrap_or(true),
                 sched,
                 sched_policy: d.sched_policy.as_ref().is_some_and(|p| *p.get_ref()),
+                control: d.control.as_ref().is_some_and(|c| *c.get_ref()),
             });
         }
         self.check_start_cycles(sections, &domains)?;
@@ -1172,6 +1294,8 @@ impl Checker<'_> {
         let mut names_in = Namespaces::new(domains.len());
         let channels = self.channels(&file.channels, &names, &mut names_in)?;
         let shares = self.shares(&file.shares, &names, &domains, &mut names_in)?;
+        self.control_domain(sections, &domains)?;
+        let devices = self.devices(sections, &domains, &mut names_in)?;
         Ok(Manifest {
             path: self.path.to_owned(),
             name: name.get_ref().clone(),
@@ -1181,7 +1305,138 @@ impl Checker<'_> {
             channels,
             shares,
             pools,
+            devices,
         })
+    }
+
+    /// At most one control domain, and a service.
+    fn control_domain(
+        &self,
+        sections: &[DomainSection],
+        domains: &[Domain],
+    ) -> Result<(), ManifestError> {
+        let mut first: Option<usize> = None;
+        for (i, d) in domains.iter().enumerate().filter(|(_, d)| d.control) {
+            let flag = sections[i].control.as_ref().expect("control is set");
+            if d.kind != DomainKind::Service {
+                return Err(self.invalid(flag, Problem::ControlGuest(d.name.clone())));
+            }
+            if let Some(f) = first {
+                return Err(self.invalid(
+                    flag,
+                    Problem::SecondControlDomain {
+                        domain: d.name.clone(),
+                        first: domains[f].name.clone(),
+                        first_line: self.line(&sections[f].name),
+                    },
+                ));
+            }
+            first = Some(i);
+        }
+        Ok(())
+    }
+
+    /// Checks every domain's `devices`: names in the domain's boot-info namespace, whole
+    /// pages outside its RAM, no page or interrupt given twice.
+    fn devices(
+        &self,
+        sections: &[DomainSection],
+        domains: &[Domain],
+        namespaces: &mut Namespaces,
+    ) -> Result<Vec<Device>, ManifestError> {
+        let mut devices: Vec<(Device, &DeviceSection)> = Vec::new();
+        for (i, d) in sections.iter().enumerate() {
+            for dev in &d.devices {
+                let name = dev.name.get_ref();
+                if name.len() > NAME_LEN - 5 || !is_valid_name(name) {
+                    return Err(self.invalid(&dev.name, Problem::BadDeviceName(name.clone())));
+                }
+                if devices.len() == MAX_DEVICES {
+                    let total = sections.iter().map(|d| d.devices.len()).sum();
+                    return Err(self.invalid(&dev.name, Problem::TooManyDevices(total)));
+                }
+                self.claim_name(namespaces, i, &domains[i].name, &dev.name)?;
+                let irq_name = Spanned::new(dev.name.span(), format!("{name}-irq"));
+                if dev.interrupt.is_some() {
+                    self.claim_name(namespaces, i, &domains[i].name, &irq_name)?;
+                }
+                let (address, size) = (*dev.address.get_ref(), *dev.size.get_ref());
+                let window = Problem::DeviceWindow {
+                    name: name.clone(),
+                    address,
+                    size,
+                };
+                let Some(end) = address.checked_add(size).filter(|_| size > 0) else {
+                    return Err(self.invalid(&dev.size, window));
+                };
+                let base = address & !(PAGE_BYTES - 1);
+                let end = end.next_multiple_of(PAGE_BYTES);
+                let ram_start = DOMAIN_RAM_BASE;
+                let ram_end = DOMAIN_RAM_BASE + domains[i].memory_kib * 1024;
+                if end > IPA_LIMIT || (base < ram_end && ram_start < end) {
+                    return Err(self.invalid(
+                        &dev.address,
+                        Problem::DeviceOutsideSpace {
+                            name: name.clone(),
+                            domain: domains[i].name.clone(),
+                            base,
+                            end,
+                            ram_start,
+                            ram_end,
+                        },
+                    ));
+                }
+                if let Some((other, at)) = devices
+                    .iter()
+                    .find(|(o, _)| base < o.mmio_base + o.mmio_size && o.mmio_base < end)
+                {
+                    return Err(self.invalid(
+                        &dev.address,
+                        Problem::DeviceOverlap {
+                            name: name.clone(),
+                            base,
+                            end,
+                            other: other.name.clone(),
+                            other_line: self.line(&at.name),
+                        },
+                    ));
+                }
+                let interrupt = match &dev.interrupt {
+                    None => 0,
+                    Some(irq) => {
+                        let intid = *irq.get_ref();
+                        if !(32..=1019).contains(&intid) {
+                            return Err(self.invalid(irq, Problem::DeviceInterrupt(intid)));
+                        }
+                        if let Some((other, at)) = devices
+                            .iter()
+                            .find(|(o, _)| u64::from(o.interrupt) == intid)
+                        {
+                            return Err(self.invalid(
+                                irq,
+                                Problem::DeviceInterruptTaken {
+                                    intid,
+                                    other: other.name.clone(),
+                                    other_line: self.line(&at.name),
+                                },
+                            ));
+                        }
+                        intid as u32
+                    }
+                };
+                devices.push((
+                    Device {
+                        name: name.clone(),
+                        domain: i,
+                        mmio_base: base,
+                        mmio_size: end - base,
+                        interrupt,
+                    },
+                    dev,
+                ));
+            }
+        }
+        Ok(devices.into_iter().map(|(d, _)| d).collect())
     }
 }
 
@@ -1779,7 +2034,14 @@ fn check_memory_fits(
     let need_kib: u64 = domains
         .iter()
         .filter(|d| d.memory_from.is_none())
-        .map(|d| d.memory_kib)
+        .map(|d| {
+            d.memory_kib
+                + if d.control {
+                    CONTROL_POOL_BYTES / 1024
+                } else {
+                    0
+                }
+        })
         .sum();
     let available_kib = (machine.memory_mib - HYPERVISOR_RESERVED_MIB) * 1024;
     if need_kib > available_kib {
@@ -1961,7 +2223,8 @@ memory_from = "hello-a"
             error(&edit("priority = 3", "priority = 3\ncolour = \"blue\"")),
             "images/t.toml:26:1: unknown field `colour`, expected one of `name`, `kind`, \
              `binary`, `path`, `memory_kib`, `vcpus`, `cpus`, `arg`, `start`, `after`, \
-             `memory_from`, `priority`, `mmu_off_cacheable`, `sched`, `sched_policy`"
+             `memory_from`, `priority`, `mmu_off_cacheable`, `sched`, `sched_policy`, \
+             `memory_node`, `control`, `devices`"
         );
         let err = error(&edit("arch = \"aarch64\"", "arch = \"x86_64\""));
         assert!(err.starts_with("images/t.toml:4:8: "), "{err}");
@@ -2604,6 +2867,23 @@ after = "policy"
         let rt = m.domains[3].sched;
         assert_eq!((rt.budget_us, rt.period_us), (2000, 10_000));
         assert!(!m.domains[1].sched_policy);
+        assert_eq!(
+            m.domains[1].sched.memory_node, 0,
+            "not given: the CPU's node"
+        );
+        let placed = parse(&sched_edit(
+            "cpus = [2]\nsched",
+            "cpus = [2]\nmemory_node = 1\nsched",
+        ))
+        .unwrap();
+        assert_eq!(
+            placed.domains[3].sched.memory_node, 2,
+            "node 1 is written as 2"
+        );
+        assert!(
+            sched_error("cpus = [2]\nsched", "cpus = [2]\nmemory_node = 255\nsched")
+                .contains("memory_node = 255: give a NUMA node number from 0 to 254")
+        );
     }
 
     #[test]
@@ -2723,5 +3003,102 @@ after = "policy"
                 "images/{expected}.toml is missing"
             );
         }
+    }
+
+    /// TWO with `hello-b` the control domain, given `devices`.
+    fn control(devices: &str) -> String {
+        edit(
+            "priority = 3",
+            &format!("priority = 3\ncontrol = true\ndevices = [{devices}]"),
+        )
+    }
+
+    #[test]
+    fn control_domain_and_devices() {
+        let m = parse(&control(
+            "{ name = \"console\", address = 0x0a003e00, size = 0x200, interrupt = 79 }",
+        ))
+        .unwrap();
+        assert!(m.domains[1].control && !m.domains[0].control);
+        assert_eq!(
+            m.devices,
+            [Device {
+                name: "console".into(),
+                domain: 1,
+                mmio_base: 0x0a00_3000,
+                mmio_size: 0x1000,
+                interrupt: 79,
+            }]
+        );
+        // A window across a page boundary covers both pages; no interrupt is 0.
+        let m = parse(&control(
+            "{ name = \"regs\", address = 0x0900_0ff0, size = 0x20 }",
+        ))
+        .unwrap();
+        assert_eq!(
+            (m.devices[0].mmio_base, m.devices[0].mmio_size),
+            (0x0900_0000, 0x2000)
+        );
+        assert_eq!(m.devices[0].interrupt, 0);
+    }
+
+    #[test]
+    fn control_and_device_errors_name_the_place() {
+        let guest = edit("arg = 5", "arg = 5\ncontrol = true");
+        assert_eq!(
+            error(&guest),
+            "images/t.toml:18:11: domain `hello-a` is a guest: only a `kind = \"service\"` domain may be the control domain"
+        );
+        let two = control("")
+            .replace("arg = 5", "arg = 5\ncontrol = true")
+            .replace("kind = \"guest\"", "kind = \"service\"");
+        assert!(
+            error(&two).contains(
+                "domain `hello-b` is a second control domain (the first is `hello-a`, line 12)"
+            ),
+            "{}",
+            error(&two)
+        );
+        let dev = |d: &str| error(&control(d));
+        assert!(
+            dev("{ name = \"Console\", address = 0x0a003e00, size = 0x200 }")
+                .contains("device name `Console`: use 1 to 19 characters")
+        );
+        assert!(
+            dev("{ name = \"console\", address = 0x0a003e00, size = 0 }")
+                .contains("the window 0xa003e00 + 0x0 is empty or wraps")
+        );
+        assert!(
+            dev("{ name = \"console\", address = 0x40000000, size = 0x200 }")
+                .contains("overlap `hello-b`'s RAM (0x40000000..0x40200000)")
+        );
+        assert!(
+            dev("{ name = \"console\", address = 0x0a003e00, size = 0x200, interrupt = 16 }")
+                .contains("interrupt = 16: give the GIC INTID of a shared peripheral interrupt")
+        );
+        let twice = dev(
+            "{ name = \"a\", address = 0x0a003e00, size = 0x200, interrupt = 79 }, \
+                         { name = \"b\", address = 0x0a003c00, size = 0x200, interrupt = 78 }",
+        );
+        assert!(
+            twice
+                .contains("device `b`: its pages 0xa003000..0xa004000 overlap those of device `a`"),
+            "{twice}"
+        );
+        let irq = dev(
+            "{ name = \"a\", address = 0x0a003e00, size = 0x200, interrupt = 79 }, \
+                       { name = \"b\", address = 0x0a000000, size = 0x200, interrupt = 79 }",
+        );
+        assert!(
+            irq.contains("interrupt 79 is already the interrupt of device `a`"),
+            "{irq}"
+        );
+        let dup = dev("{ name = \"a\", address = 0x0a003e00, size = 0x200 }, \
+                       { name = \"a\", address = 0x0a000000, size = 0x200 }");
+        assert!(dup.contains("already has a capability named `a`"), "{dup}");
+        assert!(error(&control(
+            "{ name = \"a\", address = 1, size = 2, colour = 3 }"
+        ))
+        .contains("unknown field `colour`"));
     }
 }
