@@ -30,7 +30,7 @@ ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt
 X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt
 
 .PHONY: all setup build hypervisor toolstack run test fmt-check clippy host-test smoke \
-        verify-mutants fuzz clean
+        verify-mutants fuzz clean bench tcb
 
 all: build
 
@@ -77,6 +77,16 @@ host-test: setup
 ## Boot every scenario in tests/smoke (or only SCENARIO=name) and check its transcript.
 smoke: build
 	$(MICA) smoke --hypervisor $(HYP_IMAGE) $(if $(SCENARIO),--scenario $(SCENARIO))
+
+## Deterministic cost figures under QEMU -icount and idle host CPU (bench/*.toml); writes
+## bench/results.json and docs/PERFORMANCE.md. Not part of `make test`: timing never is.
+bench: build
+	$(MICA) bench --hypervisor $(HYP_IMAGE)
+
+## Source lines that run privileged (per architecture) against those in domains; writes
+## docs/PERFORMANCE.md.
+tcb: toolstack
+	$(MICA) tcb
 
 ## Build mica-caps with each planted bug and show the harnesses catch every one.
 verify-mutants: setup

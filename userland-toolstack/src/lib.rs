@@ -2,17 +2,22 @@
 //!
 //! The `mica` binary is a thin command-line shell over these modules so that each piece
 //! (image conversion, system manifests and the system image builder, the QEMU runner,
-//! device-tree edits, scenario files and transcript judging) is a plain function that unit tests can call without QEMU. Nothing here needs
+//! device-tree edits, scenario files and transcript judging, benchmark collection and the
+//! trusted-code count) is a plain function that unit tests can call without QEMU. Nothing here needs
 //! `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod bootloader;
 pub mod builder;
 pub mod dtb;
 pub mod image;
+pub mod json;
 pub mod judge;
 pub mod manifest;
 pub mod qemu;
 pub mod scenario;
 pub mod smoke;
 pub mod sysimage;
+pub mod tcb;
+pub mod transcript;

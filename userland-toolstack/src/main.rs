@@ -43,6 +43,50 @@ enum Command {
     Run(RunArgs),
     /// Boot every smoke scenario and check its serial transcript.
     Smoke(SmokeArgs),
+    /// Boot the benchmark systems (bench/*.toml), collect their figures, write
+    /// bench/results.json and the tables of docs/PERFORMANCE.md.
+    Bench(BenchArgs),
+    /// Count the source lines that run privileged on each architecture and those that run in
+    /// domains; write the table into docs/PERFORMANCE.md.
+    Tcb(TcbArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// The directory of bench files (*.toml).
+    #[arg(long, default_value = mica::bench::DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Run only this bench (a file stem in the directory); nothing is written.
+    #[arg(long, value_name = "NAME")]
+    bench: Option<String>,
+    /// The hypervisor image the systems are built with.
+    #[arg(long, value_name = "IMAGE", default_value = smoke::DEFAULT_HYPERVISOR)]
+    hypervisor: PathBuf,
+    /// Where the guest binaries are.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_GUESTS_DIR)]
+    guests_dir: PathBuf,
+    /// Where to write the machine-readable results.
+    #[arg(long, value_name = "FILE", default_value = mica::bench::DEFAULT_RESULTS)]
+    results: PathBuf,
+    /// The document whose marked sections get the tables.
+    #[arg(long, value_name = "FILE", default_value = mica::bench::DEFAULT_DOC)]
+    doc: PathBuf,
+    /// Print the figures only; write nothing.
+    #[arg(long)]
+    no_write: bool,
+}
+
+#[derive(Debug, Args)]
+struct TcbArgs {
+    /// The repository's root directory.
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// The document whose marked section gets the table.
+    #[arg(long, value_name = "FILE", default_value = mica::bench::DEFAULT_DOC)]
+    doc: PathBuf,
+    /// Print the table only; write nothing.
+    #[arg(long)]
+    no_write: bool,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +193,8 @@ fn main() -> ExitCode {
         Command::Build(args) => build(args),
         Command::Run(args) => run(args),
         Command::Smoke(args) => smoke(args),
+        Command::Bench(args) => bench(args),
+        Command::Tcb(args) => tcb(args),
     }
 }
 
@@ -307,5 +353,91 @@ fn smoke(args: SmokeArgs) -> ExitCode {
             println!("{}", smoke::summary(&[]));
             ExitCode::from(EXIT_NOTHING_RAN)
         }
+    }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    use mica::bench::{self, BenchOptions, Figures};
+    let options = BenchOptions {
+        dir: args.dir,
+        only: args.bench,
+        hypervisor: args.hypervisor,
+        guests_dir: args.guests_dir,
+    };
+    let files = match bench::list(&options.dir, options.only.as_deref()) {
+        Ok(files) => files,
+        Err(err) => return fail(&err),
+    };
+    let mut results = Vec::new();
+    for (name, path) in &files {
+        println!("bench: {name} ...");
+        match bench::run_one(name, path, &options) {
+            Ok(result) => {
+                match &result.figures {
+                    Figures::Icount(ms) => {
+                        for m in ms {
+                            println!(
+                                "bench: {name}: {}: median {} ns, min {} ns, max {} ns, {} iterations",
+                                m.name, m.median_ns, m.min_ns, m.max_ns, m.iterations
+                            );
+                        }
+                    }
+                    Figures::Idle(i) => println!(
+                        "bench: {name}: QEMU used {:.2} s of host CPU in {:.1} s with every guest idle",
+                        i.cpu_secs, i.window_secs
+                    ),
+                }
+                results.push(result);
+            }
+            Err(err) => return fail(&err),
+        }
+    }
+    if args.no_write || options.only.is_some() {
+        return ExitCode::SUCCESS;
+    }
+    let provenance = bench::Provenance::gather();
+    if let Err(source) = std::fs::write(&args.results, bench::results_json(&results, &provenance)) {
+        return fail(&bench::BenchError::Write {
+            path: args.results,
+            source,
+        });
+    }
+    let sections = [
+        (
+            bench::SECTION_ICOUNT,
+            bench::icount_table(&results, &provenance),
+        ),
+        (
+            bench::SECTION_IDLE,
+            bench::idle_table(&results, &provenance),
+        ),
+    ];
+    if let Err(err) = bench::update_doc(&args.doc, &sections) {
+        return fail(&err);
+    }
+    println!(
+        "bench: wrote {} and the tables of {}",
+        args.results.display(),
+        args.doc.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn tcb(args: TcbArgs) -> ExitCode {
+    let rows = match mica::tcb::measure(&args.root) {
+        Ok(rows) => rows,
+        Err(err) => return fail(&err),
+    };
+    let table = mica::tcb::table(&rows);
+    print!("{table}");
+    if args.no_write {
+        return ExitCode::SUCCESS;
+    }
+    match mica::bench::update_doc(&args.doc, &[(mica::tcb::SECTION, table)]) {
+        Ok(()) => {
+            println!("tcb: wrote the table of {}", args.doc.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
     }
 }

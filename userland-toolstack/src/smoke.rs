@@ -1,19 +1,18 @@
 //! `mica smoke`: boot every scenario under QEMU and judge its serial transcript.
 //!
-//! Each scenario boots through the same [`crate::qemu`] code as `mica run`. QEMU's stdout
-//! and stderr are read by one thread each and sent over a channel, so the main loop can
-//! wait with a deadline: a guest that prints nothing still times out. The meaning of the
-//! transcript is decided by [`crate::judge`]; this module only moves lines and reports.
+//! Each scenario boots through the same [`crate::qemu`] code as `mica run`, and its console
+//! is read with a deadline by [`crate::transcript`] (a guest that prints nothing still times
+//! out). The meaning of the transcript is decided by [`crate::judge`]; this module only moves
+//! lines and reports.
 
 use crate::builder::{self, BuildError, BuildOptions};
 use crate::judge::{Failure, Judge, QemuEnd, Step};
 use crate::qemu::{self, QemuError};
 use crate::scenario::{Boot, Scenario, ScenarioError};
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::transcript::{Next, Running};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -160,36 +159,6 @@ pub fn select(
     })
 }
 
-/// What the reader threads send.
-enum Event {
-    /// A line of the serial console (QEMU's stdout).
-    Serial(String),
-    /// A line of QEMU's own stderr.
-    Stderr(String),
-    /// One of the two pipes closed.
-    Closed,
-}
-
-/// Sends every line of `pipe` as `wrap(line)`, then [`Event::Closed`].
-fn pump(pipe: impl Read, tx: mpsc::Sender<Event>, wrap: fn(String) -> Event) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buf);
-                let line = text.trim_end_matches(['\n', '\r']).to_owned();
-                if tx.send(wrap(line)).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = tx.send(Event::Closed);
-}
-
 /// Boots one loaded scenario and judges it, filling `transcript`. A scenario with a
 /// `system` first builds it into a temporary image (removed when this returns).
 fn boot_and_judge(
@@ -216,34 +185,11 @@ fn boot_and_judge(
         }
     };
     let launch = qemu::prepare(&machine, Some(deadline))?;
-    let mut child = launch
-        .command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| QemuError::Spawn {
-            program: launch.program.clone(),
-            source,
-        })?;
-    let (tx, rx) = mpsc::channel();
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || pump(out, tx, Event::Serial)));
-    }
-    if let Some(err) = child.stderr.take() {
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || pump(err, tx, Event::Stderr)));
-    }
-    drop(tx);
-
+    let mut qemu = Running::spawn(&launch)?;
     let mut judge = Judge::new(&scenario.expect);
-    let mut open_pipes = readers.len();
     let verdict: Result<(), Failure> = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(Event::Serial(line)) => {
+        match qemu.next(deadline)? {
+            Next::Serial(line) => {
                 let step = judge.feed(&line);
                 transcript.push(line);
                 match step {
@@ -252,30 +198,12 @@ fn boot_and_judge(
                     Step::Fail(f) => break Err(f),
                 }
             }
-            Ok(Event::Stderr(line)) => transcript.push(format!("{STDERR_PREFIX}{line}")),
-            Ok(Event::Closed) => {
-                open_pipes -= 1;
-                if open_pipes == 0 {
-                    // Both pipes closed: QEMU has exited (or is about to); every line is in.
-                    let status = child.wait().map_err(QemuError::Wait)?;
-                    break judge.ended(qemu_end(status));
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                break Err(judge.timed_out(scenario.timeout_secs))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = child.wait().map_err(QemuError::Wait)?;
-                break judge.ended(qemu_end(status));
-            }
+            Next::Stderr(line) => transcript.push(format!("{STDERR_PREFIX}{line}")),
+            Next::Exited(status) => break judge.ended(qemu_end(status)),
+            Next::TimedOut => break Err(judge.timed_out(scenario.timeout_secs)),
         }
     };
-    qemu::stop(&mut child)?;
-    drop(rx);
-    for reader in readers {
-        // A reader only ends when its pipe closes, which stopping QEMU guarantees.
-        let _ = reader.join();
-    }
+    qemu.stop()?;
     verdict.map_err(ScenarioFailure::from)
 }
 
