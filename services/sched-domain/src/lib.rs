@@ -21,7 +21,6 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use heapless::Vec;
-use mica_abi::hypercall::Call;
 use mica_abi::sched::{ACCOUNTING_IPA, MAX_ACCOUNTED_VCPUS};
 use mica_rt::gic::{self, GICR_BASE, GICR_STRIDE, SGI_FRAME};
 use mica_rt::hypercall::{self, Port, Slot};
@@ -276,21 +275,15 @@ impl Shell {
     }
 }
 
-/// `sched_set` (mica-rt has no typed wrapper for it yet).
+/// `sched_set` for `change`.
 fn sched_set(control: Slot, change: &Change) -> Result<(), Status> {
-    hypercall::raw_call(
-        Call::SchedSet.function_id(),
-        [
-            control.raw(),
-            change.target(),
-            change.budget_ns(),
-            change.period_ns(),
-            change.affinity(),
-            0,
-        ],
+    hypercall::sched_set(
+        control,
+        change.target(),
+        change.budget_ns(),
+        change.period_ns(),
+        change.affinity(),
     )
-    .result()
-    .map(|_| ())
 }
 
 /// Prints the policy of every CPU in a pool.
