@@ -25,6 +25,8 @@ GUESTS := -p mica-guest-hello -p mica-guest-smp -p mica-guest-spinner -p mica-gu
 # the scheduler scenarios' load.
 HOST_EXCLUDE += --exclude mica-service-sched --exclude mica-guest-worker
 GUESTS += -p mica-service-sched -p mica-guest-worker
+# The control domain (services/ctl) too; its library (protocol, pool) is host-tested.
+GUESTS += -p mica-service-ctl
 # Library crates that must also build for each bare-metal target.
 ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt
 X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod bootloader;
 pub mod builder;
+pub mod ctl;
 pub mod dtb;
 pub mod image;
 pub mod json;

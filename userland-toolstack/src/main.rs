@@ -49,6 +49,75 @@ enum Command {
     /// Count the source lines that run privileged on each architecture and those that run in
     /// domains; write the table into docs/PERFORMANCE.md.
     Tcb(TcbArgs),
+    /// Control a running system through its `ctl` domain (list, create, pause, unpause,
+    /// destroy, reboot, console, stats). Exit status: 0 done, 1 refused by the system, 2 bad
+    /// usage or no connection.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+struct CtlArgs {
+    /// The control socket (`mica run` prints where it is).
+    #[arg(long, value_name = "PATH", default_value = mica::ctl::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Answer in JSON (for scripts) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CtlCommand {
+    /// Every domain: id, name, state, vCPUs, memory, CPU time.
+    List,
+    /// Create a domain from an image record of the system image.
+    Create {
+        /// The new domain's name.
+        name: String,
+        /// The domain record of the system image whose image to run.
+        #[arg(long, value_name = "IMG")]
+        image: String,
+        /// RAM in KiB [default: the record's].
+        #[arg(long, value_name = "N")]
+        memory_kib: Option<u32>,
+        /// vCPUs [default: the record's].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
+        vcpus: Option<u32>,
+        /// x0 at entry [default: the record's arg].
+        #[arg(long, value_name = "N")]
+        arg: Option<u64>,
+    },
+    /// Stop scheduling a domain.
+    Pause {
+        /// The domain.
+        name: String,
+    },
+    /// Resume a paused domain.
+    Unpause {
+        /// The domain.
+        name: String,
+    },
+    /// Destroy a domain (its memory returns to where it came from).
+    Destroy {
+        /// The domain.
+        name: String,
+    },
+    /// Restart a domain from its image.
+    Reboot {
+        /// The domain.
+        name: String,
+    },
+    /// A domain's console output (the last 4 KiB the kernel keeps).
+    Console {
+        /// The domain.
+        name: String,
+        /// Keep printing new output until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// The ctl domain's statistics: domains, free pool memory, requests and errors.
+    Stats,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +202,10 @@ struct BuildArgs {
 struct RunArgs {
     /// The arm64 Image to boot (QEMU -kernel), or a system manifest (*.toml) to build first.
     image: PathBuf,
+    /// For a manifest with a control domain: the Unix socket its virtio console is
+    /// connected to (what `mica ctl --socket` talks to).
+    #[arg(long, value_name = "PATH", default_value = mica::ctl::DEFAULT_SOCKET)]
+    ctl_socket: PathBuf,
     /// Number of CPUs (QEMU -smp) [default: the manifest's [machine] cpus, else 2].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     smp: Option<u32>,
@@ -195,7 +268,41 @@ fn main() -> ExitCode {
         Command::Smoke(args) => smoke(args),
         Command::Bench(args) => bench(args),
         Command::Tcb(args) => tcb(args),
+        Command::Ctl(args) => ctl(args),
     }
+}
+
+fn ctl(args: CtlArgs) -> ExitCode {
+    use mica::ctl::Command as C;
+    let command = match args.command {
+        CtlCommand::List => C::List,
+        CtlCommand::Stats => C::Stats,
+        CtlCommand::Create {
+            name,
+            image,
+            memory_kib,
+            vcpus,
+            arg,
+        } => C::Create {
+            name,
+            image,
+            memory_kib,
+            vcpus,
+            arg,
+        },
+        CtlCommand::Pause { name } => C::Pause(name),
+        CtlCommand::Unpause { name } => C::Unpause(name),
+        CtlCommand::Destroy { name } => C::Destroy(name),
+        CtlCommand::Reboot { name } => C::Reboot(name),
+        CtlCommand::Console { name, follow } => C::Console { name, follow },
+    };
+    ExitCode::from(mica::ctl::execute(
+        &args.socket,
+        &command,
+        args.json,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ))
 }
 
 fn fail(err: &dyn std::error::Error) -> ExitCode {
@@ -255,6 +362,31 @@ fn run(args: RunArgs) -> ExitCode {
     let image = built
         .as_ref()
         .map_or_else(|| args.image.clone(), |b| b.file.to_path_buf());
+    // A control domain gets its console device, on a socket `mica ctl` connects to.
+    let has_control = built
+        .as_ref()
+        .is_some_and(|b| b.manifest.domains.iter().any(|d| d.control));
+    let ctl_args = if has_control {
+        if !args.dry_run {
+            if let Some(dir) = args
+                .ctl_socket
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            // A socket left by an earlier run would make QEMU fail to listen.
+            let _ = std::fs::remove_file(&args.ctl_socket);
+            eprintln!(
+                "mica: control socket {} (try `target/release/mica ctl --socket {} list` in another terminal)",
+                args.ctl_socket.display(),
+                args.ctl_socket.display()
+            );
+        }
+        mica::ctl::qemu_args(&args.ctl_socket)
+    } else {
+        Vec::new()
+    };
     let overrides = MachineOverrides {
         smp: args.smp,
         memory: args.memory,
@@ -266,7 +398,7 @@ fn run(args: RunArgs) -> ExitCode {
             remove_nodes: args.remove_dtb_nodes,
             reserve_all_memory: args.break_dtb_memory,
         },
-        extra_args: args.qemu_args,
+        extra_args: ctl_args.into_iter().chain(args.qemu_args).collect(),
         ..MachineConfig::new(
             image,
             built.as_ref().map(|b| &b.manifest.machine),

@@ -140,7 +140,7 @@ pub fn largest_free(start: u64, end: u64, reserved: &[Range<u64>]) -> Range<u64>
 }
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub use bare_metal::bootinfo;
+pub use bare_metal::{bootinfo, reread};
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod bare_metal {
@@ -168,6 +168,25 @@ mod bare_metal {
             BootPage::validate(copy)
         })
         .as_ref()
+    }
+
+    /// A fresh copy of the boot-info page, validated: for a domain whose page the kernel
+    /// rewrites while it runs (the control domain's lists the domains that started since);
+    /// `None` if x3 is not where the boot protocol puts it or the page is not valid.
+    pub fn reread() -> Option<BootPage> {
+        let info = boot_info();
+        if !page_address_ok(info.boot_page, info.ram_base, info.ram_size) {
+            return None;
+        }
+        let page = info.boot_page as *const mica_abi::bootinfo::BootInfo;
+        // SAFETY: as in `bootinfo`: the page lies in the last 4 KiB of the domain's RAM,
+        // outside every Rust object, aligned and valid for any bit pattern. The kernel may
+        // rewrite it between two of the domain's hypercalls, never during one of its
+        // instructions' reads of a word it wrote; a torn copy (a rewrite while this copies)
+        // has the magic and version checked and its counts clamped, so at worst it lists a
+        // stale name, which the caller's next hypercall through that slot finds out.
+        let copy = unsafe { core::ptr::read_volatile(page) };
+        BootPage::validate(copy)
     }
 }
 

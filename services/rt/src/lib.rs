@@ -44,6 +44,8 @@ pub mod memory;
 mod panic;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod smp;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "virtio"))]
+pub mod virtio;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use bootinfo::bootinfo;

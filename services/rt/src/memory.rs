@@ -123,3 +123,150 @@ pub fn shared_region(name: &str) -> Option<SharedRegion> {
     // concurrent writes stay free of data races. `ipa` is 8-byte aligned.
     Some(unsafe { SharedRegion::new(region.ipa as *mut u8, size) })
 }
+
+/// Memory mapped into this domain outside its RAM for as long as the value lives: frames of
+/// a Memory capability the domain holds (a control domain's pool, for copying an image into
+/// a new domain's RAM or scrubbing it, or for DMA buffers). [`map_window`] makes one; dropping
+/// it unmaps it.
+///
+/// Another domain or a device may use the same frames at the same time (that is the point),
+/// so every access is volatile and nothing hands out a reference into the window.
+#[derive(Debug)]
+pub struct Window {
+    ipa: u64,
+    len: usize,
+}
+
+/// Maps `frames` of the Memory capability `memory` at `ipa` of this domain with `perms`.
+/// `ipa` must be page aligned and outside the domain's RAM; the kernel refuses a range that
+/// overlaps anything already mapped there (`SlotOccupied`), so the window is the only way to
+/// these addresses.
+pub fn map_window(
+    memory: crate::Slot,
+    ipa: u64,
+    frames: crate::FrameRange,
+    perms: crate::Rights,
+) -> Result<Window, crate::Status> {
+    let info = boot_info();
+    let len = frames
+        .count
+        .checked_mul(PAGE_SIZE)
+        .ok_or(crate::Status::InvalidArgument)?;
+    let end = ipa.checked_add(len).ok_or(crate::Status::InvalidArgument)?;
+    let ram = info.ram_base..info.boot_page.saturating_add(PAGE_SIZE);
+    if len == 0 || !ipa.is_multiple_of(PAGE_SIZE) || (ipa < ram.end && ram.start < end) {
+        return Err(crate::Status::InvalidArgument);
+    }
+    let len = usize::try_from(len).map_err(|_| crate::Status::InvalidArgument)?;
+    crate::hypercall::mem_map(crate::Slot::SELF_DOMAIN, memory, ipa, frames, perms)?;
+    Ok(Window { ipa, len })
+}
+
+impl Window {
+    /// Where it is mapped.
+    pub fn ipa(&self) -> u64 {
+        self.ipa
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty (never: a window has at least one page).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Option<*mut u8> {
+        let end = offset.checked_add(len)?;
+        (end <= self.len).then_some((self.ipa as usize + offset) as *mut u8)
+    }
+
+    /// Copies `bytes` to `offset`; false (nothing written) if they do not fit.
+    pub fn write(&mut self, offset: usize, bytes: &[u8]) -> bool {
+        let Some(at) = self.check(offset, bytes.len()) else {
+            return false;
+        };
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: `check` keeps `at + i` inside the window, which the kernel maps
+            // writable (as `map_window` asked) at an IPA outside RAM where no Rust object
+            // lives, and the window is the only path to it; a volatile byte store cannot
+            // be torn or merged with what another agent writes.
+            unsafe { core::ptr::write_volatile(at.add(i), *b) };
+        }
+        true
+    }
+
+    /// Writes `len` zero bytes from `offset`; false (nothing written) if out of range.
+    pub fn zero(&mut self, offset: usize, len: usize) -> bool {
+        let Some(at) = self.check(offset, len) else {
+            return false;
+        };
+        let mut i = 0;
+        while i < len {
+            let p = at.wrapping_add(i);
+            if p as usize % 8 == 0 && len - i >= 8 {
+                // SAFETY: as in `write`; `p` is 8-byte aligned with 8 bytes left in range.
+                unsafe { core::ptr::write_volatile(p as *mut u64, 0) };
+                i += 8;
+            } else {
+                // SAFETY: as in `write`.
+                unsafe { core::ptr::write_volatile(p, 0) };
+                i += 1;
+            }
+        }
+        true
+    }
+
+    /// Copies from `offset` into `out`; false (nothing read) if out of range.
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        let Some(at) = self.check(offset, out.len()) else {
+            return false;
+        };
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: as in `write`, for a readable mapping.
+            *b = unsafe { core::ptr::read_volatile(at.add(i)) };
+        }
+        true
+    }
+
+    /// The address of byte `offset`, for a device (DMA) or another domain to use: never
+    /// dereferenced by safe code. `None` if out of range.
+    pub fn address_of(&self, offset: usize) -> Option<u64> {
+        (offset < self.len).then_some(self.ipa + offset as u64)
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        let _ = crate::hypercall::mem_unmap(
+            crate::Slot::SELF_DOMAIN,
+            self.ipa,
+            self.len as u64 / PAGE_SIZE,
+        );
+    }
+}
+
+/// The system image, as the kernel maps it read-only into the control domain
+/// (`system-image` in its boot-info page, at `mica_abi::sysimage::SYSTEM_IMAGE_IPA`); `None`
+/// in any other domain. Parse it with `mica_abi::sysimage::SystemImage::parse`.
+pub fn system_image() -> Option<&'static [u8]> {
+    let r = bootinfo()?.shared("system-image")?;
+    let size = usize::try_from(r.size).ok()?;
+    let info = boot_info();
+    if r.ipa != mica_abi::sysimage::SYSTEM_IMAGE_IPA
+        || size == 0
+        || r.rights != crate::Rights::READ
+        || info.in_ram(r.ipa)
+        || info.in_ram(r.ipa.saturating_add(r.size - 1))
+    {
+        return None;
+    }
+    // SAFETY: the kernel maps the system image here, readable, for the control domain's
+    // lifetime (it never unmaps it: the capability is the kernel's grant, and this domain's
+    // code never revokes or deletes it), outside the domain's RAM, so no Rust object
+    // overlaps it. Nobody writes it: it is the boot image the kernel only reads, and every
+    // mapping of it is read-only. So a shared slice of it is sound for 'static.
+    Some(unsafe { core::slice::from_raw_parts(r.ipa as *const u8, size) })
+}

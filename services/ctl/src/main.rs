@@ -1,0 +1,551 @@
+//! `ctl`: the control domain. Serves `mica ctl` over a passed-through virtio console.
+//!
+//! It holds what the kernel gives a domain with `FLAG_CONTROL`: a 64 MiB memory pool
+//! (`free-memory`), the system image read-only (`system-image`), and a Domain capability
+//! with CONTROL and GRANT for every other domain (`dom-<name>`, re-read from the boot-info
+//! page because the kernel adds domains that start later). With those, and only
+//! capability-checked hypercalls, it lists, creates (from an image record of the system
+//! image, in RAM from its pool), pauses, unpauses, restarts and destroys domains and reads
+//! their consoles. The byte stream, framing and request decoding are
+//! `mica_service_ctl::protocol` (host-tested); this file is the hardware and hypercall side.
+//!
+//! The first [`DMA_PAGES`] pages of the pool are the virtio driver's DMA memory (there is no
+//! IOMMU: this domain is trusted for DMA, docs/domains.md); the rest is for domains.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+#![forbid(unsafe_code)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("ctl is a Mica domain: build it for aarch64-unknown-none (make build)");
+}
+
+#[cfg(target_os = "none")]
+mod domain {
+    extern crate alloc;
+
+    use alloc::vec::Vec;
+    use mica_abi::bootinfo::{name_str, BootInfo as BootPageLayout, CapEntry};
+    use mica_abi::ctl::{ConsoleReply, DomainEntry, ErrorCode, Kind, StatsReply, MAX_PAYLOAD};
+    use mica_abi::sysimage::{SegmentRecord, SystemImage, ANY_CPU, DOMAIN_RAM_BASE};
+    use mica_rt::hypercall as hc;
+    use mica_rt::memory::{map_window, system_image};
+    use mica_rt::{
+        events, println, virtio, BootInfo, FrameRange, ObjectType, Port, Rights, Slot, Status,
+    };
+    use mica_service_ctl::boot::{Layout, PAGE, STUB_OFFSET};
+    use mica_service_ctl::pool::{Pool, Run};
+    use mica_service_ctl::protocol::{
+        error_frame, frame, Event, FrameReader, Name, Request, MAX_FRAME,
+    };
+    use zerocopy::IntoBytes;
+
+    /// Pool pages kept for the virtio driver's DMA.
+    const DMA_PAGES: u64 = 16;
+    /// Where the DMA pages are mapped.
+    const DMA_IPA: u64 = 0x9000_0000;
+    /// Where a new domain's RAM is mapped while its image is copied in or it is scrubbed.
+    const COPY_IPA: u64 = 0xC000_0000;
+    /// Capability slots of a created domain.
+    const CHILD_SLOTS: u64 = 32;
+    /// Kernel-memory quota of a created domain (paid from this domain's).
+    const CHILD_QUOTA: u64 = 64 << 10;
+    /// The event port the console's interrupt arrives on.
+    const IRQ_PORT: Port = Port(1);
+    /// The passed-through device's name in the manifest (`devices = [{ name = "console", ... }]`).
+    const DEVICE: &str = "console";
+    /// How many times to yield while waiting for a destroyed domain to be gone.
+    const TEARDOWN_YIELDS: u32 = 1_000_000;
+
+    /// A domain this domain created (and whose RAM it lent from the pool).
+    struct Created {
+        name: Name,
+        slot: Slot,
+        vcpu_slots: Vec<Slot>,
+        run: Run,
+        image: Name,
+        memory_kib: u32,
+        vcpus: u32,
+        arg: Option<u64>,
+    }
+
+    struct Ctl {
+        pool_slot: Slot,
+        /// Physical frame of pool page 0 of [`Ctl::pool`] (after the DMA pages).
+        pool_frame: u64,
+        pool: Pool,
+        image: Option<SystemImage<'static>>,
+        created: Vec<Created>,
+        requests: u64,
+        errors: u64,
+        /// Slots handed out but perhaps not yet filled (so two picks never collide).
+        slots: u64,
+    }
+
+    type Refusal = (ErrorCode, u32);
+
+    fn refused(status: Status) -> Refusal {
+        (ErrorCode::Refused, status as u32)
+    }
+
+    impl Ctl {
+        /// A free slot of this domain's capability space.
+        fn free_slot(&self, skip: &[Slot]) -> Result<Slot, Refusal> {
+            (8..self.slots.min(u64::from(u16::MAX)) as u16)
+                .map(Slot)
+                .find(|s| {
+                    !skip.contains(s)
+                        && matches!(hc::cap_identify(*s), Err(Status::InvalidCapability))
+                })
+                .ok_or(refused(Status::NoFreeSlot))
+        }
+
+        /// Every Domain capability the kernel granted (`dom-<name>`), from a fresh copy of the
+        /// boot-info page.
+        fn granted(&self) -> Vec<(Name, Slot)> {
+            let Some(page) = mica_rt::bootinfo::reread() else {
+                return Vec::new();
+            };
+            page.caps()
+                .iter()
+                .filter(|c| c.object_type == ObjectType::Domain as u8)
+                .filter_map(|c| {
+                    let name = name_str(&c.name).strip_prefix("dom-")?;
+                    Some((Name::new(name)?, Slot(c.slot)))
+                })
+                .collect()
+        }
+
+        /// The Domain capability of `name`, and whether this domain created it.
+        fn find(&self, name: &Name) -> Result<(Slot, bool), Refusal> {
+            if let Some(c) = self.created.iter().find(|c| c.name == *name) {
+                return Ok((c.slot, true));
+            }
+            self.granted()
+                .into_iter()
+                .find(|(n, s)| n == name && hc::domain_info(*s).is_ok())
+                .map(|(_, s)| (s, false))
+                .ok_or((ErrorCode::NoSuchDomain, 0))
+        }
+
+        fn entries(&self) -> Vec<DomainEntry> {
+            let mut out: Vec<DomainEntry> = Vec::new();
+            let named = self
+                .granted()
+                .into_iter()
+                .chain(self.created.iter().map(|c| (c.name, c.slot)));
+            for (name, slot) in named {
+                let Ok(info) = hc::domain_info(slot) else {
+                    continue;
+                };
+                if out.iter().any(|e| u32::from(info.id) == e.id) {
+                    continue;
+                }
+                out.push(DomainEntry {
+                    name: name.field(),
+                    id: u32::from(info.id),
+                    state: u32::from(info.state),
+                    vcpus: u32::from(info.vcpus),
+                    reserved: 0,
+                    memory_bytes: match self.created.iter().find(|c| c.slot == slot) {
+                        Some(c) => c.run.count * PAGE,
+                        None => info.memory_bytes,
+                    },
+                    cpu_time_ns: info.cpu_time_ns,
+                });
+            }
+            out.sort_by_key(|e| e.id);
+            out
+        }
+
+        /// Serves one request: the reply's kind and payload go into `out`.
+        fn serve(&mut self, request: Request, out: &mut Vec<u8>) -> Result<(), Refusal> {
+            match request {
+                Request::List => {
+                    for e in self.entries().iter().take(MAX_PAYLOAD / 64) {
+                        out.extend_from_slice(e.as_bytes());
+                    }
+                }
+                Request::Stats => {
+                    let reply = StatsReply {
+                        domains: self.entries().len() as u32,
+                        cpus: 0,
+                        pool_free_bytes: self.pool.free_pages() * PAGE,
+                        requests: self.requests,
+                        errors: self.errors,
+                    };
+                    out.extend_from_slice(reply.as_bytes());
+                }
+                Request::Pause(name) => hc::domain_pause(self.find(&name)?.0).map_err(refused)?,
+                Request::Unpause(name) => {
+                    hc::domain_unpause(self.find(&name)?.0).map_err(refused)?
+                }
+                Request::Destroy(name) => self.destroy(&name)?,
+                Request::Reboot(name) => match self.find(&name)? {
+                    (slot, false) => hc::domain_restart(slot).map_err(refused)?,
+                    (_, true) => {
+                        let index = self.created.iter().position(|c| c.name == name);
+                        let Some(c) = index.map(|i| self.created.remove(i)) else {
+                            return Err((ErrorCode::NoSuchDomain, 0));
+                        };
+                        let (image, memory_kib, vcpus, arg) =
+                            (c.image, c.memory_kib, c.vcpus, c.arg);
+                        self.created.push(c);
+                        self.destroy(&name)?;
+                        self.create(name, image, memory_kib, vcpus, arg)?;
+                    }
+                },
+                Request::Create {
+                    name,
+                    image,
+                    memory_kib,
+                    vcpus,
+                    arg,
+                } => {
+                    if self.find(&name).is_ok() {
+                        return Err(refused(Status::SlotOccupied));
+                    }
+                    self.create(name, image, memory_kib, vcpus, arg)?;
+                }
+                Request::Console { name, offset } => {
+                    let slot = self.find(&name)?.0;
+                    let mut bytes: Vec<u8> = Vec::new();
+                    let mut at = offset;
+                    let mut first = None;
+                    let mut total = 0;
+                    let room = MAX_PAYLOAD - core::mem::size_of::<ConsoleReply>();
+                    while bytes.len() + 16 <= room {
+                        let mut chunk = [0u8; 16];
+                        let (t, n) = hc::console_read(slot, at, &mut chunk).map_err(refused)?;
+                        total = t;
+                        let from = at.max(t.saturating_sub(4096));
+                        first.get_or_insert(from);
+                        if n == 0 {
+                            break;
+                        }
+                        bytes.extend_from_slice(&chunk[..n]);
+                        at = from + n as u64;
+                    }
+                    let reply = ConsoleReply {
+                        offset: first.unwrap_or(offset),
+                        total,
+                    };
+                    out.extend_from_slice(reply.as_bytes());
+                    out.extend_from_slice(&bytes);
+                }
+            }
+            Ok(())
+        }
+
+        /// Creates `name` from image record `image`.
+        fn create(
+            &mut self,
+            name: Name,
+            image_name: Name,
+            memory_kib: u32,
+            vcpus: u32,
+            arg: Option<u64>,
+        ) -> Result<(), Refusal> {
+            let image = self.image.ok_or((ErrorCode::NoSuchImage, 0))?;
+            let record = image
+                .domains()
+                .iter()
+                .find(|d| d.name() == image_name.as_str())
+                .ok_or((ErrorCode::NoSuchImage, 0))?;
+            let segments = image.segments_of(record).unwrap_or(&[]);
+            let ram_bytes = match memory_kib {
+                0 => record.memory_bytes,
+                kib => u64::from(kib) * 1024,
+            };
+            let layout = Layout::new(ram_bytes).ok_or(refused(Status::InvalidArgument))?;
+            let image_end = segments
+                .iter()
+                .map(|s| s.ipa + s.mem_size)
+                .max()
+                .unwrap_or(DOMAIN_RAM_BASE);
+            if image_end > layout.boot_page() || record.entry >= layout.boot_page() {
+                // The image and its boot-info page do not both fit.
+                return Err(refused(Status::OutOfRange));
+            }
+            let vcpus = match vcpus {
+                0 => record.vcpu_count,
+                n => n,
+            };
+            let arg_value = arg.unwrap_or(record.arg);
+            let pages = layout.ram_bytes / PAGE;
+            let run = self.pool.take(pages).ok_or((ErrorCode::NoMemory, 0))?;
+            let frames = FrameRange::new(self.pool_frame + run.first, pages);
+            let slot = match self.free_slot(&[]) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.pool.give_back(run);
+                    return Err(e);
+                }
+            };
+            let id = match hc::domain_create(slot, CHILD_SLOTS, CHILD_QUOTA) {
+                Ok(id) => id,
+                Err(status) => {
+                    self.pool.give_back(run);
+                    return Err(refused(status));
+                }
+            };
+            let mut created = Created {
+                name,
+                slot,
+                vcpu_slots: Vec::new(),
+                run,
+                image: image_name,
+                memory_kib: (layout.ram_bytes / 1024) as u32,
+                vcpus,
+                arg,
+            };
+            let built = self.build(
+                &mut created,
+                id,
+                &layout,
+                frames,
+                record.entry,
+                arg_value,
+                &image,
+                segments,
+            );
+            // Kept even on failure: `destroy` below undoes whatever was done.
+            self.created.push(created);
+            if let Err(e) = built {
+                let _ = self.destroy(&name);
+                return Err(e);
+            }
+            println!(
+                "ctl: created {} (id {id}) from image {}: {} KiB, {vcpus} vCPU(s)",
+                name.as_str(),
+                image_name.as_str(),
+                layout.ram_bytes / 1024
+            );
+            Ok(())
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn build(
+            &self,
+            c: &mut Created,
+            id: u64,
+            layout: &Layout,
+            frames: FrameRange,
+            entry: u64,
+            arg: u64,
+            image: &SystemImage<'static>,
+            segments: &[SegmentRecord],
+        ) -> Result<(), Refusal> {
+            let rwx = Rights::READ | Rights::WRITE | Rights::EXECUTE;
+            hc::domain_set_name(c.slot, c.name.as_str()).map_err(refused)?;
+            // Its RAM: the capability (its slot 0) and the mapping.
+            hc::cap_grant(self.pool_slot, c.slot, Slot(0), rwx, frames).map_err(refused)?;
+            hc::mem_map(c.slot, self.pool_slot, DOMAIN_RAM_BASE, frames, rwx).map_err(refused)?;
+            // The image, the boot-info page and the stub, through a temporary window.
+            {
+                let mut window = map_window(
+                    self.pool_slot,
+                    COPY_IPA,
+                    frames,
+                    Rights::READ | Rights::WRITE,
+                )
+                .map_err(refused)?;
+                for s in segments {
+                    let offset = (s.ipa - DOMAIN_RAM_BASE) as usize;
+                    if !window.write(offset, image.segment_bytes(s)) {
+                        return Err(refused(Status::OutOfRange));
+                    }
+                }
+                let mut page = BootPageLayout::new(id as u32, c.vcpus, 0);
+                let _ = page.push_cap(CapEntry {
+                    name: mica_abi::bootinfo::name_field("ram"),
+                    slot: 0,
+                    object_type: ObjectType::Memory as u8,
+                    reserved: 0,
+                    rights: rwx.bits(),
+                });
+                let page_offset = layout.usable() as usize;
+                window.write(page_offset, page.as_bytes());
+                window.write(page_offset + STUB_OFFSET as usize, &layout.stub(entry));
+            }
+            // vCPUs, then vCPU 0 starts in the stub.
+            for index in 0..c.vcpus {
+                let v = self.free_slot(&c.vcpu_slots)?;
+                hc::vcpu_create(c.slot, v, u64::from(index), u64::from(ANY_CPU))
+                    .map_err(refused)?;
+                c.vcpu_slots.push(v);
+            }
+            let first = *c
+                .vcpu_slots
+                .first()
+                .ok_or(refused(Status::InvalidArgument))?;
+            hc::vcpu_start(first, layout.stub_ipa(), arg).map_err(refused)
+        }
+
+        /// Destroys `name`; for a domain it created, waits until it is gone, scrubs its RAM
+        /// and returns it to the pool.
+        fn destroy(&mut self, name: &Name) -> Result<(), Refusal> {
+            let (slot, ours) = self.find(name)?;
+            match hc::domain_destroy(slot) {
+                Ok(()) | Err(Status::WrongState) => {}
+                Err(status) => return Err(refused(status)),
+            }
+            // Gone once the kernel has revoked every copy of its Domain capability.
+            let mut left = TEARDOWN_YIELDS;
+            while hc::domain_info(slot).is_ok() && left > 0 {
+                let _ = hc::yield_now();
+                left -= 1;
+            }
+            if !ours {
+                return Ok(());
+            }
+            let Some(i) = self.created.iter().position(|c| c.name == *name) else {
+                return Ok(());
+            };
+            if left == 0 {
+                // Still tearing down: keep the books (and the RAM) for the next attempt.
+                return Err(refused(Status::WrongState));
+            }
+            let c = self.created.remove(i);
+            for v in &c.vcpu_slots {
+                let _ = hc::cap_delete(*v);
+            }
+            let _ = hc::cap_delete(c.slot);
+            let frames = FrameRange::new(self.pool_frame + c.run.first, c.run.count);
+            // The kernel scrubs only RAM it allocated: this came from the pool, scrub it here.
+            match map_window(self.pool_slot, COPY_IPA, frames, Rights::READ | Rights::WRITE) {
+                Ok(mut window) => {
+                    let len = window.len();
+                    window.zero(0, len);
+                    drop(window);
+                    self.pool.give_back(c.run);
+                }
+                Err(status) => println!(
+                    "ctl: cannot map {}'s RAM to scrub it ({status:?}): {} KiB not returned to the pool",
+                    name.as_str(),
+                    c.run.count * 4
+                ),
+            }
+            println!(
+                "ctl: destroyed {}; {} KiB free in the pool",
+                name.as_str(),
+                self.pool.free_pages() * 4
+            );
+            Ok(())
+        }
+    }
+
+    fn main(_info: BootInfo) -> ! {
+        match run() {
+            Ok(never) => match never {},
+            Err(why) => {
+                println!("ctl: cannot serve: {why}");
+                mica_rt::exit()
+            }
+        }
+    }
+
+    fn run() -> Result<core::convert::Infallible, &'static str> {
+        let page = mica_rt::bootinfo().ok_or("no boot-info page")?;
+        let pool_slot = page
+            .cap_slot("free-memory", ObjectType::Memory)
+            .ok_or("no `free-memory` pool: is this domain `control = true` in the manifest?")?;
+        let pool_info =
+            hc::cap_identify(pool_slot).map_err(|_| "the pool capability is not valid")?;
+        let pool_frames = pool_info.frames;
+        if pool_frames.count <= DMA_PAGES {
+            return Err("the pool is too small");
+        }
+        let slots = hc::whoami().map(|w| w.slots).unwrap_or(64);
+        let dma = map_window(
+            pool_slot,
+            DMA_IPA,
+            FrameRange::new(pool_frames.first, DMA_PAGES),
+            Rights::READ | Rights::WRITE,
+        )
+        .map_err(|_| "cannot map the DMA pages")?;
+        virtio::init_dma(dma, pool_frames.first * PAGE);
+        let image = system_image().and_then(|bytes| SystemImage::parse(bytes).ok());
+        let mut ctl = Ctl {
+            pool_slot,
+            pool_frame: pool_frames.first + DMA_PAGES,
+            pool: Pool::new(pool_frames.count - DMA_PAGES),
+            image,
+            created: Vec::new(),
+            requests: 0,
+            errors: 0,
+            slots,
+        };
+        let (mut console, transport) =
+            virtio::console(DEVICE).ok_or("no virtio console in the `console` device window")?;
+        // The console's interrupt as an event (else: poll, yielding).
+        let irq = page.cap_slot("console-irq", ObjectType::Irq);
+        let bound = match irq {
+            Some(irq) => bind_interrupt(&ctl, irq).is_ok(),
+            None => false,
+        };
+        println!(
+            "ctl: ready (virtio console at {transport:#x}, {}; pool {} KiB free; {} image record(s))",
+            if bound { "interrupt-driven" } else { "polled" },
+            ctl.pool.free_pages() * 4,
+            ctl.image.map_or(0, |i| i.domains().len())
+        );
+        let mut reader = FrameReader::new();
+        let mut input: Vec<u8> = Vec::with_capacity(256);
+        loop {
+            input.clear();
+            while input.len() < 256 {
+                match console.recv(true) {
+                    Ok(Some(b)) => input.push(b),
+                    _ => break,
+                }
+            }
+            if input.is_empty() {
+                if bound {
+                    events::wait();
+                    let _ = console.ack_interrupt();
+                    if let Some(irq) = irq {
+                        let _ = hc::irq_ack(irq);
+                    }
+                } else {
+                    let _ = hc::yield_now();
+                }
+                continue;
+            }
+            let mut found: Vec<Event> = Vec::new();
+            reader.feed(&input, &mut |e| found.push(e));
+            for event in found {
+                let mut reply: heapless::Vec<u8, MAX_FRAME> = heapless::Vec::new();
+                match event {
+                    Event::Request { id, request } => {
+                        ctl.requests += 1;
+                        let mut payload = Vec::new();
+                        match ctl.serve(request, &mut payload) {
+                            Ok(()) => {
+                                frame(&mut reply, Kind::Ok, id, &[&payload]);
+                            }
+                            Err((code, status)) => error_frame(&mut reply, id, code, status),
+                        }
+                    }
+                    Event::Error { id, code } => {
+                        ctl.errors += 1;
+                        error_frame(&mut reply, id, code, 0);
+                    }
+                }
+                let _ = console.send_bytes(&reply);
+            }
+        }
+    }
+
+    /// Binds the console's interrupt to an event on a local channel's endpoint.
+    fn bind_interrupt(ctl: &Ctl, irq: Slot) -> Result<(), Status> {
+        events::register()?;
+        let a = ctl.free_slot(&[]).map_err(|_| Status::NoFreeSlot)?;
+        let b = ctl.free_slot(&[a]).map_err(|_| Status::NoFreeSlot)?;
+        hc::evtchn_create(a, b)?;
+        events::bind(a, IRQ_PORT, 0)?;
+        hc::irq_bind_event(irq, a)
+    }
+
+    mica_rt::entry!(main);
+}

@@ -1,0 +1,204 @@
+//! Driving a passed-through virtio-mmio device with the `virtio-drivers` crate (feature
+//! `virtio`).
+//!
+//! `virtio-drivers` needs a [`Hal`]: DMA memory the device can reach by physical address and
+//! a way to give it the physical address of a driver buffer. A Mica domain's RAM is guest
+//! memory whose physical frames it does not know, so DMA goes through a [`Window`] over
+//! frames of a Memory capability the domain holds (the control domain's pool: physical
+//! address = the capability's first frame × 4096 + offset; the guest MMU is off, so the
+//! virtual address is the IPA of the window). Driver buffers are bounced through pages of
+//! the same window. There is no IOMMU: a domain that drives a DMA-capable device can make it
+//! read or write any physical memory, so it is trusted for DMA (docs/domains.md).
+//!
+//! Device registers are mapped by the kernel at their physical address (the manifest's
+//! `devices`), so a register's physical address is its IPA.
+
+use crate::memory::Window;
+use core::ptr::NonNull;
+use virtio_drivers::device::console::VirtIOConsole;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+
+/// Most DMA pages (one bit each in the allocator).
+pub const MAX_DMA_PAGES: usize = 64;
+const PAGE: usize = 4096;
+/// Bytes of one virtio-mmio transport's register block on QEMU virt.
+pub const TRANSPORT_SIZE: usize = 0x200;
+/// "virt" in little-endian: the first register of every virtio-mmio transport.
+const MMIO_MAGIC: u32 = 0x7472_6976;
+/// The virtio device id of a console.
+const CONSOLE_DEVICE_ID: u32 = 3;
+
+struct DmaPool {
+    window: Window,
+    physical: u64,
+    used: u64,
+}
+
+static DMA: spin::Mutex<Option<DmaPool>> = spin::Mutex::new(None);
+
+/// Hands `window` (mapped over frames starting at `physical`) to the DMA allocator; at most
+/// [`MAX_DMA_PAGES`] pages of it are used. False if a pool was given already.
+pub fn init_dma(window: Window, physical: u64) -> bool {
+    let mut dma = DMA.lock();
+    if dma.is_some() {
+        return false;
+    }
+    *dma = Some(DmaPool {
+        window,
+        physical,
+        used: 0,
+    });
+    true
+}
+
+impl DmaPool {
+    fn pages(&self) -> usize {
+        (self.window.len() / PAGE).min(MAX_DMA_PAGES)
+    }
+
+    /// A run of `n` free pages, marked used: its first page index.
+    fn take(&mut self, n: usize) -> Option<usize> {
+        if n == 0 || n > self.pages() {
+            return None;
+        }
+        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let first = (0..=self.pages() - n).find(|i| self.used & (mask << i) == 0)?;
+        self.used |= mask << first;
+        self.window.zero(first * PAGE, n * PAGE);
+        Some(first)
+    }
+
+    fn give_back(&mut self, physical: u64, n: usize) {
+        let Some(first) = physical
+            .checked_sub(self.physical)
+            .map(|o| o as usize / PAGE)
+        else {
+            return;
+        };
+        for i in first..(first + n).min(MAX_DMA_PAGES) {
+            self.used &= !(1 << i);
+        }
+    }
+}
+
+/// The [`Hal`] of a Mica domain: DMA from the pool given to [`init_dma`].
+#[derive(Debug)]
+pub struct MicaHal;
+
+// SAFETY: `dma_alloc` hands out zeroed page runs of the window that no other allocation
+// overlaps (the bitmap) until `dma_dealloc`; their physical address is the window's first
+// frame's plus the offset and their virtual address the window's IPA plus the offset (MMU
+// off), so the device and the driver see the same bytes. `share` bounces through such
+// pages, so what the device sees is exactly the buffer's bytes at share time and what the
+// driver gets back at unshare is exactly what the device wrote.
+unsafe impl Hal for MicaHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let mut dma = DMA.lock();
+        match dma.as_mut().and_then(|d| d.take(pages).map(|i| (d, i))) {
+            Some((d, i)) => {
+                let ipa = d.window.address_of(i * PAGE).unwrap_or(0);
+                match NonNull::new(ipa as *mut u8) {
+                    Some(v) => (d.physical + (i * PAGE) as u64, v),
+                    None => (0, NonNull::dangling()),
+                }
+            }
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        if let Some(d) = DMA.lock().as_mut() {
+            d.give_back(paddr, pages);
+        }
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        let len = buffer.len();
+        let mut dma = DMA.lock();
+        let Some(d) = dma.as_mut() else { return 0 };
+        let Some(first) = d.take(len.div_ceil(PAGE).max(1)) else {
+            return 0;
+        };
+        if direction != BufferDirection::DeviceToDriver {
+            let ptr = buffer.cast::<u8>().as_ptr();
+            for i in 0..len {
+                // SAFETY: the caller (virtio-drivers) promises `buffer` is valid for reads
+                // of its length until `unshare`.
+                let b = unsafe { core::ptr::read_volatile(ptr.add(i)) };
+                d.window.write(first * PAGE + i, &[b]);
+            }
+        }
+        d.physical + (first * PAGE) as u64
+    }
+
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        let len = buffer.len();
+        let mut dma = DMA.lock();
+        let Some(d) = dma.as_mut() else { return };
+        let Some(offset) = paddr.checked_sub(d.physical).map(|o| o as usize) else {
+            return;
+        };
+        if direction != BufferDirection::DriverToDevice {
+            let ptr = buffer.cast::<u8>().as_ptr();
+            for i in 0..len {
+                let mut b = [0u8];
+                d.window.read(offset + i, &mut b);
+                // SAFETY: the caller promises `buffer` is valid for writes of its length
+                // (a device-writable buffer it shared) and not otherwise accessed until now.
+                unsafe { core::ptr::write_volatile(ptr.add(i), b[0]) };
+            }
+        }
+        d.give_back(paddr, len.div_ceil(PAGE).max(1));
+    }
+}
+
+/// A virtio console driven through [`MicaHal`].
+pub type Console = VirtIOConsole<MicaHal, MmioTransport<'static>>;
+
+static CONSOLE_TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Finds the virtio console among the transports of the device window `region` (a
+/// DeviceMemory region of the boot-info page) and initialises it; once per domain. Returns
+/// the console and its transport's physical address.
+pub fn console(region: &str) -> Option<(Console, u64)> {
+    let r = crate::bootinfo()?.shared(region)?;
+    if r.size < TRANSPORT_SIZE as u64 || !r.ipa.is_multiple_of(PAGE as u64) {
+        return None;
+    }
+    let transports = r.size as usize / TRANSPORT_SIZE;
+    let address = (0..transports)
+        .map(|i| r.ipa + (i * TRANSPORT_SIZE) as u64)
+        .find(|&a| {
+            let magic = a as *const u32;
+            let id = (a + 8) as *const u32;
+            // SAFETY: the kernel maps the window `region` (device memory, readable) at its
+            // IPA for the domain's lifetime; `a` and `a + 8` are aligned registers of a
+            // transport inside it, and reading virtio-mmio MagicValue / DeviceID has no side
+            // effect.
+            unsafe {
+                core::ptr::read_volatile(magic) == MMIO_MAGIC
+                    && core::ptr::read_volatile(id) == CONSOLE_DEVICE_ID
+            }
+        })?;
+    if CONSOLE_TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        return None;
+    }
+    let header = NonNull::new(address as *mut VirtIOHeader)?;
+    // SAFETY: `header` is a virtio-mmio transport's register block (magic and device id
+    // checked) of TRANSPORT_SIZE bytes inside a device window the kernel keeps mapped for
+    // the domain's lifetime ('static), and the flag above makes this the only transport
+    // ever made over it.
+    let transport = unsafe { MmioTransport::new(header, TRANSPORT_SIZE) }.ok()?;
+    if transport.device_type() != DeviceType::Console {
+        return None;
+    }
+    let console = VirtIOConsole::<MicaHal, _>::new(transport).ok()?;
+    Some((console, address))
+}
