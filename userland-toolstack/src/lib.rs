@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod qemu;
 pub mod scenario;
 pub mod smoke;
+pub mod steps;
 pub mod sysimage;
 pub mod tcb;
 pub mod transcript;

@@ -51,6 +51,14 @@ pub enum ScenarioError {
         /// The compiler's message.
         source: regex::Error,
     },
+    /// A `[[step]]` is unusable.
+    #[error("{path}: {source}")]
+    Step {
+        /// The scenario file.
+        path: PathBuf,
+        /// What is wrong.
+        source: crate::steps::StepError,
+    },
     /// A field has a value outside its range.
     #[error("{path}: {field}: {problem}")]
     Invalid {
@@ -130,6 +138,9 @@ pub struct ScenarioFile {
     pub qemu: QemuSection,
     /// The transcript it must produce.
     pub expect: ExpectSection,
+    /// `mica ctl` steps run once `expect` has matched (crate::steps).
+    #[serde(default)]
+    pub step: Vec<crate::steps::StepSection>,
 }
 
 /// What a scenario boots.
@@ -167,6 +178,8 @@ pub struct Scenario {
     pub extra_args: Vec<String>,
     /// What the transcript must show.
     pub expect: Expectations,
+    /// `mica ctl` steps, run once `expect` has matched.
+    pub steps: Vec<crate::steps::Step>,
 }
 
 fn compile(
@@ -239,6 +252,22 @@ impl Scenario {
             never: compile(path, "never", &file.expect.never)?,
             exit: file.expect.exit,
         };
+        let steps = file
+            .step
+            .iter()
+            .enumerate()
+            .map(|(i, s)| crate::steps::Step::from_section(i + 1, s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| ScenarioError::Step {
+                path: path.to_owned(),
+                source,
+            })?;
+        if !steps.is_empty() && expect.exit == ExitMode::Poweroff {
+            return Err(invalid(
+                "step",
+                "steps run against a running system: leave out exit = \"poweroff\"",
+            ));
+        }
         if expect.exit == ExitMode::Kill && expect.lines.is_empty() && expect.any_order.is_empty() {
             return Err(invalid(
                 "expect",
@@ -266,6 +295,7 @@ impl Scenario {
             },
             extra_args: file.qemu.extra_args,
             expect,
+            steps,
         })
     }
 

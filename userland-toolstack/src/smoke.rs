@@ -64,6 +64,12 @@ pub enum ScenarioFailure {
     /// The transcript did not meet the expectations.
     #[error(transparent)]
     Judged(#[from] Failure),
+    /// A `mica ctl` step failed.
+    #[error(transparent)]
+    Step(#[from] crate::steps::StepFailure),
+    /// The control socket's directory could not be made.
+    #[error("cannot make a directory for the control socket: {0}")]
+    Socket(std::io::Error),
 }
 
 /// How the harness is asked to run.
@@ -169,7 +175,7 @@ fn boot_and_judge(
     let start = Instant::now();
     let limit = Duration::from_secs(scenario.timeout_secs);
     let deadline = start + limit;
-    let (machine, _built) = match &scenario.boot {
+    let (mut machine, built) = match &scenario.boot {
         Boot::Image(image) => (scenario.machine(image.clone(), None), None),
         Boot::System {
             manifest,
@@ -183,6 +189,19 @@ fn boot_and_judge(
             let machine = scenario.machine(built.file.to_path_buf(), Some(&built.manifest.machine));
             (machine, Some(built))
         }
+    };
+    // A system with a control domain gets its console on a socket the steps talk to.
+    let has_control = built
+        .as_ref()
+        .is_some_and(|b| b.manifest.domains.iter().any(|d| d.control));
+    let socket = if has_control {
+        let (dir, path) = crate::steps::socket_dir().map_err(ScenarioFailure::Socket)?;
+        let mut extra = crate::ctl::qemu_args(&path);
+        extra.append(&mut machine.extra_args);
+        machine.extra_args = extra;
+        Some((dir, path))
+    } else {
+        None
     };
     let launch = qemu::prepare(&machine, Some(deadline))?;
     let mut qemu = Running::spawn(&launch)?;
@@ -203,8 +222,28 @@ fn boot_and_judge(
             Next::TimedOut => break Err(judge.timed_out(scenario.timeout_secs)),
         }
     };
+    let verdict = match (verdict, &socket) {
+        (Ok(()), Some((_, path))) if !scenario.steps.is_empty() => crate::steps::run(
+            &scenario.steps,
+            path,
+            &mut qemu,
+            &scenario.expect,
+            deadline,
+            transcript,
+        )
+        .map_err(ScenarioFailure::from),
+        (Ok(()), None) if !scenario.steps.is_empty() => {
+            Err(ScenarioFailure::from(crate::steps::StepFailure::Run {
+                step: 1,
+                what: scenario.steps[0].describe(),
+                problem: "the scenario's system has no control domain (`control = true`)".into(),
+            }))
+        }
+        (verdict, _) => verdict.map_err(ScenarioFailure::from),
+    };
     qemu.stop()?;
-    verdict.map_err(ScenarioFailure::from)
+    drop(built);
+    verdict
 }
 
 fn qemu_end(status: std::process::ExitStatus) -> QemuEnd {

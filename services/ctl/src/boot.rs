@@ -87,7 +87,7 @@ mod tests {
         assert_eq!(word(4), 0xD61F_0080);
         assert_eq!(&stub[48..56], &0x4000_1234u64.to_le_bytes());
         assert_eq!(&stub[24..32], &DOMAIN_RAM_BASE.to_le_bytes());
-        assert_eq!(STUB_OFFSET + stub.len() as u64 <= PAGE, true);
+        assert!(STUB_OFFSET + stub.len() as u64 <= PAGE);
         assert!(
             core::mem::size_of::<mica_abi::bootinfo::BootInfo>() as u64 <= STUB_OFFSET,
             "the stub does not overlap the boot-info structure"

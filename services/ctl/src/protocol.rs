@@ -514,7 +514,7 @@ mod tests {
                 state ^= state >> 7;
                 state ^= state << 17;
                 junk.push(state as u8);
-                if state % 97 == 0 {
+                if state.is_multiple_of(97) {
                     junk.extend_from_slice(&MAGIC);
                 }
             }

@@ -206,7 +206,7 @@ impl Window {
         let mut i = 0;
         while i < len {
             let p = at.wrapping_add(i);
-            if p as usize % 8 == 0 && len - i >= 8 {
+            if (p as usize).is_multiple_of(8) && len - i >= 8 {
                 // SAFETY: as in `write`; `p` is 8-byte aligned with 8 bytes left in range.
                 unsafe { core::ptr::write_volatile(p as *mut u64, 0) };
                 i += 8;
