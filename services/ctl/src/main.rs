@@ -406,7 +406,31 @@ mod domain {
                 // Still tearing down: keep the books (and the RAM) for the next attempt.
                 return Err(refused(Status::WrongState));
             }
+            self.reclaim(i);
+            Ok(())
+        }
+
+        /// Domains it created that ended by themselves (powered off, or stopped by the
+        /// kernel after a fault): their RAM comes back to the pool.
+        fn reap(&mut self) {
+            while let Some(i) = self
+                .created
+                .iter()
+                .position(|c| hc::domain_info(c.slot).is_err())
+            {
+                println!(
+                    "ctl: {} ended by itself; taking its RAM back",
+                    self.created[i].name.as_str()
+                );
+                self.reclaim(i);
+            }
+        }
+
+        /// Forgets created domain `i` (gone from the kernel): deletes its capabilities,
+        /// scrubs its RAM and returns it to the pool.
+        fn reclaim(&mut self, i: usize) {
             let c = self.created.remove(i);
+            let name = c.name;
             for v in &c.vcpu_slots {
                 let _ = hc::cap_delete(*v);
             }
@@ -431,7 +455,6 @@ mod domain {
                 name.as_str(),
                 self.pool.free_pages() * 4
             );
-            Ok(())
         }
     }
 
@@ -519,6 +542,7 @@ mod domain {
                 match event {
                     Event::Request { id, request } => {
                         ctl.requests += 1;
+                        ctl.reap();
                         let mut payload = Vec::new();
                         match ctl.serve(request, &mut payload) {
                             Ok(()) => {
