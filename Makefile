@@ -27,6 +27,9 @@ HOST_EXCLUDE += --exclude mica-service-sched --exclude mica-guest-worker
 GUESTS += -p mica-service-sched -p mica-guest-worker
 # The control domain (services/ctl) too; its library (protocol, pool) is host-tested.
 GUESTS += -p mica-service-ctl
+# The PL031 driver domain of the irq-passthrough scenario.
+HOST_EXCLUDE += --exclude mica-guest-rtc
+GUESTS += -p mica-guest-rtc
 # Library crates that must also build for each bare-metal target.
 ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt
 X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt

@@ -31,6 +31,8 @@ pub mod psci;
 pub mod ring;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod device;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exception;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod gic;
