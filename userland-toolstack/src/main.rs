@@ -10,7 +10,7 @@
 use clap::{Args, Parser, Subcommand};
 use mica::builder::{self, BuildOptions};
 use mica::dtb::DtbEdits;
-use mica::manifest::DEFAULT_GUESTS_DIR;
+use mica::manifest::{Manifest, DEFAULT_GUESTS_DIR};
 use mica::qemu::{self, MachineConfig, MachineOverrides};
 use mica::smoke::{self, SmokeOptions};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a system manifest without building or booting it: schema, names, references,
+    /// CPUs, memory, channels, shared regions, devices, and every domain's ELF file.
+    /// Exit status: 0 valid, 1 not (every error found on stderr, one per line).
+    Check(CheckArgs),
     /// Turn the hypervisor's bare-metal ELF into a flat arm64 Image (Linux boot protocol).
     Image(ImageArgs),
     /// Build one bootable image from a system manifest: the hypervisor and every domain.
@@ -159,6 +163,19 @@ struct TcbArgs {
 }
 
 #[derive(Debug, Args)]
+struct CheckArgs {
+    /// The system manifest (images/NAME.toml).
+    manifest: PathBuf,
+    /// Where `binary = "NAME"` domains are looked for.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_GUESTS_DIR)]
+    guests_dir: PathBuf,
+    /// Check the manifest only, not the domains' ELF files (for a tree where nothing is
+    /// built yet).
+    #[arg(long)]
+    no_binaries: bool,
+}
+
+#[derive(Debug, Args)]
 struct ImageArgs {
     /// The aarch64 ELF, linked with the Mica boot header at its lowest address.
     elf: PathBuf,
@@ -262,6 +279,7 @@ struct SmokeArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Check(args) => check(args),
         Command::Image(args) => image(args),
         Command::Build(args) => build(args),
         Command::Run(args) => run(args),
@@ -308,6 +326,55 @@ fn ctl(args: CtlArgs) -> ExitCode {
 fn fail(err: &dyn std::error::Error) -> ExitCode {
     eprintln!("mica: error: {err}");
     ExitCode::from(EXIT_FAILURE)
+}
+
+/// `N things`, with the `s` only when N is not 1.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let errors: Vec<Box<dyn std::error::Error>> = match Manifest::load(&args.manifest) {
+        Err(err) => vec![Box::new(err)],
+        Ok(manifest) if args.no_binaries => {
+            report_ok(
+                &manifest,
+                &args.manifest,
+                " (ELF files not checked: --no-binaries)",
+            );
+            return ExitCode::SUCCESS;
+        }
+        Ok(manifest) => {
+            let errors = builder::check_domain_elves(&manifest, &args.guests_dir);
+            if errors.is_empty() {
+                report_ok(&manifest, &args.manifest, "");
+                return ExitCode::SUCCESS;
+            }
+            errors
+                .into_iter()
+                .map(|e| Box::new(e) as Box<dyn std::error::Error>)
+                .collect()
+        }
+    };
+    for err in &errors {
+        eprintln!("{err}");
+    }
+    eprintln!(
+        "mica: {}: {}",
+        args.manifest.display(),
+        count(errors.len(), "error")
+    );
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn report_ok(manifest: &Manifest, path: &Path, note: &str) {
+    println!(
+        "mica: {}: ok ({}, {}, {}){note}",
+        path.display(),
+        count(manifest.domains.len(), "domain"),
+        count(manifest.channels.len(), "channel"),
+        count(manifest.shares.len(), "shared region"),
+    );
 }
 
 fn image(args: ImageArgs) -> ExitCode {

@@ -957,6 +957,20 @@ pub enum Problem {
         /// Its line.
         other_line: usize,
     },
+    /// A channel or shared region between two domains that never run at the same time.
+    #[error("{what} `{name}` links `{earlier}` and `{later}`, but `{later}` starts only after `{earlier}` is destroyed ({chain}): the two never run at the same time, so the kernel would never create it and no domain would ever hold it; link domains that can run together, or remove the {what}")]
+    NeverTogether {
+        /// `channel` or `shared region`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The domain that must be gone first.
+        earlier: String,
+        /// The domain that starts after it.
+        later: String,
+        /// The `after` chain from `later` to `earlier`.
+        chain: String,
+    },
     /// Too many devices.
     #[error("the system has {0} devices; a system image holds at most {MAX_DEVICES}: remove some")]
     TooManyDevices(usize),
@@ -1294,6 +1308,7 @@ impl Checker<'_> {
         let mut names_in = Namespaces::new(domains.len());
         let channels = self.channels(&file.channels, &names, &mut names_in)?;
         let shares = self.shares(&file.shares, &names, &domains, &mut names_in)?;
+        self.links_meet(&file.channels, &file.shares, &domains)?;
         self.control_domain(sections, &domains)?;
         let devices = self.devices(sections, &domains, &mut names_in)?;
         Ok(Manifest {
@@ -1704,6 +1719,66 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// Fails if a channel or shared region links two domains that never exist together:
+    /// one waits (through its `after` chain) for the other's destruction. The kernel wires
+    /// a link only while both its domains exist, so such a capability would be granted to
+    /// nobody. Runs after the channels and shares are checked, so every name resolves.
+    fn links_meet(
+        &self,
+        channels: &[ChannelSection],
+        shares: &[SharedSection],
+        domains: &[Domain],
+    ) -> Result<(), ManifestError> {
+        let index = |name: &Spanned<String>| {
+            domains
+                .iter()
+                .position(|d| d.name == *name.get_ref())
+                .expect("checked before")
+        };
+        let links = channels
+            .iter()
+            .map(|c| ("channel", &c.name, &c.a.domain, &c.b.domain))
+            .chain(
+                shares
+                    .iter()
+                    .map(|s| ("shared region", &s.name, &s.owner, &s.peer)),
+            );
+        for (what, name, first, second) in links {
+            for (later, earlier) in [(second, first), (first, second)] {
+                if let Some(chain) = waits_for(domains, index(later), index(earlier)) {
+                    return Err(self.invalid(
+                        later,
+                        Problem::NeverTogether {
+                            what,
+                            name: name.get_ref().clone(),
+                            earlier: earlier.get_ref().clone(),
+                            later: later.get_ref().clone(),
+                            chain,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// If `later` starts only after `earlier` is destroyed (its `after` chain reaches it), the
+/// chain as `later after X after earlier`. Chains have no cycles (checked before).
+fn waits_for(domains: &[Domain], later: usize, earlier: usize) -> Option<String> {
+    let mut chain = vec![domains[later].name.as_str()];
+    let mut at = later;
+    while let Start::AfterDestroyOf(next) = domains[at].start {
+        chain.push(&domains[next].name);
+        if next == earlier {
+            return Some(chain.join(" after "));
+        }
+        at = next;
+    }
+    None
+}
+
 /// Whether `name` can be a channel, endpoint or shared-region name: 1..=23 bytes of `a-z`,
 /// `0-9`, `-`.
 pub fn is_valid_capability_name(name: &str) -> bool {
@@ -2091,34 +2166,39 @@ impl Manifest {
     pub fn domain_elfs(&self, guests_dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
         self.domains
             .iter()
-            .map(|d| match &d.elf {
-                DomainElf::Binary(binary) => {
-                    let tried = guests_dir.join(binary);
-                    if tried.is_file() {
-                        Ok(tried)
-                    } else {
-                        Err(ManifestError::MissingBinary {
-                            at: d.elf_at.clone(),
-                            domain: d.name.clone(),
-                            binary: binary.clone(),
-                            tried,
-                        })
-                    }
-                }
-                DomainElf::Path(path) => {
-                    let tried = self.dir().join(path);
-                    if tried.is_file() {
-                        Ok(tried)
-                    } else {
-                        Err(ManifestError::MissingPath {
-                            at: d.elf_at.clone(),
-                            domain: d.name.clone(),
-                            tried,
-                        })
-                    }
-                }
-            })
+            .map(|d| self.domain_elf(d, guests_dir))
             .collect()
+    }
+
+    /// The ELF file of `domain` (one of this manifest's), checking that it exists.
+    pub fn domain_elf(&self, d: &Domain, guests_dir: &Path) -> Result<PathBuf, ManifestError> {
+        match &d.elf {
+            DomainElf::Binary(binary) => {
+                let tried = guests_dir.join(binary);
+                if tried.is_file() {
+                    Ok(tried)
+                } else {
+                    Err(ManifestError::MissingBinary {
+                        at: d.elf_at.clone(),
+                        domain: d.name.clone(),
+                        binary: binary.clone(),
+                        tried,
+                    })
+                }
+            }
+            DomainElf::Path(path) => {
+                let tried = self.dir().join(path);
+                if tried.is_file() {
+                    Ok(tried)
+                } else {
+                    Err(ManifestError::MissingPath {
+                        at: d.elf_at.clone(),
+                        domain: d.name.clone(),
+                        tried,
+                    })
+                }
+            }
+        }
     }
 }
 
