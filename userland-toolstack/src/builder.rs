@@ -838,4 +838,36 @@ peer_access = "read-only"
         assert!(matches!(err, BuildError::Read { .. }), "{err}");
         assert!(!dir.path().join("out.img").exists());
     }
+
+    #[test]
+    fn check_reports_every_domain_whose_elf_is_missing_or_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest(MANIFEST);
+        let errors: Vec<String> = check_domain_elves(&m, dir.path())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().all(|e| e.contains("run `make build` first")));
+        assert!(errors[0].contains("`writer`") && errors[1].contains("`reader`"));
+
+        // A guest linked outside the domain's RAM: both domains are reported, by line.
+        std::fs::write(dir.path().join("guest"), b"\x7fELF not really").unwrap();
+        let errors = check_domain_elves(&m, dir.path());
+        assert_eq!(errors.len(), 2);
+        assert!(errors[0].to_string().starts_with("images/pair.toml:"));
+
+        // The same file `mica build` takes passes.
+        std::fs::write(dir.path().join("guest"), guest_elf()).unwrap();
+        assert!(check_domain_elves(&m, dir.path()).is_empty());
+        let small = MANIFEST.replace("memory_kib = 256", "memory_kib = 64");
+        let errors = check_domain_elves(&manifest(&small), dir.path());
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("raise memory_kib to at least"),
+            "{}",
+            errors[0]
+        );
+    }
 }

@@ -3051,6 +3051,66 @@ after = "policy"
     }
 
     #[test]
+    fn links_between_domains_that_never_run_together_are_refused() {
+        let chain = r#"
+[system]
+name = "chain"
+arch = "aarch64"
+[machine]
+cpus = 1
+[[domain]]
+name = "first"
+kind = "guest"
+binary = "hello"
+memory_kib = 1024
+[[domain]]
+name = "second"
+kind = "guest"
+binary = "hello"
+memory_kib = 1024
+start = "after-destroy"
+after = "first"
+[[domain]]
+name = "third"
+kind = "guest"
+binary = "hello"
+memory_kib = 1024
+start = "after-destroy"
+after = "second"
+[[domain]]
+name = "other"
+kind = "guest"
+binary = "hello"
+memory_kib = 1024
+"#;
+        let channel = |a: &str, b: &str| {
+            format!(
+                "{chain}[[channel]]\nname = \"c\"\nreason = \"r\"\na = {{ domain = \"{a}\", endpoint = \"x\" }}\nb = {{ domain = \"{b}\", endpoint = \"y\" }}\n"
+            )
+        };
+        // Either order, directly or through the chain.
+        let err = error(&channel("first", "second"));
+        assert!(err.starts_with("images/t.toml:35:16: channel `c` links `first` and `second`, but `second` starts only after `first` is destroyed (second after first)"), "{err}");
+        let err = error(&channel("third", "first"));
+        assert!(err.starts_with("images/t.toml:34:16: channel `c` links `first` and `third`, but `third` starts only after `first` is destroyed (third after second after first)"), "{err}");
+        // Domains that can run at the same time may be linked.
+        parse(&channel("second", "other")).unwrap();
+        parse(&channel("third", "other")).unwrap();
+        let share = |owner: &str, peer: &str| {
+            format!(
+                "{chain}[[shared]]\nname = \"s\"\nreason = \"r\"\nowner = \"{owner}\"\npeer = \"{peer}\"\npages = 1\nowner_offset_kib = 0\npeer_address = 0x8000_0000\npeer_access = \"read-only\"\n"
+            )
+        };
+        let err = error(&share("second", "first"));
+        assert!(
+            err.contains("shared region `s` links `first` and `second`")
+                && err.contains("remove the shared region"),
+            "{err}"
+        );
+        parse(&share("other", "third")).unwrap();
+    }
+
+    #[test]
     fn every_manifest_in_images_is_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images");
         let mut checked = Vec::new();
