@@ -97,8 +97,8 @@ pub const FLAG_DEFAULT_CACHEABLE: u32 = 1 << 1;
 /// changes (`sched-events`).
 pub const FLAG_SCHED_CONTROL: u32 = 1 << 2;
 /// [`DomainRecord::flags`]: the domain is the control domain: it receives a memory pool of
-/// [`CONTROL_POOL_BYTES`] (`free-memory`), the system image read-only (`system-image`, at
-/// [`SYSTEM_IMAGE_IPA`]) and a Domain capability with CONTROL and GRANT for every other domain
+/// [`CONTROL_POOL_BYTES`] (`free-memory`), a SchedControl capability (`sched-control`), the
+/// system image read-only (`system-image`, at [`SYSTEM_IMAGE_IPA`]) and a Domain capability with CONTROL and GRANT for every other domain
 /// (`dom-<name>`).
 pub const FLAG_CONTROL: u32 = 1 << 3;
 /// Size of the control domain's memory pool, from which it creates domains.

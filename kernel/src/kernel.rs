@@ -817,7 +817,8 @@ impl<H: Hal> Kernel<H> {
     }
 
     /// Gives the control domain `id` what it needs to manage the system: its memory pool
-    /// (`free-memory`), the system image read-only (`system-image`, mapped at
+    /// (`free-memory`), a SchedControl capability to set the scheduling of what it creates
+    /// (`sched-control`), the system image read-only (`system-image`, mapped at
     /// [`sysimage::SYSTEM_IMAGE_IPA`]), and a Domain capability (CONTROL | GRANT) for every
     /// other domain (`dom-<name>`) — the ones that exist now; domains started later get theirs
     /// granted when they start.
@@ -843,6 +844,10 @@ impl<H: Hal> Kernel<H> {
         self.caps
             .grant(root, root_pool, dom_slot, pool_slot, all, None)?;
         self.control_pool = Some((pool, root_pool));
+        // Scheduling authority to delegate to the domains it creates.
+        let sched_slot = self.free_slot_in(space)?;
+        self.caps
+            .create_object(space, sched_slot, ObjectType::SchedControl, None)?;
         // The system image, read-only.
         let image_entry = match (self.image_range, self.image) {
             (Some(range), Some(_)) => {
@@ -877,6 +882,13 @@ impl<H: Hal> Kernel<H> {
             object_type: ObjectType::Memory as u8,
             reserved: 0,
             rights: all.bits(),
+        });
+        let _ = d.boot_info.push_cap(CapEntry {
+            name: name_field("sched-control"),
+            slot: sched_slot,
+            object_type: ObjectType::SchedControl as u8,
+            reserved: 0,
+            rights: mica_caps::meaningful_rights(ObjectType::SchedControl).bits(),
         });
         if let Some((slot, size)) = image_entry {
             let _ = d.boot_info.push_cap(CapEntry {

@@ -1869,6 +1869,17 @@ fn a_control_domain_gets_a_pool_the_system_image_and_every_domain() {
         Some(0x5000_0000)
     );
     let web = info.cap("dom-web").unwrap().slot as u64;
+    // It may set the scheduling of what it runs.
+    let sched = info.cap("sched-control").unwrap();
+    assert_eq!(sched.object_type, ObjectType::SchedControl as u8);
+    let target = mica_abi::sched::pack_target(id_of(&k, "web").0, 0, 7);
+    let r = hvc(
+        &mut k,
+        0,
+        Call::SchedSet,
+        [sched.slot as u64, target, 0, 0, 0b10, 0],
+    );
+    assert_eq!(status(r), Ok(()));
     // domain_info, console_read, set_name, pause, restart through that capability.
     let w = id_of(&k, "web");
     let r = hvc(&mut k, 0, Call::DomainInfo, [web, 0, 0, 0, 0, 0]);
