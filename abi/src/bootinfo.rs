@@ -136,6 +136,22 @@ impl BootInfo {
         }
     }
 
+    /// Removes every capability entry for which `keep` is false, keeping the order of the rest.
+    pub fn retain_caps(&mut self, mut keep: impl FnMut(&CapEntry) -> bool) {
+        let n = (self.cap_count as usize).min(MAX_CAPS);
+        let mut kept = 0;
+        for i in 0..n {
+            if keep(&self.caps[i]) {
+                self.caps[kept] = self.caps[i];
+                kept += 1;
+            }
+        }
+        for c in &mut self.caps[kept..n] {
+            *c = CapEntry::new_zeroed();
+        }
+        self.cap_count = kept as u32;
+    }
+
     /// Appends a region entry; false when full.
     pub fn push_region(&mut self, entry: RegionEntry) -> bool {
         let i = self.region_count as usize;

@@ -984,7 +984,31 @@ impl<H: Hal> Kernel<H> {
                 }
             }
         }
-        // Rewrite the control domain's boot-info page so it sees the new domains.
+        self.rewrite_control_boot_info();
+    }
+
+    /// Drops from the control domain's boot-info page the `dom-<name>` entries whose
+    /// capability is gone (the domain was destroyed), so a name never points at a slot that
+    /// now holds something else, and rewrites the page.
+    fn forget_dead_domains_in_control(&mut self) {
+        let Some(ctl) = self.control else { return };
+        let caps = &self.caps;
+        let Some(d) = self.domains[ctl.index()].as_mut() else {
+            return;
+        };
+        d.boot_info.retain_caps(|c| {
+            c.object_type != ObjectType::Domain as u8
+                || caps
+                    .identify(ctl.space(), c.slot)
+                    .is_ok_and(|i| i.object_type == ObjectType::Domain)
+        });
+        self.rewrite_control_boot_info();
+    }
+
+    /// Copies the control domain's boot-info page into its RAM (it rereads it to see the
+    /// domains that started or ended).
+    fn rewrite_control_boot_info(&mut self) {
+        let Some(ctl) = self.control else { return };
         if let Some(d) = self.domain(ctl) {
             let size: u64 = d.ram.iter().map(|r| r.size()).sum();
             let info = d.boot_info;
@@ -2298,6 +2322,7 @@ impl<H: Hal> Kernel<H> {
         if self.control == Some(id) {
             self.control = None;
         }
+        self.forget_dead_domains_in_control();
         // 5. Whoever waited for this domain starts now.
         if let Some((next, _)) = successor {
             let ram = self.handoff.take().map(|(_, ram)| ram);

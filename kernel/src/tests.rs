@@ -1965,4 +1965,12 @@ fn a_control_domain_gets_a_pool_the_system_image_and_every_domain() {
         boot_info(&k, c).cap("dom-later").is_some(),
         "listed in the control domain's boot info"
     );
+    assert!(
+        boot_info(&k, c).cap("dom-web").is_none(),
+        "a destroyed domain's entry goes (its slot may hold another domain next)"
+    );
+    assert!(
+        boot_info(&k, c).cap("free-memory").is_some(),
+        "the rest stay"
+    );
 }

@@ -130,10 +130,12 @@ mod domain {
 
         fn entries(&self) -> Vec<DomainEntry> {
             let mut out: Vec<DomainEntry> = Vec::new();
+            // Its own domains first: their names are the ones it gave them.
             let named = self
-                .granted()
-                .into_iter()
-                .chain(self.created.iter().map(|c| (c.name, c.slot)));
+                .created
+                .iter()
+                .map(|c| (c.name, c.slot))
+                .chain(self.granted());
             for (name, slot) in named {
                 let Ok(info) = hc::domain_info(slot) else {
                     continue;
