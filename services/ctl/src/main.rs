@@ -1,9 +1,11 @@
 //! `ctl`: the control domain. Serves `mica ctl` over a passed-through virtio console.
 //!
 //! It holds what the kernel gives a domain with `FLAG_CONTROL`: a 64 MiB memory pool
-//! (`free-memory`), the system image read-only (`system-image`), and a Domain capability
-//! with CONTROL and GRANT for every other domain (`dom-<name>`, re-read from the boot-info
-//! page because the kernel adds domains that start later). With those, and only
+//! (`free-memory`), a SchedControl capability (`sched-control`; not used yet: created domains
+//! get the kernel's default scheduling), the system image read-only (`system-image`), and a
+//! Domain capability with CONTROL and GRANT for every other domain (`dom-<name>`, re-read
+//! from the boot-info page because the kernel adds domains that start later and drops those
+//! that end). With those, and only
 //! capability-checked hypercalls, it lists, creates (from an image record of the system
 //! image, in RAM from its pool), pauses, unpauses, restarts and destroys domains and reads
 //! their consoles. The byte stream, framing and request decoding are
