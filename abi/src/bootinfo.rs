@@ -171,6 +171,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retain_caps_keeps_order_and_clears_the_rest() {
+        let mut b = BootInfo::new(3, 1, 0);
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            assert!(b.push_cap(CapEntry {
+                name: name_field(n),
+                slot: i as u16,
+                object_type: 0,
+                reserved: 0,
+                rights: 0
+            }));
+        }
+        b.retain_caps(|c| c.slot % 2 == 1);
+        assert_eq!(b.cap_count, 2);
+        assert_eq!(b.cap("b").map(|c| c.slot), Some(1));
+        assert_eq!(b.cap("d").map(|c| c.slot), Some(3));
+        assert!(b.cap("a").is_none() && b.cap("c").is_none());
+        assert_eq!(name_str(&b.caps[0].name), "b");
+        assert_eq!(name_str(&b.caps[2].name), "", "vacated entries are zeroed");
+        b.cap_count = 99; // a torn page: counts past the array are clamped
+        b.retain_caps(|_| true);
+        assert_eq!(b.cap_count, MAX_CAPS as u32);
+    }
+
+    #[test]
     fn entries_are_found_by_name() {
         let mut b = BootInfo::new(3, 1, 0);
         assert!(b.push_cap(CapEntry {

@@ -1011,13 +1011,18 @@ impl<H: Hal> Kernel<H> {
         let Some(ctl) = self.control else { return };
         if let Some(d) = self.domain(ctl) {
             let size: u64 = d.ram.iter().map(|r| r.size()).sum();
-            let info = d.boot_info;
-            let _ = self.copy_to_guest(
-                ctl,
-                sysimage::DOMAIN_RAM_BASE + size - FRAME_SIZE,
-                zerocopy::IntoBytes::as_bytes(&info),
-            );
+            let _ = self.write_boot_info(ctl, sysimage::DOMAIN_RAM_BASE + size - FRAME_SIZE);
         }
+    }
+
+    /// Writes domain `id`'s boot-info page, with its current boot count and vCPU count, at
+    /// guest-physical `ipa` (the last page of its RAM).
+    fn write_boot_info(&mut self, id: DomainId, ipa: u64) -> Result<(), Status> {
+        let d = self.domain(id).ok_or(Status::WrongState)?;
+        let mut info = d.boot_info;
+        info.boots = d.boots as u32;
+        info.vcpu_count = d.vcpus.len() as u32;
+        self.copy_to_guest(id, ipa, zerocopy::IntoBytes::as_bytes(&info))
     }
 
     /// Rewrites the accounting page from the kernel's vCPU table (a seqlock: `seq` is odd
@@ -1148,10 +1153,7 @@ impl<H: Hal> Kernel<H> {
             record.memory_bytes - FRAME_SIZE,
             info_ipa,
         ];
-        let mut info = d.boot_info;
-        info.boots = d.boots as u32;
-        info.vcpu_count = d.vcpus.len() as u32;
-        self.copy_to_guest(id, info_ipa, zerocopy::IntoBytes::as_bytes(&info))?;
+        self.write_boot_info(id, info_ipa)?;
         let dc = record.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0;
         let v = self.vcpu_mut(v0).ok_or(Status::WrongState)?;
         v.context.reset(record.entry, regs, 0, dc);
