@@ -348,7 +348,16 @@ fn tail(lines: &[String]) -> String {
 
 /// Boots one bench and collects its figures.
 pub fn run_one(name: &str, path: &Path, options: &BenchOptions) -> Result<BenchResult, BenchError> {
-    let file = BenchFile::load(path)?;
+    run_file(name, BenchFile::load(path)?, options)
+}
+
+/// Boots the system `file` names (built with `options`' hypervisor and guests) and collects
+/// its figures; `options.dir` and `options.only` are not used.
+pub fn run_file(
+    name: &str,
+    file: BenchFile,
+    options: &BenchOptions,
+) -> Result<BenchResult, BenchError> {
     let deadline = Instant::now() + Duration::from_secs(file.timeout_secs);
     let built = builder::build_to_temp(
         &file.system,
@@ -385,8 +394,9 @@ pub fn run_one(name: &str, path: &Path, options: &BenchOptions) -> Result<BenchR
     })
 }
 
-/// Reads the console until every listed measurement is in.
-fn collect(
+/// Reads the console until every measurement `file` lists is in; they are returned in the
+/// file's order.
+pub fn collect(
     bench: &str,
     file: &BenchFile,
     running: &mut Running,

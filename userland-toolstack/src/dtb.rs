@@ -12,6 +12,9 @@
 //! [`DtbEdits::reserve_all_memory`] covers every RAM range with a `/reserved-memory` `no-map`
 //! child and a `/memreserve/` entry, which leaves the guest a memory node but no usable
 //! memory.
+//!
+//! [`add_to_node`] copies a tree the same way and adds properties and child nodes to one of
+//! its top-level nodes: `mica bench-xen` gives Xen its dom0less configuration in `/chosen`.
 
 use vm_fdt::{FdtReserveEntry, FdtWriter};
 
@@ -40,6 +43,14 @@ pub enum DtbError {
         /// The property's name.
         property: &'static str,
     },
+    /// A property to add is already there.
+    #[error("node `{node}` already has a `{property}` property")]
+    PropertyExists {
+        /// The node's name.
+        node: String,
+        /// The property's name.
+        property: String,
+    },
     /// The writer refused the output.
     #[error("cannot write the device tree: {0}")]
     Write(vm_fdt::Error),
@@ -60,6 +71,77 @@ impl DtbEdits {
     pub fn is_empty(&self) -> bool {
         self.remove_nodes.is_empty() && !self.reserve_all_memory
     }
+}
+
+/// Properties and child nodes to add to a device tree ([`add_to_node`]); also a child node
+/// itself, with its `name` (`module@46000000`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewNode {
+    /// The node's name; unused for the node [`add_to_node`] adds to.
+    pub name: String,
+    /// Properties, in order, with their raw values ([`cells`], [`string`], [`strings`]).
+    pub properties: Vec<(String, Vec<u8>)>,
+    /// Child nodes, in order.
+    pub children: Vec<NewNode>,
+}
+
+impl NewNode {
+    /// A node with no properties or children yet.
+    pub fn new(name: impl Into<String>) -> NewNode {
+        NewNode {
+            name: name.into(),
+            ..NewNode::default()
+        }
+    }
+
+    /// Adds a property.
+    pub fn property(mut self, name: impl Into<String>, value: Vec<u8>) -> NewNode {
+        self.properties.push((name.into(), value));
+        self
+    }
+
+    /// Adds a child node.
+    pub fn child(mut self, child: NewNode) -> NewNode {
+        self.children.push(child);
+        self
+    }
+
+    fn write_properties(&self, out: &mut FdtWriter) -> Result<(), DtbError> {
+        for (name, value) in &self.properties {
+            out.property(name, value).map_err(DtbError::Write)?;
+        }
+        Ok(())
+    }
+
+    fn write_children(&self, out: &mut FdtWriter) -> Result<(), DtbError> {
+        for child in &self.children {
+            let handle = out.begin_node(&child.name).map_err(DtbError::Write)?;
+            child.write_properties(out)?;
+            child.write_children(out)?;
+            out.end_node(handle).map_err(DtbError::Write)?;
+        }
+        Ok(())
+    }
+}
+
+/// A property value of 32-bit big-endian cells (`<0x0 0x1800>`).
+pub fn cells(values: &[u32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+/// A string property value (NUL-terminated).
+pub fn string(value: &str) -> Vec<u8> {
+    strings(&[value])
+}
+
+/// A string-list property value (`"a", "b"`: each NUL-terminated).
+pub fn strings(values: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 /// The name of the node added under `/reserved-memory` for each RAM range.
@@ -171,6 +253,9 @@ struct Rewriter<'e> {
     removed: Vec<usize>,
     ram: Vec<(u64, u64)>,
     saw_reserved_memory: bool,
+    /// What to add to which top-level node, and whether that node was found.
+    addition: Option<(&'e str, &'e NewNode)>,
+    added: bool,
 }
 
 impl Rewriter<'_> {
@@ -187,6 +272,23 @@ impl Rewriter<'_> {
             out.property(prop.name, prop.value)
                 .map_err(DtbError::Write)?;
         }
+        let addition = self
+            .addition
+            .filter(|(parent, _)| depth == 1 && node.name == *parent)
+            .map(|(_, new)| new);
+        if let Some(new) = addition {
+            if let Some((name, _)) = new
+                .properties
+                .iter()
+                .find(|(name, _)| node.property(name).is_some())
+            {
+                return Err(DtbError::PropertyExists {
+                    node: node.name.to_owned(),
+                    property: name.clone(),
+                });
+            }
+            new.write_properties(out)?;
+        }
         let child_cells = Cells::of(&node, cells)?;
         for child in node.children() {
             let base = base_name(child.name);
@@ -195,6 +297,10 @@ impl Rewriter<'_> {
                 continue;
             }
             self.copy_node(out, child, depth + 1, child_cells)?;
+        }
+        if let Some(new) = addition {
+            new.write_children(out)?;
+            self.added = true;
         }
         let is_reserved_memory = depth == 1 && node.name == "reserved-memory";
         if is_reserved_memory && self.edits.reserve_all_memory {
@@ -239,6 +345,22 @@ impl Rewriter<'_> {
 /// (the root's properties, every other node and property, `/memreserve/` entries and the
 /// boot CPU id).
 pub fn rewrite(dtb: &[u8], edits: &DtbEdits) -> Result<Vec<u8>, DtbError> {
+    copy_tree(dtb, edits, None)
+}
+
+/// Returns a copy of `dtb` in which the top-level node named `parent` (`chosen`) also has
+/// `addition`'s properties (after its own) and children (after its own); everything else is
+/// copied verbatim, as by [`rewrite`]. The node must exist; a property it already has is an
+/// error.
+pub fn add_to_node(dtb: &[u8], parent: &str, addition: &NewNode) -> Result<Vec<u8>, DtbError> {
+    copy_tree(dtb, &DtbEdits::default(), Some((parent, addition)))
+}
+
+fn copy_tree(
+    dtb: &[u8],
+    edits: &DtbEdits,
+    addition: Option<(&str, &NewNode)>,
+) -> Result<Vec<u8>, DtbError> {
     let tree = fdt::Fdt::new(dtb).map_err(DtbError::Parse)?;
     if edits.remove_nodes.iter().any(|n| n.is_empty() || n == "/") {
         return Err(DtbError::RemoveRoot);
@@ -285,10 +407,15 @@ pub fn rewrite(dtb: &[u8], edits: &DtbEdits) -> Result<Vec<u8>, DtbError> {
         removed: vec![0; edits.remove_nodes.len()],
         ram,
         saw_reserved_memory: false,
+        addition,
+        added: false,
     };
     rewriter.copy_node(&mut out, root, 0, Cells::DEFAULT)?;
     if let Some(i) = rewriter.removed.iter().position(|&n| n == 0) {
         return Err(DtbError::NoSuchNode(edits.remove_nodes[i].clone()));
+    }
+    if let Some((parent, _)) = addition.filter(|_| !rewriter.added) {
+        return Err(DtbError::NoSuchNode(parent.to_owned()));
     }
     out.finish().map_err(DtbError::Write)
 }
@@ -388,6 +515,33 @@ mod tests {
         assert!(matches!(
             rewrite(&sample(), &root),
             Err(DtbError::RemoveRoot)
+        ));
+    }
+
+    #[test]
+    fn additions_go_after_what_the_node_has() {
+        let addition = NewNode::new("chosen")
+            .property("extra", string("x"))
+            .child(NewNode::new("child@1").property("reg", cells(&[0, 1])));
+        let out = add_to_node(&sample(), "chosen", &addition).unwrap();
+        let tree = fdt::Fdt::new(&out).unwrap();
+        let chosen = tree.find_node("/chosen").unwrap();
+        let props: Vec<&str> = chosen.properties().map(|p| p.name).collect();
+        assert_eq!(props, ["bootargs", "extra"]);
+        let child = tree.find_node("/chosen/child@1").unwrap();
+        assert_eq!(
+            child.property("reg").unwrap().value,
+            [0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(strings(&["a", "bc"]), b"a\0bc\0");
+        assert!(matches!(
+            add_to_node(&sample(), "nosuch", &addition),
+            Err(DtbError::NoSuchNode(n)) if n == "nosuch"
+        ));
+        let clash = NewNode::new("chosen").property("bootargs", string("y"));
+        assert!(matches!(
+            add_to_node(&sample(), "chosen", &clash),
+            Err(DtbError::PropertyExists { .. })
         ));
     }
 

@@ -50,6 +50,10 @@ enum Command {
     /// Boot the benchmark systems (bench/*.toml), collect their figures, write
     /// bench/results.json and the tables of docs/PERFORMANCE.md.
     Bench(BenchArgs),
+    /// Boot the same bare-metal guest under Mica and under Xen 4.17 (Debian's package,
+    /// downloaded into build/xen) on the same QEMU machine under -icount; write
+    /// bench/xen-results.json and the comparison table of docs/PERFORMANCE.md.
+    BenchXen(BenchXenArgs),
     /// Count the source lines that run privileged on each architecture and those that run in
     /// domains; write the table into docs/PERFORMANCE.md.
     Tcb(TcbArgs),
@@ -142,6 +146,37 @@ struct BenchArgs {
     #[arg(long, value_name = "FILE", default_value = mica::bench::DEFAULT_RESULTS)]
     results: PathBuf,
     /// The document whose marked sections get the tables.
+    #[arg(long, value_name = "FILE", default_value = mica::bench::DEFAULT_DOC)]
+    doc: PathBuf,
+    /// Print the figures only; write nothing.
+    #[arg(long)]
+    no_write: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchXenArgs {
+    /// The Mica system that runs the guest (one domain); its machine is Xen's too.
+    #[arg(long, value_name = "MANIFEST", default_value = mica::bench_xen::DEFAULT_SYSTEM)]
+    system: PathBuf,
+    /// The Mica hypervisor image.
+    #[arg(long, value_name = "IMAGE", default_value = smoke::DEFAULT_HYPERVISOR)]
+    hypervisor: PathBuf,
+    /// Where the Mica build of the guest is.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_GUESTS_DIR)]
+    guests_dir: PathBuf,
+    /// The Xen build of the guest (ELF; `--features xen`).
+    #[arg(long, value_name = "ELF", default_value = mica::bench_xen::DEFAULT_XEN_GUEST)]
+    xen_guest: PathBuf,
+    /// Where Xen is downloaded and cached, and the Xen run's files are written.
+    #[arg(long, value_name = "DIR", default_value = mica::bench_xen::DEFAULT_CACHE)]
+    cache: PathBuf,
+    /// The Debian mirror to download Xen from.
+    #[arg(long, value_name = "URL", default_value = mica::bench_xen::DEFAULT_MIRROR)]
+    mirror: String,
+    /// Where to write the machine-readable results.
+    #[arg(long, value_name = "FILE", default_value = mica::bench_xen::DEFAULT_RESULTS)]
+    results: PathBuf,
+    /// The document whose marked section gets the table.
     #[arg(long, value_name = "FILE", default_value = mica::bench::DEFAULT_DOC)]
     doc: PathBuf,
     /// Print the figures only; write nothing.
@@ -285,6 +320,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Smoke(args) => smoke(args),
         Command::Bench(args) => bench(args),
+        Command::BenchXen(args) => bench_xen(args),
         Command::Tcb(args) => tcb(args),
         Command::Ctl(args) => ctl(args),
     }
@@ -616,6 +652,54 @@ fn bench(args: BenchArgs) -> ExitCode {
     }
     println!(
         "bench: wrote {} and the tables of {}",
+        args.results.display(),
+        args.doc.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn bench_xen(args: BenchXenArgs) -> ExitCode {
+    use mica::bench_xen::{self, PeerOptions};
+    let options = PeerOptions {
+        system: args.system,
+        hypervisor: args.hypervisor,
+        guests_dir: args.guests_dir,
+        xen_guest: args.xen_guest,
+        cache: args.cache,
+        mirror: args.mirror,
+    };
+    let results = match bench_xen::run(&options, &mut |line| println!("bench-xen: {line}")) {
+        Ok(results) => results,
+        Err(err) => return fail(&err),
+    };
+    for (who, run) in [("mica", &results.mica), ("xen", &results.xen)] {
+        for m in &run.measurements {
+            println!(
+                "bench-xen: {who}: {}: median {} ns, min {} ns, max {} ns, {} iterations",
+                m.name, m.median_ns, m.min_ns, m.max_ns, m.iterations
+            );
+        }
+    }
+    let provenance = mica::bench::Provenance::gather();
+    let table = bench_xen::table(&results, &provenance);
+    if args.no_write {
+        print!("{table}");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(source) = std::fs::write(
+        &args.results,
+        bench_xen::results_json(&results, &provenance),
+    ) {
+        return fail(&mica::bench::BenchError::Write {
+            path: args.results,
+            source,
+        });
+    }
+    if let Err(err) = mica::bench::update_doc(&args.doc, &[(bench_xen::SECTION, table)]) {
+        return fail(&err);
+    }
+    println!(
+        "bench-xen: wrote {} and the table of {}",
         args.results.display(),
         args.doc.display()
     );

@@ -254,6 +254,16 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// A launch of `program` with `args` that owns no temporary files (for a command line
+    /// made elsewhere, such as `mica bench-xen`'s Xen boot).
+    pub fn new(program: PathBuf, args: Vec<OsString>) -> Launch {
+        Launch {
+            program,
+            args,
+            _files: None,
+        }
+    }
+
     /// A `Command` for this launch (stdio left to the caller).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
@@ -427,8 +437,9 @@ pub fn prepare(config: &MachineConfig, deadline: Option<Instant>) -> Result<Laun
     })
 }
 
-/// Runs QEMU with `dumpdtb=` so it writes the DTB it would give the guest to `out`.
-fn dump_dtb(
+/// Runs QEMU with `dumpdtb=` so it writes the DTB it would give the guest to `out` (within
+/// [`DUMP_TIMEOUT`], and before `deadline` if given).
+pub fn dump_dtb(
     program: &Path,
     config: &MachineConfig,
     out: &Path,
