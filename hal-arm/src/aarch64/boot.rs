@@ -480,7 +480,7 @@ pub fn on_interrupt(intid: u32) -> bool {
     if (32..gic::SPURIOUS).contains(&intid) {
         // A device interrupt owned by a domain: the kernel delivers it; the line stays active
         // until the domain acknowledges it (or its guest's EOI deactivates it).
-        let outcome = KERNEL.lock().physical_interrupt(intid);
+        let outcome = super::hal::lock_kernel().physical_interrupt(intid);
         return outcome == mica_kernel::irq::IrqOutcome::Deactivate;
     }
     if intid != state.tick_intid {
@@ -490,7 +490,7 @@ pub fn on_interrupt(intid: u32) -> bool {
     timer::silence();
     let now = counter();
     let housekeeping = timer::take_housekeeping(me, now);
-    KERNEL.lock().tick(me);
+    super::hal::lock_kernel().tick(me);
     if housekeeping {
         housekeeping_tick(me, now, state);
     }
@@ -547,7 +547,7 @@ fn housekeeping_tick(me: usize, now: u64, state: &BootState) {
         if ticks > 1 {
             println!(
                 "mica: uptime {uptime} s, {} MiB free",
-                KERNEL.lock().frames.free_bytes() >> 20
+                super::hal::lock_kernel().frames.free_bytes() >> 20
             );
         }
         timer::housekeeping_at(0, now + s * hz);

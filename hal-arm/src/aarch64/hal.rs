@@ -25,6 +25,25 @@ pub struct ArmHal;
 /// The kernel: every object, behind the one lock.
 pub static KERNEL: spin::Mutex<Kernel<ArmHal>> = spin::Mutex::new(Kernel::new(ArmHal));
 
+/// Takes the kernel lock, executing `YIELD` between attempts while another CPU holds it.
+///
+/// On hardware `YIELD` is only a hint to a multithreaded core. It matters under QEMU's
+/// single-threaded `-icount` mode (what the scheduler smoke scenarios and `make bench` run
+/// on): there QEMU runs the CPUs in turn on one host thread and a CPU keeps the thread up to
+/// the next timer deadline of the whole machine, while the CPU after it starts its turn *at*
+/// that deadline with no instructions to run (QEMU 7.2's `icount_prepare_for_run`). A CPU
+/// spinning on a lock therefore kept the holder from ever running again (seen: the teardown
+/// in `sched-policy-crash` parked for minutes after a TLBI while CPU 0 spun in
+/// `on_interrupt`). QEMU ends a CPU's turn at `YIELD`, so the holder runs next.
+pub fn lock_kernel() -> spin::MutexGuard<'static, Kernel<ArmHal>> {
+    loop {
+        if let Some(k) = KERNEL.try_lock() {
+            return k;
+        }
+        super::sysreg::cpu_yield();
+    }
+}
+
 impl Hal for ArmHal {
     type Stage2 = ArmStage2;
     type Context = ArmContext;

@@ -27,8 +27,10 @@ use mica_kernel::vcpu::VcpuId;
 
 use super::context::{self, ArmContext};
 use super::cpu::MAX_CPUS;
-use super::hal::{ArmHal, KERNEL};
-use super::sysreg::{counter, isb, mask_interrupts, read_sysreg, unmask_irq, wfi, write_sysreg};
+use super::hal::{lock_kernel, ArmHal};
+use super::sysreg::{
+    counter, cpu_yield, isb, mask_interrupts, read_sysreg, unmask_irq, wfi, write_sysreg,
+};
 use super::{boot, gic, timer, trap};
 use crate::esr;
 use crate::mmio::{self, MmioAccess, Syndrome};
@@ -61,10 +63,10 @@ static TIMER_PPI: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 pub fn run(cpu: usize) -> ! {
     loop {
         let picked = {
-            let mut k = KERNEL.lock();
+            let mut k = lock_kernel();
             let picked = k
                 .pick(cpu)
-                .and_then(|next| prepare(&mut k, next.vcpu, next.domain));
+                .and_then(|next| prepare(&mut k, cpu, next.vcpu, next.domain));
             timer::program(cpu, k.deadline(cpu));
             picked
         };
@@ -80,6 +82,12 @@ pub fn run(cpu: usize) -> ! {
             continue;
         };
         set_timer_ppi(cpu, !running.timer_asserted);
+        // A hint on hardware; under QEMU's single-threaded `-icount` mode it ends this CPU's
+        // turn, so every CPU gets one at each guest entry. Without it a CPU running guests
+        // keeps the host thread up to each timer deadline of the machine, and the CPU after
+        // it starts its turns at those deadlines with nothing left to run: seen as the
+        // policy domain on CPU 1 never running again while CPU 0 ran budgeted workers.
+        cpu_yield();
         // SAFETY: `pick` marked the vCPU Running on this CPU; until this CPU hands it back
         // through `handle_exit`/`pick`, nobody else reads or writes its context, and the
         // vCPU table is a static that never moves. `vttbr` names its domain's stage-2 tables.
@@ -94,7 +102,7 @@ pub fn run(cpu: usize) -> ! {
             // Without the kernel lock: the tick handler takes it.
             trap::handle_irqs();
         }
-        let mut k = KERNEL.lock();
+        let mut k = lock_kernel();
         // SAFETY: as above; the guest has stopped and the context is ours again. The
         // context lives in the vCPU table, apart from the domain the kernel reference reaches.
         let ctx = unsafe { &mut *running.ctx };
@@ -119,11 +127,11 @@ fn set_timer_ppi(cpu: usize, enabled: bool) {
 }
 
 /// Gets the picked vCPU ready to enter: its virtual timer line and list registers.
-fn prepare(k: &mut Kernel<ArmHal>, vcpu: VcpuId, domain: DomainId) -> Option<Running> {
+fn prepare(k: &mut Kernel<ArmHal>, cpu: usize, vcpu: VcpuId, domain: DomainId) -> Option<Running> {
     let index = usize::from(k.vcpu(vcpu)?.index);
     let ctx: *mut ArmContext = &mut k.vcpu_mut(vcpu)?.context;
     let d = k.domain_mut(domain)?;
-    let vttbr = d.stage2.vttbr();
+    let vttbr = d.stage2.vttbr_for(cpu);
     // SAFETY: `pick` just made the vCPU Running on this CPU, so its context is this CPU's
     // alone; it lives in the vCPU table, not in the domain borrowed here.
     let c = unsafe { &mut *ctx };

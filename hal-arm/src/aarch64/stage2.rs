@@ -1,6 +1,8 @@
 //! Stage-2 translation for a domain: guest-physical to physical, 4 KiB pages and 2 MiB
 //! blocks, 39-bit guest-physical space, tagged with the domain's VMID.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use mica_abi::{Rights, Status};
 use mica_kernel::frames::Frames;
 use mica_kernel::hal::Stage2;
@@ -51,6 +53,11 @@ impl TableMemory for FrameTables<'_> {
 pub struct ArmStage2 {
     root: u64,
     vmid: u16,
+    /// The CPUs that have loaded this VMID (bit per logical CPU), and so may hold TLB
+    /// entries tagged with it. Only ever grows: an entry may stay cached after the VMID is
+    /// switched out. Changed and read under the kernel lock, like the tables (atomic only
+    /// so that [`Stage2::unmap`]'s shared borrow can add the CPU that flushes).
+    loaded_on: AtomicU32,
 }
 
 impl ArmStage2 {
@@ -63,6 +70,7 @@ impl ArmStage2 {
         Ok(ArmStage2 {
             root: t.root(),
             vmid,
+            loaded_on: AtomicU32::new(0),
         })
     }
 
@@ -71,21 +79,56 @@ impl ArmStage2 {
         (self.vmid as u64) << 48 | self.root
     }
 
+    /// The VTTBR_EL2 value for entering a vCPU of this domain on `cpu`, noting that `cpu`
+    /// may cache this VMID's translations from now on.
+    pub fn vttbr_for(&mut self, cpu: usize) -> u64 {
+        self.loaded_on
+            .fetch_or(1u32.checked_shl(cpu as u32).unwrap_or(0), Ordering::Relaxed);
+        self.vttbr()
+    }
+
+    /// Invalidates this VMID's stage-1 and stage-2 TLB entries wherever they may be cached.
+    ///
+    /// No CPU has loaded the VMID (a domain being built): nothing to invalidate. Only this
+    /// CPU has (a domain confined to it, like a policy domain on its own CPU): a local TLBI,
+    /// without the inner-shareable broadcast every other CPU must take part in. Otherwise
+    /// the broadcast.
     fn flush_tlb(&self) {
-        // TLBI VMALLS12E1IS acts on the VMID in VTTBR_EL2: select ours for the duration.
+        let loaded_on = self.loaded_on.load(Ordering::Relaxed);
+        if loaded_on == 0 {
+            return;
+        }
+        let here = 1u32.checked_shl(super::cpu::current() as u32).unwrap_or(0);
+        let local = loaded_on & !here == 0;
+        // TLBI VMALLS12E1{,IS} acts on the VMID in VTTBR_EL2: select ours for the duration.
+        // While it is selected this CPU may cache the VMID's entries too: count it in.
+        self.loaded_on.fetch_or(here, Ordering::Relaxed);
         let saved = read_sysreg!("vttbr_el2");
         write_sysreg!("vttbr_el2", self.vttbr());
         isb();
-        // SAFETY: invalidating stage-1 and stage-2 TLB entries of this VMID only.
-        unsafe {
-            core::arch::asm!(
-                "dsb ishst",
-                "tlbi vmalls12e1is",
-                "dsb ish",
-                "isb",
-                options(nostack)
-            )
-        };
+        if local {
+            // SAFETY: invalidating this CPU's stage-1 and stage-2 TLB entries of this VMID.
+            unsafe {
+                core::arch::asm!(
+                    "dsb nshst",
+                    "tlbi vmalls12e1",
+                    "dsb nsh",
+                    "isb",
+                    options(nostack)
+                )
+            };
+        } else {
+            // SAFETY: invalidating stage-1 and stage-2 TLB entries of this VMID on every CPU.
+            unsafe {
+                core::arch::asm!(
+                    "dsb ishst",
+                    "tlbi vmalls12e1is",
+                    "dsb ish",
+                    "isb",
+                    options(nostack)
+                )
+            };
+        }
         write_sysreg!("vttbr_el2", saved);
         isb();
     }

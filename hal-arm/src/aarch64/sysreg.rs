@@ -79,6 +79,13 @@ pub fn unmask_irq() {
     unsafe { core::arch::asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
 }
 
+/// `YIELD`: tells the CPU (or an emulator running CPUs in turn) that this one is waiting.
+#[inline]
+pub fn cpu_yield() {
+    // SAFETY: YIELD is a hint with no architectural effect.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Waits for an interrupt.
 #[inline]
 pub fn wfi() {
