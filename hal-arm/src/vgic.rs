@@ -360,6 +360,8 @@ struct Listed {
 #[derive(Clone, Copy, Debug)]
 struct VcpuInterface {
     private: [Interrupt; PRIVATE_INTERRUPTS],
+    /// Bit n: private interrupt n may be pending or active (see [`Vgic::spi_maybe`]).
+    maybe: u32,
     /// GICR_WAKER.ProcessorSleep.
     asleep: bool,
     list: [Option<Listed>; MAX_LIST_REGISTERS],
@@ -376,6 +378,7 @@ impl VcpuInterface {
         }
         VcpuInterface {
             private,
+            maybe: 0,
             asleep: true,
             list: [None; MAX_LIST_REGISTERS],
         }
@@ -584,6 +587,17 @@ impl SysregTrap {
     }
 }
 
+/// The positions of the set bits of `word`, lowest first.
+fn bits(mut word: u64) -> impl Iterator<Item = u32> {
+    core::iter::from_fn(move || {
+        (word != 0).then(|| {
+            let n = word.trailing_zeros();
+            word &= word - 1;
+            n
+        })
+    })
+}
+
 /// ICH_ELRSR_EL2 computed from saved list register values: bit n set when LR n holds no
 /// interrupt (State = 0b00).
 pub fn empty_list_registers(lrs: &[u64]) -> u32 {
@@ -615,6 +629,11 @@ pub struct Vgic {
     enable_group1: bool,
     cpu: [VcpuInterface; MAX_VCPUS],
     spi: [Interrupt; MAX_SPIS],
+    /// Bit n: SPI n may be pending or active. Set whenever an interrupt is reached for
+    /// writing, cleared by [`Vgic::prune`] once it is neither: the scans on every guest
+    /// entry ([`Vgic::fill_list_registers`], [`Vgic::has_deliverable`]) look only at set bits
+    /// (they were a third of a null hypercall's instructions when they read all 96).
+    spi_maybe: u64,
     /// GICD_IROUTER<n> per SPI (IRM and affinity).
     route: [u64; MAX_SPIS],
 }
@@ -640,6 +659,7 @@ impl Vgic {
             enable_group1: false,
             cpu: [VcpuInterface::new(); MAX_VCPUS],
             spi: [Interrupt::reset(false); MAX_SPIS],
+            spi_maybe: 0,
             route: [0; MAX_SPIS],
         })
     }
@@ -669,6 +689,7 @@ impl Vgic {
         enable_group1: false,
         cpu: [VcpuInterface::new(); MAX_VCPUS],
         spi: [Interrupt::reset(false); MAX_SPIS],
+        spi_maybe: 0,
         route: [0; MAX_SPIS],
     };
 
@@ -693,6 +714,7 @@ impl Vgic {
         for irq in self.spi.iter_mut() {
             *irq = Interrupt::reset(false);
         }
+        self.spi_maybe = 0;
         self.route.fill(0);
     }
 
@@ -759,13 +781,61 @@ impl Vgic {
         }
     }
 
+    /// Every write to an interrupt's state goes through here (or marks the whole register's
+    /// worth, for guest register writes), so the `maybe` bits never miss one that may be
+    /// pending or active.
     fn interrupt_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Interrupt> {
         if intid < FIRST_SPI {
-            self.cpu.get_mut(vcpu)?.private.get_mut(intid as usize)
+            let cpu = self.cpu.get_mut(vcpu)?;
+            cpu.maybe |= 1 << intid;
+            cpu.private.get_mut(intid as usize)
         } else {
             let index = self.spi_index(intid)?;
+            self.spi_maybe |= 1u64.checked_shl(index as u32).unwrap_or(0);
             self.spi.get_mut(index)
         }
+    }
+
+    /// Clears the `maybe` bits of interrupts that are neither pending nor active.
+    fn prune(&mut self, vcpu: usize) {
+        if let Some(cpu) = self.cpu.get_mut(vcpu) {
+            let mut bits = cpu.maybe;
+            while bits != 0 {
+                let n = bits.trailing_zeros();
+                bits &= bits - 1;
+                if cpu
+                    .private
+                    .get(n as usize)
+                    .is_none_or(|irq| !irq.pending() && !irq.active)
+                {
+                    cpu.maybe &= !(1 << n);
+                }
+            }
+        }
+        let mut bits = self.spi_maybe;
+        while bits != 0 {
+            let n = bits.trailing_zeros();
+            bits &= bits - 1;
+            if self
+                .spi
+                .get(n as usize)
+                .is_none_or(|irq| !irq.pending() && !irq.active)
+            {
+                self.spi_maybe &= !(1 << n);
+            }
+        }
+    }
+
+    /// The interrupts of `vcpu` whose `maybe` bit is set (private ones first), with their
+    /// state: the only ones that can be pending or active.
+    fn maybe_interesting(&self, vcpu: usize) -> impl Iterator<Item = (u32, &Interrupt)> + '_ {
+        let cpu = self.cpu.get(vcpu);
+        let private = bits(cpu.map_or(0, |c| u64::from(c.maybe)))
+            .filter_map(move |n| Some((n, cpu?.private.get(n as usize)?)));
+        let spis = bits(self.spi_maybe)
+            .filter(|&n| (n as usize) < self.spis)
+            .filter_map(|n| Some((FIRST_SPI + n, self.spi.get(n as usize)?)));
+        private.chain(spis)
     }
 
     /// The vCPU an SPI is routed to, if any vCPU matches its IROUTER.
@@ -903,6 +973,7 @@ impl Vgic {
             (1, Some((Family::Priority, intid))) => match self.spi_index(intid) {
                 Some(index) => {
                     if let Some(irq) = self.spi.get_mut(index) {
+                        // Priority only: no pending or active state changes.
                         irq.priority = value as u8;
                     }
                     self.spi_kick(index)
@@ -915,6 +986,7 @@ impl Vgic {
                 if !write_register(irqs, FIRST_SPI, family, base, value as u32) {
                     return Kick::NONE;
                 }
+                self.spi_maybe = u64::MAX;
                 // The register covers up to 32 SPIs; refresh every vCPU any of them concern.
                 let first = base.saturating_sub(FIRST_SPI) as usize;
                 let count = match family {
@@ -1022,7 +1094,11 @@ impl Vgic {
                 None => false,
             },
             (4, Some((family, base))) => {
-                write_register(&mut cpu.private, 0, family, base, value as u32)
+                let touched = write_register(&mut cpu.private, 0, family, base, value as u32);
+                if touched {
+                    cpu.maybe = u32::MAX;
+                }
+                touched
             }
             _ => false,
         };
@@ -1127,10 +1203,7 @@ impl Vgic {
         let Some(cpu) = self.cpu.get(vcpu).filter(|_| vcpu < self.vcpus) else {
             return false;
         };
-        let private = (0..FIRST_SPI).zip(cpu.private.iter());
-        let spis = (FIRST_SPI..).zip(self.spis().iter());
-        private
-            .chain(spis)
+        self.maybe_interesting(vcpu)
             .any(|(intid, irq)| irq.pending() && self.eligible(vcpu, intid, irq))
             || cpu.list.iter().flatten().any(|l| l.latched)
     }
@@ -1198,15 +1271,14 @@ impl Vgic {
     /// The best interrupt for `vcpu` that is not in a list register and must be: active, or
     /// pending and eligible.
     fn best_candidate(&self, vcpu: usize) -> Option<(Rank, u32)> {
-        let cpu = self.cpu.get(vcpu)?;
-        let private = (0..FIRST_SPI).zip(cpu.private.iter());
-        let spis = (FIRST_SPI..).zip(self.spis().iter());
-        private
-            .chain(spis)
+        self.maybe_interesting(vcpu)
+            // The cheap tests first: most interrupts are neither active nor pending, and the
+            // routing test decodes an SPI's IROUTER.
             .filter(|(intid, irq)| {
-                !irq.listed
+                (irq.active || irq.pending())
+                    && !irq.listed
                     && self.routed_here(vcpu, *intid)
-                    && (irq.active || (irq.pending() && self.eligible(vcpu, *intid, irq)))
+                    && (irq.active || self.eligible(vcpu, *intid, irq))
             })
             .map(|(intid, irq)| ((!irq.active, irq.priority, intid), intid))
             .min()
@@ -1225,6 +1297,7 @@ impl Vgic {
     ) -> Result<FillOutcome, VgicError> {
         self.check_vcpu(vcpu)?;
         let count = lrs.len().min(MAX_LIST_REGISTERS);
+        self.prune(vcpu);
 
         // 1. Refresh what the model already listed.
         for slot in 0..count {
@@ -1580,6 +1653,7 @@ mod tests {
             // SPIs 33 and 40 in register 1.
             let _ = gic.distributor_write(set + 4, 4, 1 << 1 | 1 << 8);
             assert_eq!(gic.distributor_read(set + 4, 4), 1 << 1 | 1 << 8);
+            check_consistency(&gic);
             assert_eq!(gic.distributor_read(clear + 4, 4), 1 << 1 | 1 << 8);
             // Zero bits change nothing.
             let _ = gic.distributor_write(set + 4, 4, 0);
@@ -1595,6 +1669,7 @@ mod tests {
             assert_eq!(gic.distributor_read(set + 12, 4), 0);
             // Banked per vCPU in the SGI frame.
             let _ = gic.redistributor_write(sgi_frame(1, set), 4, 1 << 27 | 1 << 3);
+            check_consistency(&gic);
             assert_eq!(
                 gic.redistributor_read(sgi_frame(1, set), 4),
                 1 << 27 | 1 << 3
@@ -2113,6 +2188,22 @@ mod tests {
                 held.contains(&(usize::MAX, FIRST_SPI + index as u32))
             );
         }
+        // The scans only look at `maybe` bits: none may miss a pending or active interrupt.
+        for (v, cpu) in gic.cpu.iter().enumerate().take(gic.vcpus) {
+            for (intid, irq) in cpu.private.iter().enumerate() {
+                if irq.pending() || irq.active {
+                    assert!(
+                        cpu.maybe & (1 << intid) != 0,
+                        "vCPU {v} INTID {intid} unmarked"
+                    );
+                }
+            }
+        }
+        for (index, irq) in gic.spis().iter().enumerate() {
+            if irq.pending() || irq.active {
+                assert!(gic.spi_maybe & (1 << index) != 0, "SPI {index} unmarked");
+            }
+        }
     }
 
     /// One step of a random driver: an MMIO access, an injection or an SGI, or a run of
@@ -2172,6 +2263,7 @@ mod tests {
                 let mut lrs = [[0u64; 4]; 3];
                 for op in ops {
                     step(&mut gic, &mut lrs, *op);
+                    check_consistency(&gic);
                 }
             });
     }

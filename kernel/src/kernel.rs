@@ -114,6 +114,8 @@ pub struct Kernel<H: Hal> {
     root: Option<SpaceId>,
     domains: [Option<Domain<H>>; SPACES],
     vcpus: [Option<Vcpu<H>>; MAX_VCPUS],
+    /// One past the highest vCPU slot ever filled: the scans on every `pick` stop there.
+    vcpu_end: usize,
     deadlines: [Option<u64>; MAX_CPUS],
     /// Counts vCPU starts: the round-robin order among equal priorities.
     run_seq: u64,
@@ -167,6 +169,7 @@ impl<H: Hal> Kernel<H> {
             root: None,
             domains: [const { None }; SPACES],
             vcpus: [const { None }; MAX_VCPUS],
+            vcpu_end: 0,
             deadlines: [None; MAX_CPUS],
             run_seq: 0,
             accounting: None,
@@ -693,6 +696,7 @@ impl<H: Hal> Kernel<H> {
             } else {
                 (id.index() + index as usize) % cpus
             };
+            self.vcpu_end = self.vcpu_end.max(vid.index() + 1);
             self.vcpus[vid.index()] = Some(Vcpu {
                 domain: id,
                 index,
@@ -1230,7 +1234,7 @@ impl<H: Hal> Kernel<H> {
         // Everything that may run here, with budgets replenished for `now`.
         let mut candidates: heapless::Vec<Candidate<VcpuId>, MAX_VCPUS> = heapless::Vec::new();
         let mut waiting: heapless::Vec<SchedState, MAX_VCPUS> = heapless::Vec::new();
-        for i in 0..MAX_VCPUS {
+        for i in 0..self.vcpu_end.min(MAX_VCPUS) {
             let id = VcpuId(i as u16);
             let running_domain = match self.vcpus[i].as_ref() {
                 Some(x) if x.cpu == cpu => self
@@ -1300,6 +1304,7 @@ impl<H: Hal> Kernel<H> {
     fn blocked_timer_deadline(&self, cpu: usize) -> Option<u64> {
         self.vcpus
             .iter()
+            .take(self.vcpu_end)
             .flatten()
             .filter(|v| v.cpu == cpu && v.state == VcpuState::Blocked)
             .filter_map(|v| v.context.timer_deadline_ns())
@@ -2436,6 +2441,7 @@ impl<H: Hal> Kernel<H> {
         let object = self
             .caps
             .create_object(caller.space(), dst, ObjectType::Vcpu, None)?;
+        self.vcpu_end = self.vcpu_end.max(vid.index() + 1);
         self.vcpus[vid.index()] = Some(Vcpu {
             domain: target,
             index,

@@ -209,7 +209,8 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
         }
         _ => plain_exit(trap, ctx),
     };
-    let deliverable = d.arch.has_deliverable(r.index);
+    // Only a WFI asks (the scan over every interrupt is not free).
+    let deliverable = exit == Exit::WaitForInterrupt && d.arch.has_deliverable(r.index);
     let targets: heapless::Vec<VcpuId, 8> = d
         .vcpus
         .iter()
@@ -220,7 +221,7 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
     for v in targets {
         k.interrupt_vcpu(v);
     }
-    if exit == Exit::WaitForInterrupt && deliverable {
+    if deliverable {
         // Sets wake_pending: the kernel does not block a vCPU with an interrupt to take.
         k.wake(r.vcpu);
     }
