@@ -15,10 +15,14 @@ use mica::qemu::{self, MachineConfig, MachineOverrides};
 use mica::smoke::{self, SmokeOptions};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Exit status when `--timeout` stopped QEMU (as `timeout(1)`).
 const EXIT_TIMEOUT: u8 = 124;
+/// `mica run` stopped QEMU because it was sent SIGTERM or SIGHUP (128 + SIGTERM).
+const EXIT_SIGNALLED: u8 = 143;
 /// Exit status for a failed command or a failed smoke scenario.
 const EXIT_FAILURE: u8 = 1;
 /// Exit status when `mica smoke` could not run any scenario.
@@ -530,6 +534,15 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(launch) => launch,
         Err(err) => return fail(&err),
     };
+    // SIGTERM or SIGHUP to `mica run` (e.g. `kill` of it or of the `make run` above it, or
+    // the terminal closing) stops QEMU first (watched from before QEMU starts): it would otherwise outlive us, holding the
+    // terminal in raw mode and the ctl socket.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        if let Err(err) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("mica: cannot watch for signal {signal}: {err}");
+        }
+    }
     let mut child = match launch
         .command()
         .stdin(Stdio::inherit())
@@ -545,19 +558,31 @@ fn run(args: RunArgs) -> ExitCode {
             })
         }
     };
-    let status = match args.timeout {
-        None => child.wait().map_err(qemu::QemuError::Wait),
-        Some(secs) => match qemu::wait_timeout(&mut child, Duration::from_secs(secs)) {
-            Ok(Some(status)) => Ok(status),
-            Ok(None) => {
-                if let Err(err) = qemu::stop(&mut child) {
-                    return fail(&err);
-                }
-                eprintln!("\nmica: timed out after {secs} s: QEMU stopped (--timeout)");
-                return ExitCode::from(EXIT_TIMEOUT);
+    let deadline = args
+        .timeout
+        .map(|secs| std::time::Instant::now() + Duration::from_secs(secs));
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(source) => break Err(qemu::QemuError::Wait(source)),
+        }
+        if stop.load(Ordering::Relaxed) {
+            if let Err(err) = qemu::stop(&mut child) {
+                return fail(&err);
             }
-            Err(err) => Err(err),
-        },
+            eprintln!("\nmica: signalled: QEMU stopped");
+            return ExitCode::from(EXIT_SIGNALLED);
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            if let Err(err) = qemu::stop(&mut child) {
+                return fail(&err);
+            }
+            let secs = args.timeout.unwrap_or(0);
+            eprintln!("\nmica: timed out after {secs} s: QEMU stopped (--timeout)");
+            return ExitCode::from(EXIT_TIMEOUT);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
     match status {
         Ok(status) => {

@@ -1,4 +1,4 @@
-//! Integration tests of the `mica` binary's command line, none of which start QEMU.
+//! Integration tests of the `mica` binary's command line, none of which start a real QEMU.
 //!
 //! The unit tests cover the library; these check what scripts and the Makefile see: the
 //! exact `--dry-run` command line, flag defaults, exit statuses and error messages.
@@ -343,5 +343,66 @@ fn build_of_a_manifest_whose_guest_is_missing_says_what_to_do() {
         stderr(&out).contains(":15:8: cpus has 1 entries but vcpus = 2"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// SIGTERM to `mica run` stops QEMU before `mica` exits (143): QEMU must never outlive it.
+/// A stand-in `qemu-system-aarch64` on `PATH` records its PID and sleeps.
+#[test]
+fn run_stops_qemu_when_it_is_sent_sigterm() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("qemu.pid");
+    let fake = dir.path().join("qemu-system-aarch64");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let image = dir.path().join("mica.img");
+    std::fs::write(&image, b"not really an image").unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_mica"))
+        .args(["run", image.to_str().unwrap()])
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let qemu_pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            if let Ok(pid) = text.trim().parse::<u32>() {
+                break pid;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "QEMU never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let killed = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(stderr(&out).contains("QEMU stopped"), "{}", stderr(&out));
+    // Reaped by `mica`, so its /proc entry is gone (a zombie would still have one).
+    assert!(
+        !std::path::Path::new(&format!("/proc/{qemu_pid}")).exists(),
+        "QEMU (pid {qemu_pid}) outlived mica run"
     );
 }
