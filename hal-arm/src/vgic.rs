@@ -798,29 +798,16 @@ impl Vgic {
 
     /// Clears the `maybe` bits of interrupts that are neither pending nor active.
     fn prune(&mut self, vcpu: usize) {
+        let idle = |irq: Option<&Interrupt>| irq.is_none_or(|irq| !irq.pending() && !irq.active);
         if let Some(cpu) = self.cpu.get_mut(vcpu) {
-            let mut bits = cpu.maybe;
-            while bits != 0 {
-                let n = bits.trailing_zeros();
-                bits &= bits - 1;
-                if cpu
-                    .private
-                    .get(n as usize)
-                    .is_none_or(|irq| !irq.pending() && !irq.active)
-                {
+            for n in bits(u64::from(cpu.maybe)) {
+                if idle(cpu.private.get(n as usize)) {
                     cpu.maybe &= !(1 << n);
                 }
             }
         }
-        let mut bits = self.spi_maybe;
-        while bits != 0 {
-            let n = bits.trailing_zeros();
-            bits &= bits - 1;
-            if self
-                .spi
-                .get(n as usize)
-                .is_none_or(|irq| !irq.pending() && !irq.active)
-            {
+        for n in bits(self.spi_maybe) {
+            if idle(self.spi.get(n as usize)) {
                 self.spi_maybe &= !(1 << n);
             }
         }
