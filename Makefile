@@ -27,6 +27,9 @@ HOST_EXCLUDE += --exclude mica-service-sched --exclude mica-guest-worker
 GUESTS += -p mica-service-sched -p mica-guest-worker
 # The control domain (services/ctl) too; its library (protocol, pool) is host-tested.
 GUESTS += -p mica-service-ctl
+# The isolation scenarios' attack guest (docs/security.md).
+HOST_EXCLUDE += --exclude mica-guest-intruder
+GUESTS += -p mica-guest-intruder
 # The PL031 driver domain of the irq-passthrough scenario.
 HOST_EXCLUDE += --exclude mica-guest-rtc
 GUESTS += -p mica-guest-rtc

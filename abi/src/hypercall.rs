@@ -184,7 +184,8 @@ pub const TABLE: &[CallSpec] = &[
     CallSpec {
         call: Call::CapRevoke,
         name: "cap_revoke",
-        summary: "delete every descendant of the capability, in every space, and undo their mappings",
+        summary: "delete every descendant of the capability, in every space, and undo their mappings; \
+                  a Domain or Vcpu object whose last capability goes is destroyed (see cap_delete)",
         args: &["slot"],
         returns: &["removed"],
         rights: Rights::empty(),
@@ -193,7 +194,9 @@ pub const TABLE: &[CallSpec] = &[
     CallSpec {
         call: Call::CapDelete,
         name: "cap_delete",
-        summary: "delete the capability (its children stay, re-parented) and undo its mappings",
+        summary: "delete the capability (its children stay, re-parented) and undo its mappings; if it \
+                  was the last capability to a Domain, the domain ends as by domain_destroy (with the \
+                  domains it created), to a Vcpu, the vCPU stops for good",
         args: &["slot"],
         returns: &[],
         rights: Rights::empty(),
@@ -204,7 +207,8 @@ pub const TABLE: &[CallSpec] = &[
         name: "mem_map",
         summary: "map frames [first, first+count) of Memory capability `memory` at guest-physical \
                   `ipa` of `domain` (a Domain capability or SELF_DOMAIN) with `perms` (READ, WRITE, \
-                  EXECUTE within the capability's rights)",
+                  EXECUTE within the capability's rights); the stage-2 tables it needs are charged to \
+                  `domain`'s quota",
         args: &["domain", "memory", "ipa", "first_frame", "frame_count", "perms"],
         returns: &[],
         rights: Rights::READ,
@@ -231,8 +235,10 @@ pub const TABLE: &[CallSpec] = &[
     CallSpec {
         call: Call::DomainCreate,
         name: "domain_create",
-        summary: "create an empty domain with `slots` capability slots and `quota` bytes of kernel \
-                  memory (paid from the caller's quota); its Domain capability goes in `dst`",
+        summary: "create an empty domain, named `unnamed-<id>`, with `slots` capability slots and \
+                  `quota` bytes of kernel memory (paid from the caller's quota); its Domain capability \
+                  goes in `dst`; it ends with the last capability to it (so, unless handed on, with \
+                  the caller)",
         args: &["dst", "slots", "quota"],
         returns: &["domain_id"],
         rights: Rights::empty(),
@@ -299,17 +305,20 @@ pub const TABLE: &[CallSpec] = &[
     CallSpec {
         call: Call::DomainSetName,
         name: "domain_set_name",
-        summary: "name a domain (1-31 bytes of `[a-z0-9-]`, packed little-endian in x2-x5, NUL-padded)",
+        summary: "name a domain through a Domain capability (never SELF_DOMAIN): 1-31 bytes of \
+                  `[a-z0-9-]`, packed little-endian in x2-x5, NUL-padded, used by no other live domain \
+                  nor reserved by the system image, not starting with `unnamed-`",
         args: &["domain", "name0", "name1", "name2", "name3"],
         returns: &[],
         rights: Rights::CONTROL,
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NameInUse],
     },
     CallSpec {
         call: Call::VcpuCreate,
         name: "vcpu_create",
-        summary: "create vCPU number `index` in `domain`, to run on physical CPU `cpu`; its Vcpu \
-                  capability goes in `dst`",
+        summary: "create vCPU number `index` in `domain`, to run on physical CPU `cpu` (0xFF: the \
+                  kernel picks): any CPU if the caller holds a SchedControl capability, else one its \
+                  own vCPUs may run on; its Vcpu capability goes in `dst`",
         args: &["domain", "dst", "index", "cpu"],
         returns: &[],
         rights: Rights::CONTROL,

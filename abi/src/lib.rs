@@ -11,6 +11,7 @@ pub mod bootinfo;
 pub mod ctl;
 pub mod event;
 pub mod hypercall;
+pub mod layout;
 pub mod object;
 pub mod ring;
 pub mod sched;

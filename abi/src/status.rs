@@ -41,11 +41,13 @@ pub enum Status {
     PeerClosed = 14,
     /// Admitting the request would promise more CPU time than exists (reservations above 100%).
     Overcommitted = 15,
+    /// Another domain has the name already, or the system image reserves it.
+    NameInUse = 16,
 }
 
 impl Status {
     /// Every status, in numeric order (for tables, docs and exhaustive tests).
-    pub const ALL: [Status; 15] = [
+    pub const ALL: [Status; 16] = [
         Status::UnknownCall,
         Status::InvalidArgument,
         Status::InvalidCapability,
@@ -61,6 +63,7 @@ impl Status {
         Status::NotSupported,
         Status::PeerClosed,
         Status::Overcommitted,
+        Status::NameInUse,
     ];
 
     /// The value placed in the status register.
@@ -99,6 +102,7 @@ impl Status {
             Status::NotSupported => "not supported",
             Status::PeerClosed => "peer closed",
             Status::Overcommitted => "overcommitted",
+            Status::NameInUse => "name in use",
         }
     }
 }

@@ -399,7 +399,8 @@ impl<'a> SystemImage<'a> {
         let peer_ram = DOMAIN_RAM_BASE..DOMAIN_RAM_BASE + peer.memory_bytes;
         match sh.peer_ipa.checked_add(size) {
             Some(end)
-                if end <= 1 << 39 && (end <= peer_ram.start || sh.peer_ipa >= peer_ram.end) =>
+                if end <= crate::layout::IPA_LIMIT
+                    && (end <= peer_ram.start || sh.peer_ipa >= peer_ram.end) =>
             {
                 Ok(())
             }
@@ -428,7 +429,10 @@ impl<'a> SystemImage<'a> {
         }
         let ram = DOMAIN_RAM_BASE..DOMAIN_RAM_BASE + d.memory_bytes;
         match dev.guest_address.checked_add(dev.mmio_size) {
-            Some(end) if end <= 1 << 39 && (end <= ram.start || dev.guest_address >= ram.end) => {
+            Some(end)
+                if end <= crate::layout::IPA_LIMIT
+                    && (end <= ram.start || dev.guest_address >= ram.end) =>
+            {
                 Ok(())
             }
             _ => bad(

@@ -109,6 +109,89 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
         Ok(())
     }
 
+    /// Destroys `object` outright: every capability that names it, in whatever space and at
+    /// whatever depth of the derivation tree, is removed (their descendants naming other
+    /// objects are re-linked as by [`CapSystem::delete`]), the object is destroyed and its
+    /// creator refunded; for a Domain its space is emptied. Everything is reported to
+    /// `on_removed`. This is how the kernel ends an object whose life it decides itself (a
+    /// domain that faulted or powered off, a vCPU of a dying domain, RAM it reclaims).
+    ///
+    /// Errors: `StaleCapability` (the object is already gone), `InvalidCapability` (the
+    /// reference is outside the object table).
+    pub fn destroy_object<F: FnMut(Removal)>(
+        &mut self,
+        object: ObjectRef,
+        mut on_removed: F,
+    ) -> Result<(), Status> {
+        self.resolve(object)?;
+        for space in 0..SPACES {
+            for slot in 0..SLOTS {
+                let (Ok(space), Ok(slot)) = (u16::try_from(space), u16::try_from(slot)) else {
+                    continue;
+                };
+                let addr = CapAddr::new(SpaceId(space), slot);
+                if self.cap(addr).is_some_and(|cap| cap.info.object == object) {
+                    self.remove(addr, &mut on_removed);
+                }
+            }
+        }
+        self.reap(&mut on_removed);
+        Ok(())
+    }
+
+    /// Marks `space` as holding kernel state: it is not released (its id not reused) until
+    /// [`CapSystem::let_go_of_space`]. The kernel holds every domain's space from creation
+    /// until it has finished tearing the domain down.
+    ///
+    /// Errors: `InvalidArgument` if `space` is outside the system or free.
+    pub fn hold_space(&mut self, space: SpaceId) -> Result<(), Status> {
+        match self.space_mut(space) {
+            Some(info) if info.state != SpaceState::Free => {
+                info.held = true;
+                Ok(())
+            }
+            _ => Err(Status::InvalidArgument),
+        }
+    }
+
+    /// Ends the kernel's hold on `space`; a zombie that pays for nothing is released at once
+    /// (reported as [`Removal::SpaceReleased`]).
+    pub fn let_go_of_space<F: FnMut(Removal)>(&mut self, space: SpaceId, mut on_removed: F) {
+        let Some(info) = self.space_mut(space) else {
+            return;
+        };
+        info.held = false;
+        if info.state == SpaceState::Zombie && info.used == 0 {
+            self.release(space, &mut on_removed);
+        }
+    }
+
+    /// Charges `bytes` of kernel memory the kernel spends for `space` outside the object table
+    /// (e.g. stage-2 translation tables) to its quota.
+    ///
+    /// Errors: `InvalidArgument` (no such space, or free), `QuotaExceeded`; nothing is charged
+    /// on error.
+    pub fn charge_space(&mut self, space: SpaceId, bytes: u64) -> Result<(), Status> {
+        match self.space(space) {
+            Some(info) if info.state != SpaceState::Free => {}
+            _ => return Err(Status::InvalidArgument),
+        }
+        self.check_quota(space, bytes)?;
+        self.charge(space, bytes);
+        Ok(())
+    }
+
+    /// Gives back `bytes` charged with [`CapSystem::charge_space`]; a zombie that pays for
+    /// nothing any more, and is not held, is released.
+    pub fn refund_space<F: FnMut(Removal)>(
+        &mut self,
+        space: SpaceId,
+        bytes: u64,
+        mut on_removed: F,
+    ) {
+        self.refund(space, bytes, &mut on_removed);
+    }
+
     /// Unlinks the capability at `addr` (re-parenting its children), clears the slot, reports
     /// it, and destroys its object if that was the last capability.
     fn remove(&mut self, addr: CapAddr, on_removed: &mut dyn FnMut(Removal)) {
@@ -244,7 +327,7 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
                 return;
             };
             space.state = SpaceState::Zombie;
-            if space.used == 0 {
+            if space.used == 0 && !space.held {
                 self.release(id, on_removed);
             }
         }
@@ -256,7 +339,7 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
             return;
         };
         info.used = info.used.saturating_sub(amount);
-        if info.state == SpaceState::Zombie && info.used == 0 {
+        if info.state == SpaceState::Zombie && info.used == 0 && !info.held {
             self.release(space, on_removed);
         }
     }
@@ -269,7 +352,7 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
             let Some(info) = self.space_mut(current) else {
                 return;
             };
-            if info.state != SpaceState::Zombie || info.used != 0 {
+            if info.state != SpaceState::Zombie || info.used != 0 || info.held {
                 return;
             }
             let released = *info;

@@ -16,7 +16,8 @@ pub enum SpaceState {
     Live,
     /// Being torn down inside one operation; never visible between operations.
     Dying,
-    /// Its domain is gone and its slots are empty, but objects it paid for are still alive.
+    /// Its domain is gone and its slots are empty, but objects it paid for are still alive, or
+    /// the kernel still holds state under its id.
     Zombie,
 }
 
@@ -35,6 +36,10 @@ pub struct SpaceInfo {
     pub parent: Option<SpaceId>,
     /// The Domain object that owns it (`None` for the root space).
     pub domain: Option<ObjectRef>,
+    /// The kernel still holds state named by this space's id (a domain record, vCPUs,
+    /// stage-2 tables): the space is not released, and so its id not reused, until the kernel
+    /// lets go ([`crate::CapSystem::hold_space`], [`crate::CapSystem::let_go_of_space`]).
+    pub held: bool,
 }
 
 impl SpaceInfo {
@@ -45,5 +50,6 @@ impl SpaceInfo {
         used: 0,
         parent: None,
         domain: None,
+        held: false,
     };
 }

@@ -323,7 +323,7 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
         u32::try_from(index).map_err(|_| Status::OutOfMemory)
     }
 
-    fn check_quota(&self, space: SpaceId, cost: u64) -> Result<(), Status> {
+    pub(crate) fn check_quota(&self, space: SpaceId, cost: u64) -> Result<(), Status> {
         let info = self
             .spaces
             .get(space.index())
@@ -334,7 +334,7 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
         }
     }
 
-    fn charge(&mut self, space: SpaceId, cost: u64) {
+    pub(crate) fn charge(&mut self, space: SpaceId, cost: u64) {
         if let Some(info) = self.space_mut(space) {
             info.used = info.used.saturating_add(cost);
         }
@@ -356,6 +356,7 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
                 used: 0,
                 parent,
                 domain,
+                held: false,
             };
         }
     }

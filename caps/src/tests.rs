@@ -533,3 +533,103 @@ fn a_domain_whose_objects_outlive_it_stays_a_zombie() {
     assert!(removed.contains(&Removal::SpaceReleased { space: child }));
     assert_eq!(sys.space(child).map(|s| s.state), Some(SpaceState::Free));
 }
+
+#[test]
+fn destroy_object_removes_every_capability_naming_it_everywhere() {
+    let (mut sys, root, child) = setup_with_domain();
+    // Copies of the Memory object in root and in the child, one derived from another, and an
+    // unrelated Memory object derived from nothing.
+    sys.derive(root, 0, 2, Rights::READ | Rights::GRANT, Some(frames(0, 4)))
+        .expect("derive");
+    sys.grant(root, 2, 1, 0, Rights::READ, Some(frames(1, 2)))
+        .expect("grant to child");
+    let other = sys
+        .create_object(root, 3, ObjectType::Memory, Some(frames(32, 4)))
+        .expect("other");
+    let mem = sys.identify(root, 0).expect("mem").object;
+    let used = sys.space(root).map(|s| s.used);
+    let mut removed = Vec::new();
+    sys.destroy_object(mem, |r| removed.push(r))
+        .expect("destroy");
+    for addr in [
+        CapAddr::new(root, 0),
+        CapAddr::new(root, 2),
+        CapAddr::new(child, 0),
+    ] {
+        assert!(sys.capability(addr).is_none(), "{addr:?} still there");
+        assert!(removed.iter().any(|r| matches!(r,
+            Removal::Capability { addr: a, .. } if *a == addr)));
+    }
+    assert!(removed.contains(&Removal::ObjectDestroyed {
+        object: mem,
+        object_type: ObjectType::Memory
+    }));
+    assert_eq!(sys.resolve(mem), Err(Status::StaleCapability));
+    assert_eq!(sys.resolve(other).map(|o| o.capabilities), Ok(1));
+    assert_eq!(
+        sys.space(root).map(|s| s.used),
+        used.map(|u| u - object_cost(ObjectType::Memory))
+    );
+    assert_eq!(
+        sys.destroy_object(mem, |_| {}),
+        Err(Status::StaleCapability),
+        "twice"
+    );
+}
+
+#[test]
+fn destroying_a_domain_object_empties_its_space_and_every_copy() {
+    let (mut sys, root, child) = setup_with_domain();
+    sys.derive(root, 1, 2, Rights::CONTROL, None).expect("copy");
+    let domain = sys.identify(root, 1).expect("domain").object;
+    let mut removed = Vec::new();
+    sys.destroy_object(domain, |r| removed.push(r))
+        .expect("destroy");
+    assert!(sys.capability(CapAddr::new(root, 1)).is_none());
+    assert!(sys.capability(CapAddr::new(root, 2)).is_none());
+    assert!(removed.contains(&Removal::SpaceReleased { space: child }));
+}
+
+#[test]
+fn a_held_space_is_not_released_until_the_kernel_lets_go() {
+    let (mut sys, root, child) = setup_with_domain();
+    sys.hold_space(child).expect("hold");
+    let mut removed = Vec::new();
+    sys.delete(root, 1, |r| removed.push(r)).expect("delete");
+    assert!(!removed.contains(&Removal::SpaceReleased { space: child }));
+    assert_eq!(sys.space(child).map(|s| s.state), Some(SpaceState::Zombie));
+    // Its id cannot be handed to a new domain meanwhile.
+    let (other, _) = sys.create_domain(root, 1, 4, 4096).expect("another");
+    assert_ne!(other, child);
+    let mut removed = Vec::new();
+    sys.let_go_of_space(child, |r| removed.push(r));
+    assert_eq!(removed, [Removal::SpaceReleased { space: child }]);
+    assert_eq!(sys.space(child).map(|s| s.state), Some(SpaceState::Free));
+    assert_eq!(
+        sys.hold_space(child),
+        Err(Status::InvalidArgument),
+        "a free space cannot be held"
+    );
+}
+
+#[test]
+fn kernel_charges_count_against_the_quota_and_keep_a_zombie() {
+    let (mut sys, root, child) = setup_with_domain();
+    assert_eq!(sys.charge_space(child, 4097), Err(Status::QuotaExceeded));
+    assert_eq!(
+        sys.space(child).map(|s| s.used),
+        Some(0),
+        "nothing on error"
+    );
+    sys.charge_space(child, 4096).expect("fits");
+    assert_eq!(
+        sys.create_object(child, 0, ObjectType::EventChannel, None),
+        Err(Status::QuotaExceeded)
+    );
+    sys.delete(root, 1, |_| {}).expect("delete");
+    assert_eq!(sys.space(child).map(|s| s.state), Some(SpaceState::Zombie));
+    let mut removed = Vec::new();
+    sys.refund_space(child, 4096, |r| removed.push(r));
+    assert_eq!(removed, [Removal::SpaceReleased { space: child }]);
+    assert_eq!(sys.charge_space(child, 1), Err(Status::InvalidArgument));
+}

@@ -11,6 +11,7 @@
 pub mod esr;
 pub mod mmio;
 pub mod pagetable;
+pub mod traps;
 pub mod vgic;
 
 #[cfg(target_arch = "aarch64")]

@@ -152,6 +152,60 @@ pub mod s2 {
     }
 }
 
+/// Level of the root table of a stage-2 tree.
+pub const STAGE2_START_LEVEL: u32 = 1;
+
+/// The level and size of the leaf [`PageTable::map`] uses at `va` -> `pa` with `left` bytes
+/// still to map in a tree rooted at `start_level`: the largest block both addresses are
+/// aligned to and that fits (no level-1 blocks when the root is at level 1).
+fn leaf_for(start_level: u32, va: u64, pa: u64, left: u64) -> (u32, u64) {
+    if (va | pa).is_multiple_of(BLOCK_1G) && left >= BLOCK_1G && start_level < 1 {
+        (1, BLOCK_1G)
+    } else if (va | pa).is_multiple_of(BLOCK_2M) && left >= BLOCK_2M {
+        (2, BLOCK_2M)
+    } else {
+        (3, PAGE_SIZE)
+    }
+}
+
+/// The most tables [`PageTable::map`] of `[va, va + size)` -> `pa` can allocate in a tree
+/// rooted at `start_level`: one per region a table of each level covers in which it places a
+/// leaf at or below that level, as if none of those tables existed yet. 0 for a request `map`
+/// would refuse as misaligned.
+pub fn tables_at_most(start_level: u32, va: u64, pa: u64, size: u64) -> u64 {
+    let aligned = |x: u64| x.is_multiple_of(PAGE_SIZE);
+    let Some(va_end) = va.checked_add(size) else {
+        return 0;
+    };
+    if !aligned(va) || !aligned(pa) || !aligned(size) || pa.checked_add(size).is_none() {
+        return 0;
+    }
+    let mut count = 0;
+    // The last region counted for a table of each level (levels 1-3).
+    let mut last = [u64::MAX; 4];
+    let (mut va, mut pa) = (va, pa);
+    while va < va_end {
+        let (level, step) = leaf_for(start_level, va, pa, va_end - va);
+        for l in start_level + 1..=level {
+            // A level-`l` table covers what one entry of level `l - 1` maps.
+            let region = va >> (39 - 9 * (l - 1));
+            if let Some(seen) = last.get_mut(l as usize) {
+                if *seen != region {
+                    *seen = region;
+                    count += 1;
+                }
+            }
+        }
+        va += step;
+        pa += step;
+    }
+    count
+}
+
+// The stage-2 tree (rooted one level down) translates exactly the guest-physical space every
+// domain has.
+const _: () = assert!(VA_BITS - 9 == mica_abi::layout::IPA_BITS);
+
 /// A translation table tree: 48-bit stage 1 rooted at level 0, or 39-bit stage 2 rooted at
 /// level 1 (VTCR_EL2.T0SZ = 25, SL0 = 1).
 pub struct PageTable<M: TableMemory> {
@@ -168,7 +222,7 @@ impl<M: TableMemory> PageTable<M> {
 
     /// A stage-2 tree: 39-bit input addresses, an empty level-1 root.
     pub fn new_stage2(memory: M) -> Option<Self> {
-        Self::with_start_level(memory, 1)
+        Self::with_start_level(memory, STAGE2_START_LEVEL)
     }
 
     /// Re-opens an existing tree rooted at `root` (from [`PageTable::root`]) with `memory`.
@@ -232,15 +286,7 @@ impl<M: TableMemory> PageTable<M> {
         }
         let (mut va, mut pa) = (va, pa);
         while va < va_end {
-            let left = va_end - va;
-            let (level, step) =
-                if (va | pa) % BLOCK_1G == 0 && left >= BLOCK_1G && self.start_level < 1 {
-                    (1, BLOCK_1G)
-                } else if (va | pa) % BLOCK_2M == 0 && left >= BLOCK_2M {
-                    (2, BLOCK_2M)
-                } else {
-                    (3, PAGE_SIZE)
-                };
+            let (level, step) = leaf_for(self.start_level, va, pa, va_end - va);
             self.set_leaf(va, pa, level, attrs)?;
             va += step;
             pa += step;
@@ -290,8 +336,64 @@ impl<M: TableMemory> PageTable<M> {
 
     /// Removes every leaf inside `[va, va + size)` (page aligned). A block that sticks out
     /// of the range is a `Conflict` (the kernel only unmaps whole mappings, which never share
-    /// a block); tables are kept for reuse until [`PageTable::free_all`]. Returns pages removed.
+    /// a block). Every table below the root that the removal leaves empty is unlinked and
+    /// given to [`TableMemory::free_table`] (the caller must not reuse its memory before the
+    /// TLBs forgot the old walk: the stage-2 HAL frees it only after its TLB invalidation).
+    /// Returns pages removed.
     pub fn unmap(&mut self, va: u64, size: u64) -> Result<u64, MapError> {
+        let result = self.unmap_leaves(va, size);
+        if let Some(end) = va.checked_add(size) {
+            self.prune(va, end);
+        }
+        result
+    }
+
+    /// Unlinks and frees the tables below the root covering `[va, end)` that hold no valid
+    /// entry, the deepest level first so a parent emptied by its children goes too.
+    fn prune(&mut self, va: u64, end: u64) {
+        for level in (self.start_level + 1..=3).rev() {
+            // One table of `level` covers what one entry of `level - 1` maps.
+            let span = 1u64 << (39 - 9 * (level - 1));
+            let mut at = va & !(span - 1);
+            while at < end {
+                if let Some((parent, i, table)) = self.table_entry(at, level - 1) {
+                    if self
+                        .memory
+                        .table(table)
+                        .iter()
+                        .all(|e| *e & desc::VALID == 0)
+                    {
+                        self.memory.table(parent)[i] = 0;
+                        self.memory.free_table(table);
+                    }
+                }
+                at = match at.checked_add(span) {
+                    Some(next) => next,
+                    None => break,
+                };
+            }
+        }
+    }
+
+    /// The table descriptor for `va` in a table of `level`: that table, the entry's index
+    /// and the next-level table it points to (`None` if the walk meets no such descriptor).
+    fn table_entry(&mut self, va: u64, level: u32) -> Option<(u64, usize, u64)> {
+        let mut table = self.root;
+        for l in self.start_level..=level {
+            let i = Self::index(va, l);
+            let entry = self.memory.table(table)[i];
+            if entry & desc::VALID == 0 || entry & desc::TABLE_OR_PAGE == 0 || l == 3 {
+                return None;
+            }
+            if l == level {
+                return Some((table, i, entry & desc::ADDRESS_MASK));
+            }
+            table = entry & desc::ADDRESS_MASK;
+        }
+        None
+    }
+
+    fn unmap_leaves(&mut self, va: u64, size: u64) -> Result<u64, MapError> {
         if !va.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
@@ -324,9 +426,11 @@ impl<M: TableMemory> PageTable<M> {
         Ok(removed)
     }
 
-    /// Frees every table of the tree, the root included, back to the table memory.
-    pub fn free_all(mut self) {
+    /// Frees every table of the tree, the root included, back to the table memory, and
+    /// returns that memory.
+    pub fn free_all(mut self) -> M {
         self.free_level(self.root, self.start_level);
+        self.memory
     }
 
     fn free_level(&mut self, table: u64, level: u32) {
@@ -593,6 +697,113 @@ mod tests {
         assert_eq!(
             t.map(1 << 40, 1 << 40, 0x1000, MemoryKind::Normal),
             Err(MapError::OutOfTables)
+        );
+    }
+
+    /// Table memory that counts what is live, for the freeing tests.
+    struct Live {
+        inner: VecMemory,
+        live: usize,
+    }
+
+    impl TableMemory for Live {
+        fn alloc_table(&mut self) -> Option<u64> {
+            let pa = self.inner.alloc_table()?;
+            self.live += 1;
+            Some(pa)
+        }
+        fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+            self.inner.table(pa)
+        }
+        fn free_table(&mut self, pa: u64) {
+            assert!(
+                self.inner.table(pa).iter().all(|e| *e == 0),
+                "freed a table that is not empty"
+            );
+            self.live -= 1;
+        }
+    }
+
+    fn live_stage2() -> PageTable<Live> {
+        PageTable::new_stage2(Live {
+            inner: VecMemory {
+                tables: Vec::new(),
+                limit: 1 << 16,
+            },
+            live: 0,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn unmapping_frees_the_tables_it_empties_and_keeps_shared_ones() {
+        let mut t = live_stage2();
+        let rw = s2::attributes(true, true, false);
+        // A page at ever-new addresses, mapped and unmapped: never more than root + 2 tables.
+        for i in 0..2000u64 {
+            let ipa = (i * 3 * BLOCK_2M + i * PAGE_SIZE) % (1 << 39);
+            t.map_attrs(ipa, 0x8000_0000, PAGE_SIZE, rw).unwrap();
+            assert!(t.memory.live <= 3);
+            assert_eq!(t.unmap(ipa, PAGE_SIZE), Ok(1));
+            assert_eq!(t.memory.live, 1, "only the root is left after {ipa:#x}");
+        }
+        // Two pages in one level-3 table: unmapping one keeps the table for the other.
+        t.map_attrs(0x4000_0000, 0x8000_0000, PAGE_SIZE, rw)
+            .unwrap();
+        t.map_attrs(0x4000_3000, 0x8000_3000, PAGE_SIZE, rw)
+            .unwrap();
+        assert_eq!(t.memory.live, 3);
+        t.unmap(0x4000_0000, PAGE_SIZE).unwrap();
+        assert_eq!(t.memory.live, 3);
+        assert_eq!(t.lookup(0x4000_3000).map(|(_, pa)| pa), Some(0x8000_3000));
+        // A 2 MiB block next to it shares the level-2 table only.
+        t.map_attrs(0x4020_0000, 0x8020_0000, BLOCK_2M, rw).unwrap();
+        t.unmap(0x4000_3000, PAGE_SIZE).unwrap();
+        assert_eq!(
+            t.memory.live, 2,
+            "the level-3 table went, the level-2 one stays"
+        );
+        t.unmap(0x4020_0000, BLOCK_2M).unwrap();
+        assert_eq!(t.memory.live, 1);
+        // A large unmap over nothing mapped is fine and frees nothing.
+        assert_eq!(t.unmap(0, 1 << 35), Ok(0));
+        assert_eq!(t.memory.live, 1);
+    }
+
+    #[test]
+    fn tables_at_most_bounds_what_a_map_allocates() {
+        let rw = s2::attributes(true, true, false);
+        let cases: [(u64, u64, u64); 7] = [
+            (0x4000_0000, 0x8000_0000, PAGE_SIZE),
+            (0x4000_0000, 0x8000_0000, BLOCK_2M),
+            (0x4000_1000, 0x8000_1000, 3 * BLOCK_2M),
+            (0x4000_1000, 0x8000_2000, 3 * BLOCK_2M),
+            (0x3FE0_0000, 0x8000_0000, 2 * BLOCK_2M),
+            (0x3FFF_F000, 0x8000_0000, 2 * PAGE_SIZE),
+            (0x7F_FFFF_F000, 0, PAGE_SIZE),
+        ];
+        for (va, pa, size) in cases {
+            let mut t = live_stage2();
+            let bound = tables_at_most(STAGE2_START_LEVEL, va, pa, size);
+            t.map_attrs(va, pa, size, rw).unwrap();
+            assert_eq!(
+                t.memory.live as u64 - 1,
+                bound,
+                "a fresh tree allocates exactly the bound for {va:#x}+{size:#x}"
+            );
+            // Mapping next to it needs at most the bound, usually less.
+            let next = va + size;
+            if next + PAGE_SIZE <= 1 << 39 {
+                let before = t.memory.live as u64;
+                let bound = tables_at_most(STAGE2_START_LEVEL, next, pa + size, PAGE_SIZE);
+                t.map_attrs(next, pa + size, PAGE_SIZE, rw).unwrap();
+                assert!(t.memory.live as u64 - before <= bound);
+            }
+        }
+        assert_eq!(tables_at_most(STAGE2_START_LEVEL, 0x1001, 0, PAGE_SIZE), 0);
+        assert_eq!(
+            tables_at_most(STAGE2_START_LEVEL, u64::MAX - 0xFFF, 0, PAGE_SIZE),
+            0
         );
     }
 }

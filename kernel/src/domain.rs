@@ -67,6 +67,9 @@ pub struct Mapping {
     pub through: CapAddr,
     /// READ, WRITE and EXECUTE as mapped.
     pub perms: mica_abi::Rights,
+    /// Device registers (a DeviceMemory capability), not RAM: the kernel never reads or
+    /// writes them on the domain's behalf.
+    pub device: bool,
 }
 
 impl Mapping {
@@ -124,6 +127,59 @@ pub struct Domain<H: Hal> {
     pub console_log: alloc::boxed::Box<[u8; CONSOLE_LOG]>,
     /// Console bytes written since it was created.
     pub console_total: u64,
+    /// Stage-2 table memory charged to its quota (what [`crate::hal::Stage2::table_bytes`]
+    /// reported after the last change).
+    pub table_bytes: u64,
+    /// Console output it may still write before the kernel drops it (a token bucket refilled
+    /// with time, so one domain cannot flood the machine's console).
+    pub console_budget: crate::console::Budget,
+}
+
+impl<H: Hal> Domain<H> {
+    /// A domain record for the new domain `id` whose Domain object is `object` and whose
+    /// original capability is at `original`: running, no vCPUs, nothing mapped.
+    pub fn new(
+        id: DomainId,
+        name: &str,
+        object: ObjectRef,
+        original: CapAddr,
+        stage2: H::Stage2,
+        arch: H::DomainArch,
+        image_index: Option<usize>,
+    ) -> Self {
+        let mut text = heapless::String::new();
+        for c in name.chars() {
+            if text.push(c).is_err() {
+                break;
+            }
+        }
+        Domain {
+            name: text,
+            id,
+            object,
+            original,
+            state: DomainState::Running,
+            vcpus: heapless::Vec::new(),
+            stage2,
+            arch,
+            vmid: id.0,
+            mappings: heapless::Vec::new(),
+            ram: heapless::Vec::new(),
+            ram_caps: heapless::Vec::new(),
+            vcpu_caps: heapless::Vec::new(),
+            image_index,
+            boots: 0,
+            console: heapless::Vec::new(),
+            restart_pending: false,
+            event_page: None,
+            boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
+            memory_node: 0,
+            console_log: alloc::boxed::Box::new([0; CONSOLE_LOG]),
+            console_total: 0,
+            table_bytes: 0,
+            console_budget: crate::console::Budget::FULL,
+        }
+    }
 }
 
 /// Bytes of console output kept per domain.
@@ -171,6 +227,23 @@ impl<H: Hal> Domain<H> {
     pub fn translate_writable(&self, ipa: u64) -> Option<u64> {
         self.mapping_at(ipa)
             .filter(|m| m.perms.contains(mica_abi::Rights::WRITE))
+            .map(|m| m.pa + (ipa - m.ipa))
+    }
+
+    /// Whether physical `pa` is RAM mapped into the domain (not device registers): the only
+    /// physical memory the kernel reads on the domain's behalf (e.g. an instruction to
+    /// decode), so a guest can never make the kernel touch a device.
+    pub fn maps_ram_at(&self, pa: u64) -> bool {
+        self.mappings
+            .iter()
+            .any(|m| !m.device && pa >= m.pa && pa - m.pa < m.pages * 4096)
+    }
+
+    /// Translates guest-physical `ipa` to physical if it is RAM (see
+    /// [`Domain::maps_ram_at`]).
+    pub fn translate_ram(&self, ipa: u64) -> Option<u64> {
+        self.mapping_at(ipa)
+            .filter(|m| !m.device)
             .map(|m| m.pa + (ipa - m.ipa))
     }
 }

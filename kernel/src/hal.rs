@@ -23,11 +23,18 @@ pub trait Stage2 {
         perms: Rights,
         frames: &mut Frames,
     ) -> Result<(), Status>;
-    /// Removes every mapping in `[ipa, ipa + pages * 4 KiB)` and invalidates the TLB entries
-    /// of this address space for them.
-    fn unmap(&mut self, ipa: u64, pages: u64);
-    /// Frees every table back to `frames` and invalidates the address space's TLB entries.
+    /// Removes every mapping in `[ipa, ipa + pages * 4 KiB)`, invalidates the TLB entries
+    /// of this address space for them, and gives every table left empty back to `frames`
+    /// (after the invalidation, so no CPU walks freed memory).
+    fn unmap(&mut self, ipa: u64, pages: u64, frames: &mut Frames);
+    /// Invalidates the address space's TLB entries and frees every table back to `frames`.
     fn release(&mut self, frames: &mut Frames);
+    /// Bytes of table memory the address space holds beyond its root (the kernel charges
+    /// them to the domain's quota).
+    fn table_bytes(&self) -> u64;
+    /// The most table memory, in bytes, [`Stage2::map`] of `pages` pages at `ipa` -> `pa`
+    /// can add (reserved from the domain's quota before the map).
+    fn table_bytes_at_most(&self, ipa: u64, pa: u64, pages: u64) -> u64;
     /// Maps device registers (device memory, never executable). The default: unsupported.
     fn map_device(
         &mut self,

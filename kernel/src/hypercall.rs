@@ -16,8 +16,9 @@ use mica_caps::{CapAddr, FrameRange};
 use crate::domain::DomainId;
 use crate::frames::FRAME_SIZE;
 use crate::hal::Hal;
-use crate::kernel::{slot_arg, Kernel, IPA_LIMIT};
+use crate::kernel::{slot_arg, Kernel, Share};
 use crate::vcpu::VcpuId;
+use mica_abi::layout::IPA_LIMIT;
 
 /// A decoded hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -606,6 +607,7 @@ pub fn dispatch<H: Hal>(
             if !k.channels.has_room() {
                 return Err(Status::OutOfMemory);
             }
+            k.check_fair_share(caller, Share::Endpoints)?;
             // Act.
             let a = k
                 .caps
@@ -707,6 +709,11 @@ pub fn dispatch<H: Hal>(
             Ok([d.console_total, words[0], words[1]])
         }
         Request::DomainSetName { domain, name } => {
+            // Naming needs authority over the domain: a capability, never the implicit one a
+            // domain has over itself (or any domain could pass itself off as another).
+            if domain == SELF_DOMAIN {
+                return Err(Status::InsufficientRights);
+            }
             let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
             k.set_name(target, &name)?;
             Ok([0; 3])

@@ -38,8 +38,6 @@ pub const MAX_CPUS: usize = crate::platform::MAX_CPUS;
 pub const DOMAIN_SLOTS: u16 = 64;
 /// Kernel-memory quota of a domain created from the system image.
 pub const DOMAIN_QUOTA: u64 = 1 << 20;
-/// Guest-physical addresses are below 2^40.
-pub const IPA_LIMIT: u64 = 1 << 40;
 
 /// The capability system the kernel uses.
 pub type Caps = CapSystem<SPACES, SLOTS, OBJECTS>;
@@ -157,6 +155,18 @@ pub const MAX_ENDPOINTS: usize = 128;
 /// Writes a `mica:` line to the console.
 macro_rules! log {
     ($k:expr, $($arg:tt)*) => { $k.log(format_args!($($arg)*)) };
+}
+
+/// Writes a `mica:` line about what a domain did, paid from a console budget
+/// ([`Kernel::log_for`]).
+macro_rules! log_for {
+    ($k:expr, $about:expr, $($arg:tt)*) => { $k.log_for($about, format_args!($($arg)*)) };
+}
+
+/// Writes a `mica:` line paid from the console budget of a given domain
+/// ([`Kernel::log_paid_by`]).
+macro_rules! log_paid_by {
+    ($k:expr, $payer:expr, $($arg:tt)*) => { $k.log_paid_by($payer, format_args!($($arg)*)) };
 }
 
 impl<H: Hal> Kernel<H> {
@@ -548,32 +558,18 @@ impl<H: Hal> Kernel<H> {
                 return Err(e);
             }
         };
-        let mut name = heapless::String::new();
-        let _ = name.push_str(record.name());
-        self.domains[id.index()] = Some(Domain {
-            name,
+        // The id stays this domain's until its teardown has finished.
+        let _ = self.caps.hold_space(space);
+        let arch = self.hal.new_domain_arch(record.vcpu_count as u16);
+        self.domains[id.index()] = Some(Domain::new(
             id,
+            record.name(),
             object,
-            original: CapAddr::new(root, dom_slot),
-            state: DomainState::Running,
-            vcpus: heapless::Vec::new(),
+            CapAddr::new(root, dom_slot),
             stage2,
-            arch: self.hal.new_domain_arch(record.vcpu_count as u16),
-            vmid: id.0,
-            mappings: heapless::Vec::new(),
-            ram: heapless::Vec::new(),
-            ram_caps: heapless::Vec::new(),
-            vcpu_caps: heapless::Vec::new(),
-            image_index: Some(index),
-            boots: 0,
-            console: heapless::Vec::new(),
-            restart_pending: false,
-            event_page: None,
-            boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
-            memory_node: 0,
-            console_log: alloc::boxed::Box::new([0; crate::domain::CONSOLE_LOG]),
-            console_total: 0,
-        });
+            arch,
+            Some(index),
+        ));
         if let Err(e) = self.build_domain(id, dom_slot, record, pages, ram) {
             self.teardown(id);
             return Err(e);
@@ -708,6 +704,7 @@ impl<H: Hal> Kernel<H> {
                 runs: 0,
                 sched: SchedState::new(params_for(record, cpu), self.hal.now_ns()),
                 request: record.sched,
+                retired: false,
             });
             let d = self.domains[id.index()]
                 .as_mut()
@@ -1188,6 +1185,10 @@ impl<H: Hal> Kernel<H> {
         let Some(vcpu) = self.vcpus[v.index()].as_mut() else {
             return;
         };
+        if vcpu.retired {
+            vcpu.state = VcpuState::Off;
+            return;
+        }
         vcpu.state = VcpuState::Runnable;
         let (cpu, domain) = (vcpu.cpu, vcpu.domain);
         if self
@@ -1216,12 +1217,14 @@ impl<H: Hal> Kernel<H> {
             if overran {
                 self.notify_policy();
             }
-            let keeps_running = still.is_some_and(|(state, d)| {
-                state == VcpuState::Running
-                    && self
-                        .domain(d)
-                        .is_some_and(|d| d.state == DomainState::Running)
-            });
+            let retired = self.vcpus[c.index()].as_ref().is_none_or(|x| x.retired);
+            let keeps_running = !retired
+                && still.is_some_and(|(state, d)| {
+                    state == VcpuState::Running
+                        && self
+                            .domain(d)
+                            .is_some_and(|d| d.state == DomainState::Running)
+                });
             if !keeps_running {
                 // Blocked, stopped, paused or dying: off the CPU first (this may restart or
                 // tear down its domain, which changes what is runnable).
@@ -1318,6 +1321,13 @@ impl<H: Hal> Kernel<H> {
         };
         let domain = vcpu.domain;
         let state = self.domain(domain).map(|d| d.state);
+        if vcpu.retired {
+            if let Some(x) = self.vcpus[v.index()].as_mut() {
+                x.state = VcpuState::Off;
+            }
+            self.finish_if_quiescent(domain);
+            return;
+        }
         match (vcpu.state, state) {
             (VcpuState::Running, Some(DomainState::Running)) => self.make_runnable(v),
             (VcpuState::Running, Some(DomainState::Paused)) => {
@@ -1436,8 +1446,9 @@ impl<H: Hal> Kernel<H> {
                 let index = self.vcpu(v).map_or(0, |x| x.index);
                 let name = self.domain(domain).map_or("?", |d| d.name());
                 let name: heapless::String<32> = name_copy(name);
-                log!(
+                log_for!(
                     self,
+                    domain,
                     "domain {} (id {}) stopped: vCPU {index} {} guest-physical {ipa:#x} at pc {pc:#x}, which it was not given",
                     name,
                     domain.0,
@@ -1448,8 +1459,9 @@ impl<H: Hal> Kernel<H> {
             Exit::Unhandled { syndrome, pc, what } => {
                 let name: heapless::String<32> =
                     name_copy(self.domain(domain).map_or("?", |d| d.name()));
-                log!(
+                log_for!(
                     self,
+                    domain,
                     "domain {} (id {}) stopped: {what} (syndrome {syndrome:#x}) at pc {pc:#x}",
                     name,
                     domain.0
@@ -1508,8 +1520,9 @@ impl<H: Hal> Kernel<H> {
             psci::SYSTEM_OFF => {
                 let name: heapless::String<32> =
                     name_copy(self.domain(domain).map_or("?", |d| d.name()));
-                log!(
+                log_for!(
                     self,
+                    domain,
                     "domain {} (id {}) powered itself off (PSCI SYSTEM_OFF)",
                     name,
                     domain.0
@@ -1520,8 +1533,9 @@ impl<H: Hal> Kernel<H> {
             psci::SYSTEM_RESET => {
                 let name: heapless::String<32> =
                     name_copy(self.domain(domain).map_or("?", |d| d.name()));
-                log!(
+                log_for!(
                     self,
+                    domain,
                     "domain {} (id {}) restarts (PSCI SYSTEM_RESET)",
                     name,
                     domain.0
@@ -1563,6 +1577,10 @@ impl<H: Hal> Kernel<H> {
         let Some(x) = self.vcpus[t.index()].as_mut() else {
             return ret::INVALID_PARAMETERS;
         };
+        if x.retired {
+            // Its Vcpu object was destroyed: it is gone for good.
+            return ret::DENIED;
+        }
         if x.state != VcpuState::Off {
             return ret::ALREADY_ON;
         }
@@ -1570,8 +1588,9 @@ impl<H: Hal> Kernel<H> {
         x.context.reset(entry, [context, 0, 0, 0], index, dc);
         self.make_runnable(t);
         let name = name_copy(self.domain(domain).map_or("?", |d| d.name()));
-        log!(
+        log_for!(
             self,
+            domain,
             "domain {} (id {}): vCPU {index} started on CPU {cpu} (PSCI CPU_ON)",
             name,
             domain.0
@@ -1610,8 +1629,9 @@ impl<H: Hal> Kernel<H> {
         self.request_resched(cpu);
     }
 
-    /// Buffers console output of `domain`, printing each complete line with its name.
-    /// Control characters (terminal escapes included) are shown as `?`; `\r` is dropped.
+    /// Buffers console output of `domain`, printing each complete line with its name (see
+    /// [`Kernel::flush_console`]); `\r` is dropped. Every byte also goes to the domain's
+    /// console log (`console_read`).
     pub(crate) fn console_bytes(&mut self, domain: DomainId, bytes: &[u8]) {
         if let Some(d) = self.domains[domain.index()].as_mut() {
             for &b in bytes {
@@ -1623,19 +1643,14 @@ impl<H: Hal> Kernel<H> {
                 b'\n' => self.flush_console(domain),
                 b'\r' => {}
                 _ => {
-                    let c = if b < 0x20 && b != b'\t' || b == 0x7F {
-                        b'?'
-                    } else {
-                        b
-                    };
                     let full = match self.domains[domain.index()].as_mut() {
-                        Some(d) => d.console.push(c).is_err(),
+                        Some(d) => d.console.push(b).is_err(),
                         None => return,
                     };
                     if full {
                         self.flush_console(domain);
                         if let Some(d) = self.domains[domain.index()].as_mut() {
-                            let _ = d.console.push(c);
+                            let _ = d.console.push(b);
                         }
                     }
                 }
@@ -1643,18 +1658,88 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
+    /// Prints `domain`'s buffered console line as `[name] text`: plain text only (see
+    /// [`crate::console::sanitize`]), paid from the domain's console budget (dropped, and
+    /// counted, when it cannot pay).
     fn flush_console(&mut self, domain: DomainId) {
+        let now = self.hal.now_ns();
         let Some(d) = self.domains[domain.index()].as_mut() else {
             return;
         };
-        let mut line = heapless::Vec::<u8, 200>::new();
+        let mut line = heapless::Vec::<u8, 256>::new();
         let _ = line.push(b'[');
         let _ = line.extend_from_slice(d.name.as_bytes());
         let _ = line.extend_from_slice(b"] ");
-        let _ = line.extend_from_slice(&d.console);
+        crate::console::sanitize(&d.console, &mut line);
         let _ = line.push(b'\n');
         d.console.clear();
+        match d.console_budget.pay(now, line.len()) {
+            Some(0) => {}
+            Some(dropped) => {
+                let mut note = heapless::String::<128>::new();
+                let _ = writeln!(
+                    note,
+                    "[{}] ({dropped} bytes of console output dropped: over its budget)",
+                    d.name
+                );
+                self.hal.console_write(note.as_bytes());
+            }
+            None => return,
+        }
         self.hal.console_write(&line);
+    }
+
+    /// Prints a kernel line about something domain `about` did, paid from the console budget
+    /// of the domain answerable for it (see [`Kernel::payer`]): a domain cannot flood the
+    /// console through the kernel's log either.
+    fn log_for(&mut self, about: DomainId, args: fmt::Arguments<'_>) {
+        let payer = self.payer(about);
+        self.log_paid_by(payer, args);
+    }
+
+    /// Prints a kernel line paid from `payer`'s console budget (unconditionally if it is
+    /// gone).
+    fn log_paid_by(&mut self, payer: DomainId, args: fmt::Arguments<'_>) {
+        let mut line = heapless::String::<256>::new();
+        let _ = line.write_str("mica: ");
+        let _ = line.write_fmt(args);
+        let _ = line.write_str("\n");
+        let now = self.hal.now_ns();
+        let Some(d) = self.domains[payer.index()].as_mut() else {
+            self.hal.console_write(line.as_bytes());
+            return;
+        };
+        match d.console_budget.pay(now, line.len()) {
+            Some(0) => {}
+            Some(dropped) => {
+                let mut note = heapless::String::<128>::new();
+                let _ = writeln!(
+                    note,
+                    "mica: ({dropped} bytes of log about domain {} dropped: over its budget)",
+                    d.name
+                );
+                self.hal.console_write(note.as_bytes());
+            }
+            None => return,
+        }
+        self.hal.console_write(line.as_bytes());
+    }
+
+    /// The domain whose console budget pays for log lines about `id`: the domain that created
+    /// it, if a domain did (so creating and destroying domains in a loop cannot flood the
+    /// console), else `id` itself.
+    fn payer(&self, id: DomainId) -> DomainId {
+        match self.domain(id) {
+            Some(d) if Some(d.original.space) != self.root => {
+                let creator = DomainId(d.original.space.0);
+                if self.domain(creator).is_some() {
+                    creator
+                } else {
+                    id
+                }
+            }
+            _ => id,
+        }
     }
 
     /// Resolves a Domain-capability argument (or [`SELF_DOMAIN`]) of `caller` needing `rights`.
@@ -1698,8 +1783,8 @@ impl<H: Hal> Kernel<H> {
                 pages,
                 through,
                 perms,
+                device: false,
             },
-            false,
         )
     }
 
@@ -1721,13 +1806,15 @@ impl<H: Hal> Kernel<H> {
                 pages,
                 through,
                 perms,
+                device: true,
             },
-            true,
         )
     }
 
-    /// Installs `m` in domain `id`'s stage 2 and records it.
-    fn map_into(&mut self, id: DomainId, m: Mapping, device: bool) -> Result<(), Status> {
+    /// Installs `m` in domain `id`'s stage 2 and records it. The tables it may need are
+    /// reserved from the domain's quota first (`QuotaExceeded` if it cannot pay), then the
+    /// charge is settled to what they took.
+    fn map_into(&mut self, id: DomainId, m: Mapping) -> Result<(), Status> {
         let d = self.domains[id.index()]
             .as_mut()
             .ok_or(Status::WrongState)?;
@@ -1737,18 +1824,27 @@ impl<H: Hal> Kernel<H> {
         if d.mappings.iter().any(|x| x.overlaps(m.ipa, m.pages)) {
             return Err(Status::SlotOccupied);
         }
+        let reserve = d.stage2.table_bytes_at_most(m.ipa, m.pa, m.pages);
+        self.caps.charge_space(id.space(), reserve)?;
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
         let mut recorded = m;
-        if device {
-            d.stage2
-                .map_device(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)?;
+        let mapped = if m.device {
             // Recorded as not writable RAM: an event page can never live in device memory.
             recorded.perms -= Rights::WRITE;
+            d.stage2
+                .map_device(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)
         } else {
             d.stage2
-                .map(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)?;
+                .map(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)
+        };
+        if mapped.is_ok() {
+            let _ = d.mappings.push(recorded);
         }
-        let _ = d.mappings.push(recorded);
-        Ok(())
+        self.caps.refund_space(id.space(), reserve, |_| {});
+        self.settle_tables(id);
+        mapped
     }
 
     /// Passes image device `dev` through to domain `id`: its window as a DeviceMemory
@@ -1943,23 +2039,28 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
-    /// Undoes what removed capabilities made possible (their mappings).
+    /// Undoes what removed capabilities made possible, and ends what destroyed objects were:
+    /// mappings made through a removed Memory capability go; a destroyed event channel
+    /// closes, an Irq line is masked and forgotten, a Vcpu stops for good, and a Domain is
+    /// destroyed like by `domain_destroy` (its vCPUs leave every CPU, then everything it had
+    /// goes, the domains it created with it).
     pub(crate) fn apply_removals(&mut self, removals: &[Removal]) {
         for r in removals {
             match r {
                 Removal::Capability { addr, .. } => {
-                    for d in self.domains.iter_mut().flatten() {
-                        let mut i = 0;
-                        while i < d.mappings.len() {
-                            if d.mappings[i].through == *addr {
-                                let m = d.mappings.swap_remove(i);
-                                d.stage2.unmap(m.ipa, m.pages);
-                                if d.event_page.is_some_and(|p| m.overlaps(p, 1)) {
-                                    d.event_page = None;
-                                }
-                            } else {
-                                i += 1;
-                            }
+                    for id in 0..SPACES {
+                        let through: heapless::Vec<(u64, u64), { crate::domain::MAX_MAPPINGS }> =
+                            match self.domains[id].as_ref() {
+                                Some(d) => d
+                                    .mappings
+                                    .iter()
+                                    .filter(|m| m.through == *addr)
+                                    .map(|m| (m.ipa, m.pages))
+                                    .collect(),
+                                None => continue,
+                            };
+                        for (ipa, pages) in through {
+                            self.unmap_one(DomainId(id as u16), ipa, pages);
                         }
                     }
                 }
@@ -1978,8 +2079,85 @@ impl<H: Hal> Kernel<H> {
                         self.irqs.swap_remove(i);
                     }
                 }
+                Removal::ObjectDestroyed {
+                    object,
+                    object_type: ObjectType::Vcpu,
+                } => {
+                    if let Some(v) = self.vcpu_of_object(*object) {
+                        self.retire_vcpu(v);
+                    }
+                }
+                Removal::ObjectDestroyed {
+                    object,
+                    object_type: ObjectType::Domain,
+                } => {
+                    let found = self.domains().find(|d| d.object == *object).map(|d| d.id);
+                    if let Some(id) = found {
+                        self.destroy(id);
+                    }
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// The vCPU whose Vcpu object is `object`.
+    fn vcpu_of_object(&self, object: mica_caps::ObjectRef) -> Option<VcpuId> {
+        self.vcpus
+            .iter()
+            .take(self.vcpu_end)
+            .position(|x| x.as_ref().is_some_and(|x| x.object == object))
+            .map(|i| VcpuId(i as u16))
+    }
+
+    /// vCPU `v`'s object is gone: it stops now (or as soon as it leaves its CPU) and never
+    /// runs again.
+    fn retire_vcpu(&mut self, v: VcpuId) {
+        let Some(x) = self.vcpus[v.index()].as_mut() else {
+            return;
+        };
+        x.retired = true;
+        x.wake_pending = false;
+        if x.state == VcpuState::Running {
+            let cpu = x.cpu;
+            self.request_resched(cpu);
+            self.hal.kick(cpu);
+        } else {
+            x.state = VcpuState::Off;
+        }
+        self.publish_accounting();
+    }
+
+    /// Removes the recorded mapping of domain `id` that starts at `ipa` (`pages` long) from
+    /// its stage 2, and refunds the table memory that frees.
+    fn unmap_one(&mut self, id: DomainId, ipa: u64, pages: u64) {
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        let Some(i) = d.mappings.iter().position(|m| m.ipa == ipa) else {
+            return;
+        };
+        let m = d.mappings.swap_remove(i);
+        d.stage2.unmap(m.ipa, pages, &mut self.frames);
+        if d.event_page.is_some_and(|p| m.overlaps(p, 1)) {
+            d.event_page = None;
+        }
+        self.settle_tables(id);
+    }
+
+    /// Brings the quota charge of domain `id`'s stage-2 tables in line with what they hold
+    /// now (after a map reserved the most they could grow, or an unmap freed some).
+    fn settle_tables(&mut self, id: DomainId) {
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        let now = d.stage2.table_bytes();
+        let before = core::mem::replace(&mut d.table_bytes, now);
+        if now > before {
+            // Within the reservation the map made: cannot fail.
+            let _ = self.caps.charge_space(id.space(), now - before);
+        } else if before > now {
+            self.caps.refund_space(id.space(), before - now, |_| {});
         }
     }
 
@@ -2050,19 +2228,16 @@ impl<H: Hal> Kernel<H> {
                 return Err(Status::InvalidArgument);
             }
         }
+        let inside: heapless::Vec<(u64, u64), { crate::domain::MAX_MAPPINGS }> = d
+            .mappings
+            .iter()
+            .filter(|m| m.overlaps(ipa, pages))
+            .map(|m| (m.ipa, m.pages))
+            .collect();
         let mut unmapped = 0;
-        let mut i = 0;
-        while i < d.mappings.len() {
-            if d.mappings[i].overlaps(ipa, pages) {
-                let m = d.mappings.swap_remove(i);
-                d.stage2.unmap(m.ipa, m.pages);
-                if d.event_page.is_some_and(|p| m.overlaps(p, 1)) {
-                    d.event_page = None;
-                }
-                unmapped += m.pages;
-            } else {
-                i += 1;
-            }
+        for (at, n) in inside {
+            self.unmap_one(id, at, n);
+            unmapped += n;
         }
         Ok(unmapped)
     }
@@ -2104,10 +2279,26 @@ impl<H: Hal> Kernel<H> {
         ])
     }
 
-    /// `domain_set_name`: a checked name (the decoder validated its characters).
+    /// `domain_set_name`: names domain `id` (the decoder validated the characters; the
+    /// dispatcher, that the caller holds a Domain capability for it). Names are unique: one a
+    /// live domain has, one the system image gives a domain (started or not), and the
+    /// `unnamed-` names of domains not yet named are refused with `NameInUse`.
     pub(crate) fn set_name(&mut self, id: DomainId, name: &[u8; 32]) -> Result<(), Status> {
         let len = name.iter().position(|b| *b == 0).unwrap_or(32);
         let text = core::str::from_utf8(&name[..len]).map_err(|_| Status::InvalidArgument)?;
+        let d = self.domain(id).ok_or(Status::StaleCapability)?;
+        let own_record = d.image_index;
+        let taken_live = self.domains().any(|o| o.id != id && o.name() == text);
+        let taken_image = self.image.is_some_and(|image| {
+            image
+                .domains()
+                .iter()
+                .enumerate()
+                .any(|(i, r)| Some(i) != own_record && r.name() == text)
+        });
+        if taken_live || taken_image || text.starts_with(UNNAMED_PREFIX) {
+            return Err(Status::NameInUse);
+        }
         let d = self.domains[id.index()]
             .as_mut()
             .ok_or(Status::StaleCapability)?;
@@ -2267,41 +2458,70 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
-    /// Removes every trace of a domain whose vCPUs are all off the CPUs.
+    /// Removes every trace of a domain whose vCPUs are all off the CPUs, in an order that
+    /// leaves nothing of it reachable:
+    ///
+    /// 1. its Domain object goes with every capability to it, wherever they are, and its
+    ///    capability space is emptied: each removal undoes what it made possible (mappings
+    ///    through its capabilities in any domain, its event channels, its interrupt lines,
+    ///    and the domains and vCPUs it created, which are destroyed in turn);
+    /// 2. its vCPUs' objects, and the RAM the kernel gave it together with every capability
+    ///    derived from that RAM (regions it shared are unmapped from its peers);
+    /// 3. its stage 2 (TLBs invalidated first, then the tables freed and their charge
+    ///    refunded), its vCPU records, event bindings and interrupt routes;
+    /// 4. its RAM, scrubbed, then freed or handed to the image domain that follows it;
+    /// 5. last, the kernel lets go of its id, which may then be given to a new domain.
     fn teardown(&mut self, id: DomainId) {
         let Some(root) = self.root else { return };
         let Some(d) = self.domains[id.index()].as_ref() else {
             return;
         };
         let name: heapless::String<32> = d.name.clone();
-        let original = d.original;
+        let object = d.object;
         let image_index = d.image_index;
-        // 1. Capabilities: revoke every copy of the Domain capability, then the original;
-        //    the domain's space is emptied and each removal undoes its mappings.
-        let mut removals = Vec::new();
-        let _ = self
-            .caps
-            .revoke(original.space, original.slot, |r| removals.push(r));
-        let _ = self
-            .caps
-            .delete(original.space, original.slot, |r| removals.push(r));
-        self.apply_removals(&removals);
+        let payer = self.payer(id);
+        let vcpu_objects: heapless::Vec<mica_caps::ObjectRef, 8> = d
+            .vcpus
+            .iter()
+            .filter_map(|v| self.vcpu(*v))
+            .map(|v| v.object)
+            .collect();
+        let ram_objects: heapless::Vec<mica_caps::ObjectRef, { crate::domain::MAX_RAM_CHUNKS }> = d
+            .ram_caps
+            .iter()
+            .filter_map(|slot| self.caps.identify(root, *slot).ok())
+            .map(|c| c.object)
+            .collect();
+        // 1-2. Objects: each may already be gone (a domain ended by deleting its last
+        //      Domain capability), which the capability system reports as stale.
+        for o in core::iter::once(object)
+            .chain(vcpu_objects)
+            .chain(ram_objects)
+        {
+            let mut removals = Vec::new();
+            let _ = self.caps.destroy_object(o, |r| removals.push(r));
+            self.apply_removals(&removals);
+        }
         let Some(mut d) = self.domains[id.index()].take() else {
             return;
         };
-        // 2. Whatever is still mapped goes, then the tables.
-        for m in d.mappings.iter() {
-            d.stage2.unmap(m.ipa, m.pages);
-        }
+        // 3. Whatever is still mapped (through capabilities of other domains) goes with the
+        //    tables, then the records that name the domain.
         d.stage2.release(&mut self.frames);
-        // 3. vCPUs.
+        self.caps.refund_space(id.space(), d.table_bytes, |_| {});
         for v in d.vcpus.iter() {
             self.vcpus[v.index()] = None;
         }
-        for slot in d.vcpu_caps.iter().chain(d.ram_caps.iter()) {
-            let mut removals = Vec::new();
-            let _ = self.caps.delete(root, *slot, |r| removals.push(r));
-            self.apply_removals(&removals);
+        self.channels.unbind_domain(id);
+        let routed: heapless::Vec<usize, MAX_IRQS> = self
+            .irqs
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l.route, IrqRoute::Virtual { domain, .. } if domain == id))
+            .map(|(i, _)| i)
+            .collect();
+        for i in routed {
+            self.release_irq(i);
         }
         // 4. Memory: scrub, then hand over or free.
         let mut scrubbed = 0u64;
@@ -2318,28 +2538,45 @@ impl<H: Hal> Kernel<H> {
                 self.frames.free(*r);
             }
         }
-        log!(
-            self,
-            "domain {name} (id {}) destroyed: {} KiB scrubbed, {} MiB free",
-            id.0,
-            scrubbed >> 10,
-            self.frames.free_bytes() >> 20
-        );
-        self.channels.unbind_domain(id);
+        if d.ram.is_empty() {
+            // A domain built by another (`domain_create`) runs in memory its creator lent it:
+            // the creator scrubs it when it takes it back.
+            log_paid_by!(
+                self,
+                payer,
+                "domain {name} (id {}) destroyed: its memory goes back to its creator, {} MiB free",
+                id.0,
+                self.frames.free_bytes() >> 20
+            );
+        } else {
+            log_paid_by!(
+                self,
+                payer,
+                "domain {name} (id {}) destroyed: {} KiB scrubbed, {} MiB free",
+                id.0,
+                scrubbed >> 10,
+                self.frames.free_bytes() >> 20
+            );
+        }
         if self.control == Some(id) {
             self.control = None;
+            self.reclaim_control_pool();
         }
         self.forget_dead_domains_in_control();
-        // 5. Whoever waited for this domain starts now.
+        // 5. The id is free for a new domain only now.
+        self.caps.let_go_of_space(id.space(), |_| {});
+        // 6. Whoever waited for this domain starts now.
         if let Some((next, _)) = successor {
             let ram = self.handoff.take().map(|(_, ram)| ram);
             self.start_from_image(next, ram);
         }
         self.publish_accounting();
         self.notify_policy();
-        // 6. The last domain gone: say whether every frame came back.
+        // 7. The last domain gone: say whether every frame came back.
         if self.image.is_some() && self.domains().next().is_none() {
-            let (now, then) = (self.frames.free_bytes(), self.boot_free);
+            // The accounting page lives as long as the kernel.
+            let kept = self.accounting.map_or(0, |(page, _)| page.size());
+            let (now, then) = (self.frames.free_bytes(), self.boot_free - kept);
             if now == then {
                 log!(
                     self,
@@ -2358,6 +2595,21 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
+    /// The control domain is gone: its memory pool, with every capability derived from it
+    /// (the domains it built ran in it, and went with it), is scrubbed and freed.
+    fn reclaim_control_pool(&mut self) {
+        let (Some(root), Some((pool, slot))) = (self.root, self.control_pool.take()) else {
+            return;
+        };
+        if let Ok(info) = self.caps.identify(root, slot) {
+            let mut removals = Vec::new();
+            let _ = self.caps.destroy_object(info.object, |r| removals.push(r));
+            self.apply_removals(&removals);
+        }
+        self.hal.zero_phys(pool);
+        self.frames.free(pool);
+    }
+
     /// The image domain that starts after domain record `index` is destroyed, and whether it
     /// takes over its memory.
     fn successor_of(&self, index: usize) -> Option<(usize, bool)> {
@@ -2368,7 +2620,8 @@ impl<H: Hal> Kernel<H> {
         })
     }
 
-    /// Creates an empty domain on behalf of `caller` (hypercall `domain_create`).
+    /// Creates an empty domain on behalf of `caller` (hypercall `domain_create`), named
+    /// `unnamed-<id>` until its creator names it.
     pub(crate) fn create_empty_domain(
         &mut self,
         caller: DomainId,
@@ -2376,6 +2629,7 @@ impl<H: Hal> Kernel<H> {
         slots: u16,
         quota: u64,
     ) -> Result<DomainId, Status> {
+        self.check_fair_share(caller, Share::Domains)?;
         let (space, object) = self.caps.create_domain(caller.space(), dst, slots, quota)?;
         let id = DomainId(space.0);
         let stage2 = match self.hal.new_stage2(id.0, &mut self.frames) {
@@ -2385,36 +2639,27 @@ impl<H: Hal> Kernel<H> {
                 return Err(e);
             }
         };
-        self.domains[id.index()] = Some(Domain {
-            name: name_copy("unnamed"),
+        let _ = self.caps.hold_space(space);
+        let mut name: heapless::String<32> = heapless::String::new();
+        let _ = write!(name, "{UNNAMED_PREFIX}{}", id.0);
+        let arch = self
+            .hal
+            .new_domain_arch(crate::domain::MAX_VCPUS_PER_DOMAIN as u16);
+        self.domains[id.index()] = Some(Domain::new(
             id,
+            &name,
             object,
-            original: CapAddr::new(caller.space(), dst),
-            state: DomainState::Running,
-            vcpus: heapless::Vec::new(),
+            CapAddr::new(caller.space(), dst),
             stage2,
-            arch: self
-                .hal
-                .new_domain_arch(crate::domain::MAX_VCPUS_PER_DOMAIN as u16),
-            vmid: id.0,
-            mappings: heapless::Vec::new(),
-            ram: heapless::Vec::new(),
-            ram_caps: heapless::Vec::new(),
-            vcpu_caps: heapless::Vec::new(),
-            image_index: None,
-            boots: 0,
-            console: heapless::Vec::new(),
-            restart_pending: false,
-            event_page: None,
-            boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
-            memory_node: 0,
-            console_log: alloc::boxed::Box::new([0; crate::domain::CONSOLE_LOG]),
-            console_total: 0,
-        });
+            arch,
+            None,
+        ));
         Ok(id)
     }
 
-    /// Creates vCPU `index` of `target` for `caller`, its capability in `dst`.
+    /// Creates vCPU `index` of `target` for `caller`, its capability in `dst`, on physical
+    /// CPU `cpu` (or [`sysimage::ANY_CPU`]): a CPU the caller may place work on (see
+    /// [`Kernel::placement`]).
     pub(crate) fn create_vcpu(
         &mut self,
         caller: DomainId,
@@ -2431,12 +2676,26 @@ impl<H: Hal> Kernel<H> {
         {
             return Err(Status::InvalidArgument);
         }
-        let cpus = self.hal.cpus().max(1);
+        let cpus = self.hal.cpus().clamp(1, MAX_CPUS);
+        let allowed = self.placement(caller);
         let cpu = match cpu {
-            c if c == sysimage::ANY_CPU as u64 => (target.index() + index as usize) % cpus,
-            c if (c as usize) < cpus && c < MAX_CPUS as u64 => c as usize,
+            c if c == sysimage::ANY_CPU as u64 => {
+                // Spread the domain's vCPUs over the CPUs the caller may use.
+                let n = (target.index() + index as usize) % allowed.count_ones().max(1) as usize;
+                (0..cpus)
+                    .filter(|c| allowed & (1 << c) != 0)
+                    .nth(n)
+                    .ok_or(Status::InsufficientRights)?
+            }
+            c if (c as usize) < cpus => {
+                if allowed & (1 << c) == 0 {
+                    return Err(Status::InsufficientRights);
+                }
+                c as usize
+            }
             _ => return Err(Status::InvalidArgument),
         };
+        self.check_fair_share(caller, Share::Vcpus)?;
         let vid = self.free_vcpu_id()?;
         let object = self
             .caps
@@ -2453,11 +2712,108 @@ impl<H: Hal> Kernel<H> {
             runs: 0,
             sched: SchedState::new(SchedParams::default_on(cpu), 0),
             request: sysimage::SchedRequest::default(),
+            retired: false,
         });
         if let Some(d) = self.domains[target.index()].as_mut() {
             let _ = d.vcpus.push(vid);
         }
         Ok(())
+    }
+
+    /// The physical CPUs `caller` may place vCPUs on (one bit per CPU): every online CPU if
+    /// it holds scheduling authority (a SchedControl capability with CONTROL), else only the
+    /// CPUs its own vCPUs may run on, so a domain cannot escape the pinning its manifest or
+    /// its policy gave it by creating vCPUs.
+    pub fn placement(&self, caller: DomainId) -> u64 {
+        let cpus = self.hal.cpus().clamp(1, MAX_CPUS);
+        let online = if cpus >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << cpus) - 1
+        };
+        if self.holds(caller, ObjectType::SchedControl, Rights::CONTROL) {
+            return online;
+        }
+        let own = self.domain(caller).map_or(0, |d| {
+            d.vcpus
+                .iter()
+                .filter_map(|v| self.vcpu(*v))
+                .filter(|v| !v.retired)
+                .fold(0, |mask, v| mask | v.sched.params.affinity | 1 << v.cpu)
+        });
+        own & online
+    }
+
+    /// Refuses (`QuotaExceeded`) another entry of a fixed kernel table for `caller` when it
+    /// and the domains it created, directly or not, already hold their share of it (a
+    /// quarter), so no domain can fill a table that every domain needs. The control domain,
+    /// which manages the system's domains, has no share limit. (The tables themselves go with
+    /// the scale work; then quota alone pays.)
+    pub(crate) fn check_fair_share(&self, caller: DomainId, share: Share) -> Result<(), Status> {
+        if self.control == Some(caller) {
+            return Ok(());
+        }
+        let mine = |space: SpaceId| self.in_subtree(space, caller.space());
+        let (held, capacity) = match share {
+            Share::Domains => (
+                (0..SPACES as u16)
+                    .map(SpaceId)
+                    .filter(|s| *s != caller.space())
+                    .filter(|s| {
+                        self.caps
+                            .space(*s)
+                            .is_some_and(|i| i.state != mica_caps::SpaceState::Free)
+                    })
+                    .filter(|s| mine(*s))
+                    .count(),
+                SPACES,
+            ),
+            Share::Vcpus | Share::Endpoints => {
+                let wanted = match share {
+                    Share::Vcpus => ObjectType::Vcpu,
+                    _ => ObjectType::EventChannel,
+                };
+                let held = self
+                    .caps
+                    .objects()
+                    .filter(|o| o.object_type == wanted && mine(o.charged_to))
+                    .count();
+                let capacity = match share {
+                    Share::Vcpus => MAX_VCPUS,
+                    _ => MAX_ENDPOINTS,
+                };
+                (held, capacity)
+            }
+        };
+        let needed = if share == Share::Endpoints { 2 } else { 1 };
+        if held + needed > capacity / 4 {
+            return Err(Status::QuotaExceeded);
+        }
+        Ok(())
+    }
+
+    /// Whether capability space `space` is `of` or was created by it, directly or not.
+    fn in_subtree(&self, space: SpaceId, of: SpaceId) -> bool {
+        let mut current = Some(space);
+        for _ in 0..=SPACES {
+            match current {
+                Some(s) if s == of => return true,
+                Some(s) => current = self.caps.space(s).and_then(|i| i.parent),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Whether a slot of `domain`'s space holds a capability to a live object of `object_type`
+    /// carrying `rights`.
+    fn holds(&self, domain: DomainId, object_type: ObjectType, rights: Rights) -> bool {
+        let slots = self.caps.space(domain.space()).map_or(0, |s| s.slots);
+        (0..slots).any(|slot| {
+            self.caps
+                .lookup(domain.space(), slot, object_type, rights)
+                .is_ok()
+        })
     }
 
     /// Starts a created vCPU named by capability `slot` of `caller`.
@@ -2495,6 +2851,21 @@ impl<H: Hal> Kernel<H> {
         Ok(())
     }
 }
+
+/// A fixed kernel table a domain may take only a share of ([`Kernel::check_fair_share`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Share {
+    /// Domain ids (capability spaces).
+    Domains,
+    /// vCPU records.
+    Vcpus,
+    /// Event-channel endpoints.
+    Endpoints,
+}
+
+/// The name a domain created by `domain_create` has until its creator names it; names with
+/// this prefix cannot be given by `domain_set_name`.
+pub const UNNAMED_PREFIX: &str = "unnamed-";
 
 /// An operation on an Irq capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

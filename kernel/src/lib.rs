@@ -20,6 +20,7 @@
 extern crate alloc;
 
 pub mod bootargs;
+pub mod console;
 pub mod domain;
 pub mod evtchn;
 pub mod frames;

@@ -34,6 +34,8 @@ pub mod ret {
     pub const NOT_SUPPORTED: u64 = -1i64 as u64;
     /// INVALID_PARAMETERS (-2).
     pub const INVALID_PARAMETERS: u64 = -2i64 as u64;
+    /// DENIED (-3).
+    pub const DENIED: u64 = -3i64 as u64;
     /// ALREADY_ON (-4).
     pub const ALREADY_ON: u64 = -4i64 as u64;
     /// INVALID_ADDRESS (-9).

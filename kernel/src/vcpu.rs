@@ -51,4 +51,7 @@ pub struct Vcpu<H: Hal> {
     pub sched: crate::sched::SchedState,
     /// What the manifest asked the policy for (published in the accounting page).
     pub request: mica_abi::sysimage::SchedRequest,
+    /// Its Vcpu object was destroyed: it never runs again (it stays in its domain's list,
+    /// so the other vCPUs keep their indices, until the domain goes).
+    pub retired: bool,
 }

@@ -4,9 +4,10 @@
 //! `attacker: <attack>: NOT REFUSED`; the `isolation` smoke scenario forbids the latter.
 //! First the hypercall attacks (capability slots it does not hold, forged slot numbers,
 //! out-of-range arguments, unknown call ids, PSCI aimed at vCPUs it does not have, other
-//! domains' memory), then `attacker: hypercall attacks done`, then one fatal attack chosen
-//! by `arg`: 0 = read IPA 0x8000_0000, which it was not given (the kernel must stop it);
-//! 1 = PSCI SYSTEM_OFF through `smc` (must end only this domain); other values end quietly.
+//! domains' memory, a vCPU of its own outside its pinning), then `attacker: hypercall attacks
+//! done`, then one fatal attack chosen by `arg`: 0 = read IPA 0x8000_0000, which it was not
+//! given (the kernel must stop it); 1 = PSCI SYSTEM_OFF through `smc` (must end only this
+//! domain); other values end quietly.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -336,6 +337,13 @@ fn main(info: BootInfo) -> ! {
     foreign_memory_attacks(&space);
     unknown_call_attacks();
     psci_attacks(&space);
+    // The manifest pins `attacker` (arg 0) to CPU 0 and `attacker-smc` (arg 1) to CPU 1: a
+    // vCPU of its own on the other CPU would escape that pinning.
+    let other_cpu = if info.arg == 1 { 0 } else { 1 };
+    report(
+        "create a vcpu in itself on another CPU",
+        hypercall::vcpu_create(Slot::SELF_DOMAIN, space.empty, 1, other_cpu),
+    );
     println!("attacker: hypercall attacks done");
     match info.arg {
         0 => {

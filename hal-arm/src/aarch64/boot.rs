@@ -409,6 +409,8 @@ fn start_cpu_services(me: usize) {
     }
     // Stage-2 translation control, the same for every domain (tables differ per VTTBR).
     super::sysreg::write_sysreg!("vtcr_el2", super::stage2::vtcr());
+    // What a guest's EL1 traps (debug, PMU, physical timer, ...): crate::traps.
+    super::el2::configure();
     gic::enable_private(me, state.tick_intid);
     gic::enable_private(me, KICK_SGI);
     gic::enable_private(me, state.vtimer_intid);

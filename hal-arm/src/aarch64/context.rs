@@ -14,25 +14,15 @@ use mica_kernel::hal::VcpuContext;
 
 use super::sysreg::{isb, read_sysreg, write_sysreg};
 
-/// HCR_EL2 for a guest: VM (stage 2), SWIO, FMO/IMO/AMO (interrupts to EL2, virtual ones to the
-/// guest), TWI/TWE (trap WFI/WFE), TSC (trap SMC), RW (EL1 is AArch64). DC is added per vCPU.
-pub const HCR_GUEST: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 13)
-    | (1 << 14)
-    | (1 << 19)
-    | (1 << 31);
-/// HCR_EL2.DC: default cacheable (guest MMU off still sees normal WB memory).
-pub const HCR_DC: u64 = 1 << 12;
+pub use super::el2::hcr::DC as HCR_DC;
+pub use super::el2::HCR_GUEST;
 /// SPSR for a vCPU's first instruction: EL1h, D/A/I/F masked.
 pub const SPSR_EL1H_MASKED: u64 = 0x3C5;
 /// SCTLR_EL1 at reset: RES1 bits, MMU and caches off.
 pub const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
-/// List registers saved per vCPU (QEMU's GICv3 and most cores have 4).
-pub const LIST_REGISTERS: usize = 4;
+/// Room for list registers per vCPU: the most a GICv3 has. Only the ones the GIC has
+/// ([`super::el2::list_registers`]) are switched.
+pub const LIST_REGISTERS: usize = crate::vgic::MAX_LIST_REGISTERS;
 
 /// A vCPU's saved state. The first fields are laid out for the assembly below.
 #[repr(C, align(16))]
@@ -107,8 +97,10 @@ pub struct GicState {
     pub lr: [u64; LIST_REGISTERS],
     /// ICH_VMCR_EL2.
     pub vmcr: u64,
-    /// ICH_AP1R0_EL2.
-    pub ap1r0: u64,
+    /// ICH_AP0R<n>_EL2 (group 0 active priorities; as many as the priority bits need).
+    pub ap0r: [u64; 4],
+    /// ICH_AP1R<n>_EL2 (group 1 active priorities).
+    pub ap1r: [u64; 4],
     /// ICH_HCR_EL2 to run with: En, plus UIE when the vGIC asked for an underflow
     /// maintenance interrupt (set before every entry from the fill of the list registers).
     pub hcr: u64,
@@ -156,7 +148,8 @@ impl ArmContext {
             gic: GicState {
                 lr: [0; LIST_REGISTERS],
                 vmcr: 0,
-                ap1r0: 0,
+                ap0r: [0; 4],
+                ap1r: [0; 4],
                 hcr: crate::vgic::hcr::EN,
             },
             vmpidr: 1 << 31,
@@ -335,6 +328,86 @@ extern "C" {
     fn mica_guest_enter(ctx: *mut ArmContext) -> u64;
 }
 
+/// Writes ICH_LR<n>_EL2 (GIC spec 12.5.11: LR0-7 are S3_4_C12_C12_n, LR8-15 S3_4_C12_C13_n).
+fn write_list_register(n: usize, value: u64) {
+    match n {
+        0 => write_sysreg!("s3_4_c12_c12_0", value),
+        1 => write_sysreg!("s3_4_c12_c12_1", value),
+        2 => write_sysreg!("s3_4_c12_c12_2", value),
+        3 => write_sysreg!("s3_4_c12_c12_3", value),
+        4 => write_sysreg!("s3_4_c12_c12_4", value),
+        5 => write_sysreg!("s3_4_c12_c12_5", value),
+        6 => write_sysreg!("s3_4_c12_c12_6", value),
+        7 => write_sysreg!("s3_4_c12_c12_7", value),
+        8 => write_sysreg!("s3_4_c12_c13_0", value),
+        9 => write_sysreg!("s3_4_c12_c13_1", value),
+        10 => write_sysreg!("s3_4_c12_c13_2", value),
+        11 => write_sysreg!("s3_4_c12_c13_3", value),
+        12 => write_sysreg!("s3_4_c12_c13_4", value),
+        13 => write_sysreg!("s3_4_c12_c13_5", value),
+        14 => write_sysreg!("s3_4_c12_c13_6", value),
+        15 => write_sysreg!("s3_4_c12_c13_7", value),
+        _ => {}
+    }
+}
+
+/// Reads ICH_LR<n>_EL2.
+fn read_list_register(n: usize) -> u64 {
+    match n {
+        0 => read_sysreg!("s3_4_c12_c12_0"),
+        1 => read_sysreg!("s3_4_c12_c12_1"),
+        2 => read_sysreg!("s3_4_c12_c12_2"),
+        3 => read_sysreg!("s3_4_c12_c12_3"),
+        4 => read_sysreg!("s3_4_c12_c12_4"),
+        5 => read_sysreg!("s3_4_c12_c12_5"),
+        6 => read_sysreg!("s3_4_c12_c12_6"),
+        7 => read_sysreg!("s3_4_c12_c12_7"),
+        8 => read_sysreg!("s3_4_c12_c13_0"),
+        9 => read_sysreg!("s3_4_c12_c13_1"),
+        10 => read_sysreg!("s3_4_c12_c13_2"),
+        11 => read_sysreg!("s3_4_c12_c13_3"),
+        12 => read_sysreg!("s3_4_c12_c13_4"),
+        13 => read_sysreg!("s3_4_c12_c13_5"),
+        14 => read_sysreg!("s3_4_c12_c13_6"),
+        15 => read_sysreg!("s3_4_c12_c13_7"),
+        _ => 0,
+    }
+}
+
+/// Writes ICH_AP0R<n>_EL2 (S3_4_C12_C8_n) and ICH_AP1R<n>_EL2 (S3_4_C12_C9_n).
+fn write_active_priorities(n: usize, group0: u64, group1: u64) {
+    match n {
+        0 => {
+            write_sysreg!("s3_4_c12_c8_0", group0);
+            write_sysreg!("s3_4_c12_c9_0", group1);
+        }
+        1 => {
+            write_sysreg!("s3_4_c12_c8_1", group0);
+            write_sysreg!("s3_4_c12_c9_1", group1);
+        }
+        2 => {
+            write_sysreg!("s3_4_c12_c8_2", group0);
+            write_sysreg!("s3_4_c12_c9_2", group1);
+        }
+        3 => {
+            write_sysreg!("s3_4_c12_c8_3", group0);
+            write_sysreg!("s3_4_c12_c9_3", group1);
+        }
+        _ => {}
+    }
+}
+
+/// Reads ICH_AP0R<n>_EL2 and ICH_AP1R<n>_EL2.
+fn read_active_priorities(n: usize) -> (u64, u64) {
+    match n {
+        0 => (read_sysreg!("s3_4_c12_c8_0"), read_sysreg!("s3_4_c12_c9_0")),
+        1 => (read_sysreg!("s3_4_c12_c8_1"), read_sysreg!("s3_4_c12_c9_1")),
+        2 => (read_sysreg!("s3_4_c12_c8_2"), read_sysreg!("s3_4_c12_c9_2")),
+        3 => (read_sysreg!("s3_4_c12_c8_3"), read_sysreg!("s3_4_c12_c9_3")),
+        _ => (0, 0),
+    }
+}
+
 /// Loads the EL1 and per-vCPU EL2 system registers of `c`.
 fn load_system_registers(c: &ArmContext, vttbr: u64) {
     let e = &c.el1;
@@ -369,12 +442,19 @@ fn load_system_registers(c: &ArmContext, vttbr: u64) {
     write_sysreg!("hcr_el2", c.hcr);
     write_sysreg!("vttbr_el2", vttbr);
     // GIC virtual CPU interface: list registers, VMCR, active priorities, then enable.
-    write_sysreg!("s3_4_c12_c12_0", c.gic.lr[0]);
-    write_sysreg!("s3_4_c12_c12_1", c.gic.lr[1]);
-    write_sysreg!("s3_4_c12_c12_2", c.gic.lr[2]);
-    write_sysreg!("s3_4_c12_c12_3", c.gic.lr[3]);
+    for (n, value) in c
+        .gic
+        .lr
+        .iter()
+        .enumerate()
+        .take(super::el2::list_registers())
+    {
+        write_list_register(n, *value);
+    }
     write_sysreg!("s3_4_c12_c11_7", c.gic.vmcr); // ICH_VMCR_EL2
-    write_sysreg!("s3_4_c12_c9_0", c.gic.ap1r0); // ICH_AP1R0_EL2
+    for n in 0..super::el2::active_priority_registers() {
+        write_active_priorities(n, c.gic.ap0r[n], c.gic.ap1r[n]);
+    }
     write_sysreg!("s3_4_c12_c11_0", c.gic.hcr); // ICH_HCR_EL2: En (and UIE)
     isb();
 }
@@ -410,12 +490,19 @@ fn save_system_registers(c: &mut ArmContext) {
     e.cntv_ctl = read_sysreg!("cntv_ctl_el0");
     e.cntv_cval = read_sysreg!("cntv_cval_el0");
     write_sysreg!("cntv_ctl_el0", 0);
-    c.gic.lr[0] = read_sysreg!("s3_4_c12_c12_0");
-    c.gic.lr[1] = read_sysreg!("s3_4_c12_c12_1");
-    c.gic.lr[2] = read_sysreg!("s3_4_c12_c12_2");
-    c.gic.lr[3] = read_sysreg!("s3_4_c12_c12_3");
+    for (n, value) in c
+        .gic
+        .lr
+        .iter_mut()
+        .enumerate()
+        .take(super::el2::list_registers())
+    {
+        *value = read_list_register(n);
+    }
     c.gic.vmcr = read_sysreg!("s3_4_c12_c11_7");
-    c.gic.ap1r0 = read_sysreg!("s3_4_c12_c9_0");
+    for n in 0..super::el2::active_priority_registers() {
+        (c.gic.ap0r[n], c.gic.ap1r[n]) = read_active_priorities(n);
+    }
     write_sysreg!("s3_4_c12_c11_0", 0);
     // Back to the hypervisor's own HCR (no stage 2, no WFI traps).
     write_sysreg!("hcr_el2", super::entry::HCR_EL2_HOST);

@@ -112,7 +112,7 @@ el2_setup:
     add     x1, x1, :lo12:mica_el2_vectors
     msr     vbar_el2, x1
     msr     cntvoff_el2, xzr
-    mov     x1, #3                  // CNTHCTL_EL2: EL1 may read the physical counter and timer
+    mov     x1, #1                  // CNTHCTL_EL2: EL1 may read the physical counter; its timer traps
     msr     cnthctl_el2, x1
     isb
     ret

@@ -81,7 +81,8 @@ impl Hal for ArmHal {
     }
 
     fn console_write(&self, bytes: &[u8]) {
-        console::write_bytes(bytes);
+        // The kernel lock is held: queue, the CPU drains after letting go of it.
+        console::queue(bytes);
     }
 
     fn zero_phys(&self, range: PhysRange) {

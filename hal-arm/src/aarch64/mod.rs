@@ -4,6 +4,7 @@ pub mod boot;
 pub mod console;
 pub mod context;
 pub mod cpu;
+pub mod el2;
 mod entry;
 pub mod gic;
 pub mod hal;

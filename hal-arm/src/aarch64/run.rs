@@ -31,9 +31,10 @@ use super::hal::{lock_kernel, ArmHal};
 use super::sysreg::{
     counter, cpu_yield, isb, mask_interrupts, read_sysreg, unmask_irq, wfi, write_sysreg,
 };
-use super::{boot, gic, timer, trap};
+use super::{boot, console, el2, gic, timer, trap};
 use crate::esr;
 use crate::mmio::{self, MmioAccess, Syndrome};
+use crate::traps::{self, SysregAction};
 use crate::vgic::{self, SysregTrap, Vgic, VIRTUAL_TIMER_PPI};
 
 /// What the run loop needs about the vCPU it is running.
@@ -70,6 +71,8 @@ pub fn run(cpu: usize) -> ! {
             timer::program(cpu, k.deadline(cpu));
             picked
         };
+        // What the kernel printed under the lock goes to the UART now, without it.
+        console::drain();
         let Some(running) = picked else {
             // Nothing to run: sleep until an interrupt is pending (WFI wakes for it even with
             // IRQs masked), then take it here, between unmask and mask, and look again. Taking
@@ -157,12 +160,13 @@ fn sample_timer(gic: &mut Vgic, index: usize, c: &ArmContext) -> bool {
 
 /// Fills the saved list registers from the model and sets the ICH_HCR_EL2 to enter with.
 fn fill(gic: &mut Vgic, index: usize, c: &mut ArmContext) {
-    let elrsr = vgic::empty_list_registers(&c.gic.lr);
-    match gic.fill_list_registers(index, &mut c.gic.lr, elrsr) {
+    let lrs = &mut c.gic.lr[..el2::list_registers()];
+    let elrsr = vgic::empty_list_registers(lrs);
+    match gic.fill_list_registers(index, lrs, elrsr) {
         Ok(outcome) => {
             // Nothing but the model uses the list registers: clear the ones it left, so a
             // deactivated entry's EOI request cannot raise the maintenance interrupt again.
-            for (n, lr) in c.gic.lr.iter_mut().enumerate() {
+            for (n, lr) in lrs.iter_mut().enumerate() {
                 if outcome.valid & (1 << n) == 0 {
                     *lr = 0;
                 }
@@ -178,7 +182,9 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
     let Some(d) = k.domain_mut(r.domain) else {
         return plain_exit(trap, ctx);
     };
-    let _ = d.arch.sync_from_list_registers(r.index, &ctx.gic.lr);
+    let _ = d
+        .arch
+        .sync_from_list_registers(r.index, &ctx.gic.lr[..el2::list_registers()]);
     let _ = sample_timer(&mut d.arch, r.index, ctx);
     let mut kick = 0u32;
     let exit = match (trap.kind, esr::exception_class(trap.esr)) {
@@ -196,17 +202,34 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
                 plain_exit(trap, ctx)
             }
         }
-        (8, vgic::EC_SYSREG) => {
-            match SysregTrap::decode(trap.esr).and_then(|t| Some((t, t.sgi_group1()?))) {
-                Some((t, group1)) => {
+        (8, vgic::EC_SYSREG) => match SysregTrap::decode(trap.esr) {
+            Some(t) => match traps::classify(&t) {
+                SysregAction::GenerateSgi { group1 } => {
                     let value = ctx.x.get(usize::from(t.rt)).copied().unwrap_or(0);
                     kick = d.arch.write_sgi(r.index, value, group1).bits();
                     ctx.pc += 4;
                     Exit::Interrupt
                 }
-                None => plain_exit(trap, ctx),
-            }
-        }
+                SysregAction::ReadAsZero => {
+                    // Rt 31 is XZR: a read into it has no effect.
+                    if t.read {
+                        if let Some(x) = ctx.x.get_mut(usize::from(t.rt)) {
+                            *x = 0;
+                        }
+                    }
+                    ctx.pc += 4;
+                    Exit::Interrupt
+                }
+                SysregAction::CleanInvalidateBySetWay => {
+                    let operand = ctx.x.get(usize::from(t.rt)).copied().unwrap_or(0);
+                    clean_invalidate_by_set_way(operand);
+                    ctx.pc += 4;
+                    Exit::Interrupt
+                }
+                SysregAction::Refuse => plain_exit(trap, ctx),
+            },
+            None => plain_exit(trap, ctx),
+        },
         _ => plain_exit(trap, ctx),
     };
     // Only a WFI asks (the scan over every interrupt is not free).
@@ -226,6 +249,17 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
         k.wake(r.vcpu);
     }
     exit
+}
+
+/// A guest's `DC ISW/CSW/CISW` (trapped by HCR_EL2.TSW), performed as `DC CISW` on the same
+/// set/way operand: the line is written back before it is invalidated, so no other domain's
+/// (or the hypervisor's) data in it is lost, and nothing else is touched.
+fn clean_invalidate_by_set_way(operand: u64) {
+    // SAFETY: a clean and invalidate by set/way only moves dirty data to memory and drops the
+    // line from this CPU's cache; it changes no memory content any software can observe.
+    unsafe {
+        core::arch::asm!("dc cisw, {0}", "dsb sy", in(reg) operand, options(nostack, preserves_flags));
+    }
 }
 
 /// The guest-physical address of a stage-2 abort.
@@ -286,19 +320,19 @@ fn fetch_instruction(d: &Domain<ArmHal>, ctx: &ArmContext) -> Option<u32> {
     if !pc.is_multiple_of(4) {
         return None;
     }
+    // Only RAM mapped into the domain, never its device windows: a guest could point its own
+    // stage 1 at a passed-through device between the trap and this walk (from another vCPU),
+    // and EL2 must never read a device register on its behalf. The kernel lock is held, so
+    // the domain's mappings cannot change before the read.
     let pa = if ctx.el1.sctlr & 1 == 0 {
-        d.translate(pc)?
+        d.translate_ram(pc)?
     } else {
         let pa = translate_guest_va(pc, ctx.hcr)?;
-        // Stage 2 maps only the domain's memory; check anyway before EL2 reads it.
-        d.mappings
-            .iter()
-            .any(|m| pa >= m.pa && pa - m.pa < m.pages * 4096)
-            .then_some(pa)?
+        d.maps_ram_at(pa).then_some(pa)?
     };
-    // SAFETY: `pa` is 4-byte aligned and inside one of the domain's mappings: RAM the
-    // kernel gave the domain, which the EL2 map identity-maps as normal memory. A plain
-    // read of it has no side effects.
+    // SAFETY: `pa` is 4-byte aligned and inside one of the domain's RAM mappings: RAM the
+    // kernel gave the domain (checked above under the kernel lock), which the EL2 map
+    // identity-maps as normal memory. A plain read of it has no side effects.
     Some(unsafe { core::ptr::read_volatile(pa as *const u32) })
 }
 

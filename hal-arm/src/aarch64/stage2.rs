@@ -1,35 +1,68 @@
 //! Stage-2 translation for a domain: guest-physical to physical, 4 KiB pages and 2 MiB
 //! blocks, 39-bit guest-physical space, tagged with the domain's VMID.
 
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use mica_abi::layout::IPA_BITS;
 use mica_abi::{Rights, Status};
 use mica_kernel::frames::Frames;
 use mica_kernel::hal::Stage2;
 use mica_kernel::memmap::PhysRange;
 
 use super::sysreg::{isb, read_sysreg, write_sysreg};
-use crate::pagetable::{s2, MapError, PageTable, TableMemory, ENTRIES, PAGE_SIZE};
+use crate::pagetable::{
+    s2, tables_at_most, MapError, PageTable, TableMemory, ENTRIES, PAGE_SIZE, STAGE2_START_LEVEL,
+};
 
-/// VTCR_EL2 for every domain: T0SZ 25 (39-bit IPA), SL0 1 (start at level 1), inner/outer
-/// write-back walks, inner shareable, 4 KiB granule, PS from the CPU, RES1 bit 31.
+/// VTCR_EL2 for every domain: T0SZ = 64 - [`IPA_BITS`] (39-bit IPA), SL0 1 (start at level
+/// 1), inner/outer write-back walks, inner shareable, 4 KiB granule, PS from the CPU, RES1
+/// bit 31.
 pub fn vtcr() -> u64 {
     let ps = (read_sysreg!("id_aa64mmfr0_el1") & 0xF).min(5);
-    (1 << 31) | (ps << 16) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (1 << 6) | 25
+    let t0sz = u64::from(64 - IPA_BITS);
+    (1 << 31) | (ps << 16) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (1 << 6) | t0sz
 }
 
-/// Table memory taken from, and given back to, the kernel's frame allocator. RAM is
-/// identity-mapped at EL2, so a table's physical address is also where EL2 writes it.
+/// Table memory taken from the kernel's frame allocator. RAM is identity-mapped at EL2, so a
+/// table's physical address is also where EL2 writes it. Tables a walk no longer reaches are
+/// collected in `unlinked`, not freed: the caller frees them once the TLBs (and their walk
+/// caches) of every CPU that may hold them have been invalidated.
 struct FrameTables<'a> {
-    frames: Option<&'a mut Frames>,
+    frames: &'a mut Frames,
+    /// Tables allocated during this operation.
+    allocated: u64,
+    /// Tables unlinked during this operation, waiting for the TLB invalidation.
+    unlinked: Vec<u64>,
+}
+
+impl<'a> FrameTables<'a> {
+    fn new(frames: &'a mut Frames) -> Self {
+        FrameTables {
+            frames,
+            allocated: 0,
+            unlinked: Vec::new(),
+        }
+    }
+
+    /// Gives the unlinked tables back to the allocator (after the TLB invalidation).
+    fn free_unlinked(&mut self) {
+        for pa in self.unlinked.drain(..) {
+            self.frames.free(PhysRange {
+                start: pa,
+                end: pa + PAGE_SIZE,
+            });
+        }
+    }
 }
 
 impl TableMemory for FrameTables<'_> {
     fn alloc_table(&mut self) -> Option<u64> {
-        let r = self.frames.as_mut()?.alloc(1)?;
+        let r = self.frames.alloc(1)?;
         // SAFETY: a frame just taken from the allocator: free RAM, identity-mapped normal
         // memory at EL2, owned by this table tree from now on.
         unsafe { core::ptr::write_bytes(r.start as *mut u8, 0, PAGE_SIZE as usize) };
+        self.allocated += 1;
         Some(r.start)
     }
 
@@ -40,12 +73,7 @@ impl TableMemory for FrameTables<'_> {
     }
 
     fn free_table(&mut self, pa: u64) {
-        if let Some(f) = self.frames.as_mut() {
-            f.free(PhysRange {
-                start: pa,
-                end: pa + PAGE_SIZE,
-            });
-        }
+        self.unlinked.push(pa);
     }
 }
 
@@ -53,6 +81,8 @@ impl TableMemory for FrameTables<'_> {
 pub struct ArmStage2 {
     root: u64,
     vmid: u16,
+    /// Tables below the root, each one page (charged to the domain's quota by the kernel).
+    tables: u64,
     /// The CPUs that have loaded this VMID (bit per logical CPU), and so may hold TLB
     /// entries tagged with it. Only ever grows: an entry may stay cached after the VMID is
     /// switched out. Changed and read under the kernel lock, like the tables (atomic only
@@ -63,13 +93,11 @@ pub struct ArmStage2 {
 impl ArmStage2 {
     /// Empty tables for `vmid`.
     pub fn new(vmid: u16, frames: &mut Frames) -> Result<ArmStage2, Status> {
-        let t = PageTable::new_stage2(FrameTables {
-            frames: Some(frames),
-        })
-        .ok_or(Status::OutOfMemory)?;
+        let t = PageTable::new_stage2(FrameTables::new(frames)).ok_or(Status::OutOfMemory)?;
         Ok(ArmStage2 {
             root: t.root(),
             vmid,
+            tables: 0,
             loaded_on: AtomicU32::new(0),
         })
     }
@@ -147,19 +175,21 @@ impl ArmStage2 {
         let size = pages
             .checked_mul(PAGE_SIZE)
             .ok_or(Status::InvalidArgument)?;
-        let mut t = PageTable::from_root(
-            FrameTables {
-                frames: Some(frames),
-            },
-            self.root,
-            true,
-        );
-        t.map_attrs(ipa, pa, size, attrs).map_err(|e| match e {
+        let mut t = PageTable::from_root(FrameTables::new(frames), self.root, true);
+        let result = t.map_attrs(ipa, pa, size, attrs).map_err(|e| match e {
             MapError::OutOfTables => Status::OutOfMemory,
             MapError::Conflict(_) => Status::SlotOccupied,
             MapError::OutOfRange => Status::OutOfRange,
             MapError::Misaligned => Status::InvalidArgument,
-        })?;
+        });
+        // A failed map undoes itself, which may unlink tables it had just allocated.
+        let memory = t.memory();
+        self.tables = self.tables + memory.allocated - memory.unlinked.len() as u64;
+        if !memory.unlinked.is_empty() {
+            self.flush_tlb();
+            memory.free_unlinked();
+        }
+        result?;
         // New entries replace invalid ones only: no stale translation to invalidate, but the
         // table writes must be visible to the walker before the guest runs.
         // SAFETY: a barrier.
@@ -198,22 +228,32 @@ impl Stage2 for ArmStage2 {
         self.map_with(ipa, pa, pages, attrs, frames)
     }
 
-    fn unmap(&mut self, ipa: u64, pages: u64) {
-        let mut t = PageTable::from_root(FrameTables { frames: None }, self.root, true);
+    fn unmap(&mut self, ipa: u64, pages: u64, frames: &mut Frames) {
+        let mut t = PageTable::from_root(FrameTables::new(frames), self.root, true);
         let _ = t.unmap(ipa, pages.saturating_mul(PAGE_SIZE));
+        // Invalidate first: until then a CPU may still walk the unlinked tables.
         self.flush_tlb();
+        let memory = t.memory();
+        self.tables -= memory.unlinked.len() as u64;
+        memory.free_unlinked();
     }
 
     fn release(&mut self, frames: &mut Frames) {
-        PageTable::from_root(
-            FrameTables {
-                frames: Some(frames),
-            },
-            self.root,
-            true,
-        )
-        .free_all();
+        // Invalidate first: no CPU may walk the tables once they are free memory again.
         self.flush_tlb();
+        PageTable::from_root(FrameTables::new(frames), self.root, true)
+            .free_all()
+            .free_unlinked();
         self.root = 0;
+        self.tables = 0;
+    }
+
+    fn table_bytes(&self) -> u64 {
+        self.tables * PAGE_SIZE
+    }
+
+    fn table_bytes_at_most(&self, ipa: u64, pa: u64, pages: u64) -> u64 {
+        tables_at_most(STAGE2_START_LEVEL, ipa, pa, pages.saturating_mul(PAGE_SIZE))
+            .saturating_mul(PAGE_SIZE)
     }
 }
