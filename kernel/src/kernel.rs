@@ -2080,6 +2080,10 @@ impl<H: Hal> Kernel<H> {
                     }
                 }
                 Removal::ObjectDestroyed {
+                    object_type: ObjectType::Vcpu | ObjectType::Domain,
+                    ..
+                } if cfg!(feature = "mutant-destroyed-objects-live-on") => {}
+                Removal::ObjectDestroyed {
                     object,
                     object_type: ObjectType::Vcpu,
                 } => {
@@ -2156,7 +2160,7 @@ impl<H: Hal> Kernel<H> {
         if now > before {
             // Within the reservation the map made: cannot fail.
             let _ = self.caps.charge_space(id.space(), now - before);
-        } else if before > now {
+        } else if before > now && !cfg!(feature = "mutant-tables-not-refunded") {
             self.caps.refund_space(id.space(), before - now, |_| {});
         }
     }

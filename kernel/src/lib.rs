@@ -34,5 +34,7 @@ pub mod psci;
 pub mod sched;
 pub mod vcpu;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

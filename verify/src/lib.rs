@@ -1,8 +1,10 @@
 //! Harnesses that check Mica's core invariants: bolero properties (Kani-ready) and
 //! bounded-exhaustive enumerations, run under plain `cargo test`.
 //!
-//! Covered: the capability system (`caps`, `exhaustive`), the kernel's event-channel state
-//! machine (`evtchn`: `mica_kernel::evtchn`) and the inter-domain ring (`ring`:
+//! Covered: the capability system (`caps`, `exhaustive`), the whole kernel's domain and vCPU
+//! lifecycle (`lifecycle`: isolation invariants over hypercalls, faults and scheduling), the
+//! kernel's event-channel state machine (`evtchn`: `mica_kernel::evtchn`) and the
+//! inter-domain ring (`ring`:
 //! `mica_rt::ring`, the very code domains run, over a model of shared memory with preemption
 //! and a misbehaving peer).
 //!
@@ -16,4 +18,5 @@
 pub mod caps;
 pub mod evtchn;
 pub mod exhaustive;
+pub mod lifecycle;
 pub mod ring;
