@@ -4,10 +4,96 @@
 //! Stage 2 translates 39-bit guest-physical addresses on every architecture Mica runs on
 //! (aarch64: VTCR_EL2.T0SZ = 25 with a level-1 root; x86_64 NPT: a four-level table limited to
 //! the same range), so an address is valid in a domain exactly when it is below
-//! [`IPA_LIMIT`]. Every check of a guest-physical range uses this one value.
+//! [`IPA_LIMIT`]. Every check of a guest-physical range uses this one value. Inside it, every
+//! domain's RAM starts at [`RAM_BASE`] and ends with its boot-info page ([`DomainLayout`]).
 
 /// Bits of a guest-physical address.
 pub const IPA_BITS: u32 = 39;
 
 /// One past the highest guest-physical address a domain can have mapped.
 pub const IPA_LIMIT: u64 = 1 << IPA_BITS;
+
+/// Bytes in a page: the unit of every mapping, frame range and table charge.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// First guest-physical address of every domain's RAM.
+pub const RAM_BASE: u64 = 0x4000_0000;
+
+/// Where things are in the guest-physical space of a domain the kernel builds from the system
+/// image, given its RAM size: the RAM at [`RAM_BASE`], its last page the boot-info page, the
+/// rest usable by the domain's image, and the registers vCPU 0 starts with. The kernel builds
+/// domains by it, the system-image parser and the toolstack's builder check images against it,
+/// so the boot-info page can never be written over an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainLayout {
+    /// RAM in bytes (a multiple of [`PAGE_SIZE`], at least two pages for a usable layout).
+    pub ram_bytes: u64,
+}
+
+impl DomainLayout {
+    /// The layout of a domain with `ram_bytes` of RAM.
+    pub const fn new(ram_bytes: u64) -> DomainLayout {
+        DomainLayout { ram_bytes }
+    }
+
+    /// The boot-info page: the last page of RAM.
+    pub const fn boot_page(&self) -> u64 {
+        RAM_BASE + self.ram_bytes.saturating_sub(PAGE_SIZE)
+    }
+
+    /// One past the last byte the domain's image may use: the boot-info page's address.
+    pub const fn usable_end(&self) -> u64 {
+        self.boot_page()
+    }
+
+    /// Whether `[ipa, ipa + size)` lies in the usable RAM, below the boot-info page.
+    pub const fn holds(&self, ipa: u64, size: u64) -> bool {
+        match ipa.checked_add(size) {
+            Some(end) => ipa >= RAM_BASE && end <= self.usable_end(),
+            None => false,
+        }
+    }
+
+    /// x0-x3 of vCPU 0 at its first instruction: the manifest's `arg`, the RAM base, the size
+    /// of usable RAM, and the boot-info page.
+    pub const fn entry_regs(&self, arg: u64) -> [u64; 4] {
+        [
+            arg,
+            RAM_BASE,
+            self.ram_bytes.saturating_sub(PAGE_SIZE),
+            self.boot_page(),
+        ]
+    }
+
+    /// The least RAM, in bytes, that holds an image ending at `end` and the boot-info page.
+    pub const fn least_ram_for(end: u64) -> u64 {
+        end.saturating_sub(RAM_BASE).next_multiple_of(PAGE_SIZE) + PAGE_SIZE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_page_is_the_last_page_and_no_image_may_reach_it() {
+        let l = DomainLayout::new(64 * 1024);
+        assert_eq!(l.boot_page(), RAM_BASE + 60 * 1024);
+        assert!(l.holds(RAM_BASE, 60 * 1024));
+        assert!(
+            !l.holds(RAM_BASE, 60 * 1024 + 1),
+            "one byte into the boot page"
+        );
+        assert!(!l.holds(RAM_BASE - 4096, 4096), "below RAM");
+        assert!(!l.holds(u64::MAX - 10, 100), "wraps");
+        assert_eq!(
+            l.entry_regs(7),
+            [7, RAM_BASE, 60 * 1024, RAM_BASE + 60 * 1024]
+        );
+        assert_eq!(DomainLayout::least_ram_for(RAM_BASE + 60 * 1024), 64 * 1024);
+        assert_eq!(
+            DomainLayout::least_ram_for(RAM_BASE + 60 * 1024 + 1),
+            68 * 1024
+        );
+    }
+}

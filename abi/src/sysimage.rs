@@ -28,7 +28,7 @@ pub const MAX_VCPUS_PER_DOMAIN: usize = 8;
 /// The value of an affinity entry that lets the kernel choose the physical CPU.
 pub const ANY_CPU: u8 = 0xFF;
 /// Guest-physical address of every domain's RAM.
-pub const DOMAIN_RAM_BASE: u64 = 0x4000_0000;
+pub const DOMAIN_RAM_BASE: u64 = crate::layout::RAM_BASE;
 /// Most event channels created at boot.
 pub const MAX_CHANNELS: usize = 32;
 /// Most shared regions created at boot.
@@ -478,19 +478,25 @@ impl<'a> SystemImage<'a> {
                 return bad("start_after/memory_from names no other domain");
             }
         }
+        let layout = crate::layout::DomainLayout::new(d.memory_bytes);
+        if d.entry >= layout.usable_end() {
+            return bad("entry point in the boot-info page");
+        }
         let segments = self
             .segments_of(d)
             .ok_or(ImageError::BadDomain(i, "segment table out of range"))?;
         for s in segments {
-            let end = s.ipa.checked_add(s.mem_size);
             let data_end = s.offset.checked_add(s.file_size);
-            match (end, data_end) {
-                (Some(end), Some(data_end))
-                    if s.ipa >= DOMAIN_RAM_BASE
-                        && end <= ram_end
-                        && s.file_size <= s.mem_size
-                        && data_end <= self.blob.len() as u64 => {}
-                _ => return bad("a segment lies outside the domain's RAM or the image"),
+            match data_end {
+                Some(data_end)
+                    if s.file_size <= s.mem_size && data_end <= self.blob.len() as u64 => {}
+                _ => return bad("a segment's bytes lie outside the image"),
+            }
+            if !layout.holds(s.ipa, s.mem_size) {
+                return bad(
+                    "a segment lies outside the domain's RAM or reaches its last page, the \
+                     boot-info page",
+                );
             }
         }
         Ok(())
@@ -663,6 +669,40 @@ mod tests {
         d.name = [0xFF; 32];
         assert!(SystemImage::parse(&build(&[d], &[b"abc"])).is_err());
         assert!(SystemImage::parse(&build(&[], &[])).is_err());
+    }
+
+    /// The kernel writes the boot-info page into the last page of a domain's RAM: an image
+    /// whose segment reaches it (the whole RAM here, one 4 KiB page of which the segment
+    /// fills) is refused, not overwritten at boot.
+    #[test]
+    fn a_segment_reaching_the_boot_info_page_is_refused() {
+        let mut d = domain("hello", 0);
+        d.memory_bytes = 0x1000;
+        assert_eq!(
+            SystemImage::parse(&build(&[d], &[b"abc"])).err(),
+            Some(ImageError::BadDomain(
+                0,
+                "entry point in the boot-info page"
+            ))
+        );
+        d.memory_bytes = 0x3000;
+        let mut img = build(&[d, domain("world", 1)], &[b"abc", b"de"]);
+        assert_eq!(
+            SystemImage::parse(&img).err(),
+            None,
+            "a page of image, the shared page, the boot page"
+        );
+        // Grow the segment to three pages: into the boot-info page.
+        let at = size_of::<Header>() + 2 * size_of::<DomainRecord>() + 24;
+        img[at..at + 8].copy_from_slice(&0x3000u64.to_le_bytes());
+        assert_eq!(
+            SystemImage::parse(&img).err(),
+            Some(ImageError::BadDomain(
+                0,
+                "a segment lies outside the domain's RAM or reaches its last page, the boot-info \
+                 page"
+            ))
+        );
     }
 
     #[test]

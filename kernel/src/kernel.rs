@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use mica_abi::hypercall::{Call, SELF_DOMAIN};
+use mica_abi::layout::DomainLayout;
 use mica_abi::sysimage::{self, DomainRecord, SystemImage};
 use mica_abi::{ObjectType, Rights, Status};
 use mica_caps::{CapAddr, CapSystem, FrameRange, Removal, SpaceId};
@@ -1011,13 +1012,13 @@ impl<H: Hal> Kernel<H> {
     fn rewrite_control_boot_info(&mut self) {
         let Some(ctl) = self.control else { return };
         if let Some(d) = self.domain(ctl) {
-            let size: u64 = d.ram.iter().map(|r| r.size()).sum();
-            let _ = self.write_boot_info(ctl, sysimage::DOMAIN_RAM_BASE + size - FRAME_SIZE);
+            let layout = DomainLayout::new(d.ram.iter().map(|r| r.size()).sum());
+            let _ = self.write_boot_info(ctl, layout.boot_page());
         }
     }
 
     /// Writes domain `id`'s boot-info page, with its current boot count and vCPU count, at
-    /// guest-physical `ipa` (the last page of its RAM).
+    /// guest-physical `ipa` (its [`DomainLayout::boot_page`]).
     fn write_boot_info(&mut self, id: DomainId, ipa: u64) -> Result<(), Status> {
         let d = self.domain(id).ok_or(Status::WrongState)?;
         let mut info = d.boot_info;
@@ -1146,15 +1147,9 @@ impl<H: Hal> Kernel<H> {
             .and_then(|i| image.domains().get(i))
             .ok_or(Status::WrongState)?;
         let v0 = *d.vcpus.first().ok_or(Status::WrongState)?;
-        // The last page of RAM is the boot-info page; x2 is the RAM before it.
-        let info_ipa = sysimage::DOMAIN_RAM_BASE + record.memory_bytes - FRAME_SIZE;
-        let regs = [
-            record.arg,
-            sysimage::DOMAIN_RAM_BASE,
-            record.memory_bytes - FRAME_SIZE,
-            info_ipa,
-        ];
-        self.write_boot_info(id, info_ipa)?;
+        let layout = DomainLayout::new(record.memory_bytes);
+        self.write_boot_info(id, layout.boot_page())?;
+        let regs = layout.entry_regs(record.arg);
         let dc = record.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0;
         let v = self.vcpu_mut(v0).ok_or(Status::WrongState)?;
         v.context.reset(record.entry, regs, 0, dc);

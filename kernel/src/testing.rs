@@ -291,10 +291,8 @@ pub fn read_u64(m: &BTreeMap<u64, u8>, pa: u64) -> u64 {
 pub fn boot_info(k: &Kernel<MockHal>, id: DomainId) -> mica_abi::bootinfo::BootInfo {
     use zerocopy::FromBytes;
     let d = k.domain(id).unwrap();
-    let size: u64 = d.ram.iter().map(|r| r.size()).sum();
-    let pa = d
-        .translate(sysimage::DOMAIN_RAM_BASE + size - 4096)
-        .unwrap();
+    let layout = mica_abi::layout::DomainLayout::new(d.ram.iter().map(|r| r.size()).sum());
+    let pa = d.translate(layout.boot_page()).unwrap();
     let m = k.hal.memory.borrow();
     let bytes: Vec<u8> = (0..size_of::<mica_abi::bootinfo::BootInfo>() as u64)
         .map(|i| *m.get(&(pa + i)).unwrap_or(&0))

@@ -13,6 +13,7 @@ use crate::image::{self, ImageError, LoadSegment, ET_EXEC};
 use crate::manifest::{Channel, Device, Domain, Location, Manifest, ManifestError, Share, Start};
 use crate::sysimage::{self, ImageDomain, ImageSegment, SysimageError};
 use mica_abi::bootinfo::name_field;
+use mica_abi::layout::DomainLayout;
 use mica_abi::sysimage::{
     ChannelRecord, DeviceRecord, DomainRecord, ShareRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_CONTROL,
     FLAG_DEFAULT_CACHEABLE, FLAG_SCHED_CONTROL, FLAG_START_AT_BOOT, MAX_VCPUS_PER_DOMAIN,
@@ -117,15 +118,15 @@ pub enum DomainProblem {
         ipa: u64,
     },
     /// A segment ends beyond the domain's RAM.
-    #[error("PT_LOAD segment {ipa:#x}..{end:#x} ends beyond the domain's RAM ({DOMAIN_RAM_BASE:#x}..{ram_end:#x}): raise memory_kib to at least {least_kib}")]
+    #[error("PT_LOAD segment {ipa:#x}..{end:#x} ends beyond the domain's usable RAM ({DOMAIN_RAM_BASE:#x}..{ram_end:#x}; the last page of its RAM is its boot-info page): raise memory_kib to at least {least_kib}")]
     RamTooSmall {
         /// `p_paddr`.
         ipa: u64,
         /// `p_paddr + p_memsz`.
         end: u64,
-        /// End of the domain's RAM.
+        /// End of the domain's usable RAM (where its boot-info page starts).
         ram_end: u64,
-        /// The least `memory_kib` that holds every segment.
+        /// The least `memory_kib` that holds every segment and the boot-info page.
         least_kib: u64,
     },
     /// Two segments share memory.
@@ -173,7 +174,10 @@ pub fn load_domain(domain: &Domain, elf: &[u8]) -> Result<ImageDomain, DomainPro
     if parsed.elf_type != ET_EXEC {
         return Err(DomainProblem::NotExecutable(parsed.elf_type));
     }
-    let ram_end = DOMAIN_RAM_BASE + domain.memory_kib * 1024;
+    let layout = DomainLayout::new(domain.memory_kib * 1024);
+    // What the domain's image may use: its RAM up to the boot-info page (the kernel's rule,
+    // which `SystemImage::parse` checks too).
+    let ram_end = layout.usable_end();
     let loads: Vec<&LoadSegment> = parsed.loads.iter().filter(|s| s.memsz > 0).collect();
     if loads.is_empty() {
         return Err(DomainProblem::NoSegments);
@@ -193,11 +197,10 @@ pub fn load_domain(domain: &Domain, elf: &[u8]) -> Result<ImageDomain, DomainPro
         if end > ram_end {
             let least_kib = loads
                 .iter()
-                .map(|s| s.paddr.saturating_add(s.memsz) - DOMAIN_RAM_BASE)
+                .map(|s| DomainLayout::least_ram_for(s.paddr.saturating_add(s.memsz)))
                 .max()
                 .unwrap_or(0)
-                .div_ceil(4096)
-                * 4;
+                / 1024;
             return Err(DomainProblem::RamTooSmall {
                 ipa: s.paddr,
                 end,
@@ -749,9 +752,21 @@ peer_access = "read-only"
             183,
         );
         assert!(domain_error(&big).ends_with(
-            "PT_LOAD segment 0x40000000..0x40401000 ends beyond the domain's RAM \
-             (0x40000000..0x40040000): raise memory_kib to at least 4100"
+            "PT_LOAD segment 0x40000000..0x40401000 ends beyond the domain's usable RAM \
+             (0x40000000..0x4003f000; the last page of its RAM is its boot-info page): raise \
+             memory_kib to at least 4104"
         ));
+        // Exactly the domain's 256 KiB: the last page would be written over at boot.
+        let fills = elf(
+            &[Load {
+                paddr: DOMAIN_RAM_BASE,
+                bytes: b"code".to_vec(),
+                memsz: 256 * 1024,
+            }],
+            DOMAIN_RAM_BASE,
+            183,
+        );
+        assert!(domain_error(&fills).ends_with("raise memory_kib to at least 260"));
         let entry = elf(
             &[Load {
                 paddr: DOMAIN_RAM_BASE,
