@@ -455,6 +455,26 @@ pub fn kernel(doms: &[Dom]) -> Box<Kernel<MockHal>> {
     k
 }
 
+/// A kernel with one domain, `name`, running on CPU 0 (returned with the CPU).
+pub fn single(name: &'static str) -> (Box<Kernel<MockHal>>, usize) {
+    let mut d = dom(name);
+    d.cpus[0] = 0;
+    let mut k = kernel(&[d]);
+    run(&mut k, 0).unwrap();
+    (k, 0)
+}
+
+/// Like [`single`], for a domain `builder` that holds scheduling authority (so it may place
+/// vCPUs on any CPU).
+pub fn builder() -> (Box<Kernel<MockHal>>, usize) {
+    let mut d = dom("builder");
+    d.cpus[0] = 0;
+    d.flags = sysimage::FLAG_SCHED_CONTROL;
+    let mut k = kernel(&[d]);
+    run(&mut k, 0).unwrap();
+    (k, 0)
+}
+
 /// The id of the domain named `name`.
 pub fn id_of(k: &Kernel<MockHal>, name: &str) -> DomainId {
     k.domains()

@@ -5,8 +5,9 @@
 //! Rust's `//` (so also `///` and `//!` doc comments) and `/* */` (nested, as Rust allows);
 //! text inside string literals is code, so every line of assembly inside `global_asm!` or
 //! `asm!` counts, and so does every non-blank line of a linker script outside its `/* */`
-//! comments (the same rules read `.ld` files). Test code is left out: files named `tests.rs`,
-//! anything under a `tests/` directory, `build.rs` (it runs on the build host), and every
+//! comments (the same rules read `.ld` files). Test code is left out: files named `tests.rs`
+//! or `testing.rs` (test support, compiled only for tests and harnesses), anything under a
+//! `tests/` directory, `build.rs` (it runs on the build host), and every
 //! module behind `#[cfg(test)]` — the attribute, the `mod` line and everything up to the
 //! module's closing brace (or the `mod name;` line of an out-of-line one).
 //!
@@ -284,7 +285,7 @@ pub fn is_counted(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let source = name.ends_with(".rs") || name.ends_with(".ld");
     let test_dir = path.components().any(|c| c.as_os_str() == "tests");
-    source && name != "tests.rs" && name != "build.rs" && !test_dir
+    source && !matches!(name, "tests.rs" | "testing.rs" | "build.rs") && !test_dir
 }
 
 /// Every counted file under `path` (a file or a directory), sorted.
@@ -544,6 +545,8 @@ mod tests {
         for (path, counted) in [
             ("kernel/src/kernel.rs", true),
             ("kernel/src/tests.rs", false),
+            ("kernel/src/tests/boot.rs", false),
+            ("kernel/src/testing.rs", false),
             ("kernel/tests/smoke.rs", false),
             ("boot/build.rs", false),
             ("boot/src/arch/aarch64.ld", true),

@@ -1,0 +1,14 @@
+//! Host tests of the kernel core against the mock HAL of `crate::testing`, one file per
+//! subject: boot instantiation, every hypercall's decode/check/perform, PSCI, faults, events,
+//! devices, the control domain, scheduling and isolation.
+
+mod boot;
+mod control;
+mod decode;
+mod devices;
+mod events;
+mod faults;
+mod hypercalls;
+mod isolation;
+mod psci;
+mod scheduling;
