@@ -1,10 +1,10 @@
 //! The Domain object: an address space, a capability space and the vCPUs that run in it.
 
-use mica_caps::{CapAddr, ObjectRef, SpaceId};
+use mica_caps::{CapAddr, ObjectRef};
 
 use crate::hal::Hal;
+pub use crate::ids::{DomainId, VcpuId};
 use crate::memmap::PhysRange;
-use crate::vcpu::VcpuId;
 
 extern crate alloc;
 
@@ -16,21 +16,6 @@ pub const MAX_MAPPINGS: usize = 64;
 pub const MAX_RAM_CHUNKS: usize = 16;
 /// Bytes of console output buffered per domain until a newline.
 pub const CONSOLE_LINE: usize = 160;
-
-/// A domain's id: the index of its capability space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DomainId(pub u16);
-
-impl DomainId {
-    /// The id as an index.
-    pub const fn index(self) -> usize {
-        self.0 as usize
-    }
-    /// The capability space of the domain.
-    pub const fn space(self) -> SpaceId {
-        SpaceId(self.0)
-    }
-}
 
 /// Where a domain is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,6 +26,7 @@ pub mod evtchn;
 pub mod frames;
 pub mod hal;
 pub mod hypercall;
+pub mod ids;
 pub mod irq;
 pub mod kernel;
 pub mod memmap;

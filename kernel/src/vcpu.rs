@@ -2,19 +2,8 @@
 
 use mica_caps::ObjectRef;
 
-use crate::domain::DomainId;
 use crate::hal::Hal;
-
-/// Index into the kernel's vCPU table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VcpuId(pub u16);
-
-impl VcpuId {
-    /// The id as an index.
-    pub const fn index(self) -> usize {
-        self.0 as usize
-    }
-}
+pub use crate::ids::{DomainId, VcpuId};
 
 /// What a vCPU is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,475 @@
+//! How domains and vCPUs end: removed capabilities and destroyed objects undone, pause and
+//! unpause, destroy (vCPUs off every CPU, then teardown), restart.
+
+use super::*;
+
+impl<H: Hal> Kernel<H> {
+    /// Undoes what removed capabilities made possible, and ends what destroyed objects were:
+    /// mappings made through a removed Memory capability go; a destroyed event channel
+    /// closes, an Irq line is masked and forgotten, a Vcpu stops for good, and a Domain is
+    /// destroyed like by `domain_destroy` (its vCPUs leave every CPU, then everything it had
+    /// goes, the domains it created with it).
+    pub(crate) fn apply_removals(&mut self, removals: &[Removal]) {
+        for r in removals {
+            match r {
+                Removal::Capability { addr, .. } => {
+                    for id in 0..SPACES {
+                        let through: heapless::Vec<(u64, u64), { crate::domain::MAX_MAPPINGS }> =
+                            match self.domains[id].as_ref() {
+                                Some(d) => d
+                                    .mappings
+                                    .iter()
+                                    .filter(|m| m.through == *addr)
+                                    .map(|m| (m.ipa, m.pages))
+                                    .collect(),
+                                None => continue,
+                            };
+                        for (ipa, pages) in through {
+                            self.unmap_one(DomainId(id as u16), ipa, pages);
+                        }
+                    }
+                }
+                Removal::ObjectDestroyed {
+                    object,
+                    object_type: ObjectType::EventChannel,
+                } => {
+                    self.channels.close(*object);
+                }
+                Removal::ObjectDestroyed {
+                    object,
+                    object_type: ObjectType::Irq,
+                } => {
+                    if let Some(i) = self.irq_line(*object) {
+                        self.release_irq(i);
+                        self.irqs.swap_remove(i);
+                    }
+                }
+                Removal::ObjectDestroyed {
+                    object_type: ObjectType::Vcpu | ObjectType::Domain,
+                    ..
+                } if cfg!(feature = "mutant-destroyed-objects-live-on") => {}
+                Removal::ObjectDestroyed {
+                    object,
+                    object_type: ObjectType::Vcpu,
+                } => {
+                    if let Some(v) = self.vcpu_of_object(*object) {
+                        self.retire_vcpu(v);
+                    }
+                }
+                Removal::ObjectDestroyed {
+                    object,
+                    object_type: ObjectType::Domain,
+                } => {
+                    let found = self.domains().find(|d| d.object == *object).map(|d| d.id);
+                    if let Some(id) = found {
+                        self.destroy(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The vCPU whose Vcpu object is `object`.
+    pub(super) fn vcpu_of_object(&self, object: mica_caps::ObjectRef) -> Option<VcpuId> {
+        self.vcpus
+            .iter()
+            .take(self.vcpu_end)
+            .position(|x| x.as_ref().is_some_and(|x| x.object == object))
+            .map(|i| VcpuId(i as u16))
+    }
+
+    /// vCPU `v`'s object is gone: it stops now (or as soon as it leaves its CPU) and never
+    /// runs again.
+    pub(super) fn retire_vcpu(&mut self, v: VcpuId) {
+        let Some(x) = self.vcpus[v.index()].as_mut() else {
+            return;
+        };
+        x.retired = true;
+        x.wake_pending = false;
+        if x.state == VcpuState::Running {
+            let cpu = x.cpu;
+            self.request_resched(cpu);
+            self.hal.kick(cpu);
+        } else {
+            x.state = VcpuState::Off;
+        }
+        self.publish_accounting();
+    }
+
+    /// `domain_restart`: restarts a domain created from the system image.
+    pub(crate) fn restart_domain(&mut self, id: DomainId) -> Result<(), Status> {
+        let d = self.domain(id).ok_or(Status::StaleCapability)?;
+        if d.state == DomainState::Dying {
+            return Err(Status::WrongState);
+        }
+        if d.image_index.is_none() {
+            return Err(Status::NotSupported);
+        }
+        self.restart(id);
+        Ok(())
+    }
+
+    /// `domain_info`: id, state and vCPU count; RAM bytes; CPU time in ns.
+    pub(crate) fn domain_info(&self, id: DomainId) -> Result<[u64; 3], Status> {
+        let d = self.domain(id).ok_or(Status::StaleCapability)?;
+        let state = match d.state {
+            DomainState::Running => 0u64,
+            DomainState::Paused => 1,
+            DomainState::Dying => 2,
+        };
+        let ram: u64 = d.ram.iter().map(|r| r.size()).sum();
+        let cpu: u64 = d
+            .vcpus
+            .iter()
+            .filter_map(|v| self.vcpu(*v))
+            .map(|v| v.sched.run_time)
+            .sum();
+        Ok([
+            id.0 as u64 | state << 16 | (d.vcpus.len() as u64) << 24,
+            ram,
+            cpu,
+        ])
+    }
+
+    /// `domain_set_name`: names domain `id` (the decoder validated the characters; the
+    /// dispatcher, that the caller holds a Domain capability for it). Names are unique: one a
+    /// live domain has, one the system image gives a domain (started or not), and the
+    /// `unnamed-` names of domains not yet named are refused with `NameInUse`.
+    pub(crate) fn set_name(&mut self, id: DomainId, name: &[u8; 32]) -> Result<(), Status> {
+        let len = name.iter().position(|b| *b == 0).unwrap_or(32);
+        let text = core::str::from_utf8(&name[..len]).map_err(|_| Status::InvalidArgument)?;
+        let d = self.domain(id).ok_or(Status::StaleCapability)?;
+        let own_record = d.image_index;
+        let taken_live = self.domains().any(|o| o.id != id && o.name() == text);
+        let taken_image = self.image.is_some_and(|image| {
+            image
+                .domains()
+                .iter()
+                .enumerate()
+                .any(|(i, r)| Some(i) != own_record && r.name() == text)
+        });
+        if taken_live || taken_image || text.starts_with(UNNAMED_PREFIX) {
+            return Err(Status::NameInUse);
+        }
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::StaleCapability)?;
+        d.name = name_copy(text);
+        Ok(())
+    }
+
+    /// Pauses a running domain.
+    pub(crate) fn pause(&mut self, id: DomainId) -> Result<(), Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::StaleCapability)?;
+        if d.state != DomainState::Running {
+            return Err(Status::WrongState);
+        }
+        d.state = DomainState::Paused;
+        self.kick_domain(id);
+        Ok(())
+    }
+
+    /// Resumes a paused domain.
+    pub(crate) fn unpause(&mut self, id: DomainId) -> Result<(), Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::StaleCapability)?;
+        if d.state != DomainState::Paused {
+            return Err(Status::WrongState);
+        }
+        d.state = DomainState::Running;
+        let all = d.vcpus.clone();
+        let runnable: heapless::Vec<VcpuId, 8> = all
+            .iter()
+            .copied()
+            .filter(|v| {
+                self.vcpu(*v)
+                    .is_some_and(|x| x.state == VcpuState::Runnable)
+            })
+            .collect();
+        for v in runnable {
+            self.make_runnable(v);
+        }
+        Ok(())
+    }
+
+    pub(super) fn kick_domain(&mut self, id: DomainId) {
+        let Some(d) = self.domain(id) else { return };
+        let cpus: heapless::Vec<usize, 8> = d
+            .vcpus
+            .iter()
+            .filter_map(|v| self.vcpu(*v))
+            .filter(|x| x.state == VcpuState::Running)
+            .map(|x| x.cpu)
+            .collect();
+        for cpu in cpus {
+            self.resched[cpu] = true;
+            self.hal.kick(cpu);
+        }
+    }
+
+    /// Starts destroying a domain: its vCPUs stop; once none is on a CPU any more, its
+    /// capabilities are revoked, mappings undone, memory scrubbed and freed.
+    pub fn destroy(&mut self, id: DomainId) {
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        if d.state == DomainState::Dying {
+            return;
+        }
+        d.state = DomainState::Dying;
+        self.stop_vcpus(id);
+        self.finish_if_quiescent(id);
+    }
+
+    /// Restarts a domain from its image: like destroy, but the domain keeps its identity and
+    /// RAM, which is scrubbed and reloaded.
+    pub(super) fn restart(&mut self, id: DomainId) {
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        if d.image_index.is_none() {
+            return self.destroy(id);
+        }
+        d.restart_pending = true;
+        self.destroy(id);
+    }
+
+    pub(super) fn stop_vcpus(&mut self, id: DomainId) {
+        let Some(d) = self.domain(id) else { return };
+        let vcpus = d.vcpus.clone();
+        for v in vcpus {
+            if let Some(x) = self.vcpus[v.index()].as_mut() {
+                if x.state == VcpuState::Running {
+                    let cpu = x.cpu;
+                    self.resched[cpu] = true;
+                    self.hal.kick(cpu);
+                } else {
+                    x.state = VcpuState::Off;
+                }
+            }
+        }
+    }
+
+    pub(super) fn finish_if_quiescent(&mut self, id: DomainId) {
+        let Some(d) = self.domain(id) else { return };
+        if d.state != DomainState::Dying {
+            return;
+        }
+        let busy = d
+            .vcpus
+            .iter()
+            .any(|v| self.vcpu(*v).is_some_and(|x| x.state == VcpuState::Running));
+        if busy {
+            return;
+        }
+        if d.restart_pending {
+            self.finish_restart(id);
+        } else {
+            self.teardown(id);
+        }
+    }
+
+    pub(super) fn finish_restart(&mut self, id: DomainId) {
+        let Some(image) = self.image else { return };
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        d.restart_pending = false;
+        d.state = DomainState::Running;
+        d.boots += 1;
+        d.console.clear();
+        d.event_page = None;
+        self.channels.unbind_domain(id);
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        let ram = d.ram.clone();
+        let index = d.image_index;
+        for r in ram.iter() {
+            self.hal.zero_phys(*r);
+        }
+        let Some(record) = index.and_then(|i| image.domains().get(i)) else {
+            return;
+        };
+        if let Some(d) = self.domains[id.index()].as_mut() {
+            self.hal
+                .reset_domain_arch(&mut d.arch, record.vcpu_count as u16);
+        }
+        for seg in image.segments_of(record).unwrap_or(&[]) {
+            let bytes = image.segment_bytes(seg);
+            if self.copy_to_guest(id, seg.ipa, bytes).is_err() {
+                self.destroy(id);
+                return;
+            }
+        }
+        if self.boot_vcpu0(id).is_err() {
+            self.destroy(id);
+        }
+    }
+
+    /// Removes every trace of a domain whose vCPUs are all off the CPUs, in an order that
+    /// leaves nothing of it reachable:
+    ///
+    /// 1. its Domain object goes with every capability to it, wherever they are, and its
+    ///    capability space is emptied: each removal undoes what it made possible (mappings
+    ///    through its capabilities in any domain, its event channels, its interrupt lines,
+    ///    and the domains and vCPUs it created, which are destroyed in turn);
+    /// 2. its vCPUs' objects, and the RAM the kernel gave it together with every capability
+    ///    derived from that RAM (regions it shared are unmapped from its peers);
+    /// 3. its stage 2 (TLBs invalidated first, then the tables freed and their charge
+    ///    refunded), its vCPU records, event bindings and interrupt routes;
+    /// 4. its RAM, scrubbed, then freed or handed to the image domain that follows it;
+    /// 5. last, the kernel lets go of its id, which may then be given to a new domain.
+    pub(super) fn teardown(&mut self, id: DomainId) {
+        let Some(root) = self.root else { return };
+        let Some(d) = self.domains[id.index()].as_ref() else {
+            return;
+        };
+        let name: heapless::String<32> = d.name.clone();
+        let object = d.object;
+        let image_index = d.image_index;
+        let payer = self.payer(id);
+        let vcpu_objects: heapless::Vec<mica_caps::ObjectRef, 8> = d
+            .vcpus
+            .iter()
+            .filter_map(|v| self.vcpu(*v))
+            .map(|v| v.object)
+            .collect();
+        let ram_objects: heapless::Vec<mica_caps::ObjectRef, { crate::domain::MAX_RAM_CHUNKS }> = d
+            .ram_caps
+            .iter()
+            .filter_map(|slot| self.caps.identify(root, *slot).ok())
+            .map(|c| c.object)
+            .collect();
+        // 1-2. Objects: each may already be gone (a domain ended by deleting its last
+        //      Domain capability), which the capability system reports as stale.
+        for o in core::iter::once(object)
+            .chain(vcpu_objects)
+            .chain(ram_objects)
+        {
+            let mut removals = Vec::new();
+            let _ = self.caps.destroy_object(o, |r| removals.push(r));
+            self.apply_removals(&removals);
+        }
+        let Some(mut d) = self.domains[id.index()].take() else {
+            return;
+        };
+        // 3. Whatever is still mapped (through capabilities of other domains) goes with the
+        //    tables, then the records that name the domain.
+        d.stage2.release(&mut self.frames);
+        self.caps.refund_space(id.space(), d.table_bytes, |_| {});
+        for v in d.vcpus.iter() {
+            self.vcpus[v.index()] = None;
+        }
+        self.channels.unbind_domain(id);
+        let routed: heapless::Vec<usize, MAX_IRQS> = self
+            .irqs
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l.route, IrqRoute::Virtual { domain, .. } if domain == id))
+            .map(|(i, _)| i)
+            .collect();
+        for i in routed {
+            self.release_irq(i);
+        }
+        // 4. Memory: scrub, then hand over or free.
+        let mut scrubbed = 0u64;
+        for r in d.ram.iter() {
+            self.hal.zero_phys(*r);
+            scrubbed += r.size();
+        }
+        let successor = image_index.and_then(|i| self.successor_of(i));
+        let takes_memory = successor.is_some_and(|(_, takes)| takes);
+        if takes_memory {
+            self.handoff = Some((successor.map_or(0, |s| s.0), d.ram.clone()));
+        } else {
+            for r in d.ram.iter() {
+                self.frames.free(*r);
+            }
+        }
+        if d.ram.is_empty() {
+            // A domain built by another (`domain_create`) runs in memory its creator lent it:
+            // the creator scrubs it when it takes it back.
+            log_paid_by!(
+                self,
+                payer,
+                "domain {name} (id {}) destroyed: its memory goes back to its creator, {} MiB free",
+                id.0,
+                self.frames.free_bytes() >> 20
+            );
+        } else {
+            log_paid_by!(
+                self,
+                payer,
+                "domain {name} (id {}) destroyed: {} KiB scrubbed, {} MiB free",
+                id.0,
+                scrubbed >> 10,
+                self.frames.free_bytes() >> 20
+            );
+        }
+        if self.control == Some(id) {
+            self.control = None;
+            self.reclaim_control_pool();
+        }
+        self.forget_dead_domains_in_control();
+        // 5. The id is free for a new domain only now.
+        self.caps.let_go_of_space(id.space(), |_| {});
+        // 6. Whoever waited for this domain starts now.
+        if let Some((next, _)) = successor {
+            let ram = self.handoff.take().map(|(_, ram)| ram);
+            self.start_from_image(next, ram);
+        }
+        self.publish_accounting();
+        self.notify_policy();
+        // 7. The last domain gone: say whether every frame came back.
+        if self.image.is_some() && self.domains().next().is_none() {
+            // The accounting page lives as long as the kernel.
+            let kept = self.accounting.map_or(0, |(page, _)| page.size());
+            let (now, then) = (self.frames.free_bytes(), self.boot_free - kept);
+            if now == then {
+                log!(
+                    self,
+                    "all domains have ended; {} KiB free, as at boot",
+                    now >> 10
+                );
+            } else {
+                log!(
+                    self,
+                    "all domains have ended; {} KiB free, {} KiB at boot: LEAKED {} KiB",
+                    now >> 10,
+                    then >> 10,
+                    then.saturating_sub(now) >> 10
+                );
+            }
+        }
+    }
+
+    /// The control domain is gone: its memory pool, with every capability derived from it
+    /// (the domains it built ran in it, and went with it), is scrubbed and freed.
+    pub(super) fn reclaim_control_pool(&mut self) {
+        let (Some(root), Some((pool, slot))) = (self.root, self.control_pool.take()) else {
+            return;
+        };
+        if let Ok(info) = self.caps.identify(root, slot) {
+            let mut removals = Vec::new();
+            let _ = self.caps.destroy_object(info.object, |r| removals.push(r));
+            self.apply_removals(&removals);
+        }
+        self.hal.zero_phys(pool);
+        self.frames.free(pool);
+    }
+
+    /// The image domain that starts after domain record `index` is destroyed, and whether it
+    /// takes over its memory.
+    pub(super) fn successor_of(&self, index: usize) -> Option<(usize, bool)> {
+        let image = self.image?;
+        image.domains().iter().enumerate().find_map(|(i, r)| {
+            (r.start_after as usize == index + 1)
+                .then_some((i, r.memory_from as usize == index + 1))
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! Guest-physical mappings: made through capabilities, recorded, their stage-2 tables charged
+//! to the domain mapped into, undone by unmap and by removed capabilities.
+
+use super::*;
+
+impl<H: Hal> Kernel<H> {
+    /// Resolves a Domain-capability argument (or [`SELF_DOMAIN`]) of `caller` needing `rights`.
+    pub(crate) fn domain_arg(
+        &self,
+        caller: DomainId,
+        arg: u64,
+        rights: Rights,
+    ) -> Result<DomainId, Status> {
+        if arg == SELF_DOMAIN {
+            return Ok(caller);
+        }
+        let slot = slot_arg(arg)?;
+        let info = self
+            .caps
+            .lookup(caller.space(), slot, ObjectType::Domain, rights)?;
+        let object = self.caps.resolve(info.object)?;
+        let space = object.domain_space.ok_or(Status::InvalidCapability)?;
+        let id = DomainId(space.0);
+        if self.domain(id).is_none() {
+            return Err(Status::StaleCapability);
+        }
+        Ok(id)
+    }
+
+    /// Maps RAM after every check has passed (used by boot and `mem_map`).
+    pub(crate) fn map_checked(
+        &mut self,
+        id: DomainId,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        through: CapAddr,
+    ) -> Result<(), Status> {
+        self.map_into(
+            id,
+            Mapping {
+                ipa,
+                pa,
+                pages,
+                through,
+                perms,
+                device: false,
+            },
+        )
+    }
+
+    /// Like [`Kernel::map_checked`], for device registers (device memory).
+    pub(crate) fn map_device_checked(
+        &mut self,
+        id: DomainId,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        perms: Rights,
+        through: CapAddr,
+    ) -> Result<(), Status> {
+        self.map_into(
+            id,
+            Mapping {
+                ipa,
+                pa,
+                pages,
+                through,
+                perms,
+                device: true,
+            },
+        )
+    }
+
+    /// Installs `m` in domain `id`'s stage 2 and records it. The tables it may need are
+    /// reserved from the domain's quota first (`QuotaExceeded` if it cannot pay), then the
+    /// charge is settled to what they took.
+    pub(super) fn map_into(&mut self, id: DomainId, m: Mapping) -> Result<(), Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        if d.mappings.is_full() {
+            return Err(Status::OutOfMemory);
+        }
+        if d.mappings.iter().any(|x| x.overlaps(m.ipa, m.pages)) {
+            return Err(Status::SlotOccupied);
+        }
+        let reserve = d.stage2.table_bytes_at_most(m.ipa, m.pa, m.pages);
+        self.caps.charge_space(id.space(), reserve)?;
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        let mut recorded = m;
+        let mapped = if m.device {
+            // Recorded as not writable RAM: an event page can never live in device memory.
+            recorded.perms -= Rights::WRITE;
+            d.stage2
+                .map_device(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)
+        } else {
+            d.stage2
+                .map(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)
+        };
+        if mapped.is_ok() {
+            let _ = d.mappings.push(recorded);
+        }
+        self.caps.refund_space(id.space(), reserve, |_| {});
+        self.settle_tables(id);
+        mapped
+    }
+
+    /// Removes the recorded mapping of domain `id` that starts at `ipa` (`pages` long) from
+    /// its stage 2, and refunds the table memory that frees.
+    pub(super) fn unmap_one(&mut self, id: DomainId, ipa: u64, pages: u64) {
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        let Some(i) = d.mappings.iter().position(|m| m.ipa == ipa) else {
+            return;
+        };
+        let m = d.mappings.swap_remove(i);
+        d.stage2.unmap(m.ipa, pages, &mut self.frames);
+        if d.event_page.is_some_and(|p| m.overlaps(p, 1)) {
+            d.event_page = None;
+        }
+        self.settle_tables(id);
+    }
+
+    /// Brings the quota charge of domain `id`'s stage-2 tables in line with what they hold
+    /// now (after a map reserved the most they could grow, or an unmap freed some).
+    pub(super) fn settle_tables(&mut self, id: DomainId) {
+        let Some(d) = self.domains[id.index()].as_mut() else {
+            return;
+        };
+        let now = d.stage2.table_bytes();
+        let before = core::mem::replace(&mut d.table_bytes, now);
+        if now > before {
+            // Within the reservation the map made: cannot fail.
+            let _ = self.caps.charge_space(id.space(), now - before);
+        } else if before > now && !cfg!(feature = "mutant-tables-not-refunded") {
+            self.caps.refund_space(id.space(), before - now, |_| {});
+        }
+    }
+
+    /// Unmaps every whole mapping of `id` inside `[ipa, ipa + pages)`; returns pages unmapped.
+    pub(crate) fn unmap_range(
+        &mut self,
+        id: DomainId,
+        ipa: u64,
+        pages: u64,
+    ) -> Result<u64, Status> {
+        let d = self.domains[id.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        let end = ipa
+            .checked_add(
+                pages
+                    .checked_mul(FRAME_SIZE)
+                    .ok_or(Status::InvalidArgument)?,
+            )
+            .ok_or(Status::InvalidArgument)?;
+        // Check: no mapping is cut in two.
+        for m in d.mappings.iter() {
+            if m.overlaps(ipa, pages) && (m.ipa < ipa || m.ipa + m.pages * FRAME_SIZE > end) {
+                return Err(Status::InvalidArgument);
+            }
+        }
+        let inside: heapless::Vec<(u64, u64), { crate::domain::MAX_MAPPINGS }> = d
+            .mappings
+            .iter()
+            .filter(|m| m.overlaps(ipa, pages))
+            .map(|m| (m.ipa, m.pages))
+            .collect();
+        let mut unmapped = 0;
+        for (at, n) in inside {
+            self.unmap_one(id, at, n);
+            unmapped += n;
+        }
+        Ok(unmapped)
+    }
+}

@@ -1,0 +1,119 @@
+//! Domains' console lines and the kernel's log lines about them, each paid from a console
+//! budget (`crate::console`).
+
+use super::*;
+
+impl<H: Hal> Kernel<H> {
+    /// Buffers console output of `domain`, printing each complete line with its name (see
+    /// [`Kernel::flush_console`]); `\r` is dropped. Every byte also goes to the domain's
+    /// console log (`console_read`).
+    pub(crate) fn console_bytes(&mut self, domain: DomainId, bytes: &[u8]) {
+        if let Some(d) = self.domains[domain.index()].as_mut() {
+            for &b in bytes {
+                d.log_console(b);
+            }
+        }
+        for &b in bytes {
+            match b {
+                b'\n' => self.flush_console(domain),
+                b'\r' => {}
+                _ => {
+                    let full = match self.domains[domain.index()].as_mut() {
+                        Some(d) => d.console.push(b).is_err(),
+                        None => return,
+                    };
+                    if full {
+                        self.flush_console(domain);
+                        if let Some(d) = self.domains[domain.index()].as_mut() {
+                            let _ = d.console.push(b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prints `domain`'s buffered console line as `[name] text`: plain text only (see
+    /// [`crate::console::sanitize`]), paid from the domain's console budget (dropped, and
+    /// counted, when it cannot pay).
+    pub(super) fn flush_console(&mut self, domain: DomainId) {
+        let now = self.hal.now_ns();
+        let Some(d) = self.domains[domain.index()].as_mut() else {
+            return;
+        };
+        let mut line = heapless::Vec::<u8, 256>::new();
+        let _ = line.push(b'[');
+        let _ = line.extend_from_slice(d.name.as_bytes());
+        let _ = line.extend_from_slice(b"] ");
+        crate::console::sanitize(&d.console, &mut line);
+        let _ = line.push(b'\n');
+        d.console.clear();
+        match d.console_budget.pay(now, line.len()) {
+            Some(0) => {}
+            Some(dropped) => {
+                let mut note = heapless::String::<128>::new();
+                let _ = writeln!(
+                    note,
+                    "[{}] ({dropped} bytes of console output dropped: over its budget)",
+                    d.name
+                );
+                self.hal.console_write(note.as_bytes());
+            }
+            None => return,
+        }
+        self.hal.console_write(&line);
+    }
+
+    /// Prints a kernel line about something domain `about` did, paid from the console budget
+    /// of the domain answerable for it (see [`Kernel::payer`]): a domain cannot flood the
+    /// console through the kernel's log either.
+    pub(super) fn log_for(&mut self, about: DomainId, args: fmt::Arguments<'_>) {
+        let payer = self.payer(about);
+        self.log_paid_by(payer, args);
+    }
+
+    /// Prints a kernel line paid from `payer`'s console budget (unconditionally if it is
+    /// gone).
+    pub(super) fn log_paid_by(&mut self, payer: DomainId, args: fmt::Arguments<'_>) {
+        let mut line = heapless::String::<256>::new();
+        let _ = line.write_str("mica: ");
+        let _ = line.write_fmt(args);
+        let _ = line.write_str("\n");
+        let now = self.hal.now_ns();
+        let Some(d) = self.domains[payer.index()].as_mut() else {
+            self.hal.console_write(line.as_bytes());
+            return;
+        };
+        match d.console_budget.pay(now, line.len()) {
+            Some(0) => {}
+            Some(dropped) => {
+                let mut note = heapless::String::<128>::new();
+                let _ = writeln!(
+                    note,
+                    "mica: ({dropped} bytes of log about domain {} dropped: over its budget)",
+                    d.name
+                );
+                self.hal.console_write(note.as_bytes());
+            }
+            None => return,
+        }
+        self.hal.console_write(line.as_bytes());
+    }
+
+    /// The domain whose console budget pays for log lines about `id`: the domain that created
+    /// it, if a domain did (so creating and destroying domains in a loop cannot flood the
+    /// console), else `id` itself.
+    pub(super) fn payer(&self, id: DomainId) -> DomainId {
+        match self.domain(id) {
+            Some(d) if Some(d.original.space) != self.root => {
+                let creator = DomainId(d.original.space.0);
+                if self.domain(creator).is_some() {
+                    creator
+                } else {
+                    id
+                }
+            }
+            _ => id,
+        }
+    }
+}

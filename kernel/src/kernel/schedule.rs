@@ -1,0 +1,379 @@
+//! The scheduler mechanism: picking what each CPU runs, blocking and waking, ticks, the
+//! accounting page and the policy domain's parameters.
+
+use super::*;
+
+impl<H: Hal> Kernel<H> {
+    /// Rewrites the accounting page from the kernel's vCPU table (a seqlock: `seq` is odd
+    /// while the entries change).
+    pub fn publish_accounting(&mut self) {
+        use mica_abi::sched::{state, SchedPage, VcpuAccount, MAX_ACCOUNTED_VCPUS};
+        use zerocopy::{FromZeros, IntoBytes};
+        let Some((frame, _)) = self.accounting else {
+            return;
+        };
+        self.accounting_seq = self.accounting_seq.wrapping_add(2);
+        let mut page = SchedPage::new_zeroed();
+        page.seq = self.accounting_seq;
+        page.now_ns = self.hal.now_ns();
+        page.cpus = self.hal.cpus() as u32;
+        for (i, v) in self.vcpus.iter().enumerate().take(MAX_ACCOUNTED_VCPUS) {
+            let Some(v) = v else { continue };
+            page.vcpus[i] = VcpuAccount {
+                domain: v.domain.0,
+                index: v.index,
+                cpu: v.cpu as u8,
+                state: match v.state {
+                    VcpuState::Off => state::OFF,
+                    VcpuState::Runnable => state::RUNNABLE,
+                    VcpuState::Running => state::RUNNING,
+                    VcpuState::Blocked => state::BLOCKED,
+                },
+                priority: v.sched.params.priority,
+                valid: 1,
+                run_time_ns: v.sched.run_time,
+                wakeups: v.sched.wakeups as u32,
+                overruns: v.sched.overruns as u32,
+                budget_us: (v.sched.params.budget_ns / 1000) as u32,
+                period_us: (v.sched.params.period_ns / 1000) as u32,
+                affinity: v.sched.params.affinity,
+                request: v.request,
+                node: self.cpu_nodes.get(v.cpu).copied().unwrap_or(0),
+                memory_node: self.domain(v.domain).map_or(0, |d| d.memory_node),
+                reserved: 0,
+            };
+        }
+        // Odd sequence first, then the entries, then the even sequence.
+        self.hal
+            .write_phys(frame.start, &(self.accounting_seq - 1).to_le_bytes());
+        self.hal.write_phys(frame.start + 8, &page.as_bytes()[8..]);
+        self.hal.write_phys(frame.start, &page.seq.to_le_bytes());
+    }
+
+    /// Tells the policy domain that something changed (coalesced; ignored if it is gone).
+    pub(crate) fn notify_policy(&mut self) {
+        let Some(end) = self.sched_events else { return };
+        if let Ok(Some(delivery)) = self.channels.send(end) {
+            self.deliver(delivery);
+        }
+    }
+
+    /// `sched_set`, after decoding: checks, then applies new parameters to one vCPU.
+    pub(crate) fn set_sched(
+        &mut self,
+        caller: DomainId,
+        control: u16,
+        domain: u16,
+        index: u16,
+        params: SchedParams,
+    ) -> Result<(), Status> {
+        self.caps.lookup(
+            caller.space(),
+            control,
+            ObjectType::SchedControl,
+            Rights::CONTROL,
+        )?;
+        let cpus = self.hal.cpus().max(1);
+        if !params.is_valid(cpus) {
+            return Err(Status::InvalidArgument);
+        }
+        let v = self
+            .domain(DomainId(domain))
+            .and_then(|d| d.vcpus.get(index as usize).copied())
+            .ok_or(Status::OutOfRange)?;
+        let old_cpu = self.vcpu(v).ok_or(Status::OutOfRange)?.cpu;
+        let new_cpu = if params.affinity & (1 << old_cpu) != 0 {
+            old_cpu
+        } else {
+            params.affinity.trailing_zeros() as usize
+        };
+        // Admission: reservations on the CPU it will run on stay within 100%.
+        let others = self
+            .vcpus
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| x.as_ref().filter(|x| i != v.index() && x.cpu == new_cpu))
+            .map(|x| x.sched.params);
+        if !sched::admissible(others.chain(core::iter::once(params))) {
+            return Err(Status::Overcommitted);
+        }
+        // Act.
+        let now = self.hal.now_ns();
+        let x = self.vcpus[v.index()].as_mut().ok_or(Status::OutOfRange)?;
+        x.sched.set_params(params, now);
+        let state = x.state;
+        if new_cpu != old_cpu {
+            x.cpu = new_cpu;
+            if state == VcpuState::Running {
+                // Its current CPU lets go of it at the next pick; it then runs on the new one.
+                self.resched[old_cpu] = true;
+                self.hal.kick(old_cpu);
+            }
+        }
+        self.resched[new_cpu] = true;
+        self.hal.kick(new_cpu);
+        self.publish_accounting();
+        Ok(())
+    }
+
+    pub(super) fn make_runnable(&mut self, v: VcpuId) {
+        let Some(vcpu) = self.vcpus[v.index()].as_mut() else {
+            return;
+        };
+        if vcpu.retired {
+            vcpu.state = VcpuState::Off;
+            return;
+        }
+        vcpu.state = VcpuState::Runnable;
+        let (cpu, domain) = (vcpu.cpu, vcpu.domain);
+        if self
+            .domain(domain)
+            .is_some_and(|d| d.state == DomainState::Running)
+        {
+            self.hal.kick(cpu);
+        }
+    }
+
+    /// What physical CPU `cpu` should run now (`None`: idle until an interrupt), following
+    /// the mechanism of [`sched`]: the running vCPU is charged for its time and keeps the CPU
+    /// unless its slice ended (a [`Kernel::tick`]), it yielded or blocked, or a vCPU of higher
+    /// priority became runnable. Also computes [`Kernel::deadline`].
+    pub fn pick(&mut self, cpu: usize) -> Option<Next> {
+        if cpu >= MAX_CPUS {
+            return None;
+        }
+        let now = self.hal.now_ns();
+        if let Some(c) = self.current[cpu] {
+            let mut overran = false;
+            let still = self.vcpus[c.index()].as_mut().map(|x| {
+                overran = x.sched.charge(now);
+                (x.state, x.domain)
+            });
+            if overran {
+                self.notify_policy();
+            }
+            let retired = self.vcpus[c.index()].as_ref().is_none_or(|x| x.retired);
+            let keeps_running = !retired
+                && still.is_some_and(|(state, d)| {
+                    state == VcpuState::Running
+                        && self
+                            .domain(d)
+                            .is_some_and(|d| d.state == DomainState::Running)
+                });
+            if !keeps_running {
+                // Blocked, stopped, paused or dying: off the CPU first (this may restart or
+                // tear down its domain, which changes what is runnable).
+                self.current[cpu] = None;
+                self.leave_cpu(c);
+            }
+        }
+        let current = self.current[cpu];
+        let resched = core::mem::take(&mut self.resched[cpu]);
+        // Everything that may run here, with budgets replenished for `now`.
+        let mut candidates: heapless::Vec<Candidate<VcpuId>, MAX_VCPUS> = heapless::Vec::new();
+        let mut waiting: heapless::Vec<SchedState, MAX_VCPUS> = heapless::Vec::new();
+        for i in 0..self.vcpu_end.min(MAX_VCPUS) {
+            let id = VcpuId(i as u16);
+            let running_domain = match self.vcpus[i].as_ref() {
+                Some(x) if x.cpu == cpu => self
+                    .domain(x.domain)
+                    .is_some_and(|d| d.state == DomainState::Running),
+                _ => continue,
+            };
+            let Some(x) = self.vcpus[i].as_mut() else {
+                continue;
+            };
+            x.sched.replenish(now);
+            let runnable = x.state == VcpuState::Runnable
+                || (x.state == VcpuState::Running && current == Some(id));
+            if running_domain && runnable {
+                let _ = candidates.push(Candidate { id, sched: x.sched });
+            }
+        }
+        let best = sched::choose(candidates.iter().copied());
+        // The running vCPU keeps the CPU unless something better came or its turn is over.
+        let keep = current.filter(|c| {
+            !resched
+                && candidates.iter().any(|k| k.id == *c && k.sched.eligible())
+                && best.is_some_and(|b| {
+                    let prio = |id: VcpuId| {
+                        candidates
+                            .iter()
+                            .find(|k| k.id == id)
+                            .map_or(0, |k| k.sched.params.priority)
+                    };
+                    prio(b) <= prio(*c)
+                })
+        });
+        let chosen = keep.or(best);
+        if let Some(c) = current.filter(|c| Some(*c) != chosen) {
+            self.current[cpu] = None;
+            self.leave_cpu(c);
+        }
+        let timers = self.blocked_timer_deadline(cpu);
+        let Some(v) = chosen else {
+            for k in candidates.iter() {
+                let _ = waiting.push(k.sched);
+            }
+            self.deadlines[cpu] = earliest(sched::next_deadline(now, None, &waiting), timers);
+            return None;
+        };
+        let vcpu = self.vcpus[v.index()].as_mut()?;
+        if current != Some(v) {
+            vcpu.runs += 1;
+        }
+        vcpu.state = VcpuState::Running;
+        if current != Some(v) {
+            self.run_seq += 1;
+            vcpu.sched.start(now, self.run_seq);
+        } else {
+            vcpu.sched.resume(now);
+        }
+        let (domain, running) = (vcpu.domain, vcpu.sched);
+        self.current[cpu] = Some(v);
+        for k in candidates.iter().filter(|k| k.id != v) {
+            let _ = waiting.push(k.sched);
+        }
+        self.deadlines[cpu] = earliest(sched::next_deadline(now, Some(&running), &waiting), timers);
+        Some(Next { vcpu: v, domain })
+    }
+
+    /// The earliest virtual-timer deadline of the vCPUs blocked on `cpu`.
+    pub(super) fn blocked_timer_deadline(&self, cpu: usize) -> Option<u64> {
+        self.vcpus
+            .iter()
+            .take(self.vcpu_end)
+            .flatten()
+            .filter(|v| v.cpu == cpu && v.state == VcpuState::Blocked)
+            .filter_map(|v| v.context.timer_deadline_ns())
+            .min()
+    }
+
+    /// `v` has just left its physical CPU.
+    pub(super) fn leave_cpu(&mut self, v: VcpuId) {
+        let Some(vcpu) = self.vcpus[v.index()].as_ref() else {
+            return;
+        };
+        let domain = vcpu.domain;
+        let state = self.domain(domain).map(|d| d.state);
+        if vcpu.retired {
+            if let Some(x) = self.vcpus[v.index()].as_mut() {
+                x.state = VcpuState::Off;
+            }
+            self.finish_if_quiescent(domain);
+            return;
+        }
+        match (vcpu.state, state) {
+            (VcpuState::Running, Some(DomainState::Running)) => self.make_runnable(v),
+            (VcpuState::Running, Some(DomainState::Paused)) => {
+                if let Some(x) = self.vcpus[v.index()].as_mut() {
+                    x.state = VcpuState::Runnable;
+                }
+            }
+            (_, Some(DomainState::Dying)) => {
+                if let Some(x) = self.vcpus[v.index()].as_mut() {
+                    x.state = VcpuState::Off;
+                }
+                self.finish_if_quiescent(domain);
+            }
+            _ => {}
+        }
+    }
+
+    /// The timer of `cpu` fired (its deadline, or a periodic tick): the scheduler looks again
+    /// (round robin among equals, budgets), and blocked vCPUs wake to check their virtual
+    /// timer.
+    pub fn tick(&mut self, cpu: usize) {
+        if cpu >= MAX_CPUS {
+            return;
+        }
+        let now = self.hal.now_ns();
+        let expired: heapless::Vec<VcpuId, MAX_VCPUS> = self
+            .vcpus
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                v.as_ref()
+                    .filter(|v| {
+                        v.cpu == cpu
+                            && v.state == VcpuState::Blocked
+                            && v.context.timer_deadline_ns().is_some_and(|d| d <= now)
+                    })
+                    .map(|_| VcpuId(i as u16))
+            })
+            .collect();
+        for v in expired {
+            self.wake(v);
+        }
+        self.resched[cpu] = true;
+        if cpu == 0 {
+            self.publish_accounting();
+        }
+    }
+
+    /// Marks vCPU `v` as having a pending virtual interrupt: a blocked vCPU becomes runnable.
+    pub fn wake(&mut self, v: VcpuId) {
+        let Some(vcpu) = self.vcpus[v.index()].as_mut() else {
+            return;
+        };
+        vcpu.wake_pending = true;
+        if vcpu.state == VcpuState::Blocked {
+            vcpu.sched.wakeups += 1;
+            self.make_runnable(v);
+        }
+    }
+
+    /// A virtual interrupt of vCPU `v` may have become deliverable: a blocked `v` wakes
+    /// ([`wake`](Self::wake)); a running one has its physical CPU interrupted so that it
+    /// exits and sees the interrupt (the HAL refills its interrupt state before every entry).
+    /// A runnable or stopped `v` needs nothing.
+    pub fn interrupt_vcpu(&mut self, v: VcpuId) {
+        let Some(vcpu) = self.vcpu(v) else { return };
+        match vcpu.state {
+            VcpuState::Blocked => self.wake(v),
+            VcpuState::Running => self.hal.kick(vcpu.cpu),
+            VcpuState::Runnable | VcpuState::Off => {}
+        }
+    }
+
+    pub(crate) fn request_resched(&mut self, cpu: usize) {
+        if cpu < MAX_CPUS {
+            self.resched[cpu] = true;
+        }
+    }
+
+    /// The vCPU on `cpu` yields: it goes behind every runnable vCPU of its priority.
+    pub(crate) fn yield_cpu(&mut self, cpu: usize) {
+        if let Some(v) = self.current(cpu) {
+            self.run_seq += 1;
+            if let Some(x) = self.vcpus[v.index()].as_mut() {
+                x.sched.last_run = self.run_seq;
+            }
+        }
+        self.request_resched(cpu);
+    }
+
+    /// The physical CPUs `caller` may place vCPUs on (one bit per CPU): every online CPU if
+    /// it holds scheduling authority (a SchedControl capability with CONTROL), else only the
+    /// CPUs its own vCPUs may run on, so a domain cannot escape the pinning its manifest or
+    /// its policy gave it by creating vCPUs.
+    pub fn placement(&self, caller: DomainId) -> u64 {
+        let cpus = self.hal.cpus().clamp(1, MAX_CPUS);
+        let online = if cpus >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << cpus) - 1
+        };
+        if self.holds(caller, ObjectType::SchedControl, Rights::CONTROL) {
+            return online;
+        }
+        let own = self.domain(caller).map_or(0, |d| {
+            d.vcpus
+                .iter()
+                .filter_map(|v| self.vcpu(*v))
+                .filter(|v| !v.retired)
+                .fold(0, |mask, v| mask | v.sched.params.affinity | 1 << v.cpu)
+        });
+        own & online
+    }
+}
