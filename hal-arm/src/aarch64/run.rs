@@ -31,7 +31,7 @@ use super::hal::{lock_kernel, ArmHal};
 use super::sysreg::{
     counter, cpu_yield, isb, mask_interrupts, read_sysreg, unmask_irq, wfi, write_sysreg,
 };
-use super::{boot, console, el2, gic, timer, trap};
+use super::{console, el2, gic, irq, timer, trap};
 use crate::esr;
 use crate::mmio::{self, MmioAccess, Syndrome};
 use crate::traps::{self, SysregAction};
@@ -122,9 +122,9 @@ fn set_timer_ppi(cpu: usize, enabled: bool) {
     let want = if enabled { 2 } else { 1 };
     if state.swap(want, Ordering::Relaxed) != want {
         if enabled {
-            gic::enable_private(cpu, boot::vtimer_intid());
+            gic::enable_private(cpu, irq::vtimer_intid());
         } else {
-            gic::disable_private(cpu, boot::vtimer_intid());
+            gic::disable_private(cpu, irq::vtimer_intid());
         }
     }
 }

@@ -40,7 +40,7 @@ extern "C" fn mica_el2_trap(kind: u64, frame: &mut TrapFrame) {
 /// Acknowledges and handles every pending physical interrupt.
 pub fn handle_irqs() {
     while let Some(intid) = gic::acknowledge() {
-        if super::boot::on_interrupt(intid) {
+        if super::irq::on_interrupt(intid) {
             gic::end_of_interrupt(intid);
         } else {
             // Forwarded to a guest as a hardware-linked virtual interrupt: the guest's EOI
