@@ -238,7 +238,10 @@ fn argument_attacks(space: &Space) {
             rw,
         ),
     );
-    let past_end = space.memory.map_or(0, |(_, info)| info.frames.count);
+    // Frames are absolute: the first one past the capability's range.
+    let past_end = space
+        .memory
+        .map_or(0, |(_, info)| info.frames.first + info.frames.count);
     report(
         "mem_map frames beyond its capability",
         hypercall::mem_map(

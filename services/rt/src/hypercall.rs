@@ -39,11 +39,12 @@ impl Port {
     }
 }
 
-/// Frames `[first, first + count)` of a Memory capability, in 4 KiB frames relative to the
-/// capability's own range; `count == 0` in `cap_derive`/`cap_grant` means "the same range".
+/// Frames `[first, first + count)` of a Memory capability, as absolute frame numbers (physical
+/// address / 4 KiB; `cap_identify` reports a capability's range in the same numbers); `count
+/// == 0` in `cap_derive`/`cap_grant` means "the same range".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameRange {
-    /// First frame, relative to the capability's range.
+    /// First frame (absolute).
     pub first: u64,
     /// Number of frames.
     pub count: u64,
