@@ -2467,6 +2467,56 @@ memory_from = "hello-a"
         assert_eq!(m.dir(), Path::new("images"));
     }
 
+    /// Measured under QEMU 7.2 with `images/lifecycle.toml` and `--memory`: 128, 160 and 190
+    /// MiB stop at boot with `cannot create domain ctl: out of memory`; 192 MiB boots `ctl`.
+    #[test]
+    fn the_control_pool_needs_an_aligned_block_the_device_tree_does_not_split() {
+        assert_eq!(qemu_dtb_offset_mib(140), 70);
+        assert_eq!(qemu_dtb_offset_mib(1024), 128);
+        for mib in [128, 140, 160, 190, 191] {
+            assert_eq!(pool_blocks(mib), 0, "{mib} MiB");
+        }
+        assert_eq!(pool_blocks(192), 1);
+        assert_eq!(
+            pool_blocks(256),
+            2,
+            "[64, 128) below the DTB at 128, and [192, 256)"
+        );
+        assert_eq!(pool_blocks(512), 6);
+        let text = edit("memory_mib = 512", "memory_mib = 160")
+            + "\n[[domain]]\nname = \"ctl\"\nkind = \"service\"\nbinary = \"ctl\"\nmemory_kib = 2048\ncontrol = true\n";
+        let err = error(&text);
+        assert!(
+            err.contains("the control domain `ctl` needs its 64 MiB pool as one free block aligned to 64 MiB, and memory_mib = 160 has none")
+                && err.ends_with("set memory_mib to at least 192"),
+            "{err}"
+        );
+        let m = parse(&text.replace("memory_mib = 160", "memory_mib = 192")).unwrap();
+        assert!(machine_problems(&m, 2, "--smp 2", Some(192), "--memory 192M").is_empty());
+        let problems = machine_problems(&m, 1, "--smp 1", Some(191), "--memory 191M");
+        assert_eq!(
+            problems.len(),
+            1,
+            "CPU 0 is all hello-a asks for: {problems:?}"
+        );
+        assert!(
+            problems[0].starts_with("--memory 191M: the control domain `ctl` needs")
+                && problems[0].ends_with("give the machine at least 192 MiB"),
+            "{problems:?}"
+        );
+        let pinned = parse(
+            &text
+                .replace("cpus = [0]", "cpus = [1]")
+                .replace("memory_mib = 160", "memory_mib = 192"),
+        )
+        .unwrap();
+        let problems = machine_problems(&pinned, 1, "--smp 1", None, "");
+        assert_eq!(
+            problems,
+            ["--smp 1 gives the machine CPUs 0 to 0 but the manifest pins hello-a (cpus [1]) to CPUs it lacks; the kernel would move those vCPUs to other CPUs (a policy domain into the pool it manages): give at least 2 CPUs (the manifest's [machine] cpus = 2)"]
+        );
+    }
+
     #[test]
     fn memory_mib_defaults_to_512() {
         let m = parse(&edit("memory_mib = 512\n", "")).unwrap();

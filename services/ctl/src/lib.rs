@@ -12,4 +12,5 @@
 pub mod boot;
 pub mod pool;
 pub mod protocol;
+pub mod report;
 pub mod transport;

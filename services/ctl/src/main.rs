@@ -47,6 +47,7 @@ mod domain {
     use mica_service_ctl::protocol::{
         error_frame, frame, Event, FrameReader, Name, Request, MAX_FRAME,
     };
+    use mica_service_ctl::report;
     use mica_service_ctl::transport::{interrupt_mode, InterruptMode};
     use zerocopy::IntoBytes;
 
@@ -535,10 +536,12 @@ mod domain {
                     drop(window);
                     self.pool.give_back(c.run);
                     println!(
-                        "ctl: destroyed {}; its {} KiB came from this pool (the kernel scrubs only RAM it gave, hence its `0 KiB scrubbed`): scrubbed here and returned, {} KiB free in the pool",
-                        name.as_str(),
-                        c.run.count * 4,
-                        self.pool.free_pages() * 4
+                        "{}",
+                        report::destroyed(
+                            name.as_str(),
+                            c.run.count * 4,
+                            self.pool.free_pages() * 4
+                        )
                     );
                 }
                 Err(status) => println!(
@@ -620,7 +623,8 @@ mod domain {
         } = mode
         {
             println!(
-                "ctl: warning: the virtio console is on the transport at {transport:#x}, which raises interrupt {transport_intid}, but the manifest gives this device interrupt {manifest_intid} (another virtio device took its transport): polling instead"
+                "{}",
+                report::wrong_interrupt(transport, transport_intid, manifest_intid)
             );
         }
         let bound = match (mode, irq) {
