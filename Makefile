@@ -45,23 +45,27 @@ ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt
 X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt
 
 .PHONY: all setup build hypervisor toolstack run test fmt-check clippy host-test smoke \
-        verify-mutants fuzz clean bench bench-xen tcb
+        verify-mutants fuzz clean bench bench-xen tcb readme
 
 all: build
 
 setup:
 	@scripts/setup.sh
 
+# Each long step says what it is first (the first build takes a few minutes; README).
 toolstack: setup
+	@echo "make: [1/3] the host toolstack, target/release/mica (the first time about a minute, after the crates download)"
 	$(CARGO) build --release -p mica
 
 hypervisor: setup
+	@echo "make: [2/3] the hypervisor and the domains for $(ARM_TARGET), and the x86_64 binary (the first time about a minute)"
 	$(CARGO) build --release --target $(ARM_TARGET) -p mica-boot --bin mica-aarch64
 	$(CARGO) build --release --target $(ARM_TARGET) $(GUESTS)
 	$(CARGO) build --release --target $(ARM_TARGET) $(NULLBENCH)
 	$(CARGO) build --release --target $(X86_TARGET) -p mica-boot --bin mica-x86_64
 
-$(HYP_IMAGE): hypervisor toolstack
+$(HYP_IMAGE): toolstack hypervisor
+	@echo "make: [3/3] the bootable image $@"
 	@mkdir -p $(dir $@)
 	$(MICA) image $(HYP_ELF) -o $@
 
@@ -95,6 +99,12 @@ host-test: setup
 ## Boot every scenario in tests/smoke (or only SCENARIO=name) and check its transcript.
 smoke: build
 	$(MICA) smoke --hypervisor $(HYP_IMAGE) $(if $(SCENARIO),--scenario $(SCENARIO))
+
+## Boot the default system as `make run` does, run the README's `mica ctl` session against it
+## (tests/smoke/readme.toml) and write both transcripts into README.md. `cargo test -p mica`
+## checks README.md against the scenario's regexes.
+readme: build
+	$(MICA) smoke --hypervisor $(HYP_IMAGE) --scenario readme --update-docs
 
 ## Deterministic cost figures under QEMU -icount and idle host CPU (bench/*.toml); writes
 ## bench/results.json and docs/PERFORMANCE.md. Not part of `make test`: timing never is.

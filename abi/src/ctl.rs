@@ -12,8 +12,10 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"MCTL";
-/// Protocol version; a peer speaking another answers `ErrorCode::Version`.
-pub const VERSION: u16 = 1;
+/// Protocol version; a peer speaking another answers `ErrorCode::Version`. Version 2 added
+/// [`DomainRequest::flags`], the roles of [`DomainEntry`], the `refused`/`malformed` split of
+/// [`StatsReply`] and error codes 9-11.
+pub const VERSION: u16 = 2;
 /// Largest payload accepted.
 pub const MAX_PAYLOAD: usize = 1024;
 /// Bytes of a domain name field (NUL-padded UTF-8).
@@ -103,6 +105,14 @@ pub enum ErrorCode {
     Refused = 7,
     /// Not enough memory in the control domain's pool.
     NoMemory = 8,
+    /// The control domain was asked to pause, unpause, destroy or reboot itself (it serves
+    /// the requests; it cannot do that to itself).
+    Itself = 9,
+    /// `Create` with the name of a domain that exists.
+    NameTaken = 10,
+    /// `Destroy` or `Reboot` of a domain the system depends on (the scheduling policy)
+    /// without [`FLAG_FORCE`].
+    Protected = 11,
 }
 
 /// Payload of [`Kind::Error`].
@@ -115,12 +125,20 @@ pub struct ErrorReply {
     pub status: u32,
 }
 
+/// [`DomainRequest::flags`]: do it even to a domain the system depends on (`mica ctl
+/// destroy --force`); without it such a request is answered [`ErrorCode::Protected`].
+pub const FLAG_FORCE: u32 = 1 << 0;
+
 /// Payload naming one domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub struct DomainRequest {
     /// The domain's name.
     pub name: [u8; NAME_LEN],
+    /// `FLAG_*` bits ([`FLAG_FORCE`]); other bits must be zero.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
 
 /// Payload of [`Kind::Create`].
@@ -165,28 +183,38 @@ pub struct DomainEntry {
     pub state: u32,
     /// vCPUs.
     pub vcpus: u32,
-    /// Reserved.
-    pub reserved: u32,
+    /// What the domain is to the system: a `ROLE_*` value.
+    pub role: u32,
     /// RAM in bytes.
     pub memory_bytes: u64,
     /// CPU time used, ns.
     pub cpu_time_ns: u64,
 }
 
+/// [`DomainEntry::role`]: an ordinary domain.
+pub const ROLE_DOMAIN: u32 = 0;
+/// [`DomainEntry::role`]: the control domain itself (the one answering).
+pub const ROLE_CONTROL: u32 = 1;
+/// [`DomainEntry::role`]: the scheduling policy domain (destroy and reboot need
+/// [`FLAG_FORCE`]).
+pub const ROLE_SCHED_POLICY: u32 = 2;
+
 /// Payload of a [`Kind::Stats`] reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub struct StatsReply {
-    /// Domains alive.
+    /// Domains alive (as many as a `List` reply has entries, the control domain included).
     pub domains: u32,
-    /// Physical CPUs.
-    pub cpus: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
     /// Bytes left in the control domain's memory pool.
     pub pool_free_bytes: u64,
-    /// Requests served since start.
+    /// Well-formed requests since start (this one included), served or refused.
     pub requests: u64,
-    /// Malformed frames answered with an error.
-    pub errors: u64,
+    /// Of those, the ones answered with an error (no such domain, the kernel refused, ...).
+    pub refused: u64,
+    /// Frames that were no request (bad magic, version, kind or size), answered with an error.
+    pub malformed: u64,
 }
 
 /// Header of a [`Kind::Console`] reply, followed by the bytes.
@@ -201,6 +229,8 @@ pub struct ConsoleReply {
 
 const _: () = assert!(core::mem::size_of::<DomainEntry>() == 64);
 const _: () = assert!(core::mem::size_of::<CreateRequest>() == 88);
+const _: () = assert!(core::mem::size_of::<DomainRequest>() == 40);
+const _: () = assert!(core::mem::size_of::<StatsReply>() == 40);
 
 /// Copies a name into a NUL-padded field; `None` if it does not fit.
 pub fn name_field(name: &str) -> Option<[u8; NAME_LEN]> {

@@ -266,23 +266,50 @@ fn tool(program: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, BenchXenErr
     Ok(out.stdout)
 }
 
-/// Downloads `url` to `to` (with `curl`).
+/// Downloads `url` to `to` (with `curl`), with curl's progress bar when stderr is a
+/// terminal (a download of megabytes should not look like a hang).
 fn download(url: &str, to: &Path) -> Result<(), BenchXenError> {
-    tool(
-        "curl",
-        &[
-            "--fail".as_ref(),
-            "--silent".as_ref(),
-            "--show-error".as_ref(),
-            "--location".as_ref(),
-            "--retry".as_ref(),
-            "3".as_ref(),
-            "--output".as_ref(),
-            to.as_os_str(),
-            url.as_ref(),
-        ],
-    )
-    .map(drop)
+    use std::io::IsTerminal;
+    let show = std::io::stderr().is_terminal();
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--fail".as_ref(),
+        "--location".as_ref(),
+        "--retry".as_ref(),
+        "3".as_ref(),
+        "--output".as_ref(),
+        to.as_os_str(),
+        url.as_ref(),
+    ];
+    if !show {
+        args.insert(0, "--silent".as_ref());
+        args.insert(1, "--show-error".as_ref());
+        return tool("curl", &args).map(drop);
+    }
+    args.insert(0, "--progress-bar".as_ref());
+    let command = qemu::shell_line(
+        std::ffi::OsStr::new("curl"),
+        &args.iter().map(|a| a.to_os_string()).collect::<Vec<_>>(),
+    );
+    let status = Command::new("curl")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| BenchXenError::Tool {
+            command: command.clone(),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                "curl is not installed".to_owned()
+            } else {
+                e.to_string()
+            },
+        })?;
+    if !status.success() {
+        return Err(BenchXenError::Tool {
+            command,
+            message: format!("{} (curl said why above)", qemu::describe_status(status)),
+        });
+    }
+    Ok(())
 }
 
 /// The SHA-256 of a file, lower-case hex (with `sha256sum`).

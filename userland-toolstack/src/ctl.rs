@@ -9,7 +9,8 @@
 
 use mica_abi::ctl::{
     check_header, name_field, name_str, ConsoleReply, ConsoleRequest, CreateRequest, DomainEntry,
-    DomainRequest, ErrorCode, ErrorReply, FrameHeader, Kind, StatsReply, MAGIC, VERSION,
+    DomainRequest, ErrorCode, ErrorReply, FrameHeader, Kind, StatsReply, FLAG_FORCE, MAGIC,
+    ROLE_CONTROL, ROLE_SCHED_POLICY, VERSION,
 };
 use mica_abi::Status;
 use std::io::{Read, Write};
@@ -17,6 +18,15 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zerocopy::{FromBytes, IntoBytes};
+
+/// Every `mica ctl` command with its arguments, as `mica ctl --help` shows it (its usage) and
+/// docs/toolstack.md repeats it (a test checks they agree).
+pub const SYNOPSIS: &str = "mica ctl [--socket PATH] [--json] list
+       mica ctl create NAME --image IMG [--memory-kib N] [--vcpus N] [--arg N]
+       mica ctl pause NAME | unpause NAME
+       mica ctl destroy NAME [--force] | reboot NAME [--force]
+       mica ctl console NAME [--follow]
+       mica ctl stats";
 
 /// Where `mica run` puts the control socket unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "build/ctl.sock";
@@ -33,11 +43,29 @@ pub const EXIT_USAGE: u8 = 2;
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    /// The socket cannot be reached.
-    #[error("cannot connect to {path}: {source} (is the system running? `mica run` prints where its control socket is)")]
-    Connect {
-        /// The socket.
+    /// There is no socket at the path.
+    #[error("no control socket at {path}{relative}: `mica run` (and `make run`) creates it there while it runs a system with a control domain (`control = true`), from the directory it was started in; start one, or give its socket with --socket PATH (`mica run` prints where it is)")]
+    NoSocket {
+        /// The socket, absolute.
         path: PathBuf,
+        /// How a relative `--socket` was resolved (empty for an absolute one).
+        relative: String,
+    },
+    /// The socket exists but nothing listens on it.
+    #[error("nothing listens on {path}{relative}: the system that created it has stopped; start it again (`make run`) or give another socket with --socket PATH")]
+    NotListening {
+        /// The socket, absolute.
+        path: PathBuf,
+        /// How a relative `--socket` was resolved (empty for an absolute one).
+        relative: String,
+    },
+    /// The socket cannot be reached for another reason.
+    #[error("cannot connect to the control socket {path}{relative}: {source}")]
+    Connect {
+        /// The socket, absolute.
+        path: PathBuf,
+        /// How a relative `--socket` was resolved (empty for an absolute one).
+        relative: String,
         /// What the OS said.
         source: std::io::Error,
     },
@@ -53,6 +81,44 @@ pub enum CtlError {
     /// A name that does not fit the protocol.
     #[error("`{0}` is not a domain name: use 1 to 31 characters from a-z, 0-9, -")]
     BadName(String),
+    /// A RAM size the control domain cannot give.
+    #[error("--memory-kib {0}: give a multiple of 4 (whole 4 KiB pages), at least 8 (the image and its boot-info page); leave it out for the image record's size")]
+    BadMemory(u32),
+}
+
+/// Why `connect(2)` failed on `path`, as a [`CtlError`] that names the socket it tried.
+pub fn connect_error(path: &Path, source: std::io::Error) -> CtlError {
+    let (absolute, relative) = if path.is_absolute() {
+        (path.to_owned(), String::new())
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        (
+            cwd.join(path),
+            format!(" (`{}` relative to {})", path.display(), cwd.display()),
+        )
+    };
+    match source.kind() {
+        std::io::ErrorKind::NotFound => CtlError::NoSocket {
+            path: absolute,
+            relative,
+        },
+        std::io::ErrorKind::ConnectionRefused => CtlError::NotListening {
+            path: absolute,
+            relative,
+        },
+        _ => CtlError::Connect {
+            path: absolute,
+            relative,
+            source,
+        },
+    }
+}
+
+/// The serial log `mica run` keeps beside control socket `socket` (`build/ctl.sock` ->
+/// `build/ctl.log`): everything the system printed, which `console` reads for a domain that
+/// has ended.
+pub fn console_log_path(socket: &Path) -> PathBuf {
+    socket.with_extension("log")
 }
 
 /// A reply: success with its payload, or the server's error.
@@ -90,10 +156,7 @@ pub fn frame(kind: Kind, id: u32, payload: &[u8]) -> Vec<u8> {
 impl Client {
     /// Connects to the socket at `path`.
     pub fn connect(path: &Path) -> Result<Client, CtlError> {
-        let stream = UnixStream::connect(path).map_err(|source| CtlError::Connect {
-            path: path.to_owned(),
-            source,
-        })?;
+        let stream = UnixStream::connect(path).map_err(|source| connect_error(path, source))?;
         // Request ids: distinct across clients, never 0 (the server's id for junk).
         let next_id = (std::process::id() << 12) | 1;
         Ok(Client {
@@ -209,10 +272,20 @@ pub enum Command {
     Pause(String),
     /// Unpause.
     Unpause(String),
-    /// Destroy.
-    Destroy(String),
-    /// Restart.
-    Reboot(String),
+    /// Destroy (`force`: even a domain the system depends on).
+    Destroy {
+        /// The domain.
+        name: String,
+        /// Even the scheduling policy domain.
+        force: bool,
+    },
+    /// Restart (`force`: even a domain the system depends on).
+    Reboot {
+        /// The domain.
+        name: String,
+        /// Even the scheduling policy domain.
+        force: bool,
+    },
     /// Console output.
     Console {
         /// The domain.
@@ -256,22 +329,34 @@ pub fn parse_list(payload: &[u8]) -> Result<Vec<DomainEntry>, CtlError> {
         .collect())
 }
 
+/// The role name of a `DomainEntry::role` (empty for an ordinary domain).
+pub fn role_name(role: u32) -> &'static str {
+    match role {
+        ROLE_CONTROL => "control",
+        ROLE_SCHED_POLICY => "sched-policy",
+        _ => "",
+    }
+}
+
 /// `list` as a table.
 pub fn format_list(entries: &[DomainEntry]) -> String {
     let mut out = format!(
-        "{:<4} {:<24} {:<8} {:>5} {:>12} {:>12}\n",
-        "ID", "NAME", "STATE", "VCPUS", "MEMORY", "CPU TIME"
+        "{:<4} {:<24} {:<8} {:>5} {:>12} {:>12}  {}\n",
+        "ID", "NAME", "STATE", "VCPUS", "MEMORY", "CPU TIME", "ROLE"
     );
     for e in entries {
-        out.push_str(&format!(
-            "{:<4} {:<24} {:<8} {:>5} {:>8} KiB {:>10.3} s\n",
+        let line = format!(
+            "{:<4} {:<24} {:<8} {:>5} {:>8} KiB {:>10.3} s  {}",
             e.id,
             name_str(&e.name),
             state_name(e.state),
             e.vcpus,
             e.memory_bytes / 1024,
-            e.cpu_time_ns as f64 / 1e9
-        ));
+            e.cpu_time_ns as f64 / 1e9,
+            role_name(e.role)
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -296,13 +381,17 @@ pub fn format_list_json(entries: &[DomainEntry]) -> String {
         .iter()
         .map(|e| {
             format!(
-                "{{\"id\": {}, \"name\": {}, \"state\": \"{}\", \"vcpus\": {}, \"memory_kib\": {}, \"cpu_time_ns\": {}}}",
+                "{{\"id\": {}, \"name\": {}, \"state\": \"{}\", \"vcpus\": {}, \"memory_kib\": {}, \"cpu_time_ns\": {}, \"role\": \"{}\"}}",
                 e.id,
                 json_string(name_str(&e.name)),
                 state_name(e.state),
                 e.vcpus,
                 e.memory_bytes / 1024,
-                e.cpu_time_ns
+                e.cpu_time_ns,
+                match role_name(e.role) {
+                    "" => "domain",
+                    r => r,
+                }
             )
         })
         .collect();
@@ -312,27 +401,31 @@ pub fn format_list_json(entries: &[DomainEntry]) -> String {
 /// `stats` as lines.
 pub fn format_stats(s: &StatsReply) -> String {
     format!(
-        "domains:          {}\npool free:        {} KiB\nrequests served:  {}\nerrors answered:  {}\n",
+        "domains:          {}\npool free:        {} KiB\nrequests:         {}\n  refused:        {}\nmalformed frames: {}\n",
         s.domains,
         s.pool_free_bytes / 1024,
         s.requests,
-        s.errors
+        s.refused,
+        s.malformed
     )
 }
 
 /// `stats --json`.
 pub fn format_stats_json(s: &StatsReply) -> String {
     format!(
-        "{{\"domains\": {}, \"pool_free_kib\": {}, \"requests\": {}, \"errors\": {}}}\n",
+        "{{\"domains\": {}, \"pool_free_kib\": {}, \"requests\": {}, \"refused\": {}, \"malformed\": {}}}\n",
         s.domains,
         s.pool_free_bytes / 1024,
         s.requests,
-        s.errors
+        s.refused,
+        s.malformed
     )
 }
 
-/// What an error reply means, in words, and the exit status it gives.
-pub fn describe_error(e: &ErrorReply) -> (String, u8) {
+/// What an error reply to a request naming domain `name` (if any) means, in words, and the
+/// exit status it gives.
+pub fn describe_error(e: &ErrorReply, name: Option<&str>) -> (String, u8) {
+    let name = name.unwrap_or("the domain");
     let status = match Status::from_raw(u64::from(e.status)) {
         Some(Err(s)) => format!("{s:?}"),
         _ => e.status.to_string(),
@@ -356,6 +449,15 @@ pub fn describe_error(e: &ErrorReply) -> (String, u8) {
         6 => refused("no such image in the system image"),
         7 => (format!("refused by the system ({status})"), EXIT_REFUSED),
         8 => refused("not enough memory in the ctl domain's pool"),
+        9 => refused(&format!(
+            "{name} is the control domain itself: it serves `mica ctl`, so it cannot pause, destroy or reboot itself"
+        )),
+        10 => refused(&format!(
+            "a domain called {name} exists: destroy it first or choose another name"
+        )),
+        11 => refused(&format!(
+            "{name} is the scheduling policy domain: without it the pools keep their last scheduling parameters and nothing adjusts them; add --force to do it anyway"
+        )),
         _ => (format!("unknown error code {}", e.code), EXIT_USAGE),
     }
 }
@@ -371,22 +473,31 @@ fn error_key(code: u32) -> &'static str {
         6 => "no-such-image",
         7 => "refused",
         8 => "no-memory",
+        9 => "itself",
+        10 => "name-taken",
+        11 => "protected",
         _ => "unknown",
     }
 }
 
 /// The request for a command (`None` for console, which pages).
 fn request_of(command: &Command) -> Result<Option<(Kind, Vec<u8>)>, CtlError> {
-    let domain = |n: &str| -> Result<Vec<u8>, CtlError> {
-        Ok(DomainRequest { name: name(n)? }.as_bytes().to_vec())
+    let domain = |n: &str, force: bool| -> Result<Vec<u8>, CtlError> {
+        Ok(DomainRequest {
+            name: name(n)?,
+            flags: if force { FLAG_FORCE } else { 0 },
+            reserved: 0,
+        }
+        .as_bytes()
+        .to_vec())
     };
     Ok(Some(match command {
         Command::List => (Kind::List, Vec::new()),
         Command::Stats => (Kind::Stats, Vec::new()),
-        Command::Pause(n) => (Kind::Pause, domain(n)?),
-        Command::Unpause(n) => (Kind::Unpause, domain(n)?),
-        Command::Destroy(n) => (Kind::Destroy, domain(n)?),
-        Command::Reboot(n) => (Kind::Reboot, domain(n)?),
+        Command::Pause(n) => (Kind::Pause, domain(n, false)?),
+        Command::Unpause(n) => (Kind::Unpause, domain(n, false)?),
+        Command::Destroy { name: n, force } => (Kind::Destroy, domain(n, *force)?),
+        Command::Reboot { name: n, force } => (Kind::Reboot, domain(n, *force)?),
         Command::Create {
             name: n,
             image,
@@ -398,7 +509,10 @@ fn request_of(command: &Command) -> Result<Option<(Kind, Vec<u8>)>, CtlError> {
             CreateRequest {
                 name: name(n)?,
                 image: name(image)?,
-                memory_kib: memory_kib.unwrap_or(0),
+                memory_kib: match memory_kib {
+                    None => 0,
+                    Some(kib) => check_memory_kib(*kib)?,
+                },
                 vcpus: vcpus.unwrap_or(0),
                 arg: arg.unwrap_or(0),
                 use_arg: u32::from(arg.is_some()),
@@ -411,6 +525,29 @@ fn request_of(command: &Command) -> Result<Option<(Kind, Vec<u8>)>, CtlError> {
     }))
 }
 
+/// Checks a `--memory-kib` value (0 would mean "the record's" on the wire: refused, as
+/// every size the control domain cannot give).
+pub fn check_memory_kib(kib: u32) -> Result<u32, CtlError> {
+    if kib >= 8 && kib.is_multiple_of(4) {
+        Ok(kib)
+    } else {
+        Err(CtlError::BadMemory(kib))
+    }
+}
+
+/// The domain a command names, if any.
+fn target(command: &Command) -> Option<&str> {
+    match command {
+        Command::List | Command::Stats => None,
+        Command::Create { name, .. }
+        | Command::Pause(name)
+        | Command::Unpause(name)
+        | Command::Destroy { name, .. }
+        | Command::Reboot { name, .. }
+        | Command::Console { name, .. } => Some(name),
+    }
+}
+
 /// Runs `command` against the socket at `socket`, writing its answer to `out` and problems
 /// to `err`; returns the exit status.
 pub fn execute(
@@ -420,10 +557,10 @@ pub fn execute(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    match execute_inner(socket, command, json, out) {
+    match execute_inner(socket, command, json, out, err) {
         Ok(Ok(())) => EXIT_OK,
         Ok(Err(e)) => {
-            let (text, status) = describe_error(&e);
+            let (text, status) = describe_error(&e, target(command));
             if json {
                 let _ = writeln!(
                     out,
@@ -448,11 +585,17 @@ fn execute_inner(
     command: &Command,
     json: bool,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<Result<(), ErrorReply>, CtlError> {
     let request = request_of(command)?;
     let mut client = Client::connect(socket)?;
     if let Command::Console { name: n, follow } = command {
-        return console(&mut client, n, *follow, json, out);
+        return match console(&mut client, n, *follow, json, out)? {
+            Err(e) if e.code == ErrorCode::NoSuchDomain as u32 => {
+                ended_console(socket, n, e, json, out, err)
+            }
+            answer => Ok(answer),
+        };
     }
     let Some((kind, payload)) = request else {
         return Ok(Ok(()));
@@ -489,8 +632,8 @@ fn execute_inner(
         Command::Create { name: n, .. } => done("created", n),
         Command::Pause(n) => done("paused", n),
         Command::Unpause(n) => done("unpaused", n),
-        Command::Destroy(n) => done("destroyed", n),
-        Command::Reboot(n) => done("rebooted", n),
+        Command::Destroy { name: n, .. } => done("destroyed", n),
+        Command::Reboot { name: n, .. } => done("rebooted", n),
         Command::Console { .. } => String::new(),
     };
     out.write_all(text.as_bytes())?;
@@ -544,6 +687,78 @@ fn console(
     Ok(Ok(()))
 }
 
+/// Most bytes of an ended domain's output shown (as much as the kernel keeps of a live one).
+pub const ENDED_CONSOLE_BYTES: usize = 4096;
+
+/// The console output of the last run of domain `name` in serial log `log`: the text of its
+/// `[NAME] ` lines since the kernel last reported a domain of that name destroyed before
+/// them (a name used again starts afresh), at most the last [`ENDED_CONSOLE_BYTES`]. `None`
+/// if it printed nothing.
+pub fn ended_output(log: &str, name: &str) -> Option<String> {
+    let prefix = format!("[{name}] ");
+    let destroyed = format!("mica: domain {name} (id ");
+    let mut runs: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in log.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(text) = line.strip_prefix(&prefix) {
+            if let Some(run) = runs.last_mut() {
+                run.push(text);
+            }
+        } else if line.starts_with(&destroyed)
+            && line.contains(") destroyed: ")
+            && runs.last().is_some_and(|r| !r.is_empty())
+        {
+            runs.push(Vec::new());
+        }
+    }
+    let run = runs.into_iter().rev().find(|r| !r.is_empty())?;
+    let mut text: String = run.iter().map(|l| format!("{l}\n")).collect();
+    if text.len() > ENDED_CONSOLE_BYTES {
+        let mut cut = text.len() - ENDED_CONSOLE_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text.drain(..cut);
+    }
+    Some(text)
+}
+
+/// `console NAME` of a domain the control domain does not know (any more): its output from
+/// the serial log `mica run` keeps beside the socket, if it printed any there; otherwise the
+/// control domain's answer `e` stands.
+fn ended_console(
+    socket: &Path,
+    n: &str,
+    e: ErrorReply,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Result<(), ErrorReply>, CtlError> {
+    let log_path = console_log_path(socket);
+    let Some(text) = std::fs::read(&log_path)
+        .ok()
+        .and_then(|bytes| ended_output(&String::from_utf8_lossy(&bytes), n))
+    else {
+        return Ok(Err(e));
+    };
+    if json {
+        writeln!(
+            out,
+            "{{\"name\": {}, \"output\": {}, \"ended\": true}}",
+            json_string(n),
+            json_string(&text)
+        )?;
+    } else {
+        writeln!(
+            err,
+            "mica ctl: {n} has ended; its last output, from the serial log {}:",
+            log_path.display()
+        )?;
+        out.write_all(text.as_bytes())?;
+    }
+    Ok(Ok(()))
+}
+
 /// What the garbage test sends (a smoke step, `garbage = { ... }`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -578,6 +793,8 @@ pub fn garbage_bytes(g: &Garbage) -> Vec<u8> {
             0x7000 + i as u32,
             DomainRequest {
                 name: name_field("nobody").unwrap_or([0; 32]),
+                flags: 0,
+                reserved: 0,
             }
             .as_bytes(),
         );
@@ -618,13 +835,17 @@ pub fn garbage(socket: &Path, g: &Garbage, out: &mut dyn Write) -> Result<u8, Ct
                 .map_err(|_| CtlError::BadReply("a stats reply of the wrong size"))?;
             writeln!(
                 out,
-                "garbage: then stats answered: {} requests served, {} errors answered",
-                s.requests, s.errors
+                "garbage: then stats answered: {} requests, {} malformed frames",
+                s.requests, s.malformed
             )?;
             Ok(EXIT_OK)
         }
         Reply::Error(e) => {
-            writeln!(out, "garbage: stats refused: {}", describe_error(&e).0)?;
+            writeln!(
+                out,
+                "garbage: stats refused: {}",
+                describe_error(&e, None).0
+            )?;
             Ok(EXIT_REFUSED)
         }
     }
@@ -656,7 +877,7 @@ mod tests {
             id,
             state,
             vcpus: 1,
-            reserved: 0,
+            role: 0,
             memory_bytes: 1 << 20,
             cpu_time_ns: 1_500_000_000,
         }
@@ -675,8 +896,34 @@ mod tests {
         assert!(lines[2].contains("paused"));
         assert_eq!(
             format_list_json(&entries[..1]),
-            "[{\"id\": 3, \"name\": \"spin-a\", \"state\": \"running\", \"vcpus\": 1, \"memory_kib\": 1024, \"cpu_time_ns\": 1500000000}]\n"
+            "[{\"id\": 3, \"name\": \"spin-a\", \"state\": \"running\", \"vcpus\": 1, \"memory_kib\": 1024, \"cpu_time_ns\": 1500000000, \"role\": \"domain\"}]\n"
         );
+        let ctl = DomainEntry {
+            role: ROLE_CONTROL,
+            ..entry(6, "ctl", 0)
+        };
+        let sched = DomainEntry {
+            role: ROLE_SCHED_POLICY,
+            ..entry(1, "sched", 0)
+        };
+        let table = format_list(&[sched, ctl]);
+        assert!(
+            table.lines().next().unwrap().ends_with("CPU TIME  ROLE"),
+            "{table}"
+        );
+        assert!(
+            table
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("1.500 s  sched-policy"),
+            "{table}"
+        );
+        assert!(
+            table.lines().nth(2).unwrap().ends_with("1.500 s  control"),
+            "{table}"
+        );
+        assert!(format_list_json(&[ctl]).contains("\"role\": \"control\""));
         assert!(format_list_json(&entries).contains("\"spin-\\\"b\""));
         let bytes: Vec<u8> = entries.iter().flat_map(|e| e.as_bytes().to_vec()).collect();
         assert_eq!(parse_list(&bytes).unwrap(), entries);
@@ -687,29 +934,60 @@ mod tests {
     fn stats_and_errors_format() {
         let s = StatsReply {
             domains: 4,
-            cpus: 0,
+            reserved: 0,
             pool_free_bytes: 60 << 20,
             requests: 9,
-            errors: 2,
+            refused: 3,
+            malformed: 2,
         };
-        assert!(format_stats(&s).contains("pool free:        61440 KiB"));
+        assert_eq!(
+            format_stats(&s),
+            "domains:          4\npool free:        61440 KiB\nrequests:         9\n  refused:        3\nmalformed frames: 2\n"
+        );
         assert_eq!(
             format_stats_json(&s),
-            "{\"domains\": 4, \"pool_free_kib\": 61440, \"requests\": 9, \"errors\": 2}\n"
+            "{\"domains\": 4, \"pool_free_kib\": 61440, \"requests\": 9, \"refused\": 3, \"malformed\": 2}\n"
         );
         let e = ErrorReply { code: 5, status: 0 };
-        assert_eq!(describe_error(&e), ("no such domain".into(), EXIT_REFUSED));
+        assert_eq!(
+            describe_error(&e, None),
+            ("no such domain".into(), EXIT_REFUSED)
+        );
         let e = ErrorReply {
             code: 7,
             status: Status::WrongState as u32,
         };
         assert_eq!(
-            describe_error(&e),
+            describe_error(&e, None),
             ("refused by the system (WrongState)".into(), EXIT_REFUSED)
         );
         assert_eq!(
-            describe_error(&ErrorReply { code: 1, status: 0 }).1,
+            describe_error(&ErrorReply { code: 1, status: 0 }, None).1,
             EXIT_USAGE
+        );
+        let (text, status) = describe_error(
+            &ErrorReply {
+                code: ErrorCode::Protected as u32,
+                status: 0,
+            },
+            Some("sched"),
+        );
+        assert!(
+            text.starts_with("sched is the scheduling policy domain")
+                && text.ends_with("add --force to do it anyway"),
+            "{text}"
+        );
+        assert_eq!(status, EXIT_REFUSED);
+        let (text, _) = describe_error(
+            &ErrorReply {
+                code: ErrorCode::Itself as u32,
+                status: 0,
+            },
+            Some("ctl"),
+        );
+        assert!(
+            text.starts_with("ctl is the control domain itself"),
+            "{text}"
         );
     }
 
@@ -731,6 +1009,30 @@ mod tests {
             request_of(&Command::Pause("Bad Name".into())),
             Err(CtlError::BadName(_))
         ));
+        let (kind, payload) = request_of(&Command::Destroy {
+            name: "sched".into(),
+            force: true,
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(kind, Kind::Destroy);
+        assert_eq!(
+            DomainRequest::read_from_bytes(&payload).unwrap().flags,
+            FLAG_FORCE
+        );
+        for kib in [0, 4, 6, 1022] {
+            let create = Command::Create {
+                name: "c".into(),
+                image: "spinner".into(),
+                memory_kib: Some(kib),
+                vcpus: None,
+                arg: None,
+            };
+            assert!(
+                matches!(request_of(&create), Err(CtlError::BadMemory(k)) if k == kib),
+                "--memory-kib {kib} is refused before anything is sent"
+            );
+        }
         let f = frame(Kind::List, 5, &[]);
         let h = FrameHeader::read_from_bytes(&f).unwrap();
         assert_eq!(check_header(&h), Ok(0));
@@ -751,7 +1053,60 @@ mod tests {
         assert_eq!(status, EXIT_USAGE);
         assert!(String::from_utf8(err)
             .unwrap()
-            .contains("cannot connect to /nonexistent/ctl.sock"));
+            .starts_with("mica ctl: no control socket at /nonexistent/ctl.sock: `mica run`"));
+    }
+
+    #[test]
+    fn connect_errors_name_the_socket_and_why() {
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = connect_error(Path::new("build/ctl.sock"), gone).to_string();
+        let cwd = std::env::current_dir().unwrap();
+        assert!(
+            text.starts_with(&format!(
+                "no control socket at {} (`build/ctl.sock` relative to {}): ",
+                cwd.join("build/ctl.sock").display(),
+                cwd.display()
+            )),
+            "{text}"
+        );
+        // A socket file nobody listens on: the system has stopped.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let text = Client::connect(&path).unwrap_err().to_string();
+        assert!(
+            text.starts_with(&format!(
+                "nothing listens on {}: the system",
+                path.display()
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_ended_domain_s_output_comes_from_the_serial_log() {
+        let log =
+            "mica: domain hello (id 1): 2048 KiB RAM at PA 0x40000000, 1 vCPU(s) on CPU [0]\r\n\
+                   [hello] hello: started\r\n[other] x\r\n[hello] hello: done\r\n\
+                   mica: domain hello (id 1) destroyed: 2048 KiB scrubbed, 1003 MiB free\r\n\
+                   [hello-b] not this one\r\n";
+        assert_eq!(
+            ended_output(log, "hello").as_deref(),
+            Some("hello: started\nhello: done\n")
+        );
+        assert_eq!(ended_output(log, "nobody"), None);
+        // A name used again: the last run only.
+        let again = format!(
+            "{log}[hello] second run\nmica: domain hello (id 7) destroyed: 0 KiB scrubbed, 1 MiB free\n"
+        );
+        assert_eq!(
+            ended_output(&again, "hello").as_deref(),
+            Some("second run\n")
+        );
+        let long: String = (0..1000).map(|i| format!("[spin] line {i}\n")).collect();
+        let text = ended_output(&long, "spin").unwrap();
+        assert_eq!(text.len(), ENDED_CONSOLE_BYTES);
+        assert!(text.ends_with("line 999\n"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use mica::builder::{self, BuildOptions};
 use mica::dtb::DtbEdits;
 use mica::manifest::{Manifest, DEFAULT_GUESTS_DIR};
 use mica::qemu::{self, MachineConfig, MachineOverrides};
+use mica::serial;
 use mica::smoke::{self, SmokeOptions};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -25,6 +26,9 @@ const EXIT_TIMEOUT: u8 = 124;
 const EXIT_SIGNALLED: u8 = 143;
 /// Exit status for a failed command or a failed smoke scenario.
 const EXIT_FAILURE: u8 = 1;
+/// `mica run`: the hypervisor printed `mica: fatal: ...` (a boot it refused, a kernel panic)
+/// and powered off, which QEMU reports as a clean exit.
+const EXIT_FATAL: u8 = 3;
 /// Exit status when `mica smoke` could not run any scenario.
 const EXIT_NOTHING_RAN: u8 = 2;
 
@@ -47,7 +51,9 @@ enum Command {
     /// Build one bootable image from a system manifest: the hypervisor and every domain.
     Build(BuildArgs),
     /// Boot an image, or a system manifest (built first), under qemu-system-aarch64 with the
-    /// console on this terminal.
+    /// console on this terminal. Exit status: QEMU's (0 after the hypervisor powered off
+    /// cleanly), 3 if the hypervisor reported a fatal error, 124 --timeout, 143 SIGTERM or
+    /// SIGHUP, 1 nothing booted (the error says why).
     Run(RunArgs),
     /// Boot every smoke scenario and check its serial transcript.
     Smoke(SmokeArgs),
@@ -68,9 +74,10 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = mica::ctl::SYNOPSIS)]
 struct CtlArgs {
-    /// The control socket (`mica run` prints where it is).
-    #[arg(long, value_name = "PATH", default_value = mica::ctl::DEFAULT_SOCKET)]
+    /// The control socket (`mica run` prints where it is; relative to this directory).
+    #[arg(long, value_name = "PATH", default_value = mica::ctl::DEFAULT_SOCKET, global = true)]
     socket: PathBuf,
     /// Answer in JSON (for scripts) instead of tables.
     #[arg(long, global = true)]
@@ -81,7 +88,8 @@ struct CtlArgs {
 
 #[derive(Debug, Subcommand)]
 enum CtlCommand {
-    /// Every domain: id, name, state, vCPUs, memory, CPU time.
+    /// Every domain, the control domain included: id, name, state, vCPUs, memory, CPU time,
+    /// role.
     List,
     /// Create a domain from an image record of the system image.
     Create {
@@ -90,8 +98,8 @@ enum CtlCommand {
         /// The domain record of the system image whose image to run.
         #[arg(long, value_name = "IMG")]
         image: String,
-        /// RAM in KiB [default: the record's].
-        #[arg(long, value_name = "N")]
+        /// RAM in KiB: a multiple of 4, at least 8 [default: the record's].
+        #[arg(long, value_name = "N", value_parser = parse_memory_kib)]
         memory_kib: Option<u32>,
         /// vCPUs [default: the record's].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
@@ -114,13 +122,20 @@ enum CtlCommand {
     Destroy {
         /// The domain.
         name: String,
+        /// Even the scheduling policy domain (refused without it).
+        #[arg(long)]
+        force: bool,
     },
     /// Restart a domain from its image.
     Reboot {
         /// The domain.
         name: String,
+        /// Even the scheduling policy domain (refused without it).
+        #[arg(long)]
+        force: bool,
     },
-    /// A domain's console output (the last 4 KiB the kernel keeps).
+    /// A domain's console output (the last 4 KiB the kernel keeps; for a domain that has
+    /// ended, from the serial log `mica run` keeps beside the socket).
     Console {
         /// The domain.
         name: String,
@@ -128,7 +143,8 @@ enum CtlCommand {
         #[arg(long)]
         follow: bool,
     },
-    /// The ctl domain's statistics: domains, free pool memory, requests and errors.
+    /// The ctl domain's statistics: domains, free pool memory, requests (and how many were
+    /// refused), malformed frames.
     Stats,
 }
 
@@ -291,6 +307,10 @@ struct RunArgs {
     /// Print the QEMU command line(s) instead of running them.
     #[arg(long)]
     dry_run: bool,
+    /// Stop QEMU and exit 0 when the kernel reports that every domain has ended (otherwise
+    /// the machine stays up until you quit QEMU with Ctrl-A X).
+    #[arg(long)]
+    exit_when_idle: bool,
     /// For a manifest: what to build it from.
     #[command(flatten)]
     inputs: BuildInputs,
@@ -314,6 +334,10 @@ struct SmokeArgs {
     /// How many scenarios to run at once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     jobs: u32,
+    /// For each scenario that passed and has a `[doc]` table, rewrite the document sections
+    /// that show its run (`make readme`).
+    #[arg(long)]
+    update_docs: bool,
 }
 
 fn main() -> ExitCode {
@@ -350,8 +374,8 @@ fn ctl(args: CtlArgs) -> ExitCode {
         },
         CtlCommand::Pause { name } => C::Pause(name),
         CtlCommand::Unpause { name } => C::Unpause(name),
-        CtlCommand::Destroy { name } => C::Destroy(name),
-        CtlCommand::Reboot { name } => C::Reboot(name),
+        CtlCommand::Destroy { name, force } => C::Destroy { name, force },
+        CtlCommand::Reboot { name, force } => C::Reboot { name, force },
         CtlCommand::Console { name, follow } => C::Console { name, follow },
     };
     ExitCode::from(mica::ctl::execute(
@@ -361,6 +385,13 @@ fn ctl(args: CtlArgs) -> ExitCode {
         &mut std::io::stdout(),
         &mut std::io::stderr(),
     ))
+}
+
+/// `--memory-kib`: what the control domain can give (`mica::ctl::check_memory_kib`).
+fn parse_memory_kib(text: &str) -> Result<u32, String> {
+    let kib: u32 = text.parse().map_err(|e| format!("{e}"))?;
+    mica::ctl::check_memory_kib(kib)
+        .map_err(|e| e.to_string().trim_start_matches("--memory-kib ").to_owned())
 }
 
 fn fail(err: &dyn std::error::Error) -> ExitCode {
@@ -398,6 +429,9 @@ fn check(args: CheckArgs) -> ExitCode {
     };
     for err in &errors {
         eprintln!("{err}");
+    }
+    if let Some(hint) = not_a_manifest_hint(&args.manifest) {
+        eprintln!("mica: {hint}");
     }
     eprintln!(
         "mica: {}: {}",
@@ -447,7 +481,13 @@ fn build(args: BuildArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(err) => fail(&err),
+        Err(err) => {
+            let code = fail(&err);
+            if let Some(hint) = not_a_manifest_hint(&args.manifest) {
+                eprintln!("mica: {hint}");
+            }
+            code
+        }
     }
 }
 
@@ -456,12 +496,59 @@ fn is_manifest(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "toml")
 }
 
+/// Removes the control socket (and nothing else) when `mica run` ends, so that a socket
+/// left behind never makes `mica ctl` wait on a system that is gone.
+struct RemoveSocket(Option<PathBuf>);
+
+impl Drop for RemoveSocket {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// For a file given as a manifest that is not one: what it is, and what to give instead.
+fn not_a_manifest_hint(path: &Path) -> Option<String> {
+    if let Ok(bench) = mica::bench::BenchFile::load(path) {
+        return Some(format!(
+            "{} is a `mica bench` file (`make bench` boots it), not a system manifest; the system it boots is {}",
+            path.display(),
+            bench.system.display()
+        ));
+    }
+    let table: toml::Table = std::fs::read_to_string(path).ok()?.parse().ok()?;
+    if table.contains_key("expect") && table.contains_key("description") {
+        return Some(format!(
+            "{} is a smoke scenario (`mica smoke --scenario {}`), not a system manifest{}",
+            path.display(),
+            path.file_stem()?.to_string_lossy(),
+            match table.get("system").and_then(|s| s.as_str()) {
+                Some(system) => format!("; the system it boots is {system}"),
+                None => String::new(),
+            }
+        ));
+    }
+    None
+}
+
+/// The machine's RAM in MiB from a `-m` value, if it can be read.
+fn memory_mib(spec: &str) -> Option<u64> {
+    mica::bootloader::parse_memory_size(spec).map(|bytes| bytes >> 20)
+}
+
 fn run(args: RunArgs) -> ExitCode {
     // A manifest is built into a temporary image that lives until QEMU is done.
     let built = if is_manifest(&args.image) {
         match builder::build_to_temp(&args.image, &args.inputs.options()) {
             Ok(built) => Some(built),
-            Err(err) => return fail(&err),
+            Err(err) => {
+                let code = fail(&err);
+                if let Some(hint) = not_a_manifest_hint(&args.image) {
+                    eprintln!("mica: {hint}");
+                }
+                return code;
+            }
         }
     } else {
         None
@@ -469,6 +556,22 @@ fn run(args: RunArgs) -> ExitCode {
     let image = built
         .as_ref()
         .map_or_else(|| args.image.clone(), |b| b.file.to_path_buf());
+    // A machine other than the manifest's must still have what the manifest asks for.
+    if let Some(manifest) = built.as_ref().map(|b| &b.manifest) {
+        let problems = mica::manifest::machine_problems(
+            manifest,
+            args.smp.unwrap_or(manifest.machine.cpus),
+            &format!("--smp {}", args.smp.unwrap_or(0)),
+            args.memory.as_deref().and_then(memory_mib),
+            &format!("--memory {}", args.memory.as_deref().unwrap_or("")),
+        );
+        if !problems.is_empty() {
+            for problem in &problems {
+                eprintln!("mica: error: {problem}");
+            }
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    }
     // A control domain gets its console device, on a socket `mica ctl` connects to.
     let has_control = built
         .as_ref()
@@ -492,6 +595,16 @@ fn run(args: RunArgs) -> ExitCode {
         }
         mica::ctl::qemu_args(&args.ctl_socket)
     } else {
+        if built.is_some() && !args.dry_run {
+            eprintln!(
+                "mica: this system has no control domain (`control = true`): `mica ctl` cannot reach it{}",
+                if args.exit_when_idle {
+                    "; mica stops QEMU when every domain has ended (--exit-when-idle)"
+                } else {
+                    "; the machine stays up after its domains end, until you quit QEMU (Ctrl-A X) or pass --exit-when-idle"
+                }
+            );
+        }
         Vec::new()
     };
     let overrides = MachineOverrides {
@@ -534,6 +647,23 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(launch) => launch,
         Err(err) => return fail(&err),
     };
+    let _socket = RemoveSocket(has_control.then(|| args.ctl_socket.clone()));
+    // The serial log `mica ctl console` reads for domains that have ended.
+    let log = if has_control {
+        let path = mica::ctl::console_log_path(&args.ctl_socket);
+        match std::fs::File::create(&path) {
+            Ok(file) => Some(file),
+            Err(err) => {
+                eprintln!(
+                    "mica: cannot write the serial log {}: {err}",
+                    path.display()
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     // SIGTERM or SIGHUP to `mica run` (e.g. `kill` of it or of the `make run` above it, or
     // the terminal closing) stops QEMU first (watched from before QEMU starts): it would otherwise outlive us, holding the
     // terminal in raw mode and the ctl socket.
@@ -543,10 +673,11 @@ fn run(args: RunArgs) -> ExitCode {
             eprintln!("mica: cannot watch for signal {signal}: {err}");
         }
     }
+    // The console goes through us (serial.rs): stdout piped, stdin and stderr QEMU's own.
     let mut child = match launch
         .command()
         .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
     {
@@ -558,19 +689,65 @@ fn run(args: RunArgs) -> ExitCode {
             })
         }
     };
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let reader = child.stdout.take().map(|pipe| {
+        std::thread::spawn(move || {
+            let mut log = log;
+            let mut stdout = std::io::stdout();
+            serial::pass_through(
+                pipe,
+                &mut stdout,
+                log.as_mut().map(|f| f as &mut dyn std::io::Write),
+                &mut |line| {
+                    if let Some(event) = serial::classify(line) {
+                        let _ = events_tx.send(event);
+                    }
+                },
+            );
+        })
+    });
+    // Joins the console thread (QEMU has exited or been stopped, so its pipe ends).
+    let finish = |reader: Option<std::thread::JoinHandle<()>>| {
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
+    };
     let deadline = args
         .timeout
         .map(|secs| std::time::Instant::now() + Duration::from_secs(secs));
+    let mut fatal = None;
+    let mut said_idle = false;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) => {}
             Err(source) => break Err(qemu::QemuError::Wait(source)),
         }
+        while let Ok(event) = events.try_recv() {
+            match event {
+                serial::Event::Fatal(what) => fatal = Some(what),
+                serial::Event::AllEnded if args.exit_when_idle => {
+                    if let Err(err) = qemu::stop(&mut child) {
+                        return fail(&err);
+                    }
+                    finish(reader);
+                    eprintln!("\nmica: every domain has ended: QEMU stopped (--exit-when-idle)");
+                    return ExitCode::SUCCESS;
+                }
+                serial::Event::AllEnded if !said_idle => {
+                    said_idle = true;
+                    eprintln!(
+                        "mica: every domain has ended; the machine stays up until you quit QEMU (Ctrl-A X) (`mica run --exit-when-idle` stops it here)"
+                    );
+                }
+                serial::Event::AllEnded => {}
+            }
+        }
         if stop.load(Ordering::Relaxed) {
             if let Err(err) = qemu::stop(&mut child) {
                 return fail(&err);
             }
+            finish(reader);
             eprintln!("\nmica: signalled: QEMU stopped");
             return ExitCode::from(EXIT_SIGNALLED);
         }
@@ -578,14 +755,27 @@ fn run(args: RunArgs) -> ExitCode {
             if let Err(err) = qemu::stop(&mut child) {
                 return fail(&err);
             }
+            finish(reader);
             let secs = args.timeout.unwrap_or(0);
             eprintln!("\nmica: timed out after {secs} s: QEMU stopped (--timeout)");
             return ExitCode::from(EXIT_TIMEOUT);
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    finish(reader);
+    while let Ok(event) = events.try_recv() {
+        if let serial::Event::Fatal(what) = event {
+            fatal = Some(what);
+        }
+    }
     match status {
         Ok(status) => {
+            if let Some(what) = fatal {
+                eprintln!(
+                    "mica: the hypervisor stopped with a fatal error ({what}): exit status {EXIT_FATAL}"
+                );
+                return ExitCode::from(EXIT_FATAL);
+            }
             use std::os::unix::process::ExitStatusExt;
             let code = status
                 .code()
@@ -606,6 +796,50 @@ fn smoke(args: SmokeArgs) -> ExitCode {
         jobs: args.jobs as usize,
     };
     match smoke::run(&options, &mut std::io::stdout()) {
+        Ok(outcomes) if args.update_docs => {
+            let mut code = ExitCode::SUCCESS;
+            for outcome in &outcomes {
+                if outcome.result.is_err() {
+                    code = ExitCode::from(EXIT_FAILURE);
+                    continue;
+                }
+                let path = options.dir.join(format!("{}.toml", outcome.name));
+                let Ok(scenario) = mica::scenario::Scenario::load(&path, &options.hypervisor)
+                else {
+                    continue;
+                };
+                let Some(doc) = &scenario.doc else {
+                    continue;
+                };
+                let sections = mica::doc_transcript::sections(
+                    doc,
+                    &scenario.expect,
+                    &scenario.steps,
+                    &outcome.transcript,
+                );
+                let named: Vec<(&str, String)> = sections
+                    .iter()
+                    .map(|(n, t)| (n.as_str(), t.clone()))
+                    .collect();
+                match mica::bench::update_doc(&doc.file, &named) {
+                    Ok(()) => println!(
+                        "smoke: wrote {} of {} from {}",
+                        sections
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" and "),
+                        doc.file.display(),
+                        outcome.name
+                    ),
+                    Err(err) => {
+                        eprintln!("mica: error: {err}");
+                        code = ExitCode::from(EXIT_FAILURE);
+                    }
+                }
+            }
+            code
+        }
         Ok(outcomes) if outcomes.iter().all(|o| o.result.is_ok()) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(EXIT_FAILURE),
         Err(err) => {

@@ -992,6 +992,22 @@ pub enum Problem {
         /// The least `memory_mib` that fits.
         least_mib: u64,
     },
+    /// No 64 MiB-aligned block of free RAM is left for the control domain's pool.
+    #[error("the control domain `{control}` needs its 64 MiB pool as one free block aligned to 64 MiB{others}, and memory_mib = {memory_mib} has {blocks}: the hypervisor lies in the first 64 MiB of RAM and QEMU puts the device tree {dtb_mib} MiB in (half the RAM, at most 128 MiB): set memory_mib to at least {least_mib}")]
+    ControlPoolDoesNotFit {
+        /// The control domain.
+        control: String,
+        /// What other domains take of such blocks, in words (empty if nothing).
+        others: String,
+        /// `[machine] memory_mib`.
+        memory_mib: u64,
+        /// How many such blocks there are, in words.
+        blocks: String,
+        /// Where the device tree lies, MiB from the start of RAM.
+        dtb_mib: u64,
+        /// The least `memory_mib` that has room.
+        least_mib: u64,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1304,7 +1320,13 @@ impl Checker<'_> {
         }
         self.check_start_cycles(sections, &domains)?;
         self.policy_domains(sections, &file.pools, &mut domains, &pools, &machine)?;
-        check_memory_fits(memory_at, &machine, &domains)?;
+        check_memory_fits(memory_at.clone(), &machine, &domains)?;
+        check_control_pool(machine.memory_mib, &domains).map_err(|problem| {
+            ManifestError::Invalid {
+                at: memory_at,
+                problem,
+            }
+        })?;
         let mut names_in = Namespaces::new(domains.len());
         let channels = self.channels(&file.channels, &names, &mut names_in)?;
         let shares = self.shares(&file.shares, &names, &domains, &mut names_in)?;
@@ -2133,6 +2155,160 @@ fn check_memory_fits(
     Ok(())
 }
 
+/// The size and alignment of the block the control domain's pool needs: the kernel's buddy
+/// allocator hands out power-of-two blocks aligned to their size, and the pool is one.
+const POOL_BLOCK_MIB: u64 = CONTROL_POOL_BYTES >> 20;
+
+/// Where QEMU `virt` puts the device tree it gives a `-kernel` boot without initrd, in MiB
+/// from the start of RAM: at half the RAM, at most 128 MiB in (`hw/arm/boot.c`; measured:
+/// `-m 140M` puts it at RAM + 70 MiB, `-m 1G` at RAM + 128 MiB). It takes 1 MiB; 2 MiB are
+/// counted, for the alignment QEMU may add.
+pub fn qemu_dtb_offset_mib(memory_mib: u64) -> u64 {
+    (memory_mib / 2).min(128)
+}
+
+/// How many pool-sized, pool-aligned blocks of free RAM a machine of `memory_mib` has: not
+/// the first (the hypervisor, its heap and the system image lie there) and none that holds
+/// the device tree.
+pub fn pool_blocks(memory_mib: u64) -> u64 {
+    let dtb = qemu_dtb_offset_mib(memory_mib);
+    (1..memory_mib / POOL_BLOCK_MIB)
+        .map(|k| k * POOL_BLOCK_MIB)
+        .filter(|&start| start + POOL_BLOCK_MIB <= memory_mib)
+        .filter(|&start| dtb + 2 <= start || start + POOL_BLOCK_MIB <= dtb)
+        .count() as u64
+}
+
+/// Pool-sized blocks the domains other than the control domain take whole: each domain's
+/// fresh RAM comes in power-of-two chunks (the kernel's `build_domain`), and each chunk of
+/// 64 MiB or more uses that many such blocks.
+fn blocks_taken(domains: &[Domain]) -> u64 {
+    domains
+        .iter()
+        .filter(|d| d.memory_from.is_none())
+        .map(|d| (d.memory_kib >> 10) / POOL_BLOCK_MIB)
+        .sum()
+}
+
+/// Fails if a system with a control domain leaves no block for its pool on a machine of
+/// `memory_mib` (the boot would stop with `cannot start the system: out of memory`).
+pub fn check_control_pool(memory_mib: u64, domains: &[Domain]) -> Result<(), Box<Problem>> {
+    let Some(control) = domains.iter().find(|d| d.control) else {
+        return Ok(());
+    };
+    let taken = blocks_taken(domains);
+    let fits = |mib: u64| pool_blocks(mib) > taken;
+    if fits(memory_mib) {
+        return Ok(());
+    }
+    let least_mib = (memory_mib..=MAX_MACHINE_MEMORY_MIB)
+        .find(|&m| fits(m))
+        .unwrap_or(MAX_MACHINE_MEMORY_MIB);
+    let blocks = match pool_blocks(memory_mib) {
+        0 => "none".to_owned(),
+        n => format!("only {n}"),
+    };
+    Err(Box::new(Problem::ControlPoolDoesNotFit {
+        control: control.name.clone(),
+        others: match taken {
+            0 => String::new(),
+            n => format!(" besides the {n} such block(s) the other domains' RAM takes"),
+        },
+        memory_mib,
+        blocks,
+        dtb_mib: qemu_dtb_offset_mib(memory_mib),
+        least_mib,
+    }))
+}
+
+/// What keeps the system from booting on a machine other than its `[machine]` (`mica run
+/// --smp/--memory`, a smoke scenario's `[qemu]`): CPUs the domains or pools name that the
+/// machine lacks (the kernel would move those vCPUs elsewhere), and RAM that does not
+/// suffice. `what_cpus` and `what_memory` say where the values came from (`--smp 2`).
+pub fn machine_problems(
+    manifest: &Manifest,
+    cpus: u32,
+    what_cpus: &str,
+    memory_mib: Option<u64>,
+    what_memory: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let missing =
+        |list: &[u32]| -> Vec<u32> { list.iter().copied().filter(|c| *c >= cpus).collect() };
+    let mut pinned = Vec::new();
+    for d in &manifest.domains {
+        if let Some(list) = &d.cpus {
+            if !missing(list).is_empty() {
+                pinned.push(format!("{} (cpus {list:?})", d.name));
+            }
+        }
+    }
+    for p in &manifest.pools {
+        if !missing(&p.cpus).is_empty() {
+            pinned.push(format!("pool {} (cpus {:?})", p.name, p.cpus));
+        }
+    }
+    if !pinned.is_empty() {
+        let highest = manifest
+            .domains
+            .iter()
+            .filter_map(|d| d.cpus.as_ref())
+            .chain(manifest.pools.iter().map(|p| &p.cpus))
+            .flatten()
+            .max()
+            .copied()
+            .unwrap_or(0);
+        problems.push(format!(
+            "{what_cpus} gives the machine CPUs 0 to {} but the manifest pins {} to CPUs it lacks; the kernel would move those vCPUs to other CPUs (a policy domain into the pool it manages): give at least {} CPUs (the manifest's [machine] cpus = {})",
+            cpus.saturating_sub(1),
+            pinned.join(", "),
+            highest + 1,
+            manifest.machine.cpus
+        ));
+    }
+    if let Some(memory_mib) = memory_mib {
+        let machine = Machine {
+            memory_mib,
+            ..manifest.machine.clone()
+        };
+        let at = Location::file(&manifest.path);
+        let fits = if memory_mib < HYPERVISOR_RESERVED_MIB {
+            Err(format!(
+                "{what_memory} is less than the {HYPERVISOR_RESERVED_MIB} MiB the hypervisor keeps"
+            ))
+        } else {
+            check_memory_fits(at, &machine, &manifest.domains)
+                .map_err(|e| problem_text(&e))
+                .and_then(|()| {
+                    check_control_pool(memory_mib, &manifest.domains).map_err(|p| p.to_string())
+                })
+        };
+        if let Err(text) = fits {
+            // The manifest's words for `[machine] memory_mib`, said of this machine.
+            let text = text.replace(
+                &format!("memory_mib = {memory_mib} "),
+                &format!("{memory_mib} MiB of RAM "),
+            );
+            let text = regex::Regex::new(r"set memory_mib to at least (\d+)")
+                .map(|re| {
+                    re.replace_all(&text, "give the machine at least ${1} MiB")
+                        .into_owned()
+                })
+                .unwrap_or(text);
+            problems.push(format!("{what_memory}: {text}"));
+        }
+    }
+    problems
+}
+
+/// The problem of a manifest error without its location.
+fn problem_text(e: &ManifestError) -> String {
+    match e {
+        ManifestError::Invalid { problem, .. } => problem.to_string(),
+        other => other.to_string(),
+    }
+}
+
 impl Manifest {
     /// Parses and checks manifest text; `path` names the file in errors and is the base of
     /// relative `path = "..."` entries.
@@ -2289,6 +2465,56 @@ memory_from = "hello-a"
         assert_eq!(b.priority, 3);
         assert!(!b.mmu_off_cacheable);
         assert_eq!(m.dir(), Path::new("images"));
+    }
+
+    /// Measured under QEMU 7.2 with `images/lifecycle.toml` and `--memory`: 128, 160 and 190
+    /// MiB stop at boot with `cannot create domain ctl: out of memory`; 192 MiB boots `ctl`.
+    #[test]
+    fn the_control_pool_needs_an_aligned_block_the_device_tree_does_not_split() {
+        assert_eq!(qemu_dtb_offset_mib(140), 70);
+        assert_eq!(qemu_dtb_offset_mib(1024), 128);
+        for mib in [128, 140, 160, 190, 191] {
+            assert_eq!(pool_blocks(mib), 0, "{mib} MiB");
+        }
+        assert_eq!(pool_blocks(192), 1);
+        assert_eq!(
+            pool_blocks(256),
+            2,
+            "[64, 128) below the DTB at 128, and [192, 256)"
+        );
+        assert_eq!(pool_blocks(512), 6);
+        let text = edit("memory_mib = 512", "memory_mib = 160")
+            + "\n[[domain]]\nname = \"ctl\"\nkind = \"service\"\nbinary = \"ctl\"\nmemory_kib = 2048\ncontrol = true\n";
+        let err = error(&text);
+        assert!(
+            err.contains("the control domain `ctl` needs its 64 MiB pool as one free block aligned to 64 MiB, and memory_mib = 160 has none")
+                && err.ends_with("set memory_mib to at least 192"),
+            "{err}"
+        );
+        let m = parse(&text.replace("memory_mib = 160", "memory_mib = 192")).unwrap();
+        assert!(machine_problems(&m, 2, "--smp 2", Some(192), "--memory 192M").is_empty());
+        let problems = machine_problems(&m, 1, "--smp 1", Some(191), "--memory 191M");
+        assert_eq!(
+            problems.len(),
+            1,
+            "CPU 0 is all hello-a asks for: {problems:?}"
+        );
+        assert!(
+            problems[0].starts_with("--memory 191M: the control domain `ctl` needs")
+                && problems[0].ends_with("give the machine at least 192 MiB"),
+            "{problems:?}"
+        );
+        let pinned = parse(
+            &text
+                .replace("cpus = [0]", "cpus = [1]")
+                .replace("memory_mib = 160", "memory_mib = 192"),
+        )
+        .unwrap();
+        let problems = machine_problems(&pinned, 1, "--smp 1", None, "");
+        assert_eq!(
+            problems,
+            ["--smp 1 gives the machine CPUs 0 to 0 but the manifest pins hello-a (cpus [1]) to CPUs it lacks; the kernel would move those vCPUs to other CPUs (a policy domain into the pool it manages): give at least 2 CPUs (the manifest's [machine] cpus = 2)"]
+        );
     }
 
     #[test]

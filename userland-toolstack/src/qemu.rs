@@ -38,6 +38,9 @@ pub enum QemuError {
     /// The image to boot does not exist.
     #[error("image {0} does not exist (build it first, e.g. `make`)")]
     NoImage(PathBuf),
+    /// The file to boot is not something QEMU can boot.
+    #[error("{0} is not a bootable image: no arm64 Image header (`ARM\\x64` at offset 56) and not an ELF file; give the hypervisor image (build/aarch64/mica.img), one `mica build` wrote, or a system manifest (images/NAME.toml)")]
+    NotAnImage(PathBuf),
     /// QEMU could not be started.
     #[error("cannot start {program}: {source}")]
     Spawn {
@@ -354,6 +357,20 @@ pub fn dry_run_lines(config: &MachineConfig) -> Result<Vec<String>, QemuError> {
     ])
 }
 
+/// Whether the file at `path` starts like something `-kernel` boots: an arm64 Image (its
+/// magic at offset 56) or an ELF file.
+pub fn is_bootable(path: &Path) -> bool {
+    let mut head = Vec::with_capacity(crate::image::HEADER_LEN);
+    let read = std::fs::File::open(path).and_then(|file| {
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, crate::image::HEADER_LEN as u64),
+            &mut head,
+        )
+    });
+    read.is_ok()
+        && (head.starts_with(b"\x7fELF") || head.get(56..60) == Some(b"ARM\x64".as_slice()))
+}
+
 /// Reads the start of the file at `path`; returns its arm64 Image header and the file length.
 fn read_image_header(path: &Path) -> Result<(crate::image::ImageHeader, u64), QemuError> {
     let read_error = |source| QemuError::ReadImage {
@@ -391,6 +408,10 @@ pub fn describe_edits(edits: &DtbEdits) -> String {
 pub fn prepare(config: &MachineConfig, deadline: Option<Instant>) -> Result<Launch, QemuError> {
     if !config.image.is_file() {
         return Err(QemuError::NoImage(config.image.clone()));
+    }
+    // Anything else would boot nothing and print nothing until Ctrl-A X.
+    if !is_bootable(&config.image) {
+        return Err(QemuError::NotAnImage(config.image.clone()));
     }
     let program = find_qemu()?;
     if !config.boots_as_loader() {

@@ -141,6 +141,9 @@ pub struct ScenarioFile {
     /// `mica ctl` steps run once `expect` has matched (crate::steps).
     #[serde(default)]
     pub step: Vec<crate::steps::StepSection>,
+    /// A document that shows this run (crate::doc_transcript).
+    #[serde(default)]
+    pub doc: Option<crate::doc_transcript::DocSection>,
 }
 
 /// What a scenario boots.
@@ -180,6 +183,8 @@ pub struct Scenario {
     pub expect: Expectations,
     /// `mica ctl` steps, run once `expect` has matched.
     pub steps: Vec<crate::steps::Step>,
+    /// The document that shows this run, if any.
+    pub doc: Option<crate::doc_transcript::DocSection>,
 }
 
 fn compile(
@@ -296,6 +301,7 @@ impl Scenario {
             extra_args: file.qemu.extra_args,
             expect,
             steps,
+            doc: file.doc,
         })
     }
 

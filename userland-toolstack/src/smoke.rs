@@ -67,6 +67,9 @@ pub enum ScenarioFailure {
     /// A `mica ctl` step failed.
     #[error(transparent)]
     Step(#[from] crate::steps::StepFailure),
+    /// The scenario's `[qemu]` machine lacks what its system's manifest asks for.
+    #[error("{0}")]
+    Machine(String),
     /// The control socket's directory could not be made.
     #[error("cannot make a directory for the control socket: {0}")]
     Socket(std::io::Error),
@@ -187,6 +190,17 @@ fn boot_and_judge(
             };
             let built = builder::build_to_temp(manifest, &options)?;
             let machine = scenario.machine(built.file.to_path_buf(), Some(&built.manifest.machine));
+            // `[qemu]` may give another machine than the manifest's: it must still fit.
+            let problems = crate::manifest::machine_problems(
+                &built.manifest,
+                machine.smp,
+                &format!("[qemu] smp = {}", machine.smp),
+                crate::bootloader::parse_memory_size(&machine.memory).map(|b| b >> 20),
+                &format!("[qemu] memory = \"{}\"", machine.memory),
+            );
+            if let Some(problem) = problems.into_iter().next() {
+                return Err(ScenarioFailure::Machine(problem));
+            }
             (machine, Some(built))
         }
     };
@@ -204,7 +218,11 @@ fn boot_and_judge(
         None
     };
     let launch = qemu::prepare(&machine, Some(deadline))?;
-    let mut qemu = Running::spawn(&launch)?;
+    // The serial log beside the socket, as `mica run` keeps it.
+    let log = socket
+        .as_ref()
+        .and_then(|(_, path)| std::fs::File::create(crate::ctl::console_log_path(path)).ok());
+    let mut qemu = Running::spawn_logged(&launch, log)?;
     let mut judge = Judge::new(&scenario.expect);
     let verdict: Result<(), Failure> = loop {
         match qemu.next(deadline)? {

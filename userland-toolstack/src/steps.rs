@@ -7,8 +7,8 @@
 //! binary, or `garbage = { ... }` sends junk ([`crate::ctl::garbage`]) — then checks:
 //!
 //! - `status`: the command's exit status (default 0);
-//! - `output`: regexes that must each match the command's output (stdout then stderr;
-//!   multi-line mode, so `^` and `$` are line ends);
+//! - `output`: regexes that must each match the command's output (stdout and stderr, in the
+//!   order written; multi-line mode, so `^` and `$` are line ends);
 //! - `serial`: regexes that must match serial lines in this order, starting with the lines
 //!   printed while the command ran;
 //! - `serial_never`: regexes no serial line may match from [`GRACE`] after the command
@@ -203,20 +203,38 @@ pub enum StepFailure {
     },
 }
 
-/// Runs `mica ctl --socket SOCKET ARGS...` (this binary): exit status and output.
+/// Runs `mica ctl --socket SOCKET ARGS...` (this binary): exit status and output (stdout and
+/// stderr through one socket pair, so lines keep the order they were written in, as on a
+/// terminal).
 fn run_ctl(socket: &Path, args: &[String]) -> Result<(i32, String), String> {
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the mica binary: {e}"))?;
-    let out = Command::new(exe)
+    let pipe = |e: std::io::Error| format!("cannot make a pipe for mica ctl: {e}");
+    let (mut reader, writer) = std::os::unix::net::UnixStream::pair().map_err(pipe)?;
+    let writer_too = writer.try_clone().map_err(pipe)?;
+    // The Command (and with it our copies of the writing end) is gone after spawn, so the
+    // read below ends when the child exits.
+    let mut child = Command::new(exe)
         .arg("ctl")
         .arg("--socket")
         .arg(socket)
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::from(OwnedFd::from(writer)))
+        .stderr(Stdio::from(OwnedFd::from(writer_too)))
+        .spawn()
         .map_err(|e| format!("cannot run mica ctl: {e}"))?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    Ok((out.status.code().unwrap_or(-1), text))
+    let mut bytes = Vec::new();
+    let read = reader.read_to_end(&mut bytes);
+    let status = child
+        .wait()
+        .map_err(|e| format!("cannot wait for mica ctl: {e}"))?;
+    read.map_err(|e| format!("cannot read what mica ctl printed: {e}"))?;
+    Ok((
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
 }
 
 /// Runs `steps` against the system behind `socket`, reading its serial lines from `qemu`

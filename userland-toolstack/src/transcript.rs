@@ -6,7 +6,7 @@
 //! measurements from them; both boot through [`crate::qemu`].
 
 use crate::qemu::{self, Launch, QemuError};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -43,8 +43,14 @@ pub struct Running {
     open_pipes: usize,
 }
 
-/// Sends every line of `pipe` as `wrap(line)`, then [`Event::Closed`].
-fn pump(pipe: impl Read, tx: mpsc::Sender<Event>, wrap: fn(String) -> Event) {
+/// Sends every line of `pipe` as `wrap(line)`, then [`Event::Closed`]; with `log`, also
+/// writes each line there as it came.
+fn pump(
+    pipe: impl Read,
+    tx: mpsc::Sender<Event>,
+    wrap: fn(String) -> Event,
+    mut log: Option<std::fs::File>,
+) {
     let mut reader = BufReader::new(pipe);
     let mut buf = Vec::new();
     loop {
@@ -52,6 +58,11 @@ fn pump(pipe: impl Read, tx: mpsc::Sender<Event>, wrap: fn(String) -> Event) {
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => break,
             Ok(_) => {
+                if let Some(file) = log.as_mut() {
+                    if file.write_all(&buf).is_err() {
+                        log = None;
+                    }
+                }
                 let text = String::from_utf8_lossy(&buf);
                 let line = text.trim_end_matches(['\n', '\r']).to_owned();
                 if tx.send(wrap(line)).is_err() {
@@ -66,6 +77,12 @@ fn pump(pipe: impl Read, tx: mpsc::Sender<Event>, wrap: fn(String) -> Event) {
 impl Running {
     /// Starts `launch` with stdin closed and both output pipes read.
     pub fn spawn(launch: &Launch) -> Result<Running, QemuError> {
+        Running::spawn_logged(launch, None)
+    }
+
+    /// As [`Running::spawn`], also writing the serial lines to `log` as they come (the serial
+    /// log `mica ctl console` reads for domains that have ended).
+    pub fn spawn_logged(launch: &Launch, log: Option<std::fs::File>) -> Result<Running, QemuError> {
         let mut child = launch
             .command()
             .stdin(Stdio::null())
@@ -80,11 +97,15 @@ impl Running {
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
             let tx = tx.clone();
-            readers.push(std::thread::spawn(move || pump(out, tx, Event::Serial)));
+            readers.push(std::thread::spawn(move || {
+                pump(out, tx, Event::Serial, log)
+            }));
         }
         if let Some(err) = child.stderr.take() {
             let tx = tx.clone();
-            readers.push(std::thread::spawn(move || pump(err, tx, Event::Stderr)));
+            readers.push(std::thread::spawn(move || {
+                pump(err, tx, Event::Stderr, None)
+            }));
         }
         let open_pipes = readers.len();
         Ok(Running {

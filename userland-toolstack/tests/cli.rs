@@ -1,8 +1,11 @@
 //! Integration tests of the `mica` binary's command line, none of which start a real QEMU.
 //!
 //! The unit tests cover the library; these check what scripts and the Makefile see: the
-//! exact `--dry-run` command line, flag defaults, exit statuses and error messages.
+//! exact `--dry-run` command line, flag defaults, exit statuses and error messages. Where a
+//! boot matters, a stand-in `qemu-system-aarch64` on `PATH` ([`fake_qemu`]) prints what the
+//! hypervisor would and behaves as QEMU would.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn mica(args: &[&str]) -> Output {
@@ -10,6 +13,39 @@ fn mica(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run the mica binary")
+}
+
+/// Runs `mica` with `PATH` set to `path` (a stand-in QEMU first) in directory `cwd`.
+fn mica_with(path: &str, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mica"))
+        .args(args)
+        .env("PATH", path)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the mica binary")
+}
+
+/// Writes a stand-in `qemu-system-aarch64` into `dir` that runs the shell `body`; returns a
+/// `PATH` with `dir` first.
+fn fake_qemu(dir: &Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = dir.join("qemu-system-aarch64");
+    std::fs::write(&fake, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// The repository's root.
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn stdout(out: &Output) -> String {
@@ -350,27 +386,15 @@ fn build_of_a_manifest_whose_guest_is_missing_says_what_to_do() {
 /// A stand-in `qemu-system-aarch64` on `PATH` records its PID and sleeps.
 #[test]
 fn run_stops_qemu_when_it_is_sent_sigterm() {
-    use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("qemu.pid");
-    let fake = dir.path().join("qemu-system-aarch64");
-    std::fs::write(
-        &fake,
-        format!(
-            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
-            pid_file.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let image = dir.path().join("mica.img");
-    std::fs::write(&image, b"not really an image").unwrap();
-    let path = format!(
-        "{}:{}",
-        dir.path().display(),
-        std::env::var("PATH").unwrap_or_default()
+    let path = fake_qemu(
+        dir.path(),
+        &format!("echo $$ > {}\nexec sleep 60", pid_file.display()),
     );
+    let image = dir.path().join("mica.img");
+    std::fs::write(&image, hypervisor_image()).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_mica"))
         .args(["run", image.to_str().unwrap()])
         .env("PATH", path)
@@ -405,4 +429,361 @@ fn run_stops_qemu_when_it_is_sent_sigterm() {
         !std::path::Path::new(&format!("/proc/{qemu_pid}")).exists(),
         "QEMU (pid {qemu_pid}) outlived mica run"
     );
+}
+
+/// A boot that ends in `mica: fatal: ...` powers the machine off, so QEMU exits 0; `mica run`
+/// must still fail (status 3), having passed the console through (issue 15, item 3).
+#[test]
+fn run_fails_when_the_hypervisor_reports_a_fatal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fake_qemu(
+        dir.path(),
+        "printf 'mica: Mica 0.1.0 starting at EL2 on cpu 0\\r\\n'\n\
+         printf 'mica: fatal: cannot start the system: out of memory\\r\\nmica: powering off\\r\\n'\n\
+         exit 0",
+    );
+    let image = dir.path().join("mica.img");
+    std::fs::write(&image, hypervisor_image()).unwrap();
+    let out = mica_with(&path, dir.path(), &["run", image.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("mica: fatal: cannot start the system: out of memory\r\n"),
+        "the console is passed through unchanged: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains(
+            "mica: the hypervisor stopped with a fatal error (cannot start the system: out of memory): exit status 3"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // The same boot without the fatal line is a success.
+    let path = fake_qemu(dir.path(), "printf 'mica: powering off\\r\\n'\nexit 0");
+    let out = mica_with(&path, dir.path(), &["run", image.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// A file that is neither an image nor a manifest is refused before QEMU starts (item 4).
+#[test]
+fn run_of_a_file_that_is_no_image_fails_before_qemu_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let path = fake_qemu(
+        dir.path(),
+        &format!("touch {}\nexec sleep 60", started.display()),
+    );
+    let readme = root().join("README.md");
+    let out = mica_with(&path, dir.path(), &["run", readme.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "mica: error: {} is not a bootable image: no arm64 Image header",
+            readme.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!started.exists(), "QEMU was started");
+}
+
+/// `--smp` below the CPUs a manifest pins, or `--memory` too small for it, is refused with
+/// the domains named (items 5 and 17).
+#[test]
+fn run_refuses_a_machine_smaller_than_the_manifest_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let system = SYSTEM.to_owned()
+        + "[[domain]]\nname = \"policy\"\nkind = \"service\"\nbinary = \"guest\"\n\
+           memory_kib = 64\ncpus = [2]\nsched_policy = true\n\
+           [[pool]]\nname = \"fair\"\ncpus = [0, 1]\npolicy = \"credit\"\n";
+    std::fs::write(p("cli.toml"), system).unwrap();
+    std::fs::write(p("guest"), guest_elf()).unwrap();
+    std::fs::write(p("mica.img"), hypervisor_image()).unwrap();
+    let (manifest, hypervisor, guests) = (p("cli.toml"), p("mica.img"), p(""));
+    let base = [
+        "run",
+        &manifest,
+        "--hypervisor",
+        &hypervisor,
+        "--guests-dir",
+        &guests,
+        "--dry-run",
+    ];
+    let out = mica(&[&base[..], &["--smp", "3"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = mica(&[&base[..], &["--smp", "1"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "mica: error: --smp 1 gives the machine CPUs 0 to 0 but the manifest pins policy (cpus [2]), \
+         pool fair (cpus [0, 1]) to CPUs it lacks; the kernel would move those vCPUs to other \
+         CPUs (a policy domain into the pool it manages): give at least 3 CPUs (the manifest's \
+         [machine] cpus = 3)\n"
+    );
+    let control = std::fs::read_to_string(root().join("images/lifecycle.toml")).unwrap();
+    std::fs::write(
+        p("ctl.toml"),
+        control
+            .replace("binary = \"spinner\"", "binary = \"guest\"")
+            .replace("binary = \"ctl\"", "binary = \"guest\""),
+    )
+    .unwrap();
+    let ctl_manifest = p("ctl.toml");
+    let mut args = base;
+    args[1] = &ctl_manifest;
+    let out = mica(&[&args[..], &["--memory", "140M"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(
+            "mica: error: --memory 140M: the control domain `ctl` needs its 64 MiB pool as one \
+             free block aligned to 64 MiB, and 140 MiB of RAM has none"
+        ) && stderr(&out).ends_with("give the machine at least 192 MiB\n"),
+        "{}",
+        stderr(&out)
+    );
+    let out = mica(&[&args[..], &["--memory", "192M"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `--exit-when-idle` stops the machine when the kernel says every domain has ended;
+/// without it `mica run` says the machine stays up (item 16).
+#[test]
+fn run_exit_when_idle_stops_qemu_once_every_domain_has_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    std::fs::write(p("cli.toml"), SYSTEM).unwrap();
+    std::fs::write(p("guest"), guest_elf()).unwrap();
+    std::fs::write(p("mica.img"), hypervisor_image()).unwrap();
+    let path = fake_qemu(
+        dir.path(),
+        "printf '[g] done\\r\\nmica: all domains have ended; 1000 KiB free, as at boot\\r\\n'\nexec sleep 30",
+    );
+    let (manifest, hypervisor, guests) = (p("cli.toml"), p("mica.img"), p(""));
+    let base = [
+        "run",
+        &manifest,
+        "--hypervisor",
+        &hypervisor,
+        "--guests-dir",
+        &guests,
+    ];
+    let started = std::time::Instant::now();
+    let out = mica_with(
+        &path,
+        dir.path(),
+        &[&base[..], &["--exit-when-idle"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(started.elapsed().as_secs() < 20, "QEMU was not stopped");
+    assert!(
+        stderr(&out).contains("mica: every domain has ended: QEMU stopped (--exit-when-idle)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = mica_with(
+        &path,
+        dir.path(),
+        &[&base[..], &["--timeout", "2"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("the machine stays up after its domains end, until you quit QEMU (Ctrl-A X) or pass --exit-when-idle")
+            && text.contains("mica: every domain has ended; the machine stays up until you quit QEMU (Ctrl-A X)"),
+        "{text}"
+    );
+}
+
+/// A system with a control domain: `mica run` keeps the serial log beside the socket (what
+/// `mica ctl console` reads for a domain that has ended) and removes the socket at the end.
+#[test]
+fn run_keeps_the_serial_log_and_removes_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let control = std::fs::read_to_string(root().join("images/lifecycle.toml")).unwrap();
+    std::fs::write(
+        p("ctl.toml"),
+        control
+            .replace("binary = \"spinner\"", "binary = \"guest\"")
+            .replace("binary = \"ctl\"", "binary = \"guest\""),
+    )
+    .unwrap();
+    std::fs::write(p("guest"), guest_elf()).unwrap();
+    std::fs::write(p("mica.img"), hypervisor_image()).unwrap();
+    let socket = p("run/ctl.sock");
+    // QEMU creates the socket; the stand-in makes a file there.
+    let path = fake_qemu(
+        dir.path(),
+        &format!("touch {socket}\nprintf '[base] spinner: started\\r\\n'\nexit 0"),
+    );
+    let (manifest, hypervisor, guests) = (p("ctl.toml"), p("mica.img"), p(""));
+    let out = mica_with(
+        &path,
+        dir.path(),
+        &[
+            "run",
+            &manifest,
+            "--hypervisor",
+            &hypervisor,
+            "--guests-dir",
+            &guests,
+            "--ctl-socket",
+            &socket,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(p("run/ctl.log")).unwrap(),
+        "[base] spinner: started\r\n"
+    );
+    assert!(!Path::new(&socket).exists(), "the socket is left behind");
+}
+
+/// `--socket` is accepted after the subcommand too (item 8), and a missing socket is named
+/// with the directory a relative one was taken from (item 9).
+#[test]
+fn ctl_socket_option_anywhere_and_missing_sockets_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        ["ctl", "--socket", "/nonexistent/s.sock", "list"],
+        ["ctl", "list", "--socket", "/nonexistent/s.sock"],
+    ] {
+        let out = mica(&args);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).starts_with("mica ctl: no control socket at /nonexistent/s.sock: "),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = mica_with("/usr/bin:/bin", dir.path(), &["ctl", "stats"]);
+    assert_eq!(out.status.code(), Some(2));
+    let cwd = dir.path().canonicalize().unwrap();
+    let text = stderr(&out);
+    assert!(
+        text.starts_with(&format!(
+            "mica ctl: no control socket at {}/build/ctl.sock (`build/ctl.sock` relative to {}): ",
+            cwd.display(),
+            cwd.display()
+        )) || text.starts_with(&format!(
+            "mica ctl: no control socket at {}/build/ctl.sock (`build/ctl.sock` relative to {}): ",
+            dir.path().display(),
+            dir.path().display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("is the system running?"), "{text}");
+}
+
+/// `--memory-kib 0` (or any size the control domain cannot give) is a usage error, not the
+/// image's size in disguise (item 10).
+#[test]
+fn ctl_create_refuses_sizes_it_cannot_give() {
+    for kib in ["0", "6", "1023"] {
+        let out = mica(&[
+            "ctl",
+            "--socket",
+            "/nonexistent/s.sock",
+            "create",
+            "x",
+            "--image",
+            "spinner",
+            "--memory-kib",
+            kib,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{kib}");
+        assert!(
+            stderr(&out).contains(&format!(
+                "invalid value '{kib}' for '--memory-kib <N>': {kib}: give a multiple of 4"
+            )),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+/// `mica ctl --help` shows every command with its arguments, exactly as docs/toolstack.md
+/// writes them (item 13).
+#[test]
+fn ctl_help_shows_every_command_as_the_docs_do() {
+    let out = mica(&["ctl", "--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    let docs = std::fs::read_to_string(root().join("docs/toolstack.md")).unwrap();
+    let block = docs
+        .split("## `mica ctl`")
+        .nth(1)
+        .and_then(|s| s.split("```\n").nth(1))
+        .expect("docs/toolstack.md has the mica ctl synopsis block");
+    let usage: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Usage: "))
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches("Usage: ").trim())
+        .collect();
+    let documented: Vec<&str> = block.lines().map(str::trim).collect();
+    assert_eq!(usage, documented, "{help}");
+    for command in [
+        "list",
+        "create",
+        "pause",
+        "unpause",
+        "destroy",
+        "reboot",
+        "console NAME [--follow]",
+        "stats",
+    ] {
+        assert!(help.contains(command), "{command} missing: {help}");
+    }
+}
+
+/// `console NAME` of a domain that has ended: the control domain knows it no more, so its
+/// last output comes from the serial log beside the socket (item 12). A stand-in control
+/// domain answers on a socket.
+#[test]
+fn ctl_console_of_an_ended_domain_reads_the_serial_log() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctl.sock");
+    std::fs::write(
+        dir.path().join("ctl.log"),
+        "[hello] hello: started\r\n[spinner] spinning\r\n[hello] hello: done\r\n\
+         mica: domain hello (id 2) powered itself off (PSCI SYSTEM_OFF)\r\n\
+         mica: domain hello (id 2) destroyed: 2048 KiB scrubbed, 1003 MiB free\r\n",
+    )
+    .unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut header = [0u8; 16];
+            s.read_exact(&mut header).unwrap();
+            let len = u32::from_le_bytes(header[12..16].try_into().unwrap()) as usize;
+            let mut payload = vec![0u8; len];
+            s.read_exact(&mut payload).unwrap();
+            // An error reply: no such domain (code 5).
+            let mut reply = b"MCTL".to_vec();
+            reply.extend_from_slice(&2u16.to_le_bytes());
+            reply.extend_from_slice(&0x101u16.to_le_bytes());
+            reply.extend_from_slice(&header[8..12]);
+            reply.extend_from_slice(&8u32.to_le_bytes());
+            reply.extend_from_slice(&5u32.to_le_bytes());
+            reply.extend_from_slice(&0u32.to_le_bytes());
+            s.write_all(&reply).unwrap();
+        }
+    });
+    let sock = socket.to_str().unwrap();
+    let out = mica(&["ctl", "--socket", sock, "console", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello: started\nhello: done\n");
+    assert!(
+        stderr(&out).contains("hello has ended; its last output, from the serial log"),
+        "{}",
+        stderr(&out)
+    );
+    let out = mica(&["ctl", "--socket", sock, "console", "nobody"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "mica ctl: no such domain\n");
+    server.join().unwrap();
 }

@@ -348,8 +348,9 @@ fn report_platform(p: &Platform<'_>, args: &BootArgs<'_>) {
         p.cpus.len() + p.cpus_ignored
     );
     if p.cpus_ignored > 0 {
+        let verb = if p.cpus_ignored == 1 { "stays" } else { "stay" };
         println!(
-            "mica: warning: only the first {MAX_CPUS} CPUs are used; {} stay off",
+            "mica: warning: only the first {MAX_CPUS} CPUs are used; {} {verb} off",
             p.cpus_ignored
         );
     }

@@ -8,7 +8,9 @@
 //! that end). With those, and only
 //! capability-checked hypercalls, it lists, creates (from an image record of the system
 //! image, in RAM from its pool), pauses, unpauses, restarts and destroys domains and reads
-//! their consoles. The byte stream, framing and request decoding are
+//! their consoles. It lists itself too (`domain_info` of `SELF_DOMAIN`) but refuses to pause,
+//! destroy or reboot itself, and refuses to destroy or reboot the scheduling policy domain
+//! unless the request says `FLAG_FORCE`. The byte stream, framing and request decoding are
 //! `mica_service_ctl::protocol` (host-tested); this file is the hardware and hypercall side.
 //!
 //! The first [`DMA_PAGES`] pages of the pool are the virtio driver's DMA memory (there is no
@@ -28,8 +30,13 @@ mod domain {
 
     use alloc::vec::Vec;
     use mica_abi::bootinfo::{name_str, BootInfo as BootPageLayout, CapEntry};
-    use mica_abi::ctl::{ConsoleReply, DomainEntry, ErrorCode, Kind, StatsReply, MAX_PAYLOAD};
-    use mica_abi::sysimage::{SegmentRecord, SystemImage, ANY_CPU, DOMAIN_RAM_BASE};
+    use mica_abi::ctl::{
+        ConsoleReply, DomainEntry, ErrorCode, Kind, StatsReply, MAX_PAYLOAD, ROLE_CONTROL,
+        ROLE_DOMAIN, ROLE_SCHED_POLICY,
+    };
+    use mica_abi::sysimage::{
+        SegmentRecord, SystemImage, ANY_CPU, DOMAIN_RAM_BASE, FLAG_CONTROL, FLAG_SCHED_CONTROL,
+    };
     use mica_rt::hypercall as hc;
     use mica_rt::memory::{map_window, system_image};
     use mica_rt::{
@@ -40,6 +47,8 @@ mod domain {
     use mica_service_ctl::protocol::{
         error_frame, frame, Event, FrameReader, Name, Request, MAX_FRAME,
     };
+    use mica_service_ctl::report;
+    use mica_service_ctl::transport::{interrupt_mode, InterruptMode};
     use zerocopy::IntoBytes;
 
     /// Pool pages kept for the virtio driver's DMA.
@@ -77,9 +86,15 @@ mod domain {
         pool_frame: u64,
         pool: Pool,
         image: Option<SystemImage<'static>>,
+        /// Its own name (its record's, the one with `FLAG_CONTROL`).
+        own_name: Option<Name>,
         created: Vec<Created>,
+        /// Well-formed requests.
         requests: u64,
-        errors: u64,
+        /// Of those, the ones answered with an error.
+        refused: u64,
+        /// Frames that were no request.
+        malformed: u64,
         /// Slots handed out but perhaps not yet filled (so two picks never collide).
         slots: u64,
     }
@@ -88,6 +103,27 @@ mod domain {
 
     fn refused(status: Status) -> Refusal {
         (ErrorCode::Refused, status as u32)
+    }
+
+    /// A domain a request names.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Target {
+        /// This domain.
+        Itself,
+        /// One it created (its Domain capability).
+        Created(Slot),
+        /// One the kernel granted it (`dom-<name>`).
+        Granted(Slot),
+    }
+
+    impl Target {
+        /// The Domain capability to use in hypercalls.
+        fn slot(self) -> Slot {
+            match self {
+                Target::Itself => Slot::SELF_DOMAIN,
+                Target::Created(s) | Target::Granted(s) => s,
+            }
+        }
     }
 
     impl Ctl {
@@ -118,27 +154,56 @@ mod domain {
                 .collect()
         }
 
-        /// The Domain capability of `name`, and whether this domain created it.
-        fn find(&self, name: &Name) -> Result<(Slot, bool), Refusal> {
+        /// The domain called `name`.
+        fn find(&self, name: &Name) -> Result<Target, Refusal> {
+            if self.own_name == Some(*name) {
+                return Ok(Target::Itself);
+            }
             if let Some(c) = self.created.iter().find(|c| c.name == *name) {
-                return Ok((c.slot, true));
+                return Ok(Target::Created(c.slot));
             }
             self.granted()
                 .into_iter()
                 .find(|(n, s)| n == name && hc::domain_info(*s).is_ok())
-                .map(|(_, s)| (s, false))
+                .map(|(_, s)| Target::Granted(s))
                 .ok_or((ErrorCode::NoSuchDomain, 0))
+        }
+
+        /// What a domain of the system image is to the system (by its record's flags; a
+        /// domain this domain created is an ordinary one whatever its image).
+        fn role(&self, name: &Name, target: Target) -> u32 {
+            let record_flags = || {
+                self.image
+                    .and_then(|i| i.domains().iter().find(|d| d.name() == name.as_str()))
+                    .map_or(0, |d| d.flags)
+            };
+            match target {
+                Target::Itself => ROLE_CONTROL,
+                Target::Created(_) => ROLE_DOMAIN,
+                Target::Granted(_) if record_flags() & FLAG_SCHED_CONTROL != 0 => ROLE_SCHED_POLICY,
+                Target::Granted(_) => ROLE_DOMAIN,
+            }
         }
 
         fn entries(&self) -> Vec<DomainEntry> {
             let mut out: Vec<DomainEntry> = Vec::new();
-            // Its own domains first: their names are the ones it gave them.
+            // Itself, then its own domains: their names are the ones it gave them.
             let named = self
-                .created
-                .iter()
-                .map(|c| (c.name, c.slot))
-                .chain(self.granted());
-            for (name, slot) in named {
+                .own_name
+                .map(|n| (n, Target::Itself))
+                .into_iter()
+                .chain(
+                    self.created
+                        .iter()
+                        .map(|c| (c.name, Target::Created(c.slot))),
+                )
+                .chain(
+                    self.granted()
+                        .into_iter()
+                        .map(|(n, s)| (n, Target::Granted(s))),
+                );
+            for (name, target) in named {
+                let slot = target.slot();
                 let Ok(info) = hc::domain_info(slot) else {
                     continue;
                 };
@@ -150,7 +215,7 @@ mod domain {
                     id: u32::from(info.id),
                     state: u32::from(info.state),
                     vcpus: u32::from(info.vcpus),
-                    reserved: 0,
+                    role: self.role(&name, target),
                     memory_bytes: match self.created.iter().find(|c| c.slot == slot) {
                         Some(c) => c.run.count * PAGE,
                         None => info.memory_bytes,
@@ -173,21 +238,28 @@ mod domain {
                 Request::Stats => {
                     let reply = StatsReply {
                         domains: self.entries().len() as u32,
-                        cpus: 0,
+                        reserved: 0,
                         pool_free_bytes: self.pool.free_pages() * PAGE,
                         requests: self.requests,
-                        errors: self.errors,
+                        refused: self.refused,
+                        malformed: self.malformed,
                     };
                     out.extend_from_slice(reply.as_bytes());
                 }
-                Request::Pause(name) => hc::domain_pause(self.find(&name)?.0).map_err(refused)?,
-                Request::Unpause(name) => {
-                    hc::domain_unpause(self.find(&name)?.0).map_err(refused)?
+                Request::Pause(name) => {
+                    hc::domain_pause(self.find_other(&name, true)?.slot()).map_err(refused)?
                 }
-                Request::Destroy(name) => self.destroy(&name)?,
-                Request::Reboot(name) => match self.find(&name)? {
-                    (slot, false) => hc::domain_restart(slot).map_err(refused)?,
-                    (_, true) => {
+                Request::Unpause(name) => {
+                    hc::domain_unpause(self.find_other(&name, true)?.slot()).map_err(refused)?
+                }
+                Request::Destroy { name, force } => {
+                    self.find_other(&name, force)?;
+                    self.destroy(&name)?
+                }
+                Request::Reboot { name, force } => match self.find_other(&name, force)? {
+                    Target::Itself => return Err((ErrorCode::Itself, 0)),
+                    Target::Granted(slot) => hc::domain_restart(slot).map_err(refused)?,
+                    Target::Created(_) => {
                         let index = self.created.iter().position(|c| c.name == name);
                         let Some(c) = index.map(|i| self.created.remove(i)) else {
                             return Err((ErrorCode::NoSuchDomain, 0));
@@ -207,12 +279,12 @@ mod domain {
                     arg,
                 } => {
                     if self.find(&name).is_ok() {
-                        return Err(refused(Status::SlotOccupied));
+                        return Err((ErrorCode::NameTaken, 0));
                     }
                     self.create(name, image, memory_kib, vcpus, arg)?;
                 }
                 Request::Console { name, offset } => {
-                    let slot = self.find(&name)?.0;
+                    let slot = self.find(&name)?.slot();
                     let mut bytes: Vec<u8> = Vec::new();
                     let mut at = offset;
                     let mut first = None;
@@ -239,6 +311,17 @@ mod domain {
                 }
             }
             Ok(())
+        }
+
+        /// The domain called `name` for a request that changes it: refused for itself, and
+        /// for a domain the system depends on unless `force`.
+        fn find_other(&self, name: &Name, force: bool) -> Result<Target, Refusal> {
+            let target = self.find(name)?;
+            match self.role(name, target) {
+                ROLE_CONTROL => Err((ErrorCode::Itself, 0)),
+                ROLE_SCHED_POLICY if !force => Err((ErrorCode::Protected, 0)),
+                _ => Ok(target),
+            }
         }
 
         /// Creates `name` from image record `image`.
@@ -389,7 +472,11 @@ mod domain {
         /// Destroys `name`; for a domain it created, waits until it is gone, scrubs its RAM
         /// and returns it to the pool.
         fn destroy(&mut self, name: &Name) -> Result<(), Refusal> {
-            let (slot, ours) = self.find(name)?;
+            let (slot, ours) = match self.find(name)? {
+                Target::Itself => return Err((ErrorCode::Itself, 0)),
+                Target::Created(slot) => (slot, true),
+                Target::Granted(slot) => (slot, false),
+            };
             match hc::domain_destroy(slot) {
                 Ok(()) | Err(Status::WrongState) => {}
                 Err(status) => return Err(refused(status)),
@@ -440,25 +527,29 @@ mod domain {
             }
             let _ = hc::cap_delete(c.slot);
             let frames = FrameRange::new(self.pool_frame + c.run.first, c.run.count);
-            // The kernel scrubs only RAM it allocated: this came from the pool, scrub it here.
+            // The kernel scrubs only RAM it allocated (its `destroyed: 0 KiB scrubbed` line
+            // for this domain says so): this came from the pool, scrub it here.
             match map_window(self.pool_slot, COPY_IPA, frames, Rights::READ | Rights::WRITE) {
                 Ok(mut window) => {
                     let len = window.len();
                     window.zero(0, len);
                     drop(window);
                     self.pool.give_back(c.run);
+                    println!(
+                        "{}",
+                        report::destroyed(
+                            name.as_str(),
+                            c.run.count * 4,
+                            self.pool.free_pages() * 4
+                        )
+                    );
                 }
                 Err(status) => println!(
-                    "ctl: cannot map {}'s RAM to scrub it ({status:?}): {} KiB not returned to the pool",
+                    "ctl: destroyed {}, but cannot map its RAM to scrub it ({status:?}): {} KiB not returned to the pool",
                     name.as_str(),
                     c.run.count * 4
                 ),
             }
-            println!(
-                "ctl: destroyed {}; {} KiB free in the pool",
-                name.as_str(),
-                self.pool.free_pages() * 4
-            );
         }
     }
 
@@ -493,23 +584,52 @@ mod domain {
         .map_err(|_| "cannot map the DMA pages")?;
         virtio::init_dma(dma, pool_frames.first * PAGE);
         let image = system_image().and_then(|bytes| SystemImage::parse(bytes).ok());
+        // Its own record: its name, and the interrupt the manifest gives its console.
+        let own = image.and_then(|i| {
+            let (index, record) = i
+                .domains()
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.flags & FLAG_CONTROL != 0)?;
+            let interrupt = i
+                .devices()
+                .iter()
+                .find(|d| d.domain as usize == index && name_str(&d.name) == DEVICE)
+                .map(|d| d.interrupt);
+            Some((Name::new(record.name()), interrupt))
+        });
         let mut ctl = Ctl {
             pool_slot,
             pool_frame: pool_frames.first + DMA_PAGES,
             pool: Pool::new(pool_frames.count - DMA_PAGES),
             image,
+            own_name: own.and_then(|o| o.0),
             created: Vec::new(),
             requests: 0,
-            errors: 0,
+            refused: 0,
+            malformed: 0,
             slots,
         };
         let (mut console, transport) =
             virtio::console(DEVICE).ok_or("no virtio console in the `console` device window")?;
-        // The console's interrupt as an event (else: poll, yielding).
+        // The console's interrupt as an event, if it is the one the console's transport
+        // raises (else: poll, yielding).
         let irq = page.cap_slot("console-irq", ObjectType::Irq);
-        let bound = match irq {
-            Some(irq) => bind_interrupt(&ctl, irq).is_ok(),
-            None => false,
+        let manifest_intid = own.and_then(|o| o.1).filter(|_| irq.is_some());
+        let mode = interrupt_mode(transport, manifest_intid);
+        if let InterruptMode::WrongInterrupt {
+            manifest_intid,
+            transport_intid,
+        } = mode
+        {
+            println!(
+                "{}",
+                report::wrong_interrupt(transport, transport_intid, manifest_intid)
+            );
+        }
+        let bound = match (mode, irq) {
+            (InterruptMode::Interrupt, Some(irq)) => bind_interrupt(&ctl, irq).is_ok(),
+            _ => false,
         };
         println!(
             "ctl: ready (virtio console at {transport:#x}, {}; pool {} KiB free; {} image record(s))",
@@ -552,11 +672,14 @@ mod domain {
                             Ok(()) => {
                                 frame(&mut reply, Kind::Ok, id, &[&payload]);
                             }
-                            Err((code, status)) => error_frame(&mut reply, id, code, status),
+                            Err((code, status)) => {
+                                ctl.refused += 1;
+                                error_frame(&mut reply, id, code, status)
+                            }
                         }
                     }
                     Event::Error { id, code } => {
-                        ctl.errors += 1;
+                        ctl.malformed += 1;
                         error_frame(&mut reply, id, code, 0);
                     }
                 }

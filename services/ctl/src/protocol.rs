@@ -12,7 +12,7 @@
 use heapless::Deque;
 use mica_abi::ctl::{
     check_header, name_str, ConsoleRequest, CreateRequest, DomainRequest, ErrorCode, ErrorReply,
-    FrameHeader, Kind, MAGIC, MAX_PAYLOAD, NAME_LEN, VERSION,
+    FrameHeader, Kind, FLAG_FORCE, MAGIC, MAX_PAYLOAD, NAME_LEN, VERSION,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -76,9 +76,19 @@ pub enum Request {
     /// Unpause a domain.
     Unpause(Name),
     /// Destroy a domain.
-    Destroy(Name),
+    Destroy {
+        /// The domain.
+        name: Name,
+        /// Even one the system depends on (`FLAG_FORCE`).
+        force: bool,
+    },
     /// Restart a domain.
-    Reboot(Name),
+    Reboot {
+        /// The domain.
+        name: Name,
+        /// Even one the system depends on (`FLAG_FORCE`).
+        force: bool,
+    },
     /// Console output of a domain from an offset.
     Console {
         /// The domain.
@@ -125,17 +135,30 @@ fn payload_size(kind: Kind) -> Option<usize> {
 /// Decodes the payload of a request of `kind` (its size already checked).
 pub fn decode(kind: Kind, payload: &[u8]) -> Result<Request, ErrorCode> {
     let malformed = ErrorCode::Malformed;
-    let domain = || -> Result<Name, ErrorCode> {
+    // The name and whether FLAG_FORCE is set; unknown flags and reserved bits are malformed.
+    let domain = || -> Result<(Name, bool), ErrorCode> {
         let r = DomainRequest::read_from_bytes(payload).map_err(|_| malformed)?;
-        Name::from_field(&r.name).ok_or(malformed)
+        if r.flags & !FLAG_FORCE != 0 || r.reserved != 0 {
+            return Err(malformed);
+        }
+        Ok((
+            Name::from_field(&r.name).ok_or(malformed)?,
+            r.flags & FLAG_FORCE != 0,
+        ))
     };
     Ok(match kind {
         Kind::List => Request::List,
         Kind::Stats => Request::Stats,
-        Kind::Pause => Request::Pause(domain()?),
-        Kind::Unpause => Request::Unpause(domain()?),
-        Kind::Destroy => Request::Destroy(domain()?),
-        Kind::Reboot => Request::Reboot(domain()?),
+        Kind::Pause => Request::Pause(domain()?.0),
+        Kind::Unpause => Request::Unpause(domain()?.0),
+        Kind::Destroy => {
+            let (name, force) = domain()?;
+            Request::Destroy { name, force }
+        }
+        Kind::Reboot => {
+            let (name, force) = domain()?;
+            Request::Reboot { name, force }
+        }
         Kind::Create => {
             let c = CreateRequest::read_from_bytes(payload).map_err(|_| malformed)?;
             if c.reserved != 0 || c.use_arg > 1 || c.vcpus > 8 {
@@ -325,11 +348,62 @@ mod tests {
         got
     }
 
-    fn pause(name: &str, id: u32) -> Vec<u8> {
-        let r = DomainRequest {
+    fn domain_request(name: &str, flags: u32) -> DomainRequest {
+        DomainRequest {
             name: name_field(name).unwrap(),
-        };
-        request(Kind::Pause, id, r.as_bytes())
+            flags,
+            reserved: 0,
+        }
+    }
+
+    fn pause(name: &str, id: u32) -> Vec<u8> {
+        request(Kind::Pause, id, domain_request(name, 0).as_bytes())
+    }
+
+    #[test]
+    fn destroy_and_reboot_carry_the_force_flag() {
+        let mut reader = FrameReader::new();
+        let mut bytes = request(Kind::Destroy, 1, domain_request("sched", 0).as_bytes());
+        bytes.extend(request(
+            Kind::Reboot,
+            2,
+            domain_request("sched", FLAG_FORCE).as_bytes(),
+        ));
+        bytes.extend(request(
+            Kind::Destroy,
+            3,
+            domain_request("sched", 2).as_bytes(),
+        ));
+        let mut reserved = domain_request("sched", 0);
+        reserved.reserved = 1;
+        bytes.extend(request(Kind::Destroy, 4, reserved.as_bytes()));
+        assert_eq!(
+            events(&mut reader, &bytes),
+            [
+                Event::Request {
+                    id: 1,
+                    request: Request::Destroy {
+                        name: name("sched"),
+                        force: false
+                    }
+                },
+                Event::Request {
+                    id: 2,
+                    request: Request::Reboot {
+                        name: name("sched"),
+                        force: true
+                    }
+                },
+                Event::Error {
+                    id: 3,
+                    code: ErrorCode::Malformed
+                },
+                Event::Error {
+                    id: 4,
+                    code: ErrorCode::Malformed
+                },
+            ]
+        );
     }
 
     fn name(s: &str) -> Name {
@@ -408,7 +482,7 @@ mod tests {
         bad_version[4] = 9;
         let mut too_large = request(Kind::List, 2, &[]);
         too_large[12..16].copy_from_slice(&5000u32.to_le_bytes());
-        let mut wrong_size = request(Kind::Pause, 3, &[0; 32]);
+        let mut wrong_size = request(Kind::Pause, 3, &[0; 40]);
         wrong_size[12] = 31;
         let reply_kind = request(Kind::Ok, 4, &[]);
         let mut unknown = request(Kind::List, 5, &[]);
@@ -491,8 +565,16 @@ mod tests {
         bad_name[..3].copy_from_slice(b"A!b");
         let mut trailing = name_field("ok").unwrap();
         trailing[5] = b'x';
-        for (i, payload) in [bad_name, [0; 32], trailing].iter().enumerate() {
-            let got = events(&mut reader, &request(Kind::Destroy, i as u32, payload));
+        for (i, field) in [bad_name, [0; 32], trailing].iter().enumerate() {
+            let payload = DomainRequest {
+                name: *field,
+                flags: 0,
+                reserved: 0,
+            };
+            let got = events(
+                &mut reader,
+                &request(Kind::Destroy, i as u32, payload.as_bytes()),
+            );
             assert_eq!(
                 got,
                 [Event::Error {
