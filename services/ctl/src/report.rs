@@ -22,11 +22,11 @@ fn line(args: core::fmt::Arguments<'_>) -> Line {
 }
 
 /// After a domain it created is gone: its RAM (`kib`, lent from the pool) was scrubbed here
-/// and returned; the kernel's own line said `0 KiB scrubbed` because it scrubs only RAM it
-/// gave.
+/// and returned (the kernel's own line says the memory went back to its creator: it scrubs
+/// only RAM it gave).
 pub fn destroyed(name: &str, kib: u64, free_kib: u64) -> Line {
     line(format_args!(
-        "ctl: destroyed {name}; scrubbed its {kib} KiB from the pool here (hence the kernel's `0 KiB scrubbed`); {free_kib} KiB free in the pool"
+        "ctl: destroyed {name}; scrubbed its {kib} KiB and returned it to the pool; {free_kib} KiB free in the pool"
     ))
 }
 
@@ -52,7 +52,7 @@ mod tests {
         assert!(w.len() < MAX_LINE && w.ends_with("polling"), "{w}");
         assert_eq!(
             destroyed("spin-c", 1024, 63424).as_str(),
-            "ctl: destroyed spin-c; scrubbed its 1024 KiB from the pool here (hence the kernel's `0 KiB scrubbed`); 63424 KiB free in the pool"
+            "ctl: destroyed spin-c; scrubbed its 1024 KiB and returned it to the pool; 63424 KiB free in the pool"
         );
     }
 }
