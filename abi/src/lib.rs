@@ -13,6 +13,7 @@ pub mod event;
 pub mod hypercall;
 pub mod layout;
 pub mod object;
+pub mod psci;
 pub mod ring;
 pub mod sched;
 pub mod status;

@@ -17,9 +17,9 @@
 //!   for the tables.
 //! - 2 `greedy`: creates domains and event channels until refused, then ends: what it
 //!   created must end with it.
-//! - 3 `loud`: floods the console and the kernel log (PSCI CPU_ON of its second vCPU, over
-//!   and over), and prints terminal control bytes: the kernel must cut the flood to its
-//!   budget and print the bytes as `?`.
+//! - 3 `loud`: prints terminal control bytes, floods the kernel log (10,000 children created
+//!   and deleted, each end a log line; then PSCI CPU_ON of its second vCPU, over and over) and
+//!   the console: the kernel must print the bytes as `?` and cut both floods to its budget.
 //! - 4 `plant`: writes marker values into debug, PMU and EL1 physical-timer registers, then
 //!   ends; 5 `snoop`, on the same CPU after it: reads them, and implementation-defined
 //!   registers that would show the machine's layout; runs set/way cache maintenance.
@@ -370,10 +370,25 @@ fn loud(info: &BootInfo) {
         println!("intruder: no free RAM for the CPU_ON stub: FAILED");
         return;
     };
+    // The kernel logs every domain's end, paid by its creator: 10,000 children created and
+    // deleted at once (about 900 KB of log lines), with no console output in between.
+    for i in 0..10_000u32 {
+        let made = hypercall::domain_create(CHILD_DOMAIN, 1, 0)
+            .and_then(|_| hypercall::cap_delete(CHILD_DOMAIN));
+        if let Err(status) = made {
+            println!("intruder: create and destroy a child failed after {i}: FAILED ({status:?})");
+            return;
+        }
+    }
+    wait_ms(2000);
+    // One more log line, now within the budget: the kernel says what it dropped.
+    let _ = hypercall::domain_create(CHILD_DOMAIN, 1, 0)
+        .and_then(|_| hypercall::cap_delete(CHILD_DOMAIN));
+    println!("intruder: created and destroyed 10,001 children");
+    // The kernel logs every CPU_ON too (paid the same way).
     lend.write_code(0, &CPU_OFF_STUB);
-    // The kernel logs every CPU_ON: 3,000 of them, as fast as vCPU 1 turns itself off.
     let mut started = 0;
-    while started < 3000 {
+    while started < 200 {
         match psci::cpu_on(1, lend.ipa, 0) {
             Ok(()) => started += 1,
             Err(psci::Error::AlreadyOn) => {}
@@ -383,9 +398,7 @@ fn loud(info: &BootInfo) {
             }
         }
     }
-    wait_ms(2000);
-    while psci::cpu_on(1, lend.ipa, 0).is_err() {}
-    println!("intruder: started vCPU 1 3,001 times");
+    println!("intruder: started vCPU 1 200 times");
     // 1.2 MB of console output.
     for i in 0..30_000u32 {
         let mut line = [b'.'; 40];

@@ -282,3 +282,35 @@ fn a_console_flood_is_cut_to_the_domains_budget_and_control_bytes_are_replaced()
     assert!(console.contains("bytes of console output dropped: over its budget)\n[loud] "));
     assert!(console.ends_with("back\n"));
 }
+
+#[test]
+fn log_lines_about_a_domains_children_are_paid_by_it() {
+    let (mut k, cpu) = single("parent");
+    let before = k.hal.console.borrow().len();
+    for _ in 0..2000 {
+        let r = hvc(&mut k, cpu, Call::DomainCreate, [5, 1, 0, 0, 0, 0]);
+        assert_eq!(status(r), Ok(()));
+        assert_eq!(
+            status(hvc(&mut k, cpu, Call::CapDelete, [5, 0, 0, 0, 0, 0])),
+            Ok(())
+        );
+    }
+    // Each child's end is a line (about 90 bytes); the mock clock stands still, so the
+    // parent's budget is never refilled.
+    let printed = k.hal.console.borrow().len() - before;
+    assert!(
+        printed <= crate::console::BURST_BYTES as usize,
+        "{printed} bytes of log for 2000 children"
+    );
+    k.hal.now.set(10_000_000_000);
+    let r = hvc(&mut k, cpu, Call::DomainCreate, [5, 1, 0, 0, 0, 0]);
+    assert_eq!(status(r), Ok(()));
+    assert_eq!(
+        status(hvc(&mut k, cpu, Call::CapDelete, [5, 0, 0, 0, 0, 0])),
+        Ok(())
+    );
+    let console = k.hal.console.borrow();
+    assert!(console.contains(
+        "bytes of log about domain parent dropped: over its budget)\nmica: domain unnamed-"
+    ));
+}

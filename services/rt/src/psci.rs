@@ -8,100 +8,20 @@
 
 use crate::conduit::{self, Conduit, Reply};
 
-/// PSCI function ids (PSCI 1.1, DEN0022).
+/// PSCI function ids (PSCI 1.1, DEN0022), as this runtime issues them.
 pub mod function {
-    /// PSCI_VERSION (SMC32).
-    pub const VERSION: u64 = 0x8400_0000;
-    /// CPU_OFF (SMC32).
-    pub const CPU_OFF: u64 = 0x8400_0002;
-    /// CPU_ON (SMC64).
-    pub const CPU_ON: u64 = 0xC400_0003;
-    /// AFFINITY_INFO (SMC64).
-    pub const AFFINITY_INFO: u64 = 0xC400_0004;
-    /// SYSTEM_OFF (SMC32).
-    pub const SYSTEM_OFF: u64 = 0x8400_0008;
-    /// SYSTEM_RESET (SMC32).
-    pub const SYSTEM_RESET: u64 = 0x8400_0009;
-    /// PSCI_FEATURES (SMC32).
-    pub const FEATURES: u64 = 0x8400_000A;
+    pub use mica_abi::psci::{
+        AFFINITY_INFO_64 as AFFINITY_INFO, CPU_OFF, CPU_ON_64 as CPU_ON, FEATURES, SYSTEM_OFF,
+        SYSTEM_RESET, VERSION,
+    };
 }
 
-/// A PSCI failure code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
-    /// -1: the function is not implemented.
-    NotSupported,
-    /// -2: an argument is invalid (e.g. no such vCPU).
-    InvalidParameters,
-    /// -3: the caller may not do this.
-    Denied,
-    /// -4: the target vCPU is already running.
-    AlreadyOn,
-    /// -5: the target vCPU is being started.
-    OnPending,
-    /// -6: the implementation failed.
-    InternalFailure,
-    /// -7: the target does not exist.
-    NotPresent,
-    /// -8: the target is disabled.
-    Disabled,
-    /// -9: the entry address is invalid.
-    InvalidAddress,
-    /// A negative code PSCI 1.1 does not define.
-    Other(i32),
-}
-
-impl Error {
-    /// Decodes a negative PSCI return code.
-    pub const fn from_code(code: i32) -> Error {
-        match code {
-            -1 => Error::NotSupported,
-            -2 => Error::InvalidParameters,
-            -3 => Error::Denied,
-            -4 => Error::AlreadyOn,
-            -5 => Error::OnPending,
-            -6 => Error::InternalFailure,
-            -7 => Error::NotPresent,
-            -8 => Error::Disabled,
-            -9 => Error::InvalidAddress,
-            other => Error::Other(other),
-        }
-    }
-
-    /// The specification's name (`ALREADY_ON`, ...).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Error::NotSupported => "NOT_SUPPORTED",
-            Error::InvalidParameters => "INVALID_PARAMETERS",
-            Error::Denied => "DENIED",
-            Error::AlreadyOn => "ALREADY_ON",
-            Error::OnPending => "ON_PENDING",
-            Error::InternalFailure => "INTERNAL_FAILURE",
-            Error::NotPresent => "NOT_PRESENT",
-            Error::Disabled => "DISABLED",
-            Error::InvalidAddress => "INVALID_ADDRESS",
-            Error::Other(_) => "UNKNOWN_PSCI_ERROR",
-        }
-    }
-}
-
-impl core::fmt::Display for Error {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Error::Other(code) => write!(f, "PSCI error {code}"),
-            known => f.write_str(known.name()),
-        }
-    }
-}
+/// A PSCI failure code (`mica_abi::psci::Error`).
+pub use mica_abi::psci::Error;
 
 /// Decodes x0 of a PSCI reply: a non-negative value, or the error.
 pub fn decode(reply: Reply) -> Result<u32, Error> {
-    let code = reply.status as u32 as i32;
-    if code < 0 {
-        Err(Error::from_code(code))
-    } else {
-        Ok(code as u32)
-    }
+    Error::from_register(reply.status)
 }
 
 /// AFFINITY_INFO's answer.
