@@ -113,7 +113,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::Whoami,
         name: "whoami",
         summary: "the caller's domain id, vCPU index and capability-space size",
-        args: &[],
+        args: crate::args::Whoami::ARGS,
         returns: &["domain_id", "vcpu_index", "slots"],
         rights: Rights::empty(),
         statuses: &[],
@@ -122,7 +122,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::ConsoleWrite,
         name: "console_write",
         summary: "write `len` bytes, packed little-endian in x2-x6, to the console",
-        args: &["len", "bytes0", "bytes1", "bytes2", "bytes3", "bytes4"],
+        args: crate::args::ConsoleWrite::ARGS,
         returns: &["written"],
         rights: Rights::empty(),
         statuses: &[InvalidArgument],
@@ -131,7 +131,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::Yield,
         name: "yield",
         summary: "give the CPU to the next runnable vCPU",
-        args: &[],
+        args: crate::args::Yield::ARGS,
         returns: &[],
         rights: Rights::empty(),
         statuses: &[],
@@ -140,7 +140,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::CapIdentify,
         name: "cap_identify",
         summary: "object type and rights (x1 = type | rights << 8) and frame range of a capability",
-        args: &["slot"],
+        args: crate::args::CapIdentify::ARGS,
         returns: &["type_and_rights", "first_frame", "frame_count"],
         rights: Rights::empty(),
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability],
@@ -150,7 +150,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "cap_derive",
         summary: "copy `src` into empty slot `dst` with `rights` (a subset) and, for memory, \
                   frames [first, first+count) (count 0 = the same range)",
-        args: &["src", "dst", "rights", "first_frame", "frame_count"],
+        args: crate::args::CapDerive::ARGS,
         returns: &[],
         rights: Rights::empty(),
         statuses: &[
@@ -168,7 +168,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "cap_grant",
         summary: "place a derived copy of `src` into slot `dst` of the domain named by Domain \
                   capability `domain`",
-        args: &["src", "domain", "dst", "rights", "first_frame", "frame_count"],
+        args: crate::args::CapGrant::ARGS,
         returns: &[],
         rights: Rights::GRANT,
         statuses: &[
@@ -186,7 +186,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "cap_revoke",
         summary: "delete every descendant of the capability, in every space, and undo their mappings; \
                   a Domain or Vcpu object whose last capability goes is destroyed (see cap_delete)",
-        args: &["slot"],
+        args: crate::args::CapRevoke::ARGS,
         returns: &["removed"],
         rights: Rights::empty(),
         statuses: &[InvalidArgument, InvalidCapability],
@@ -197,7 +197,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "delete the capability (its children stay, re-parented) and undo its mappings; if it \
                   was the last capability to a Domain, the domain ends as by domain_destroy (with the \
                   domains it created), to a Vcpu, the vCPU stops for good",
-        args: &["slot"],
+        args: crate::args::CapDelete::ARGS,
         returns: &[],
         rights: Rights::empty(),
         statuses: &[InvalidArgument, InvalidCapability],
@@ -209,7 +209,7 @@ pub const TABLE: &[CallSpec] = &[
                   `ipa` of `domain` (a Domain capability or SELF_DOMAIN) with `perms` (READ, WRITE, \
                   EXECUTE within the capability's rights); the stage-2 tables it needs are charged to \
                   `domain`'s quota",
-        args: &["domain", "memory", "ipa", "first_frame", "frame_count", "perms"],
+        args: crate::args::MemMap::ARGS,
         returns: &[],
         rights: Rights::READ,
         statuses: &[
@@ -227,7 +227,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::MemUnmap,
         name: "mem_unmap",
         summary: "remove `count` pages of mappings at guest-physical `ipa` of `domain`",
-        args: &["domain", "ipa", "frame_count"],
+        args: crate::args::MemUnmap::ARGS,
         returns: &["unmapped"],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange],
@@ -239,7 +239,7 @@ pub const TABLE: &[CallSpec] = &[
                   `quota` bytes of kernel memory (paid from the caller's quota); its Domain capability \
                   goes in `dst`; it ends with the last capability to it (so, unless handed on, with \
                   the caller)",
-        args: &["dst", "slots", "quota"],
+        args: crate::args::DomainCreate::ARGS,
         returns: &["domain_id"],
         rights: Rights::empty(),
         statuses: &[InvalidArgument, SlotOccupied, NoFreeSlot, QuotaExceeded, OutOfMemory],
@@ -248,7 +248,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::DomainDestroy,
         name: "domain_destroy",
         summary: "stop the domain's vCPUs, revoke everything it holds, scrub its private memory",
-        args: &["domain"],
+        args: crate::args::DomainDestroy::ARGS,
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
@@ -257,7 +257,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::DomainPause,
         name: "domain_pause",
         summary: "stop scheduling the domain's vCPUs",
-        args: &["domain"],
+        args: crate::args::DomainPause::ARGS,
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
@@ -266,7 +266,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::DomainUnpause,
         name: "domain_unpause",
         summary: "resume scheduling a paused domain",
-        args: &["domain"],
+        args: crate::args::DomainUnpause::ARGS,
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
@@ -276,7 +276,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "domain_restart",
         summary: "stop the domain's vCPUs, scrub and reload its RAM from its image and start it \
                   again (domains created from the system image only)",
-        args: &["domain"],
+        args: crate::args::DomainRestart::ARGS,
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState, NotSupported],
@@ -286,7 +286,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "domain_info",
         summary: "x1 = id | state << 16 (0 running, 1 paused, 2 dying) | vCPUs << 24; x2 = bytes of \
                   RAM the kernel gave it; x3 = CPU time of all its vCPUs in ns",
-        args: &["domain"],
+        args: crate::args::DomainInfo::ARGS,
         returns: &["id_state_vcpus", "memory_bytes", "cpu_time_ns"],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
@@ -297,7 +297,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "the domain's console output: x1 = bytes written so far, x2-x3 = up to 16 bytes \
                   from byte `offset` (the last 4 KiB are kept; an older offset reads from the oldest \
                   kept byte, whose offset is x1 minus the kept length), low byte first",
-        args: &["domain", "offset"],
+        args: crate::args::ConsoleRead::ARGS,
         returns: &["total", "bytes0", "bytes1"],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
@@ -308,7 +308,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "name a domain through a Domain capability (never SELF_DOMAIN): 1-31 bytes of \
                   `[a-z0-9-]`, packed little-endian in x2-x5, NUL-padded, used by no other live domain \
                   nor reserved by the system image, not starting with `unnamed-`",
-        args: &["domain", "name0", "name1", "name2", "name3"],
+        args: crate::args::DomainSetName::ARGS,
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NameInUse],
@@ -319,7 +319,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "create vCPU number `index` in `domain`, to run on physical CPU `cpu` (0xFF: the \
                   kernel picks): any CPU if the caller holds a SchedControl capability, else one its \
                   own vCPUs may run on; its Vcpu capability goes in `dst`",
-        args: &["domain", "dst", "index", "cpu"],
+        args: crate::args::VcpuCreate::ARGS,
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[
@@ -336,7 +336,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::VcpuStart,
         name: "vcpu_start",
         summary: "start a created vCPU at guest-physical `entry` with `arg` in x0",
-        args: &["vcpu", "entry", "arg"],
+        args: crate::args::VcpuStart::ARGS,
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
@@ -346,7 +346,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "evtchn_create",
         summary: "create an event channel; its two connected endpoints (SEND | RECEIVE | GRANT) go \
                   in empty slots `dst_a` and `dst_b` (grant one to the peer domain)",
-        args: &["dst_a", "dst_b"],
+        args: crate::args::EvtchnCreate::ARGS,
         returns: &[],
         rights: Rights::empty(),
         statuses: &[InvalidArgument, InvalidCapability, SlotOccupied, QuotaExceeded, OutOfMemory],
@@ -356,7 +356,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "evtchn_bind",
         summary: "deliver events sent to `endpoint` as port `port` of the caller's event page, \
                   waking vCPU `vcpu` (events latched before binding are delivered now)",
-        args: &["endpoint", "port", "vcpu"],
+        args: crate::args::EvtchnBind::ARGS,
         returns: &[],
         rights: Rights::RECEIVE,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, SlotOccupied, WrongState],
@@ -366,7 +366,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "evtchn_send",
         summary: "signal the other endpoint of the channel: its port becomes pending and, unless \
                   masked, its vCPU is woken and gets the upcall",
-        args: &["endpoint"],
+        args: crate::args::EvtchnSend::ARGS,
         returns: &[],
         rights: Rights::SEND,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, PeerClosed],
@@ -376,7 +376,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "evtchn_mask",
         summary: "mask (`masked` = 1) or unmask (0) the upcall of an endpoint; unmasking with an \
                   event pending raises it",
-        args: &["endpoint", "masked"],
+        args: crate::args::EvtchnMask::ARGS,
         returns: &[],
         rights: Rights::RECEIVE,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
@@ -386,7 +386,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "event_page_set",
         summary: "use the page at guest-physical `ipa` (page aligned, mapped writable in the \
                   caller's RAM) as the caller's event page",
-        args: &["ipa"],
+        args: crate::args::EventPageSet::ARGS,
         returns: &[],
         rights: Rights::empty(),
         statuses: &[InvalidArgument, OutOfRange],
@@ -398,7 +398,7 @@ pub const TABLE: &[CallSpec] = &[
                   affinity of the vCPU named by `target` (`abi::sched::pack_target`: domain id, \
                   vCPU index, priority); budget 0 and period 0 = no reservation; reservations on \
                   a CPU above 100% are refused; the vCPU migrates if its CPU leaves `affinity`",
-        args: &["control", "target", "budget_ns", "period_ns", "affinity"],
+        args: crate::args::SchedSet::ARGS,
         returns: &[],
         rights: Rights::CONTROL,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange, Overcommitted],
@@ -410,7 +410,7 @@ pub const TABLE: &[CallSpec] = &[
                   `endpoint` (held by the caller and bound to a port of its event page); the line \
                   stays active until `irq_ack`; the interrupt is enabled and routed to the CPU of \
                   the endpoint's vCPU",
-        args: &["irq", "endpoint"],
+        args: crate::args::IrqBindEvent::ARGS,
         returns: &[],
         rights: Rights::RECEIVE,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
@@ -421,7 +421,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "inject the physical interrupt of Irq capability `irq` into the caller's virtual GIC \
                   as the same INTID, hardware-linked: the guest's EOI deactivates the physical line; \
                   routed to the CPU of vCPU `vcpu`",
-        args: &["irq", "vcpu"],
+        args: crate::args::IrqBindVirtual::ARGS,
         returns: &[],
         rights: Rights::RECEIVE,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NotSupported],
@@ -430,7 +430,7 @@ pub const TABLE: &[CallSpec] = &[
         call: Call::IrqAck,
         name: "irq_ack",
         summary: "deactivate the physical interrupt after handling an event-delivered occurrence",
-        args: &["irq"],
+        args: crate::args::IrqAck::ARGS,
         returns: &[],
         rights: Rights::RECEIVE,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
@@ -440,7 +440,7 @@ pub const TABLE: &[CallSpec] = &[
         name: "irq_unbind",
         summary: "stop delivering the interrupt; the physical line is masked (and deactivated if it \
                   was left active)",
-        args: &["irq"],
+        args: crate::args::IrqUnbind::ARGS,
         returns: &[],
         rights: Rights::RECEIVE,
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod bootinfo;
 pub mod ctl;
 pub mod event;

@@ -1,18 +1,16 @@
-//! Hypercall handling: decode the registers into a typed request, check it against the
-//! caller's capabilities without side effects, then perform it.
+//! Hypercall decoding: the registers of a call into the kernel's typed [`Request`].
 //!
-//! [`decode`] is pure: it turns `(call, x1..x6)` into a [`Request`] or an `InvalidArgument`
-//! status, rejecting slots that do not fit in 16 bits, unknown rights bits and misaligned or
-//! wrapping addresses. [`dispatch`] then runs each request's check section (capability
-//! look-ups, ranges, states — reads only) before its act section. The table of calls and their
-//! statuses is `mica_abi::hypercall::TABLE`; `docs/hypercalls.md` describes each.
+//! [`decode`] is pure: the syntax of every call's arguments (slots that fit in 16 bits, known
+//! rights bits, aligned and non-wrapping addresses, ...) is `mica_abi::args`'s, which the
+//! runtime encodes with too; what fails it is `InvalidArgument` (or `OutOfRange`).
+//! `Kernel::dispatch` (`kernel/invoke.rs`) then runs each request's check section
+//! (capability look-ups, ranges, states — reads only) before its act section. The table of
+//! calls and their statuses is `mica_abi::hypercall::TABLE`; `docs/hypercalls.md` describes
+//! each.
 
-use mica_abi::hypercall::{self, Call, SELF_DOMAIN};
+use mica_abi::hypercall::Call;
 use mica_abi::{Rights, Status};
 use mica_caps::FrameRange;
-
-use crate::frames::FRAME_SIZE;
-use mica_abi::layout::IPA_LIMIT;
 
 /// A decoded hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,226 +210,194 @@ pub enum Request {
     },
 }
 
-fn rights_arg(arg: u64) -> Result<Rights, Status> {
-    let bits = u32::try_from(arg).map_err(|_| Status::InvalidArgument)?;
-    Rights::from_bits(bits).ok_or(Status::InvalidArgument)
-}
-
-fn frames_arg(first: u64, count: u64) -> Result<Option<FrameRange>, Status> {
-    if count == 0 {
-        return Ok(None);
-    }
+fn frames(first: u64, count: u64) -> Option<FrameRange> {
+    // `mica_abi::args` checked the range: 0 frames (then first = 0) means "the same range".
     FrameRange::new(first, count)
-        .map(Some)
-        .ok_or(Status::InvalidArgument)
 }
 
-fn domain_selector(arg: u64) -> Result<u64, Status> {
-    if arg == SELF_DOMAIN || arg <= u16::MAX as u64 {
-        Ok(arg)
-    } else {
-        Err(Status::InvalidArgument)
-    }
-}
-
-fn page_aligned(ipa: u64, pages: u64) -> Result<(), Status> {
-    if !ipa.is_multiple_of(FRAME_SIZE) || pages == 0 {
-        return Err(Status::InvalidArgument);
-    }
-    let end = pages
-        .checked_mul(FRAME_SIZE)
-        .and_then(|b| ipa.checked_add(b))
-        .ok_or(Status::InvalidArgument)?;
-    if end > IPA_LIMIT {
-        return Err(Status::OutOfRange);
-    }
-    Ok(())
-}
-
-/// Decodes the argument registers of `call`. Pure: no state is read.
-pub fn decode(call: Call, a: [u64; 6]) -> Result<Request, Status> {
+/// Decodes the argument registers of `call` (their syntax is `mica_abi::args`'s, the one
+/// definition of every call's arguments). Pure: no state is read.
+pub fn decode(call: Call, regs: [u64; 6]) -> Result<Request, Status> {
+    use mica_abi::args as a;
     Ok(match call {
         Call::Whoami => Request::Whoami,
         Call::ConsoleWrite => {
-            if a[0] > hypercall::CONSOLE_WRITE_MAX as u64 {
-                return Err(Status::InvalidArgument);
-            }
+            let x = a::ConsoleWrite::from_regs(regs)?;
             Request::ConsoleWrite {
-                len: a[0],
-                regs: [a[1], a[2], a[3], a[4], a[5]],
+                len: x.len,
+                regs: x.packed(),
             }
         }
         Call::Yield => Request::Yield,
         Call::CapIdentify => Request::CapIdentify {
-            slot: slot_arg(a[0])?,
+            slot: a::CapIdentify::from_regs(regs)?.slot.0,
         },
-        Call::CapDerive => Request::CapDerive {
-            src: slot_arg(a[0])?,
-            dst: slot_arg(a[1])?,
-            rights: rights_arg(a[2])?,
-            frames: frames_arg(a[3], a[4])?,
-        },
-        Call::CapGrant => Request::CapGrant {
-            src: slot_arg(a[0])?,
-            domain: slot_arg(a[1])?,
-            dst: slot_arg(a[2])?,
-            rights: rights_arg(a[3])?,
-            frames: frames_arg(a[4], a[5])?,
-        },
+        Call::CapDerive => {
+            let x = a::CapDerive::from_regs(regs)?;
+            Request::CapDerive {
+                src: x.src.0,
+                dst: x.dst.0,
+                rights: x.rights,
+                frames: frames(x.first_frame, x.frame_count),
+            }
+        }
+        Call::CapGrant => {
+            let x = a::CapGrant::from_regs(regs)?;
+            Request::CapGrant {
+                src: x.src.0,
+                domain: x.domain.0,
+                dst: x.dst.0,
+                rights: x.rights,
+                frames: frames(x.first_frame, x.frame_count),
+            }
+        }
         Call::CapRevoke => Request::CapRevoke {
-            slot: slot_arg(a[0])?,
+            slot: a::CapRevoke::from_regs(regs)?.slot.0,
         },
         Call::CapDelete => Request::CapDelete {
-            slot: slot_arg(a[0])?,
+            slot: a::CapDelete::from_regs(regs)?.slot.0,
         },
         Call::MemMap => {
-            let perms = rights_arg(a[5])?;
-            if !(Rights::READ | Rights::WRITE | Rights::EXECUTE).contains(perms)
-                || !perms.contains(Rights::READ)
-            {
-                return Err(Status::InvalidArgument);
-            }
-            page_aligned(a[2], a[4])?;
+            let x = a::MemMap::from_regs(regs)?;
             Request::MemMap {
-                domain: domain_selector(a[0])?,
-                memory: slot_arg(a[1])?,
-                ipa: a[2],
-                first_frame: a[3],
-                pages: a[4],
-                perms,
+                domain: x.domain.raw(),
+                memory: x.memory.0,
+                ipa: x.ipa,
+                first_frame: x.first_frame,
+                pages: x.frame_count,
+                perms: x.perms,
             }
         }
         Call::MemUnmap => {
-            page_aligned(a[1], a[2])?;
+            let x = a::MemUnmap::from_regs(regs)?;
             Request::MemUnmap {
-                domain: domain_selector(a[0])?,
-                ipa: a[1],
-                pages: a[2],
+                domain: x.domain.raw(),
+                ipa: x.ipa,
+                pages: x.frame_count,
             }
         }
-        Call::DomainCreate => Request::DomainCreate {
-            dst: slot_arg(a[0])?,
-            slots: slot_arg(a[1])?,
-            quota: a[2],
-        },
+        Call::DomainCreate => {
+            let x = a::DomainCreate::from_regs(regs)?;
+            Request::DomainCreate {
+                dst: x.dst.0,
+                slots: x.slots.0,
+                quota: x.quota,
+            }
+        }
         Call::DomainDestroy => Request::DomainDestroy {
-            domain: domain_selector(a[0])?,
+            domain: a::DomainDestroy::from_regs(regs)?.domain.raw(),
         },
         Call::DomainPause => Request::DomainPause {
-            domain: domain_selector(a[0])?,
+            domain: a::DomainPause::from_regs(regs)?.domain.raw(),
         },
         Call::DomainUnpause => Request::DomainUnpause {
-            domain: domain_selector(a[0])?,
+            domain: a::DomainUnpause::from_regs(regs)?.domain.raw(),
         },
-        Call::VcpuCreate => Request::VcpuCreate {
-            domain: domain_selector(a[0])?,
-            dst: slot_arg(a[1])?,
-            index: slot_arg(a[2])?,
-            cpu: a[3],
-        },
-        Call::VcpuStart => Request::VcpuStart {
-            vcpu: slot_arg(a[0])?,
-            entry: a[1],
-            arg: a[2],
-        },
-        Call::EvtchnCreate => Request::EvtchnCreate {
-            dst_a: slot_arg(a[0])?,
-            dst_b: slot_arg(a[1])?,
-        },
-        Call::EvtchnBind => {
-            if a[1] >= mica_abi::event::PORTS as u64 {
-                return Err(Status::InvalidArgument);
+        Call::VcpuCreate => {
+            let x = a::VcpuCreate::from_regs(regs)?;
+            Request::VcpuCreate {
+                domain: x.domain.raw(),
+                dst: x.dst.0,
+                index: x.index.0,
+                cpu: x.cpu,
             }
+        }
+        Call::VcpuStart => {
+            let x = a::VcpuStart::from_regs(regs)?;
+            Request::VcpuStart {
+                vcpu: x.vcpu.0,
+                entry: x.entry,
+                arg: x.arg,
+            }
+        }
+        Call::EvtchnCreate => {
+            let x = a::EvtchnCreate::from_regs(regs)?;
+            Request::EvtchnCreate {
+                dst_a: x.dst_a.0,
+                dst_b: x.dst_b.0,
+            }
+        }
+        Call::EvtchnBind => {
+            let x = a::EvtchnBind::from_regs(regs)?;
             Request::EvtchnBind {
-                endpoint: slot_arg(a[0])?,
-                port: a[1] as u16,
-                vcpu: slot_arg(a[2])?,
+                endpoint: x.endpoint.0,
+                port: x.port.0,
+                vcpu: x.vcpu.0,
             }
         }
         Call::EvtchnSend => Request::EvtchnSend {
-            endpoint: slot_arg(a[0])?,
+            endpoint: a::EvtchnSend::from_regs(regs)?.endpoint.0,
         },
         Call::EvtchnMask => {
-            let masked = match a[1] {
-                0 => false,
-                1 => true,
-                _ => return Err(Status::InvalidArgument),
-            };
+            let x = a::EvtchnMask::from_regs(regs)?;
             Request::EvtchnMask {
-                endpoint: slot_arg(a[0])?,
-                masked,
+                endpoint: x.endpoint.0,
+                masked: x.masked,
             }
         }
         Call::SchedSet => {
+            let x = a::SchedSet::from_regs(regs)?;
             let (domain, vcpu, priority) =
-                mica_abi::sched::unpack_target(a[1]).ok_or(Status::InvalidArgument)?;
+                mica_abi::sched::unpack_target(x.target).ok_or(Status::InvalidArgument)?;
             Request::SchedSet {
-                control: slot_arg(a[0])?,
+                control: x.control.0,
                 domain,
                 vcpu,
                 params: crate::sched::SchedParams {
                     priority,
-                    budget_ns: a[2],
-                    period_ns: a[3],
-                    affinity: a[4],
+                    budget_ns: x.budget_ns,
+                    period_ns: x.period_ns,
+                    affinity: x.affinity,
                 },
             }
         }
-        Call::IrqBindEvent => Request::Irq {
-            irq: slot_arg(a[0])?,
-            op: IrqOp::BindEvent {
-                endpoint: slot_arg(a[1])?,
-            },
-        },
-        Call::IrqBindVirtual => Request::Irq {
-            irq: slot_arg(a[0])?,
-            op: IrqOp::BindVirtual {
-                vcpu: slot_arg(a[1])?,
-            },
-        },
+        Call::IrqBindEvent => {
+            let x = a::IrqBindEvent::from_regs(regs)?;
+            Request::Irq {
+                irq: x.irq.0,
+                op: IrqOp::BindEvent {
+                    endpoint: x.endpoint.0,
+                },
+            }
+        }
+        Call::IrqBindVirtual => {
+            let x = a::IrqBindVirtual::from_regs(regs)?;
+            Request::Irq {
+                irq: x.irq.0,
+                op: IrqOp::BindVirtual { vcpu: x.vcpu.0 },
+            }
+        }
         Call::IrqAck => Request::Irq {
-            irq: slot_arg(a[0])?,
+            irq: a::IrqAck::from_regs(regs)?.irq.0,
             op: IrqOp::Ack,
         },
         Call::IrqUnbind => Request::Irq {
-            irq: slot_arg(a[0])?,
+            irq: a::IrqUnbind::from_regs(regs)?.irq.0,
             op: IrqOp::Unbind,
         },
         Call::DomainRestart => Request::DomainRestart {
-            domain: domain_selector(a[0])?,
+            domain: a::DomainRestart::from_regs(regs)?.domain.raw(),
         },
         Call::DomainInfo => Request::DomainInfo {
-            domain: domain_selector(a[0])?,
+            domain: a::DomainInfo::from_regs(regs)?.domain.raw(),
         },
-        Call::ConsoleRead => Request::ConsoleRead {
-            domain: domain_selector(a[0])?,
-            offset: a[1],
-        },
+        Call::ConsoleRead => {
+            let x = a::ConsoleRead::from_regs(regs)?;
+            Request::ConsoleRead {
+                domain: x.domain.raw(),
+                offset: x.offset,
+            }
+        }
         Call::DomainSetName => {
-            let mut name = [0u8; 32];
-            for (i, b) in name.iter_mut().enumerate() {
-                *b = (a[1 + i / 8] >> ((i % 8) * 8)) as u8;
-            }
-            let len = name.iter().position(|b| *b == 0).unwrap_or(32);
-            let valid = (1..=31).contains(&len)
-                && name[..len]
-                    .iter()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-                && name[len..].iter().all(|b| *b == 0);
-            if !valid {
-                return Err(Status::InvalidArgument);
-            }
+            let x = a::DomainSetName::from_regs(regs)?;
             Request::DomainSetName {
-                domain: domain_selector(a[0])?,
-                name,
+                domain: x.domain.raw(),
+                name: x.name(),
             }
         }
-        Call::EventPageSet => {
-            if !a[0].is_multiple_of(FRAME_SIZE) {
-                return Err(Status::InvalidArgument);
-            }
-            Request::EventPageSet { ipa: a[0] }
-        }
+        Call::EventPageSet => Request::EventPageSet {
+            ipa: a::EventPageSet::from_regs(regs)?.ipa,
+        },
     })
 }
 

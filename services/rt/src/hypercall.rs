@@ -8,36 +8,12 @@
 //! escape hatch for attack tests that must send what the types forbid.
 
 use crate::conduit::{self, Conduit};
-use mica_abi::hypercall::{Call, CONSOLE_WRITE_MAX, SELF_DOMAIN};
+use mica_abi::hypercall::{Call, CONSOLE_WRITE_MAX};
 use mica_abi::{ObjectType, Rights, Status};
 
 pub use crate::conduit::Reply;
 
-/// A capability slot in the caller's own capability space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Slot(pub u16);
-
-impl Slot {
-    /// Names the calling domain itself in calls that take a Domain capability.
-    pub const SELF_DOMAIN: Slot = Slot(SELF_DOMAIN as u16);
-
-    /// The register value.
-    pub const fn raw(self) -> u64 {
-        self.0 as u64
-    }
-}
-
-/// A port of the caller's event page (`0..mica_abi::event::PORTS`): the bit an event
-/// channel endpoint is bound to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Port(pub u16);
-
-impl Port {
-    /// The register value.
-    pub const fn raw(self) -> u64 {
-        self.0 as u64
-    }
-}
+pub use mica_abi::args::{Port, Slot};
 
 /// Frames `[first, first + count)` of a Memory capability, as absolute frame numbers (physical
 /// address / 4 KiB; `cap_identify` reports a capability's range in the same numbers); `count
@@ -129,226 +105,245 @@ impl CapInfo {
 /// Pure encoders: typed arguments to registers, in the order of `TABLE`'s `args`.
 pub mod encode {
     use super::{FrameRange, Port, Request, Slot};
-    use mica_abi::hypercall::{pack_console_bytes, Call, CONSOLE_WRITE_MAX};
+    use mica_abi::args as a;
     use mica_abi::Rights;
 
     /// `whoami`.
-    pub const fn whoami() -> Request {
-        Request::new(Call::Whoami, [0; 6])
+    pub fn whoami() -> Request {
+        Request::new(a::Whoami::CALL, a::Whoami {}.to_regs())
     }
 
-    /// `console_write` of the first [`CONSOLE_WRITE_MAX`] bytes of `bytes`.
+    /// `console_write` of up to 40 bytes (more are cut).
     pub fn console_write(bytes: &[u8]) -> Request {
-        let len = bytes.len().min(CONSOLE_WRITE_MAX);
-        let [b0, b1, b2, b3, b4] = pack_console_bytes(&bytes[..len]);
-        Request::new(Call::ConsoleWrite, [len as u64, b0, b1, b2, b3, b4])
+        Request::new(a::ConsoleWrite::CALL, a::ConsoleWrite::new(bytes).to_regs())
     }
 
     /// `yield`.
-    pub const fn yield_now() -> Request {
-        Request::new(Call::Yield, [0; 6])
+    pub fn yield_now() -> Request {
+        Request::new(a::Yield::CALL, a::Yield {}.to_regs())
     }
 
     /// `cap_identify`.
-    pub const fn cap_identify(slot: Slot) -> Request {
-        Request::new(Call::CapIdentify, [slot.raw(), 0, 0, 0, 0, 0])
+    pub fn cap_identify(slot: Slot) -> Request {
+        Request::new(a::CapIdentify::CALL, a::CapIdentify { slot }.to_regs())
     }
 
     /// `cap_derive`.
-    pub const fn cap_derive(src: Slot, dst: Slot, rights: Rights, frames: FrameRange) -> Request {
-        Request::new(
-            Call::CapDerive,
-            [
-                src.raw(),
-                dst.raw(),
-                rights.bits() as u64,
-                frames.first,
-                frames.count,
-                0,
-            ],
-        )
+    pub fn cap_derive(src: Slot, dst: Slot, rights: Rights, frames: FrameRange) -> Request {
+        let args = a::CapDerive {
+            src,
+            dst,
+            rights,
+            first_frame: frames.first,
+            frame_count: frames.count,
+        };
+        Request::new(a::CapDerive::CALL, args.to_regs())
     }
 
     /// `cap_grant`.
-    pub const fn cap_grant(
+    pub fn cap_grant(
         src: Slot,
         domain: Slot,
         dst: Slot,
         rights: Rights,
         frames: FrameRange,
     ) -> Request {
-        Request::new(
-            Call::CapGrant,
-            [
-                src.raw(),
-                domain.raw(),
-                dst.raw(),
-                rights.bits() as u64,
-                frames.first,
-                frames.count,
-            ],
-        )
+        let args = a::CapGrant {
+            src,
+            domain,
+            dst,
+            rights,
+            first_frame: frames.first,
+            frame_count: frames.count,
+        };
+        Request::new(a::CapGrant::CALL, args.to_regs())
     }
 
     /// `cap_revoke`.
-    pub const fn cap_revoke(slot: Slot) -> Request {
-        Request::new(Call::CapRevoke, [slot.raw(), 0, 0, 0, 0, 0])
+    pub fn cap_revoke(slot: Slot) -> Request {
+        Request::new(a::CapRevoke::CALL, a::CapRevoke { slot }.to_regs())
     }
 
     /// `cap_delete`.
-    pub const fn cap_delete(slot: Slot) -> Request {
-        Request::new(Call::CapDelete, [slot.raw(), 0, 0, 0, 0, 0])
+    pub fn cap_delete(slot: Slot) -> Request {
+        Request::new(a::CapDelete::CALL, a::CapDelete { slot }.to_regs())
     }
 
     /// `mem_map`.
-    pub const fn mem_map(
+    pub fn mem_map(
         domain: Slot,
         memory: Slot,
         ipa: u64,
         frames: FrameRange,
         perms: Rights,
     ) -> Request {
-        Request::new(
-            Call::MemMap,
-            [
-                domain.raw(),
-                memory.raw(),
-                ipa,
-                frames.first,
-                frames.count,
-                perms.bits() as u64,
-            ],
-        )
+        let args = a::MemMap {
+            domain,
+            memory,
+            ipa,
+            first_frame: frames.first,
+            frame_count: frames.count,
+            perms,
+        };
+        Request::new(a::MemMap::CALL, args.to_regs())
     }
 
     /// `mem_unmap`.
-    pub const fn mem_unmap(domain: Slot, ipa: u64, frame_count: u64) -> Request {
-        Request::new(Call::MemUnmap, [domain.raw(), ipa, frame_count, 0, 0, 0])
+    pub fn mem_unmap(domain: Slot, ipa: u64, frame_count: u64) -> Request {
+        let args = a::MemUnmap {
+            domain,
+            ipa,
+            frame_count,
+        };
+        Request::new(a::MemUnmap::CALL, args.to_regs())
     }
 
-    /// `domain_create`.
-    pub const fn domain_create(dst: Slot, slots: u64, quota: u64) -> Request {
-        Request::new(Call::DomainCreate, [dst.raw(), slots, quota, 0, 0, 0])
+    /// `domain_create` (`slots` is cut to 16 bits, as the kernel would refuse more).
+    pub fn domain_create(dst: Slot, slots: u64, quota: u64) -> Request {
+        let args = a::DomainCreate {
+            dst,
+            slots: Slot(slots.min(u64::from(u16::MAX)) as u16),
+            quota,
+        };
+        Request::new(a::DomainCreate::CALL, args.to_regs())
     }
 
     /// `domain_destroy`.
-    pub const fn domain_destroy(domain: Slot) -> Request {
-        Request::new(Call::DomainDestroy, [domain.raw(), 0, 0, 0, 0, 0])
+    pub fn domain_destroy(domain: Slot) -> Request {
+        Request::new(
+            a::DomainDestroy::CALL,
+            a::DomainDestroy { domain }.to_regs(),
+        )
     }
 
     /// `domain_pause`.
-    pub const fn domain_pause(domain: Slot) -> Request {
-        Request::new(Call::DomainPause, [domain.raw(), 0, 0, 0, 0, 0])
+    pub fn domain_pause(domain: Slot) -> Request {
+        Request::new(a::DomainPause::CALL, a::DomainPause { domain }.to_regs())
     }
 
     /// `domain_unpause`.
-    pub const fn domain_unpause(domain: Slot) -> Request {
-        Request::new(Call::DomainUnpause, [domain.raw(), 0, 0, 0, 0, 0])
+    pub fn domain_unpause(domain: Slot) -> Request {
+        Request::new(
+            a::DomainUnpause::CALL,
+            a::DomainUnpause { domain }.to_regs(),
+        )
     }
 
-    /// `vcpu_create`.
-    pub const fn vcpu_create(domain: Slot, dst: Slot, index: u64, cpu: u64) -> Request {
-        Request::new(
-            Call::VcpuCreate,
-            [domain.raw(), dst.raw(), index, cpu, 0, 0],
-        )
+    /// `vcpu_create` (`index` is cut to 16 bits, as the kernel would refuse more).
+    pub fn vcpu_create(domain: Slot, dst: Slot, index: u64, cpu: u64) -> Request {
+        let args = a::VcpuCreate {
+            domain,
+            dst,
+            index: Slot(index.min(u64::from(u16::MAX)) as u16),
+            cpu,
+        };
+        Request::new(a::VcpuCreate::CALL, args.to_regs())
     }
 
     /// `vcpu_start`.
-    pub const fn vcpu_start(vcpu: Slot, entry: u64, arg: u64) -> Request {
-        Request::new(Call::VcpuStart, [vcpu.raw(), entry, arg, 0, 0, 0])
+    pub fn vcpu_start(vcpu: Slot, entry: u64, arg: u64) -> Request {
+        let args = a::VcpuStart { vcpu, entry, arg };
+        Request::new(a::VcpuStart::CALL, args.to_regs())
     }
 
     /// `evtchn_create`.
-    pub const fn evtchn_create(dst_a: Slot, dst_b: Slot) -> Request {
-        Request::new(Call::EvtchnCreate, [dst_a.raw(), dst_b.raw(), 0, 0, 0, 0])
+    pub fn evtchn_create(dst_a: Slot, dst_b: Slot) -> Request {
+        let args = a::EvtchnCreate { dst_a, dst_b };
+        Request::new(a::EvtchnCreate::CALL, args.to_regs())
     }
 
-    /// `evtchn_bind`.
-    pub const fn evtchn_bind(endpoint: Slot, port: Port, vcpu: u64) -> Request {
-        Request::new(
-            Call::EvtchnBind,
-            [endpoint.raw(), port.raw(), vcpu, 0, 0, 0],
-        )
+    /// `evtchn_bind` (`vcpu` is cut to 16 bits, as the kernel would refuse more).
+    pub fn evtchn_bind(endpoint: Slot, port: Port, vcpu: u64) -> Request {
+        let args = a::EvtchnBind {
+            endpoint,
+            port,
+            vcpu: Slot(vcpu.min(u64::from(u16::MAX)) as u16),
+        };
+        Request::new(a::EvtchnBind::CALL, args.to_regs())
     }
 
     /// `evtchn_send`.
-    pub const fn evtchn_send(endpoint: Slot) -> Request {
-        Request::new(Call::EvtchnSend, [endpoint.raw(), 0, 0, 0, 0, 0])
+    pub fn evtchn_send(endpoint: Slot) -> Request {
+        Request::new(a::EvtchnSend::CALL, a::EvtchnSend { endpoint }.to_regs())
     }
 
     /// `evtchn_mask`.
-    pub const fn evtchn_mask(endpoint: Slot, masked: bool) -> Request {
-        Request::new(
-            Call::EvtchnMask,
-            [endpoint.raw(), masked as u64, 0, 0, 0, 0],
-        )
+    pub fn evtchn_mask(endpoint: Slot, masked: bool) -> Request {
+        let args = a::EvtchnMask { endpoint, masked };
+        Request::new(a::EvtchnMask::CALL, args.to_regs())
     }
 
     /// `event_page_set`.
-    pub const fn event_page_set(ipa: u64) -> Request {
-        Request::new(Call::EventPageSet, [ipa, 0, 0, 0, 0, 0])
+    pub fn event_page_set(ipa: u64) -> Request {
+        Request::new(a::EventPageSet::CALL, a::EventPageSet { ipa }.to_regs())
     }
 
-    /// `sched_set`; `target` is `mica_abi::sched::pack_target(domain, vcpu, priority)`.
-    pub const fn sched_set(
+    /// `sched_set` (`target` from `mica_abi::sched::pack_target`).
+    pub fn sched_set(
         control: Slot,
         target: u64,
         budget_ns: u64,
         period_ns: u64,
         affinity: u64,
     ) -> Request {
-        Request::new(
-            Call::SchedSet,
-            [control.raw(), target, budget_ns, period_ns, affinity, 0],
-        )
+        let args = a::SchedSet {
+            control,
+            target,
+            budget_ns,
+            period_ns,
+            affinity,
+        };
+        Request::new(a::SchedSet::CALL, args.to_regs())
     }
 
     /// `domain_restart`.
-    pub const fn domain_restart(domain: Slot) -> Request {
-        Request::new(Call::DomainRestart, [domain.raw(), 0, 0, 0, 0, 0])
-    }
-
-    /// `domain_info`.
-    pub const fn domain_info(domain: Slot) -> Request {
-        Request::new(Call::DomainInfo, [domain.raw(), 0, 0, 0, 0, 0])
-    }
-
-    /// `console_read` from byte `offset`.
-    pub const fn console_read(domain: Slot, offset: u64) -> Request {
-        Request::new(Call::ConsoleRead, [domain.raw(), offset, 0, 0, 0, 0])
-    }
-
-    /// `domain_set_name` (the first 32 bytes of `name`, NUL-padded).
-    pub fn domain_set_name(domain: Slot, name: &[u8]) -> Request {
-        let mut regs = [0u64; 4];
-        for (i, b) in name.iter().take(32).enumerate() {
-            regs[i / 8] |= (*b as u64) << ((i % 8) * 8);
-        }
+    pub fn domain_restart(domain: Slot) -> Request {
         Request::new(
-            Call::DomainSetName,
-            [domain.raw(), regs[0], regs[1], regs[2], regs[3], 0],
+            a::DomainRestart::CALL,
+            a::DomainRestart { domain }.to_regs(),
         )
     }
 
-    /// `irq_bind_event`.
-    pub const fn irq_bind_event(irq: Slot, endpoint: Slot) -> Request {
-        Request::new(Call::IrqBindEvent, [irq.raw(), endpoint.raw(), 0, 0, 0, 0])
+    /// `domain_info`.
+    pub fn domain_info(domain: Slot) -> Request {
+        Request::new(a::DomainInfo::CALL, a::DomainInfo { domain }.to_regs())
     }
 
-    /// `irq_bind_virtual`.
-    pub const fn irq_bind_virtual(irq: Slot, vcpu: u64) -> Request {
-        Request::new(Call::IrqBindVirtual, [irq.raw(), vcpu, 0, 0, 0, 0])
+    /// `console_read`.
+    pub fn console_read(domain: Slot, offset: u64) -> Request {
+        let args = a::ConsoleRead { domain, offset };
+        Request::new(a::ConsoleRead::CALL, args.to_regs())
+    }
+
+    /// `domain_set_name` (the first 32 bytes of `name`).
+    pub fn domain_set_name(domain: Slot, name: &[u8]) -> Request {
+        let args = a::DomainSetName::new(domain, name);
+        Request::new(a::DomainSetName::CALL, args.to_regs())
+    }
+
+    /// `irq_bind_event`.
+    pub fn irq_bind_event(irq: Slot, endpoint: Slot) -> Request {
+        let args = a::IrqBindEvent { irq, endpoint };
+        Request::new(a::IrqBindEvent::CALL, args.to_regs())
+    }
+
+    /// `irq_bind_virtual` (`vcpu` is cut to 16 bits, as the kernel would refuse more).
+    pub fn irq_bind_virtual(irq: Slot, vcpu: u64) -> Request {
+        let args = a::IrqBindVirtual {
+            irq,
+            vcpu: Slot(vcpu.min(u64::from(u16::MAX)) as u16),
+        };
+        Request::new(a::IrqBindVirtual::CALL, args.to_regs())
     }
 
     /// `irq_ack`.
-    pub const fn irq_ack(irq: Slot) -> Request {
-        Request::new(Call::IrqAck, [irq.raw(), 0, 0, 0, 0, 0])
+    pub fn irq_ack(irq: Slot) -> Request {
+        Request::new(a::IrqAck::CALL, a::IrqAck { irq }.to_regs())
     }
 
     /// `irq_unbind`.
-    pub const fn irq_unbind(irq: Slot) -> Request {
-        Request::new(Call::IrqUnbind, [irq.raw(), 0, 0, 0, 0, 0])
+    pub fn irq_unbind(irq: Slot) -> Request {
+        Request::new(a::IrqUnbind::CALL, a::IrqUnbind { irq }.to_regs())
     }
 }
 
