@@ -7,7 +7,7 @@
 //! registers of DESIGN.md §3. [`TABLE`] is the single definition the kernel's decoder,
 //! `mica-rt`'s wrappers and `docs/hypercalls.md` (checked by a test) all follow.
 
-use crate::{Rights, Status};
+use crate::{ObjectType, Rights, Status};
 
 /// Function id of vendor-specific hypervisor call 0: fast call (bit 31), SMC64 (bit 30),
 /// owning entity number 6 (bits 29:24).
@@ -86,6 +86,53 @@ pub enum Call {
     IrqUnbind = 0x73,
 }
 
+/// An argument that names a capability of the caller's space.
+#[derive(Clone, Copy, Debug)]
+pub struct CapArg {
+    /// The argument's name (one of the call's `args`).
+    pub arg: &'static str,
+    /// The object types it may name (its object's type must be one of them).
+    pub types: &'static [ObjectType],
+    /// The rights it must carry.
+    pub rights: Rights,
+    /// Whether [`SELF_DOMAIN`] may stand for it (the caller's own domain, no capability).
+    pub self_domain: bool,
+}
+
+/// A Domain capability with CONTROL, or [`SELF_DOMAIN`].
+const DOMAIN_CONTROL: CapArg = CapArg {
+    arg: "domain",
+    types: &[ObjectType::Domain],
+    rights: Rights::CONTROL,
+    self_domain: true,
+};
+
+/// A Domain capability with CONTROL (never [`SELF_DOMAIN`]).
+const NAMED_DOMAIN_CONTROL: CapArg = CapArg {
+    self_domain: false,
+    ..DOMAIN_CONTROL
+};
+
+/// Any capability, no right needed, under argument name `arg`.
+const fn any_cap(arg: &'static str) -> CapArg {
+    CapArg {
+        arg,
+        types: &ObjectType::ALL,
+        rights: Rights::empty(),
+        self_domain: false,
+    }
+}
+
+/// A capability of type `t` carrying `rights`, under argument name `arg`.
+const fn cap(arg: &'static str, t: &'static [ObjectType], rights: Rights) -> CapArg {
+    CapArg {
+        arg,
+        types: t,
+        rights,
+        self_domain: false,
+    }
+}
+
 /// One row of the table.
 #[derive(Clone, Copy, Debug)]
 pub struct CallSpec {
@@ -99,8 +146,8 @@ pub struct CallSpec {
     pub args: &'static [&'static str],
     /// Result registers x1.. in order: their names.
     pub returns: &'static [&'static str],
-    /// Rights the named capability must carry (empty when no capability is named).
-    pub rights: Rights,
+    /// The arguments that name capabilities, each with what it must be and carry.
+    pub caps: &'static [CapArg],
     /// Every status the call can return besides success.
     pub statuses: &'static [Status],
 }
@@ -115,7 +162,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "the caller's domain id, vCPU index and capability-space size",
         args: crate::args::Whoami::ARGS,
         returns: &["domain_id", "vcpu_index", "slots"],
-        rights: Rights::empty(),
+        caps: &[],
         statuses: &[],
     },
     CallSpec {
@@ -124,7 +171,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "write `len` bytes, packed little-endian in x2-x6, to the console",
         args: crate::args::ConsoleWrite::ARGS,
         returns: &["written"],
-        rights: Rights::empty(),
+        caps: &[],
         statuses: &[InvalidArgument],
     },
     CallSpec {
@@ -133,7 +180,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "give the CPU to the next runnable vCPU",
         args: crate::args::Yield::ARGS,
         returns: &[],
-        rights: Rights::empty(),
+        caps: &[],
         statuses: &[],
     },
     CallSpec {
@@ -142,7 +189,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "object type and rights (x1 = type | rights << 8) and frame range of a capability",
         args: crate::args::CapIdentify::ARGS,
         returns: &["type_and_rights", "first_frame", "frame_count"],
-        rights: Rights::empty(),
+        caps: &[any_cap("slot")],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability],
     },
     CallSpec {
@@ -152,7 +199,7 @@ pub const TABLE: &[CallSpec] = &[
                   frames [first, first+count) (count 0 = the same range)",
         args: crate::args::CapDerive::ARGS,
         returns: &[],
-        rights: Rights::empty(),
+        caps: &[any_cap("src")],
         statuses: &[
             InvalidArgument,
             InvalidCapability,
@@ -170,7 +217,10 @@ pub const TABLE: &[CallSpec] = &[
                   capability `domain`",
         args: crate::args::CapGrant::ARGS,
         returns: &[],
-        rights: Rights::GRANT,
+        caps: &[
+            cap("src", &ObjectType::ALL, Rights::GRANT),
+            cap("domain", &[ObjectType::Domain], Rights::GRANT),
+        ],
         statuses: &[
             InvalidArgument,
             InvalidCapability,
@@ -188,7 +238,7 @@ pub const TABLE: &[CallSpec] = &[
                   a Domain or Vcpu object whose last capability goes is destroyed (see cap_delete)",
         args: crate::args::CapRevoke::ARGS,
         returns: &["removed"],
-        rights: Rights::empty(),
+        caps: &[any_cap("slot")],
         statuses: &[InvalidArgument, InvalidCapability],
     },
     CallSpec {
@@ -199,7 +249,7 @@ pub const TABLE: &[CallSpec] = &[
                   domains it created), to a Vcpu, the vCPU stops for good",
         args: crate::args::CapDelete::ARGS,
         returns: &[],
-        rights: Rights::empty(),
+        caps: &[any_cap("slot")],
         statuses: &[InvalidArgument, InvalidCapability],
     },
     CallSpec {
@@ -211,7 +261,14 @@ pub const TABLE: &[CallSpec] = &[
                   `domain`'s quota",
         args: crate::args::MemMap::ARGS,
         returns: &[],
-        rights: Rights::READ,
+        caps: &[
+            DOMAIN_CONTROL,
+            cap(
+                "memory",
+                &[ObjectType::Memory, ObjectType::DeviceMemory],
+                Rights::READ,
+            ),
+        ],
         statuses: &[
             InvalidArgument,
             InvalidCapability,
@@ -229,7 +286,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "remove `count` pages of mappings at guest-physical `ipa` of `domain`",
         args: crate::args::MemUnmap::ARGS,
         returns: &["unmapped"],
-        rights: Rights::CONTROL,
+        caps: &[DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange],
     },
     CallSpec {
@@ -241,7 +298,7 @@ pub const TABLE: &[CallSpec] = &[
                   the caller)",
         args: crate::args::DomainCreate::ARGS,
         returns: &["domain_id"],
-        rights: Rights::empty(),
+        caps: &[],
         statuses: &[InvalidArgument, SlotOccupied, NoFreeSlot, QuotaExceeded, OutOfMemory],
     },
     CallSpec {
@@ -250,7 +307,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "stop the domain's vCPUs, revoke everything it holds, scrub its private memory",
         args: crate::args::DomainDestroy::ARGS,
         returns: &[],
-        rights: Rights::CONTROL,
+        caps: &[DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     },
     CallSpec {
@@ -259,7 +316,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "stop scheduling the domain's vCPUs",
         args: crate::args::DomainPause::ARGS,
         returns: &[],
-        rights: Rights::CONTROL,
+        caps: &[DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     },
     CallSpec {
@@ -268,7 +325,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "resume scheduling a paused domain",
         args: crate::args::DomainUnpause::ARGS,
         returns: &[],
-        rights: Rights::CONTROL,
+        caps: &[DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     },
     CallSpec {
@@ -278,7 +335,7 @@ pub const TABLE: &[CallSpec] = &[
                   again (domains created from the system image only)",
         args: crate::args::DomainRestart::ARGS,
         returns: &[],
-        rights: Rights::CONTROL,
+        caps: &[DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState, NotSupported],
     },
     CallSpec {
@@ -288,7 +345,7 @@ pub const TABLE: &[CallSpec] = &[
                   RAM the kernel gave it; x3 = CPU time of all its vCPUs in ns",
         args: crate::args::DomainInfo::ARGS,
         returns: &["id_state_vcpus", "memory_bytes", "cpu_time_ns"],
-        rights: Rights::CONTROL,
+        caps: &[DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
     },
     CallSpec {
@@ -299,7 +356,7 @@ pub const TABLE: &[CallSpec] = &[
                   kept byte, whose offset is x1 minus the kept length), low byte first",
         args: crate::args::ConsoleRead::ARGS,
         returns: &["total", "bytes0", "bytes1"],
-        rights: Rights::CONTROL,
+        caps: &[DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
     },
     CallSpec {
@@ -310,7 +367,7 @@ pub const TABLE: &[CallSpec] = &[
                   nor reserved by the system image, not starting with `unnamed-`",
         args: crate::args::DomainSetName::ARGS,
         returns: &[],
-        rights: Rights::CONTROL,
+        caps: &[NAMED_DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NameInUse],
     },
     CallSpec {
@@ -321,7 +378,7 @@ pub const TABLE: &[CallSpec] = &[
                   own vCPUs may run on; its Vcpu capability goes in `dst`",
         args: crate::args::VcpuCreate::ARGS,
         returns: &[],
-        rights: Rights::CONTROL,
+        caps: &[DOMAIN_CONTROL],
         statuses: &[
             InvalidArgument,
             InvalidCapability,
@@ -338,7 +395,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "start a created vCPU at guest-physical `entry` with `arg` in x0",
         args: crate::args::VcpuStart::ARGS,
         returns: &[],
-        rights: Rights::CONTROL,
+        caps: &[cap("vcpu", &[ObjectType::Vcpu], Rights::CONTROL)],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     },
     CallSpec {
@@ -348,7 +405,7 @@ pub const TABLE: &[CallSpec] = &[
                   in empty slots `dst_a` and `dst_b` (grant one to the peer domain)",
         args: crate::args::EvtchnCreate::ARGS,
         returns: &[],
-        rights: Rights::empty(),
+        caps: &[],
         statuses: &[InvalidArgument, InvalidCapability, SlotOccupied, QuotaExceeded, OutOfMemory],
     },
     CallSpec {
@@ -358,7 +415,7 @@ pub const TABLE: &[CallSpec] = &[
                   waking vCPU `vcpu` (events latched before binding are delivered now)",
         args: crate::args::EvtchnBind::ARGS,
         returns: &[],
-        rights: Rights::RECEIVE,
+        caps: &[cap("endpoint", &[ObjectType::EventChannel], Rights::RECEIVE)],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, SlotOccupied, WrongState],
     },
     CallSpec {
@@ -368,7 +425,7 @@ pub const TABLE: &[CallSpec] = &[
                   masked, its vCPU is woken and gets the upcall",
         args: crate::args::EvtchnSend::ARGS,
         returns: &[],
-        rights: Rights::SEND,
+        caps: &[cap("endpoint", &[ObjectType::EventChannel], Rights::SEND)],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, PeerClosed],
     },
     CallSpec {
@@ -378,7 +435,7 @@ pub const TABLE: &[CallSpec] = &[
                   event pending raises it",
         args: crate::args::EvtchnMask::ARGS,
         returns: &[],
-        rights: Rights::RECEIVE,
+        caps: &[cap("endpoint", &[ObjectType::EventChannel], Rights::RECEIVE)],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
     },
     CallSpec {
@@ -388,7 +445,7 @@ pub const TABLE: &[CallSpec] = &[
                   caller's RAM) as the caller's event page",
         args: crate::args::EventPageSet::ARGS,
         returns: &[],
-        rights: Rights::empty(),
+        caps: &[],
         statuses: &[InvalidArgument, OutOfRange],
     },
     CallSpec {
@@ -400,7 +457,7 @@ pub const TABLE: &[CallSpec] = &[
                   a CPU above 100% are refused; the vCPU migrates if its CPU leaves `affinity`",
         args: crate::args::SchedSet::ARGS,
         returns: &[],
-        rights: Rights::CONTROL,
+        caps: &[cap("control", &[ObjectType::SchedControl], Rights::CONTROL)],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange, Overcommitted],
     },
     CallSpec {
@@ -412,7 +469,10 @@ pub const TABLE: &[CallSpec] = &[
                   the endpoint's vCPU",
         args: crate::args::IrqBindEvent::ARGS,
         returns: &[],
-        rights: Rights::RECEIVE,
+        caps: &[
+            cap("irq", &[ObjectType::Irq], Rights::RECEIVE),
+            cap("endpoint", &[ObjectType::EventChannel], Rights::RECEIVE),
+        ],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     },
     CallSpec {
@@ -423,7 +483,7 @@ pub const TABLE: &[CallSpec] = &[
                   routed to the CPU of vCPU `vcpu`",
         args: crate::args::IrqBindVirtual::ARGS,
         returns: &[],
-        rights: Rights::RECEIVE,
+        caps: &[cap("irq", &[ObjectType::Irq], Rights::RECEIVE)],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NotSupported],
     },
     CallSpec {
@@ -432,7 +492,7 @@ pub const TABLE: &[CallSpec] = &[
         summary: "deactivate the physical interrupt after handling an event-delivered occurrence",
         args: crate::args::IrqAck::ARGS,
         returns: &[],
-        rights: Rights::RECEIVE,
+        caps: &[cap("irq", &[ObjectType::Irq], Rights::RECEIVE)],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     },
     CallSpec {
@@ -442,7 +502,7 @@ pub const TABLE: &[CallSpec] = &[
                   was left active)",
         args: crate::args::IrqUnbind::ARGS,
         returns: &[],
-        rights: Rights::RECEIVE,
+        caps: &[cap("irq", &[ObjectType::Irq], Rights::RECEIVE)],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
     },
 ];
@@ -602,15 +662,43 @@ mod tests {
                     spec.name
                 );
             }
-            let rights = format!("{:?}", spec.rights);
-            if !spec.rights.is_empty() {
-                for (name, _) in spec.rights.iter_names() {
+            for c in spec.caps {
+                assert!(
+                    spec.args.contains(&c.arg),
+                    "{}: {} is no argument",
+                    spec.name,
+                    c.arg
+                );
+                let line = format!("- `{}`: ", c.arg);
+                let doc = section
+                    .lines()
+                    .find(|l| l.starts_with(&line))
+                    .unwrap_or_else(|| {
+                        panic!("{}: capability `{}` undocumented", spec.name, c.arg)
+                    });
+                for t in c.types {
                     assert!(
-                        section.contains(name),
-                        "{}: right {name} undocumented ({rights})",
-                        spec.name
+                        doc.contains(&format!("{t:?}")),
+                        "{}: `{}` may be {t:?}",
+                        spec.name,
+                        c.arg
                     );
                 }
+                for (right, _) in c.rights.iter_names() {
+                    assert!(
+                        doc.contains(right),
+                        "{}: `{}` needs {right}",
+                        spec.name,
+                        c.arg
+                    );
+                }
+                assert_eq!(
+                    doc.contains("SELF_DOMAIN"),
+                    c.self_domain,
+                    "{}: `{}`",
+                    spec.name,
+                    c.arg
+                );
             }
         }
     }
