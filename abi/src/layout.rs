@@ -16,6 +16,10 @@ pub const IPA_LIMIT: u64 = 1 << IPA_BITS;
 /// Bytes in a page: the unit of every mapping, frame range and table charge.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// Most physical CPUs the kernel brings up and records (more in the device tree are reported
+/// and left off; the scale work lifts this).
+pub const MAX_CPUS: usize = 16;
+
 /// First guest-physical address of every domain's RAM.
 pub const RAM_BASE: u64 = 0x4000_0000;
 

@@ -11,7 +11,7 @@
 /// Entries in one table.
 pub const ENTRIES: usize = 512;
 /// Bytes mapped by one level-3 page.
-pub const PAGE_SIZE: u64 = 1 << 12;
+pub const PAGE_SIZE: u64 = mica_abi::layout::PAGE_SIZE;
 /// Bytes mapped by one level-2 block.
 pub const BLOCK_2M: u64 = 1 << 21;
 /// Bytes mapped by one level-1 block.

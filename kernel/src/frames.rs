@@ -10,7 +10,7 @@ use crate::memmap::{MemMapError, PhysRange, RangeSet};
 use crate::platform::{Platform, MAX_RAM_RANGES, MAX_RESERVED_RANGES};
 
 /// Size of a frame: the 4 KiB translation granule.
-pub const FRAME_SIZE: u64 = 4096;
+pub const FRAME_SIZE: u64 = mica_abi::layout::PAGE_SIZE;
 
 /// Most disjoint free ranges boot tracks (RAM ranges split by every hole punched in them).
 pub const MAX_FREE_RANGES: usize = MAX_RAM_RANGES + MAX_RESERVED_RANGES + 4;

@@ -13,7 +13,7 @@ use core::fmt;
 use crate::memmap::{MemMapError, PhysRange, RangeSet};
 
 /// Most CPUs a platform description records (more are counted in `cpus_ignored`).
-pub const MAX_CPUS: usize = 16;
+pub const MAX_CPUS: usize = mica_abi::layout::MAX_CPUS;
 /// Most disjoint RAM ranges recorded.
 pub const MAX_RAM_RANGES: usize = 16;
 /// Most disjoint reserved ranges recorded.

@@ -28,9 +28,8 @@ use toml::Spanned;
 
 /// RAM the hypervisor keeps for itself; the domains share the rest of `[machine] memory_mib`.
 pub const HYPERVISOR_RESERVED_MIB: u64 = 64;
-/// Most physical CPUs: the kernel records at most this many (`MAX_CPUS` in
-/// `kernel/src/platform.rs`).
-pub const MAX_MACHINE_CPUS: u32 = 16;
+/// Most physical CPUs: the kernel records at most this many.
+pub const MAX_MACHINE_CPUS: u32 = mica_abi::layout::MAX_CPUS as u32;
 /// Least machine RAM: the hypervisor's share plus room for the boot-loader layout of
 /// `mica run` (a DTB at RAM base + 64 MiB).
 pub const MIN_MACHINE_MEMORY_MIB: u64 = 128;
@@ -44,7 +43,7 @@ pub const MAX_NAME_LEN: usize = 31;
 /// holds 24, NUL-padded).
 pub const MAX_CAP_NAME_LEN: usize = NAME_LEN - 1;
 /// Bytes of a page: shared regions are whole pages.
-pub const PAGE_BYTES: u64 = 4096;
+pub const PAGE_BYTES: u64 = mica_abi::layout::PAGE_SIZE;
 /// End of the guest-physical address space the kernel gives every domain (39 bits).
 pub const IPA_LIMIT: u64 = 1 << 39;
 /// Least memory a domain may have.
@@ -578,7 +577,7 @@ pub enum Problem {
     #[error("the system has {0} domains; a system image holds at most 16: remove some")]
     TooManyDomains(usize),
     /// `[machine] cpus` out of range.
-    #[error("cpus = {0}: a machine has 1 to 16 CPUs (the kernel records at most 16)")]
+    #[error("cpus = {0}: a machine has 1 to {MAX_MACHINE_CPUS} CPUs (the kernel records at most {MAX_MACHINE_CPUS})")]
     MachineCpus(u32),
     /// `[machine] memory_mib` out of range.
     #[error("memory_mib = {0}: give 128 to 261120 (the hypervisor keeps 64 MiB for itself; QEMU virt has at most 255 GiB of RAM)")]

@@ -22,7 +22,7 @@ use zerocopy::IntoBytes;
 /// Every table and every segment's bytes start at a multiple of this.
 pub const ALIGN: usize = 8;
 /// The system image starts, and the patched `image_size` ends, on a multiple of this.
-pub const PAGE: u64 = 4096;
+pub const PAGE: u64 = mica_abi::layout::PAGE_SIZE;
 /// Offset of `image_size` in the arm64 Image header.
 pub const IMAGE_SIZE_OFFSET: usize = 16;
 

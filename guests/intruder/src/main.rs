@@ -36,7 +36,7 @@ const CHILD_RAM: u64 = 0x4000_0000;
 /// Pages of the intruder's RAM lent to each child.
 const CHILD_PAGES: u64 = 16;
 /// Bytes in a page.
-const PAGE: u64 = 4096;
+const PAGE: u64 = mica_abi::layout::PAGE_SIZE;
 /// Slots the attacks use (above what the kernel gave the domain at boot).
 const CHILD_DOMAIN: Slot = Slot(50);
 const CHILD_MEMORY: Slot = Slot(51);

@@ -9,7 +9,7 @@
 use mica_abi::sysimage::DOMAIN_RAM_BASE;
 
 /// Bytes of a page.
-pub const PAGE: u64 = 4096;
+pub const PAGE: u64 = mica_abi::layout::PAGE_SIZE;
 /// Where the stub lies in the boot-info page (after the `BootInfo` structure).
 pub const STUB_OFFSET: u64 = 0xF00;
 

@@ -18,7 +18,7 @@ use crate::hypercall::Slot;
 pub use mica_abi::bootinfo::{CapEntry, RegionEntry};
 
 /// Bytes of the boot-info page.
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = mica_abi::layout::PAGE_SIZE;
 
 /// A validated copy of the boot-info page: magic and version checked, counts at most
 /// [`MAX_CAPS`] and [`MAX_REGIONS`]. Dereferences to the ABI layout, so `cap(name)` and

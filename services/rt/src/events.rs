@@ -19,7 +19,7 @@ use mica_abi::Status;
 use crate::hypercall::{self, Port, Slot};
 
 /// Bytes of an event page.
-pub const PAGE_SIZE: usize = 4096;
+pub const PAGE_SIZE: usize = mica_abi::layout::PAGE_SIZE as usize;
 
 /// The memory of an event page: `mica_abi::event::EventPage`, accessed atomically.
 #[repr(C, align(4096))]

@@ -22,7 +22,7 @@ use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 /// Most DMA pages (one bit each in the allocator).
 pub const MAX_DMA_PAGES: usize = 64;
-const PAGE: usize = 4096;
+const PAGE: usize = mica_abi::layout::PAGE_SIZE as usize;
 /// Bytes of one virtio-mmio transport's register block on QEMU virt.
 pub const TRANSPORT_SIZE: usize = 0x200;
 /// "virt" in little-endian: the first register of every virtio-mmio transport.

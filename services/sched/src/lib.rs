@@ -42,8 +42,9 @@ pub use snapshot::{Observed, Snapshot};
 
 /// Most vCPUs the accounting page describes.
 pub const MAX_VCPUS: usize = mica_abi::sched::MAX_ACCOUNTED_VCPUS;
-/// Most CPUs a policy argument describes (four bits each in a `u64`).
-pub const MAX_CPUS: usize = 16;
+/// Most CPUs a policy argument describes (four bits each in a `u64`): the kernel's limit.
+pub const MAX_CPUS: usize = mica_abi::layout::MAX_CPUS;
+const _: () = assert!(MAX_CPUS * 4 <= 64);
 /// Parts per million: utilisations and shares.
 pub const PPM: u64 = 1_000_000;
 
