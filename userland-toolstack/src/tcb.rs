@@ -13,8 +13,8 @@
 //!
 //! What runs where ([`components`]): privileged on aarch64 are `abi`, `caps`, `kernel`,
 //! `hal-arm` and boot's shared library, its `mica-aarch64` binary and linker script; on x86_64
-//! the same with `hal-x86` and boot's x86_64 parts. Deprivileged is every crate under
-//! `services/` and `guests/`.
+//! the same with `hal-x86` and boot's x86_64 parts. Deprivileged is the domain runtime `rt`
+//! and every crate under `services/` and `guests/`.
 
 use std::path::{Path, PathBuf};
 
@@ -345,8 +345,9 @@ pub struct Component {
     pub paths: Vec<PathBuf>,
 }
 
-/// What runs where, in the repository at `root`: fixed lists for the privileged sides, every
-/// crate directory under `services/` and `guests/` for the deprivileged side.
+/// What runs where, in the repository at `root`: fixed lists for the privileged sides; the
+/// domain runtime and every crate directory under `services/` and `guests/` for the
+/// deprivileged side.
 pub fn components(root: &Path) -> std::io::Result<Vec<Component>> {
     let c = |side, name: &str, paths: &[&str]| Component {
         side,
@@ -374,6 +375,7 @@ pub fn components(root: &Path) -> std::io::Result<Vec<Component>> {
         out.push(c(side, hal, &[&format!("{hal}/src")]));
         out.push(c(side, "boot", &["boot/src/lib.rs", bin, ld]));
     }
+    out.push(c(Side::Deprivileged, "rt", &["rt"]));
     for parent in ["services", "guests"] {
         let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join(parent))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -571,6 +573,6 @@ mod tests {
         }
         let t = table(&rows);
         assert!(t.contains("| privileged, aarch64 | `hal-arm` |"), "{t}");
-        assert!(t.contains("`services/rt`"), "{t}");
+        assert!(t.contains("`rt`"), "{t}");
     }
 }
