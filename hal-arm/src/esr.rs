@@ -3,6 +3,22 @@
 //! Names follow the Arm ARM (DDI 0487) D19.2.41, "ESR_EL2, Exception Syndrome Register
 //! (EL2)", field EC.
 
+/// Exception classes (ESR_EL2.EC) Mica handles by name.
+pub mod class {
+    /// Trapped WFI or WFE (HCR_EL2.TWI/TWE).
+    pub const WFX: u8 = 0x01;
+    /// HVC from AArch64: a hypercall (ELR already points past it).
+    pub const HVC64: u8 = 0x16;
+    /// SMC from AArch64, trapped by HCR_EL2.TSC (ELR points at it).
+    pub const SMC64: u8 = 0x17;
+    /// A trapped MSR, MRS or system instruction (AArch64).
+    pub const SYSREG: u8 = 0x18;
+    /// An instruction abort from a lower exception level (a stage-2 fault on fetch).
+    pub const INSTRUCTION_ABORT_LOWER: u8 = 0x20;
+    /// A data abort from a lower exception level (a stage-2 fault on a load or store).
+    pub const DATA_ABORT_LOWER: u8 = 0x24;
+}
+
 /// The exception class field, ESR_EL2[31:26].
 pub fn exception_class(esr: u64) -> u8 {
     ((esr >> 26) & 0x3F) as u8
@@ -17,7 +33,7 @@ pub fn iss(esr: u64) -> u32 {
 pub fn class_name(ec: u8) -> &'static str {
     match ec {
         0x00 => "unknown reason",
-        0x01 => "trapped WFI/WFE",
+        class::WFX => "trapped WFI/WFE",
         0x07 => "trapped SVE/SIMD/FP access",
         0x0E => "illegal execution state",
         0x11 | 0x15 => "SVC instruction",

@@ -33,7 +33,7 @@
 /// The fields of ESR_EL2 used here (Arm ARM D19.2, ISS encoding for a Data Abort).
 pub mod syndrome {
     /// EC[31:26] of a data abort from a lower exception level.
-    pub const EC_DATA_ABORT_LOWER: u8 = 0x24;
+    pub const EC_DATA_ABORT_LOWER: u8 = crate::esr::class::DATA_ABORT_LOWER;
     /// ISV (ISS bit 24): bits [23:14] hold a valid instruction syndrome.
     pub const ISV: u64 = 1 << 24;
     /// SAS[23:22]: access size, log2 of bytes.

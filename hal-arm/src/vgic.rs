@@ -550,7 +550,7 @@ pub struct SysregTrap {
 }
 
 /// The exception class of a trapped MSR/MRS/system instruction.
-pub const EC_SYSREG: u8 = 0x18;
+pub const EC_SYSREG: u8 = crate::esr::class::SYSREG;
 
 impl SysregTrap {
     /// Decodes ESR_EL2, or `None` if its EC is not [`EC_SYSREG`].

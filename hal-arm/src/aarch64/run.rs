@@ -31,8 +31,9 @@ use super::hal::{lock_kernel, ArmHal};
 use super::sysreg::{
     counter, cpu_yield, isb, mask_interrupts, read_sysreg, unmask_irq, wfi, write_sysreg,
 };
-use super::{console, el2, gic, irq, timer, trap};
-use crate::esr;
+use super::trap::{self, vector};
+use super::{console, el2, gic, irq, timer};
+use crate::esr::{self, class};
 use crate::mmio::{self, MmioAccess, Syndrome};
 use crate::traps::{self, SysregAction};
 use crate::vgic::{self, SysregTrap, Vgic, VIRTUAL_TIMER_PPI};
@@ -101,7 +102,7 @@ pub fn run(cpu: usize) -> ! {
             far: read_sysreg!("far_el2"),
             hpfar: read_sysreg!("hpfar_el2"),
         };
-        if matches!(kind, 9 | 10) {
+        if matches!(kind, vector::LOWER_IRQ | vector::LOWER_FIQ) {
             // Without the kernel lock: the tick handler takes it.
             trap::handle_irqs();
         }
@@ -188,7 +189,7 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
     let _ = sample_timer(&mut d.arch, r.index, ctx);
     let mut kick = 0u32;
     let exit = match (trap.kind, esr::exception_class(trap.esr)) {
-        (8, mmio::syndrome::EC_DATA_ABORT_LOWER) => {
+        (vector::LOWER_SYNC, class::DATA_ABORT_LOWER) => {
             let ipa = fault_ipa(trap);
             if d.arch.contains(ipa) {
                 match emulate_mmio(d, trap, ipa, ctx) {
@@ -202,7 +203,7 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
                 plain_exit(trap, ctx)
             }
         }
-        (8, vgic::EC_SYSREG) => match SysregTrap::decode(trap.esr) {
+        (vector::LOWER_SYNC, class::SYSREG) => match SysregTrap::decode(trap.esr) {
             Some(t) => match traps::classify(&t) {
                 SysregAction::GenerateSgi { group1 } => {
                     let value = ctx.x.get(usize::from(t.rt)).copied().unwrap_or(0);
@@ -364,23 +365,23 @@ fn translate_guest_va(va: u64, guest_hcr: u64) -> Option<u64> {
 fn plain_exit(trap: &Trap, ctx: &mut ArmContext) -> Exit {
     let syndrome = trap.esr;
     match trap.kind {
-        8 => {
+        vector::LOWER_SYNC => {
             let pc = ctx.pc;
             match esr::exception_class(syndrome) {
                 // HVC: ELR_EL2 already points past it.
-                0x16 => Exit::Hvc {
+                class::HVC64 => Exit::Hvc {
                     function: ctx.x[0],
                     args: [ctx.x[1], ctx.x[2], ctx.x[3], ctx.x[4], ctx.x[5], ctx.x[6]],
                 },
                 // SMC with HCR_EL2.TSC: ELR_EL2 points at it.
-                0x17 => {
+                class::SMC64 => {
                     ctx.pc += 4;
                     Exit::Smc {
                         function: ctx.x[0],
                         args: [ctx.x[1], ctx.x[2], ctx.x[3], ctx.x[4], ctx.x[5], ctx.x[6]],
                     }
                 }
-                0x01 => {
+                class::WFX => {
                     ctx.pc += 4;
                     // ISS.TI (bit 0): 0 = WFI, 1 = WFE. WFE is a spin-wait hint: a yield.
                     if syndrome & 1 == 0 {
@@ -389,11 +390,13 @@ fn plain_exit(trap: &Trap, ctx: &mut ArmContext) -> Exit {
                         Exit::Yield
                     }
                 }
-                ec @ (0x20 | 0x24) => Exit::MemoryFault {
-                    ipa: fault_ipa(trap),
-                    write: ec == 0x24 && esr::is_write(syndrome),
-                    pc,
-                },
+                ec @ (class::INSTRUCTION_ABORT_LOWER | class::DATA_ABORT_LOWER) => {
+                    Exit::MemoryFault {
+                        ipa: fault_ipa(trap),
+                        write: ec == class::DATA_ABORT_LOWER && esr::is_write(syndrome),
+                        pc,
+                    }
+                }
                 ec => Exit::Unhandled {
                     syndrome,
                     pc,
@@ -401,8 +404,8 @@ fn plain_exit(trap: &Trap, ctx: &mut ArmContext) -> Exit {
                 },
             }
         }
-        9 | 10 => Exit::Interrupt,
-        11 => Exit::Unhandled {
+        vector::LOWER_IRQ | vector::LOWER_FIQ => Exit::Interrupt,
+        vector::LOWER_SERROR => Exit::Unhandled {
             syndrome,
             pc: ctx.pc,
             what: "SError interrupt",

@@ -18,6 +18,19 @@ pub struct TrapFrame {
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 272);
 
+/// The vector entries a guest's exceptions arrive at (Arm ARM D1.10.2: the third group of
+/// four, "lower EL using AArch64").
+pub mod vector {
+    /// Synchronous exception from a lower EL (AArch64).
+    pub const LOWER_SYNC: u64 = 8;
+    /// IRQ from a lower EL (AArch64).
+    pub const LOWER_IRQ: u64 = 9;
+    /// FIQ from a lower EL (AArch64).
+    pub const LOWER_FIQ: u64 = 10;
+    /// SError from a lower EL (AArch64).
+    pub const LOWER_SERROR: u64 = 11;
+}
+
 /// Vector indices (Arm ARM D1.10.2): 4 groups of sync/IRQ/FIQ/SError.
 const KIND_NAMES: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
 const ORIGIN_NAMES: [&str; 4] = [
