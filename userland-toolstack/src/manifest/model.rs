@@ -1,0 +1,241 @@
+//! A checked manifest: the machine, the domains (referring to each other by index), the
+//! pools, channels, shared regions and devices.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// The checked manifest.
+
+/// The instruction set a system is built for.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Armv8-A, hypervisor at EL2.
+    Aarch64,
+}
+
+/// The scheduling policy of a `[[pool]]` (`mica_abi::sched::policy`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolPolicy {
+    /// Fair share by weight, optional cap.
+    Credit,
+    /// Budget/period reservations with admission control.
+    Rt,
+    /// One vCPU per CPU.
+    Partition,
+}
+
+impl PoolPolicy {
+    /// The code in the policy domain's argument (`mica_abi::sched::pack_policies`).
+    pub fn code(self) -> u8 {
+        match self {
+            PoolPolicy::Credit => mica_abi::sched::policy::CREDIT,
+            PoolPolicy::Rt => mica_abi::sched::policy::RT,
+            PoolPolicy::Partition => mica_abi::sched::policy::PARTITION,
+        }
+    }
+
+    /// The name in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolPolicy::Credit => "credit",
+            PoolPolicy::Rt => "rt",
+            PoolPolicy::Partition => "partition",
+        }
+    }
+}
+
+/// A checked `[[pool]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// Unique among pools.
+    pub name: String,
+    /// Its physical CPUs (each in no other pool).
+    pub cpus: Vec<u32>,
+    /// Its policy.
+    pub policy: PoolPolicy,
+}
+
+/// What a domain is for.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainKind {
+    /// A guest: runs a workload.
+    Guest,
+    /// A service domain: serves other domains (scheduler, control, device backends).
+    Service,
+}
+
+/// The machine the system boots on (what `mica run` and `mica smoke` give QEMU).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// Physical CPUs.
+    pub cpus: u32,
+    /// RAM in MiB.
+    pub memory_mib: u64,
+    /// Hypervisor boot arguments (`/chosen/bootargs`).
+    pub boot_args: Option<String>,
+}
+
+/// Where a domain's ELF comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainElf {
+    /// A guest binary of this workspace, looked for in the guests directory.
+    Binary(String),
+    /// A file, relative to the manifest's directory.
+    Path(PathBuf),
+}
+
+/// When a domain starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// When the system boots.
+    AtBoot,
+    /// When the domain with this index (in [`Manifest::domains`]) is destroyed.
+    AfterDestroyOf(usize),
+}
+
+/// One checked domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    /// Unique name: 1..=31 bytes of `a-z`, `0-9`, `-`.
+    pub name: String,
+    /// Guest or service.
+    pub kind: DomainKind,
+    /// Its ELF.
+    pub elf: DomainElf,
+    /// Where `binary`/`path` is written, for errors about the file.
+    pub elf_at: Location,
+    /// RAM in KiB (a multiple of 4, at least 64).
+    pub memory_kib: u64,
+    /// vCPUs (1..=8).
+    pub vcpus: u32,
+    /// The physical CPU of each vCPU, or `None` to let the kernel choose.
+    pub cpus: Option<Vec<u32>>,
+    /// Passed to vCPU 0 in x0.
+    pub arg: u64,
+    /// When it starts.
+    pub start: Start,
+    /// The index of the domain whose scrubbed RAM frames it receives, if any.
+    pub memory_from: Option<usize>,
+    /// Scheduling priority (higher runs first).
+    pub priority: u32,
+    /// Run with the MMU off on cacheable memory (`FLAG_DEFAULT_CACHEABLE`).
+    pub mmu_off_cacheable: bool,
+    /// What it asks the scheduling policy for (all zero: nothing).
+    pub sched: SchedRequest,
+    /// It is the scheduling policy domain (`FLAG_SCHED_CONTROL`); its `arg` is the pools'
+    /// policies (`mica_abi::sched::pack_policies`).
+    pub sched_policy: bool,
+    /// It is the control domain (`FLAG_CONTROL`).
+    pub control: bool,
+}
+
+/// A checked device passed through to a domain (`devices = [...]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// Its name in the domain's boot-info page (1..=19 bytes; the interrupt is `NAME-irq`).
+    pub name: String,
+    /// The index of the domain that gets it.
+    pub domain: usize,
+    /// The page-aligned physical base of its MMIO window (`address` rounded down).
+    pub mmio_base: u64,
+    /// The window's size: whole pages covering `address .. address + size`.
+    pub mmio_size: u64,
+    /// GIC INTID of its interrupt (32..=1019), or 0 for none.
+    pub interrupt: u32,
+}
+
+/// How a shared region is mapped into its peer.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerAccess {
+    /// Readable (`Rights::READ`).
+    ReadOnly,
+    /// Readable and writable (`Rights::READ | Rights::WRITE`).
+    ReadWrite,
+}
+
+impl PeerAccess {
+    /// The `Rights` of the peer's capability and mapping.
+    pub fn rights(self) -> Rights {
+        match self {
+            PeerAccess::ReadOnly => Rights::READ,
+            PeerAccess::ReadWrite => Rights::READ | Rights::WRITE,
+        }
+    }
+}
+
+/// One end of a checked channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The domain's index in [`Manifest::domains`].
+    pub domain: usize,
+    /// The capability's name in that domain's boot-info page (1..=23 bytes).
+    pub name: String,
+}
+
+/// A checked `[[channel]]`: an event channel created at boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// Unique among channels.
+    pub name: String,
+    /// Why the two domains may signal each other.
+    pub reason: String,
+    /// The first end.
+    pub a: Endpoint,
+    /// The second end, in another domain.
+    pub b: Endpoint,
+}
+
+/// A checked `[[shared]]`: part of one domain's RAM mapped into another at boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// The region's and both capabilities' name (1..=23 bytes).
+    pub name: String,
+    /// Why the peer may see this memory.
+    pub reason: String,
+    /// The index of the domain whose RAM it is.
+    pub owner: usize,
+    /// The index of the domain it is mapped into.
+    pub peer: usize,
+    /// Size in 4 KiB pages (at least 1).
+    pub pages: u32,
+    /// Byte offset in the owner's RAM (page aligned, below its boot-info page).
+    pub owner_offset: u64,
+    /// Guest-physical address in the peer (page aligned, above its RAM).
+    pub peer_address: u64,
+    /// How the peer may access it.
+    pub peer_access: PeerAccess,
+}
+
+impl Share {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        u64::from(self.pages) * PAGE_BYTES
+    }
+}
+
+/// A checked manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `[system] name`.
+    pub name: String,
+    /// `[system] arch`.
+    pub arch: Arch,
+    /// `[machine]`.
+    pub machine: Machine,
+    /// The domains, in file order (their index is their place in the system image).
+    pub domains: Vec<Domain>,
+    /// The `[[channel]]` tables, in file order.
+    pub channels: Vec<Channel>,
+    /// The `[[shared]]` tables, in file order.
+    pub shares: Vec<Share>,
+    /// The `[[pool]]` tables, in file order.
+    pub pools: Vec<Pool>,
+    /// Every domain's `devices`, in domain order.
+    pub devices: Vec<Device>,
+}
