@@ -69,6 +69,30 @@ impl DomainLayout {
         ]
     }
 
+    /// One past the last byte of RAM.
+    pub const fn ram_end(&self) -> u64 {
+        RAM_BASE + self.ram_bytes
+    }
+
+    /// Whether `[ipa, ipa + size)` is a place to map a region shared by another domain: above
+    /// the RAM (below it are the devices the kernel emulates) and inside the guest-physical
+    /// space.
+    pub const fn holds_shared_window(&self, ipa: u64, size: u64) -> bool {
+        match ipa.checked_add(size) {
+            Some(end) => ipa >= self.ram_end() && end <= IPA_LIMIT,
+            None => false,
+        }
+    }
+
+    /// Whether `[ipa, ipa + size)` is a place for a passed-through device's registers (seen at
+    /// their physical address): clear of the RAM and inside the guest-physical space.
+    pub const fn holds_device_window(&self, ipa: u64, size: u64) -> bool {
+        match ipa.checked_add(size) {
+            Some(end) => (end <= RAM_BASE || ipa >= self.ram_end()) && end <= IPA_LIMIT,
+            None => false,
+        }
+    }
+
     /// The least RAM, in bytes, that holds an image ending at `end` and the boot-info page.
     pub const fn least_ram_for(end: u64) -> u64 {
         end.saturating_sub(RAM_BASE).next_multiple_of(PAGE_SIZE) + PAGE_SIZE
@@ -95,6 +119,19 @@ mod tests {
             [7, RAM_BASE, 60 * 1024, RAM_BASE + 60 * 1024]
         );
         assert_eq!(DomainLayout::least_ram_for(RAM_BASE + 60 * 1024), 64 * 1024);
+        // Shared windows go above the RAM, device windows anywhere clear of it.
+        assert!(l.holds_shared_window(RAM_BASE + 64 * 1024, 4096));
+        assert!(
+            !l.holds_shared_window(RAM_BASE - 4096, 4096),
+            "below RAM: emulated devices"
+        );
+        assert!(!l.holds_shared_window(IPA_LIMIT - 4096, 8192));
+        assert!(l.holds_device_window(0x0901_0000, 4096));
+        assert!(
+            !l.holds_device_window(RAM_BASE + 60 * 1024, 8192),
+            "overlaps RAM"
+        );
+        assert!(!l.holds_device_window(u64::MAX, 2));
         assert_eq!(
             DomainLayout::least_ram_for(RAM_BASE + 60 * 1024 + 1),
             68 * 1024

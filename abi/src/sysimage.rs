@@ -14,6 +14,7 @@
 //! [`SystemImage::parse`] checks every offset, size and count against the blob before
 //! anything is used, so a truncated or corrupt image is an error, never an out-of-bounds read.
 
+use crate::layout::DomainLayout;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// The first eight bytes of a system image.
@@ -389,23 +390,18 @@ impl<'a> SystemImage<'a> {
             _ => return bad("peer rights must be READ, or READ and WRITE"),
         }
         // The last page of the owner's RAM is its boot-info page: never shared.
-        match sh.owner_offset.checked_add(size) {
-            Some(end) if end <= owner.memory_bytes.saturating_sub(4096) => {}
+        let owner_layout = DomainLayout::new(owner.memory_bytes);
+        match DOMAIN_RAM_BASE.checked_add(sh.owner_offset) {
+            Some(start) if owner_layout.holds(start, size) => {}
             _ => {
                 return bad("the region does not lie in the owner's RAM (below its boot-info page)")
             }
         }
         let peer = &self.domains[sh.peer as usize];
-        let peer_ram = DOMAIN_RAM_BASE..DOMAIN_RAM_BASE + peer.memory_bytes;
-        match sh.peer_ipa.checked_add(size) {
-            Some(end)
-                if end <= crate::layout::IPA_LIMIT
-                    && (end <= peer_ram.start || sh.peer_ipa >= peer_ram.end) =>
-            {
-                Ok(())
-            }
-            _ => bad("the peer address overlaps the peer's RAM or leaves the 39-bit address space"),
+        if !DomainLayout::new(peer.memory_bytes).holds_shared_window(sh.peer_ipa, size) {
+            return bad("the peer address is not above the peer's RAM, or leaves the 39-bit space");
         }
+        Ok(())
     }
 
     fn check_device(&self, i: u32, dev: &DeviceRecord) -> Result<(), ImageError> {
@@ -427,17 +423,10 @@ impl<'a> SystemImage<'a> {
         if dev.interrupt != 0 && !(32..1020).contains(&dev.interrupt) {
             return bad("the interrupt is not an SPI (INTID 32-1019)");
         }
-        let ram = DOMAIN_RAM_BASE..DOMAIN_RAM_BASE + d.memory_bytes;
-        match dev.guest_address.checked_add(dev.mmio_size) {
-            Some(end)
-                if end <= crate::layout::IPA_LIMIT
-                    && (end <= ram.start || dev.guest_address >= ram.end) =>
-            {
-                Ok(())
-            }
-            _ => bad(
-                "the guest address overlaps the domain's RAM or leaves the 39-bit address space",
-            ),
+        if DomainLayout::new(d.memory_bytes).holds_device_window(dev.guest_address, dev.mmio_size) {
+            Ok(())
+        } else {
+            bad("the guest address overlaps the domain's RAM or leaves the 39-bit address space")
         }
     }
 

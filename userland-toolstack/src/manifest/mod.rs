@@ -16,6 +16,7 @@
 //! `docs/manifest.md` documents the format field by field.
 
 use mica_abi::bootinfo::{MAX_CAPS, MAX_REGIONS};
+use mica_abi::layout::DomainLayout;
 use mica_abi::sysimage::{
     SchedRequest, CONTROL_POOL_BYTES, DOMAIN_RAM_BASE, MAX_CHANNELS, MAX_DEVICES, MAX_DOMAINS,
     MAX_SHARES, MAX_VCPUS_PER_DOMAIN, NAME_LEN,

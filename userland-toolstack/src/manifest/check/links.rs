@@ -220,7 +220,9 @@ impl Checker<'_> {
             }
             let end_kib = offset_kib.saturating_add(size_kib);
             let owner_kib = domains[owner].memory_kib;
-            if end_kib > owner_kib - PAGE_BYTES / 1024 {
+            let owner_layout = DomainLayout::new(owner_kib * 1024);
+            // The kernel's rule (`DomainLayout`): below the owner's boot-info page.
+            if !owner_layout.holds(DOMAIN_RAM_BASE + offset_kib * 1024, size_kib * 1024) {
                 return Err(self.invalid(
                     &s.owner_offset_kib,
                     Problem::ShareOutsideOwner {
@@ -260,8 +262,10 @@ impl Checker<'_> {
             }
             let size = size_kib * 1024;
             let end = address.saturating_add(size);
-            let ram_end = DOMAIN_RAM_BASE + domains[peer].memory_kib * 1024;
-            if address < ram_end || end > IPA_LIMIT {
+            let peer_layout = DomainLayout::new(domains[peer].memory_kib * 1024);
+            let ram_end = peer_layout.ram_end();
+            // The kernel's rule: above the peer's RAM, inside its guest-physical space.
+            if !peer_layout.holds_shared_window(address, size) {
                 return Err(self.invalid(
                     &s.peer_address,
                     Problem::PeerAddressRange {

@@ -411,9 +411,10 @@ impl Checker<'_> {
                 };
                 let base = address & !(PAGE_BYTES - 1);
                 let end = end.next_multiple_of(PAGE_BYTES);
-                let ram_start = DOMAIN_RAM_BASE;
-                let ram_end = DOMAIN_RAM_BASE + domains[i].memory_kib * 1024;
-                if end > IPA_LIMIT || (base < ram_end && ram_start < end) {
+                let layout = DomainLayout::new(domains[i].memory_kib * 1024);
+                let (ram_start, ram_end) = (DOMAIN_RAM_BASE, layout.ram_end());
+                // The kernel's rule: clear of the domain's RAM, inside its space.
+                if !layout.holds_device_window(base, end - base) {
                     return Err(self.invalid(
                         &dev.address,
                         Problem::DeviceOutsideSpace {
