@@ -102,6 +102,8 @@ pub struct Domain<H: Hal> {
     pub console: heapless::Vec<u8, CONSOLE_LINE>,
     /// Set when a restart was requested (SYSTEM_RESET) and is waiting for quiescence.
     pub restart_pending: bool,
+    /// Its dismantling has been queued (it happens once).
+    pub dismantling: bool,
     /// Guest-physical address of its event page (`event_page_set`).
     pub event_page: Option<u64>,
     /// What its boot-info page says (rewritten into its last RAM page on every start).
@@ -156,6 +158,7 @@ impl<H: Hal> Domain<H> {
             boots: 0,
             console: heapless::Vec::new(),
             restart_pending: false,
+            dismantling: false,
             event_page: None,
             boot_info: mica_abi::bootinfo::BootInfo::new(id.0 as u32, 0, 0),
             memory_node: 0,

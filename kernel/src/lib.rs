@@ -22,6 +22,7 @@ extern crate alloc;
 pub mod bootargs;
 pub mod console;
 pub mod domain;
+pub mod effect;
 pub mod evtchn;
 pub mod frames;
 pub mod hal;

@@ -99,7 +99,7 @@ impl<H: Hal> Kernel<H> {
             Some(index),
         ));
         if let Err(e) = self.build_domain(id, dom_slot, record, pages, ram) {
-            self.teardown(id);
+            self.queue_dismantle(id);
             return Err(e);
         }
         let d = self.domain(id).ok_or(Status::WrongState)?;

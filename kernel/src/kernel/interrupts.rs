@@ -133,7 +133,7 @@ impl<H: Hal> Kernel<H> {
                 Ok(delivery) => {
                     self.irqs[i].active = true;
                     if let Some(d) = delivery {
-                        self.deliver(d);
+                        self.apply([Effect::Deliver(d)]);
                     }
                     IrqOutcome::LeaveActive
                 }

@@ -64,13 +64,13 @@ impl<H: Hal> Kernel<H> {
             Request::CapRevoke { slot } => {
                 let mut removals = Vec::new();
                 let n = k.caps.revoke(space, slot, |r| removals.push(r))?;
-                k.apply_removals(&removals);
+                k.apply_removals(removals);
                 Ok([n as u64, 0, 0])
             }
             Request::CapDelete { slot } => {
                 let mut removals = Vec::new();
                 k.caps.delete(space, slot, |r| removals.push(r))?;
-                k.apply_removals(&removals);
+                k.apply_removals(removals);
                 Ok([0; 3])
             }
             Request::MemMap {
@@ -215,7 +215,7 @@ impl<H: Hal> Kernel<H> {
                     vcpu,
                 };
                 if let Some(delivery) = k.channels.bind(id, binding)? {
-                    k.deliver(delivery);
+                    k.apply([Effect::Deliver(delivery)]);
                 }
                 Ok([0; 3])
             }
@@ -228,7 +228,7 @@ impl<H: Hal> Kernel<H> {
                     .find(info.object)
                     .ok_or(Status::StaleCapability)?;
                 if let Some(delivery) = k.channels.send(id)? {
-                    k.deliver(delivery);
+                    k.apply([Effect::Deliver(delivery)]);
                 }
                 Ok([0; 3])
             }
@@ -241,7 +241,7 @@ impl<H: Hal> Kernel<H> {
                     .find(info.object)
                     .ok_or(Status::StaleCapability)?;
                 if let Some(delivery) = k.channels.mask(id, masked)? {
-                    k.deliver(delivery);
+                    k.apply([Effect::Deliver(delivery)]);
                 }
                 Ok([0; 3])
             }

@@ -1,75 +1,9 @@
-//! How domains and vCPUs end: removed capabilities and destroyed objects undone, pause and
-//! unpause, destroy (vCPUs off every CPU, then teardown), restart.
+//! How domains and vCPUs end: pause and unpause, a domain's end in three effects (its vCPUs
+//! stop; once none runs it is dismantled; then released), restart, retired vCPUs.
 
 use super::*;
 
 impl<H: Hal> Kernel<H> {
-    /// Undoes what removed capabilities made possible, and ends what destroyed objects were:
-    /// mappings made through a removed Memory capability go; a destroyed event channel
-    /// closes, an Irq line is masked and forgotten, a Vcpu stops for good, and a Domain is
-    /// destroyed like by `domain_destroy` (its vCPUs leave every CPU, then everything it had
-    /// goes, the domains it created with it).
-    pub(crate) fn apply_removals(&mut self, removals: &[Removal]) {
-        for r in removals {
-            match r {
-                Removal::Capability { addr, .. } => {
-                    for id in 0..SPACES {
-                        let through: heapless::Vec<(u64, u64), { crate::domain::MAX_MAPPINGS }> =
-                            match self.domains[id].as_ref() {
-                                Some(d) => d
-                                    .mappings
-                                    .iter()
-                                    .filter(|m| m.through == *addr)
-                                    .map(|m| (m.ipa, m.pages))
-                                    .collect(),
-                                None => continue,
-                            };
-                        for (ipa, pages) in through {
-                            self.unmap_one(DomainId(id as u16), ipa, pages);
-                        }
-                    }
-                }
-                Removal::ObjectDestroyed {
-                    object,
-                    object_type: ObjectType::EventChannel,
-                } => {
-                    self.channels.close(*object);
-                }
-                Removal::ObjectDestroyed {
-                    object,
-                    object_type: ObjectType::Irq,
-                } => {
-                    if let Some(i) = self.irq_line(*object) {
-                        self.release_irq(i);
-                        self.irqs.swap_remove(i);
-                    }
-                }
-                Removal::ObjectDestroyed {
-                    object_type: ObjectType::Vcpu | ObjectType::Domain,
-                    ..
-                } if cfg!(feature = "mutant-destroyed-objects-live-on") => {}
-                Removal::ObjectDestroyed {
-                    object,
-                    object_type: ObjectType::Vcpu,
-                } => {
-                    if let Some(v) = self.vcpu_of_object(*object) {
-                        self.retire_vcpu(v);
-                    }
-                }
-                Removal::ObjectDestroyed {
-                    object,
-                    object_type: ObjectType::Domain,
-                } => {
-                    let found = self.domains().find(|d| d.object == *object).map(|d| d.id);
-                    if let Some(id) = found {
-                        self.destroy(id);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
     /// The vCPU whose Vcpu object is `object`.
     pub(super) fn vcpu_of_object(&self, object: mica_caps::ObjectRef) -> Option<VcpuId> {
         self.vcpus
@@ -211,9 +145,15 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
-    /// Starts destroying a domain: its vCPUs stop; once none is on a CPU any more, its
-    /// capabilities are revoked, mappings undone, memory scrubbed and freed.
+    /// Ends domain `id` (`domain_destroy`, a fault, `SYSTEM_OFF`, its object destroyed): its
+    /// vCPUs stop; once none is on a CPU any more, it is dismantled and released
+    /// ([`crate::effect`]).
     pub fn destroy(&mut self, id: DomainId) {
+        self.apply([Effect::EndDomain(id)]);
+    }
+
+    /// [`Effect::EndDomain`]: marks the domain dying and pulls its vCPUs off their CPUs.
+    pub(super) fn end_domain(&mut self, id: DomainId) {
         let Some(d) = self.domains[id.index()].as_mut() else {
             return;
         };
@@ -268,8 +208,18 @@ impl<H: Hal> Kernel<H> {
         }
         if d.restart_pending {
             self.finish_restart(id);
-        } else {
-            self.teardown(id);
+        } else if !d.dismantling {
+            self.queue_dismantle(id);
+        }
+    }
+
+    /// Queues domain `id`'s dismantling (once).
+    pub(super) fn queue_dismantle(&mut self, id: DomainId) {
+        if let Some(d) = self.domains[id.index()].as_mut() {
+            if !d.dismantling {
+                d.dismantling = true;
+                self.apply([Effect::Dismantle(id)]);
+            }
         }
     }
 
@@ -311,28 +261,18 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
-    /// Removes every trace of a domain whose vCPUs are all off the CPUs, in an order that
-    /// leaves nothing of it reachable:
-    ///
-    /// 1. its Domain object goes with every capability to it, wherever they are, and its
-    ///    capability space is emptied: each removal undoes what it made possible (mappings
-    ///    through its capabilities in any domain, its event channels, its interrupt lines,
-    ///    and the domains and vCPUs it created, which are destroyed in turn);
-    /// 2. its vCPUs' objects, and the RAM the kernel gave it together with every capability
-    ///    derived from that RAM (regions it shared are unmapped from its peers);
-    /// 3. its stage 2 (TLBs invalidated first, then the tables freed and their charge
-    ///    refunded), its vCPU records, event bindings and interrupt routes;
-    /// 4. its RAM, scrubbed, then freed or handed to the image domain that follows it;
-    /// 5. last, the kernel lets go of its id, which may then be given to a new domain.
-    pub(super) fn teardown(&mut self, id: DomainId) {
+    /// [`Effect::Dismantle`]: a domain whose vCPUs are all off the CPUs loses its objects,
+    /// and every capability to them, wherever they are: its Domain object (its capability
+    /// space is emptied: mappings through its capabilities in any domain, its event channels,
+    /// its interrupt lines, and the domains and vCPUs it created end in turn), its vCPUs'
+    /// objects, and the RAM the kernel gave it (regions it shared leave its peers). The
+    /// removals are queued, and [`Effect::Release`] behind them.
+    pub(super) fn dismantle(&mut self, id: DomainId) {
         let Some(root) = self.root else { return };
         let Some(d) = self.domains[id.index()].as_ref() else {
             return;
         };
-        let name: heapless::String<32> = d.name.clone();
         let object = d.object;
-        let image_index = d.image_index;
-        let payer = self.payer(id);
         let vcpu_objects: heapless::Vec<mica_caps::ObjectRef, 8> = d
             .vcpus
             .iter()
@@ -345,21 +285,36 @@ impl<H: Hal> Kernel<H> {
             .filter_map(|slot| self.caps.identify(root, *slot).ok())
             .map(|c| c.object)
             .collect();
-        // 1-2. Objects: each may already be gone (a domain ended by deleting its last
-        //      Domain capability), which the capability system reports as stale.
+        // Each object may already be gone (a domain ended by deleting its last Domain
+        // capability), which the capability system reports as stale.
         for o in core::iter::once(object)
             .chain(vcpu_objects)
             .chain(ram_objects)
         {
             let mut removals = Vec::new();
             let _ = self.caps.destroy_object(o, |r| removals.push(r));
-            self.apply_removals(&removals);
+            self.apply_removals(removals);
         }
+        self.apply([Effect::Release(id)]);
+    }
+
+    /// [`Effect::Release`]: what is left of a dismantled domain goes, in an order that leaves
+    /// nothing of it reachable: its stage 2 (TLBs invalidated first, then the tables freed and
+    /// their charge refunded), its vCPU records, event bindings and interrupt routes; its RAM,
+    /// scrubbed, then freed or handed to the image domain that follows it; last, its id, which
+    /// may then be given to a new domain.
+    pub(super) fn release(&mut self, id: DomainId) {
+        let Some(d) = self.domains[id.index()].as_ref() else {
+            return;
+        };
+        let name: heapless::String<32> = d.name.clone();
+        let image_index = d.image_index;
+        let payer = self.payer(id);
         let Some(mut d) = self.domains[id.index()].take() else {
             return;
         };
-        // 3. Whatever is still mapped (through capabilities of other domains) goes with the
-        //    tables, then the records that name the domain.
+        // Whatever is still mapped (through capabilities of other domains) goes with the
+        // tables, then the records that name the domain.
         d.stage2.release(&mut self.frames);
         self.caps.refund_space(id.space(), d.table_bytes, |_| {});
         for v in d.vcpus.iter() {
@@ -376,7 +331,7 @@ impl<H: Hal> Kernel<H> {
         for i in routed {
             self.release_irq(i);
         }
-        // 4. Memory: scrub, then hand over or free.
+        // Memory: scrub, then hand over or free.
         let mut scrubbed = 0u64;
         for r in d.ram.iter() {
             self.hal.zero_phys(*r);
@@ -416,16 +371,16 @@ impl<H: Hal> Kernel<H> {
             self.reclaim_control_pool();
         }
         self.forget_dead_domains_in_control();
-        // 5. The id is free for a new domain only now.
+        // The id is free for a new domain only now.
         self.caps.let_go_of_space(id.space(), |_| {});
-        // 6. Whoever waited for this domain starts now.
+        // Whoever waited for this domain starts now.
         if let Some((next, _)) = successor {
             let ram = self.handoff.take().map(|(_, ram)| ram);
             self.start_from_image(next, ram);
         }
         self.publish_accounting();
         self.notify_policy();
-        // 7. The last domain gone: say whether every frame came back.
+        // The last domain gone: say whether every frame came back.
         if self.image.is_some() && self.domains().next().is_none() {
             // The accounting page lives as long as the kernel.
             let kept = self.accounting.map_or(0, |(page, _)| page.size());
@@ -449,7 +404,8 @@ impl<H: Hal> Kernel<H> {
     }
 
     /// The control domain is gone: its memory pool, with every capability derived from it
-    /// (the domains it built ran in it, and went with it), is scrubbed and freed.
+    /// (the domains it built ran in it, and went with it), is scrubbed and freed once those
+    /// capabilities' removals have been applied.
     pub(super) fn reclaim_control_pool(&mut self) {
         let (Some(root), Some((pool, slot))) = (self.root, self.control_pool.take()) else {
             return;
@@ -457,10 +413,10 @@ impl<H: Hal> Kernel<H> {
         if let Ok(info) = self.caps.identify(root, slot) {
             let mut removals = Vec::new();
             let _ = self.caps.destroy_object(info.object, |r| removals.push(r));
-            self.apply_removals(&removals);
+            self.apply_removals(removals);
         }
-        self.hal.zero_phys(pool);
-        self.frames.free(pool);
+        // Behind the removals: no domain maps the pool any more when it is scrubbed.
+        self.apply([Effect::FreePool(pool)]);
     }
 
     /// The image domain that starts after domain record `index` is destroyed, and whether it

@@ -16,6 +16,7 @@ use mica_abi::{ObjectType, Rights, Status};
 use mica_caps::{CapAddr, CapSystem, FrameRange, Removal, SpaceId};
 
 use crate::domain::{Domain, DomainId, DomainState, Mapping};
+use crate::effect::Effect;
 use crate::evtchn::{Binding, Channels, Delivery};
 use crate::frames::{Frames, FRAME_SIZE};
 use crate::hal::{Hal, Stage2, VcpuContext};
@@ -149,6 +150,10 @@ pub struct Kernel<H: Hal> {
     wired: (u64, u64),
     /// Free frame memory before the first domain was created.
     boot_free: u64,
+    /// Effects waiting to be applied ([`Kernel::apply`]).
+    effects: alloc::collections::VecDeque<Effect>,
+    /// Whether [`Kernel::apply`] is applying them (effects that arise meanwhile only queue).
+    applying: bool,
 }
 
 /// Most event-channel endpoints in the system.
@@ -173,6 +178,7 @@ macro_rules! log_paid_by {
 
 mod boot_image;
 mod creation;
+mod execute;
 mod exits;
 mod grants;
 mod interrupts;
@@ -210,6 +216,8 @@ impl<H: Hal> Kernel<H> {
             channels: Channels::new(),
             wired: (0, 0),
             boot_free: 0,
+            effects: alloc::collections::VecDeque::new(),
+            applying: false,
         }
     }
 

@@ -54,7 +54,7 @@ impl<H: Hal> Kernel<H> {
     pub(crate) fn notify_policy(&mut self) {
         let Some(end) = self.sched_events else { return };
         if let Ok(Some(delivery)) = self.channels.send(end) {
-            self.deliver(delivery);
+            self.apply([Effect::Deliver(delivery)]);
         }
     }
 

@@ -1,0 +1,103 @@
+//! The one place effects are applied ([`crate::effect`]): a queue, drained in order by the
+//! outermost [`Kernel::apply`]; effects that arise while it drains join the end of the queue.
+
+use super::*;
+
+impl<H: Hal> Kernel<H> {
+    /// Applies `effects`, and every effect they cause, before returning (unless called while
+    /// effects are being applied: then they are queued behind the others).
+    pub(crate) fn apply(&mut self, effects: impl IntoIterator<Item = Effect>) {
+        self.effects.extend(effects);
+        if self.applying {
+            return;
+        }
+        self.applying = true;
+        while let Some(effect) = self.effects.pop_front() {
+            self.perform(effect);
+        }
+        self.applying = false;
+    }
+
+    /// Applies removals the capability system reported.
+    pub(crate) fn apply_removals(&mut self, removals: impl IntoIterator<Item = Removal>) {
+        self.apply(removals.into_iter().map(Effect::Removed));
+    }
+
+    fn perform(&mut self, effect: Effect) {
+        match effect {
+            Effect::Removed(removal) => self.undo(removal),
+            Effect::Deliver(delivery) => self.deliver(delivery),
+            Effect::EndDomain(id) => self.end_domain(id),
+            Effect::Dismantle(id) => self.dismantle(id),
+            Effect::Release(id) => self.release(id),
+            Effect::FreePool(pool) => {
+                self.hal.zero_phys(pool);
+                self.frames.free(pool);
+            }
+        }
+    }
+
+    /// Undoes what a removed capability made possible, and ends what a destroyed object was:
+    /// mappings made through a removed Memory capability go; a destroyed event channel
+    /// closes, an Irq line is masked and forgotten, a Vcpu stops for good, and a Domain ends
+    /// like by `domain_destroy` (its vCPUs leave every CPU, then everything it had goes, the
+    /// domains it created with it).
+    fn undo(&mut self, removal: Removal) {
+        match removal {
+            Removal::Capability { addr, .. } => {
+                for id in 0..SPACES {
+                    let through: heapless::Vec<(u64, u64), { crate::domain::MAX_MAPPINGS }> =
+                        match self.domains[id].as_ref() {
+                            Some(d) => d
+                                .mappings
+                                .iter()
+                                .filter(|m| m.through == addr)
+                                .map(|m| (m.ipa, m.pages))
+                                .collect(),
+                            None => continue,
+                        };
+                    for (ipa, pages) in through {
+                        self.unmap_one(DomainId(id as u16), ipa, pages);
+                    }
+                }
+            }
+            Removal::ObjectDestroyed {
+                object,
+                object_type: ObjectType::EventChannel,
+            } => {
+                self.channels.close(object);
+            }
+            Removal::ObjectDestroyed {
+                object,
+                object_type: ObjectType::Irq,
+            } => {
+                if let Some(i) = self.irq_line(object) {
+                    self.release_irq(i);
+                    self.irqs.swap_remove(i);
+                }
+            }
+            Removal::ObjectDestroyed {
+                object_type: ObjectType::Vcpu | ObjectType::Domain,
+                ..
+            } if cfg!(feature = "mutant-destroyed-objects-live-on") => {}
+            Removal::ObjectDestroyed {
+                object,
+                object_type: ObjectType::Vcpu,
+            } => {
+                if let Some(v) = self.vcpu_of_object(object) {
+                    self.retire_vcpu(v);
+                }
+            }
+            Removal::ObjectDestroyed {
+                object,
+                object_type: ObjectType::Domain,
+            } => {
+                let found = self.domains().find(|d| d.object == object).map(|d| d.id);
+                if let Some(id) = found {
+                    self.end_domain(id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
