@@ -177,6 +177,39 @@ macro_rules! calls {
             }
         )*
 
+        /// The decoded arguments of any call.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Args {
+            $(
+                $(#[$meta])*
+                $call($name),
+            )*
+        }
+
+        impl Args {
+            /// The call these are the arguments of.
+            pub const fn call(&self) -> Call {
+                match self {
+                    $( Args::$call(_) => Call::$call, )*
+                }
+            }
+
+            /// x1-x6.
+            pub fn to_regs(&self) -> [u64; 6] {
+                match self {
+                    $( Args::$call(a) => a.to_regs(), )*
+                }
+            }
+        }
+
+        /// Decodes x1-x6 as the arguments of `call` (what the kernel does first with every
+        /// hypercall). Pure: no state is read.
+        pub fn decode(call: Call, regs: [u64; 6]) -> Result<Args, Status> {
+            match call {
+                $( Call::$call => $name::from_regs(regs).map(Args::$call), )*
+            }
+        }
+
         /// The argument names of `call` (x1 first): the one definition `TABLE` uses.
         pub const fn names(call: Call) -> &'static [&'static str] {
             match call {
@@ -187,9 +220,7 @@ macro_rules! calls {
         /// Decodes and re-encodes `regs` as the arguments of `call` (what the tests and
         /// harnesses round-trip).
         pub fn round_trip(call: Call, regs: [u64; 6]) -> Result<[u64; 6], Status> {
-            match call {
-                $( Call::$call => $name::from_regs(regs).map(|a| a.to_regs()), )*
-            }
+            decode(call, regs).map(|a| a.to_regs())
         }
     };
 }
