@@ -129,6 +129,14 @@ pub fn check_frames(first: u64, count: u64) -> Result<(), Status> {
     }
 }
 
+/// A call's argument type: what issues it needs (the kernel's tests and the runtime).
+pub trait CallArgs {
+    /// The call.
+    const CALL: Call;
+    /// x1-x6.
+    fn regs(&self) -> [u64; 6];
+}
+
 /// The checks of one call's arguments beyond each register's type.
 pub trait Checked {
     /// `Ok` if the arguments together are well formed.
@@ -147,6 +155,13 @@ macro_rules! calls {
             #[derive(Clone, Copy, Debug, PartialEq, Eq)]
             pub struct $name {
                 $( $(#[$fmeta])* pub $field: $ty, )*
+            }
+
+            impl CallArgs for $name {
+                const CALL: Call = Call::$call;
+                fn regs(&self) -> [u64; 6] {
+                    self.to_regs()
+                }
             }
 
             impl $name {

@@ -493,6 +493,12 @@ pub fn hvc(k: &mut Kernel<MockHal>, cpu: usize, call: Call, args: [u64; 6]) -> [
     raw(k, cpu, call.function_id(), args)
 }
 
+/// Issues the call `args` are the arguments of from whatever runs on `cpu`, encoded as the
+/// runtime encodes it (`mica_abi::args`); x0-x3 after it.
+pub fn call<A: mica_abi::args::CallArgs>(k: &mut Kernel<MockHal>, cpu: usize, args: A) -> [u64; 4] {
+    hvc(k, cpu, A::CALL, args.regs())
+}
+
 /// Issues a call with function id `function` from whatever runs on `cpu`; x0-x3 after it.
 pub fn raw(k: &mut Kernel<MockHal>, cpu: usize, function: u64, args: [u64; 6]) -> [u64; 4] {
     let v = k.current(cpu).expect("something runs on this cpu");

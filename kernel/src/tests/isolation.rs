@@ -10,21 +10,50 @@ use crate::vcpu::{VcpuId, VcpuState};
 use crate::testing::*;
 
 /// The builder creates a child (Domain capability in slot 5) running on `child_cpu` in 8
-/// pages of the builder's RAM (Memory capability in slot 6, vCPU capability in slot 7).
+/// pages of the builder's RAM (Memory capability in slot 6, vCPU capability in slot 7), with
+/// every call's arguments typed as the runtime issues them (`mica_abi::args`).
 fn child_running_on(k: &mut Kernel<MockHal>, cpu: usize, child_cpu: u64) -> (DomainId, VcpuId) {
-    let r = hvc(k, cpu, Call::DomainCreate, [5, 16, 64 * 1024, 0, 0, 0]);
+    use mica_abi::args::{self as a, Slot};
+    let create = a::DomainCreate {
+        dst: Slot(5),
+        slots: Slot(16),
+        quota: 64 * 1024,
+    };
+    let r = call(k, cpu, create);
     assert_eq!(status(r), Ok(()));
     let child = DomainId(r[1] as u16);
-    let first = hvc(k, cpu, Call::CapIdentify, [0; 6])[2];
-    let rwx = (Rights::READ | Rights::WRITE | Rights::EXECUTE).bits() as u64;
-    let derive = [0, 6, rwx, first + 8, 8, 0];
-    assert_eq!(status(hvc(k, cpu, Call::CapDerive, derive)), Ok(()));
-    let map = [5, 6, 0x4000_0000, first + 8, 8, rwx];
-    assert_eq!(status(hvc(k, cpu, Call::MemMap, map)), Ok(()));
-    let create = [5, 7, 0, child_cpu, 0, 0];
-    assert_eq!(status(hvc(k, cpu, Call::VcpuCreate, create)), Ok(()));
-    let start = [7, 0x4000_0000, 0, 0, 0, 0];
-    assert_eq!(status(hvc(k, cpu, Call::VcpuStart, start)), Ok(()));
+    let first = call(k, cpu, a::CapIdentify { slot: Slot(0) })[2];
+    let rwx = Rights::READ | Rights::WRITE | Rights::EXECUTE;
+    let derive = a::CapDerive {
+        src: Slot(0),
+        dst: Slot(6),
+        rights: rwx,
+        first_frame: first + 8,
+        frame_count: 8,
+    };
+    assert_eq!(status(call(k, cpu, derive)), Ok(()));
+    let map = a::MemMap {
+        domain: Slot(5),
+        memory: Slot(6),
+        ipa: 0x4000_0000,
+        first_frame: first + 8,
+        frame_count: 8,
+        perms: rwx,
+    };
+    assert_eq!(status(call(k, cpu, map)), Ok(()));
+    let vcpu = a::VcpuCreate {
+        domain: Slot(5),
+        dst: Slot(7),
+        index: Slot(0),
+        cpu: child_cpu,
+    };
+    assert_eq!(status(call(k, cpu, vcpu)), Ok(()));
+    let start = a::VcpuStart {
+        vcpu: Slot(7),
+        entry: 0x4000_0000,
+        arg: 0,
+    };
+    assert_eq!(status(call(k, cpu, start)), Ok(()));
     let v = run(k, child_cpu as usize).expect("the child runs");
     assert_eq!(k.vcpu(v).unwrap().domain, child);
     (child, v)
