@@ -139,6 +139,38 @@ impl<const SPACES: usize, const SLOTS: usize, const OBJECTS: usize>
         Ok(())
     }
 
+    /// Like [`CapSystem::destroy_object`], given where the object's original capability was
+    /// put: while it is still there (a root of the derivation forest naming `object`), every
+    /// other capability to the object is one of its descendants, so a revoke and a delete of
+    /// it remove them all without looking at every slot of the system. Otherwise (the original
+    /// was deleted and its descendants became roots), or if any capability to the object is
+    /// left after that, the whole system is searched: the result is always that of
+    /// `destroy_object`.
+    pub fn destroy_object_from<F: FnMut(Removal)>(
+        &mut self,
+        original: CapAddr,
+        object: ObjectRef,
+        mut on_removed: F,
+    ) -> Result<(), Status> {
+        self.resolve(object)?;
+        let is_original = self
+            .cap(original)
+            .is_some_and(|cap| cap.info.object == object && cap.parent.is_none());
+        if !is_original {
+            return self.destroy_object(object, on_removed);
+        }
+        self.revoke(original.space, original.slot, &mut on_removed)?;
+        self.delete(original.space, original.slot, &mut on_removed)?;
+        // A root naming `object` at `original` need not be the original: after the original
+        // was deleted, a capability derived into its slot from one of its (then root)
+        // children becomes a root there when that child is deleted, and its siblings are
+        // roots of their own. The object's capability count tells: if any remain, search.
+        if self.resolve(object).is_ok() {
+            return self.destroy_object(object, on_removed);
+        }
+        Ok(())
+    }
+
     /// Marks `space` as holding kernel state: it is not released (its id not reused) until
     /// [`CapSystem::let_go_of_space`]. The kernel holds every domain's space from creation
     /// until it has finished tearing the domain down.

@@ -633,3 +633,58 @@ fn kernel_charges_count_against_the_quota_and_keep_a_zombie() {
     assert_eq!(removed, [Removal::SpaceReleased { space: child }]);
     assert_eq!(sys.charge_space(child, 1), Err(Status::InvalidArgument));
 }
+
+#[test]
+fn destroying_from_the_original_removes_the_same_capabilities_as_searching() {
+    for from_original in [true, false] {
+        let (mut sys, root, child) = setup_with_domain();
+        sys.derive(root, 0, 2, Rights::READ | Rights::GRANT, Some(frames(0, 4)))
+            .expect("derive");
+        sys.grant(root, 2, 1, 0, Rights::READ, Some(frames(1, 2)))
+            .expect("grant to child");
+        let mem = sys.identify(root, 0).expect("mem").object;
+        let mut removed = Vec::new();
+        if from_original {
+            sys.destroy_object_from(CapAddr::new(root, 0), mem, |r| removed.push(r))
+                .expect("destroy");
+        } else {
+            // A stale hint (not the original) falls back to the search.
+            sys.destroy_object_from(CapAddr::new(root, 2), mem, |r| removed.push(r))
+                .expect("destroy");
+        }
+        for addr in [
+            CapAddr::new(root, 0),
+            CapAddr::new(root, 2),
+            CapAddr::new(child, 0),
+        ] {
+            assert!(sys.capability(addr).is_none(), "{addr:?} ({from_original})");
+        }
+        assert!(removed.contains(&Removal::ObjectDestroyed {
+            object: mem,
+            object_type: ObjectType::Memory
+        }));
+        assert_eq!(sys.resolve(mem), Err(Status::StaleCapability));
+    }
+}
+
+#[test]
+fn destroying_from_a_root_that_is_not_the_original_still_removes_every_capability() {
+    // The original (root 0) is deleted: its children (2 and the child's 0) become roots. A
+    // capability derived from 2 into slot 0 becomes a root there when 2 is deleted; the
+    // child's capability is a root of its own, not its descendant.
+    let (mut sys, root, child) = setup_with_domain();
+    sys.derive(root, 0, 2, Rights::READ | Rights::GRANT, Some(frames(0, 4)))
+        .expect("derive");
+    sys.grant(root, 0, 1, 0, Rights::READ, Some(frames(1, 2)))
+        .expect("grant to child");
+    let mem = sys.identify(root, 0).expect("mem").object;
+    sys.delete(root, 0, |_| {}).expect("delete original");
+    sys.derive(root, 2, 0, Rights::READ, Some(frames(0, 1)))
+        .expect("derive into the original's slot");
+    sys.delete(root, 2, |_| {}).expect("delete its parent");
+    assert!(sys.capability(CapAddr::new(root, 0)).is_some());
+    sys.destroy_object_from(CapAddr::new(root, 0), mem, |_| {})
+        .expect("destroy");
+    assert!(sys.capability(CapAddr::new(child, 0)).is_none());
+    assert_eq!(sys.resolve(mem), Err(Status::StaleCapability));
+}

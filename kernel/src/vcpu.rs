@@ -30,6 +30,8 @@ pub struct Vcpu<H: Hal> {
     pub state: VcpuState,
     /// The Vcpu object.
     pub object: ObjectRef,
+    /// Where its original capability was put (its creator's space, or the root's).
+    pub original: mica_caps::CapAddr,
     /// Saved registers (owned by the physical CPU while `Running`).
     pub context: H::Context,
     /// A virtual interrupt became pending since it last blocked.

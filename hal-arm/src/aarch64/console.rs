@@ -93,6 +93,9 @@ static QUEUED: spin::Mutex<Queue> = spin::Mutex::new(Queue {
 
 /// Set while a CPU is writing queued bytes to the UART.
 static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Whether anything is queued (or was dropped): the check every CPU makes after each exit,
+/// one load when there is nothing to do.
+static PENDING: AtomicBool = AtomicBool::new(false);
 
 /// Takes the queue's lock (held for a few byte copies only), yielding between attempts (see
 /// `hal::lock_kernel` for why a CPU must not spin without `YIELD` under QEMU's `-icount`).
@@ -117,6 +120,7 @@ pub fn queue(bytes: &[u8]) {
         q.bytes[at] = b;
         q.len += 1;
     }
+    PENDING.store(true, Ordering::Release);
 }
 
 /// Writes whatever is queued to the UART, unless another CPU is at it already. Called with
@@ -136,7 +140,7 @@ pub fn print_line(args: fmt::Arguments<'_>) {
 }
 
 fn drain_with(mut lock: impl FnMut() -> Option<spin::MutexGuard<'static, Queue>>) {
-    if DRAINING.swap(true, Ordering::Acquire) {
+    if !PENDING.load(Ordering::Acquire) || DRAINING.swap(true, Ordering::Acquire) {
         return;
     }
     // One hold of the UART for everything queued: the queue holds whole lines (each `queue`
@@ -153,6 +157,10 @@ fn drain_with(mut lock: impl FnMut() -> Option<spin::MutexGuard<'static, Queue>>
             }
             q.head = (q.head + n) % QUEUE_BYTES;
             q.len -= n;
+            if q.len == 0 {
+                // Under the queue's lock: a `queue` after this sets it again.
+                PENDING.store(false, Ordering::Release);
+            }
             (n, core::mem::take(&mut q.dropped))
         };
         if dropped > 0 {

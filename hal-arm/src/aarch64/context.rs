@@ -442,17 +442,22 @@ fn load_system_registers(c: &ArmContext, vttbr: u64) {
     write_sysreg!("hcr_el2", c.hcr);
     write_sysreg!("vttbr_el2", vttbr);
     // GIC virtual CPU interface: list registers, VMCR, active priorities, then enable.
-    for (n, value) in c
-        .gic
-        .lr
-        .iter()
-        .enumerate()
-        .take(super::el2::list_registers())
-    {
-        write_list_register(n, *value);
+    let lrs = super::el2::list_registers();
+    if lrs == 4 {
+        // The common GIC (QEMU's, Cortex-A53/A57/A72's): straight-line, on every entry.
+        write_sysreg!("s3_4_c12_c12_0", c.gic.lr[0]);
+        write_sysreg!("s3_4_c12_c12_1", c.gic.lr[1]);
+        write_sysreg!("s3_4_c12_c12_2", c.gic.lr[2]);
+        write_sysreg!("s3_4_c12_c12_3", c.gic.lr[3]);
+    } else {
+        for (n, value) in c.gic.lr.iter().enumerate().take(lrs) {
+            write_list_register(n, *value);
+        }
     }
     write_sysreg!("s3_4_c12_c11_7", c.gic.vmcr); // ICH_VMCR_EL2
-    for n in 0..super::el2::active_priority_registers() {
+    write_sysreg!("s3_4_c12_c8_0", c.gic.ap0r[0]); // ICH_AP0R0_EL2
+    write_sysreg!("s3_4_c12_c9_0", c.gic.ap1r[0]); // ICH_AP1R0_EL2
+    for n in 1..super::el2::active_priority_registers() {
         write_active_priorities(n, c.gic.ap0r[n], c.gic.ap1r[n]);
     }
     write_sysreg!("s3_4_c12_c11_0", c.gic.hcr); // ICH_HCR_EL2: En (and UIE)
@@ -490,17 +495,21 @@ fn save_system_registers(c: &mut ArmContext) {
     e.cntv_ctl = read_sysreg!("cntv_ctl_el0");
     e.cntv_cval = read_sysreg!("cntv_cval_el0");
     write_sysreg!("cntv_ctl_el0", 0);
-    for (n, value) in c
-        .gic
-        .lr
-        .iter_mut()
-        .enumerate()
-        .take(super::el2::list_registers())
-    {
-        *value = read_list_register(n);
+    let lrs = super::el2::list_registers();
+    if lrs == 4 {
+        c.gic.lr[0] = read_sysreg!("s3_4_c12_c12_0");
+        c.gic.lr[1] = read_sysreg!("s3_4_c12_c12_1");
+        c.gic.lr[2] = read_sysreg!("s3_4_c12_c12_2");
+        c.gic.lr[3] = read_sysreg!("s3_4_c12_c12_3");
+    } else {
+        for (n, value) in c.gic.lr.iter_mut().enumerate().take(lrs) {
+            *value = read_list_register(n);
+        }
     }
     c.gic.vmcr = read_sysreg!("s3_4_c12_c11_7");
-    for n in 0..super::el2::active_priority_registers() {
+    c.gic.ap0r[0] = read_sysreg!("s3_4_c12_c8_0");
+    c.gic.ap1r[0] = read_sysreg!("s3_4_c12_c9_0");
+    for n in 1..super::el2::active_priority_registers() {
         (c.gic.ap0r[n], c.gic.ap1r[n]) = read_active_priorities(n);
     }
     write_sysreg!("s3_4_c12_c11_0", 0);

@@ -227,6 +227,7 @@ impl<H: Hal> Kernel<H> {
                 cpu,
                 state: VcpuState::Off,
                 object,
+                original: CapAddr::new(root, slot),
                 context: self.hal.new_context(),
                 wake_pending: false,
                 runs: 0,

@@ -91,6 +91,7 @@ impl<H: Hal> Kernel<H> {
             cpu,
             state: VcpuState::Off,
             object,
+            original: CapAddr::new(caller.space(), dst),
             context: self.hal.new_context(),
             wake_pending: false,
             runs: 0,

@@ -272,27 +272,36 @@ impl<H: Hal> Kernel<H> {
         let Some(d) = self.domains[id.index()].as_ref() else {
             return;
         };
-        let object = d.object;
-        let vcpu_objects: heapless::Vec<mica_caps::ObjectRef, 8> = d
+        // Each object with where its original capability was put (see
+        // `CapSystem::destroy_object_from`).
+        let domain = (d.original, d.object);
+        let vcpu_objects: heapless::Vec<(CapAddr, mica_caps::ObjectRef), 8> = d
             .vcpus
             .iter()
             .filter_map(|v| self.vcpu(*v))
-            .map(|v| v.object)
+            .map(|v| (v.original, v.object))
             .collect();
-        let ram_objects: heapless::Vec<mica_caps::ObjectRef, { crate::domain::MAX_RAM_CHUNKS }> = d
+        let ram_objects: heapless::Vec<
+            (CapAddr, mica_caps::ObjectRef),
+            { crate::domain::MAX_RAM_CHUNKS },
+        > = d
             .ram_caps
             .iter()
-            .filter_map(|slot| self.caps.identify(root, *slot).ok())
-            .map(|c| c.object)
+            .filter_map(|slot| {
+                let c = self.caps.identify(root, *slot).ok()?;
+                Some((CapAddr::new(root, *slot), c.object))
+            })
             .collect();
         // Each object may already be gone (a domain ended by deleting its last Domain
         // capability), which the capability system reports as stale.
-        for o in core::iter::once(object)
+        for (original, o) in core::iter::once(domain)
             .chain(vcpu_objects)
             .chain(ram_objects)
         {
             let mut removals = Vec::new();
-            let _ = self.caps.destroy_object(o, |r| removals.push(r));
+            let _ = self
+                .caps
+                .destroy_object_from(original, o, |r| removals.push(r));
             self.apply_removals(removals);
         }
         self.apply([Effect::Release(id)]);
@@ -412,7 +421,10 @@ impl<H: Hal> Kernel<H> {
         };
         if let Ok(info) = self.caps.identify(root, slot) {
             let mut removals = Vec::new();
-            let _ = self.caps.destroy_object(info.object, |r| removals.push(r));
+            let original = CapAddr::new(root, slot);
+            let _ = self
+                .caps
+                .destroy_object_from(original, info.object, |r| removals.push(r));
             self.apply_removals(removals);
         }
         // Behind the removals: no domain maps the pool any more when it is scrubbed.
