@@ -11,6 +11,7 @@ pub mod args;
 pub mod bootinfo;
 pub mod ctl;
 pub mod event;
+pub mod frames;
 pub mod hypercall;
 pub mod layout;
 pub mod object;
@@ -20,6 +21,7 @@ pub mod sched;
 pub mod status;
 pub mod sysimage;
 
+pub use frames::FrameRange;
 pub use object::{ObjectType, Rights};
 pub use status::{Status, SUCCESS};
 

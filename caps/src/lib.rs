@@ -10,7 +10,7 @@
 //!
 //! Ownership of the pieces:
 //! - [`addr`]: how a capability is named (space id, slot index);
-//! - [`frames`]: frame ranges carried by Memory and DeviceMemory capabilities;
+//! - [`FrameRange`] (from `mica-abi`): frame ranges carried by Memory and DeviceMemory capabilities;
 //! - [`object`]: object references with generations, object costs and meaningful rights;
 //! - [`space`]: capability spaces and their kernel-memory quota;
 //! - [`system`]: the table itself and object creation; [`derive`](mod@derive) and [`revoke`]
@@ -21,7 +21,6 @@
 pub mod addr;
 pub mod cap;
 pub mod derive;
-pub mod frames;
 pub mod object;
 pub mod revoke;
 pub mod space;
@@ -32,7 +31,8 @@ mod tests;
 
 pub use addr::{CapAddr, SpaceId};
 pub use cap::{CapInfo, CapView, Children};
-pub use frames::FrameRange;
+/// Frame ranges are an ABI fact: one type, in `mica-abi`.
+pub use mica_abi::FrameRange;
 pub use object::{
     domain_charge, meaningful_rights, object_cost, ObjectInfo, ObjectRef, CAP_SLOT_COST,
 };

@@ -15,26 +15,10 @@ pub use crate::conduit::Reply;
 
 pub use mica_abi::args::{Port, Slot};
 
-/// Frames `[first, first + count)` of a Memory capability, as absolute frame numbers (physical
-/// address / 4 KiB; `cap_identify` reports a capability's range in the same numbers); `count
-/// == 0` in `cap_derive`/`cap_grant` means "the same range".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FrameRange {
-    /// First frame (absolute).
-    pub first: u64,
-    /// Number of frames.
-    pub count: u64,
-}
-
-impl FrameRange {
-    /// The whole range of the source capability (`first = 0, count = 0`).
-    pub const WHOLE: FrameRange = FrameRange { first: 0, count: 0 };
-
-    /// Frames `[first, first + count)`.
-    pub const fn new(first: u64, count: u64) -> FrameRange {
-        FrameRange { first, count }
-    }
-}
+/// Frames of a Memory capability, as absolute frame numbers (physical address / 4 KiB;
+/// `cap_identify` reports a capability's range in the same numbers). `cap_derive` and
+/// `cap_grant` take `Option<FrameRange>`: `None` is the source's whole range.
+pub use mica_abi::FrameRange;
 
 /// One hypercall ready to issue: x0 and x1-x6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,8 +68,8 @@ pub struct CapInfo {
     pub object_type: ObjectType,
     /// The rights it carries.
     pub rights: Rights,
-    /// For Memory and DeviceMemory: the absolute frame range; otherwise zero.
-    pub frames: FrameRange,
+    /// For Memory and DeviceMemory: the absolute frame range; otherwise `None`.
+    pub frames: Option<FrameRange>,
 }
 
 impl CapInfo {
@@ -129,13 +113,14 @@ pub mod encode {
     }
 
     /// `cap_derive`.
-    pub fn cap_derive(src: Slot, dst: Slot, rights: Rights, frames: FrameRange) -> Request {
+    pub fn cap_derive(src: Slot, dst: Slot, rights: Rights, frames: Option<FrameRange>) -> Request {
+        let (first_frame, frame_count) = FrameRange::to_regs(frames);
         let args = a::CapDerive {
             src,
             dst,
             rights,
-            first_frame: frames.first,
-            frame_count: frames.count,
+            first_frame,
+            frame_count,
         };
         Request::new(a::CapDerive::CALL, args.to_regs())
     }
@@ -146,15 +131,16 @@ pub mod encode {
         domain: Slot,
         dst: Slot,
         rights: Rights,
-        frames: FrameRange,
+        frames: Option<FrameRange>,
     ) -> Request {
+        let (first_frame, frame_count) = FrameRange::to_regs(frames);
         let args = a::CapGrant {
             src,
             domain,
             dst,
             rights,
-            first_frame: frames.first,
-            frame_count: frames.count,
+            first_frame,
+            frame_count,
         };
         Request::new(a::CapGrant::CALL, args.to_regs())
     }
@@ -181,8 +167,8 @@ pub mod encode {
             domain,
             memory,
             ipa,
-            first_frame: frames.first,
-            frame_count: frames.count,
+            first_frame: frames.first(),
+            frame_count: frames.count(),
             perms,
         };
         Request::new(a::MemMap::CALL, args.to_regs())
@@ -377,8 +363,13 @@ pub fn cap_identify(slot: Slot) -> Result<CapInfo, Status> {
 }
 
 /// Copies `src` into the empty slot `dst` with `rights` (a subset of the source's) and, for
-/// memory, the sub-range `frames`.
-pub fn cap_derive(src: Slot, dst: Slot, rights: Rights, frames: FrameRange) -> Result<(), Status> {
+/// memory, the sub-range `frames` (`None`: the source's whole range).
+pub fn cap_derive(
+    src: Slot,
+    dst: Slot,
+    rights: Rights,
+    frames: Option<FrameRange>,
+) -> Result<(), Status> {
     encode::cap_derive(src, dst, rights, frames)
         .issue()
         .result()
@@ -392,7 +383,7 @@ pub fn cap_grant(
     domain: Slot,
     dst: Slot,
     rights: Rights,
-    frames: FrameRange,
+    frames: Option<FrameRange>,
 ) -> Result<(), Status> {
     encode::cap_grant(src, domain, dst, rights, frames)
         .issue()
@@ -621,14 +612,20 @@ mod tests {
 
     /// Every encoder, fed distinct argument values, paired with its table name.
     fn every_encoder() -> Vec<(&'static str, Request)> {
-        let f = FrameRange::new(5, 6);
+        let f = FrameRange::new(5, 6).expect("a range");
         vec![
             ("whoami", encode::whoami()),
             ("console_write", encode::console_write(b"abc")),
             ("yield", encode::yield_now()),
             ("cap_identify", encode::cap_identify(S1)),
-            ("cap_derive", encode::cap_derive(S1, S2, Rights::READ, f)),
-            ("cap_grant", encode::cap_grant(S1, S2, S3, Rights::WRITE, f)),
+            (
+                "cap_derive",
+                encode::cap_derive(S1, S2, Rights::READ, Some(f)),
+            ),
+            (
+                "cap_grant",
+                encode::cap_grant(S1, S2, S3, Rights::WRITE, Some(f)),
+            ),
             ("cap_revoke", encode::cap_revoke(S1)),
             ("cap_delete", encode::cap_delete(S1)),
             (
@@ -680,15 +677,23 @@ mod tests {
 
     #[test]
     fn arguments_land_in_the_table_order() {
-        let f = FrameRange::new(5, 6);
+        let f = FrameRange::new(5, 6).expect("a range");
         let r = Rights::READ | Rights::WRITE;
         assert_eq!(
             encode::cap_identify(Slot(0xABC)).args,
             [0xABC, 0, 0, 0, 0, 0]
         );
-        assert_eq!(encode::cap_derive(S1, S2, r, f).args, [1, 2, 0b11, 5, 6, 0]);
         assert_eq!(
-            encode::cap_grant(S1, Slot::SELF_DOMAIN, S3, Rights::GRANT, f).args,
+            encode::cap_derive(S1, S2, r, Some(f)).args,
+            [1, 2, 0b11, 5, 6, 0]
+        );
+        // The source's whole range is first frame 0, count 0.
+        assert_eq!(
+            encode::cap_derive(S1, S2, r, None).args,
+            [1, 2, 0b11, 0, 0, 0]
+        );
+        assert_eq!(
+            encode::cap_grant(S1, Slot::SELF_DOMAIN, S3, Rights::GRANT, Some(f)).args,
             [1, 0xFFFF, 3, Rights::GRANT.bits() as u64, 5, 6]
         );
         assert_eq!(
@@ -796,7 +801,7 @@ mod tests {
                 Slot::SELF_DOMAIN,
                 S3,
                 0,
-                FrameRange::new(0, 1),
+                FrameRange::new(0, 1).expect("a range"),
                 Rights::READ
             ),
             Err(Status::InvalidCapability)

@@ -149,12 +149,12 @@ pub fn map_window(
 ) -> Result<Window, crate::Status> {
     let info = boot_info();
     let len = frames
-        .count
+        .count()
         .checked_mul(PAGE_SIZE)
         .ok_or(crate::Status::InvalidArgument)?;
     let end = ipa.checked_add(len).ok_or(crate::Status::InvalidArgument)?;
     let ram = info.ram_base..info.boot_page.saturating_add(PAGE_SIZE);
-    if len == 0 || !ipa.is_multiple_of(PAGE_SIZE) || (ipa < ram.end && ram.start < end) {
+    if !ipa.is_multiple_of(PAGE_SIZE) || (ipa < ram.end && ram.start < end) {
         return Err(crate::Status::InvalidArgument);
     }
     let len = usize::try_from(len).map_err(|_| crate::Status::InvalidArgument)?;

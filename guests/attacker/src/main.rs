@@ -133,7 +133,7 @@ fn capability_attacks(space: &Space) {
     );
     report(
         "derive from an empty slot",
-        hypercall::cap_derive(empty, empty, Rights::READ, FrameRange::WHOLE),
+        hypercall::cap_derive(empty, empty, Rights::READ, None),
     );
     match space.any {
         Some((slot, info)) => {
@@ -152,13 +152,13 @@ fn capability_attacks(space: &Space) {
         }
         None => report(
             "derive with rights it does not have",
-            hypercall::cap_derive(empty, empty, Rights::all(), FrameRange::WHOLE),
+            hypercall::cap_derive(empty, empty, Rights::all(), None),
         ),
     }
     let src = space.any.map_or(empty, |(slot, _)| slot);
     report(
         "grant into a domain it does not hold",
-        hypercall::cap_grant(src, empty, Slot(0), Rights::READ, FrameRange::WHOLE),
+        hypercall::cap_grant(src, empty, Slot(0), Rights::READ, None),
     );
     raw(
         "revoke a slot beyond its space",
@@ -202,6 +202,12 @@ fn capability_attacks(space: &Space) {
     );
 }
 
+/// `[first, first + count)`: every range these attacks name is well formed (a malformed one
+/// can only be sent raw, as `raw` does).
+fn frames(first: u64, count: u64) -> FrameRange {
+    FrameRange::new(first, count).expect("a well-formed frame range")
+}
+
 fn argument_attacks(space: &Space) {
     let bytes =
         mica_abi::hypercall::pack_console_bytes(b"attacker: this line must never appear!!!");
@@ -224,33 +230,22 @@ fn argument_attacks(space: &Space) {
             Slot::SELF_DOMAIN,
             memory,
             MAP_IPA + 1,
-            FrameRange::new(0, 1),
+            frames(0, 1),
             Rights::READ,
         ),
     );
     report(
         "mem_map a huge frame count",
-        hypercall::mem_map(
-            Slot::SELF_DOMAIN,
-            memory,
-            MAP_IPA,
-            FrameRange::new(0, 1 << 52),
-            rw,
-        ),
+        hypercall::mem_map(Slot::SELF_DOMAIN, memory, MAP_IPA, frames(0, 1 << 52), rw),
     );
     // Frames are absolute: the first one past the capability's range.
     let past_end = space
         .memory
-        .map_or(0, |(_, info)| info.frames.first + info.frames.count);
+        .and_then(|(_, info)| info.frames)
+        .map_or(0, FrameRange::end);
     report(
         "mem_map frames beyond its capability",
-        hypercall::mem_map(
-            Slot::SELF_DOMAIN,
-            memory,
-            MAP_IPA,
-            FrameRange::new(past_end, 1),
-            rw,
-        ),
+        hypercall::mem_map(Slot::SELF_DOMAIN, memory, MAP_IPA, frames(past_end, 1), rw),
     );
     raw(
         "mem_map with undefined permission bits",
@@ -270,13 +265,7 @@ fn foreign_memory_attacks(space: &Space) {
     let rw = Rights::READ | Rights::WRITE;
     report(
         "mem_map another domain's memory",
-        hypercall::mem_map(
-            Slot::SELF_DOMAIN,
-            space.empty,
-            MAP_IPA,
-            FrameRange::new(0, 16),
-            rw,
-        ),
+        hypercall::mem_map(Slot::SELF_DOMAIN, space.empty, MAP_IPA, frames(0, 16), rw),
     );
     raw(
         "mem_map another domain's memory via a forged slot 0x10003",
@@ -293,7 +282,7 @@ fn foreign_memory_attacks(space: &Space) {
     let memory = space.memory.map_or(space.empty, |(slot, _)| slot);
     report(
         "mem_map into a domain it does not hold",
-        hypercall::mem_map(space.empty, memory, MAP_IPA, FrameRange::new(0, 1), rw),
+        hypercall::mem_map(space.empty, memory, MAP_IPA, frames(0, 1), rw),
     );
     report(
         "mem_unmap in a domain it does not hold",

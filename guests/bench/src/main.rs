@@ -28,6 +28,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use mica_rt::channel::{Channel, Endpoint, Layout, Side};
+use mica_rt::hypercall::CapInfo;
 use mica_rt::ring::{RingMemory, SharedRegion};
 use mica_rt::{events, hypercall, memory, println, BootInfo, FrameRange, Port, Rights, Slot};
 
@@ -232,7 +233,11 @@ fn alone() -> ! {
     // then the RAM capability's descendants revoked (the copy is the only one).
     let ram = Slot(0);
     let first = match hypercall::cap_identify(ram) {
-        Ok(info) => info.frames.first,
+        Ok(CapInfo {
+            frames: Some(frames),
+            ..
+        }) => frames.first(),
+        Ok(_) => fail("cap_identify of the RAM capability", "no frames"),
         Err(s) => fail("cap_identify of the RAM capability", s),
     };
     let Ok(me) = hypercall::whoami() else {
@@ -438,17 +443,19 @@ fn builder(info: &BootInfo) -> ! {
     // `SharedRegion`'s atomic accesses while the child may write it.
     let page = unsafe { SharedRegion::new(page_ipa as *mut u8, 0x1000) };
     let ram = match hypercall::cap_identify(Slot(0)) {
-        Ok(info) => info.frames,
+        Ok(CapInfo {
+            frames: Some(frames),
+            ..
+        }) => frames,
+        Ok(_) => fail("cap_identify of the RAM capability", "no frames"),
         Err(s) => fail("cap_identify of the RAM capability", s),
     };
-    let frame = ram.first + (page_ipa - info.ram_base) / 0x1000;
+    let frame = ram.first() + (page_ipa - info.ram_base) / 0x1000;
+    let Some(child_frames) = FrameRange::new(frame, CHILD_PAGES) else {
+        fail("the child's frames", frame)
+    };
     let rwx = Rights::READ | Rights::WRITE | Rights::EXECUTE;
-    if let Err(s) = hypercall::cap_derive(
-        Slot(0),
-        memory_slot,
-        rwx,
-        FrameRange::new(frame, CHILD_PAGES),
-    ) {
+    if let Err(s) = hypercall::cap_derive(Slot(0), memory_slot, rwx, Some(child_frames)) {
         fail("cap_derive of the child's page", s);
     }
 
@@ -464,13 +471,7 @@ fn builder(info: &BootInfo) -> ! {
         let steps = hypercall::domain_create(child_slot, CHILD_SLOTS, CHILD_QUOTA)
             .map(|_| ())
             .and_then(|()| {
-                hypercall::mem_map(
-                    child_slot,
-                    memory_slot,
-                    CHILD_BASE,
-                    FrameRange::new(frame, CHILD_PAGES),
-                    rwx,
-                )
+                hypercall::mem_map(child_slot, memory_slot, CHILD_BASE, child_frames, rwx)
             })
             .and_then(|()| hypercall::vcpu_create(child_slot, vcpu_slot, 0, BUILDER_CPU))
             .and_then(|()| hypercall::vcpu_start(vcpu_slot, CHILD_BASE, 0));

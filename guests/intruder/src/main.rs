@@ -97,7 +97,7 @@ impl Lendable {
         let skip = (start.next_multiple_of(PAGE) - start) / 8;
         let words = words.get_mut(skip as usize..)?;
         let ipa = words.as_ptr() as u64;
-        let frame = ram.frames.first + (ipa - info.ram_base) / PAGE;
+        let frame = ram.frames?.first() + (ipa - info.ram_base) / PAGE;
         Some(Lendable { words, ipa, frame })
     }
 
@@ -145,9 +145,9 @@ fn spawn(
     cpu: u64,
 ) -> Result<u64, Status> {
     let id = hypercall::domain_create(domain, 8, 64 * 1024)?;
-    let frames = FrameRange::new(lend.frame + page, CHILD_PAGES);
+    let frames = FrameRange::new(lend.frame + page, CHILD_PAGES).ok_or(Status::InvalidArgument)?;
     let rwx = Rights::READ | Rights::WRITE | Rights::EXECUTE;
-    hypercall::cap_derive(RAM, memory, rwx, frames)?;
+    hypercall::cap_derive(RAM, memory, rwx, Some(frames))?;
     hypercall::mem_map(domain, memory, CHILD_RAM, frames, rwx)?;
     lend.write_code(page, &COUNTER_LOOP);
     hypercall::vcpu_create(domain, vcpu, 0, cpu)?;
@@ -268,7 +268,13 @@ fn tables(info: &BootInfo) {
         return;
     };
     let rw = Rights::READ | Rights::WRITE;
-    let page = FrameRange::new(lend.frame, 1);
+    let Some(page) = FrameRange::new(lend.frame, 1) else {
+        println!(
+            "intruder: frame {:#x} is no frame range: FAILED",
+            lend.frame
+        );
+        return;
+    };
     const ROUNDS: u64 = 40_000;
     let started = now_ms();
     for i in 0..ROUNDS {

@@ -361,7 +361,10 @@ mod domain {
             let arg_value = arg.unwrap_or(record.arg);
             let pages = layout.ram_bytes / PAGE;
             let run = self.pool.take(pages).ok_or((ErrorCode::NoMemory, 0))?;
-            let frames = FrameRange::new(self.pool_frame + run.first, pages);
+            let Some(frames) = FrameRange::new(self.pool_frame + run.first, pages) else {
+                self.pool.give_back(run);
+                return Err(refused(Status::InvalidArgument));
+            };
             let slot = match self.free_slot(&[]) {
                 Ok(s) => s,
                 Err(e) => {
@@ -426,7 +429,7 @@ mod domain {
             let rwx = Rights::READ | Rights::WRITE | Rights::EXECUTE;
             hc::domain_set_name(c.slot, c.name.as_str()).map_err(refused)?;
             // Its RAM: the capability (its slot 0) and the mapping.
-            hc::cap_grant(self.pool_slot, c.slot, Slot(0), rwx, frames).map_err(refused)?;
+            hc::cap_grant(self.pool_slot, c.slot, Slot(0), rwx, Some(frames)).map_err(refused)?;
             hc::mem_map(c.slot, self.pool_slot, DOMAIN_RAM_BASE, frames, rwx).map_err(refused)?;
             // The image, the boot-info page and the stub, through a temporary window.
             {
@@ -526,10 +529,19 @@ mod domain {
                 let _ = hc::cap_delete(*v);
             }
             let _ = hc::cap_delete(c.slot);
-            let frames = FrameRange::new(self.pool_frame + c.run.first, c.run.count);
             // The kernel scrubs only RAM it allocated (its `destroyed: 0 KiB scrubbed` line
             // for this domain says so): this came from the pool, scrub it here.
-            match map_window(self.pool_slot, COPY_IPA, frames, Rights::READ | Rights::WRITE) {
+            let window = FrameRange::new(self.pool_frame + c.run.first, c.run.count)
+                .ok_or(Status::InvalidArgument)
+                .and_then(|frames| {
+                    map_window(
+                        self.pool_slot,
+                        COPY_IPA,
+                        frames,
+                        Rights::READ | Rights::WRITE,
+                    )
+                });
+            match window {
                 Ok(mut window) => {
                     let len = window.len();
                     window.zero(0, len);
@@ -570,19 +582,19 @@ mod domain {
             .ok_or("no `free-memory` pool: is this domain `control = true` in the manifest?")?;
         let pool_info =
             hc::cap_identify(pool_slot).map_err(|_| "the pool capability is not valid")?;
-        let pool_frames = pool_info.frames;
-        if pool_frames.count <= DMA_PAGES {
-            return Err("the pool is too small");
-        }
+        let pool_frames = pool_info
+            .frames
+            .filter(|f| f.count() > DMA_PAGES)
+            .ok_or("the pool is too small")?;
         let slots = hc::whoami().map(|w| w.slots).unwrap_or(64);
         let dma = map_window(
             pool_slot,
             DMA_IPA,
-            FrameRange::new(pool_frames.first, DMA_PAGES),
+            FrameRange::new(pool_frames.first(), DMA_PAGES).ok_or("the pool is too small")?,
             Rights::READ | Rights::WRITE,
         )
         .map_err(|_| "cannot map the DMA pages")?;
-        virtio::init_dma(dma, pool_frames.first * PAGE);
+        virtio::init_dma(dma, pool_frames.first() * PAGE);
         let image = system_image().and_then(|bytes| SystemImage::parse(bytes).ok());
         // Its own record: its name, and the interrupt the manifest gives its console.
         let own = image.and_then(|i| {
@@ -600,8 +612,8 @@ mod domain {
         });
         let mut ctl = Ctl {
             pool_slot,
-            pool_frame: pool_frames.first + DMA_PAGES,
-            pool: Pool::new(pool_frames.count - DMA_PAGES),
+            pool_frame: pool_frames.first() + DMA_PAGES,
+            pool: Pool::new(pool_frames.count() - DMA_PAGES),
             image,
             own_name: own.and_then(|o| o.0),
             created: Vec::new(),
