@@ -50,6 +50,11 @@ impl DomainLayout {
         self.boot_page()
     }
 
+    /// Bytes of usable RAM: all of it but the boot-info page.
+    pub const fn usable_bytes(&self) -> u64 {
+        self.ram_bytes.saturating_sub(PAGE_SIZE)
+    }
+
     /// Whether `[ipa, ipa + size)` lies in the usable RAM, below the boot-info page.
     pub const fn holds(&self, ipa: u64, size: u64) -> bool {
         match ipa.checked_add(size) {
@@ -61,12 +66,7 @@ impl DomainLayout {
     /// x0-x3 of vCPU 0 at its first instruction: the manifest's `arg`, the RAM base, the size
     /// of usable RAM, and the boot-info page.
     pub const fn entry_regs(&self, arg: u64) -> [u64; 4] {
-        [
-            arg,
-            RAM_BASE,
-            self.ram_bytes.saturating_sub(PAGE_SIZE),
-            self.boot_page(),
-        ]
+        [arg, RAM_BASE, self.usable_bytes(), self.boot_page()]
     }
 
     /// One past the last byte of RAM.

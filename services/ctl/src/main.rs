@@ -34,6 +34,7 @@ mod domain {
         ConsoleReply, DomainEntry, ErrorCode, Kind, StatsReply, MAX_PAYLOAD, ROLE_CONTROL,
         ROLE_DOMAIN, ROLE_SCHED_POLICY,
     };
+    use mica_abi::layout::DomainLayout;
     use mica_abi::sysimage::{
         SegmentRecord, SystemImage, ANY_CPU, DOMAIN_RAM_BASE, FLAG_CONTROL, FLAG_SCHED_CONTROL,
     };
@@ -42,7 +43,7 @@ mod domain {
     use mica_rt::{
         events, println, virtio, BootInfo, FrameRange, ObjectType, Port, Rights, Slot, Status,
     };
-    use mica_service_ctl::boot::{Layout, PAGE, STUB_OFFSET};
+    use mica_service_ctl::boot::{self, PAGE, STUB_OFFSET};
     use mica_service_ctl::pool::{Pool, Run};
     use mica_service_ctl::protocol::{
         error_frame, frame, Event, FrameReader, Name, Request, MAX_FRAME,
@@ -344,14 +345,12 @@ mod domain {
                 0 => record.memory_bytes,
                 kib => u64::from(kib) * 1024,
             };
-            let layout = Layout::new(ram_bytes).ok_or(refused(Status::InvalidArgument))?;
-            let image_end = segments
-                .iter()
-                .map(|s| s.ipa + s.mem_size)
-                .max()
-                .unwrap_or(DOMAIN_RAM_BASE);
-            if image_end > layout.boot_page() || record.entry >= layout.boot_page() {
-                // The image and its boot-info page do not both fit.
+            let layout = boot::layout(ram_bytes).ok_or(refused(Status::InvalidArgument))?;
+            let fits = segments.iter().all(|s| layout.holds(s.ipa, s.mem_size))
+                && layout.holds(record.entry, 4);
+            if !fits {
+                // The image and its boot-info page do not both fit (the rule the builder
+                // and the kernel's image parser apply).
                 return Err(refused(Status::OutOfRange));
             }
             let vcpus = match vcpus {
@@ -419,7 +418,7 @@ mod domain {
             &self,
             c: &mut Created,
             id: u64,
-            layout: &Layout,
+            layout: &DomainLayout,
             frames: FrameRange,
             entry: u64,
             arg: u64,
@@ -454,9 +453,12 @@ mod domain {
                     reserved: 0,
                     rights: rwx.bits(),
                 });
-                let page_offset = layout.usable() as usize;
+                let page_offset = layout.usable_bytes() as usize;
                 window.write(page_offset, page.as_bytes());
-                window.write(page_offset + STUB_OFFSET as usize, &layout.stub(entry));
+                window.write(
+                    page_offset + STUB_OFFSET as usize,
+                    &boot::stub(layout, entry),
+                );
             }
             // vCPUs, then vCPU 0 starts in the stub.
             for index in 0..c.vcpus {
@@ -469,7 +471,7 @@ mod domain {
                 .vcpu_slots
                 .first()
                 .ok_or(refused(Status::InvalidArgument))?;
-            hc::vcpu_start(first, layout.stub_ipa(), arg).map_err(refused)
+            hc::vcpu_start(first, boot::stub_ipa(layout), arg).map_err(refused)
         }
 
         /// Destroys `name`; for a domain it created, waits until it is gone, scrubs its RAM
