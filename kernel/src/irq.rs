@@ -50,3 +50,22 @@ pub enum IrqOutcome {
     /// Leave it active: an acknowledgement or the guest's EOI deactivates it.
     LeaveActive,
 }
+
+/// An operation on an Irq capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqOp {
+    /// Deliver as events on this endpoint slot.
+    BindEvent {
+        /// Endpoint slot.
+        endpoint: u16,
+    },
+    /// Inject into the caller's virtual GIC for this vCPU.
+    BindVirtual {
+        /// vCPU index.
+        vcpu: u16,
+    },
+    /// Deactivate after an event delivery.
+    Ack,
+    /// Mask and unbind.
+    Unbind,
+}

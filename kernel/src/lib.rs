@@ -26,7 +26,6 @@ pub mod effect;
 pub mod evtchn;
 pub mod frames;
 pub mod hal;
-pub mod hypercall;
 pub mod ids;
 pub mod irq;
 pub mod kernel;

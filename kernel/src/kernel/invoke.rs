@@ -1,8 +1,12 @@
-//! Invoking a decoded hypercall: each request's check section (capability look-ups, ranges,
-//! states — reads only) runs before its act section. Decoding is `crate::hypercall`'s.
+//! Invoking a hypercall: its registers are decoded by `mica_abi::args` (the one definition
+//! of every call's arguments and their syntax, which the runtime encodes with too; what fails
+//! it is `InvalidArgument` or `OutOfRange`, before anything is looked at), then each call's
+//! check section (capability look-ups, ranges, states — reads only) runs before its act
+//! section. The table of calls and their statuses is `mica_abi::hypercall::TABLE`;
+//! `docs/hypercalls.md` describes each.
 
 use super::*;
-use crate::hypercall::{decode, Request};
+use mica_abi::args::{self as a, Args};
 use mica_abi::hypercall;
 
 impl<H: Hal> Kernel<H> {
@@ -13,74 +17,70 @@ impl<H: Hal> Kernel<H> {
         v: VcpuId,
         caller: DomainId,
         call: Call,
-        args: [u64; 6],
+        regs: [u64; 6],
     ) -> Result<[u64; 3], Status> {
-        let request = decode(call, args)?;
+        let args = a::decode(call, regs)?;
         let space = caller.space();
-        match request {
-            Request::Whoami => {
+        match args {
+            Args::Whoami(_) => {
                 let index = k.vcpu(v).map_or(0, |x| x.index) as u64;
                 let slots = k.caps.space(space).map_or(0, |s| s.slots as u64);
                 Ok([caller.0 as u64, index, slots])
             }
-            Request::ConsoleWrite { len, regs } => {
+            Args::ConsoleWrite(x) => {
+                let len = x.len;
                 let mut buf = [0u8; hypercall::CONSOLE_WRITE_MAX];
-                let bytes = hypercall::unpack_console_bytes(len, regs, &mut buf)
+                let bytes = hypercall::unpack_console_bytes(len, x.packed(), &mut buf)
                     .ok_or(Status::InvalidArgument)?;
                 let copy: heapless::Vec<u8, { hypercall::CONSOLE_WRITE_MAX }> =
                     heapless::Vec::from_slice(bytes).map_err(|_| Status::InvalidArgument)?;
                 k.console_bytes(caller, &copy);
                 Ok([len, 0, 0])
             }
-            Request::Yield => {
+            Args::Yield(_) => {
                 k.yield_cpu(cpu);
                 Ok([0; 3])
             }
-            Request::CapIdentify { slot } => {
-                let info = k.caps.identify(space, slot)?;
+            Args::CapIdentify(a::CapIdentify { slot }) => {
+                let info = k.caps.identify(space, slot.0)?;
                 let kind = info.object_type as u64 | (info.rights.bits() as u64) << 8;
                 let (first, count) = info.frames.map_or((0, 0), |f| (f.first(), f.count()));
                 Ok([kind, first, count])
             }
-            Request::CapDerive {
-                src,
-                dst,
-                rights,
-                frames,
-            } => {
-                k.caps.derive(space, src, dst, rights, frames)?;
+            Args::CapDerive(x) => {
+                // A count of 0 (checked by the decoding: then the first frame is 0 too) is
+                // the source's whole range.
+                let frames = FrameRange::new(x.first_frame, x.frame_count);
+                k.caps.derive(space, x.src.0, x.dst.0, x.rights, frames)?;
                 Ok([0; 3])
             }
-            Request::CapGrant {
-                src,
-                domain,
-                dst,
-                rights,
-                frames,
-            } => {
-                k.caps.grant(space, src, domain, dst, rights, frames)?;
+            Args::CapGrant(x) => {
+                let frames = FrameRange::new(x.first_frame, x.frame_count);
+                k.caps
+                    .grant(space, x.src.0, x.domain.0, x.dst.0, x.rights, frames)?;
                 Ok([0; 3])
             }
-            Request::CapRevoke { slot } => {
+            Args::CapRevoke(a::CapRevoke { slot }) => {
                 let mut removals = Vec::new();
-                let n = k.caps.revoke(space, slot, |r| removals.push(r))?;
+                let n = k.caps.revoke(space, slot.0, |r| removals.push(r))?;
                 k.apply_removals(removals);
                 Ok([n as u64, 0, 0])
             }
-            Request::CapDelete { slot } => {
+            Args::CapDelete(a::CapDelete { slot }) => {
                 let mut removals = Vec::new();
-                k.caps.delete(space, slot, |r| removals.push(r))?;
+                k.caps.delete(space, slot.0, |r| removals.push(r))?;
                 k.apply_removals(removals);
                 Ok([0; 3])
             }
-            Request::MemMap {
+            Args::MemMap(a::MemMap {
                 domain,
                 memory,
                 ipa,
                 first_frame,
-                pages,
+                frame_count: pages,
                 perms,
-            } => {
+            }) => {
+                let memory = memory.0;
                 // Check.
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 // RAM (Memory) or device registers (DeviceMemory).
@@ -120,16 +120,20 @@ impl<H: Hal> Kernel<H> {
                 }
                 Ok([0; 3])
             }
-            Request::MemUnmap { domain, ipa, pages } => {
+            Args::MemUnmap(a::MemUnmap {
+                domain,
+                ipa,
+                frame_count: pages,
+            }) => {
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 let n = k.unmap_range(target, ipa, pages)?;
                 Ok([n, 0, 0])
             }
-            Request::DomainCreate { dst, slots, quota } => {
-                let id = k.create_empty_domain(caller, dst, slots, quota)?;
+            Args::DomainCreate(a::DomainCreate { dst, slots, quota }) => {
+                let id = k.create_empty_domain(caller, dst.0, slots.0, quota)?;
                 Ok([id.0 as u64, 0, 0])
             }
-            Request::DomainDestroy { domain } => {
+            Args::DomainDestroy(a::DomainDestroy { domain }) => {
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 if k.domain(target)
                     .is_some_and(|d| d.state == crate::domain::DomainState::Dying)
@@ -139,27 +143,28 @@ impl<H: Hal> Kernel<H> {
                 k.destroy(target);
                 Ok([0; 3])
             }
-            Request::DomainPause { domain } => {
+            Args::DomainPause(a::DomainPause { domain }) => {
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 k.pause(target)?;
                 Ok([0; 3])
             }
-            Request::DomainUnpause { domain } => {
+            Args::DomainUnpause(a::DomainUnpause { domain }) => {
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 k.unpause(target)?;
                 Ok([0; 3])
             }
-            Request::VcpuCreate {
+            Args::VcpuCreate(a::VcpuCreate {
                 domain,
                 dst,
                 index,
                 cpu,
-            } => {
+            }) => {
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
-                k.create_vcpu(caller, target, dst, index, cpu)?;
+                k.create_vcpu(caller, target, dst.0, index.0, cpu)?;
                 Ok([0; 3])
             }
-            Request::EvtchnCreate { dst_a, dst_b } => {
+            Args::EvtchnCreate(a::EvtchnCreate { dst_a, dst_b }) => {
+                let (dst_a, dst_b) = (dst_a.0, dst_b.0);
                 // Check: two distinct empty slots and room in the endpoint table.
                 if dst_a == dst_b {
                     return Err(Status::InvalidArgument);
@@ -190,14 +195,15 @@ impl<H: Hal> Kernel<H> {
                 k.channels.create(a, b)?;
                 Ok([0; 3])
             }
-            Request::EvtchnBind {
+            Args::EvtchnBind(a::EvtchnBind {
                 endpoint,
                 port,
                 vcpu,
-            } => {
+            }) => {
+                let (port, vcpu) = (port.0, vcpu.0);
                 let info =
                     k.caps
-                        .lookup(space, endpoint, ObjectType::EventChannel, Rights::RECEIVE)?;
+                        .lookup(space, endpoint.0, ObjectType::EventChannel, Rights::RECEIVE)?;
                 let id = k
                     .channels
                     .find(info.object)
@@ -219,10 +225,10 @@ impl<H: Hal> Kernel<H> {
                 }
                 Ok([0; 3])
             }
-            Request::EvtchnSend { endpoint } => {
+            Args::EvtchnSend(a::EvtchnSend { endpoint }) => {
                 let info =
                     k.caps
-                        .lookup(space, endpoint, ObjectType::EventChannel, Rights::SEND)?;
+                        .lookup(space, endpoint.0, ObjectType::EventChannel, Rights::SEND)?;
                 let id = k
                     .channels
                     .find(info.object)
@@ -232,10 +238,10 @@ impl<H: Hal> Kernel<H> {
                 }
                 Ok([0; 3])
             }
-            Request::EvtchnMask { endpoint, masked } => {
+            Args::EvtchnMask(a::EvtchnMask { endpoint, masked }) => {
                 let info =
                     k.caps
-                        .lookup(space, endpoint, ObjectType::EventChannel, Rights::RECEIVE)?;
+                        .lookup(space, endpoint.0, ObjectType::EventChannel, Rights::RECEIVE)?;
                 let id = k
                     .channels
                     .find(info.object)
@@ -245,45 +251,65 @@ impl<H: Hal> Kernel<H> {
                 }
                 Ok([0; 3])
             }
-            Request::SchedSet {
-                control,
-                domain,
-                vcpu,
-                params,
-            } => {
-                k.set_sched(caller, control, domain, vcpu, params)?;
+            Args::SchedSet(x) => {
+                // The decoding checked that the target unpacks.
+                let (domain, vcpu, priority) =
+                    mica_abi::sched::unpack_target(x.target).ok_or(Status::InvalidArgument)?;
+                let params = crate::sched::SchedParams {
+                    priority,
+                    budget_ns: x.budget_ns,
+                    period_ns: x.period_ns,
+                    affinity: x.affinity,
+                };
+                k.set_sched(caller, x.control.0, domain, vcpu, params)?;
                 Ok([0; 3])
             }
-            Request::Irq { irq, op } => {
-                k.irq_call(caller, irq, op)?;
+            Args::IrqBindEvent(a::IrqBindEvent { irq, endpoint }) => {
+                let op = IrqOp::BindEvent {
+                    endpoint: endpoint.0,
+                };
+                k.irq_call(caller, irq.0, op)?;
                 Ok([0; 3])
             }
-            Request::DomainRestart { domain } => {
+            Args::IrqBindVirtual(a::IrqBindVirtual { irq, vcpu }) => {
+                k.irq_call(caller, irq.0, IrqOp::BindVirtual { vcpu: vcpu.0 })?;
+                Ok([0; 3])
+            }
+            Args::IrqAck(a::IrqAck { irq }) => {
+                k.irq_call(caller, irq.0, IrqOp::Ack)?;
+                Ok([0; 3])
+            }
+            Args::IrqUnbind(a::IrqUnbind { irq }) => {
+                k.irq_call(caller, irq.0, IrqOp::Unbind)?;
+                Ok([0; 3])
+            }
+            Args::DomainRestart(a::DomainRestart { domain }) => {
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 k.restart_domain(target)?;
                 Ok([0; 3])
             }
-            Request::DomainInfo { domain } => {
+            Args::DomainInfo(a::DomainInfo { domain }) => {
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 Ok(k.domain_info(target)?)
             }
-            Request::ConsoleRead { domain, offset } => {
+            Args::ConsoleRead(a::ConsoleRead { domain, offset }) => {
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 let d = k.domain(target).ok_or(Status::StaleCapability)?;
                 let (_, words) = d.read_console(offset);
                 Ok([d.console_total, words[0], words[1]])
             }
-            Request::DomainSetName { domain, name } => {
+            Args::DomainSetName(x) => {
+                let (domain, name) = (x.domain, x.name());
                 // Naming needs authority over the domain: a capability, never the implicit one a
                 // domain has over itself (or any domain could pass itself off as another).
-                if domain == SELF_DOMAIN {
+                if domain == Slot::SELF_DOMAIN {
                     return Err(Status::InsufficientRights);
                 }
                 let target = k.domain_arg(caller, domain, Rights::CONTROL)?;
                 k.set_name(target, &name)?;
                 Ok([0; 3])
             }
-            Request::EventPageSet { ipa } => {
+            Args::EventPageSet(a::EventPageSet { ipa }) => {
                 let d = k.domain(caller).ok_or(Status::StaleCapability)?;
                 let last = ipa.checked_add(FRAME_SIZE - 1).ok_or(Status::OutOfRange)?;
                 if d.translate_writable(ipa).is_none() || d.translate_writable(last).is_none() {
@@ -294,8 +320,8 @@ impl<H: Hal> Kernel<H> {
                 }
                 Ok([0; 3])
             }
-            Request::VcpuStart { vcpu, entry, arg } => {
-                k.start_vcpu(caller, vcpu, entry, arg)?;
+            Args::VcpuStart(a::VcpuStart { vcpu, entry, arg }) => {
+                k.start_vcpu(caller, vcpu.0, entry, arg)?;
                 Ok([0; 3])
             }
         }

@@ -8,16 +8,15 @@ impl<H: Hal> Kernel<H> {
     pub(crate) fn domain_arg(
         &self,
         caller: DomainId,
-        arg: u64,
+        arg: Slot,
         rights: Rights,
     ) -> Result<DomainId, Status> {
-        if arg == SELF_DOMAIN {
+        if arg == Slot::SELF_DOMAIN {
             return Ok(caller);
         }
-        let slot = slot_arg(arg)?;
         let info = self
             .caps
-            .lookup(caller.space(), slot, ObjectType::Domain, rights)?;
+            .lookup(caller.space(), arg.0, ObjectType::Domain, rights)?;
         let object = self.caps.resolve(info.object)?;
         let space = object.domain_space.ok_or(Status::InvalidCapability)?;
         let id = DomainId(space.0);

@@ -9,7 +9,8 @@
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use mica_abi::hypercall::{Call, SELF_DOMAIN};
+use mica_abi::args::Slot;
+use mica_abi::hypercall::Call;
 use mica_abi::layout::DomainLayout;
 use mica_abi::sysimage::{self, DomainRecord, SystemImage};
 use mica_abi::{ObjectType, Rights, Status};
@@ -20,8 +21,7 @@ use crate::effect::Effect;
 use crate::evtchn::{Binding, Channels, Delivery};
 use crate::frames::{Frames, FRAME_SIZE};
 use crate::hal::{Hal, Stage2, VcpuContext};
-use crate::hypercall::{slot_arg, IrqOp};
-use crate::irq::{IrqLine, IrqOutcome, IrqRoute, MAX_IRQS};
+use crate::irq::{IrqLine, IrqOp, IrqOutcome, IrqRoute, MAX_IRQS};
 use crate::memmap::PhysRange;
 use crate::psci;
 use crate::sched::{self, Candidate, SchedParams, SchedState};

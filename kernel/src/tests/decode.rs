@@ -1,9 +1,10 @@
-//! Hypercall decoding: malformed arguments, and no input panics.
+//! Hypercall decoding (`mica_abi::args::decode`, what `Kernel::dispatch` does first with
+//! every call): malformed arguments, and no input panics.
 
 use mica_abi::hypercall::{Call, SELF_DOMAIN};
 use mica_abi::Status;
 
-use crate::hypercall::{decode, Request};
+use mica_abi::args::{decode, Args, Whoami};
 
 #[test]
 fn decode_rejects_malformed_arguments() {
@@ -47,7 +48,10 @@ fn decode_rejects_malformed_arguments() {
         decode(Call::MemUnmap, [0x1_0000, 0x4000_0000, 1, 0, 0, 0]),
         Err(Status::InvalidArgument)
     );
-    assert_eq!(decode(Call::Whoami, [u64::MAX; 6]), Ok(Request::Whoami));
+    assert_eq!(
+        decode(Call::Whoami, [u64::MAX; 6]),
+        Ok(Args::Whoami(Whoami {}))
+    );
 }
 
 #[test]
