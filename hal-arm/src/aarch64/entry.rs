@@ -10,10 +10,11 @@
 use core::arch::global_asm;
 
 use super::cpu::{MAX_CPUS, STACK_SIZE};
+use super::el2::hcr;
 
 /// HCR_EL2 while no guest runs: RW (EL1 is AArch64), TSC (trap SMC), AMO/IMO/FMO
 /// (physical SError/IRQ/FIQ are taken to EL2). VM (stage 2) is set per guest later.
-pub const HCR_EL2_HOST: u64 = (1 << 31) | (1 << 19) | (1 << 5) | (1 << 4) | (1 << 3);
+pub const HCR_EL2_HOST: u64 = hcr::RW | hcr::TSC | hcr::AMO | hcr::IMO | hcr::FMO;
 /// SCTLR_EL2 with the MMU and caches off: only the RES1 bits, plus SA (stack alignment
 /// check).
 pub const SCTLR_EL2_OFF: u64 = 0x30C5_0838;
