@@ -212,3 +212,43 @@ impl<H: Hal> Kernel<H> {
         })
     }
 }
+
+/// The hypercalls on creation (routed by `invoke.rs`, their arguments decoded by `mica-abi`):
+/// each checks with no side effect, then acts.
+impl<H: Hal> Kernel<H> {
+    /// `domain_create`.
+    pub(super) fn invoke_domain_create(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::DomainCreate { dst, slots, quota }: mica_abi::args::DomainCreate,
+    ) -> Result<[u64; 3], Status> {
+        let id = self.create_empty_domain(caller, dst.0, slots.0, quota)?;
+        Ok([id.0 as u64, 0, 0])
+    }
+
+    /// `vcpu_create`.
+    pub(super) fn invoke_vcpu_create(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::VcpuCreate {
+            domain,
+            dst,
+            index,
+            cpu,
+        }: mica_abi::args::VcpuCreate,
+    ) -> Result<[u64; 3], Status> {
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        self.create_vcpu(caller, target, dst.0, index.0, cpu)?;
+        Ok([0; 3])
+    }
+
+    /// `vcpu_start`.
+    pub(super) fn invoke_vcpu_start(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::VcpuStart { vcpu, entry, arg }: mica_abi::args::VcpuStart,
+    ) -> Result<[u64; 3], Status> {
+        self.start_vcpu(caller, vcpu.0, entry, arg)?;
+        Ok([0; 3])
+    }
+}

@@ -164,3 +164,50 @@ impl<H: Hal> Kernel<H> {
         }
     }
 }
+
+/// The hypercalls on interrupts (routed by `invoke.rs`, their arguments decoded by `mica-abi`):
+/// each checks with no side effect, then acts.
+impl<H: Hal> Kernel<H> {
+    /// `irq_bind_event`.
+    pub(super) fn invoke_irq_bind_event(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::IrqBindEvent { irq, endpoint }: mica_abi::args::IrqBindEvent,
+    ) -> Result<[u64; 3], Status> {
+        let op = IrqOp::BindEvent {
+            endpoint: endpoint.0,
+        };
+        self.irq_call(caller, irq.0, op)?;
+        Ok([0; 3])
+    }
+
+    /// `irq_bind_virtual`.
+    pub(super) fn invoke_irq_bind_virtual(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::IrqBindVirtual { irq, vcpu }: mica_abi::args::IrqBindVirtual,
+    ) -> Result<[u64; 3], Status> {
+        self.irq_call(caller, irq.0, IrqOp::BindVirtual { vcpu: vcpu.0 })?;
+        Ok([0; 3])
+    }
+
+    /// `irq_ack`.
+    pub(super) fn invoke_irq_ack(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::IrqAck { irq }: mica_abi::args::IrqAck,
+    ) -> Result<[u64; 3], Status> {
+        self.irq_call(caller, irq.0, IrqOp::Ack)?;
+        Ok([0; 3])
+    }
+
+    /// `irq_unbind`.
+    pub(super) fn invoke_irq_unbind(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::IrqUnbind { irq }: mica_abi::args::IrqUnbind,
+    ) -> Result<[u64; 3], Status> {
+        self.irq_call(caller, irq.0, IrqOp::Unbind)?;
+        Ok([0; 3])
+    }
+}

@@ -441,3 +441,84 @@ impl<H: Hal> Kernel<H> {
         })
     }
 }
+
+/// The hypercalls on lifecycle (routed by `invoke.rs`, their arguments decoded by `mica-abi`):
+/// each checks with no side effect, then acts.
+impl<H: Hal> Kernel<H> {
+    /// `domain_destroy`.
+    pub(super) fn invoke_domain_destroy(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::DomainDestroy { domain }: mica_abi::args::DomainDestroy,
+    ) -> Result<[u64; 3], Status> {
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        if self
+            .domain(target)
+            .is_some_and(|d| d.state == crate::domain::DomainState::Dying)
+        {
+            return Err(Status::WrongState);
+        }
+        self.destroy(target);
+        Ok([0; 3])
+    }
+
+    /// `domain_pause`.
+    pub(super) fn invoke_domain_pause(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::DomainPause { domain }: mica_abi::args::DomainPause,
+    ) -> Result<[u64; 3], Status> {
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        self.pause(target)?;
+        Ok([0; 3])
+    }
+
+    /// `domain_unpause`.
+    pub(super) fn invoke_domain_unpause(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::DomainUnpause { domain }: mica_abi::args::DomainUnpause,
+    ) -> Result<[u64; 3], Status> {
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        self.unpause(target)?;
+        Ok([0; 3])
+    }
+
+    /// `domain_restart`.
+    pub(super) fn invoke_domain_restart(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::DomainRestart { domain }: mica_abi::args::DomainRestart,
+    ) -> Result<[u64; 3], Status> {
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        self.restart_domain(target)?;
+        Ok([0; 3])
+    }
+
+    /// `domain_info`.
+    pub(super) fn invoke_domain_info(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::DomainInfo { domain }: mica_abi::args::DomainInfo,
+    ) -> Result<[u64; 3], Status> {
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        self.domain_info(target)
+    }
+
+    /// `domain_set_name`.
+    pub(super) fn invoke_domain_set_name(
+        &mut self,
+        caller: DomainId,
+        x: mica_abi::args::DomainSetName,
+    ) -> Result<[u64; 3], Status> {
+        let (domain, name) = (x.domain, x.name());
+        // Naming needs authority over the domain: a capability, never the implicit one a
+        // domain has over itself (or any domain could pass itself off as another).
+        if domain == Slot::SELF_DOMAIN {
+            return Err(Status::InsufficientRights);
+        }
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        self.set_name(target, &name)?;
+        Ok([0; 3])
+    }
+}

@@ -178,3 +178,77 @@ impl<H: Hal> Kernel<H> {
         Ok(unmapped)
     }
 }
+
+/// The hypercalls on memory (routed by `invoke.rs`, their arguments decoded by `mica-abi`):
+/// each checks with no side effect, then acts.
+impl<H: Hal> Kernel<H> {
+    /// `mem_map`.
+    pub(super) fn invoke_mem_map(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::MemMap {
+            domain,
+            memory,
+            ipa,
+            first_frame,
+            frame_count: pages,
+            perms,
+        }: mica_abi::args::MemMap,
+    ) -> Result<[u64; 3], Status> {
+        let space = caller.space();
+        let memory = memory.0;
+        // Check.
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        // RAM (Memory) or device registers (DeviceMemory).
+        let info = match self
+            .caps
+            .lookup(space, memory, ObjectType::Memory, Rights::READ)
+        {
+            Err(Status::InvalidCapability) => {
+                self.caps
+                    .lookup(space, memory, ObjectType::DeviceMemory, Rights::READ)?
+            }
+            other => other?,
+        };
+        let device = info.object_type == ObjectType::DeviceMemory;
+        if !info.rights.contains(perms) {
+            return Err(Status::InsufficientRights);
+        }
+        let range = info.frames.ok_or(Status::InvalidCapability)?;
+        let last = first_frame.checked_add(pages).ok_or(Status::OutOfRange)?;
+        if first_frame < range.first() || last > range.first() + range.count() {
+            return Err(Status::OutOfRange);
+        }
+        let d = self.domain(target).ok_or(Status::StaleCapability)?;
+        if d.state == crate::domain::DomainState::Dying {
+            return Err(Status::WrongState);
+        }
+        if d.mappings.iter().any(|m| m.overlaps(ipa, pages)) {
+            return Err(Status::SlotOccupied);
+        }
+        // Act.
+        let through = CapAddr::new(space, memory);
+        let pa = first_frame * FRAME_SIZE;
+        if device {
+            self.map_device_checked(target, ipa, pa, pages, perms, through)?;
+        } else {
+            self.map_checked(target, ipa, pa, pages, perms, through)?;
+        }
+        Ok([0; 3])
+    }
+
+    /// `mem_unmap`.
+    pub(super) fn invoke_mem_unmap(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::MemUnmap {
+            domain,
+            ipa,
+            frame_count: pages,
+        }: mica_abi::args::MemUnmap,
+    ) -> Result<[u64; 3], Status> {
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        let n = self.unmap_range(target, ipa, pages)?;
+        Ok([n, 0, 0])
+    }
+}

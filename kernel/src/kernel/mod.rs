@@ -177,7 +177,9 @@ macro_rules! log_paid_by {
 }
 
 mod boot_image;
+mod capabilities;
 mod creation;
+mod events;
 mod execute;
 mod exits;
 mod grants;

@@ -117,3 +117,35 @@ impl<H: Hal> Kernel<H> {
         }
     }
 }
+
+/// The hypercalls on output (routed by `invoke.rs`, their arguments decoded by `mica-abi`):
+/// each checks with no side effect, then acts.
+impl<H: Hal> Kernel<H> {
+    /// `console_write`.
+    pub(super) fn invoke_console_write(
+        &mut self,
+        caller: DomainId,
+        x: mica_abi::args::ConsoleWrite,
+    ) -> Result<[u64; 3], Status> {
+        let len = x.len;
+        let mut buf = [0u8; mica_abi::hypercall::CONSOLE_WRITE_MAX];
+        let bytes = mica_abi::hypercall::unpack_console_bytes(len, x.packed(), &mut buf)
+            .ok_or(Status::InvalidArgument)?;
+        let copy: heapless::Vec<u8, { mica_abi::hypercall::CONSOLE_WRITE_MAX }> =
+            heapless::Vec::from_slice(bytes).map_err(|_| Status::InvalidArgument)?;
+        self.console_bytes(caller, &copy);
+        Ok([len, 0, 0])
+    }
+
+    /// `console_read`.
+    pub(super) fn invoke_console_read(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::ConsoleRead { domain, offset }: mica_abi::args::ConsoleRead,
+    ) -> Result<[u64; 3], Status> {
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        let d = self.domain(target).ok_or(Status::StaleCapability)?;
+        let (_, words) = d.read_console(offset);
+        Ok([d.console_total, words[0], words[1]])
+    }
+}

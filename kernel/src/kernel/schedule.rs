@@ -377,3 +377,26 @@ impl<H: Hal> Kernel<H> {
         own & online
     }
 }
+
+/// The hypercalls on schedule (routed by `invoke.rs`, their arguments decoded by `mica-abi`):
+/// each checks with no side effect, then acts.
+impl<H: Hal> Kernel<H> {
+    /// `sched_set`.
+    pub(super) fn invoke_sched_set(
+        &mut self,
+        caller: DomainId,
+        x: mica_abi::args::SchedSet,
+    ) -> Result<[u64; 3], Status> {
+        // The decoding checked that the target unpacks.
+        let (domain, vcpu, priority) =
+            mica_abi::sched::unpack_target(x.target).ok_or(Status::InvalidArgument)?;
+        let params = crate::sched::SchedParams {
+            priority,
+            budget_ns: x.budget_ns,
+            period_ns: x.period_ns,
+            affinity: x.affinity,
+        };
+        self.set_sched(caller, x.control.0, domain, vcpu, params)?;
+        Ok([0; 3])
+    }
+}
