@@ -10,6 +10,7 @@
 pub mod boot;
 pub mod build;
 pub mod ctl;
+pub mod debian;
 pub mod json;
 pub mod manifest;
 pub mod measure;

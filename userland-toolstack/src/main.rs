@@ -190,9 +190,6 @@ struct BenchXenArgs {
     /// Where Xen is downloaded and cached, and the Xen run's files are written.
     #[arg(long, value_name = "DIR", default_value = mica::bench_xen::DEFAULT_CACHE)]
     cache: PathBuf,
-    /// The Debian mirror to download Xen from.
-    #[arg(long, value_name = "URL", default_value = mica::bench_xen::DEFAULT_MIRROR)]
-    mirror: String,
     /// Where to write the machine-readable results.
     #[arg(long, value_name = "FILE", default_value = mica::bench_xen::DEFAULT_RESULTS)]
     results: PathBuf,
@@ -925,7 +922,6 @@ fn bench_xen(args: BenchXenArgs) -> ExitCode {
         guests_dir: args.guests_dir,
         xen_guest: args.xen_guest,
         cache: args.cache,
-        mirror: args.mirror,
     };
     let results = match bench_xen::run(&options, &mut |line| println!("bench-xen: {line}")) {
         Ok(results) => results,
