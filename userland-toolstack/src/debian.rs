@@ -203,6 +203,41 @@ pub fn sha256(path: &Path) -> Result<String, DebianError> {
         .to_ascii_lowercase())
 }
 
+/// `apt-get download PACKAGE` into `dir`, showing apt's progress when stderr is a terminal
+/// (a download of megabytes should not look like a hang), quietly otherwise.
+fn download(package: &str, dir: &Path) -> Result<(), DebianError> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return tool(
+            "apt-get",
+            &["download".as_ref(), "-qq".as_ref(), package.as_ref()],
+            Some(dir),
+        )
+        .map(drop);
+    }
+    let command = format!("apt-get download {package}");
+    let status = Command::new("apt-get")
+        .args(["download", package])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| DebianError::Tool {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    if !status.success() {
+        return Err(DebianError::Tool {
+            command,
+            message: format!(
+                "{} (apt said why above)",
+                crate::qemu::describe_status(status)
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A package fetched and unpacked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetched {
@@ -331,11 +366,7 @@ pub fn fetch(
     }
     std::fs::create_dir_all(&scratch).map_err(io_error(&scratch))?;
     let package = format!("{name}:{arch}={}", entry.version);
-    tool(
-        "apt-get",
-        &["download".as_ref(), "-qq".as_ref(), package.as_ref()],
-        Some(&scratch),
-    )?;
+    download(&package, &scratch)?;
     let downloaded = std::fs::read_dir(&scratch)
         .map_err(io_error(&scratch))?
         .filter_map(|e| e.ok().map(|e| e.path()))
