@@ -1,7 +1,7 @@
 //! Devices and interrupts passed through.
 
+use mica_abi::args::{self as a, Port, Slot};
 use mica_abi::bootinfo::name_field;
-use mica_abi::hypercall::{Call, SELF_DOMAIN};
 use mica_abi::sysimage;
 use mica_abi::{ObjectType, Rights, Status};
 
@@ -67,32 +67,68 @@ fn devices_become_mapped_device_memory_and_a_masked_irq_capability() {
 fn an_interrupt_bound_to_an_event_is_delivered_and_stays_active_until_acknowledged() {
     let mut k = device_kernel();
     let drv = id_of(&k, "drv");
-    let irq = boot_info(&k, drv).cap("rtc-irq").unwrap().slot as u64;
+    let irq = Slot(boot_info(&k, drv).cap("rtc-irq").unwrap().slot);
     let page = sysimage::DOMAIN_RAM_BASE + 0x10000;
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnCreate, [30, 31, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::EvtchnCreate {
+                dst_a: Slot(30),
+                dst_b: Slot(31),
+            }
+        )),
         Ok(())
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::IrqBindEvent, [irq, 31, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::IrqBindEvent {
+                irq,
+                endpoint: Slot(31),
+            }
+        )),
         Err(Status::WrongState),
         "endpoint unbound"
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EventPageSet, [page, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 1, a::EventPageSet { ipa: page })),
         Ok(())
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnBind, [31, 9, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::EvtchnBind {
+                endpoint: Slot(31),
+                port: Port(9),
+                vcpu: Slot(0),
+            }
+        )),
         Ok(())
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::IrqBindEvent, [31, 31, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::IrqBindEvent {
+                irq: Slot(31),
+                endpoint: Slot(31),
+            }
+        )),
         Err(Status::InvalidCapability),
         "not an Irq"
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::IrqBindEvent, [irq, 31, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::IrqBindEvent {
+                irq,
+                endpoint: Slot(31),
+            }
+        )),
         Ok(())
     );
     assert!(
@@ -103,17 +139,14 @@ fn an_interrupt_bound_to_an_event_is_delivered_and_stays_active_until_acknowledg
         "routed to the vCPU's CPU"
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::IrqAck, [irq, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 1, a::IrqAck { irq })),
         Err(Status::WrongState),
         "nothing to ack"
     );
     assert_eq!(k.physical_interrupt(34), IrqOutcome::LeaveActive);
     let pa = k.domain(drv).unwrap().translate(page).unwrap();
     assert_eq!(read_u64(&k.hal.memory.borrow(), pa), 1 << 9);
-    assert_eq!(
-        status(hvc(&mut k, 1, Call::IrqAck, [irq, 0, 0, 0, 0, 0])),
-        Ok(())
-    );
+    assert_eq!(status(call(&mut k, 1, a::IrqAck { irq })), Ok(()));
     assert!(k
         .hal
         .irq_log
@@ -121,14 +154,11 @@ fn an_interrupt_bound_to_an_event_is_delivered_and_stays_active_until_acknowledg
         .contains(&"deactivate 34".to_string()));
     // Another domain cannot touch the line.
     assert_eq!(
-        status(hvc(&mut k, 0, Call::IrqUnbind, [irq, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 0, a::IrqUnbind { irq })),
         Err(Status::InvalidCapability)
     );
     // Unbound: masked, and a stray occurrence is deactivated by the kernel.
-    assert_eq!(
-        status(hvc(&mut k, 1, Call::IrqUnbind, [irq, 0, 0, 0, 0, 0])),
-        Ok(())
-    );
+    assert_eq!(status(call(&mut k, 1, a::IrqUnbind { irq })), Ok(()));
     assert_eq!(k.physical_interrupt(34), IrqOutcome::Deactivate);
     assert_eq!(
         k.physical_interrupt(99),
@@ -141,13 +171,13 @@ fn an_interrupt_bound_to_an_event_is_delivered_and_stays_active_until_acknowledg
 fn an_interrupt_bound_as_virtual_is_injected_hardware_linked() {
     let mut k = device_kernel();
     let drv = id_of(&k, "drv");
-    let irq = boot_info(&k, drv).cap("rtc-irq").unwrap().slot as u64;
+    let irq = Slot(boot_info(&k, drv).cap("rtc-irq").unwrap().slot);
     assert_eq!(
-        status(hvc(&mut k, 1, Call::IrqBindVirtual, [irq, 4, 0, 0, 0, 0])),
+        status(call(&mut k, 1, a::IrqBindVirtual { irq, vcpu: Slot(4) })),
         Err(Status::InvalidArgument)
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::IrqBindVirtual, [irq, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 1, a::IrqBindVirtual { irq, vcpu: Slot(0) })),
         Ok(())
     );
     k.hal.inject_ok.set(true);
@@ -166,26 +196,38 @@ fn an_interrupt_bound_as_virtual_is_injected_hardware_linked() {
 fn device_memory_maps_as_device_and_dies_with_its_domain() {
     let mut k = device_kernel();
     let drv = id_of(&k, "drv");
-    let rtc = boot_info(&k, drv).cap("rtc").unwrap().slot as u64;
-    let rw = (Rights::READ | Rights::WRITE).bits() as u64;
-    let rwx = (Rights::READ | Rights::WRITE | Rights::EXECUTE).bits() as u64;
+    let rtc = Slot(boot_info(&k, drv).cap("rtc").unwrap().slot);
+    let rw = Rights::READ | Rights::WRITE;
+    let rwx = Rights::READ | Rights::WRITE | Rights::EXECUTE;
     let frame = 0x0901_0000 / 4096;
     assert_eq!(
-        status(hvc(
+        status(call(
             &mut k,
             1,
-            Call::MemMap,
-            [SELF_DOMAIN, rtc, 0xA000_0000, frame, 1, rwx]
+            a::MemMap {
+                domain: Slot::SELF_DOMAIN,
+                memory: rtc,
+                ipa: 0xA000_0000,
+                first_frame: frame,
+                frame_count: 1,
+                perms: rwx,
+            }
         )),
         Err(Status::InsufficientRights),
         "never executable"
     );
     assert_eq!(
-        status(hvc(
+        status(call(
             &mut k,
             1,
-            Call::MemMap,
-            [SELF_DOMAIN, rtc, 0xA000_0000, frame, 1, rw]
+            a::MemMap {
+                domain: Slot::SELF_DOMAIN,
+                memory: rtc,
+                ipa: 0xA000_0000,
+                first_frame: frame,
+                frame_count: 1,
+                perms: rw,
+            }
         )),
         Ok(())
     );

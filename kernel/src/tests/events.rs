@@ -1,5 +1,6 @@
 //! Event channels and shared memory.
 
+use mica_abi::args::{self as a, Port, Slot};
 use mica_abi::hypercall::Call;
 use mica_abi::sysimage;
 use mica_abi::{ObjectType, Rights, Status};
@@ -77,14 +78,24 @@ fn boot_wires_channels_and_shares_and_lists_them_in_boot_info() {
 fn events_set_page_bits_wake_the_receiver_and_coalesce() {
     let mut k = linked_kernel();
     let (ping, pong) = (id_of(&k, "ping"), id_of(&k, "pong"));
-    let to_pong = boot_info(&k, ping).cap("to-pong").unwrap().slot as u64;
-    let to_ping = boot_info(&k, pong).cap("to-ping").unwrap().slot as u64;
+    let to_pong = Slot(boot_info(&k, ping).cap("to-pong").unwrap().slot);
+    let to_ping = Slot(boot_info(&k, pong).cap("to-ping").unwrap().slot);
     let page = sysimage::DOMAIN_RAM_BASE + 0x10000;
     // Binding needs an event page first.
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnBind, [to_ping, 70, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::EvtchnBind {
+                endpoint: to_ping,
+                port: Port(70),
+                vcpu: Slot(0),
+            }
+        )),
         Err(Status::WrongState)
     );
+    // Raw registers from here on where decoding must refuse: a misaligned page, a port past
+    // the event page, a mask flag that is neither 0 nor 1.
     assert_eq!(
         status(hvc(
             &mut k,
@@ -95,16 +106,11 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
         Err(Status::InvalidArgument)
     );
     assert_eq!(
-        status(hvc(
-            &mut k,
-            1,
-            Call::EventPageSet,
-            [0x9000_0000, 0, 0, 0, 0, 0]
-        )),
+        status(call(&mut k, 1, a::EventPageSet { ipa: 0x9000_0000 })),
         Err(Status::OutOfRange)
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EventPageSet, [page, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 1, a::EventPageSet { ipa: page })),
         Ok(())
     );
     assert_eq!(
@@ -112,16 +118,32 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
             &mut k,
             1,
             Call::EvtchnBind,
-            [to_ping, 4096, 0, 0, 0, 0]
+            [to_ping.raw(), 4096, 0, 0, 0, 0]
         )),
         Err(Status::InvalidArgument)
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnBind, [to_ping, 70, 5, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::EvtchnBind {
+                endpoint: to_ping,
+                port: Port(70),
+                vcpu: Slot(5),
+            }
+        )),
         Err(Status::InvalidArgument)
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnBind, [to_ping, 70, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::EvtchnBind {
+                endpoint: to_ping,
+                port: Port(70),
+                vcpu: Slot(0),
+            }
+        )),
         Ok(())
     );
     // pong blocks in WFI; ping's send wakes it and sets port 70.
@@ -129,7 +151,7 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
     k.handle_exit(1, Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, 1), None);
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnSend, [to_pong, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 0, a::EvtchnSend { endpoint: to_pong })),
         Ok(())
     );
     assert_eq!(run(&mut k, 1), Some(pong_v), "woken");
@@ -145,7 +167,7 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
     let free = k.frames.free_bytes();
     for _ in 0..1000 {
         assert_eq!(
-            status(hvc(&mut k, 0, Call::EvtchnSend, [to_pong, 0, 0, 0, 0, 0])),
+            status(call(&mut k, 0, a::EvtchnSend { endpoint: to_pong })),
             Ok(())
         );
     }
@@ -155,17 +177,29 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
     assert_eq!(run(&mut k, 1), Some(pong_v));
     // Masked: bits but no wake-up; unmask wakes.
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnMask, [to_ping, 2, 0, 0, 0, 0])),
+        status(hvc(
+            &mut k,
+            1,
+            Call::EvtchnMask,
+            [to_ping.raw(), 2, 0, 0, 0, 0]
+        )),
         Err(Status::InvalidArgument)
     );
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnMask, [to_ping, 1, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::EvtchnMask {
+                endpoint: to_ping,
+                masked: true,
+            }
+        )),
         Ok(())
     );
     k.handle_exit(1, Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, 1), None);
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnSend, [to_pong, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 0, a::EvtchnSend { endpoint: to_pong })),
         Ok(())
     );
     assert_eq!(run(&mut k, 1), None, "masked: still blocked");
@@ -173,12 +207,19 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
     k.wake(pong_v);
     run(&mut k, 1).unwrap();
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnMask, [to_ping, 0, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            1,
+            a::EvtchnMask {
+                endpoint: to_ping,
+                masked: false,
+            }
+        )),
         Ok(())
     );
     // Rights: pong cannot send on ping's endpoint slot number in its own space if empty.
     assert_eq!(
-        status(hvc(&mut k, 1, Call::EvtchnSend, [40, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 1, a::EvtchnSend { endpoint: Slot(40) })),
         Err(Status::InvalidCapability)
     );
 }
@@ -187,14 +228,14 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
 fn closing_an_endpoint_makes_sends_fail_with_peer_closed() {
     let mut k = linked_kernel();
     let (ping, pong) = (id_of(&k, "ping"), id_of(&k, "pong"));
-    let to_pong = boot_info(&k, ping).cap("to-pong").unwrap().slot as u64;
-    let to_ping = boot_info(&k, pong).cap("to-ping").unwrap().slot as u64;
+    let to_pong = Slot(boot_info(&k, ping).cap("to-pong").unwrap().slot);
+    let to_ping = Slot(boot_info(&k, pong).cap("to-ping").unwrap().slot);
     assert_eq!(
-        status(hvc(&mut k, 1, Call::CapDelete, [to_ping, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 1, a::CapDelete { slot: to_ping })),
         Ok(())
     );
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnSend, [to_pong, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 0, a::EvtchnSend { endpoint: to_pong })),
         Err(Status::PeerClosed)
     );
     // And when the peer's whole domain goes.
@@ -202,7 +243,7 @@ fn closing_an_endpoint_makes_sends_fail_with_peer_closed() {
     raw(&mut k, 1, psci::SYSTEM_OFF, [0; 6]);
     assert_eq!(run(&mut k, 1), None);
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnSend, [to_pong, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 0, a::EvtchnSend { endpoint: to_pong })),
         Err(Status::PeerClosed)
     );
 }
@@ -211,28 +252,57 @@ fn closing_an_endpoint_makes_sends_fail_with_peer_closed() {
 fn evtchn_create_makes_a_connected_pair_in_the_callers_space() {
     let mut k = linked_kernel();
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnCreate, [20, 20, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            0,
+            a::EvtchnCreate {
+                dst_a: Slot(20),
+                dst_b: Slot(20),
+            }
+        )),
         Err(Status::InvalidArgument)
     );
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnCreate, [0, 21, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            0,
+            a::EvtchnCreate {
+                dst_a: Slot(0),
+                dst_b: Slot(21),
+            }
+        )),
         Err(Status::SlotOccupied)
     );
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnCreate, [20, 21, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            0,
+            a::EvtchnCreate {
+                dst_a: Slot(20),
+                dst_b: Slot(21),
+            }
+        )),
         Ok(())
     );
     let page = sysimage::DOMAIN_RAM_BASE + 0x10000;
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EventPageSet, [page, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 0, a::EventPageSet { ipa: page })),
         Ok(())
     );
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnBind, [21, 3, 0, 0, 0, 0])),
+        status(call(
+            &mut k,
+            0,
+            a::EvtchnBind {
+                endpoint: Slot(21),
+                port: Port(3),
+                vcpu: Slot(0),
+            }
+        )),
         Ok(())
     );
     assert_eq!(
-        status(hvc(&mut k, 0, Call::EvtchnSend, [20, 0, 0, 0, 0, 0])),
+        status(call(&mut k, 0, a::EvtchnSend { endpoint: Slot(20) })),
         Ok(())
     );
     let ping = id_of(&k, "ping");
@@ -244,8 +314,8 @@ fn evtchn_create_makes_a_connected_pair_in_the_callers_space() {
 fn revoking_a_share_unmaps_it_from_the_peer_only() {
     let mut k = linked_kernel();
     let (ping, pong) = (id_of(&k, "ping"), id_of(&k, "pong"));
-    let ring = boot_info(&k, ping).cap("ring").unwrap().slot as u64;
-    let r = hvc(&mut k, 0, Call::CapRevoke, [ring, 0, 0, 0, 0, 0]);
+    let ring = Slot(boot_info(&k, ping).cap("ring").unwrap().slot);
+    let r = call(&mut k, 0, a::CapRevoke { slot: ring });
     assert_eq!(status(r), Ok(()));
     assert_eq!(r[1], 1, "the peer's copy");
     assert_eq!(k.domain(pong).unwrap().translate(0x8000_0000), None);

@@ -1,6 +1,6 @@
 //! Isolation: objects decide lifetimes; tables, names, placement, shares and the console.
 
-use mica_abi::hypercall::{pack_console_bytes, Call, SELF_DOMAIN};
+use mica_abi::args::{self as a, Slot};
 use mica_abi::{Rights, Status};
 
 use crate::domain::DomainId;
@@ -13,7 +13,6 @@ use crate::testing::*;
 /// pages of the builder's RAM (Memory capability in slot 6, vCPU capability in slot 7), with
 /// every call's arguments typed as the runtime issues them (`mica_abi::args`).
 fn child_running_on(k: &mut Kernel<MockHal>, cpu: usize, child_cpu: u64) -> (DomainId, VcpuId) {
-    use mica_abi::args::{self as a, Slot};
     let create = a::DomainCreate {
         dst: Slot(5),
         slots: Slot(16),
@@ -64,7 +63,7 @@ fn deleting_a_vcpu_capability_stops_the_vcpu_for_good() {
     let (mut k, cpu) = builder();
     let (child, v) = child_running_on(&mut k, cpu, 1);
     assert_eq!(
-        status(hvc(&mut k, cpu, Call::CapDelete, [7, 0, 0, 0, 0, 0])),
+        status(call(&mut k, cpu, a::CapDelete { slot: Slot(7) })),
         Ok(())
     );
     assert!(k.vcpu(v).unwrap().retired);
@@ -83,7 +82,7 @@ fn deleting_a_domain_capability_destroys_the_domain_before_its_id_is_reused() {
     let (child, v) = child_running_on(&mut k, cpu, 1);
     // The last (only) Domain capability goes while the child runs on CPU 1.
     assert_eq!(
-        status(hvc(&mut k, cpu, Call::CapDelete, [5, 0, 0, 0, 0, 0])),
+        status(call(&mut k, cpu, a::CapDelete { slot: Slot(5) })),
         Ok(())
     );
     assert_eq!(
@@ -91,7 +90,15 @@ fn deleting_a_domain_capability_destroys_the_domain_before_its_id_is_reused() {
         Some(crate::domain::DomainState::Dying)
     );
     // Until CPU 1 lets go of the vCPU, the id stays taken: a new domain gets another one.
-    let r = hvc(&mut k, cpu, Call::DomainCreate, [9, 16, 64 * 1024, 0, 0, 0]);
+    let r = call(
+        &mut k,
+        cpu,
+        a::DomainCreate {
+            dst: Slot(9),
+            slots: Slot(16),
+            quota: 64 * 1024,
+        },
+    );
     assert_eq!(status(r), Ok(()));
     assert_ne!(
         r[1] as u16, child.0,
@@ -101,16 +108,24 @@ fn deleting_a_domain_capability_destroys_the_domain_before_its_id_is_reused() {
     assert!(k.domain(child).is_none());
     assert!(k.vcpu(v).is_none());
     assert_eq!(
-        status(hvc(&mut k, cpu, Call::CapIdentify, [7, 0, 0, 0, 0, 0])),
+        status(call(&mut k, cpu, a::CapIdentify { slot: Slot(7) })),
         Err(Status::InvalidCapability),
         "the Vcpu capability went with its domain"
     );
     // The next domain created may reuse the id, and nothing of the old one is left in it.
     assert_eq!(
-        status(hvc(&mut k, cpu, Call::CapDelete, [9, 0, 0, 0, 0, 0])),
+        status(call(&mut k, cpu, a::CapDelete { slot: Slot(9) })),
         Ok(())
     );
-    let r = hvc(&mut k, cpu, Call::DomainCreate, [5, 16, 64 * 1024, 0, 0, 0]);
+    let r = call(
+        &mut k,
+        cpu,
+        a::DomainCreate {
+            dst: Slot(5),
+            slots: Slot(16),
+            quota: 64 * 1024,
+        },
+    );
     let fresh = DomainId(r[1] as u16);
     let d = k.domain(fresh).unwrap();
     assert!(d.vcpus.is_empty() && d.mappings.is_empty());
@@ -129,7 +144,15 @@ fn the_domains_a_domain_created_die_with_it() {
     let (mut k, cpu) = builder();
     let (child, _) = child_running_on(&mut k, cpu, 1);
     // A grandchild, created by the builder but handed to nobody else.
-    let r = hvc(&mut k, cpu, Call::DomainCreate, [10, 8, 8 * 1024, 0, 0, 0]);
+    let r = call(
+        &mut k,
+        cpu,
+        a::DomainCreate {
+            dst: Slot(10),
+            slots: Slot(8),
+            quota: 8 * 1024,
+        },
+    );
     let grandchild = DomainId(r[1] as u16);
     let builder_id = id_of(&k, "builder");
     k.handle_exit(
@@ -156,33 +179,59 @@ fn the_domains_a_domain_created_die_with_it() {
 fn stage2_tables_are_charged_to_the_domain_and_freed_on_unmap() {
     let (mut k, cpu) = single("mapper");
     let me = id_of(&k, "mapper");
-    let first = hvc(&mut k, cpu, Call::CapIdentify, [0; 6])[2];
+    let first = call(&mut k, cpu, a::CapIdentify { slot: Slot(0) })[2];
     let used = |k: &Kernel<MockHal>| k.caps.space(me.space()).unwrap().used;
     let before = used(&k);
-    let rw = (Rights::READ | Rights::WRITE).bits() as u64;
+    let rw = Rights::READ | Rights::WRITE;
     // One page at ever-new addresses, mapped and unmapped: the charge comes back each time.
     for i in 0..200u64 {
         let ipa = 0x1_0000_0000 + i * (1 << 30) + i * (1 << 21);
-        let map = [SELF_DOMAIN, 0, ipa, first, 1, rw];
-        assert_eq!(status(hvc(&mut k, cpu, Call::MemMap, map)), Ok(()));
+        let map = a::MemMap {
+            domain: Slot::SELF_DOMAIN,
+            memory: Slot(0),
+            ipa,
+            first_frame: first,
+            frame_count: 1,
+            perms: rw,
+        };
+        assert_eq!(status(call(&mut k, cpu, map)), Ok(()));
         assert_eq!(used(&k), before + 2 * 4096, "a level-2 and a level-3 table");
-        let unmap = [SELF_DOMAIN, ipa, 1, 0, 0, 0];
-        assert_eq!(status(hvc(&mut k, cpu, Call::MemUnmap, unmap)), Ok(()));
+        let unmap = a::MemUnmap {
+            domain: Slot::SELF_DOMAIN,
+            ipa,
+            frame_count: 1,
+        };
+        assert_eq!(status(call(&mut k, cpu, unmap)), Ok(()));
         assert_eq!(used(&k), before);
     }
     // Tables a mapping needs are paid by the domain mapped into: a child with a 16 KiB quota
     // gets two far-apart pages (two tables each), not a third.
-    let r = hvc(&mut k, cpu, Call::DomainCreate, [5, 1, 16 * 1024, 0, 0, 0]);
+    let r = call(
+        &mut k,
+        cpu,
+        a::DomainCreate {
+            dst: Slot(5),
+            slots: Slot(1),
+            quota: 16 * 1024,
+        },
+    );
     let child = DomainId(r[1] as u16);
     let mine = used(&k);
     for i in 0..3u64 {
-        let map = [5, 0, 0x1_0000_0000 + i * (1 << 30), first, 1, rw];
+        let map = a::MemMap {
+            domain: Slot(5),
+            memory: Slot(0),
+            ipa: 0x1_0000_0000 + i * (1 << 30),
+            first_frame: first,
+            frame_count: 1,
+            perms: rw,
+        };
         let expected = if i < 2 {
             Ok(())
         } else {
             Err(Status::QuotaExceeded)
         };
-        assert_eq!(status(hvc(&mut k, cpu, Call::MemMap, map)), expected, "{i}");
+        assert_eq!(status(call(&mut k, cpu, map)), expected, "{i}");
     }
     assert_eq!(used(&k), mine, "the mapper paid nothing");
     let space = k.caps.space(child.space()).unwrap();
@@ -197,39 +246,42 @@ fn stage2_tables_are_charged_to_the_domain_and_freed_on_unmap() {
 #[test]
 fn naming_needs_a_capability_and_names_are_unique() {
     let (mut k, cpu) = builder();
-    let name = |text: &str| {
-        let mut regs = [0u64; 4];
-        for (i, b) in text.bytes().enumerate() {
-            regs[i / 8] |= (b as u64) << ((i % 8) * 8);
-        }
-        regs
-    };
-    let set = |k: &mut Kernel<MockHal>, slot: u64, text: &str| {
-        let n = name(text);
-        status(hvc(
-            k,
-            cpu,
-            Call::DomainSetName,
-            [slot, n[0], n[1], n[2], n[3], 0],
-        ))
+    let set = |k: &mut Kernel<MockHal>, slot: Slot, text: &str| {
+        status(call(k, cpu, a::DomainSetName::new(slot, text.as_bytes())))
     };
     assert_eq!(
-        set(&mut k, SELF_DOMAIN, "fresh"),
+        set(&mut k, Slot::SELF_DOMAIN, "fresh"),
         Err(Status::InsufficientRights)
     );
-    let r = hvc(&mut k, cpu, Call::DomainCreate, [5, 16, 64 * 1024, 0, 0, 0]);
+    let r = call(
+        &mut k,
+        cpu,
+        a::DomainCreate {
+            dst: Slot(5),
+            slots: Slot(16),
+            quota: 64 * 1024,
+        },
+    );
     let child = DomainId(r[1] as u16);
     assert_eq!(
         k.domain(child).unwrap().name(),
         format!("unnamed-{}", child.0)
     );
-    assert_eq!(set(&mut k, 5, "builder"), Err(Status::NameInUse));
-    assert_eq!(set(&mut k, 5, "unnamed-3"), Err(Status::NameInUse));
-    assert_eq!(set(&mut k, 5, "child"), Ok(()));
-    assert_eq!(set(&mut k, 5, "child"), Ok(()), "its own name again");
-    let r = hvc(&mut k, cpu, Call::DomainCreate, [6, 16, 64 * 1024, 0, 0, 0]);
+    assert_eq!(set(&mut k, Slot(5), "builder"), Err(Status::NameInUse));
+    assert_eq!(set(&mut k, Slot(5), "unnamed-3"), Err(Status::NameInUse));
+    assert_eq!(set(&mut k, Slot(5), "child"), Ok(()));
+    assert_eq!(set(&mut k, Slot(5), "child"), Ok(()), "its own name again");
+    let r = call(
+        &mut k,
+        cpu,
+        a::DomainCreate {
+            dst: Slot(6),
+            slots: Slot(16),
+            quota: 64 * 1024,
+        },
+    );
     assert_eq!(status(r), Ok(()));
-    assert_eq!(set(&mut k, 6, "child"), Err(Status::NameInUse));
+    assert_eq!(set(&mut k, Slot(6), "child"), Err(Status::NameInUse));
     assert_eq!(k.domain(child).unwrap().name(), "child");
 }
 
@@ -237,8 +289,16 @@ fn naming_needs_a_capability_and_names_are_unique() {
 fn a_domain_takes_at_most_its_share_of_the_fixed_tables() {
     let (mut k, cpu) = single("greedy");
     let mut domains = 0;
-    for slot in 5..30u64 {
-        match status(hvc(&mut k, cpu, Call::DomainCreate, [slot, 1, 0, 0, 0, 0])) {
+    for slot in 5..30 {
+        match status(call(
+            &mut k,
+            cpu,
+            a::DomainCreate {
+                dst: Slot(slot),
+                slots: Slot(1),
+                quota: 0,
+            },
+        )) {
             Ok(()) => domains += 1,
             Err(e) => {
                 assert_eq!(e, Status::QuotaExceeded);
@@ -248,13 +308,12 @@ fn a_domain_takes_at_most_its_share_of_the_fixed_tables() {
     }
     assert_eq!(domains, crate::kernel::SPACES / 4);
     let mut channels = 0;
-    for slot in (30..64u64).step_by(2) {
-        match status(hvc(
-            &mut k,
-            cpu,
-            Call::EvtchnCreate,
-            [slot, slot + 1, 0, 0, 0, 0],
-        )) {
+    for slot in (30..64).step_by(2) {
+        let pair = a::EvtchnCreate {
+            dst_a: Slot(slot),
+            dst_b: Slot(slot + 1),
+        };
+        match status(call(&mut k, cpu, pair)) {
             Ok(()) => channels += 1,
             Err(e) => {
                 assert_eq!(e, Status::QuotaExceeded);
@@ -279,15 +338,7 @@ fn a_domain_takes_at_most_its_share_of_the_fixed_tables() {
 #[test]
 fn a_console_flood_is_cut_to_the_domains_budget_and_control_bytes_are_replaced() {
     let (mut k, cpu) = single("loud");
-    let write = |k: &mut Kernel<MockHal>, bytes: &[u8]| {
-        let p = pack_console_bytes(bytes);
-        hvc(
-            k,
-            cpu,
-            Call::ConsoleWrite,
-            [bytes.len() as u64, p[0], p[1], p[2], p[3], p[4]],
-        )
-    };
+    let write = |k: &mut Kernel<MockHal>, bytes: &[u8]| call(k, cpu, a::ConsoleWrite::new(bytes));
     write(&mut k, b"\x1b[2J\x9b2J \xc2\x9b1m\n");
     assert!(k.hal.console.borrow().contains("[loud] ?[2J?2J ?1m\n"));
     let line = b"0123456789012345678901234567890123456789";
@@ -317,10 +368,18 @@ fn log_lines_about_a_domains_children_are_paid_by_it() {
     let (mut k, cpu) = single("parent");
     let before = k.hal.console.borrow().len();
     for _ in 0..2000 {
-        let r = hvc(&mut k, cpu, Call::DomainCreate, [5, 1, 0, 0, 0, 0]);
+        let r = call(
+            &mut k,
+            cpu,
+            a::DomainCreate {
+                dst: Slot(5),
+                slots: Slot(1),
+                quota: 0,
+            },
+        );
         assert_eq!(status(r), Ok(()));
         assert_eq!(
-            status(hvc(&mut k, cpu, Call::CapDelete, [5, 0, 0, 0, 0, 0])),
+            status(call(&mut k, cpu, a::CapDelete { slot: Slot(5) })),
             Ok(())
         );
     }
@@ -332,10 +391,18 @@ fn log_lines_about_a_domains_children_are_paid_by_it() {
         "{printed} bytes of log for 2000 children"
     );
     k.hal.now.set(10_000_000_000);
-    let r = hvc(&mut k, cpu, Call::DomainCreate, [5, 1, 0, 0, 0, 0]);
+    let r = call(
+        &mut k,
+        cpu,
+        a::DomainCreate {
+            dst: Slot(5),
+            slots: Slot(1),
+            quota: 0,
+        },
+    );
     assert_eq!(status(r), Ok(()));
     assert_eq!(
-        status(hvc(&mut k, cpu, Call::CapDelete, [5, 0, 0, 0, 0, 0])),
+        status(call(&mut k, cpu, a::CapDelete { slot: Slot(5) })),
         Ok(())
     );
     let console = k.hal.console.borrow();

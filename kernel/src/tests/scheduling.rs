@@ -2,6 +2,7 @@
 
 use std::vec::Vec;
 
+use mica_abi::args::{self as a, Slot};
 use mica_abi::hypercall::Call;
 use mica_abi::sysimage;
 use mica_abi::{ObjectType, Rights, Status};
@@ -96,7 +97,7 @@ fn sched_kernel() -> (Box<Kernel<MockHal>>, DomainId, Vec<DomainId>) {
 
 fn set(
     k: &mut Kernel<MockHal>,
-    control: u64,
+    control: Slot,
     d: DomainId,
     prio: u8,
     budget: u64,
@@ -104,11 +105,16 @@ fn set(
     aff: u64,
 ) -> Result<(), Status> {
     let target = mica_abi::sched::pack_target(d.0, 0, prio);
-    status(hvc(
+    status(call(
         k,
         1,
-        Call::SchedSet,
-        [control, target, budget, period, aff, 0],
+        a::SchedSet {
+            control,
+            target,
+            budget_ns: budget,
+            period_ns: period,
+            affinity: aff,
+        },
     ))
 }
 
@@ -145,7 +151,17 @@ fn the_policy_domain_gets_control_accounting_and_events() {
     // Nobody else can use the call.
     let (mut k2, _, _) = sched_kernel();
     run(&mut k2, 0).unwrap();
-    let r = hvc(&mut k2, 0, Call::SchedSet, [0, 0, 0, 0, 1, 0]);
+    let r = call(
+        &mut k2,
+        0,
+        a::SchedSet {
+            control: Slot(0),
+            target: 0,
+            budget_ns: 0,
+            period_ns: 0,
+            affinity: 1,
+        },
+    );
     assert_eq!(status(r), Err(Status::InvalidCapability));
 }
 
@@ -153,7 +169,7 @@ fn the_policy_domain_gets_control_accounting_and_events() {
 fn sched_set_checks_then_applies_priority_budget_and_affinity() {
     let (mut k, policy, g) = sched_kernel();
     run(&mut k, 1).unwrap();
-    let c = boot_info(&k, policy).cap("sched-control").unwrap().slot as u64;
+    let c = Slot(boot_info(&k, policy).cap("sched-control").unwrap().slot);
     let ms = 1_000_000;
     assert_eq!(
         set(&mut k, c, g[0], 10, 11 * ms, 10 * ms, 1),
@@ -174,9 +190,15 @@ fn sched_set_checks_then_applies_priority_budget_and_affinity() {
         set(&mut k, c, DomainId(15), 10, 0, 0, 1),
         Err(Status::OutOfRange)
     );
+    // Raw registers: a target with reserved bits set, which decoding refuses.
     let target = mica_abi::sched::pack_target(g[0].0, 0, 1) | 1 << 45;
     assert_eq!(
-        status(hvc(&mut k, 1, Call::SchedSet, [c, target, 0, 0, 1, 0])),
+        status(hvc(
+            &mut k,
+            1,
+            Call::SchedSet,
+            [c.raw(), target, 0, 0, 1, 0]
+        )),
         Err(Status::InvalidArgument)
     );
     // Reservations: 60% + 50% on CPU 0 is refused.
@@ -210,7 +232,7 @@ fn sched_set_checks_then_applies_priority_budget_and_affinity() {
 fn budgets_throttle_and_replenish_with_the_clock() {
     let (mut k, policy, g) = sched_kernel();
     run(&mut k, 1).unwrap();
-    let c = boot_info(&k, policy).cap("sched-control").unwrap().slot as u64;
+    let c = Slot(boot_info(&k, policy).cap("sched-control").unwrap().slot);
     let ms = 1_000_000;
     // `high`: top priority but 2 ms per 10 ms.
     assert_eq!(set(&mut k, c, g[2], 200, 2 * ms, 10 * ms, 1), Ok(()));
