@@ -314,6 +314,59 @@ fn candidate(name: &str, arch: &str) -> Result<PackageEntry, DebianError> {
     Ok(entry)
 }
 
+/// Field `field` of apt's candidate entry for `name:arch` (continuation lines joined with a
+/// space), e.g. a metapackage's `Depends`; the architecture is added to dpkg first if needed.
+pub fn field(name: &str, arch: &str, field: &str) -> Result<String, DebianError> {
+    ensure_architecture(arch, &mut |_| {})?;
+    let package = format!("{name}:{arch}");
+    let show = || {
+        tool(
+            "apt-cache",
+            &[
+                "show".as_ref(),
+                "--no-all-versions".as_ref(),
+                package.as_ref(),
+            ],
+            None,
+        )
+        .ok()
+        .and_then(|text| stanza_field(&String::from_utf8_lossy(&text), field))
+    };
+    match show() {
+        Some(value) => Ok(value),
+        None => {
+            apt_update()?;
+            show().ok_or(DebianError::NotFound { package })
+        }
+    }
+}
+
+/// Field `field` of the first stanza in `text`, continuation lines joined with a space.
+pub fn stanza_field(text: &str, field: &str) -> Option<String> {
+    let mut value: Option<String> = None;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(v) = value.as_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
+        if let Some((name, rest)) = line.split_once(':') {
+            if name == field {
+                value = Some(rest.trim().to_owned());
+            }
+        }
+    }
+    value
+}
+
 /// Where the record of the cached package `name` is kept in `cache`.
 fn record_path(cache: &Path, name: &str) -> PathBuf {
     cache.join(format!("{name}.package"))
@@ -449,6 +502,20 @@ mod tests {
             "xen-hypervisor-4.17-arm64_4.17.5+72-g01140da4e8-1_arm64.deb"
         );
         assert_eq!(e.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_field_is_read_with_its_continuation_lines() {
+        let text = "Package: linux-image-arm64\nDepends: linux-image-6.1.0-57-arm64\n (= 6.1.192-3)\nDescription: x\n\nDepends: other\n";
+        assert_eq!(
+            stanza_field(text, "Depends").as_deref(),
+            Some("linux-image-6.1.0-57-arm64 (= 6.1.192-3)")
+        );
+        assert_eq!(
+            stanza_field(text, "Package").as_deref(),
+            Some("linux-image-arm64")
+        );
+        assert_eq!(stanza_field(text, "Recommends"), None);
     }
 
     #[test]

@@ -64,6 +64,11 @@ enum Command {
     /// downloaded into build/xen) on the same QEMU machine under -icount; write
     /// bench/xen-results.json and the comparison table of docs/PERFORMANCE.md.
     BenchXen(BenchXenArgs),
+    /// Fetch a Linux guest's files: Debian's current arm64 kernel and busybox-static through
+    /// apt (checked against apt's verified index, cached under build/linux), and an
+    /// initramfs with the virtio and ext4 modules and a shell on the console. Prints where
+    /// they are.
+    FetchLinux(FetchLinuxArgs),
     /// Count the source lines that run privileged on each architecture and those that run in
     /// domains; write the table into docs/PERFORMANCE.md.
     Tcb(TcbArgs),
@@ -199,6 +204,13 @@ struct BenchXenArgs {
     /// Print the figures only; write nothing.
     #[arg(long)]
     no_write: bool,
+}
+
+#[derive(Debug, Args)]
+struct FetchLinuxArgs {
+    /// Where the packages are downloaded and the initramfs is built.
+    #[arg(long, value_name = "DIR", default_value = mica::build::linux::DEFAULT_CACHE)]
+    cache: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +358,7 @@ fn main() -> ExitCode {
         Command::Smoke(args) => smoke(args),
         Command::Bench(args) => bench(args),
         Command::BenchXen(args) => bench_xen(args),
+        Command::FetchLinux(args) => fetch_linux(args),
         Command::Tcb(args) => tcb(args),
         Command::Ctl(args) => ctl(args),
     }
@@ -959,6 +972,32 @@ fn bench_xen(args: BenchXenArgs) -> ExitCode {
         args.doc.display()
     );
     ExitCode::SUCCESS
+}
+
+fn fetch_linux(args: FetchLinuxArgs) -> ExitCode {
+    let mut say = |line: &str| eprintln!("fetch-linux: {line}");
+    match mica::build::linux::fetch(&args.cache, &mut say) {
+        Ok(files) => {
+            println!(
+                "kernel:    {} ({})",
+                files.kernel.display(),
+                files.kernel_package
+            );
+            println!(
+                "           arm64 Image, text_offset {:#x}, image_size {} MiB",
+                files.header.text_offset,
+                files.header.image_size >> 20
+            );
+            println!(
+                "initramfs: {} ({}; modules: {})",
+                files.initramfs.display(),
+                if files.built { "built now" } else { "cached" },
+                files.modules.join(" ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
 }
 
 fn tcb(args: TcbArgs) -> ExitCode {

@@ -5,4 +5,5 @@
 pub mod builder;
 pub mod dtb;
 pub mod image;
+pub mod linux;
 pub mod sysimage;
