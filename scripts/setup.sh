@@ -28,16 +28,23 @@ for c in rustfmt clippy; do
     fi
 done
 
+pkgs=""
 if ! command -v qemu-system-aarch64 >/dev/null 2>&1 || ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
     pkgs="qemu-system-arm qemu-system-x86"
+fi
+# dtc: the tests decompile every device tree Mica generates for a guest and want no warning.
+if ! command -v dtc >/dev/null 2>&1; then
+    pkgs="${pkgs:+$pkgs }device-tree-compiler"
+fi
+if [ -n "$pkgs" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing QEMU ($pkgs)"
+        say "installing $pkgs"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -q >&2
         # --no-install-recommends: the recommended qemu-utils conflicts with newer ones.
         apt-get install -y -q --no-install-recommends $pkgs >&2
     else
-        say "QEMU is missing. As root on Debian/Ubuntu run:"
+        say "missing: $pkgs. As root on Debian/Ubuntu run:"
         say "  apt-get install -y --no-install-recommends $pkgs"
         exit 1
     fi

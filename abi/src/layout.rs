@@ -23,6 +23,62 @@ pub const MAX_CPUS: usize = 16;
 /// First guest-physical address of every domain's RAM.
 pub const RAM_BASE: u64 = 0x4000_0000;
 
+/// The MPIDR affinity of a domain's vCPU `index` (Aff3.Aff2.Aff1.Aff0 = 0.0.0.`index`): what
+/// its MPIDR_EL1 reads, what PSCI `CPU_ON` and the GIC's routing name it by, and the `reg` of
+/// its node in a guest's device tree. Domains have at most 256 vCPUs this way.
+pub const fn vcpu_affinity(index: usize) -> u64 {
+    (index & 0xFF) as u64
+}
+
+/// The vCPU index an MPIDR affinity names ([`vcpu_affinity`] inverted); `None` when a
+/// higher affinity level is set.
+pub const fn vcpu_of_affinity(mpidr: u64) -> Option<usize> {
+    if mpidr & 0xFF_00FF_FF00 != 0 {
+        None
+    } else {
+        Some((mpidr & 0xFF) as usize)
+    }
+}
+
+/// The devices a domain may be shown below its RAM, at the guest-physical addresses QEMU's
+/// `virt` machine uses for its own (so a guest's device tree reads like QEMU's, and a guest
+/// written for that machine finds them): the emulated GICv3's frames, the console UART a Linux
+/// guest is given, and the virtio-mmio slots. Interrupt numbers are INTIDs.
+pub mod devices {
+    /// The GIC distributor frame.
+    pub const GICD_BASE: u64 = 0x0800_0000;
+    /// Bytes of the distributor frame.
+    pub const GICD_SIZE: u64 = 0x1_0000;
+    /// vCPU `i`'s redistributor is at `GICR_BASE + i * GICR_STRIDE` (RD_base, then SGI_base).
+    pub const GICR_BASE: u64 = 0x080A_0000;
+    /// Bytes of one vCPU's redistributor.
+    pub const GICR_STRIDE: u64 = 0x2_0000;
+    /// The GIC maintenance interrupt (a PPI).
+    pub const MAINTENANCE_INTID: u32 = 25;
+    /// The EL1 virtual timer's interrupt (a PPI, Arm BSA).
+    pub const VIRTUAL_TIMER_INTID: u32 = 27;
+    /// The EL1 physical timer's (non-secure) interrupt.
+    pub const PHYSICAL_TIMER_INTID: u32 = 30;
+    /// The secure physical timer's interrupt (described for Linux, never raised).
+    pub const SECURE_TIMER_INTID: u32 = 29;
+    /// The EL2 (hypervisor) timer's interrupt (described for Linux, never raised).
+    pub const HYP_TIMER_INTID: u32 = 26;
+    /// A Linux guest's console: an emulated PL011.
+    pub const UART_BASE: u64 = 0x0900_0000;
+    /// Bytes of the PL011's frame.
+    pub const UART_SIZE: u64 = 0x1000;
+    /// The PL011's interrupt (SPI 1).
+    pub const UART_INTID: u32 = 33;
+    /// The first virtio-mmio slot; slot `n` is at `VIRTIO_BASE + n * VIRTIO_SIZE`.
+    pub const VIRTIO_BASE: u64 = 0x0A00_0000;
+    /// Bytes of one virtio-mmio slot.
+    pub const VIRTIO_SIZE: u64 = 0x200;
+    /// Virtio-mmio slots.
+    pub const VIRTIO_SLOTS: u32 = 32;
+    /// Slot `n`'s interrupt is `VIRTIO_FIRST_INTID + n` (SPIs 16 and up).
+    pub const VIRTIO_FIRST_INTID: u32 = 48;
+}
+
 /// Where things are in the guest-physical space of a domain the kernel builds from the system
 /// image, given its RAM size: the RAM at [`RAM_BASE`], its last page the boot-info page, the
 /// rest usable by the domain's image, and the registers vCPU 0 starts with. The kernel builds

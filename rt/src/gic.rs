@@ -8,11 +8,11 @@
 //! architecture's (IHI 0069).
 
 /// Guest-physical address of the distributor (64 KiB).
-pub const GICD_BASE: u64 = 0x0800_0000;
+pub const GICD_BASE: u64 = mica_abi::layout::devices::GICD_BASE;
 /// Guest-physical address of vCPU 0's redistributor; vCPU `i`'s is `i` strides higher.
-pub const GICR_BASE: u64 = 0x080A_0000;
+pub const GICR_BASE: u64 = mica_abi::layout::devices::GICR_BASE;
 /// Bytes per redistributor: RD_base frame then SGI_base frame.
-pub const GICR_STRIDE: u64 = 0x2_0000;
+pub const GICR_STRIDE: u64 = mica_abi::layout::devices::GICR_STRIDE;
 /// Offset of the SGI_base frame within a redistributor.
 pub const SGI_FRAME: u64 = 0x1_0000;
 /// The end of the redistributor region for the most vCPUs a domain has.
@@ -22,7 +22,8 @@ const GICR_END: u64 = GICR_BASE + 8 * GICR_STRIDE;
 fn in_windows(ipa: u64, size: u64) -> bool {
     let inside = |base: u64, end: u64| ipa >= base && ipa.saturating_add(size) <= end;
     ipa.is_multiple_of(size)
-        && (inside(GICD_BASE, GICD_BASE + 0x1_0000) || inside(GICR_BASE, GICR_END))
+        && (inside(GICD_BASE, GICD_BASE + mica_abi::layout::devices::GICD_SIZE)
+            || inside(GICR_BASE, GICR_END))
 }
 
 /// Reads the 32-bit GIC register at `ipa` (0 outside the windows).

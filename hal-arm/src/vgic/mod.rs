@@ -42,24 +42,24 @@ pub const FIRST_SPI: u32 = 32;
 /// SGIs are INTIDs 0-15.
 pub const SGI_COUNT: u32 = 16;
 /// The guest's virtual timer PPI (EL1 virtual timer, Arm BSA).
-pub const VIRTUAL_TIMER_PPI: u32 = 27;
+pub const VIRTUAL_TIMER_PPI: u32 = mica_abi::layout::devices::VIRTUAL_TIMER_INTID;
 /// The GIC maintenance interrupt PPI at EL2 on QEMU virt.
-pub const MAINTENANCE_PPI: u32 = 25;
+pub const MAINTENANCE_PPI: u32 = mica_abi::layout::devices::MAINTENANCE_INTID;
 
 /// Bytes of the distributor window (one 64 KiB frame).
-pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
+pub const DISTRIBUTOR_SIZE: u64 = mica_abi::layout::devices::GICD_SIZE;
 /// Bytes of one vCPU's redistributor: RD_base then SGI_base, 64 KiB each.
-pub const REDISTRIBUTOR_STRIDE: u64 = 0x2_0000;
+pub const REDISTRIBUTOR_STRIDE: u64 = mica_abi::layout::devices::GICR_STRIDE;
 /// Offset of the SGI_base frame within a redistributor.
 pub const SGI_FRAME: u64 = 0x1_0000;
 /// SPIs every domain's vGIC implements (INTIDs 32-95).
 pub const DOMAIN_SPIS: usize = 64;
 /// Guest-physical address of the distributor window: where QEMU `virt` puts its GIC
 /// distributor, so a guest device tree can reuse the addresses.
-pub const DISTRIBUTOR_BASE: u64 = 0x0800_0000;
+pub const DISTRIBUTOR_BASE: u64 = mica_abi::layout::devices::GICD_BASE;
 /// Guest-physical address of the redistributor region (QEMU `virt`'s): vCPU `i`'s
 /// redistributor at `REDISTRIBUTOR_BASE + i * REDISTRIBUTOR_STRIDE`.
-pub const REDISTRIBUTOR_BASE: u64 = 0x080A_0000;
+pub const REDISTRIBUTOR_BASE: u64 = mica_abi::layout::devices::GICR_BASE;
 
 mod distributor;
 mod list_registers;
@@ -192,7 +192,7 @@ const RESET_PRIORITY: u8 = 0;
 
 /// The MPIDR affinity (Aff3[39:32] Aff2[23:16] Aff1[15:8] Aff0[7:0]) of vCPU `vcpu`.
 pub fn vcpu_affinity(vcpu: usize) -> u64 {
-    (vcpu & 0xFF) as u64
+    mica_abi::layout::vcpu_affinity(vcpu)
 }
 
 /// The VMPIDR_EL2 value for vCPU `vcpu`: its affinity with bit 31 (RES1) set.

@@ -147,14 +147,8 @@ impl<H: Hal> Kernel<H> {
     }
 
     pub(super) fn domain_vcpu_by_mpidr(&self, domain: DomainId, mpidr: u64) -> Option<VcpuId> {
-        // vCPU n has virtual MPIDR affinity n (Aff0); higher affinity levels are 0.
-        if mpidr & 0xFF_00FF_FF00 != 0 {
-            return None;
-        }
-        self.domain(domain)?
-            .vcpus
-            .get((mpidr & 0xFF) as usize)
-            .copied()
+        let index = mica_abi::layout::vcpu_of_affinity(mpidr)?;
+        self.domain(domain)?.vcpus.get(index).copied()
     }
 
     pub(super) fn psci_cpu_on(
