@@ -52,10 +52,12 @@ impl<H: Hal> Kernel<H> {
         mica_abi::args::CapRevoke { slot }: mica_abi::args::CapRevoke,
     ) -> Result<[u64; 3], Status> {
         let space = caller.space();
-        let mut removals = Vec::new();
-        let n = self.caps.revoke(space, slot.0, |r| removals.push(r))?;
-        self.apply_removals(removals);
-        Ok([n as u64, 0, 0])
+        let queue = &mut self.effects;
+        let n = self
+            .caps
+            .revoke(space, slot.0, |r| queue.push_back(Effect::Removed(r)));
+        self.apply([]);
+        Ok([n? as u64, 0, 0])
     }
 
     /// `cap_delete`.
@@ -65,9 +67,11 @@ impl<H: Hal> Kernel<H> {
         mica_abi::args::CapDelete { slot }: mica_abi::args::CapDelete,
     ) -> Result<[u64; 3], Status> {
         let space = caller.space();
-        let mut removals = Vec::new();
-        self.caps.delete(space, slot.0, |r| removals.push(r))?;
-        self.apply_removals(removals);
-        Ok([0; 3])
+        let queue = &mut self.effects;
+        let deleted = self
+            .caps
+            .delete(space, slot.0, |r| queue.push_back(Effect::Removed(r)));
+        self.apply([]);
+        deleted.map(|()| [0; 3])
     }
 }

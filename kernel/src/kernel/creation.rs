@@ -164,21 +164,27 @@ impl<H: Hal> Kernel<H> {
                     .count(),
                 SPACES,
             ),
-            Share::Vcpus | Share::Endpoints => {
-                let wanted = match share {
-                    Share::Vcpus => ObjectType::Vcpu,
-                    _ => ObjectType::EventChannel,
-                };
+            Share::Vcpus => {
+                // The vCPU records in use, each paid by whoever created its Vcpu object: a
+                // look at the (small) vCPU table, not at every object of the system.
+                let held = self.vcpus[..self.vcpu_end.min(MAX_VCPUS)]
+                    .iter()
+                    .flatten()
+                    .filter(|v| {
+                        self.caps
+                            .resolve(v.object)
+                            .is_ok_and(|o| mine(o.charged_to))
+                    })
+                    .count();
+                (held, MAX_VCPUS)
+            }
+            Share::Endpoints => {
                 let held = self
                     .caps
                     .objects()
-                    .filter(|o| o.object_type == wanted && mine(o.charged_to))
+                    .filter(|o| o.object_type == ObjectType::EventChannel && mine(o.charged_to))
                     .count();
-                let capacity = match share {
-                    Share::Vcpus => MAX_VCPUS,
-                    _ => MAX_ENDPOINTS,
-                };
-                (held, capacity)
+                (held, MAX_ENDPOINTS)
             }
         };
         let needed = if share == Share::Endpoints { 2 } else { 1 };

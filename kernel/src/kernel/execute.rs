@@ -5,7 +5,9 @@ use super::*;
 
 impl<H: Hal> Kernel<H> {
     /// Applies `effects`, and every effect they cause, before returning (unless called while
-    /// effects are being applied: then they are queued behind the others).
+    /// effects are being applied: then they are queued behind the others). What a table
+    /// reports through a callback may be pushed onto `self.effects` directly, then
+    /// `apply([])` drains it: no list in between.
     pub(crate) fn apply(&mut self, effects: impl IntoIterator<Item = Effect>) {
         self.effects.extend(effects);
         if self.applying {
@@ -16,11 +18,6 @@ impl<H: Hal> Kernel<H> {
             self.perform(effect);
         }
         self.applying = false;
-    }
-
-    /// Applies removals the capability system reported.
-    pub(crate) fn apply_removals(&mut self, removals: impl IntoIterator<Item = Removal>) {
-        self.apply(removals.into_iter().map(Effect::Removed));
     }
 
     fn perform(&mut self, effect: Effect) {
@@ -45,18 +42,18 @@ impl<H: Hal> Kernel<H> {
     fn undo(&mut self, removal: Removal) {
         match removal {
             Removal::Capability { addr, .. } => {
+                // One mapping at a time, found afresh (`unmap_one` removes it): collecting them
+                // first copied a table-sized list per domain, the bulk of a revoke's cost.
                 for id in 0..SPACES {
-                    let through: heapless::Vec<(u64, u64), { crate::domain::MAX_MAPPINGS }> =
-                        match self.domains[id].as_ref() {
-                            Some(d) => d
-                                .mappings
+                    for _ in 0..crate::domain::MAX_MAPPINGS {
+                        let Some((ipa, pages)) = self.domains[id].as_ref().and_then(|d| {
+                            d.mappings
                                 .iter()
-                                .filter(|m| m.through == addr)
+                                .find(|m| m.through == addr)
                                 .map(|m| (m.ipa, m.pages))
-                                .collect(),
-                            None => continue,
+                        }) else {
+                            break;
                         };
-                    for (ipa, pages) in through {
                         self.unmap_one(DomainId(id as u16), ipa, pages);
                     }
                 }

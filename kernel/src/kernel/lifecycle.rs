@@ -298,11 +298,11 @@ impl<H: Hal> Kernel<H> {
             .chain(vcpu_objects)
             .chain(ram_objects)
         {
-            let mut removals = Vec::new();
+            let queue = &mut self.effects;
             let _ = self
                 .caps
-                .destroy_object_from(original, o, |r| removals.push(r));
-            self.apply_removals(removals);
+                .destroy_object_from(original, o, |r| queue.push_back(Effect::Removed(r)));
+            self.apply([]);
         }
         self.apply([Effect::Release(id)]);
     }
@@ -420,12 +420,12 @@ impl<H: Hal> Kernel<H> {
             return;
         };
         if let Ok(info) = self.caps.identify(root, slot) {
-            let mut removals = Vec::new();
             let original = CapAddr::new(root, slot);
-            let _ = self
-                .caps
-                .destroy_object_from(original, info.object, |r| removals.push(r));
-            self.apply_removals(removals);
+            let queue = &mut self.effects;
+            let _ = self.caps.destroy_object_from(original, info.object, |r| {
+                queue.push_back(Effect::Removed(r))
+            });
+            self.apply([]);
         }
         // Behind the removals: no domain maps the pool any more when it is scrubbed.
         self.apply([Effect::FreePool(pool)]);

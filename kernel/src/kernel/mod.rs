@@ -6,7 +6,6 @@
 //! parallel while kernel work is serialised and short. The HAL calls [`Kernel::pick`] to learn
 //! what to run, [`Kernel::handle_exit`] when a guest exits, and [`Kernel::tick`] on its timer.
 
-use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use mica_abi::args::Slot;

@@ -170,8 +170,7 @@ impl<H: Hal> Kernel<H> {
         let current = self.current[cpu];
         let resched = core::mem::take(&mut self.resched[cpu]);
         // Everything that may run here, with budgets replenished for `now`.
-        let mut candidates: heapless::Vec<Candidate<VcpuId>, MAX_VCPUS> = heapless::Vec::new();
-        let mut waiting: heapless::Vec<SchedState, MAX_VCPUS> = heapless::Vec::new();
+        let mut candidates: heapless::Vec<VcpuId, MAX_VCPUS> = heapless::Vec::new();
         for i in 0..self.vcpu_end.min(MAX_VCPUS) {
             let id = VcpuId(i as u16);
             let running_domain = match self.vcpus[i].as_ref() {
@@ -187,35 +186,33 @@ impl<H: Hal> Kernel<H> {
             let runnable = x.state == VcpuState::Runnable
                 || (x.state == VcpuState::Running && current == Some(id));
             if running_domain && runnable {
-                let _ = candidates.push(Candidate { id, sched: x.sched });
+                let _ = candidates.push(id);
             }
         }
-        let best = sched::choose(candidates.iter().copied());
-        // The running vCPU keeps the CPU unless something better came or its turn is over.
-        let keep = current.filter(|c| {
-            !resched
-                && candidates.iter().any(|k| k.id == *c && k.sched.eligible())
-                && best.is_some_and(|b| {
-                    let prio = |id: VcpuId| {
-                        candidates
-                            .iter()
-                            .find(|k| k.id == id)
-                            .map_or(0, |k| k.sched.params.priority)
-                    };
-                    prio(b) <= prio(*c)
-                })
-        });
-        let chosen = keep.or(best);
+        let chosen = {
+            let vcpus = &self.vcpus[..];
+            let candidate =
+                |id: &VcpuId| sched_of(vcpus, *id).map(|sched| Candidate { id: *id, sched });
+            let best = sched::choose(candidates.iter().filter_map(candidate));
+            // The running vCPU keeps the CPU unless something better came or its turn is over.
+            let keep = current.filter(|c| {
+                let prio = |id: VcpuId| sched_of(vcpus, id).map_or(0, |s| s.params.priority);
+                !resched
+                    && candidates.contains(c)
+                    && sched_of(vcpus, *c).is_some_and(SchedState::eligible)
+                    && best.is_some_and(|b| prio(b) <= prio(*c))
+            });
+            keep.or(best)
+        };
         if let Some(c) = current.filter(|c| Some(*c) != chosen) {
             self.current[cpu] = None;
             self.leave_cpu(c);
         }
         let timers = self.blocked_timer_deadline(cpu);
         let Some(v) = chosen else {
-            for k in candidates.iter() {
-                let _ = waiting.push(k.sched);
-            }
-            self.deadlines[cpu] = earliest(sched::next_deadline(now, None, &waiting), timers);
+            let vcpus = &self.vcpus[..];
+            let waiting = candidates.iter().filter_map(|id| sched_of(vcpus, *id));
+            self.deadlines[cpu] = earliest(sched::next_deadline(now, None, waiting), timers);
             return None;
         };
         let vcpu = self.vcpus[v.index()].as_mut()?;
@@ -229,12 +226,15 @@ impl<H: Hal> Kernel<H> {
         } else {
             vcpu.sched.resume(now);
         }
-        let (domain, running) = (vcpu.domain, vcpu.sched);
+        let domain = vcpu.domain;
         self.current[cpu] = Some(v);
-        for k in candidates.iter().filter(|k| k.id != v) {
-            let _ = waiting.push(k.sched);
-        }
-        self.deadlines[cpu] = earliest(sched::next_deadline(now, Some(&running), &waiting), timers);
+        let vcpus = &self.vcpus[..];
+        let waiting = candidates
+            .iter()
+            .filter(|id| **id != v)
+            .filter_map(|id| sched_of(vcpus, *id));
+        let deadline = sched::next_deadline(now, sched_of(vcpus, v), waiting);
+        self.deadlines[cpu] = earliest(deadline, timers);
         Some(Next { vcpu: v, domain })
     }
 
@@ -399,4 +399,12 @@ impl<H: Hal> Kernel<H> {
         self.set_sched(caller, x.control.0, domain, vcpu, params)?;
         Ok([0; 3])
     }
+}
+
+/// vCPU `id`'s scheduling state, borrowed where it lives (see `sched::Candidate`).
+fn sched_of<H: Hal>(vcpus: &[Option<Vcpu<H>>], id: VcpuId) -> Option<&SchedState> {
+    vcpus
+        .get(id.index())
+        .and_then(Option::as_ref)
+        .map(|x| &x.sched)
 }

@@ -164,17 +164,17 @@ impl Cpu {
             for v in self.vcpus.iter_mut() {
                 v.sched.replenish(self.now);
             }
-            let candidates: Vec<Candidate<usize>> = self
+            let candidates: Vec<usize> = self
                 .vcpus
                 .iter()
                 .enumerate()
                 .filter(|(_, v)| v.runnable)
-                .map(|(i, v)| Candidate {
-                    id: i,
-                    sched: v.sched,
-                })
+                .map(|(i, _)| i)
                 .collect();
-            let best = sched::choose(candidates.iter().copied());
+            let best = sched::choose(candidates.iter().map(|&i| Candidate {
+                id: i,
+                sched: &self.vcpus[i].sched,
+            }));
             let keep = self.current.filter(|&c| {
                 !resched
                     && self.vcpus[c].runnable
@@ -193,13 +193,12 @@ impl Cpu {
                 self.vcpus[v].sched.resume(self.now);
             }
             self.current = chosen;
-            let waiting: Vec<SchedState> = candidates
+            let waiting = candidates
                 .iter()
-                .filter(|k| Some(k.id) != chosen)
-                .map(|k| k.sched)
-                .collect();
+                .filter(|&&i| Some(i) != chosen)
+                .map(|&i| &self.vcpus[i].sched);
             self.deadline =
-                sched::next_deadline(self.now, chosen.map(|c| &self.vcpus[c].sched), &waiting);
+                sched::next_deadline(self.now, chosen.map(|c| &self.vcpus[c].sched), waiting);
             // Run to the next event.
             let mut next = end.min(next_replan);
             if let Some(d) = self.deadline {
