@@ -8,7 +8,7 @@
 //! `ARGS`. For every call, `from_regs(a.to_regs()) == Ok(a)`, and a register value that
 //! decodes encodes back to itself (`tests::every_call_round_trips`).
 
-use crate::hypercall::{Call, CONSOLE_WRITE_MAX};
+use crate::hypercall::{Call, CONSOLE_INPUT_MAX, CONSOLE_WRITE_MAX};
 use crate::layout::{IPA_LIMIT, PAGE_SIZE};
 use crate::{Rights, Status};
 
@@ -382,6 +382,22 @@ calls! {
         /// Bytes 24-31.
         name3: u64,
     }
+    /// `console_input`: `len` bytes (at most [`CONSOLE_INPUT_MAX`]) packed little-endian
+    /// into four registers.
+    ConsoleInput => ConsoleInput {
+        /// Domain capability slot.
+        domain: Slot,
+        /// Bytes to type.
+        len: u64,
+        /// Bytes 0-7.
+        bytes0: u64,
+        /// Bytes 8-15.
+        bytes1: u64,
+        /// Bytes 16-23.
+        bytes2: u64,
+        /// Bytes 24-31.
+        bytes3: u64,
+    }
     /// `vcpu_create`.
     VcpuCreate => VcpuCreate {
         /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
@@ -578,6 +594,45 @@ impl Checked for SchedSet {
         crate::sched::unpack_target(self.target)
             .map(|_| ())
             .ok_or(Status::InvalidArgument)
+    }
+}
+
+impl Checked for ConsoleInput {
+    fn check(&self) -> Result<(), Status> {
+        if self.len > CONSOLE_INPUT_MAX as u64 {
+            return Err(Status::InvalidArgument);
+        }
+        Ok(())
+    }
+}
+
+impl ConsoleInput {
+    /// The arguments that type `bytes` (at most [`CONSOLE_INPUT_MAX`] of them; more are cut)
+    /// into `domain`'s console.
+    pub fn new(domain: Slot, bytes: &[u8]) -> ConsoleInput {
+        let len = bytes.len().min(CONSOLE_INPUT_MAX);
+        let [bytes0, bytes1, bytes2, bytes3, _] =
+            crate::hypercall::pack_console_bytes(&bytes[..len]);
+        ConsoleInput {
+            domain,
+            len: len as u64,
+            bytes0,
+            bytes1,
+            bytes2,
+            bytes3,
+        }
+    }
+
+    /// The bytes carried: a buffer and how many of it (at most [`CONSOLE_INPUT_MAX`], whatever
+    /// `len` says).
+    pub fn bytes(&self) -> ([u8; CONSOLE_INPUT_MAX], usize) {
+        let regs = [self.bytes0, self.bytes1, self.bytes2, self.bytes3];
+        let mut out = [0u8; CONSOLE_INPUT_MAX];
+        let len = usize::try_from(self.len).map_or(CONSOLE_INPUT_MAX, |l| l.min(CONSOLE_INPUT_MAX));
+        for (i, byte) in out.iter_mut().enumerate().take(len) {
+            *byte = (regs[i / 8] >> ((i % 8) * 8)) as u8;
+        }
+        (out, len)
     }
 }
 

@@ -59,6 +59,9 @@ pub enum Kind {
     Console = 7,
     /// Request: system statistics. Payload: none.
     Stats = 8,
+    /// Request: type bytes into a domain's emulated console. Payload:
+    /// [`ConsoleInputRequest`]; reply: [`ConsoleInputReply`].
+    ConsoleInput = 9,
     /// Reply: success; the payload depends on the request (see each).
     Ok = 0x100,
     /// Reply: failure. Payload: [`ErrorReply`].
@@ -77,6 +80,7 @@ impl Kind {
             Kind::Reboot,
             Kind::Console,
             Kind::Stats,
+            Kind::ConsoleInput,
             Kind::Ok,
             Kind::Error,
         ]
@@ -217,6 +221,34 @@ pub struct StatsReply {
     pub malformed: u64,
 }
 
+/// Most bytes one [`ConsoleInputRequest`] carries.
+pub const CONSOLE_INPUT_BYTES: usize = 64;
+
+/// Payload of [`Kind::ConsoleInput`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ConsoleInputRequest {
+    /// The domain.
+    pub name: [u8; NAME_LEN],
+    /// How many of `bytes` to type (at most [`CONSOLE_INPUT_BYTES`]).
+    pub len: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// The bytes.
+    pub bytes: [u8; CONSOLE_INPUT_BYTES],
+}
+
+/// Payload of a [`Kind::ConsoleInput`] reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ConsoleInputReply {
+    /// How many of the bytes the domain's console took (the rest: send again later; the
+    /// guest has not read what came before).
+    pub taken: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
 /// Header of a [`Kind::Console`] reply, followed by the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
@@ -231,6 +263,7 @@ const _: () = assert!(core::mem::size_of::<DomainEntry>() == 64);
 const _: () = assert!(core::mem::size_of::<CreateRequest>() == 88);
 const _: () = assert!(core::mem::size_of::<DomainRequest>() == 40);
 const _: () = assert!(core::mem::size_of::<StatsReply>() == 40);
+const _: () = assert!(core::mem::size_of::<ConsoleInputRequest>() == 104);
 
 /// Copies a name into a NUL-padded field; `None` if it does not fit.
 pub fn name_field(name: &str) -> Option<[u8; NAME_LEN]> {

@@ -19,6 +19,8 @@ pub const SELF_DOMAIN: u64 = 0xFFFF;
 
 /// Most bytes one `console_write` carries (five argument registers).
 pub const CONSOLE_WRITE_MAX: usize = 40;
+/// Most bytes one `console_input` carries (four argument registers).
+pub const CONSOLE_INPUT_MAX: usize = 32;
 
 /// A hypercall of this ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,6 +62,8 @@ pub enum Call {
     ConsoleRead = 0x36,
     /// Name a domain (console prefix and reports).
     DomainSetName = 0x37,
+    /// Type bytes into a domain's emulated console.
+    ConsoleInput = 0x38,
     /// Create a vCPU in a domain.
     VcpuCreate = 0x40,
     /// Start a created vCPU at an entry point.
@@ -369,6 +373,18 @@ pub const TABLE: &[CallSpec] = &[
         returns: &[],
         caps: &[NAMED_DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NameInUse],
+    },
+    CallSpec {
+        call: Call::ConsoleInput,
+        name: "console_input",
+        summary: "type `len` bytes (at most 32, packed little-endian in x3-x6) into the emulated \
+                  console (PL011) of a domain that has one (a Linux guest; any other: `WrongState`); \
+                  x1 = how many its receive FIFO took (fewer when the guest is slow to read: send \
+                  the rest again)",
+        args: crate::args::ConsoleInput::ARGS,
+        returns: &["taken"],
+        caps: &[NAMED_DOMAIN_CONTROL],
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     },
     CallSpec {
         call: Call::VcpuCreate,

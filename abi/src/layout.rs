@@ -125,6 +125,12 @@ impl DomainLayout {
         [arg, RAM_BASE, self.usable_bytes(), self.boot_page()]
     }
 
+    /// x0-x3 of a Linux domain's vCPU 0 at the Image's first instruction (the arm64 boot
+    /// protocol): the device tree's address, then zeros.
+    pub const fn linux_entry_regs(dtb: u64) -> [u64; 4] {
+        [dtb, 0, 0, 0]
+    }
+
     /// One past the last byte of RAM.
     pub const fn ram_end(&self) -> u64 {
         RAM_BASE + self.ram_bytes

@@ -102,6 +102,13 @@ pub const FLAG_SCHED_CONTROL: u32 = 1 << 2;
 /// system image read-only (`system-image`, at [`SYSTEM_IMAGE_IPA`]) and a Domain capability with CONTROL and GRANT for every other domain
 /// (`dom-<name>`).
 pub const FLAG_CONTROL: u32 = 1 << 3;
+/// [`DomainRecord::flags`]: the domain is an unmodified Linux kernel, started by the arm64
+/// Linux boot protocol instead of Mica's: vCPU 0 enters at [`DomainRecord::entry`] (the
+/// Image's load address) with x0 = [`DomainRecord::arg`] (its device tree's address) and x1-x3
+/// = 0, MMU and caches off; no boot-info page is written (the whole RAM is the guest's); it
+/// gets an emulated PL011 at [`crate::layout::devices::UART_BASE`] as its console; and its
+/// ID registers are answered sanitised (`docs/linux-guests.md`).
+pub const FLAG_LINUX: u32 = 1 << 4;
 /// Size of the control domain's memory pool, from which it creates domains.
 pub const CONTROL_POOL_BYTES: u64 = 64 << 20;
 /// Where the control domain sees the system image.

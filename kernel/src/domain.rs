@@ -120,6 +120,9 @@ pub struct Domain<H: Hal> {
     /// Console output it may still write before the kernel drops it (a token bucket refilled
     /// with time, so one domain cannot flood the machine's console).
     pub console_budget: crate::console::Budget,
+    /// The emulated PL011 a Linux domain has as its console (`None` for Mica's own domains,
+    /// which write through `console_write`).
+    pub uart: Option<crate::uart::Pl011>,
 }
 
 impl<H: Hal> Domain<H> {
@@ -166,7 +169,18 @@ impl<H: Hal> Domain<H> {
             console_total: 0,
             table_bytes: 0,
             console_budget: crate::console::Budget::FULL,
+            uart: None,
         }
+    }
+}
+
+impl<H: Hal> Domain<H> {
+    /// The offset into its emulated PL011's window of guest-physical `ipa`, if it has one
+    /// and `ipa` is in it.
+    pub fn uart_offset(&self, ipa: u64) -> Option<u64> {
+        use mica_abi::layout::devices::{UART_BASE, UART_SIZE};
+        let offset = ipa.checked_sub(UART_BASE).filter(|o| *o < UART_SIZE)?;
+        self.uart.as_ref().map(|_| offset)
     }
 }
 

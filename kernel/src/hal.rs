@@ -90,6 +90,13 @@ pub trait Hal {
     fn zero_phys(&self, range: PhysRange);
     /// Copies `bytes` to physical address `pa`.
     fn write_phys(&self, pa: u64, bytes: &[u8]);
+    /// Makes memory written by [`zero_phys`](Self::zero_phys) and
+    /// [`write_phys`](Self::write_phys) visible to a guest that runs with its caches off
+    /// (cleans and invalidates it to the point of coherency). Nothing to do where caches are
+    /// coherent with every access.
+    fn clean_to_poc(&self, range: PhysRange) {
+        let _ = range;
+    }
     /// Atomically ORs `bits` into the 64-bit word at physical address `pa` (8-byte aligned, in
     /// a domain's RAM, which the domain may be updating concurrently with atomic operations).
     /// Returns false if this HAL cannot (the kernel then drops the event and says so).
@@ -104,6 +111,13 @@ pub trait Hal {
     fn raise_upcall(&self, arch: &mut Self::DomainArch, vcpu: u16) -> bool {
         let _ = (arch, vcpu);
         false
+    }
+    /// Drives the line of an interrupt the kernel emulates (an SPI of an emulated device, e.g.
+    /// the PL011 of `crate::uart`) in the domain's virtual interrupt controller; returns the
+    /// vCPUs (one bit per vCPU index) that may have an interrupt to take now.
+    fn set_line(&self, arch: &mut Self::DomainArch, intid: u32, asserted: bool) -> u32 {
+        let _ = (arch, intid, asserted);
+        0
     }
     /// Enables physical interrupt `intid` (an SPI) and routes it to CPU `cpu`.
     fn irq_enable(&self, intid: u32, cpu: usize) {

@@ -33,6 +33,7 @@ pub mod memmap;
 pub mod platform;
 pub mod psci;
 pub mod sched;
+pub mod uart;
 pub mod vcpu;
 
 #[cfg(any(test, feature = "testing"))]

@@ -24,6 +24,8 @@
 
 extern crate alloc;
 
+pub mod boot;
+
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -307,6 +307,12 @@ pub mod encode {
         Request::new(a::ConsoleRead::CALL, args.to_regs())
     }
 
+    /// `console_input` (the first [`mica_abi::hypercall::CONSOLE_INPUT_MAX`] bytes of `bytes`).
+    pub fn console_input(domain: Slot, bytes: &[u8]) -> Request {
+        let args = a::ConsoleInput::new(domain, bytes);
+        Request::new(a::ConsoleInput::CALL, args.to_regs())
+    }
+
     /// `domain_set_name` (the first 32 bytes of `name`).
     pub fn domain_set_name(domain: Slot, name: &[u8]) -> Request {
         let args = a::DomainSetName::new(domain, name);
@@ -572,6 +578,13 @@ pub fn console_read(domain: Slot, offset: u64, out: &mut [u8; 16]) -> Result<(u6
     Ok((total, n))
 }
 
+/// Types up to [`mica_abi::hypercall::CONSOLE_INPUT_MAX`] bytes into a domain's emulated
+/// console; returns how many its receive FIFO took.
+pub fn console_input(domain: Slot, bytes: &[u8]) -> Result<usize, Status> {
+    let [taken, _, _] = encode::console_input(domain, bytes).issue().result()?;
+    Ok(taken as usize)
+}
+
 /// Names a domain (1-31 bytes of `[a-z0-9-]`).
 pub fn domain_set_name(domain: Slot, name: &str) -> Result<(), Status> {
     encode::domain_set_name(domain, name.as_bytes())
@@ -655,6 +668,7 @@ mod tests {
             ("domain_info", encode::domain_info(S1)),
             ("console_read", encode::console_read(S1, 7)),
             ("domain_set_name", encode::domain_set_name(S1, b"web")),
+            ("console_input", encode::console_input(S1, b"ls\n")),
             ("irq_bind_event", encode::irq_bind_event(S1, S2)),
             ("irq_bind_virtual", encode::irq_bind_virtual(S1, 0)),
             ("irq_ack", encode::irq_ack(S1)),

@@ -8,9 +8,10 @@
 //! pure ([`format_list`], [`format_stats`], ...) and unit-tested.
 
 use mica_abi::ctl::{
-    check_header, name_field, name_str, ConsoleReply, ConsoleRequest, CreateRequest, DomainEntry,
-    DomainRequest, ErrorCode, ErrorReply, FrameHeader, Kind, StatsReply, FLAG_FORCE, MAGIC,
-    ROLE_CONTROL, ROLE_SCHED_POLICY, VERSION,
+    check_header, name_field, name_str, ConsoleInputReply, ConsoleInputRequest, ConsoleReply,
+    ConsoleRequest, CreateRequest, DomainEntry, DomainRequest, ErrorCode, ErrorReply, FrameHeader,
+    Kind, StatsReply, CONSOLE_INPUT_BYTES, FLAG_FORCE, MAGIC, ROLE_CONTROL, ROLE_SCHED_POLICY,
+    VERSION,
 };
 use mica_abi::Status;
 use std::io::{Read, Write};
@@ -25,7 +26,7 @@ pub const SYNOPSIS: &str = "mica ctl [--socket PATH] [--json] list
        mica ctl create NAME --image IMG [--memory-kib N] [--vcpus N] [--arg N]
        mica ctl pause NAME | unpause NAME
        mica ctl destroy NAME [--force] | reboot NAME [--force]
-       mica ctl console NAME [--follow]
+       mica ctl console NAME [--follow | --attach]
        mica ctl stats";
 
 /// Where `mica run` puts the control socket unless told otherwise.
@@ -292,6 +293,8 @@ pub enum Command {
         name: String,
         /// Keep printing what comes.
         follow: bool,
+        /// Type into it too (`--attach`).
+        attach: bool,
     },
     /// Statistics.
     Stats,
@@ -589,7 +592,18 @@ fn execute_inner(
 ) -> Result<Result<(), ErrorReply>, CtlError> {
     let request = request_of(command)?;
     let mut client = Client::connect(socket)?;
-    if let Command::Console { name: n, follow } = command {
+    if let Command::Console {
+        name: n,
+        attach: true,
+        ..
+    } = command
+    {
+        return attach(&mut client, n, out, err);
+    }
+    if let Command::Console {
+        name: n, follow, ..
+    } = command
+    {
         return match console(&mut client, n, *follow, json, out)? {
             Err(e) if e.code == ErrorCode::NoSuchDomain as u32 => {
                 ended_console(socket, n, e, json, out, err)
@@ -685,6 +699,189 @@ fn console(
         )?;
     }
     Ok(Ok(()))
+}
+
+/// The key that leaves `console --attach` on a terminal: Ctrl-] (as `telnet` and `xl
+/// console` use).
+pub const ATTACH_ESCAPE: u8 = 0x1D;
+/// After its input ends (not a terminal), how long `console --attach` waits for output to
+/// stop before it leaves, and the most it waits.
+pub const ATTACH_QUIET: Duration = Duration::from_millis(1500);
+/// The most `console --attach` waits for output after its input ended.
+pub const ATTACH_LINGER: Duration = Duration::from_secs(15);
+
+/// Puts the terminal on stdin in raw mode (every key at once, no echo) while it lives, with
+/// `stty`, and restores the settings it found when dropped.
+struct RawTerminal(Option<String>);
+
+impl RawTerminal {
+    fn enter() -> RawTerminal {
+        use std::process::{Command as Process, Stdio};
+        let saved = Process::new("stty")
+            .arg("-g")
+            .stdin(Stdio::inherit())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        if saved.is_some() {
+            let _ = Process::new("stty")
+                .args(["raw", "-echo"])
+                .stdin(Stdio::inherit())
+                .status();
+        }
+        RawTerminal(saved)
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = std::process::Command::new("stty")
+                .arg(saved)
+                .stdin(std::process::Stdio::inherit())
+                .status();
+        }
+    }
+}
+
+/// `console NAME --attach`: the domain's new output as it comes, and what is typed on stdin
+/// sent to its console (`console_input`; only a domain with an emulated console, a Linux
+/// guest, takes it). On a terminal, keys go one by one (raw mode) and Ctrl-] leaves; from a
+/// pipe or file, the input is sent as it is read and, once it ends, output is printed until it
+/// has been quiet for [`ATTACH_QUIET`] (at most [`ATTACH_LINGER`]).
+fn attach(
+    client: &mut Client,
+    n: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Result<(), ErrorReply>, CtlError> {
+    use std::io::IsTerminal;
+    use std::sync::mpsc;
+    let terminal = std::io::stdin().is_terminal();
+    // Start from what the domain has written so far: only new output is shown.
+    let mut offset = match console_chunk(client, n, u64::MAX)? {
+        Ok((head, _)) => head.total,
+        Err(e) => return Ok(Err(e)),
+    };
+    let _raw = terminal.then(|| {
+        let _ = writeln!(err, "mica ctl: attached to {n}'s console; Ctrl-] leaves");
+        RawTerminal::enter()
+    });
+    let (keys, typed) = mpsc::channel::<Option<Vec<u8>>>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 256];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = keys.send(None);
+                    return;
+                }
+                Ok(k) => {
+                    if keys.send(Some(buf[..k].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut pending: Vec<u8> = Vec::new();
+    let mut ended: Option<Instant> = None;
+    let mut last_output = Instant::now();
+    loop {
+        while let Ok(message) = typed.try_recv() {
+            match message {
+                Some(bytes) => {
+                    if terminal && bytes.contains(&ATTACH_ESCAPE) {
+                        let before = bytes.iter().position(|b| *b == ATTACH_ESCAPE).unwrap_or(0);
+                        pending.extend_from_slice(&bytes[..before]);
+                        ended = Some(Instant::now() - ATTACH_LINGER);
+                    } else {
+                        pending.extend_from_slice(&bytes);
+                    }
+                }
+                None => {
+                    ended.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let len = pending.len().min(CONSOLE_INPUT_BYTES);
+            let mut request = ConsoleInputRequest {
+                name: name(n)?,
+                len: len as u32,
+                reserved: 0,
+                bytes: [0; CONSOLE_INPUT_BYTES],
+            };
+            request.bytes[..len].copy_from_slice(&pending[..len]);
+            let payload = match client.request(Kind::ConsoleInput, request.as_bytes())? {
+                Reply::Ok(p) => p,
+                Reply::Error(e) => return Ok(gone(e, n, terminal, err)),
+            };
+            let reply = ConsoleInputReply::read_from_bytes(&payload)
+                .map_err(|_| CtlError::BadReply("a console-input reply of the wrong size"))?;
+            let taken = (reply.taken as usize).min(len);
+            pending.drain(..taken);
+        }
+        let (head, bytes) = match console_chunk(client, n, offset)? {
+            Ok(chunk) => chunk,
+            Err(e) => return Ok(gone(e, n, terminal, err)),
+        };
+        if !bytes.is_empty() {
+            out.write_all(&bytes)?;
+            out.flush()?;
+            last_output = Instant::now();
+        }
+        offset = head.offset + bytes.len() as u64;
+        if let Some(since) = ended {
+            let quiet = last_output.elapsed() >= ATTACH_QUIET && since.elapsed() >= ATTACH_QUIET;
+            if pending.is_empty() && (quiet || since.elapsed() >= ATTACH_LINGER) {
+                break;
+            }
+        }
+        if bytes.is_empty() && pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(if terminal { 30 } else { 100 }));
+        }
+    }
+    if terminal {
+        let _ = writeln!(err, "\r\nmica ctl: left {n}'s console");
+    }
+    Ok(Ok(()))
+}
+
+/// How `console --attach` ends on error reply `e` after it attached: a domain that is gone
+/// (it powered off, or was destroyed) ends the session normally, saying so; anything else is
+/// the error.
+fn gone(e: ErrorReply, n: &str, terminal: bool, err: &mut dyn Write) -> Result<(), ErrorReply> {
+    if e.code != ErrorCode::NoSuchDomain as u32 {
+        return Err(e);
+    }
+    let _ = writeln!(
+        err,
+        "{}mica ctl: {n} has ended",
+        if terminal { "\r\n" } else { "" }
+    );
+    Ok(())
+}
+
+/// One `Console` request from `offset` (`u64::MAX`: none of the bytes, only the totals).
+fn console_chunk(
+    client: &mut Client,
+    n: &str,
+    offset: u64,
+) -> Result<Result<(ConsoleReply, Vec<u8>), ErrorReply>, CtlError> {
+    let request = ConsoleRequest {
+        name: name(n)?,
+        offset,
+    };
+    let payload = match client.request(Kind::Console, request.as_bytes())? {
+        Reply::Ok(p) => p,
+        Reply::Error(e) => return Ok(Err(e)),
+    };
+    let (head, bytes) = ConsoleReply::read_from_prefix(&payload)
+        .map_err(|_| CtlError::BadReply("a console reply without its header"))?;
+    Ok(Ok((head, bytes.to_vec())))
 }
 
 /// Most bytes of an ended domain's output shown (as much as the kernel keeps of a live one).

@@ -145,8 +145,12 @@ enum CtlCommand {
         /// The domain.
         name: String,
         /// Keep printing new output until interrupted.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "attach")]
         follow: bool,
+        /// Type into its console too (a Linux guest's): interactive on a terminal, Ctrl-]
+        /// leaves; from a pipe, the input is sent and output printed until it goes quiet.
+        #[arg(long)]
+        attach: bool,
     },
     /// The ctl domain's statistics: domains, free pool memory, requests (and how many were
     /// refused), malformed frames.
@@ -386,7 +390,15 @@ fn ctl(args: CtlArgs) -> ExitCode {
         CtlCommand::Unpause { name } => C::Unpause(name),
         CtlCommand::Destroy { name, force } => C::Destroy { name, force },
         CtlCommand::Reboot { name, force } => C::Reboot { name, force },
-        CtlCommand::Console { name, follow } => C::Console { name, follow },
+        CtlCommand::Console {
+            name,
+            follow,
+            attach,
+        } => C::Console {
+            name,
+            follow,
+            attach,
+        },
     };
     ExitCode::from(mica::ctl::execute(
         &args.socket,

@@ -731,7 +731,7 @@ fn ctl_help_shows_every_command_as_the_docs_do() {
         "unpause",
         "destroy",
         "reboot",
-        "console NAME [--follow]",
+        "console NAME [--follow | --attach]",
         "stats",
     ] {
         assert!(help.contains(command), "{command} missing: {help}");

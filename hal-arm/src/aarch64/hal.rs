@@ -97,6 +97,10 @@ impl Hal for ArmHal {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa as *mut u8, bytes.len()) };
     }
 
+    fn clean_to_poc(&self, range: PhysRange) {
+        super::mmu::clean_invalidate_dcache_range(range.start, range.end);
+    }
+
     fn atomic_or_phys(&self, pa: u64, bits: u64) -> bool {
         if !pa.is_multiple_of(8) {
             return false;
@@ -117,6 +121,11 @@ impl Hal for ArmHal {
         arch.set_pending(mica_abi::event::UPCALL_INTID, vcpu)
             .is_ok()
             && arch.has_deliverable(vcpu)
+    }
+
+    fn set_line(&self, arch: &mut Box<Vgic>, intid: u32, asserted: bool) -> u32 {
+        arch.set_level(intid, 0, asserted)
+            .map_or(0, |kick| kick.bits())
     }
 
     fn irq_enable(&self, intid: u32, target: usize) {

@@ -144,3 +144,22 @@ fn clean_dcache_range(start: u64, end: u64) {
     }
     dsb_sy();
 }
+
+/// Writes every dirty line of `[start, end)` back to the point of coherency and drops it
+/// from the caches, so a guest that starts with its MMU and caches off (Linux) reads what
+/// EL2 wrote through its cacheable map, and no line EL2 left dirty is written back later over
+/// what the guest wrote meanwhile. The line size is CTR_EL0.DminLine's, not assumed.
+pub fn clean_invalidate_dcache_range(start: u64, end: u64) {
+    let ctr: u64 = super::sysreg::read_sysreg!("ctr_el0");
+    // DminLine, bits [19:16]: log2 of the smallest data cache line, in 4-byte words.
+    let line = 4u64 << ((ctr >> 16) & 0xF);
+    let mut a = start & !(line - 1);
+    while a < end {
+        // SAFETY: a clean and invalidate by address writes the line back before dropping it:
+        // no memory content changes for anyone. `a` is in RAM the kernel owns (a domain's
+        // frames), identity-mapped at EL2.
+        unsafe { core::arch::asm!("dc civac, {0}", in(reg) a, options(nostack)) };
+        a += line;
+    }
+    dsb_sy();
+}

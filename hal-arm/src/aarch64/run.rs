@@ -188,19 +188,21 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
         .sync_from_list_registers(r.index, &ctx.gic.lr[..el2::list_registers()]);
     let _ = sample_timer(&mut d.arch, r.index, ctx);
     let mut kick = 0u32;
+    let mut sent = Sent::new();
     let exit = match (trap.kind, esr::exception_class(trap.esr)) {
         (vector::LOWER_SYNC, class::DATA_ABORT_LOWER) => {
             let ipa = fault_ipa(trap);
-            if d.arch.contains(ipa) {
-                match emulate_mmio(d, trap, ipa, ctx) {
-                    Some(k) => {
-                        kick = k;
-                        Exit::Interrupt
-                    }
-                    None => plain_exit(trap, ctx),
-                }
+            let device = if d.arch.contains(ipa) {
+                Some(Device::Gic)
             } else {
-                plain_exit(trap, ctx)
+                d.uart_offset(ipa).map(|_| Device::Uart)
+            };
+            match device.and_then(|device| emulate_mmio(d, device, trap, ipa, ctx, &mut sent)) {
+                Some(k) => {
+                    kick = k;
+                    Exit::Interrupt
+                }
+                None => plain_exit(trap, ctx),
             }
         }
         (vector::LOWER_SYNC, class::SYSREG) => match SysregTrap::decode(trap.esr) {
@@ -245,6 +247,9 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
     for v in targets {
         k.interrupt_vcpu(v);
     }
+    if !sent.is_empty() {
+        k.console_bytes(r.domain, &sent);
+    }
     if deliverable {
         // Sets wake_pending: the kernel does not block a vCPU with an interrupt to take.
         k.wake(r.vcpu);
@@ -268,14 +273,30 @@ fn fault_ipa(trap: &Trap) -> u64 {
     ((trap.hpfar & 0x0000_0FFF_FFFF_FFF0) << 8) | (trap.far & 0xFFF)
 }
 
-/// Emulates a data abort at `ipa` inside the vGIC's windows. Returns the vCPUs to kick (one
-/// bit per vCPU index), or `None` if the access cannot be decoded (a fault of the domain).
-/// Nothing is changed unless the whole access is emulated.
+/// Bytes a guest wrote to its emulated UART during one exit (a store pair writes at most 16
+/// transfers' worth; the kernel prints them once the domain is no longer borrowed).
+type Sent = heapless::Vec<u8, 16>;
+
+/// The emulated devices a data abort can land in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Device {
+    /// The vGIC's distributor and redistributors.
+    Gic,
+    /// A Linux domain's PL011 (`mica_kernel::uart`).
+    Uart,
+}
+
+/// Emulates a data abort at `ipa` inside the vGIC's windows or the domain's PL011. Returns
+/// the vCPUs to kick (one bit per vCPU index), or `None` if the access cannot be decoded (a
+/// fault of the domain). Nothing is changed unless the whole access is emulated; bytes the
+/// guest transmits are added to `sent`.
 fn emulate_mmio(
     d: &mut Domain<ArmHal>,
+    device: Device,
     trap: &Trap,
     ipa: u64,
     ctx: &mut ArmContext,
+    sent: &mut Sent,
 ) -> Option<u32> {
     let access: MmioAccess = match mmio::decode_syndrome(trap.esr).ok()? {
         Syndrome::Decoded(access) => access,
@@ -284,21 +305,46 @@ fn emulate_mmio(
         }
     };
     let transfers = access.transfers(ipa)?;
-    if transfers
-        .iter()
-        .any(|t| d.arch.window(t.ipa, t.size).is_none())
-    {
+    let inside = |t: &mmio::Transfer| match device {
+        Device::Gic => d.arch.window(t.ipa, t.size).is_some(),
+        // Whole registers only: 8-, 16- and 32-bit accesses at their natural alignment.
+        Device::Uart => {
+            t.size <= 4 && t.ipa.is_multiple_of(u64::from(t.size)) && d.uart_offset(t.ipa).is_some()
+        }
+    };
+    if !transfers.iter().all(inside) {
         return None;
     }
     let mut loaded = [0u64; 2];
     let mut kick = 0u32;
     for t in transfers.iter() {
-        if access.write {
+        if device == Device::Uart {
+            let offset = d.uart_offset(t.ipa)?;
+            let uart = d.uart.as_mut()?;
+            // A narrower access reads or writes the low bytes of the register at its word.
+            let (word, shift) = (offset & !3, (offset & 3) * 8);
+            if access.write {
+                let value = access.store_value(&ctx.x, t.index) as u32;
+                if let Some(byte) = uart.write(word, value << shift) {
+                    let _ = sent.push(byte);
+                }
+            } else if let Some(slot) = loaded.get_mut(usize::from(t.index)) {
+                let mask = u64::MAX >> (64 - 8 * u32::from(t.size));
+                *slot = (u64::from(uart.read(word)) >> shift) & mask;
+            }
+        } else if access.write {
             let value = access.store_value(&ctx.x, t.index);
             kick |= d.arch.mmio_write(t.ipa, t.size, value)?.bits();
         } else if let Some(slot) = loaded.get_mut(usize::from(t.index)) {
             *slot = d.arch.mmio_read(t.ipa, t.size)?;
         }
+    }
+    if device == Device::Uart {
+        let line = d.uart.as_ref().is_some_and(|u| u.line());
+        kick |= d
+            .arch
+            .set_level(mica_abi::layout::devices::UART_INTID, 0, line)
+            .map_or(0, |k| k.bits());
     }
     if let Some(sp) = access.complete(&mut ctx.x, loaded) {
         // SPSR_EL2.M[3:0]: EL1h uses SP_EL1; EL1t and EL0t use SP_EL0.

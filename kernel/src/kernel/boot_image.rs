@@ -98,6 +98,11 @@ impl<H: Hal> Kernel<H> {
             arch,
             Some(index),
         ));
+        if record.flags & sysimage::FLAG_LINUX != 0 {
+            if let Some(d) = self.domains[id.index()].as_mut() {
+                d.uart = Some(crate::uart::Pl011::new());
+            }
+        }
         if let Err(e) = self.build_domain(id, dom_slot, record, pages, ram) {
             self.queue_dismantle(id);
             return Err(e);
@@ -269,8 +274,19 @@ impl<H: Hal> Kernel<H> {
             .ok_or(Status::WrongState)?;
         let v0 = *d.vcpus.first().ok_or(Status::WrongState)?;
         let layout = DomainLayout::new(record.memory_bytes);
-        self.write_boot_info(id, layout.boot_page())?;
-        let regs = layout.entry_regs(record.arg);
+        let regs = if record.flags & sysimage::FLAG_LINUX != 0 {
+            // The arm64 Linux boot protocol: no boot-info page (all of the RAM is Linux's),
+            // x0 = the device tree the builder placed. Linux starts with its caches off: what
+            // the kernel zeroed and loaded must be in memory, not only in the caches.
+            let ram = d.ram.clone();
+            for r in ram.iter() {
+                self.hal.clean_to_poc(*r);
+            }
+            DomainLayout::linux_entry_regs(record.arg)
+        } else {
+            self.write_boot_info(id, layout.boot_page())?;
+            layout.entry_regs(record.arg)
+        };
         let dc = record.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0;
         let v = self.vcpu_mut(v0).ok_or(Status::WrongState)?;
         v.context.reset(record.entry, regs, 0, dc);

@@ -62,6 +62,7 @@ impl<H: Hal> Kernel<H> {
             Args::DomainInfo(x) => k.invoke_domain_info(caller, x),
             Args::ConsoleRead(x) => k.invoke_console_read(caller, x),
             Args::DomainSetName(x) => k.invoke_domain_set_name(caller, x),
+            Args::ConsoleInput(x) => k.invoke_console_input(caller, x),
             Args::EventPageSet(x) => k.invoke_event_page_set(caller, x),
             Args::VcpuStart(x) => k.invoke_vcpu_start(caller, x),
         }

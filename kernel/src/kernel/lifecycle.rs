@@ -248,6 +248,9 @@ impl<H: Hal> Kernel<H> {
         if let Some(d) = self.domains[id.index()].as_mut() {
             self.hal
                 .reset_domain_arch(&mut d.arch, record.vcpu_count as u16);
+            if let Some(uart) = d.uart.as_mut() {
+                *uart = crate::uart::Pl011::new();
+            }
         }
         for seg in image.segments_of(record).unwrap_or(&[]) {
             let bytes = image.segment_bytes(seg);

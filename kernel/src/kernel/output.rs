@@ -7,7 +7,7 @@ impl<H: Hal> Kernel<H> {
     /// Buffers console output of `domain`, printing each complete line with its name (see
     /// [`Kernel::flush_console`]); `\r` is dropped. Every byte also goes to the domain's
     /// console log (`console_read`).
-    pub(crate) fn console_bytes(&mut self, domain: DomainId, bytes: &[u8]) {
+    pub fn console_bytes(&mut self, domain: DomainId, bytes: &[u8]) {
         if let Some(d) = self.domains[domain.index()].as_mut() {
             for &b in bytes {
                 d.log_console(b);
@@ -147,5 +147,41 @@ impl<H: Hal> Kernel<H> {
         let d = self.domain(target).ok_or(Status::StaleCapability)?;
         let (_, words) = d.read_console(offset);
         Ok([d.console_total, words[0], words[1]])
+    }
+
+    /// `console_input`: bytes for the receive FIFO of a domain's emulated PL011; its
+    /// interrupt line follows, and a vCPU it wakes is kicked.
+    pub(super) fn invoke_console_input(
+        &mut self,
+        caller: DomainId,
+        x: mica_abi::args::ConsoleInput,
+    ) -> Result<[u64; 3], Status> {
+        // Typing into a console needs authority over its domain: a capability, never the
+        // implicit one over itself.
+        if x.domain == Slot::SELF_DOMAIN {
+            return Err(Status::InsufficientRights);
+        }
+        let target = self.domain_arg(caller, x.domain, Rights::CONTROL)?;
+        let d = self.domains[target.index()]
+            .as_mut()
+            .ok_or(Status::StaleCapability)?;
+        let uart = d.uart.as_mut().ok_or(Status::WrongState)?;
+        let (bytes, len) = x.bytes();
+        let taken = uart.receive(&bytes[..len]);
+        let line = uart.line();
+        let woken = self
+            .hal
+            .set_line(&mut d.arch, mica_abi::layout::devices::UART_INTID, line);
+        let vcpus: heapless::Vec<VcpuId, 8> = d
+            .vcpus
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 32 && woken & (1 << i) != 0)
+            .map(|(_, v)| *v)
+            .collect();
+        for v in vcpus {
+            self.interrupt_vcpu(v);
+        }
+        Ok([taken as u64, 0, 0])
     }
 }

@@ -31,8 +31,8 @@ mod domain {
     use alloc::vec::Vec;
     use mica_abi::bootinfo::{name_str, BootInfo as BootPageLayout, CapEntry};
     use mica_abi::ctl::{
-        ConsoleReply, DomainEntry, ErrorCode, Kind, StatsReply, MAX_PAYLOAD, ROLE_CONTROL,
-        ROLE_DOMAIN, ROLE_SCHED_POLICY,
+        ConsoleInputReply, ConsoleReply, DomainEntry, ErrorCode, Kind, StatsReply, MAX_PAYLOAD,
+        ROLE_CONTROL, ROLE_DOMAIN, ROLE_SCHED_POLICY,
     };
     use mica_abi::layout::DomainLayout;
     use mica_abi::sysimage::{
@@ -283,6 +283,24 @@ mod domain {
                         return Err((ErrorCode::NameTaken, 0));
                     }
                     self.create(name, image, memory_kib, vcpus, arg)?;
+                }
+                Request::ConsoleInput { name, len, bytes } => {
+                    // Never its own console: it has none to type into, and a request for
+                    // itself names no other domain.
+                    let slot = self.find_other(&name, true)?.slot();
+                    let mut taken = 0;
+                    while taken < len {
+                        let n = hc::console_input(slot, &bytes[taken..len]).map_err(refused)?;
+                        taken += n;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    let reply = ConsoleInputReply {
+                        taken: taken as u32,
+                        reserved: 0,
+                    };
+                    out.extend_from_slice(reply.as_bytes());
                 }
                 Request::Console { name, offset } => {
                     let slot = self.find(&name)?.slot();

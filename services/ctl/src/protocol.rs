@@ -11,8 +11,8 @@
 
 use heapless::Deque;
 use mica_abi::ctl::{
-    check_header, name_str, ConsoleRequest, CreateRequest, DomainRequest, ErrorCode, ErrorReply,
-    FrameHeader, Kind, FLAG_FORCE, MAGIC, MAX_PAYLOAD, NAME_LEN, VERSION,
+    check_header, name_str, ConsoleInputRequest, ConsoleRequest, CreateRequest, DomainRequest,
+    ErrorCode, ErrorReply, FrameHeader, Kind, FLAG_FORCE, MAGIC, MAX_PAYLOAD, NAME_LEN, VERSION,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -89,6 +89,15 @@ pub enum Request {
         /// Even one the system depends on (`FLAG_FORCE`).
         force: bool,
     },
+    /// Bytes to type into a domain's emulated console.
+    ConsoleInput {
+        /// The domain.
+        name: Name,
+        /// How many of `bytes`.
+        len: usize,
+        /// The bytes.
+        bytes: [u8; mica_abi::ctl::CONSOLE_INPUT_BYTES],
+    },
     /// Console output of a domain from an offset.
     Console {
         /// The domain.
@@ -128,6 +137,7 @@ fn payload_size(kind: Kind) -> Option<usize> {
             Some(core::mem::size_of::<DomainRequest>())
         }
         Kind::Console => Some(core::mem::size_of::<ConsoleRequest>()),
+        Kind::ConsoleInput => Some(core::mem::size_of::<ConsoleInputRequest>()),
         Kind::Ok | Kind::Error => None,
     }
 }
@@ -177,6 +187,18 @@ pub fn decode(kind: Kind, payload: &[u8]) -> Result<Request, ErrorCode> {
             Request::Console {
                 name: Name::from_field(&c.name).ok_or(malformed)?,
                 offset: c.offset,
+            }
+        }
+        Kind::ConsoleInput => {
+            let c = ConsoleInputRequest::read_from_bytes(payload).map_err(|_| malformed)?;
+            let len = c.len as usize;
+            if c.reserved != 0 || len > c.bytes.len() {
+                return Err(malformed);
+            }
+            Request::ConsoleInput {
+                name: Name::from_field(&c.name).ok_or(malformed)?,
+                len,
+                bytes: c.bytes,
             }
         }
         Kind::Ok | Kind::Error => return Err(ErrorCode::UnknownRequest),

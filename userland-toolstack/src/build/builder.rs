@@ -10,14 +10,20 @@
 //! code path.
 
 use crate::image::{self, ImageError, LoadSegment, ET_EXEC};
-use crate::manifest::{Channel, Device, Domain, Location, Manifest, ManifestError, Share, Start};
+use crate::manifest::{
+    Channel, Device, Domain, DomainElf, LinuxFile, LinuxImage, Location, Manifest, ManifestError,
+    Share, Start,
+};
 use crate::sysimage::{self, ImageDomain, ImageSegment, SysimageError};
 use mica_abi::bootinfo::name_field;
 use mica_abi::layout::DomainLayout;
 use mica_abi::sysimage::{
     ChannelRecord, DeviceRecord, DomainRecord, ShareRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_CONTROL,
-    FLAG_DEFAULT_CACHEABLE, FLAG_SCHED_CONTROL, FLAG_START_AT_BOOT, MAX_VCPUS_PER_DOMAIN,
+    FLAG_DEFAULT_CACHEABLE, FLAG_LINUX, FLAG_SCHED_CONTROL, FLAG_START_AT_BOOT,
+    MAX_VCPUS_PER_DOMAIN,
 };
+use mica_linux_guest::boot::{self as linux_boot, PlaceError, DTB_SLOT};
+use mica_linux_guest::{LinuxDomain, TreeError};
 use std::path::{Path, PathBuf};
 
 /// The hypervisor Image `mica build` uses unless told otherwise.
@@ -141,6 +147,22 @@ pub enum DomainProblem {
         /// Its end.
         second_end: u64,
     },
+    /// A Linux domain's kernel is not an arm64 Image.
+    #[error("{0}")]
+    NotLinuxImage(String),
+    /// A Linux domain's pieces do not fit its RAM.
+    #[error("{0}")]
+    LinuxPlacement(PlaceError),
+    /// A Linux domain's device tree cannot be written.
+    #[error("its device tree: {0}")]
+    LinuxTree(TreeError),
+    /// The Linux files `mica fetch-linux` caches are not there (for `mica check`, which does
+    /// not download).
+    #[error("Debian's kernel and the initramfs are not fetched yet: `mica build` and `mica run` fetch them, or run `mica fetch-linux`")]
+    NotFetched,
+    /// Fetching the Linux files failed.
+    #[error("{0}")]
+    Fetch(String),
     /// The entry point is not in the domain's RAM.
     #[error(
         "entry point {entry:#x} is outside the domain's RAM {DOMAIN_RAM_BASE:#x}..{ram_end:#x}"
@@ -241,6 +263,70 @@ pub fn load_domain(domain: &Domain, elf: &[u8]) -> Result<ImageDomain, DomainPro
     })
 }
 
+/// The segments and record of Linux domain `domain`: its kernel Image at the start of its
+/// RAM, the initramfs and the device tree that describes the domain at the top
+/// ([`linux_boot::place`]); vCPU 0 enters the Image with x0 = the tree.
+pub fn load_linux(
+    domain: &Domain,
+    linux: &LinuxImage,
+    kernel: &[u8],
+    initramfs: &[u8],
+) -> Result<ImageDomain, DomainProblem> {
+    let header = image::check_image_header(kernel).map_err(|e| {
+        DomainProblem::NotLinuxImage(match e {
+            ImageError::NoMagic => format!(
+                "no ARM\\x64 magic at offset {}: not an arm64 Linux kernel Image",
+                image::MAGIC_OFFSET
+            ),
+            e => format!("not an arm64 Linux kernel Image: {e}"),
+        })
+    })?;
+    let layout = DomainLayout::new(domain.memory_kib * 1024);
+    let place = linux_boot::place(
+        DOMAIN_RAM_BASE,
+        layout.usable_end(),
+        header.text_offset,
+        header.image_size,
+        initramfs.len() as u64,
+    )
+    .map_err(DomainProblem::LinuxPlacement)?;
+    let tree = mica_linux_guest::device_tree(&LinuxDomain {
+        vcpus: domain.vcpus,
+        ram_base: DOMAIN_RAM_BASE,
+        ram_size: layout.ram_bytes,
+        bootargs: &linux.cmdline,
+        initrd: place.initrd,
+        virtio: &[],
+    })
+    .map_err(DomainProblem::LinuxTree)?;
+    if tree.len() as u64 > DTB_SLOT {
+        return Err(DomainProblem::LinuxTree(TreeError::Write(format!(
+            "{} bytes, more than the {DTB_SLOT} kept for it",
+            tree.len()
+        ))));
+    }
+    let mut record = record(domain, place.image);
+    record.arg = place.dtb;
+    let mut segments = vec![ImageSegment {
+        ipa: place.image,
+        mem_size: kernel.len() as u64,
+        bytes: kernel.to_vec(),
+    }];
+    if let Some((start, end)) = place.initrd {
+        segments.push(ImageSegment {
+            ipa: start,
+            mem_size: end - start,
+            bytes: initramfs.to_vec(),
+        });
+    }
+    segments.push(ImageSegment {
+        ipa: place.dtb,
+        mem_size: tree.len() as u64,
+        bytes: tree,
+    });
+    Ok(ImageDomain { record, segments })
+}
+
 /// The domain record of `domain` (segments are filled in by [`sysimage::write`]).
 fn record(domain: &Domain, entry: u64) -> DomainRecord {
     let mut name = [0u8; 32];
@@ -265,6 +351,9 @@ fn record(domain: &Domain, entry: u64) -> DomainRecord {
     }
     if domain.control {
         flags |= FLAG_CONTROL;
+    }
+    if matches!(domain.elf, DomainElf::Linux(_)) {
+        flags |= FLAG_LINUX;
     }
     let link = |index: usize| u32::try_from(index + 1).unwrap_or(u32::MAX);
     DomainRecord {
@@ -340,11 +429,11 @@ pub fn build_bytes(
     manifest: &Manifest,
     hypervisor_path: &Path,
     hypervisor: &[u8],
-    elves: &[(PathBuf, Vec<u8>)],
+    inputs: &[DomainInput],
 ) -> Result<Vec<u8>, BuildError> {
     let mut domains = Vec::with_capacity(manifest.domains.len());
-    for (domain, (path, bytes)) in manifest.domains.iter().zip(elves) {
-        domains.push(load_domain_at(domain, path, bytes)?);
+    for (domain, input) in manifest.domains.iter().zip(inputs) {
+        domains.push(load_domain_at(domain, input)?);
     }
     let channels: Vec<ChannelRecord> = manifest.channels.iter().map(channel_record).collect();
     let shares: Vec<ShareRecord> = manifest.shares.iter().map(share_record).collect();
@@ -357,16 +446,127 @@ pub fn build_bytes(
     })
 }
 
-/// [`load_domain`], with the domain and its ELF file `path` named in the error.
-fn load_domain_at(domain: &Domain, path: &Path, elf: &[u8]) -> Result<ImageDomain, BuildError> {
-    load_domain(domain, elf).map_err(|problem| {
-        BuildError::Domain(Box::new(DomainError {
-            at: domain.elf_at.clone(),
-            domain: domain.name.clone(),
-            elf: path.to_owned(),
-            problem,
-        }))
-    })
+/// A domain's files, read: its ELF (or a Linux domain's kernel Image) and a Linux domain's
+/// initramfs.
+#[derive(Clone, Debug)]
+pub struct DomainInput {
+    /// The ELF or kernel file, for errors.
+    pub path: PathBuf,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// A Linux domain's initramfs (file and bytes).
+    pub initramfs: Option<(PathBuf, Vec<u8>)>,
+}
+
+impl From<(PathBuf, Vec<u8>)> for DomainInput {
+    fn from((path, bytes): (PathBuf, Vec<u8>)) -> DomainInput {
+        DomainInput {
+            path,
+            bytes,
+            initramfs: None,
+        }
+    }
+}
+
+fn domain_error(domain: &Domain, path: &Path, problem: DomainProblem) -> BuildError {
+    BuildError::Domain(Box::new(DomainError {
+        at: domain.elf_at.clone(),
+        domain: domain.name.clone(),
+        elf: path.to_owned(),
+        problem,
+    }))
+}
+
+/// [`load_domain`] or [`load_linux`], with the domain and its file named in the error.
+fn load_domain_at(domain: &Domain, input: &DomainInput) -> Result<ImageDomain, BuildError> {
+    match &domain.elf {
+        DomainElf::Linux(linux) => {
+            let initramfs = input.initramfs.as_ref().map_or(&[][..], |(_, b)| b);
+            load_linux(domain, linux, &input.bytes, initramfs)
+        }
+        _ => load_domain(domain, &input.bytes),
+    }
+    .map_err(|problem| domain_error(domain, &input.path, problem))
+}
+
+/// The kernel and initramfs files of Linux domain `domain`: paths relative to the manifest,
+/// or what `mica fetch-linux` keeps in [`crate::build::linux::DEFAULT_CACHE`] — fetched now
+/// (progress on stderr) if `fetch`, else only if already cached.
+pub fn linux_files(
+    manifest: &Manifest,
+    domain: &Domain,
+    linux: &LinuxImage,
+    fetch: bool,
+) -> Result<(PathBuf, PathBuf), BuildError> {
+    let cache = Path::new(crate::build::linux::DEFAULT_CACHE);
+    let mut fetched: Option<(PathBuf, PathBuf)> = None;
+    let mut get = |pick: fn((PathBuf, PathBuf)) -> PathBuf| -> Result<PathBuf, BuildError> {
+        if fetched.is_none() {
+            fetched = match crate::build::linux::cached(cache) {
+                Some(files) if !fetch => Some(files),
+                _ if !fetch => None,
+                _ => {
+                    let mut say = |line: &str| eprintln!("fetch-linux: {line}");
+                    let files = crate::build::linux::fetch(cache, &mut say).map_err(|e| {
+                        domain_error(domain, cache, DomainProblem::Fetch(e.to_string()))
+                    })?;
+                    Some((files.kernel, files.initramfs))
+                }
+            };
+        }
+        fetched
+            .clone()
+            .map(pick)
+            .ok_or_else(|| domain_error(domain, cache, DomainProblem::NotFetched))
+    };
+    let mut resolve = |file: &LinuxFile, pick: fn((PathBuf, PathBuf)) -> PathBuf| match file {
+        LinuxFile::Path(path) => {
+            let tried = manifest.dir().join(path);
+            if tried.is_file() {
+                Ok(tried)
+            } else {
+                Err(BuildError::Manifest(ManifestError::MissingPath {
+                    at: domain.elf_at.clone(),
+                    domain: domain.name.clone(),
+                    tried,
+                }))
+            }
+        }
+        LinuxFile::Fetched => get(pick),
+    };
+    let kernel = resolve(&linux.kernel, |(k, _)| k)?;
+    let initramfs = resolve(&linux.initramfs, |(_, i)| i)?;
+    Ok((kernel, initramfs))
+}
+
+/// Reads domain `domain`'s files (fetching a Linux domain's if `fetch`).
+fn read_input(
+    manifest: &Manifest,
+    domain: &Domain,
+    guests_dir: &Path,
+    fetch: bool,
+) -> Result<DomainInput, BuildError> {
+    match &domain.elf {
+        DomainElf::Linux(linux) => {
+            let (kernel, initramfs) = linux_files(manifest, domain, linux, fetch)?;
+            let bytes = read(&kernel)?;
+            let initramfs_bytes = read(&initramfs)?;
+            Ok(DomainInput {
+                path: kernel,
+                bytes,
+                initramfs: Some((initramfs, initramfs_bytes)),
+            })
+        }
+        _ => {
+            let path = manifest.domain_elf(domain, guests_dir)?;
+            let bytes = read(&path)?;
+            Ok(DomainInput {
+                path,
+                bytes,
+                initramfs: None,
+            })
+        }
+    }
 }
 
 /// What `mica check` knows of the domains' ELF files without building: for every domain,
@@ -376,11 +576,8 @@ fn load_domain_at(domain: &Domain, path: &Path, elf: &[u8]) -> Result<ImageDomai
 pub fn check_domain_elves(manifest: &Manifest, guests_dir: &Path) -> Vec<BuildError> {
     let mut problems = Vec::new();
     for domain in &manifest.domains {
-        let checked = manifest
-            .domain_elf(domain, guests_dir)
-            .map_err(BuildError::from)
-            .and_then(|path| read(&path).map(|bytes| (path, bytes)))
-            .and_then(|(path, bytes)| load_domain_at(domain, &path, &bytes));
+        let checked = read_input(manifest, domain, guests_dir, false)
+            .and_then(|input| load_domain_at(domain, &input));
         if let Err(err) = checked {
             problems.push(err);
         }
@@ -397,13 +594,20 @@ fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
 
 /// Reads every input of `manifest` and builds the bootable file.
 pub fn build(manifest: &Manifest, options: &BuildOptions) -> Result<Vec<u8>, BuildError> {
-    let elf_paths = manifest.domain_elfs(&options.guests_dir)?;
+    // Every Mica domain's ELF is looked for first, so a missing one is reported before a
+    // Linux guest's files are fetched.
+    for domain in &manifest.domains {
+        if !matches!(domain.elf, DomainElf::Linux(_)) {
+            manifest.domain_elf(domain, &options.guests_dir)?;
+        }
+    }
     let hypervisor = read(&options.hypervisor)?;
-    let elves = elf_paths
-        .into_iter()
-        .map(|path| read(&path).map(|bytes| (path, bytes)))
+    let inputs = manifest
+        .domains
+        .iter()
+        .map(|d| read_input(manifest, d, &options.guests_dir, true))
         .collect::<Result<Vec<_>, _>>()?;
-    build_bytes(manifest, &options.hypervisor, &hypervisor, &elves)
+    build_bytes(manifest, &options.hypervisor, &hypervisor, &inputs)
 }
 
 fn summary(manifest: &Manifest, file: &[u8]) -> BuildSummary {
@@ -533,9 +737,9 @@ mmu_off_cacheable = false
     }
 
     fn build_pair(m: &Manifest, guest: &[u8]) -> Result<Vec<u8>, BuildError> {
-        let elves = vec![
-            (PathBuf::from("g/guest"), guest.to_vec()),
-            (PathBuf::from("g/guest"), guest.to_vec()),
+        let elves: Vec<DomainInput> = vec![
+            (PathBuf::from("g/guest"), guest.to_vec()).into(),
+            (PathBuf::from("g/guest"), guest.to_vec()).into(),
         ];
         build_bytes(m, Path::new("mica.img"), &hypervisor(), &elves)
     }
@@ -814,12 +1018,80 @@ peer_access = "read-only"
         assert!(domain_error(&dynamic).contains("e_type is 3, not ET_EXEC (2)"));
     }
 
+    fn linux_domain(memory_kib: u64) -> (Domain, LinuxImage) {
+        let m = manifest(&format!(
+            "[system]\nname = \"l\"\narch = \"aarch64\"\n[machine]\ncpus = 2\nmemory_mib = 1024\n\
+             [[domain]]\nname = \"linux\"\nkind = \"linux\"\nkernel = \"Image\"\n\
+             initramfs = \"initrd\"\ncmdline = \"console=ttyAMA0 quiet\"\nvcpus = 2\n\
+             memory_kib = {memory_kib}\n"
+        ));
+        let d = m.domains[0].clone();
+        let DomainElf::Linux(linux) = d.elf.clone() else {
+            panic!("not a Linux domain")
+        };
+        (d, linux)
+    }
+
+    #[test]
+    fn a_linux_domain_boots_by_the_arm64_protocol() {
+        let (d, linux) = linux_domain(64 * 1024);
+        let kernel = header(0, 0x20_0000, &[0x11; 0x1000]);
+        let initrd = vec![0x22; 5000];
+        let built = load_linux(&d, &linux, &kernel, &initrd).unwrap();
+        let r = built.record;
+        assert_eq!(r.flags & FLAG_LINUX, FLAG_LINUX);
+        assert_eq!(
+            r.flags & FLAG_DEFAULT_CACHEABLE,
+            0,
+            "Linux runs with its caches off"
+        );
+        assert_eq!(
+            r.entry, DOMAIN_RAM_BASE,
+            "the Image at the 2 MiB-aligned RAM base"
+        );
+        let [image, initramfs, tree] = built.segments.as_slice() else {
+            panic!("{} segments", built.segments.len())
+        };
+        assert_eq!(
+            (image.ipa, image.bytes.as_slice()),
+            (r.entry, kernel.as_slice())
+        );
+        assert_eq!(tree.ipa, r.arg, "x0 is the device tree");
+        assert_eq!(&tree.bytes[..4], &[0xd0, 0x0d, 0xfe, 0xed], "an FDT");
+        assert_eq!(initramfs.bytes, initrd);
+        // Everything inside the RAM the domain may load into, nothing overlapping.
+        let usable = DomainLayout::new(d.memory_kib * 1024).usable_end();
+        assert!(image.ipa + 0x20_0000 <= initramfs.ipa);
+        assert!(initramfs.ipa + initramfs.mem_size <= tree.ipa);
+        assert!(tree.ipa + tree.mem_size <= usable);
+        // The tree names the initramfs where it was put.
+        let start = (initramfs.ipa as u32).to_be_bytes();
+        assert!(tree.bytes.windows(4).any(|w| w == start));
+    }
+
+    #[test]
+    fn a_linux_domain_too_small_for_its_kernel_says_how_much_would_do() {
+        let (d, linux) = linux_domain(16 * 1024);
+        let kernel = header(0, 0x200_0000, &[0x11; 0x1000]);
+        let err = load_linux(&d, &linux, &kernel, &[0; 4096])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("need at least"), "{err}");
+        let not_an_image = load_linux(&d, &linux, b"text", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            not_an_image.contains("not an arm64 Linux kernel Image"),
+            "{not_an_image}"
+        );
+    }
+
     #[test]
     fn the_hypervisor_must_be_a_plain_image() {
         let m = manifest(MANIFEST);
-        let elves = vec![
-            (PathBuf::from("g"), guest_elf()),
-            (PathBuf::from("g"), guest_elf()),
+        let elves: Vec<DomainInput> = vec![
+            (PathBuf::from("g"), guest_elf()).into(),
+            (PathBuf::from("g"), guest_elf()).into(),
         ];
         let built = build_bytes(&m, Path::new("mica.img"), &hypervisor(), &elves).unwrap();
         let err = build_bytes(&m, Path::new("x.img"), &built, &elves).unwrap_err();

@@ -193,9 +193,10 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, Linu
     )?;
 
     let name = format!(
-        "initramfs-{}-busybox-{}.cpio",
+        "initramfs-{}-busybox-{}-{}.cpio",
         kernel_pkg.entry.version,
-        busybox_pkg.entry.version.replace(':', "_")
+        busybox_pkg.entry.version.replace(':', "_"),
+        fingerprint(&init_script(&order))
     );
     let initramfs = cache.join(name);
     let built = !initramfs.is_file();
@@ -225,6 +226,11 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, Linu
     } else {
         say(&format!("using the cached {}", initramfs.display()));
     }
+    let current = cache.join(CURRENT);
+    let marker = format!("{}\n{}\n", kernel.display(), initramfs.display());
+    if std::fs::read_to_string(&current).ok().as_deref() != Some(marker.as_str()) {
+        std::fs::write(&current, marker).map_err(io_error(&current))?;
+    }
     Ok(LinuxFiles {
         kernel_package: format!("{kernel_name} {}", kernel_pkg.entry.version),
         release,
@@ -234,6 +240,19 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, Linu
         modules: order,
         built,
     })
+}
+
+/// The file in the cache naming the kernel and the initramfs the last [`fetch`] settled on
+/// (one path per line), so `mica check` and `mica build` find them without asking apt.
+pub const CURRENT: &str = "current";
+
+/// The kernel and initramfs the last [`fetch`] into `cache` settled on, if they are still there.
+pub fn cached(cache: &Path) -> Option<(PathBuf, PathBuf)> {
+    let text = std::fs::read_to_string(cache.join(CURRENT)).ok()?;
+    let mut lines = text.lines();
+    let kernel = PathBuf::from(lines.next()?);
+    let initramfs = PathBuf::from(lines.next()?);
+    (kernel.is_file() && initramfs.is_file()).then_some((kernel, initramfs))
 }
 
 /// Module names treat `-` and `_` alike (the kernel does): this is the `_` form.
@@ -350,8 +369,30 @@ pub fn init_script(order: &[String]) -> String {
         ));
     }
     s.push_str(&format!("echo {READY_LINE}\n"));
-    s.push_str("exec setsid cttyhack sh\n");
+    // PID 1 stays this script: busybox's poweroff, reboot and halt ask init with SIGUSR2,
+    // SIGTERM and SIGUSR1, which it turns into the system call (PSCI SYSTEM_OFF or
+    // SYSTEM_RESET to the hypervisor). The shell runs in the background (cttyhack gives it
+    // the console) so `wait` can be interrupted by them, and comes back if it exits.
+    s.push_str(
+        "trap '/bin/busybox poweroff -f' USR2\n\
+         trap '/bin/busybox reboot -f' TERM\n\
+         trap '/bin/busybox halt -f' USR1\n\
+         while :; do setsid cttyhack sh; done &\n\
+         while :; do wait; done\n",
+    );
     s
+}
+
+/// A short, stable fingerprint of what goes into an initramfs besides the packages (the
+/// `/init` script and the module order), part of its cache name so a changed script is
+/// rebuilt: 64-bit FNV-1a (a few lines; no hash crate is needed for a cache key).
+pub fn fingerprint(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", hash >> 32)
 }
 
 /// The initramfs: directories, `/dev/console`, `/init` and `files` (path, contents).

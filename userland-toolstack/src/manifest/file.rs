@@ -51,6 +51,12 @@ pub(crate) struct DomainSection {
     pub(crate) binary: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) kernel: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) initramfs: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) cmdline: Option<Spanned<String>>,
     pub(crate) memory_kib: Spanned<u64>,
     #[serde(default)]
     pub(crate) vcpus: Option<Spanned<u32>>,

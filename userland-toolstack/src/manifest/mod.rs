@@ -124,7 +124,17 @@ impl Manifest {
                     })
                 }
             }
-            DomainElf::Path(path) => {
+            // Not an ELF: its kernel, where `mica build` looks for it first (a fetched one is
+            // resolved, and fetched, by the builder: `build::builder::linux_files`).
+            DomainElf::Linux(LinuxImage {
+                kernel: LinuxFile::Fetched,
+                ..
+            }) => Ok(PathBuf::from(crate::build::linux::DEFAULT_CACHE)),
+            DomainElf::Linux(LinuxImage {
+                kernel: LinuxFile::Path(path),
+                ..
+            })
+            | DomainElf::Path(path) => {
                 let tried = self.dir().join(path);
                 if tried.is_file() {
                     Ok(tried)

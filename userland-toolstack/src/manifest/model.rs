@@ -65,6 +65,9 @@ pub enum DomainKind {
     Guest,
     /// A service domain: serves other domains (scheduler, control, device backends).
     Service,
+    /// A guest running an unmodified Linux kernel (booted by the arm64 Linux boot protocol,
+    /// `docs/linux-guests.md`).
+    Linux,
 }
 
 /// The machine the system boots on (what `mica run` and `mica smoke` give QEMU).
@@ -85,7 +88,36 @@ pub enum DomainElf {
     Binary(String),
     /// A file, relative to the manifest's directory.
     Path(PathBuf),
+    /// Not an ELF: a Linux kernel Image with its initramfs and command line.
+    Linux(LinuxImage),
 }
+
+/// Where a Linux guest's kernel or initramfs comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinuxFile {
+    /// What `mica fetch-linux` keeps under `build/linux` (Debian's kernel, the initramfs built
+    /// for it); `mica build` fetches it when the cache does not have it.
+    Fetched,
+    /// A file, relative to the manifest's directory.
+    Path(PathBuf),
+}
+
+/// A `kind = "linux"` domain's boot files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxImage {
+    /// The arm64 Image (`kernel = "FILE"`, else [`LinuxFile::Fetched`]).
+    pub kernel: LinuxFile,
+    /// The initramfs (`initramfs = "FILE"`, else [`LinuxFile::Fetched`]).
+    pub initramfs: LinuxFile,
+    /// The kernel command line (`cmdline`, else [`DEFAULT_CMDLINE`]).
+    pub cmdline: String,
+}
+
+/// A Linux guest's command line unless the manifest gives one: the console is the domain's
+/// emulated PL011 (the device tree's `stdout-path` says so too).
+pub const DEFAULT_CMDLINE: &str = "console=ttyAMA0";
+/// Longest command line (arm64 Linux's `COMMAND_LINE_SIZE` is 2048, terminator included).
+pub const MAX_CMDLINE: usize = 2047;
 
 /// When a domain starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +153,7 @@ pub struct Domain {
     pub memory_from: Option<usize>,
     /// Scheduling priority (higher runs first).
     pub priority: u32,
-    /// Run with the MMU off on cacheable memory (`FLAG_DEFAULT_CACHEABLE`).
+    /// Run with the MMU off on cacheable memory (`FLAG_DEFAULT_CACHEABLE`; never for Linux).
     pub mmu_off_cacheable: bool,
     /// What it asks the scheduling policy for (all zero: nothing).
     pub sched: SchedRequest,

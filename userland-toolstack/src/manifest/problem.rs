@@ -146,6 +146,25 @@ pub enum Problem {
     /// Neither or both of `binary` and `path`.
     #[error("domain `{0}` needs exactly one of `binary = \"NAME\"` (a guest of this workspace) or `path = \"FILE\"` (an ELF file, relative to the manifest)")]
     ElfSource(String),
+    /// `kernel`, `initramfs` or `cmdline` on a domain that is not `kind = "linux"`.
+    #[error("domain `{0}`: kernel, initramfs and cmdline are for `kind = \"linux\"` domains; a guest or service runs an ELF (`binary` or `path`)")]
+    LinuxFieldElsewhere(String),
+    /// `binary` or `path` on a Linux domain.
+    #[error("domain `{0}` is `kind = \"linux\"`: it boots a kernel Image (`kernel = \"FILE\"`, or leave it out for the Debian kernel `mica fetch-linux` caches), not an ELF")]
+    LinuxElf(String),
+    /// A role a Linux guest cannot have.
+    #[error("domain `{domain}` is `kind = \"linux\"`: `{field}` is for Mica's own domains (Linux runs with its MMU off until it turns it on, and does not speak Mica's control or policy protocols)")]
+    LinuxRole {
+        /// The domain.
+        domain: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// The command line is too long or holds a NUL.
+    #[error(
+        "cmdline is {0} bytes or holds a NUL: Linux takes at most {MAX_CMDLINE} bytes of text"
+    )]
+    Cmdline(usize),
     /// `binary` is not a plain file name.
     #[error("binary = \"{0}\" is not the name of a guest binary: write just the name (e.g. \"hello\"), or use `path = \"...\"` for an ELF file elsewhere")]
     BadBinaryName(String),

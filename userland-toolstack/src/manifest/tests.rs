@@ -148,7 +148,7 @@ fn syntax_errors_have_positions() {
     assert_eq!(
         error(&edit("priority = 3", "priority = 3\ncolour = \"blue\"")),
         "images/t.toml:26:1: unknown field `colour`, expected one of `name`, `kind`, \
-         `binary`, `path`, `memory_kib`, `vcpus`, `cpus`, `arg`, `start`, `after`, \
+         `binary`, `path`, `kernel`, `initramfs`, `cmdline`, `memory_kib`, `vcpus`, `cpus`, `arg`, `start`, `after`, \
          `memory_from`, `priority`, `mmu_off_cacheable`, `sched`, `sched_policy`, \
          `memory_node`, `control`, `devices`"
     );
@@ -159,7 +159,10 @@ fn syntax_errors_have_positions() {
         "{err}"
     );
     let err = error(&edit("kind = \"guest\"", "kind = \"vm\""));
-    assert!(err.contains("expected `guest` or `service`"), "{err}");
+    assert!(
+        err.contains("expected one of `guest`, `service`, `linux`"),
+        "{err}"
+    );
     let err = error(&edit("start = \"after-destroy\"", "start = \"later\""));
     assert!(err.contains("expected `boot` or `after-destroy`"), "{err}");
     let err = error(&edit("memory_kib = 2048\ncpus", "memory_kib = -4\ncpus"));

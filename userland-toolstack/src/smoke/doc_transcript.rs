@@ -104,7 +104,7 @@ fn as_shown(line: &str) -> String {
 pub fn session_text(doc: &DocSection, steps: &[Step], transcript: &[String]) -> String {
     let mut out = String::new();
     for (i, step) in steps.iter().enumerate() {
-        let Action::Ctl(args) = &step.action else {
+        let Action::Ctl(args, _) = &step.action else {
             continue;
         };
         out.push_str(&format!("$ {} {}\n", doc.session_command, args.join(" ")));
@@ -199,7 +199,7 @@ pub fn check_session(body: &str, doc: &DocSection, steps: &[Step]) -> Vec<String
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match &s.action {
-            Action::Ctl(args) => Some((i + 1, s, args)),
+            Action::Ctl(args, _) => Some((i + 1, s, args)),
             Action::Garbage(_) => None,
         })
         .collect();

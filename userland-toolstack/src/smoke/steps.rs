@@ -39,6 +39,10 @@ pub struct StepSection {
     /// Junk to send instead.
     #[serde(default)]
     pub garbage: Option<Garbage>,
+    /// What the `ctl` command reads on its stdin (e.g. the lines `console NAME --attach`
+    /// types into a guest); nothing if absent.
+    #[serde(default)]
+    pub input: Option<String>,
     /// Expected exit status.
     #[serde(default)]
     pub status: u8,
@@ -56,8 +60,8 @@ pub struct StepSection {
 /// What a step does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// `mica ctl` with these arguments.
-    Ctl(Vec<String>),
+    /// `mica ctl` with these arguments, and what it reads on stdin.
+    Ctl(Vec<String>, Option<String>),
     /// A garbage run.
     Garbage(Garbage),
 }
@@ -117,7 +121,7 @@ impl Step {
     /// Checks step number `n` (1-based).
     pub fn from_section(n: usize, s: &StepSection) -> Result<Step, StepError> {
         let action = match (&s.ctl, &s.garbage) {
-            (Some(args), None) if !args.is_empty() => Action::Ctl(args.clone()),
+            (Some(args), None) if !args.is_empty() => Action::Ctl(args.clone(), s.input.clone()),
             (None, Some(g)) => Action::Garbage(*g),
             _ => return Err(StepError::Action(n)),
         };
@@ -133,7 +137,10 @@ impl Step {
     /// The step as the transcript shows it.
     pub fn describe(&self) -> String {
         match &self.action {
-            Action::Ctl(args) => format!("mica ctl {}", args.join(" ")),
+            Action::Ctl(args, None) => format!("mica ctl {}", args.join(" ")),
+            Action::Ctl(args, Some(input)) => {
+                format!("mica ctl {} <<< {:?}", args.join(" "), input)
+            }
             Action::Garbage(g) => format!(
                 "garbage ({} random bytes, seed {}, {} truncated and {} oversized frames)",
                 g.random_bytes, g.seed, g.truncated_frames, g.oversized_frames
@@ -206,7 +213,7 @@ pub enum StepFailure {
 /// Runs `mica ctl --socket SOCKET ARGS...` (this binary): exit status and output (stdout and
 /// stderr through one socket pair, so lines keep the order they were written in, as on a
 /// terminal).
-fn run_ctl(socket: &Path, args: &[String]) -> Result<(i32, String), String> {
+fn run_ctl(socket: &Path, args: &[String], input: Option<&str>) -> Result<(i32, String), String> {
     use std::io::Read;
     use std::os::fd::OwnedFd;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the mica binary: {e}"))?;
@@ -220,11 +227,23 @@ fn run_ctl(socket: &Path, args: &[String]) -> Result<(i32, String), String> {
         .arg("--socket")
         .arg(socket)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::from(OwnedFd::from(writer)))
         .stderr(Stdio::from(OwnedFd::from(writer_too)))
         .spawn()
         .map_err(|e| format!("cannot run mica ctl: {e}"))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // From a thread, so a child that reads slowly cannot stall the read below; the pipe
+        // closes when the thread is done (the child sees the input end).
+        let text = text.to_owned();
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, text.as_bytes());
+        });
+    }
     let mut bytes = Vec::new();
     let read = reader.read_to_end(&mut bytes);
     let status = child
@@ -252,7 +271,7 @@ pub fn run(
         let what = step.describe();
         transcript.push(format!("[step {n}] {what}"));
         let result = match &step.action {
-            Action::Ctl(args) => run_ctl(socket, args),
+            Action::Ctl(args, input) => run_ctl(socket, args, input.as_deref()),
             Action::Garbage(g) => {
                 let mut out = Vec::new();
                 crate::ctl::garbage(socket, g, &mut out)

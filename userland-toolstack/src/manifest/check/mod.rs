@@ -95,28 +95,16 @@ impl Checker<'_> {
         machine: &Machine,
     ) -> Result<DomainBasics, ManifestError> {
         let name = d.name.get_ref();
-        let (elf, elf_at) = match (&d.binary, &d.path) {
-            (Some(binary), None) => {
-                if !is_plain_file_name(binary.get_ref()) {
-                    return Err(
-                        self.invalid(binary, Problem::BadBinaryName(binary.get_ref().clone()))
-                    );
-                }
-                (DomainElf::Binary(binary.get_ref().clone()), self.at(binary))
-            }
-            (None, Some(path)) => {
-                if path.get_ref().is_empty() {
-                    return Err(self.invalid(path, Problem::EmptyPath));
-                }
-                (
-                    DomainElf::Path(PathBuf::from(path.get_ref())),
-                    self.at(path),
-                )
-            }
-            (Some(_), Some(second)) => {
-                return Err(self.invalid(second, Problem::ElfSource(name.clone())))
-            }
-            (None, None) => return Err(self.invalid(&d.name, Problem::ElfSource(name.clone()))),
+        let linux_field = [&d.kernel, &d.initramfs, &d.cmdline]
+            .into_iter()
+            .flatten()
+            .next();
+        let (elf, elf_at) = if d.kind == DomainKind::Linux {
+            self.linux_fields(d)?
+        } else if let Some(field) = linux_field {
+            return Err(self.invalid(field, Problem::LinuxFieldElsewhere(name.clone())));
+        } else {
+            self.elf_fields(d)?
         };
         let memory_kib = *d.memory_kib.get_ref();
         if !memory_kib.is_multiple_of(4) || memory_kib < MIN_DOMAIN_MEMORY_KIB {
@@ -165,6 +153,96 @@ impl Checker<'_> {
             vcpus,
             cpus,
         })
+    }
+
+    /// `binary` or `path` of a Mica domain (exactly one).
+    fn elf_fields(&self, d: &DomainSection) -> Result<(DomainElf, Location), ManifestError> {
+        let name = d.name.get_ref();
+        Ok(match (&d.binary, &d.path) {
+            (Some(binary), None) => {
+                if !is_plain_file_name(binary.get_ref()) {
+                    return Err(
+                        self.invalid(binary, Problem::BadBinaryName(binary.get_ref().clone()))
+                    );
+                }
+                (DomainElf::Binary(binary.get_ref().clone()), self.at(binary))
+            }
+            (None, Some(path)) => {
+                if path.get_ref().is_empty() {
+                    return Err(self.invalid(path, Problem::EmptyPath));
+                }
+                (
+                    DomainElf::Path(PathBuf::from(path.get_ref())),
+                    self.at(path),
+                )
+            }
+            (Some(_), Some(second)) => {
+                return Err(self.invalid(second, Problem::ElfSource(name.clone())))
+            }
+            (None, None) => return Err(self.invalid(&d.name, Problem::ElfSource(name.clone()))),
+        })
+    }
+
+    /// `kernel`, `initramfs` and `cmdline` of a `kind = "linux"` domain (which has no ELF).
+    fn linux_fields(&self, d: &DomainSection) -> Result<(DomainElf, Location), ManifestError> {
+        let name = d.name.get_ref();
+        if let Some(elf) = d.binary.as_ref().or(d.path.as_ref()) {
+            return Err(self.invalid(elf, Problem::LinuxElf(name.clone())));
+        }
+        for (flag, field) in [
+            (d.control.as_ref(), "control"),
+            (d.sched_policy.as_ref(), "sched_policy"),
+        ] {
+            if let Some(flag) = flag.filter(|f| *f.get_ref()) {
+                return Err(self.invalid(
+                    flag,
+                    Problem::LinuxRole {
+                        domain: name.clone(),
+                        field,
+                    },
+                ));
+            }
+        }
+        if d.mmu_off_cacheable == Some(true) {
+            return Err(self.invalid(
+                &d.name,
+                Problem::LinuxRole {
+                    domain: name.clone(),
+                    field: "mmu_off_cacheable",
+                },
+            ));
+        }
+        let file = |field: &Option<Spanned<String>>| -> Result<LinuxFile, ManifestError> {
+            match field {
+                None => Ok(LinuxFile::Fetched),
+                Some(path) if path.get_ref().is_empty() => {
+                    Err(self.invalid(path, Problem::EmptyPath))
+                }
+                Some(path) => Ok(LinuxFile::Path(PathBuf::from(path.get_ref()))),
+            }
+        };
+        let cmdline = match &d.cmdline {
+            None => DEFAULT_CMDLINE.to_owned(),
+            Some(c) => {
+                let text = c.get_ref();
+                if text.len() > MAX_CMDLINE || text.contains('\0') {
+                    return Err(self.invalid(c, Problem::Cmdline(text.len())));
+                }
+                text.clone()
+            }
+        };
+        let at = d
+            .kernel
+            .as_ref()
+            .map_or_else(|| self.at(&d.name), |k| self.at(k));
+        Ok((
+            DomainElf::Linux(LinuxImage {
+                kernel: file(&d.kernel)?,
+                initramfs: file(&d.initramfs)?,
+                cmdline,
+            }),
+            at,
+        ))
     }
 
     /// Resolves `after`/`memory_from` to a domain index.
@@ -315,7 +393,8 @@ impl Checker<'_> {
                 start,
                 memory_from,
                 priority: d.priority,
-                mmu_off_cacheable: d.mmu_off_cacheable.unwrap_or(true),
+                mmu_off_cacheable: d.kind != DomainKind::Linux
+                    && d.mmu_off_cacheable.unwrap_or(true),
                 sched,
                 sched_policy: d.sched_policy.as_ref().is_some_and(|p| *p.get_ref()),
                 control: d.control.as_ref().is_some_and(|c| *c.get_ref()),
