@@ -79,6 +79,10 @@ pub struct SchedState {
     pub last_run: u64,
     /// When it started its current run, if running.
     pub running_since: Option<u64>,
+    /// When its current turn on the CPU began ([`start`](Self::start); a
+    /// [`resume`](Self::resume) after the kernel ran does not move it): its time slice ends
+    /// [`SLICE_NS`] later, however often it exits meanwhile.
+    pub turn_start: u64,
     /// Total nanoseconds run.
     pub run_time: u64,
     /// Times it was woken from blocking.
@@ -97,6 +101,7 @@ impl SchedState {
             throttled: false,
             last_run: 0,
             running_since: None,
+            turn_start: now,
             run_time: 0,
             wakeups: 0,
             overruns: 0,
@@ -115,6 +120,7 @@ impl SchedState {
     pub fn start(&mut self, now: u64, seq: u64) {
         self.replenish(now);
         self.running_since = Some(now);
+        self.turn_start = now;
         self.last_run = seq;
     }
 
@@ -168,6 +174,11 @@ impl SchedState {
     pub fn eligible(&self) -> bool {
         !self.throttled
     }
+
+    /// Whether its time slice, begun at [`turn_start`](Self::turn_start), is over at `now`.
+    pub fn slice_over(&self, now: u64) -> bool {
+        now >= self.turn_start.saturating_add(SLICE_NS)
+    }
 }
 
 /// A candidate for a CPU: an identifier and its state (borrowed: the state is over 100 bytes,
@@ -195,10 +206,11 @@ pub fn choose<'a, Id: Copy>(candidates: impl Iterator<Item = Candidate<'a, Id>>)
         .map(|c| c.id)
 }
 
-/// When the CPU must run the scheduler again, given the vCPU it runs (`running`, started at
-/// `now`) and the others that want it: the end of the time slice if an equal is waiting, the
-/// end of the running vCPU's budget, or the next replenishment of a throttled one of higher or
-/// equal priority. `None`: nothing needs a timer (tickless).
+/// When the CPU must run the scheduler again, given the vCPU it runs (`running`, running at
+/// `now`) and the others that want it: the end of the running vCPU's time slice (counted from
+/// the start of its turn, not from `now`: a vCPU that exits often must not push it away and
+/// starve an equal) if an equal is waiting, the end of its budget, or the next replenishment
+/// of a throttled one of higher or equal priority. `None`: nothing needs a timer (tickless).
 pub fn next_deadline<'a>(
     now: u64,
     running: Option<&SchedState>,
@@ -212,7 +224,7 @@ pub fn next_deadline<'a>(
             .clone()
             .any(|o| o.eligible() && o.params.priority == prio)
         {
-            consider(now.saturating_add(SLICE_NS));
+            consider(r.turn_start.saturating_add(SLICE_NS).max(now));
         }
         if r.params.has_reservation() {
             consider(now.saturating_add(r.budget_left));

@@ -36,6 +36,8 @@ pub mod hcr {
     pub const TWI: u64 = 1 << 13;
     /// TWE: trap WFE.
     pub const TWE: u64 = 1 << 14;
+    /// TID3: trap reads of the ID group 3 registers (answered sanitised, `crate::traps`).
+    pub const TID3: u64 = 1 << 18;
     /// TSC: trap SMC.
     pub const TSC: u64 = 1 << 19;
     /// TIDCP: trap implementation-defined system registers.
@@ -62,6 +64,7 @@ pub const HCR_GUEST: u64 = hcr::VM
     | hcr::BSU_INNER
     | hcr::TWI
     | hcr::TWE
+    | hcr::TID3
     | hcr::TSC
     | hcr::TIDCP
     | hcr::TACR

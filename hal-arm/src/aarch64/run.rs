@@ -223,6 +223,15 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
                     ctx.pc += 4;
                     Exit::Interrupt
                 }
+                SysregAction::IdRegister { crm, op2 } => {
+                    let value = traps::sanitise_id(crm, op2, read_id_register(crm, op2));
+                    // Rt 31 is XZR: a read into it has no effect.
+                    if let Some(x) = ctx.x.get_mut(usize::from(t.rt)) {
+                        *x = value;
+                    }
+                    ctx.pc += 4;
+                    Exit::Interrupt
+                }
                 SysregAction::CleanInvalidateBySetWay => {
                     let operand = ctx.x.get(usize::from(t.rt)).copied().unwrap_or(0);
                     clean_invalidate_by_set_way(operand);
@@ -255,6 +264,71 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
         k.wake(r.vcpu);
     }
     exit
+}
+
+/// This CPU's ID register `S3_0_C0_C<crm>_<op2>` (CRm 1-7), as EL2 reads it: the hardware's
+/// value, which [`traps::sanitise_id`] turns into the guest's. Reserved encodings read as 0.
+fn read_id_register(crm: u8, op2: u8) -> u64 {
+    // One arm per encoding: `mrs` takes the register in its instruction.
+    match (crm, op2) {
+        (1, 0) => read_sysreg!("s3_0_c0_c1_0"),
+        (1, 1) => read_sysreg!("s3_0_c0_c1_1"),
+        (1, 2) => read_sysreg!("s3_0_c0_c1_2"),
+        (1, 3) => read_sysreg!("s3_0_c0_c1_3"),
+        (1, 4) => read_sysreg!("s3_0_c0_c1_4"),
+        (1, 5) => read_sysreg!("s3_0_c0_c1_5"),
+        (1, 6) => read_sysreg!("s3_0_c0_c1_6"),
+        (1, 7) => read_sysreg!("s3_0_c0_c1_7"),
+        (2, 0) => read_sysreg!("s3_0_c0_c2_0"),
+        (2, 1) => read_sysreg!("s3_0_c0_c2_1"),
+        (2, 2) => read_sysreg!("s3_0_c0_c2_2"),
+        (2, 3) => read_sysreg!("s3_0_c0_c2_3"),
+        (2, 4) => read_sysreg!("s3_0_c0_c2_4"),
+        (2, 5) => read_sysreg!("s3_0_c0_c2_5"),
+        (2, 6) => read_sysreg!("s3_0_c0_c2_6"),
+        (2, 7) => read_sysreg!("s3_0_c0_c2_7"),
+        (3, 0) => read_sysreg!("s3_0_c0_c3_0"),
+        (3, 1) => read_sysreg!("s3_0_c0_c3_1"),
+        (3, 2) => read_sysreg!("s3_0_c0_c3_2"),
+        (3, 3) => read_sysreg!("s3_0_c0_c3_3"),
+        (3, 4) => read_sysreg!("s3_0_c0_c3_4"),
+        (3, 5) => read_sysreg!("s3_0_c0_c3_5"),
+        (3, 6) => read_sysreg!("s3_0_c0_c3_6"),
+        (3, 7) => read_sysreg!("s3_0_c0_c3_7"),
+        (4, 0) => read_sysreg!("s3_0_c0_c4_0"),
+        (4, 1) => read_sysreg!("s3_0_c0_c4_1"),
+        (4, 2) => read_sysreg!("s3_0_c0_c4_2"),
+        (4, 3) => read_sysreg!("s3_0_c0_c4_3"),
+        (4, 4) => read_sysreg!("s3_0_c0_c4_4"),
+        (4, 5) => read_sysreg!("s3_0_c0_c4_5"),
+        (4, 6) => read_sysreg!("s3_0_c0_c4_6"),
+        (4, 7) => read_sysreg!("s3_0_c0_c4_7"),
+        (5, 0) => read_sysreg!("s3_0_c0_c5_0"),
+        (5, 1) => read_sysreg!("s3_0_c0_c5_1"),
+        (5, 2) => read_sysreg!("s3_0_c0_c5_2"),
+        (5, 3) => read_sysreg!("s3_0_c0_c5_3"),
+        (5, 4) => read_sysreg!("s3_0_c0_c5_4"),
+        (5, 5) => read_sysreg!("s3_0_c0_c5_5"),
+        (5, 6) => read_sysreg!("s3_0_c0_c5_6"),
+        (5, 7) => read_sysreg!("s3_0_c0_c5_7"),
+        (6, 0) => read_sysreg!("s3_0_c0_c6_0"),
+        (6, 1) => read_sysreg!("s3_0_c0_c6_1"),
+        (6, 2) => read_sysreg!("s3_0_c0_c6_2"),
+        (6, 3) => read_sysreg!("s3_0_c0_c6_3"),
+        (6, 4) => read_sysreg!("s3_0_c0_c6_4"),
+        (6, 5) => read_sysreg!("s3_0_c0_c6_5"),
+        (6, 6) => read_sysreg!("s3_0_c0_c6_6"),
+        (6, 7) => read_sysreg!("s3_0_c0_c6_7"),
+        (7, 0) => read_sysreg!("s3_0_c0_c7_0"),
+        (7, 1) => read_sysreg!("s3_0_c0_c7_1"),
+        (7, 2) => read_sysreg!("s3_0_c0_c7_2"),
+        (7, 3) => read_sysreg!("s3_0_c0_c7_3"),
+        (7, 4) => read_sysreg!("s3_0_c0_c7_4"),
+        (7, 5) => read_sysreg!("s3_0_c0_c7_5"),
+        (7, 6) => read_sysreg!("s3_0_c0_c7_6"),
+        (7, 7) => read_sysreg!("s3_0_c0_c7_7"),
+        _ => 0,
+    }
 }
 
 /// A guest's `DC ISW/CSW/CISW` (trapped by HCR_EL2.TSW), performed as `DC CISW` on the same

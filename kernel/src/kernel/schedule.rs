@@ -197,7 +197,12 @@ impl<H: Hal> Kernel<H> {
             // The running vCPU keeps the CPU unless something better came or its turn is over.
             let keep = current.filter(|c| {
                 let prio = |id: VcpuId| sched_of(vcpus, id).map_or(0, |s| s.params.priority);
+                // Its slice is over and an equal waits: the equal's turn (the timer for it may
+                // not have fired yet, if the vCPU exited for something else first).
+                let turn_over = best.is_some_and(|b| b != *c && prio(b) == prio(*c))
+                    && sched_of(vcpus, *c).is_some_and(|s| s.slice_over(now));
                 !resched
+                    && !turn_over
                     && candidates.contains(c)
                     && sched_of(vcpus, *c).is_some_and(SchedState::eligible)
                     && best.is_some_and(|b| prio(b) <= prio(*c))

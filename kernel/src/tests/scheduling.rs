@@ -31,6 +31,36 @@ fn vcpus_run_on_their_cpu_and_round_robin_on_the_tick() {
     assert_eq!(run(&mut k, 0), Some(first));
 }
 
+/// A vCPU that exits often (its own timer, interrupts, hypercalls) still gives the CPU up when
+/// its slice is over: the slice counts from the start of its turn, not from its last exit.
+/// (Linux with more vCPUs than CPUs hung in `smp_call_function` when the waiting vCPU's
+/// frequent exits kept pushing its slice's end away from the vCPU it waited for.)
+#[test]
+fn a_vcpu_that_exits_often_does_not_keep_the_cpu_past_its_slice() {
+    let mut a = dom("a");
+    a.cpus[0] = 0;
+    let mut b = dom("b");
+    b.cpus[0] = 0;
+    let mut k = kernel(&[a, b]);
+    let first = run(&mut k, 0).unwrap();
+    let slice = crate::sched::SLICE_NS;
+    // Exits every tenth of a slice, the timer never firing in between.
+    for step in 1..10 {
+        k.hal.now.set(step * slice / 10);
+        k.handle_exit(0, Exit::Interrupt);
+        assert_eq!(run(&mut k, 0), Some(first), "mid-slice, it keeps the CPU");
+        assert_eq!(
+            k.deadline(0),
+            Some(slice),
+            "the slice ends where it began + SLICE_NS"
+        );
+    }
+    k.hal.now.set(slice + 1);
+    k.handle_exit(0, Exit::Interrupt);
+    let second = run(&mut k, 0).unwrap();
+    assert_ne!(second, first, "its slice is over and an equal waits");
+}
+
 #[test]
 fn wfi_blocks_until_the_vcpu_is_woken() {
     let mut k = kernel(&[dom("a")]);
