@@ -469,6 +469,11 @@ impl<'a> SystemImage<'a> {
         if !(DOMAIN_RAM_BASE..ram_end).contains(&d.entry) {
             return bad("entry point outside the domain's RAM");
         }
+        if d.flags & FLAG_LINUX != 0
+            && d.flags & (FLAG_DEFAULT_CACHEABLE | FLAG_CONTROL | FLAG_SCHED_CONTROL) != 0
+        {
+            return bad("a Linux domain cannot be default-cacheable, control or policy");
+        }
         for link in [d.start_after, d.memory_from] {
             if link as usize > self.domains.len() || link == i + 1 {
                 return bad("start_after/memory_from names no other domain");
@@ -665,6 +670,19 @@ mod tests {
         d.name = [0xFF; 32];
         assert!(SystemImage::parse(&build(&[d], &[b"abc"])).is_err());
         assert!(SystemImage::parse(&build(&[], &[])).is_err());
+        // A Linux domain runs with its caches off and holds no Mica role.
+        for role in [FLAG_DEFAULT_CACHEABLE, FLAG_CONTROL, FLAG_SCHED_CONTROL] {
+            let mut d = domain("linux", 0);
+            d.flags = FLAG_LINUX | role;
+            assert!(matches!(
+                SystemImage::parse(&build(&[d], &[b"abc"])),
+                Err(ImageError::BadDomain(0, _))
+            ));
+        }
+        let mut d = domain("linux", 0);
+        d.flags = FLAG_LINUX | FLAG_START_AT_BOOT;
+        let img = build(&[d, domain("world", 1)], &[b"abc", b"de"]);
+        assert_eq!(SystemImage::parse(&img).err(), None);
     }
 
     /// The kernel writes the boot-info page into the last page of a domain's RAM: an image

@@ -123,6 +123,10 @@ pub struct Domain<H: Hal> {
     /// The emulated PL011 a Linux domain has as its console (`None` for Mica's own domains,
     /// which write through `console_write`).
     pub uart: Option<crate::uart::Pl011>,
+    /// Where its vCPUs' clock starts (system-counter ns; [`crate::hal::VcpuContext::set_clock_base`]):
+    /// the time a Linux domain was last started, so its clock begins near zero on every boot;
+    /// 0 for Mica's own domains, whose time is the system's.
+    pub clock_base_ns: u64,
 }
 
 impl<H: Hal> Domain<H> {
@@ -170,6 +174,7 @@ impl<H: Hal> Domain<H> {
             table_bytes: 0,
             console_budget: crate::console::Budget::FULL,
             uart: None,
+            clock_base_ns: 0,
         }
     }
 }

@@ -54,6 +54,12 @@ pub trait VcpuContext {
     /// Resets the vCPU to start at `entry` with x0-x3 = `regs`, as the vCPU numbered `index`
     /// of its domain (its virtual MPIDR), with default-cacheable memory if asked (HCR_EL2.DC).
     fn reset(&mut self, entry: u64, regs: [u64; 4], index: u16, default_cacheable: bool);
+    /// Sets where the vCPU's clock starts: its virtual counter reads the system counter less
+    /// `ns` worth of ticks (CNTVOFF_EL2 on Arm), so a guest booted at `ns` sees time start near
+    /// zero. [`reset`](Self::reset) sets 0. The default ignores it.
+    fn set_clock_base(&mut self, ns: u64) {
+        let _ = ns;
+    }
     /// Sets the result registers of the hypercall or PSCI call being completed (x0-x3).
     fn set_result(&mut self, regs: [u64; 4]);
     /// When the vCPU's own timer fires (ns of the system counter), if it is armed: a blocked

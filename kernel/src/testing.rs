@@ -154,6 +154,8 @@ impl Stage2 for MockStage2 {
 pub struct MockContext {
     /// The virtual timer's deadline, if armed (set by tests).
     pub timer: Option<u64>,
+    /// Where its clock starts (`set_clock_base`).
+    pub clock_base: u64,
     /// Where the vCPU starts.
     pub entry: u64,
     /// x0-x3 at entry.
@@ -170,6 +172,7 @@ impl VcpuContext for MockContext {
     fn reset(&mut self, entry: u64, regs: [u64; 4], index: u16, cacheable: bool) {
         *self = MockContext {
             timer: None,
+            clock_base: 0,
             entry,
             regs,
             result: None,
@@ -179,6 +182,9 @@ impl VcpuContext for MockContext {
     }
     fn set_result(&mut self, regs: [u64; 4]) {
         self.result = Some(regs);
+    }
+    fn set_clock_base(&mut self, ns: u64) {
+        self.clock_base = ns;
     }
     fn timer_deadline_ns(&self) -> Option<u64> {
         self.timer
@@ -394,8 +400,11 @@ pub fn image_with_devices(
                 sysimage::FLAG_START_AT_BOOT
             } else {
                 0
-            } | sysimage::FLAG_DEFAULT_CACHEABLE
-                | d.flags,
+            } | if d.flags & sysimage::FLAG_LINUX == 0 {
+                sysimage::FLAG_DEFAULT_CACHEABLE
+            } else {
+                0
+            } | d.flags,
             affinity: d.cpus,
             start_after: d.after,
             memory_from: d.memory_from,

@@ -787,6 +787,8 @@ fn attach(
         }
     });
     let mut pending: Vec<u8> = Vec::new();
+    // Whether the domain's last output left a line unfinished (a shell prompt).
+    let mut line_open = false;
     let mut ended: Option<Instant> = None;
     let mut last_output = Instant::now();
     loop {
@@ -817,7 +819,7 @@ fn attach(
             request.bytes[..len].copy_from_slice(&pending[..len]);
             let payload = match client.request(Kind::ConsoleInput, request.as_bytes())? {
                 Reply::Ok(p) => p,
-                Reply::Error(e) => return Ok(gone(e, n, terminal, err)),
+                Reply::Error(e) => return Ok(gone(e, n, line_open, out, err)),
             };
             let reply = ConsoleInputReply::read_from_bytes(&payload)
                 .map_err(|_| CtlError::BadReply("a console-input reply of the wrong size"))?;
@@ -826,12 +828,13 @@ fn attach(
         }
         let (head, bytes) = match console_chunk(client, n, offset)? {
             Ok(chunk) => chunk,
-            Err(e) => return Ok(gone(e, n, terminal, err)),
+            Err(e) => return Ok(gone(e, n, line_open, out, err)),
         };
-        if !bytes.is_empty() {
+        if let Some(last) = bytes.last() {
             out.write_all(&bytes)?;
             out.flush()?;
             last_output = Instant::now();
+            line_open = *last != b'\n';
         }
         offset = head.offset + bytes.len() as u64;
         if let Some(since) = ended {
@@ -853,15 +856,22 @@ fn attach(
 /// How `console --attach` ends on error reply `e` after it attached: a domain that is gone
 /// (it powered off, or was destroyed) ends the session normally, saying so; anything else is
 /// the error.
-fn gone(e: ErrorReply, n: &str, terminal: bool, err: &mut dyn Write) -> Result<(), ErrorReply> {
+fn gone(
+    e: ErrorReply,
+    n: &str,
+    line_open: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), ErrorReply> {
     if e.code != ErrorCode::NoSuchDomain as u32 {
         return Err(e);
     }
-    let _ = writeln!(
-        err,
-        "{}mica ctl: {n} has ended",
-        if terminal { "\r\n" } else { "" }
-    );
+    if line_open {
+        // The note starts a line of its own, after the guest's unfinished one.
+        let _ = out.write_all(b"\r\n");
+        let _ = out.flush();
+    }
+    let _ = writeln!(err, "mica ctl: {n} has ended");
     Ok(())
 }
 

@@ -49,6 +49,9 @@ pub struct ArmContext {
     pub vmpidr: u64,
     /// HCR_EL2 while this vCPU runs.
     pub hcr: u64,
+    /// CNTVOFF_EL2 while this vCPU runs: its domain's clock base in counter ticks (the same
+    /// for every vCPU of the domain, so their virtual counters agree wherever they run).
+    pub cntvoff: u64,
 }
 
 const _: () = assert!(core::mem::offset_of!(ArmContext, pc) == 248);
@@ -154,6 +157,7 @@ impl ArmContext {
             },
             vmpidr: 1 << 31,
             hcr: HCR_GUEST,
+            cntvoff: 0,
         }
     }
 }
@@ -181,18 +185,21 @@ impl VcpuContext for ArmContext {
         self.x[..4].copy_from_slice(&regs);
     }
 
+    fn set_clock_base(&mut self, ns: u64) {
+        let hz = u128::from(super::sysreg::counter_hz().max(1));
+        self.cntvoff = (u128::from(ns) * hz / 1_000_000_000).min(u128::from(u64::MAX)) as u64;
+    }
+
     fn timer_deadline_ns(&self) -> Option<u64> {
         // CNTV_CTL_EL0: ENABLE (bit 0) set and IMASK (bit 1) clear: it fires at CVAL, in
-        // virtual counter ticks (CNTVOFF_EL2 = 0, so the same as the physical counter).
+        // virtual counter ticks, which are the physical counter's minus CNTVOFF_EL2.
         let ctl = self.el1.cntv_ctl;
         if ctl & 1 == 0 || ctl & 2 != 0 {
             return None;
         }
         let hz = super::sysreg::counter_hz().max(1);
-        Some(
-            (u128::from(self.el1.cntv_cval) * 1_000_000_000 / u128::from(hz))
-                .min(u128::from(u64::MAX)) as u64,
-        )
+        let physical = u128::from(self.el1.cntv_cval) + u128::from(self.cntvoff);
+        Some((physical * 1_000_000_000 / u128::from(hz)).min(u128::from(u64::MAX)) as u64)
     }
 }
 
@@ -435,6 +442,7 @@ fn load_system_registers(c: &ArmContext, vttbr: u64) {
     write_sysreg!("cntkctl_el1", e.cntkctl);
     write_sysreg!("mdscr_el1", e.mdscr);
     write_sysreg!("csselr_el1", e.csselr);
+    write_sysreg!("cntvoff_el2", c.cntvoff);
     write_sysreg!("cntv_cval_el0", e.cntv_cval);
     write_sysreg!("cntv_ctl_el0", e.cntv_ctl);
     write_sysreg!("vmpidr_el2", c.vmpidr);

@@ -153,8 +153,9 @@ fn prepare(k: &mut Kernel<ArmHal>, cpu: usize, vcpu: VcpuId, domain: DomainId) -
 
 /// Drives the vGIC's virtual timer line from the vCPU's saved timer; returns it.
 fn sample_timer(gic: &mut Vgic, index: usize, c: &ArmContext) -> bool {
-    // CNTVOFF_EL2 is 0: the guest's virtual count is the physical count.
-    let asserted = vgic::virtual_timer_asserted(c.el1.cntv_ctl, c.el1.cntv_cval, counter());
+    // The guest's virtual count: the physical count less its domain's CNTVOFF_EL2.
+    let virtual_count = counter().wrapping_sub(c.cntvoff);
+    let asserted = vgic::virtual_timer_asserted(c.el1.cntv_ctl, c.el1.cntv_cval, virtual_count);
     let _ = gic.set_level(VIRTUAL_TIMER_PPI, index, asserted);
     asserted
 }

@@ -288,8 +288,17 @@ impl<H: Hal> Kernel<H> {
             layout.entry_regs(record.arg)
         };
         let dc = record.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0;
+        let clock_base = if record.flags & sysimage::FLAG_LINUX != 0 {
+            self.hal.now_ns()
+        } else {
+            0
+        };
+        if let Some(d) = self.domains[id.index()].as_mut() {
+            d.clock_base_ns = clock_base;
+        }
         let v = self.vcpu_mut(v0).ok_or(Status::WrongState)?;
         v.context.reset(record.entry, regs, 0, dc);
+        v.context.set_clock_base(clock_base);
         self.make_runnable(v0);
         self.publish_accounting();
         self.notify_policy();

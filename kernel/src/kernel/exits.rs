@@ -172,6 +172,7 @@ impl<H: Hal> Kernel<H> {
             .image_index
             .and_then(|i| self.image?.domains().get(i).copied())
             .is_some_and(|r| r.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0);
+        let clock_base = d.clock_base_ns;
         let Some(x) = self.vcpus[t.index()].as_mut() else {
             return ret::INVALID_PARAMETERS;
         };
@@ -184,6 +185,7 @@ impl<H: Hal> Kernel<H> {
         }
         let (index, cpu) = (x.index, x.cpu);
         x.context.reset(entry, [context, 0, 0, 0], index, dc);
+        x.context.set_clock_base(clock_base);
         self.make_runnable(t);
         let name = name_copy(self.domain(domain).map_or("?", |d| d.name()));
         log_for!(

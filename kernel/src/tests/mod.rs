@@ -10,5 +10,6 @@ mod events;
 mod faults;
 mod hypercalls;
 mod isolation;
+mod linux;
 mod psci;
 mod scheduling;
