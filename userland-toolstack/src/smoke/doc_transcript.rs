@@ -94,9 +94,32 @@ pub fn boot_text(doc: &DocSection, expect: &Expectations, serial: &[&str]) -> St
 /// A step's output as a document shows it: the temporary directory of the smoke run's
 /// socket reads as `build/`, where `mica run` puts it.
 fn as_shown(line: &str) -> String {
-    match regex::Regex::new(r"/\S*/mica-ctl[^/\s]*/") {
+    let line = match regex::Regex::new(r"/\S*/mica-ctl[^/\s]*/") {
         Ok(re) => re.replace_all(line, "build/").into_owned(),
         Err(_) => line.to_owned(),
+    };
+    // A guest's terminal controls (a shell asking where the cursor is) and carriage returns
+    // are not text to show.
+    match regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]|\r") {
+        Ok(re) => re.replace_all(&line, "").into_owned(),
+        Err(_) => line,
+    }
+}
+
+/// A step's command as the document shows it: `mica ctl ARGS`, with what it reads on stdin
+/// piped in by `printf` when it has input.
+fn shown_command(doc: &DocSection, args: &[String], input: Option<&str>) -> String {
+    let command = format!("{} {}", doc.session_command, args.join(" "));
+    match input {
+        None => command,
+        Some(text) => {
+            let quoted = text
+                .replace('\\', "\\\\")
+                .replace('\n', "\\n")
+                .replace('\'', "'\\''")
+                .replace('%', "%%");
+            format!("printf '{quoted}' | {command}")
+        }
     }
 }
 
@@ -104,10 +127,13 @@ fn as_shown(line: &str) -> String {
 pub fn session_text(doc: &DocSection, steps: &[Step], transcript: &[String]) -> String {
     let mut out = String::new();
     for (i, step) in steps.iter().enumerate() {
-        let Action::Ctl(args, _) = &step.action else {
+        let Action::Ctl(args, input) = &step.action else {
             continue;
         };
-        out.push_str(&format!("$ {} {}\n", doc.session_command, args.join(" ")));
+        out.push_str(&format!(
+            "$ {}\n",
+            shown_command(doc, args, input.as_deref())
+        ));
         let prefix = format!("[step {}] ", i + 1);
         // The first `[step N]` line is the step itself; its output follows.
         for line in transcript
@@ -195,11 +221,13 @@ pub fn check_session(body: &str, doc: &DocSection, steps: &[Step]) -> Vec<String
             problems.push(format!("`{line}` comes before any command"));
         }
     }
-    let ctl_steps: Vec<(usize, &Step, &Vec<String>)> = steps
+    let ctl_steps: Vec<(usize, &Step, String)> = steps
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match &s.action {
-            Action::Ctl(args, _) => Some((i + 1, s, args)),
+            Action::Ctl(args, input) => {
+                Some((i + 1, s, shown_command(doc, args, input.as_deref())))
+            }
             Action::Garbage(_) => None,
         })
         .collect();
@@ -210,9 +238,8 @@ pub fn check_session(body: &str, doc: &DocSection, steps: &[Step]) -> Vec<String
             ctl_steps.len()
         ));
     }
-    for ((command, output), (n, step, args)) in shown.iter().zip(&ctl_steps) {
-        let expected = format!("{} {}", doc.session_command, args.join(" "));
-        if *command != expected {
+    for ((command, output), (n, step, expected)) in shown.iter().zip(&ctl_steps) {
+        if command != expected {
             problems.push(format!(
                 "command `{command}` is not step {n}'s `{expected}`"
             ));
