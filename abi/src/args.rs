@@ -398,6 +398,13 @@ calls! {
         /// Bytes 24-31.
         bytes3: u64,
     }
+    /// `domain_set_boot`.
+    DomainSetBoot => DomainSetBoot {
+        /// Domain capability slot.
+        domain: Slot,
+        /// [`crate::hypercall::BOOT_MICA`] or [`crate::hypercall::BOOT_LINUX`].
+        protocol: u64,
+    }
     /// `vcpu_create`.
     VcpuCreate => VcpuCreate {
         /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
@@ -594,6 +601,15 @@ impl Checked for SchedSet {
         crate::sched::unpack_target(self.target)
             .map(|_| ())
             .ok_or(Status::InvalidArgument)
+    }
+}
+
+impl Checked for DomainSetBoot {
+    fn check(&self) -> Result<(), Status> {
+        match self.protocol {
+            crate::hypercall::BOOT_MICA | crate::hypercall::BOOT_LINUX => Ok(()),
+            _ => Err(Status::InvalidArgument),
+        }
     }
 }
 

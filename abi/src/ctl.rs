@@ -117,6 +117,9 @@ pub enum ErrorCode {
     /// `Destroy` or `Reboot` of a domain the system depends on (the scheduling policy)
     /// without [`FLAG_FORCE`].
     Protected = 11,
+    /// `Create` from a Linux image with other memory, vCPUs or arg than its record's: its
+    /// device tree, built into the system image, describes the record's.
+    FixedImage = 12,
 }
 
 /// Payload of [`Kind::Error`].

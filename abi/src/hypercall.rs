@@ -21,6 +21,13 @@ pub const SELF_DOMAIN: u64 = 0xFFFF;
 pub const CONSOLE_WRITE_MAX: usize = 40;
 /// Most bytes one `console_input` carries (four argument registers).
 pub const CONSOLE_INPUT_MAX: usize = 32;
+/// `domain_set_boot`: the domain starts by Mica's protocol (the default): x0-x3 as
+/// `docs/domains.md` says, memory default-cacheable while its MMU is off.
+pub const BOOT_MICA: u64 = 0;
+/// `domain_set_boot`: the domain is an unmodified Linux kernel (the arm64 boot protocol): it
+/// starts with caches off and its RAM cleaned to the point of coherency, gets an emulated
+/// PL011 console, and its clock starts when its vCPU 0 does.
+pub const BOOT_LINUX: u64 = 1;
 
 /// A hypercall of this ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,6 +71,8 @@ pub enum Call {
     DomainSetName = 0x37,
     /// Type bytes into a domain's emulated console.
     ConsoleInput = 0x38,
+    /// Choose how a created domain boots (Mica's protocol or Linux's).
+    DomainSetBoot = 0x39,
     /// Create a vCPU in a domain.
     VcpuCreate = 0x40,
     /// Start a created vCPU at an entry point.
@@ -383,6 +392,18 @@ pub const TABLE: &[CallSpec] = &[
                   the rest again)",
         args: crate::args::ConsoleInput::ARGS,
         returns: &["taken"],
+        caps: &[NAMED_DOMAIN_CONTROL],
+        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    },
+    CallSpec {
+        call: Call::DomainSetBoot,
+        name: "domain_set_boot",
+        summary: "choose how a domain the caller created boots, before any of its vCPUs has \
+                  started: `protocol` 0 = Mica's, 1 = Linux's (caches off, RAM cleaned to the point of \
+                  coherency at the start of vCPU 0, an emulated PL011 console, a clock starting with \
+                  vCPU 0); a domain of the system image keeps its record's",
+        args: crate::args::DomainSetBoot::ARGS,
+        returns: &[],
         caps: &[NAMED_DOMAIN_CONTROL],
         statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     },

@@ -120,6 +120,9 @@ pub struct Domain<H: Hal> {
     /// Console output it may still write before the kernel drops it (a token bucket refilled
     /// with time, so one domain cannot flood the machine's console).
     pub console_budget: crate::console::Budget,
+    /// It is an unmodified Linux kernel (`FLAG_LINUX`, or `domain_set_boot`): its vCPUs start
+    /// with caches off, it has [`uart`](Self::uart) and its own clock base.
+    pub linux: bool,
     /// The emulated PL011 a Linux domain has as its console (`None` for Mica's own domains,
     /// which write through `console_write`).
     pub uart: Option<crate::uart::Pl011>,
@@ -173,6 +176,7 @@ impl<H: Hal> Domain<H> {
             console_total: 0,
             table_bytes: 0,
             console_budget: crate::console::Budget::FULL,
+            linux: false,
             uart: None,
             clock_base_ns: 0,
         }

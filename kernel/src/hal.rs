@@ -90,6 +90,11 @@ pub trait Hal {
     fn reset_domain_arch(&self, arch: &mut Self::DomainArch, vcpus: u16) {
         *arch = self.new_domain_arch(vcpus);
     }
+    /// Lets the domain's architectural state serve `vcpus` vCPUs if it serves fewer, keeping
+    /// its state (a domain created at run time gets its vCPUs one at a time).
+    fn grow_domain_arch(&self, arch: &mut Self::DomainArch, vcpus: u16) {
+        let _ = (arch, vcpus);
+    }
     /// Writes bytes to the hypervisor console.
     fn console_write(&self, bytes: &[u8]);
     /// Zeroes physical memory (RAM the kernel owns, mapped in its own address space).

@@ -313,6 +313,12 @@ pub mod encode {
         Request::new(a::ConsoleInput::CALL, args.to_regs())
     }
 
+    /// `domain_set_boot`.
+    pub fn domain_set_boot(domain: Slot, protocol: u64) -> Request {
+        let args = a::DomainSetBoot { domain, protocol };
+        Request::new(a::DomainSetBoot::CALL, args.to_regs())
+    }
+
     /// `domain_set_name` (the first 32 bytes of `name`).
     pub fn domain_set_name(domain: Slot, name: &[u8]) -> Request {
         let args = a::DomainSetName::new(domain, name);
@@ -585,6 +591,15 @@ pub fn console_input(domain: Slot, bytes: &[u8]) -> Result<usize, Status> {
     Ok(taken as usize)
 }
 
+/// Chooses how a created domain boots ([`mica_abi::hypercall::BOOT_MICA`] or
+/// [`mica_abi::hypercall::BOOT_LINUX`]), before any of its vCPUs starts.
+pub fn domain_set_boot(domain: Slot, protocol: u64) -> Result<(), Status> {
+    encode::domain_set_boot(domain, protocol)
+        .issue()
+        .result()
+        .map(|_| ())
+}
+
 /// Names a domain (1-31 bytes of `[a-z0-9-]`).
 pub fn domain_set_name(domain: Slot, name: &str) -> Result<(), Status> {
     encode::domain_set_name(domain, name.as_bytes())
@@ -669,6 +684,7 @@ mod tests {
             ("console_read", encode::console_read(S1, 7)),
             ("domain_set_name", encode::domain_set_name(S1, b"web")),
             ("console_input", encode::console_input(S1, b"ls\n")),
+            ("domain_set_boot", encode::domain_set_boot(S1, 1)),
             ("irq_bind_event", encode::irq_bind_event(S1, S2)),
             ("irq_bind_virtual", encode::irq_bind_virtual(S1, 0)),
             ("irq_ack", encode::irq_ack(S1)),
@@ -761,10 +777,16 @@ mod tests {
             [0x4001_0000, 0, 0, 0, 0, 0]
         );
         for (name, request) in every_encoder() {
-            if name.starts_with("domain_") && name != "domain_create" && name != "domain_set_name" {
+            if name.starts_with("domain_")
+                && !matches!(
+                    name,
+                    "domain_create" | "domain_set_name" | "domain_set_boot"
+                )
+            {
                 assert_eq!(request.args, [1, 0, 0, 0, 0, 0], "{name}");
             }
         }
+        assert_eq!(encode::domain_set_boot(S1, 1).args, [1, 1, 0, 0, 0, 0]);
     }
 
     #[test]

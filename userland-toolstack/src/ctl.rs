@@ -461,6 +461,9 @@ pub fn describe_error(e: &ErrorReply, name: Option<&str>) -> (String, u8) {
         11 => refused(&format!(
             "{name} is the scheduling policy domain: without it the pools keep their last scheduling parameters and nothing adjusts them; add --force to do it anyway"
         )),
+        12 => refused(&format!(
+            "the image is a Linux guest whose device tree was built for its record's memory and vCPUs (and x0 must point at it): create {name} without --memory-kib, --vcpus and --arg"
+        )),
         _ => (format!("unknown error code {}", e.code), EXIT_USAGE),
     }
 }
@@ -479,6 +482,7 @@ fn error_key(code: u32) -> &'static str {
         9 => "itself",
         10 => "name-taken",
         11 => "protected",
+        12 => "fixed-image",
         _ => "unknown",
     }
 }

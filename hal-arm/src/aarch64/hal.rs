@@ -80,6 +80,10 @@ impl Hal for ArmHal {
         arch.reset_clamped(usize::from(vcpus), DOMAIN_SPIS);
     }
 
+    fn grow_domain_arch(&self, arch: &mut Box<Vgic>, vcpus: u16) {
+        arch.grow(usize::from(vcpus));
+    }
+
     fn console_write(&self, bytes: &[u8]) {
         // The kernel lock is held: queue, the CPU drains after letting go of it.
         console::queue(bytes);

@@ -495,6 +495,14 @@ impl Vgic {
         self.route.fill(0);
     }
 
+    /// Serves `vcpus` vCPUs if that is more than it does (clamped to the model's limit),
+    /// keeping all state: a domain created at run time gets its vCPUs one by one, and its
+    /// redistributor region (and the `GICR_TYPER.Last` its guest's driver stops at) grows
+    /// with them.
+    pub fn grow(&mut self, vcpus: usize) {
+        self.vcpus = self.vcpus.max(vcpus.min(MAX_VCPUS));
+    }
+
     /// Which emulated frame `[ipa, ipa + size)` lies in, with its offset there: the
     /// distributor window at [`DISTRIBUTOR_BASE`] or the redistributor region at
     /// [`REDISTRIBUTOR_BASE`] (one [`REDISTRIBUTOR_STRIDE`] per vCPU). `None` if the access

@@ -937,3 +937,25 @@ fn every_distributor_and_redistributor_offset_is_safe() {
     let _ = gic.redistributor_write(u64::MAX - 7, 8, 0);
     check_consistency(&gic);
 }
+
+#[test]
+fn growing_adds_redistributors_and_moves_last_keeping_state() {
+    let mut gic = Vgic::new(1, 32).unwrap();
+    assert_ne!(gic.redistributor_typer(0) & gicr::TYPER_LAST, 0);
+    gic.set_pending(40, 0).unwrap();
+    gic.grow(3);
+    assert_eq!(gic.vcpu_count(), 3);
+    assert_eq!(
+        gic.redistributor_typer(0) & gicr::TYPER_LAST,
+        0,
+        "vCPU 0 is no longer last"
+    );
+    assert_ne!(gic.redistributor_typer(2) & gicr::TYPER_LAST, 0);
+    assert_eq!(gic.redistributor_region_size(), 3 * REDISTRIBUTOR_STRIDE);
+    assert!(gic.interrupt(0, 40).unwrap().pending(), "state kept");
+    gic.grow(2);
+    assert_eq!(gic.vcpu_count(), 3, "never shrinks");
+    gic.grow(100);
+    assert_eq!(gic.vcpu_count(), MAX_VCPUS);
+    check_consistency(&gic);
+}

@@ -100,6 +100,7 @@ impl<H: Hal> Kernel<H> {
         ));
         if record.flags & sysimage::FLAG_LINUX != 0 {
             if let Some(d) = self.domains[id.index()].as_mut() {
+                d.linux = true;
                 d.uart = Some(crate::uart::Pl011::new());
             }
         }

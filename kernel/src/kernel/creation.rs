@@ -26,9 +26,9 @@ impl<H: Hal> Kernel<H> {
         let _ = self.caps.hold_space(space);
         let mut name: heapless::String<32> = heapless::String::new();
         let _ = write!(name, "{UNNAMED_PREFIX}{}", id.0);
-        let arch = self
-            .hal
-            .new_domain_arch(crate::domain::MAX_VCPUS_PER_DOMAIN as u16);
+        // Its interrupt controller serves one vCPU and grows as vCPUs are created (a guest
+        // sees exactly the redistributors of the vCPUs it has).
+        let arch = self.hal.new_domain_arch(1);
         self.domains[id.index()] = Some(Domain::new(
             id,
             &name,
@@ -101,6 +101,7 @@ impl<H: Hal> Kernel<H> {
         });
         if let Some(d) = self.domains[target.index()].as_mut() {
             let _ = d.vcpus.push(vid);
+            self.hal.grow_domain_arch(&mut d.arch, d.vcpus.len() as u16);
         }
         Ok(())
     }
@@ -133,11 +134,73 @@ impl<H: Hal> Kernel<H> {
         if d.translate(entry).is_none() {
             return Err(Status::InvalidArgument);
         }
+        let dc = self.default_cacheable(d);
+        if d.linux && index == 0 {
+            // The arm64 boot protocol: what the creator wrote must be in memory, not only in
+            // the caches, and the guest's clock starts now.
+            let ram: heapless::Vec<PhysRange, { crate::domain::MAX_MAPPINGS }> = d
+                .mappings
+                .iter()
+                .filter(|m| !m.device)
+                .filter_map(|m| PhysRange::from_base_size(m.pa, m.pages * FRAME_SIZE))
+                .collect();
+            for r in ram {
+                self.hal.clean_to_poc(r);
+            }
+            let now = self.hal.now_ns();
+            if let Some(d) = self.domains[domain.index()].as_mut() {
+                d.clock_base_ns = now;
+            }
+        }
+        let clock_base = self.domain(domain).map_or(0, |d| d.clock_base_ns);
         if let Some(x) = self.vcpus[v.index()].as_mut() {
-            x.context.reset(entry, [arg, 0, 0, 0], index, true);
+            x.context.reset(entry, [arg, 0, 0, 0], index, dc);
+            x.context.set_clock_base(clock_base);
         }
         self.make_runnable(v);
         Ok(())
+    }
+
+    /// Whether `d`'s vCPUs start with default-cacheable memory (HCR_EL2.DC): never a Linux
+    /// domain; a domain of the system image as its record says; a created Mica domain always
+    /// (Mica's runtime uses exclusives before its MMU is on).
+    pub(crate) fn default_cacheable(&self, d: &Domain<H>) -> bool {
+        if d.linux {
+            return false;
+        }
+        match d.image_index {
+            Some(i) => self
+                .image
+                .and_then(|image| image.domains().get(i).copied())
+                .is_some_and(|r| r.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0),
+            None => true,
+        }
+    }
+
+    /// `domain_set_boot`.
+    pub(super) fn invoke_domain_set_boot(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::DomainSetBoot { domain, protocol }: mica_abi::args::DomainSetBoot,
+    ) -> Result<[u64; 3], Status> {
+        if domain == Slot::SELF_DOMAIN {
+            return Err(Status::InsufficientRights);
+        }
+        let target = self.domain_arg(caller, domain, Rights::CONTROL)?;
+        let d = self.domain(target).ok_or(Status::StaleCapability)?;
+        let started = d.vcpus.iter().any(|v| {
+            self.vcpu(*v)
+                .is_some_and(|x| x.state != VcpuState::Off || x.runs > 0)
+        });
+        if d.image_index.is_some() || d.state == DomainState::Dying || started {
+            return Err(Status::WrongState);
+        }
+        let linux = protocol == mica_abi::hypercall::BOOT_LINUX;
+        if let Some(d) = self.domains[target.index()].as_mut() {
+            d.linux = linux;
+            d.uart = linux.then(crate::uart::Pl011::new);
+        }
+        Ok([0; 3])
     }
 
     /// Refuses (`QuotaExceeded`) another entry of a fixed kernel table for `caller` when it

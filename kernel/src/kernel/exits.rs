@@ -168,10 +168,7 @@ impl<H: Hal> Kernel<H> {
         if d.translate(entry).is_none() {
             return ret::INVALID_ADDRESS;
         }
-        let dc = d
-            .image_index
-            .and_then(|i| self.image?.domains().get(i).copied())
-            .is_some_and(|r| r.flags & sysimage::FLAG_DEFAULT_CACHEABLE != 0);
+        let dc = self.default_cacheable(d);
         let clock_base = d.clock_base_ns;
         let Some(x) = self.vcpus[t.index()].as_mut() else {
             return ret::INVALID_PARAMETERS;

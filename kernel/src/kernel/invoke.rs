@@ -63,6 +63,7 @@ impl<H: Hal> Kernel<H> {
             Args::ConsoleRead(x) => k.invoke_console_read(caller, x),
             Args::DomainSetName(x) => k.invoke_domain_set_name(caller, x),
             Args::ConsoleInput(x) => k.invoke_console_input(caller, x),
+            Args::DomainSetBoot(x) => k.invoke_domain_set_boot(caller, x),
             Args::EventPageSet(x) => k.invoke_event_page_set(caller, x),
             Args::VcpuStart(x) => k.invoke_vcpu_start(caller, x),
         }

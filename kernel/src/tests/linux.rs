@@ -123,3 +123,98 @@ fn a_linux_domain_that_cannot_read_its_console_gets_no_input_from_a_mica_domain(
     assert_ne!(status(r), Ok(()));
     k.handle_exit(1, Exit::Yield);
 }
+
+/// A domain created at run time boots Linux's way once its creator says so
+/// (`domain_set_boot`), before its vCPUs start; never afterwards, never for itself.
+#[test]
+fn domain_set_boot_makes_a_created_domain_a_linux_domain() {
+    use mica_abi::hypercall::{BOOT_LINUX, BOOT_MICA};
+    use mica_abi::Rights;
+    let (mut k, cpu) = builder();
+    let r = call(
+        &mut k,
+        cpu,
+        a::DomainCreate {
+            dst: Slot(5),
+            slots: Slot(16),
+            quota: 64 * 1024,
+        },
+    );
+    assert_eq!(status(r), Ok(()));
+    let child = crate::domain::DomainId(r[1] as u16);
+    let set = |k: &mut Kernel<MockHal>, domain: Slot, protocol: u64| {
+        status(call(k, cpu, a::DomainSetBoot { domain, protocol }))
+    };
+    assert_eq!(set(&mut k, Slot(5), 2), Err(Status::InvalidArgument));
+    assert_eq!(
+        set(&mut k, Slot::SELF_DOMAIN, BOOT_LINUX),
+        Err(Status::InsufficientRights)
+    );
+    assert_eq!(
+        set(&mut k, Slot(9), BOOT_LINUX),
+        Err(Status::InvalidCapability)
+    );
+    assert_eq!(set(&mut k, Slot(5), BOOT_LINUX), Ok(()));
+    assert!(k.domain(child).unwrap().linux && k.domain(child).unwrap().uart.is_some());
+    // RAM, a vCPU, and vCPU 0 starts: caches off, x0 = the tree, clock from now.
+    let first = call(&mut k, cpu, a::CapIdentify { slot: Slot(0) })[2];
+    let rwx = Rights::READ | Rights::WRITE | Rights::EXECUTE;
+    let derive = a::CapDerive {
+        src: Slot(0),
+        dst: Slot(6),
+        rights: rwx,
+        first_frame: first + 8,
+        frame_count: 8,
+    };
+    assert_eq!(status(call(&mut k, cpu, derive)), Ok(()));
+    let map = a::MemMap {
+        domain: Slot(5),
+        memory: Slot(6),
+        ipa: layout::RAM_BASE,
+        first_frame: first + 8,
+        frame_count: 8,
+        perms: rwx,
+    };
+    assert_eq!(status(call(&mut k, cpu, map)), Ok(()));
+    let vcpu = a::VcpuCreate {
+        domain: Slot(5),
+        dst: Slot(7),
+        index: Slot(0),
+        cpu: 1,
+    };
+    assert_eq!(status(call(&mut k, cpu, vcpu)), Ok(()));
+    k.hal.now.set(9_000);
+    let start = a::VcpuStart {
+        vcpu: Slot(7),
+        entry: layout::RAM_BASE,
+        arg: layout::RAM_BASE + 0x7000,
+    };
+    assert_eq!(status(call(&mut k, cpu, start)), Ok(()));
+    let v = k.domain(child).unwrap().vcpus[0];
+    let c = &k.vcpu(v).unwrap().context;
+    assert_eq!(c.regs, [layout::RAM_BASE + 0x7000, 0, 0, 0]);
+    assert!(!c.cacheable);
+    assert_eq!(c.clock_base, 9_000);
+    // Started: too late to change; a domain of the system image keeps its record's.
+    assert_eq!(set(&mut k, Slot(5), BOOT_MICA), Err(Status::WrongState));
+    assert!(k.domain(child).unwrap().linux);
+}
+
+#[test]
+fn a_domain_of_the_system_image_keeps_its_boot_protocol() {
+    use mica_abi::hypercall::BOOT_MICA;
+    let mut k = linux_kernel();
+    run(&mut k, 0).unwrap();
+    let info = boot_info(&k, id_of(&k, "ctl"));
+    let linux = Slot(info.cap("dom-linux").unwrap().slot);
+    let r = call(
+        &mut k,
+        0,
+        a::DomainSetBoot {
+            domain: linux,
+            protocol: BOOT_MICA,
+        },
+    );
+    assert_eq!(status(r), Err(Status::WrongState));
+    assert!(k.domain(id_of(&k, "linux")).unwrap().linux);
+}

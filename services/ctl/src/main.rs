@@ -36,7 +36,8 @@ mod domain {
     };
     use mica_abi::layout::DomainLayout;
     use mica_abi::sysimage::{
-        SegmentRecord, SystemImage, ANY_CPU, DOMAIN_RAM_BASE, FLAG_CONTROL, FLAG_SCHED_CONTROL,
+        SegmentRecord, SystemImage, ANY_CPU, DOMAIN_RAM_BASE, FLAG_CONTROL, FLAG_LINUX,
+        FLAG_SCHED_CONTROL,
     };
     use mica_rt::hypercall as hc;
     use mica_rt::memory::{map_window, system_image};
@@ -60,8 +61,16 @@ mod domain {
     const COPY_IPA: u64 = 0xC000_0000;
     /// Capability slots of a created domain.
     const CHILD_SLOTS: u64 = 32;
-    /// Kernel-memory quota of a created domain (paid from this domain's).
+    /// Kernel-memory quota of a created domain (paid from this domain's) besides its stage-2
+    /// tables.
     const CHILD_QUOTA: u64 = 64 << 10;
+
+    /// The quota of a created domain with `pages` of RAM: [`CHILD_QUOTA`] and its stage-2
+    /// tables, which the kernel charges to it: at worst a last-level table per 512 pages
+    /// (2 MiB), one more at each end of the range, and the levels above.
+    fn child_quota(pages: u64) -> u64 {
+        CHILD_QUOTA + (pages.div_ceil(512) + 2 + 3) * PAGE
+    }
     /// The event port the console's interrupt arrives on.
     const IRQ_PORT: Port = Port(1);
     /// The passed-through device's name in the manifest (`devices = [{ name = "console", ... }]`).
@@ -359,6 +368,17 @@ mod domain {
                 .find(|d| d.name() == image_name.as_str())
                 .ok_or((ErrorCode::NoSuchImage, 0))?;
             let segments = image.segments_of(record).unwrap_or(&[]);
+            let linux = record.flags & FLAG_LINUX != 0;
+            if linux {
+                // Its device tree (a segment) describes the record's RAM and vCPUs, and x0
+                // must point at it.
+                let same_memory =
+                    memory_kib == 0 || u64::from(memory_kib) * 1024 == record.memory_bytes;
+                let same_vcpus = vcpus == 0 || vcpus == record.vcpu_count;
+                if !same_memory || !same_vcpus || arg.is_some() {
+                    return Err((ErrorCode::FixedImage, 0));
+                }
+            }
             let ram_bytes = match memory_kib {
                 0 => record.memory_bytes,
                 kib => u64::from(kib) * 1024,
@@ -389,7 +409,7 @@ mod domain {
                     return Err(e);
                 }
             };
-            let id = match hc::domain_create(slot, CHILD_SLOTS, CHILD_QUOTA) {
+            let id = match hc::domain_create(slot, CHILD_SLOTS, child_quota(pages)) {
                 Ok(id) => id,
                 Err(status) => {
                     self.pool.give_back(run);
@@ -415,6 +435,7 @@ mod domain {
                 arg_value,
                 &image,
                 segments,
+                linux,
             );
             // Kept even on failure: `destroy` below undoes whatever was done.
             self.created.push(created);
@@ -442,9 +463,13 @@ mod domain {
             arg: u64,
             image: &SystemImage<'static>,
             segments: &[SegmentRecord],
+            linux: bool,
         ) -> Result<(), Refusal> {
             let rwx = Rights::READ | Rights::WRITE | Rights::EXECUTE;
             hc::domain_set_name(c.slot, c.name.as_str()).map_err(refused)?;
+            if linux {
+                hc::domain_set_boot(c.slot, mica_abi::hypercall::BOOT_LINUX).map_err(refused)?;
+            }
             // Its RAM: the capability (its slot 0) and the mapping.
             hc::cap_grant(self.pool_slot, c.slot, Slot(0), rwx, Some(frames)).map_err(refused)?;
             hc::mem_map(c.slot, self.pool_slot, DOMAIN_RAM_BASE, frames, rwx).map_err(refused)?;
@@ -463,6 +488,12 @@ mod domain {
                         return Err(refused(Status::OutOfRange));
                     }
                 }
+                if linux {
+                    // The arm64 Linux boot protocol: no boot-info page, no stub; the Image,
+                    // the initramfs and the device tree are all it needs (x0 = the tree).
+                    drop(window);
+                    return self.start_vcpus(c, entry, arg);
+                }
                 let mut page = BootPageLayout::new(id as u32, c.vcpus, 0);
                 let _ = page.push_cap(CapEntry {
                     name: mica_abi::bootinfo::name_field("ram"),
@@ -479,6 +510,11 @@ mod domain {
                 );
             }
             // vCPUs, then vCPU 0 starts in the stub.
+            self.start_vcpus(c, boot::stub_ipa(layout), arg)
+        }
+
+        /// Creates `c`'s vCPUs and starts vCPU 0 at `entry` with x0 = `arg`.
+        fn start_vcpus(&self, c: &mut Created, entry: u64, arg: u64) -> Result<(), Refusal> {
             for index in 0..c.vcpus {
                 let v = self.free_slot(&c.vcpu_slots)?;
                 hc::vcpu_create(c.slot, v, u64::from(index), u64::from(ANY_CPU))
@@ -489,7 +525,7 @@ mod domain {
                 .vcpu_slots
                 .first()
                 .ok_or(refused(Status::InvalidArgument))?;
-            hc::vcpu_start(first, boot::stub_ipa(layout), arg).map_err(refused)
+            hc::vcpu_start(first, entry, arg).map_err(refused)
         }
 
         /// Destroys `name`; for a domain it created, waits until it is gone, scrubs its RAM
