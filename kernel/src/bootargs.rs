@@ -35,6 +35,11 @@ pub struct BootArgs<'a> {
     pub selftest: Option<SelfTest>,
     /// `mica.heartbeat_s=N` (1..=3600): print uptime and free memory every N seconds.
     pub heartbeat_s: Option<u64>,
+    /// `mica.console_timestamps=on|off` (default off): prefix every line the kernel prints
+    /// for a domain, and its own log lines, with the time since the machine started
+    /// (`[seconds.micros] `), as Xen's `console_timestamps=boot` does (`make bench-xen`
+    /// compares Linux boot times from them).
+    pub console_timestamps: bool,
     /// `mica.*` words that were not understood (at most [`BootArgs::MAX_REJECTED`] kept).
     pub rejected: heapless::Vec<&'a str, 8>,
 }
@@ -54,6 +59,7 @@ impl<'a> BootArgs<'a> {
             on_fatal: OnFatal::PowerOff,
             selftest: None,
             heartbeat_s: None,
+            console_timestamps: false,
             rejected: heapless::Vec::new(),
         };
         for word in args.split_ascii_whitespace() {
@@ -91,6 +97,17 @@ impl<'a> BootArgs<'a> {
                     }
                     _ => false,
                 },
+                "console_timestamps" => match value {
+                    "on" => {
+                        out.console_timestamps = true;
+                        true
+                    }
+                    "off" => {
+                        out.console_timestamps = false;
+                        true
+                    }
+                    _ => false,
+                },
                 "selftest" => match value {
                     "el2-fault" => {
                         out.selftest = Some(SelfTest::El2Fault);
@@ -123,7 +140,13 @@ mod tests {
 
     #[test]
     fn known_words_parse_and_foreign_words_are_ignored() {
-        let a = BootArgs::parse("console=ttyAMA0 mica.poweroff_after_ms=250  mica.tick_hz=1000 mica.on_fatal=halt mica.selftest=el2-fault");
+        let a = BootArgs::parse("console=ttyAMA0 mica.poweroff_after_ms=250  mica.tick_hz=1000 mica.on_fatal=halt mica.selftest=el2-fault mica.console_timestamps=on");
+        assert!(a.console_timestamps);
+        assert!(!BootArgs::parse("mica.console_timestamps=off").console_timestamps);
+        assert_eq!(
+            BootArgs::parse("mica.console_timestamps=1").rejected.len(),
+            1
+        );
         assert_eq!(a.poweroff_after_ms, Some(250));
         assert_eq!(a.tick_hz, 1000);
         assert_eq!(a.on_fatal, OnFatal::Halt);

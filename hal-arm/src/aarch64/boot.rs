@@ -285,6 +285,7 @@ fn load_system(state: &BootState) {
                 image.size() >> 10
             );
             let mut k = KERNEL.lock();
+            k.console_timestamps = state.args.console_timestamps;
             let own = hypervisor_range();
             k.set_image_range(PhysRange {
                 start: own.end,

@@ -107,6 +107,9 @@ impl<H: Hal> Kernel<H> {
 pub struct Kernel<H: Hal> {
     /// The hardware layer.
     pub hal: H,
+    /// Whether console and log lines carry the time since the machine started
+    /// (`mica.console_timestamps=on`).
+    pub console_timestamps: bool,
     /// Capabilities.
     pub caps: Caps,
     /// Free RAM.
@@ -194,6 +197,7 @@ impl<H: Hal> Kernel<H> {
     pub const fn new(hal: H) -> Self {
         Kernel {
             hal,
+            console_timestamps: false,
             caps: CapSystem::new(),
             frames: Frames::new(),
             root: None,

@@ -42,6 +42,11 @@ impl<H: Hal> Kernel<H> {
             return;
         };
         let mut line = heapless::Vec::<u8, 256>::new();
+        if self.console_timestamps {
+            let mut stamp = heapless::String::<24>::new();
+            let _ = write_stamp(&mut stamp, now);
+            let _ = line.extend_from_slice(stamp.as_bytes());
+        }
         let _ = line.push(b'[');
         let _ = line.extend_from_slice(d.name.as_bytes());
         let _ = line.extend_from_slice(b"] ");
@@ -76,10 +81,13 @@ impl<H: Hal> Kernel<H> {
     /// gone).
     pub(super) fn log_paid_by(&mut self, payer: DomainId, args: fmt::Arguments<'_>) {
         let mut line = heapless::String::<256>::new();
+        let now = self.hal.now_ns();
+        if self.console_timestamps {
+            let _ = write_stamp(&mut line, now);
+        }
         let _ = line.write_str("mica: ");
         let _ = line.write_fmt(args);
         let _ = line.write_str("\n");
-        let now = self.hal.now_ns();
         let Some(d) = self.domains[payer.index()].as_mut() else {
             self.hal.console_write(line.as_bytes());
             return;
@@ -184,4 +192,14 @@ impl<H: Hal> Kernel<H> {
         }
         Ok([taken as u64, 0, 0])
     }
+}
+
+/// `[seconds.micros] ` of `ns` since the machine started, the width Linux and Xen use.
+fn write_stamp(out: &mut impl fmt::Write, ns: u64) -> fmt::Result {
+    write!(
+        out,
+        "[{:5}.{:06}] ",
+        ns / 1_000_000_000,
+        ns % 1_000_000_000 / 1_000
+    )
 }

@@ -34,6 +34,24 @@ fn console_write_prints_whole_lines_with_the_domain_name_and_escapes_controls() 
     assert_eq!(status(r), Err(Status::InvalidArgument));
 }
 
+/// `mica.console_timestamps=on`: each line carries the time since the machine started, as
+/// Linux and Xen print it (`make bench-xen` reads Linux's boot time from it).
+#[test]
+fn console_lines_carry_the_time_when_asked() {
+    let (mut k, cpu) = single("talker");
+    k.console_timestamps = true;
+    k.hal.now.set(12_345_678_901);
+    call(&mut k, cpu, a::ConsoleWrite::new(b"ready\n"));
+    assert!(
+        k.hal
+            .console
+            .borrow()
+            .ends_with("[   12.345678] [talker] ready\n"),
+        "{}",
+        k.hal.console.borrow()
+    );
+}
+
 #[test]
 fn yield_reschedules() {
     let mut a = dom("a");

@@ -62,6 +62,14 @@ pub const MEASUREMENTS: [&str; 3] = ["boot", "counter-read", "null-hypercall"];
 pub const GUEST_ADDR: u64 = 0x4600_0000;
 /// Xen's command line: its console on the machine's PL011.
 pub const XEN_BOOTARGS: &str = "console=dtuart dtuart=/pl011@9000000";
+/// The Linux boot comparison's Mica system: one Linux domain, console lines timestamped.
+pub const LINUX_SYSTEM: &str = "images/bench-linux.toml";
+/// Where QEMU's loader puts the Linux kernel Image for Xen (RAM base + 160 MiB, above the DTB
+/// QEMU puts at RAM base + 128 MiB), and the initramfs after it.
+pub const LINUX_KERNEL_ADDR: u64 = 0x4A00_0000;
+/// Xen's command line for the Linux run: timestamps on its console lines, the guest's
+/// included, since it booted.
+pub const XEN_LINUX_BOOTARGS: &str = "console=dtuart dtuart=/pl011@9000000 console_timestamps=boot";
 /// Wall-clock limit for each run, boot included.
 pub const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -191,6 +199,249 @@ pub fn xen_dtb(qemu_dtb: &[u8], domain: &PeerDomain) -> Result<Vec<u8>, DtbError
     dtb::add_to_node(qemu_dtb, "chosen", &chosen_addition(XEN_BOOTARGS, domain))
 }
 
+/// `/chosen` additions for the Linux comparison: Xen's command line with timestamps and a
+/// dom0less domain with the kernel (and its command line) and the initramfs as modules.
+pub fn linux_chosen_addition(
+    memory_kib: u64,
+    vcpus: u32,
+    kernel: (u64, u64),
+    initramfs: (u64, u64),
+    cmdline: &str,
+) -> NewNode {
+    let module = |(addr, len): (u64, u64), kind: &str| {
+        let [addr_hi, addr_lo] = two_cells(addr);
+        let [len_hi, len_lo] = two_cells(len);
+        NewNode::new(format!("module@{addr:x}"))
+            .property("compatible", dtb::strings(&[kind, "multiboot,module"]))
+            .property("reg", dtb::cells(&[addr_hi, addr_lo, len_hi, len_lo]))
+    };
+    let domu = NewNode::new("domU1")
+        .property("compatible", dtb::string("xen,domain"))
+        .property("#address-cells", dtb::cells(&[2]))
+        .property("#size-cells", dtb::cells(&[2]))
+        .property("memory", dtb::cells(&two_cells(memory_kib)))
+        .property("cpus", dtb::cells(&[vcpus]))
+        .property("vpl011", Vec::new())
+        .child(module(kernel, "multiboot,kernel").property("bootargs", dtb::string(cmdline)))
+        .child(module(initramfs, "multiboot,ramdisk"));
+    NewNode::new("chosen")
+        .property("#address-cells", dtb::cells(&[2]))
+        .property("#size-cells", dtb::cells(&[2]))
+        .property("xen,xen-bootargs", dtb::string(XEN_LINUX_BOOTARGS))
+        .child(domu)
+}
+
+/// The time since boot a console line is stamped with (`[    1.234567] `, after `prefix`),
+/// if it is `line` (what follows the stamp, after `before`).
+pub fn stamped(line: &str, prefix: &str, before: &str, text: &str) -> Option<u64> {
+    let rest = line.strip_prefix(prefix)?.strip_prefix('[')?;
+    let (stamp, after) = rest.split_once("] ")?;
+    if after.strip_prefix(before)? != text {
+        return None;
+    }
+    let (secs, micros) = stamp.trim().split_once('.')?;
+    let secs: u64 = secs.parse().ok()?;
+    let micros: u64 = micros.parse().ok()?;
+    Some(secs * 1_000_000_000 + micros * 1_000)
+}
+
+/// One hypervisor's Linux boot: its QEMU command line and the time from machine start to
+/// the guest's first `/init` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxBoot {
+    /// The QEMU command line.
+    pub command: String,
+    /// Nanoseconds (instructions, under `-icount`) to `mica-linux: init started`.
+    pub init_ns: u64,
+}
+
+/// Both Linux boots and the domain they ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxComparison {
+    /// RAM of the domain.
+    pub memory_kib: u64,
+    /// Its vCPUs.
+    pub vcpus: u32,
+    /// The kernel package (name and version).
+    pub kernel: String,
+    /// Mica's run.
+    pub mica: LinuxBoot,
+    /// Xen's run.
+    pub xen: LinuxBoot,
+}
+
+/// Reads `running`'s console until a line gives [`stamped`]'s time.
+fn wait_stamped(
+    who: &str,
+    running: &mut Running,
+    deadline: Instant,
+    prefix: &str,
+    before: &str,
+) -> Result<u64, BenchXenError> {
+    let text = crate::build::linux::INIT_LINE;
+    loop {
+        match running.next(deadline)? {
+            crate::transcript::Next::Serial(line) => {
+                if let Some(ns) = stamped(line.trim_end_matches('\r'), prefix, before, text) {
+                    return Ok(ns);
+                }
+            }
+            crate::transcript::Next::Stderr(_) => {}
+            end => {
+                return Err(BenchXenError::System {
+                    path: PathBuf::from(LINUX_SYSTEM),
+                    message: format!("{who}: no `{text}` line before {end:?}"),
+                })
+            }
+        }
+    }
+}
+
+/// Boots the Debian kernel and initramfs under Mica ([`LINUX_SYSTEM`]) and as a Xen dom0less
+/// domain of the same size, on the same machine under `-icount`, and reads from each
+/// hypervisor's timestamped console when `/init` printed its first line.
+pub fn run_linux(
+    options: &PeerOptions,
+    package: &XenPackage,
+    say: &mut dyn FnMut(&str),
+) -> Result<LinuxComparison, BenchXenError> {
+    let system = Path::new(LINUX_SYSTEM);
+    let manifest = Manifest::load(system)?;
+    let [domain] = manifest.domains.as_slice() else {
+        return Err(BenchXenError::System {
+            path: system.to_owned(),
+            message: "the Linux comparison runs one Linux domain".to_owned(),
+        });
+    };
+    let crate::manifest::DomainElf::Linux(linux) = &domain.elf else {
+        return Err(BenchXenError::System {
+            path: system.to_owned(),
+            message: "its domain is not `kind = \"linux\"`".to_owned(),
+        });
+    };
+    let (kernel, initramfs) =
+        crate::builder::linux_files(&manifest, domain, linux, true).map_err(|e| {
+            BenchXenError::System {
+                path: system.to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+    let kernel_package = kernel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    // Mica.
+    let deadline = Instant::now() + TIMEOUT;
+    let built = crate::builder::build_to_temp(
+        system,
+        &crate::builder::BuildOptions {
+            hypervisor: options.hypervisor.clone(),
+            guests_dir: options.guests_dir.clone(),
+        },
+    )
+    .map_err(|e| BenchXenError::System {
+        path: system.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut config = MachineConfig::new(
+        built.file.to_path_buf(),
+        Some(&built.manifest.machine),
+        &MachineOverrides::default(),
+    );
+    config.extra_args = bench::ICOUNT.iter().map(|a| (*a).to_owned()).collect();
+    let launch = qemu::prepare(&config, Some(deadline))?;
+    let mica_command = launch.command_line().replace(
+        &qemu::shell_quote(built.file.as_os_str()),
+        &format!("<image built from {LINUX_SYSTEM}>"),
+    );
+    say(&format!("mica linux: {mica_command}"));
+    let mut running = Running::spawn(&launch)?;
+    let mica_ns = wait_stamped("mica", &mut running, deadline, "", "[linux] ");
+    running.stop()?;
+    let mica_ns = mica_ns?;
+
+    // Xen: the same files as modules of a dom0less domain of the same size.
+    let deadline = Instant::now() + TIMEOUT;
+    let kernel_len = std::fs::metadata(&kernel).map_err(io_error(&kernel))?.len();
+    let initramfs_len = std::fs::metadata(&initramfs)
+        .map_err(io_error(&initramfs))?
+        .len();
+    let initramfs_addr = (LINUX_KERNEL_ADDR + kernel_len).next_multiple_of(2 << 20);
+    let mut config = MachineConfig::new(
+        package.xen.clone(),
+        Some(&manifest.machine),
+        &MachineOverrides::default(),
+    );
+    config.append = None;
+    let program = qemu::find_qemu()?;
+    let dumped = options.cache.join("qemu-linux.dtb");
+    qemu::dump_dtb(&program, &config, &dumped, Some(deadline))?;
+    let qemu_dtb = std::fs::read(&dumped).map_err(io_error(&dumped))?;
+    let addition = linux_chosen_addition(
+        domain.memory_kib,
+        domain.vcpus,
+        (LINUX_KERNEL_ADDR, kernel_len),
+        (initramfs_addr, initramfs_len),
+        &linux.cmdline,
+    );
+    let dtb_path = options.cache.join("xen-linux.dtb");
+    std::fs::write(&dtb_path, dtb::add_to_node(&qemu_dtb, "chosen", &addition)?)
+        .map_err(io_error(&dtb_path))?;
+    config.extra_args = bench::ICOUNT.iter().map(|a| (*a).to_owned()).collect();
+    let mut args = config.args(Some(&dtb_path), None);
+    for (file, addr) in [(&kernel, LINUX_KERNEL_ADDR), (&initramfs, initramfs_addr)] {
+        let mut loader = OsString::from("loader,file=");
+        loader.push(file.as_os_str());
+        loader.push(format!(",addr={addr:#x},force-raw=on"));
+        args.push("-device".into());
+        args.push(loader);
+    }
+    let launch = Launch::new(program, args);
+    let xen_command = launch.command_line();
+    say(&format!("xen linux: {xen_command}"));
+    let mut running = Running::spawn(&launch)?;
+    let xen_ns = wait_stamped("xen", &mut running, deadline, "(XEN) ", "DOM1: ");
+    running.stop()?;
+    let xen_ns = xen_ns?;
+    Ok(LinuxComparison {
+        memory_kib: domain.memory_kib,
+        vcpus: domain.vcpus,
+        kernel: kernel_package,
+        mica: LinuxBoot {
+            command: mica_command,
+            init_ns: mica_ns,
+        },
+        xen: LinuxBoot {
+            command: xen_command,
+            init_ns: xen_ns,
+        },
+    })
+}
+
+/// The Markdown paragraph and table of the Linux comparison.
+pub fn linux_table(c: &LinuxComparison) -> String {
+    format!(
+        "Linux boot, machine start to the first line `/init` prints (`{}`), read from each \
+         hypervisor's timestamped console (Mica `mica.console_timestamps=on`, Xen \
+         `console_timestamps=boot`) under `{}`: the Debian kernel `{}` and the busybox \
+         initramfs of `mica fetch-linux` in a domain of {} KiB and {} vCPU on a 1-CPU machine \
+         (Mica: `{}`; Xen: the same files as dom0less modules).\n\n\
+         | measurement | Mica | Xen | Mica / Xen |\n\
+         | --- | ---: | ---: | ---: |\n\
+         | `linux-boot` | {} ns | {} ns | {} |\n",
+        crate::build::linux::INIT_LINE,
+        bench::ICOUNT.join(" "),
+        c.kernel,
+        c.memory_kib,
+        c.vcpus,
+        LINUX_SYSTEM,
+        c.mica.init_ns,
+        c.xen.init_ns,
+        ratio(c.mica.init_ns, c.xen.init_ns)
+    )
+}
+
 /// How `mica bench-xen` is asked to run.
 #[derive(Clone, Debug)]
 pub struct PeerOptions {
@@ -230,6 +481,8 @@ pub struct PeerResults {
     pub xen: PeerRun,
     /// The Xen package.
     pub package: XenPackage,
+    /// The Linux boot comparison ([`run_linux`]).
+    pub linux: LinuxComparison,
 }
 
 /// What a run must print, as a bench file.
@@ -367,7 +620,13 @@ pub fn run(options: &PeerOptions, say: &mut dyn FnMut(&str)) -> Result<PeerResul
         unreachable!("peer_file is an icount bench");
     };
     let (xen, domain, machine) = run_xen(options, &manifest, &package, say)?;
+    let linux = run_linux(options, &package, say)?;
+    say(&format!(
+        "linux-boot: mica {} ns, xen {} ns",
+        linux.mica.init_ns, linux.xen.init_ns
+    ));
     Ok(PeerResults {
+        linux,
         system: options.system.clone(),
         domain,
         machine,
@@ -435,6 +694,8 @@ pub fn table(results: &PeerResults, provenance: &Provenance) -> String {
             ratio(m.median_ns, x.median_ns)
         ));
     }
+    out.push('\n');
+    out.push_str(&linux_table(&results.linux));
     out
 }
 
@@ -515,6 +776,36 @@ pub fn results_json(results: &PeerResults, provenance: &Provenance) -> String {
                     ("hypervisor", Json::from("xen")),
                     ("qemu_command", Json::from(results.xen.command.as_str())),
                 ]),
+            ]),
+        ),
+        (
+            "linux_boot",
+            Json::object([
+                ("kernel", Json::from(results.linux.kernel.as_str())),
+                ("system", Json::from(LINUX_SYSTEM)),
+                ("memory_kib", Json::from(results.linux.memory_kib)),
+                ("vcpus", Json::from(u64::from(results.linux.vcpus))),
+                ("until", Json::from(crate::build::linux::INIT_LINE)),
+                ("mica_ns", Json::from(results.linux.mica.init_ns)),
+                ("xen_ns", Json::from(results.linux.xen.init_ns)),
+                (
+                    "mica_over_xen",
+                    Json::Number(
+                        (results.linux.mica.init_ns as f64
+                            / results.linux.xen.init_ns.max(1) as f64
+                            * 1000.0)
+                            .round()
+                            / 1000.0,
+                    ),
+                ),
+                (
+                    "mica_qemu_command",
+                    Json::from(results.linux.mica.command.as_str()),
+                ),
+                (
+                    "xen_qemu_command",
+                    Json::from(results.linux.xen.command.as_str()),
+                ),
             ]),
         ),
     ])
@@ -653,6 +944,19 @@ mod tests {
                 xen: PathBuf::from("build/xen/pkg/boot/xen-4.17-arm64"),
                 downloaded: false,
             },
+            linux: LinuxComparison {
+                memory_kib: 262144,
+                vcpus: 1,
+                kernel: "vmlinuz-6.1.0-57-arm64".to_owned(),
+                mica: LinuxBoot {
+                    command: "qemu-system-aarch64 <mica linux>".to_owned(),
+                    init_ns: 900_000_000,
+                },
+                xen: LinuxBoot {
+                    command: "qemu-system-aarch64 <xen linux>".to_owned(),
+                    init_ns: 1_000_000_000,
+                },
+            },
         }
     }
 
@@ -667,6 +971,10 @@ mod tests {
     #[test]
     fn the_table_compares_medians() {
         let table = table(&results(), &provenance());
+        assert!(
+            table.contains("| `linux-boot` | 900000000 ns | 1000000000 ns | 0.90 |"),
+            "{table}"
+        );
         for row in [
             "| `boot` | 4238880 ns | 4238880 – 4238880 ns | 8011904 ns | 8011904 – 8011904 ns | 1 | 0.53 |",
             "| `counter-read` | 0 ns | 0 – 16 ns | 0 ns | 0 – 16 ns | 1000 | — |",
@@ -720,5 +1028,58 @@ mod tests {
             GUEST_ADDR + 0x10_0000 <= 0x4000_0000 + manifest.machine.memory_mib * 1024 * 1024,
             "the guest lies in RAM"
         );
+    }
+
+    #[test]
+    fn stamped_lines_give_their_time() {
+        let text = crate::build::linux::INIT_LINE;
+        assert_eq!(
+            stamped(
+                &format!("[    1.234567] [linux] {text}"),
+                "",
+                "[linux] ",
+                text
+            ),
+            Some(1_234_567_000)
+        );
+        assert_eq!(
+            stamped(
+                &format!("(XEN) [   12.000001] DOM1: {text}"),
+                "(XEN) ",
+                "DOM1: ",
+                text
+            ),
+            Some(12_000_001_000)
+        );
+        assert_eq!(
+            stamped(&format!("[linux] {text}"), "", "[linux] ", text),
+            None
+        );
+        assert_eq!(
+            stamped("[    1.2] [linux] other", "", "[linux] ", text),
+            None
+        );
+        assert_eq!(
+            stamped(&format!("[ x.y] [linux] {text}"), "", "[linux] ", text),
+            None
+        );
+    }
+
+    #[test]
+    fn the_linux_domain_carries_kernel_initramfs_and_command_line() {
+        let node = linux_chosen_addition(
+            262144,
+            1,
+            (0x4a00_0000, 10),
+            (0x4c00_0000, 20),
+            "console=ttyAMA0",
+        );
+        let dom = &node.children[0];
+        assert_eq!(dom.children.len(), 2);
+        assert!(dom.children[0]
+            .properties
+            .iter()
+            .any(|(n, _)| n == "bootargs"));
+        assert!(dom.children[1].name.starts_with("module@4c000000"));
     }
 }
