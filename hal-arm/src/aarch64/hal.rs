@@ -90,9 +90,7 @@ impl Hal for ArmHal {
     }
 
     fn zero_phys(&self, range: PhysRange) {
-        // SAFETY: the kernel passes only RAM it owns (a domain's frames or a new table),
-        // which the EL2 map identity-maps as normal writable memory.
-        unsafe { core::ptr::write_bytes(range.start as *mut u8, 0, range.size() as usize) };
+        super::mmu::zero_range(range.start, range.end);
     }
 
     fn write_phys(&self, pa: u64, bytes: &[u8]) {

@@ -163,3 +163,37 @@ pub fn clean_invalidate_dcache_range(start: u64, end: u64) {
     }
     dsb_sy();
 }
+
+/// Zeroes `[start, end)` (RAM the kernel owns: a domain's frames or a new table, which the EL2
+/// map identity-maps as normal writable memory). Whole blocks go with `DC ZVA`, which zeroes
+/// a block of DCZID_EL0.BS words in one instruction (a 256 MiB domain's RAM in 4 million
+/// instructions instead of about 20); the rest, or everything when DCZID_EL0.DZP forbids
+/// `DC ZVA`, with ordinary stores.
+pub fn zero_range(start: u64, end: u64) {
+    if end <= start {
+        return;
+    }
+    let dczid: u64 = super::sysreg::read_sysreg!("dczid_el0");
+    let block = 4u64 << (dczid & 0xF);
+    let first = start.next_multiple_of(block);
+    let last = end & !(block - 1);
+    if dczid & 0x10 != 0 || first >= last {
+        // SAFETY: `[start, end)` is RAM the kernel owns, mapped normal and writable (above).
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, (end - start) as usize) };
+        return;
+    }
+    // SAFETY: as above, for the unaligned head and tail.
+    unsafe {
+        core::ptr::write_bytes(start as *mut u8, 0, (first - start) as usize);
+        core::ptr::write_bytes(last as *mut u8, 0, (end - last) as usize);
+    }
+    let mut a = first;
+    while a < last {
+        // SAFETY: `a` is a block-aligned address inside `[start, end)`, RAM the kernel owns,
+        // mapped as normal memory (DC ZVA on device memory would fault); zeroing it is what
+        // the caller asked for.
+        unsafe { core::arch::asm!("dc zva, {0}", in(reg) a, options(nostack, preserves_flags)) };
+        a += block;
+    }
+    dsb_sy();
+}
