@@ -670,20 +670,14 @@ fn console(
     let mut offset = 0u64;
     let mut all = Vec::new();
     loop {
-        let request = ConsoleRequest {
-            name: name(n)?,
-            offset,
+        let (head, bytes) = match console_chunk(client, n, offset)? {
+            Ok(chunk) => chunk,
+            Err(e) => return Ok(Err(e)),
         };
-        let payload = match client.request(Kind::Console, request.as_bytes())? {
-            Reply::Ok(p) => p,
-            Reply::Error(e) => return Ok(Err(e)),
-        };
-        let (head, bytes) = ConsoleReply::read_from_prefix(&payload)
-            .map_err(|_| CtlError::BadReply("a console reply without its header"))?;
         if json {
-            all.extend_from_slice(bytes);
+            all.extend_from_slice(&bytes);
         } else {
-            out.write_all(bytes)?;
+            out.write_all(&bytes)?;
             out.flush()?;
         }
         offset = head.offset + bytes.len() as u64;

@@ -247,16 +247,7 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
     };
     // Only a WFI asks (the scan over every interrupt is not free).
     let deliverable = exit == Exit::WaitForInterrupt && d.arch.has_deliverable(r.index);
-    let targets: heapless::Vec<VcpuId, 8> = d
-        .vcpus
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i < 32 && kick & (1 << i) != 0)
-        .map(|(_, v)| *v)
-        .collect();
-    for v in targets {
-        k.interrupt_vcpu(v);
-    }
+    k.interrupt_vcpus(r.domain, kick);
     if !sent.is_empty() {
         k.console_bytes(r.domain, &sent);
     }

@@ -180,16 +180,7 @@ impl<H: Hal> Kernel<H> {
         let woken = self
             .hal
             .set_line(&mut d.arch, mica_abi::layout::devices::UART_INTID, line);
-        let vcpus: heapless::Vec<VcpuId, 8> = d
-            .vcpus
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i < 32 && woken & (1 << i) != 0)
-            .map(|(_, v)| *v)
-            .collect();
-        for v in vcpus {
-            self.interrupt_vcpu(v);
-        }
+        self.interrupt_vcpus(target, woken);
         Ok([taken as u64, 0, 0])
     }
 }

@@ -341,6 +341,22 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
+    /// [`interrupt_vcpu`](Self::interrupt_vcpu) for each vCPU of `domain` whose index has
+    /// its bit set in `mask` (what the virtual interrupt controller reports as changed).
+    pub fn interrupt_vcpus(&mut self, domain: DomainId, mask: u32) {
+        let Some(d) = self.domain(domain) else { return };
+        let vcpus: heapless::Vec<VcpuId, 8> = d
+            .vcpus
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 32 && mask & (1 << i) != 0)
+            .map(|(_, v)| *v)
+            .collect();
+        for v in vcpus {
+            self.interrupt_vcpu(v);
+        }
+    }
+
     pub(crate) fn request_resched(&mut self, cpu: usize) {
         if cpu < MAX_CPUS {
             self.resched[cpu] = true;
