@@ -153,6 +153,7 @@ macro_rules! calls {
         $(
             $(#[$meta])*
             #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            #[cfg_attr(kani, derive(kani::Arbitrary))]
             pub struct $name {
                 $( $(#[$fmeta])* pub $field: $ty, )*
             }
@@ -194,6 +195,7 @@ macro_rules! calls {
 
         /// The decoded arguments of any call.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[cfg_attr(kani, derive(kani::Arbitrary))]
         pub enum Args {
             $(
                 $(#[$meta])*
@@ -213,6 +215,14 @@ macro_rules! calls {
             pub fn to_regs(&self) -> [u64; 6] {
                 match self {
                     $( Args::$call(a) => a.to_regs(), )*
+                }
+            }
+
+            /// The call's checks of the arguments together ([`Checked`]), for the proofs.
+            #[cfg(kani)]
+            pub(crate) fn check(&self) -> Result<(), Status> {
+                match self {
+                    $( Args::$call(a) => a.check(), )*
                 }
             }
         }

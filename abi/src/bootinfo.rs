@@ -91,7 +91,14 @@ pub fn name_field(name: &str) -> [u8; NAME_LEN] {
 
 /// The text of a NUL-padded name field.
 pub fn name_str(field: &[u8; NAME_LEN]) -> &str {
-    let end = field.iter().position(|b| *b == 0).unwrap_or(NAME_LEN);
+    text(field)
+}
+
+/// The text of a NUL-padded field of any length: the bytes before the first NUL, or `""`
+/// when they are not UTF-8. (The one UTF-8 check of names, which the parser proofs replace
+/// with a model: docs/verification.md.)
+pub fn text(field: &[u8]) -> &str {
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
     core::str::from_utf8(&field[..end]).unwrap_or("")
 }
 

@@ -98,7 +98,8 @@ impl DomainLayout {
 
     /// The boot-info page: the last page of RAM.
     pub const fn boot_page(&self) -> u64 {
-        RAM_BASE + self.ram_bytes.saturating_sub(PAGE_SIZE)
+        // Saturating: a parser asks about sizes it has not checked yet (found by Kani).
+        RAM_BASE.saturating_add(self.ram_bytes.saturating_sub(PAGE_SIZE))
     }
 
     /// One past the last byte the domain's image may use: the boot-info page's address.
@@ -131,9 +132,10 @@ impl DomainLayout {
         [dtb, 0, 0, 0]
     }
 
-    /// One past the last byte of RAM.
+    /// One past the last byte of RAM (`u64::MAX` for a size that would wrap, which no check
+    /// then accepts).
     pub const fn ram_end(&self) -> u64 {
-        RAM_BASE + self.ram_bytes
+        RAM_BASE.saturating_add(self.ram_bytes)
     }
 
     /// Whether `[ipa, ipa + size)` is a place to map a region shared by another domain: above
@@ -194,6 +196,10 @@ mod tests {
             "overlaps RAM"
         );
         assert!(!l.holds_device_window(u64::MAX, 2));
+        // Sizes nobody checked yet (a parser asks before it looks at the domain) never wrap.
+        let huge = DomainLayout::new(u64::MAX);
+        assert_eq!(huge.ram_end(), u64::MAX);
+        assert!(!huge.holds_shared_window(IPA_LIMIT - 4096, 4096));
         assert_eq!(
             DomainLayout::least_ram_for(RAM_BASE + 60 * 1024 + 1),
             68 * 1024

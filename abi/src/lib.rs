@@ -21,6 +21,9 @@ pub mod sched;
 pub mod status;
 pub mod sysimage;
 
+#[cfg(kani)]
+mod proofs;
+
 pub use frames::FrameRange;
 pub use object::{ObjectType, Rights};
 pub use status::{Status, SUCCESS};

@@ -26,6 +26,8 @@ pub mod revoke;
 pub mod space;
 pub mod system;
 
+#[cfg(kani)]
+mod proofs;
 #[cfg(test)]
 mod tests;
 

@@ -18,6 +18,9 @@ pub mod pagetable;
 pub mod traps;
 pub mod vgic;
 
+#[cfg(kani)]
+mod proofs;
+
 #[cfg(target_arch = "aarch64")]
 extern crate alloc;
 

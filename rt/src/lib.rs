@@ -30,6 +30,9 @@ pub mod hypercall;
 pub mod psci;
 pub mod ring;
 
+#[cfg(kani)]
+mod proofs;
+
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod device;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
