@@ -109,7 +109,9 @@ impl Vgic {
                 if !write_register(irqs, FIRST_SPI, family, base, value as u32) {
                     return Kick::NONE;
                 }
-                self.spi_maybe = u64::MAX;
+                if !cfg!(feature = "mutant-vgic-write-forgets-maybe") {
+                    self.spi_maybe = u64::MAX;
+                }
                 // The register covers up to 32 SPIs; refresh every vCPU any of them concern.
                 let first = base.saturating_sub(FIRST_SPI) as usize;
                 let count = match family {
