@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/mutants}"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-# crate/feature  harness (in that crate)
+# crate/feature  harness (in that crate)  [| options for CBMC, as in verify/kani.sh]
 KANI_MUTANTS=(
     # Capabilities (caps/src/proofs.rs).
     "mica-caps/mutant-rights-not-intersected caps_derive_never_amplifies"
@@ -38,9 +38,9 @@ KANI_MUTANTS=(
     # A64 load/store decoder (hal-arm/src/proofs.rs).
     "mica-hal-arm/mutant-mmio-register-field-too-wide mmio_any_instruction_decodes_safely"
     # vGIC register handlers (hal-arm/src/proofs.rs).
-    "mica-hal-arm/mutant-vgic-write-forgets-maybe vgic_writes_keep_the_bookkeeping"
+    "mica-hal-arm/mutant-vgic-write-forgets-maybe vgic_distributor_write_keeps_the_bookkeeping"
     # Stage-2 mapper (hal-arm/src/proofs.rs).
-    "mica-hal-arm/mutant-stage2-overwrites-mappings stage2_map_keeps_mappings_disjoint"
+    "mica-hal-arm/mutant-stage2-overwrites-mappings stage2_map_keeps_mappings_disjoint | --max-field-sensitivity-array-size 1024"
 )
 
 selected=("$@")
@@ -100,30 +100,53 @@ done
 if [ "$kani_wanted" -eq 1 ] && ! cargo kani --version >/dev/null 2>&1; then
     "${KANI_INSTALL:-../shared/tools/kani/install.sh}" || exit 2
 fi
-for entry in "${KANI_MUTANTS[@]}"; do
-    read -r feature harness <<<"$entry"
-    wanted "$feature" || continue
-    total=$((total + 1))
+# Two at a time, like verify/kani.sh (CBMC is single-threaded; builds take cargo's lock in
+# turn). Each job writes its verdict line to its own file; they are counted in order below.
+kani_logs="$(mktemp -d)"
+trap 'rm -rf "$kani_logs"' EXIT
+kani_mutant() {
+    local n="$1" entry="$2" feature harness package name log cbmc=() t0 t1 why
+    read -r feature harness <<<"${entry%%|*}"
+    if [[ "$entry" == *"|"* ]]; then
+        read -r -a cbmc <<<"${entry#*|}"
+        cbmc=(-Z unstable-options --cbmc-args "${cbmc[@]}")
+    fi
     package="${feature%%/*}"
     name="${feature#*/mutant-}"
-    log="$(mktemp)"
+    log="$kani_logs/$n.log"
     t0=$(date +%s)
     cargo kani -Z stubbing -p "$package" --features "$feature" --harness "proofs::$harness" --exact \
-        --output-format terse >"$log" 2>&1
+        --output-format terse "${cbmc[@]}" >"$log" 2>&1
     t1=$(date +%s)
     if grep -q '^VERIFICATION:- FAILED' "$log"; then
         why="$(grep -m1 '^Failed Checks: ' "$log" | sed 's/^Failed Checks: //')"
-        echo "mutant $name (kani $harness): caught in $((t1 - t0)) s${why:+ ($why)}"
-        caught=$((caught + 1))
+        echo "caught mutant $name (kani $harness): caught in $((t1 - t0)) s${why:+ ($why)}"
     elif grep -q '^VERIFICATION:- SUCCESSFUL' "$log"; then
-        echo "mutant $name (kani $harness): MISSED"
-        missed=$((missed + 1))
+        echo "missed mutant $name (kani $harness): MISSED"
     else
-        echo "mutant $name (kani $harness): BUILD OR RUN FAILED"
+        echo "missed mutant $name (kani $harness): BUILD OR RUN FAILED"
         grep -E '^error' -A5 "$log" | head -20
-        missed=$((missed + 1))
-    fi
-    rm -f "$log"
+    fi >"$kani_logs/$n.verdict"
+}
+for n in "${!KANI_MUTANTS[@]}"; do
+    entry="${KANI_MUTANTS[$n]}"
+    wanted "${entry%% *}" || continue
+    while [ "$(jobs -rp | wc -l)" -ge "${KANI_JOBS:-2}" ]; do
+        wait -n
+    done
+    kani_mutant "$n" "$entry" &
+done
+wait
+for n in "${!KANI_MUTANTS[@]}"; do
+    verdict="$kani_logs/$n.verdict"
+    [ -f "$verdict" ] || continue
+    total=$((total + 1))
+    read -r word _ <"$verdict"
+    case "$word" in
+        caught) caught=$((caught + 1)) ;;
+        *) missed=$((missed + 1)) ;;
+    esac
+    cut -d' ' -f2- "$verdict"
 done
 
 echo "mutants: $caught caught, $missed missed, $total total"

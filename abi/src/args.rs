@@ -630,8 +630,8 @@ impl DomainSetName {
     pub fn name(&self) -> [u8; 32] {
         let mut name = [0u8; 32];
         let regs = [self.name0, self.name1, self.name2, self.name3];
-        for (i, b) in name.iter_mut().enumerate() {
-            *b = (regs[i / 8] >> ((i % 8) * 8)) as u8;
+        for (bytes, reg) in name.chunks_exact_mut(8).zip(regs) {
+            bytes.copy_from_slice(&reg.to_le_bytes());
         }
         name
     }
