@@ -45,7 +45,7 @@ ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt -
 X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt
 
 .PHONY: all setup build hypervisor toolstack run test fmt-check clippy host-test smoke \
-        verify-mutants fuzz clean bench bench-xen tcb readme
+        verify-kani verify-mutants fuzz clean bench bench-xen tcb readme
 
 all: build
 
@@ -76,7 +76,7 @@ run: build
 	$(MICA) run images/default.toml --hypervisor $(HYP_IMAGE)
 
 ## Everything CI checks.
-test: fmt-check clippy host-test verify-mutants smoke
+test: fmt-check clippy host-test verify-kani verify-mutants smoke
 
 fmt-check: setup
 	$(CARGO) fmt --all --check
@@ -125,7 +125,12 @@ bench-xen: build
 tcb: toolstack
 	$(MICA) tcb
 
-## Build mica-caps with each planted bug and show the harnesses catch every one.
+## Every Kani proof (docs/verification.md), one result and time per harness; installs Kani
+## through ../shared/tools/kani/install.sh when it is missing.
+verify-kani: setup
+	bash verify/kani.sh
+
+## Build each crate with each planted bug and show the tests and the Kani proofs catch every one.
 verify-mutants: setup
 	bash verify/mutants.sh
 

@@ -1,33 +1,73 @@
 #!/usr/bin/env bash
-# verify/mutants.sh: shows that the harnesses in mica-verify catch deliberately planted bugs.
+# verify/mutants.sh: shows that the harnesses catch deliberately planted bugs.
 #
-# Each `mutant-*` feature of mica-caps and mica-kernel plants exactly one bug. For each, this
-# runs the mica-verify tests with that feature on (for a kernel mutant, the lifecycle harness);
-# the mutant is "caught" when the tests FAIL. Any mutant that survives means a harness is too
-# weak, and the script exits non-zero.
-# Usage: verify/mutants.sh [crate/feature...]
-#        (default: every mutant-* feature of caps/Cargo.toml and kernel/Cargo.toml)
+# Each `mutant-*` cargo feature plants exactly one bug in the crate that declares it. Two tiers
+# must catch them; any mutant that survives means a harness is too weak, and the script exits
+# non-zero:
+#
+# - tests: every `mutant-*` feature of mica-caps and mica-kernel, with the mica-verify tests
+#   (for a kernel mutant, the lifecycle harness); caught when the tests FAIL;
+# - Kani: every mutant in KANI_MUTANTS below, with the one Kani proof that must report it
+#   (docs/verification.md); caught when Kani reports VERIFICATION FAILED. Every proof family
+#   has at least one.
+#
+# Usage: verify/mutants.sh [crate/feature...]   (default: every mutant of both tiers)
 set -u
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/mutants}"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-if [ "$#" -gt 0 ]; then
-    mutants=("$@")
-else
-    mapfile -t mutants < <(
-        sed -n 's/^\(mutant-[a-z0-9-]*\) *= *\[\].*/mica-caps\/\1/p' caps/Cargo.toml
-        sed -n 's/^\(mutant-[a-z0-9-]*\) *= *\[\].*/mica-kernel\/\1/p' kernel/Cargo.toml
-    )
-fi
-if [ "${#mutants[@]}" -eq 0 ]; then
+# crate/feature  harness (in that crate)  [| options for CBMC, as in verify/kani.sh]
+KANI_MUTANTS=(
+    # Capabilities (caps/src/proofs.rs).
+    "mica-caps/mutant-rights-not-intersected caps_derive_never_amplifies"
+    "mica-caps/mutant-range-not-contained caps_derive_never_amplifies"
+    "mica-caps/mutant-revoke-skips-grandchildren caps_revoke_removes_exactly_the_descendants"
+    "mica-caps/mutant-generation-not-bumped caps_destroy_then_create_refunds_and_refuses_stale_references"
+    "mica-caps/mutant-quota-not-refunded caps_destroy_then_create_refunds_and_refuses_stale_references"
+    # Hypercall decoding (abi/src/proofs.rs).
+    "mica-abi/mutant-slot-truncated hypercall_decode_any_registers"
+    # System image and boot-info parsers (abi/src/proofs.rs, rt/src/proofs.rs).
+    "mica-abi/mutant-device-window-unchecked sysimage_records_obey_placement"
+    "mica-abi/mutant-retain-caps-unclamped bootinfo_any_page"
+    "mica-rt/mutant-bootinfo-counts-unclamped bootinfo_any_page_validates_to_usable_counts"
+    # SPSC ring (abi/src/proofs.rs, rt/src/proofs.rs).
+    "mica-abi/mutant-ring-mask-off-by-one ring_hostile_indices_stay_inside"
+    "mica-rt/mutant-ring-length-trusted ring_hostile_peer_cannot_move_accesses_outside"
+    # A64 load/store decoder (hal-arm/src/proofs.rs).
+    "mica-hal-arm/mutant-mmio-register-field-too-wide mmio_any_instruction_decodes_safely"
+    # vGIC register handlers (hal-arm/src/proofs.rs).
+    "mica-hal-arm/mutant-vgic-write-forgets-maybe vgic_distributor_write_keeps_the_bookkeeping"
+    # Stage-2 mapper (hal-arm/src/proofs.rs).
+    "mica-hal-arm/mutant-stage2-overwrites-mappings stage2_map_keeps_mappings_disjoint | --max-field-sensitivity-array-size 1024"
+)
+
+selected=("$@")
+wanted() {
+    [ "${#selected[@]}" -eq 0 ] && return 0
+    local m
+    for m in "${selected[@]}"; do
+        [ "$m" = "$1" ] && return 0
+    done
+    return 1
+}
+
+mapfile -t test_mutants < <(
+    sed -n 's/^\(mutant-[a-z0-9-]*\) *= *\[\].*/mica-caps\/\1/p' caps/Cargo.toml
+    sed -n 's/^\(mutant-[a-z0-9-]*\) *= *\[\].*/mica-kernel\/\1/p' kernel/Cargo.toml
+)
+if [ "${#test_mutants[@]}" -eq 0 ]; then
     echo "no mutant features found in caps/Cargo.toml or kernel/Cargo.toml" >&2
     exit 2
 fi
 
 caught=0
 missed=0
-for mutant in "${mutants[@]}"; do
+total=0
+for mutant in "${test_mutants[@]}"; do
+    wanted "$mutant" || continue
+    total=$((total + 1))
     name="${mutant#*/mutant-}"
     tests=()
     case "$mutant" in
@@ -36,22 +76,78 @@ for mutant in "${mutants[@]}"; do
     log="$(mktemp)"
     # Build first so a compile error is not mistaken for a caught mutant.
     if ! cargo test -p mica-verify --features "$mutant" "${tests[@]}" --no-run >"$log" 2>&1; then
-        echo "mutant $name: BUILD FAILED"
+        echo "mutant $name (tests): BUILD FAILED"
         tail -20 "$log"
         missed=$((missed + 1))
         rm -f "$log"
         continue
     fi
     if cargo test -p mica-verify --features "$mutant" "${tests[@]}" >"$log" 2>&1; then
-        echo "mutant $name: MISSED"
+        echo "mutant $name (tests): MISSED"
         missed=$((missed + 1))
     else
         why="$(grep -m1 -o 'I[0-9][^:]*\|broken at step [0-9]*: [^(]*' "$log" || true)"
-        echo "mutant $name: caught${why:+ ($why)}"
+        echo "mutant $name (tests): caught${why:+ ($why)}"
         caught=$((caught + 1))
     fi
     rm -f "$log"
 done
 
-echo "mutants: $caught caught, $missed missed, ${#mutants[@]} total"
-[ "$missed" -eq 0 ]
+kani_wanted=0
+for entry in "${KANI_MUTANTS[@]}"; do
+    wanted "${entry%% *}" && kani_wanted=1
+done
+if [ "$kani_wanted" -eq 1 ] && ! cargo kani --version >/dev/null 2>&1; then
+    "${KANI_INSTALL:-../shared/tools/kani/install.sh}" || exit 2
+fi
+# Two at a time, like verify/kani.sh (CBMC is single-threaded; builds take cargo's lock in
+# turn). Each job writes its verdict line to its own file; they are counted in order below.
+kani_logs="$(mktemp -d)"
+trap 'rm -rf "$kani_logs"' EXIT
+kani_mutant() {
+    local n="$1" entry="$2" feature harness package name log cbmc=() t0 t1 why
+    read -r feature harness <<<"${entry%%|*}"
+    if [[ "$entry" == *"|"* ]]; then
+        read -r -a cbmc <<<"${entry#*|}"
+        cbmc=(-Z unstable-options --cbmc-args "${cbmc[@]}")
+    fi
+    package="${feature%%/*}"
+    name="${feature#*/mutant-}"
+    log="$kani_logs/$n.log"
+    t0=$(date +%s)
+    cargo kani -Z stubbing -p "$package" --features "$feature" --harness "proofs::$harness" --exact \
+        --output-format terse "${cbmc[@]}" >"$log" 2>&1
+    t1=$(date +%s)
+    if grep -q '^VERIFICATION:- FAILED' "$log"; then
+        why="$(grep -m1 '^Failed Checks: ' "$log" | sed 's/^Failed Checks: //')"
+        echo "caught mutant $name (kani $harness): caught in $((t1 - t0)) s${why:+ ($why)}"
+    elif grep -q '^VERIFICATION:- SUCCESSFUL' "$log"; then
+        echo "missed mutant $name (kani $harness): MISSED"
+    else
+        echo "missed mutant $name (kani $harness): BUILD OR RUN FAILED"
+        grep -E '^error' -A5 "$log" | head -20
+    fi >"$kani_logs/$n.verdict"
+}
+for n in "${!KANI_MUTANTS[@]}"; do
+    entry="${KANI_MUTANTS[$n]}"
+    wanted "${entry%% *}" || continue
+    while [ "$(jobs -rp | wc -l)" -ge "${KANI_JOBS:-2}" ]; do
+        wait -n
+    done
+    kani_mutant "$n" "$entry" &
+done
+wait
+for n in "${!KANI_MUTANTS[@]}"; do
+    verdict="$kani_logs/$n.verdict"
+    [ -f "$verdict" ] || continue
+    total=$((total + 1))
+    read -r word _ <"$verdict"
+    case "$word" in
+        caught) caught=$((caught + 1)) ;;
+        *) missed=$((missed + 1)) ;;
+    esac
+    cut -d' ' -f2- "$verdict"
+done
+
+echo "mutants: $caught caught, $missed missed, $total total"
+[ "$missed" -eq 0 ] && [ "$total" -gt 0 ]

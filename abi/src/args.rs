@@ -56,6 +56,9 @@ impl Arg for u64 {
 
 impl Arg for Slot {
     fn from_reg(reg: u64) -> Result<Self, Status> {
+        if cfg!(feature = "mutant-slot-truncated") {
+            return Ok(Slot(reg as u16));
+        }
         u16::try_from(reg)
             .map(Slot)
             .map_err(|_| Status::InvalidArgument)
@@ -698,8 +701,8 @@ impl DomainSetName {
     pub fn name(&self) -> [u8; 32] {
         let mut name = [0u8; 32];
         let regs = [self.name0, self.name1, self.name2, self.name3];
-        for (i, b) in name.iter_mut().enumerate() {
-            *b = (regs[i / 8] >> ((i % 8) * 8)) as u8;
+        for (bytes, reg) in name.chunks_exact_mut(8).zip(regs) {
+            bytes.copy_from_slice(&reg.to_le_bytes());
         }
         name
     }

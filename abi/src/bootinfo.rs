@@ -20,6 +20,7 @@ pub const NAME_LEN: usize = 24;
 
 /// A named capability in the domain's space.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[cfg_attr(kani, derive(kani::Arbitrary))]
 #[repr(C)]
 pub struct CapEntry {
     /// Name from the manifest.
@@ -36,6 +37,7 @@ pub struct CapEntry {
 
 /// A shared region mapped into the domain.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[cfg_attr(kani, derive(kani::Arbitrary))]
 #[repr(C)]
 pub struct RegionEntry {
     /// Name from the manifest.
@@ -54,6 +56,7 @@ pub struct RegionEntry {
 
 /// The page.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[cfg_attr(kani, derive(kani::Arbitrary))]
 #[repr(C)]
 pub struct BootInfo {
     /// [`MAGIC`].
@@ -145,7 +148,11 @@ impl BootInfo {
 
     /// Removes every capability entry for which `keep` is false, keeping the order of the rest.
     pub fn retain_caps(&mut self, mut keep: impl FnMut(&CapEntry) -> bool) {
-        let n = (self.cap_count as usize).min(MAX_CAPS);
+        let n = if cfg!(feature = "mutant-retain-caps-unclamped") {
+            self.cap_count as usize
+        } else {
+            (self.cap_count as usize).min(MAX_CAPS)
+        };
         let mut kept = 0;
         for i in 0..n {
             if keep(&self.caps[i]) {

@@ -94,7 +94,12 @@ impl Geometry {
 
 /// Byte offset of the slot for free-running index `index`: always inside the ring.
 pub fn slot_offset(g: &Geometry, index: u32) -> usize {
-    HEADER_SIZE + (index & (g.capacity - 1)) as usize * g.slot_size
+    let mask = if cfg!(feature = "mutant-ring-mask-off-by-one") {
+        g.capacity
+    } else {
+        g.capacity - 1
+    };
+    HEADER_SIZE + (index & mask) as usize * g.slot_size
 }
 
 /// Entries the consumer may take, given the producer's (untrusted) and its own index.

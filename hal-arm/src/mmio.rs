@@ -228,7 +228,15 @@ fn decode_ordered(insn: u32) -> Result<MmioAccess, DecodeError> {
     Ok(MmioAccess {
         write: field(insn, 22, 1) == 0,
         size: 1 << size_log2,
-        register: field(insn, 0, 5) as u8,
+        register: field(
+            insn,
+            0,
+            if cfg!(feature = "mutant-mmio-register-field-too-wide") {
+                6
+            } else {
+                5
+            },
+        ) as u8,
         sign_extend: false,
         sixty_four: size_log2 == 3,
         acquire_release: true,

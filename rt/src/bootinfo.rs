@@ -54,7 +54,9 @@ impl BootPage {
             return None;
         }
         page.cap_count = page.cap_count.min(MAX_CAPS as u32);
-        page.region_count = page.region_count.min(MAX_REGIONS as u32);
+        if !cfg!(feature = "mutant-bootinfo-counts-unclamped") {
+            page.region_count = page.region_count.min(MAX_REGIONS as u32);
+        }
         Some(BootPage(page))
     }
 
@@ -131,7 +133,9 @@ pub fn largest_free(start: u64, end: u64, reserved: &[Range<u64>]) -> Range<u64>
             .filter(|r| r.start >= from)
             .map(|r| r.start)
             .fold(end, u64::min);
-        let aligned = from.next_multiple_of(8).min(to)..to & !7;
+        // Checked: a region the page lists may end anywhere, up to the top (found by Kani).
+        let first = from.checked_next_multiple_of(8).unwrap_or(to);
+        let aligned = first.min(to)..to & !7;
         if aligned.end > aligned.start && aligned.end - aligned.start > best.end - best.start {
             best = aligned;
         }

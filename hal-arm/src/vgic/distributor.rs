@@ -109,14 +109,17 @@ impl Vgic {
                 if !write_register(irqs, FIRST_SPI, family, base, value as u32) {
                     return Kick::NONE;
                 }
-                self.spi_maybe = u64::MAX;
-                // The register covers up to 32 SPIs; refresh every vCPU any of them concern.
+                // The register covers up to 32 SPIs: each may now be pending or active, and
+                // every vCPU any of them concern needs a refresh.
                 let first = base.saturating_sub(FIRST_SPI) as usize;
                 let count = match family {
                     Family::Priority => 4,
                     Family::Config => 16,
                     _ => 32,
                 };
+                if !cfg!(feature = "mutant-vgic-write-forgets-maybe") {
+                    self.spi_maybe |= span_mask(first, count) & span_mask(0, spis);
+                }
                 (first..first + count)
                     .filter(|&i| i < spis)
                     .fold(Kick::NONE, |k, i| k.union(self.spi_kick(i)))
@@ -130,4 +133,16 @@ impl Vgic {
             _ => Kick::NONE,
         }
     }
+}
+
+/// Bits `first..first + count` of a 64-bit mask (those below 64).
+fn span_mask(first: usize, count: usize) -> u64 {
+    let ones = u32::try_from(count)
+        .ok()
+        .and_then(|c| 1u64.checked_shl(c))
+        .map_or(u64::MAX, |bit| bit - 1);
+    u32::try_from(first)
+        .ok()
+        .and_then(|f| ones.checked_shl(f))
+        .unwrap_or(0)
 }
