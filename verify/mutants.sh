@@ -119,7 +119,13 @@ kani_mutant() {
         --output-format terse "${cbmc[@]}" >"$log" 2>&1
     t1=$(date +%s)
     if grep -q '^VERIFICATION:- FAILED' "$log"; then
-        why="$(grep -m1 '^Failed Checks: ' "$log" | sed 's/^Failed Checks: //')"
+        # The failed check's message, or its place when Kani could not keep the message (it
+        # prints a placeholder for messages formatted at run time).
+        why="$(grep '^Failed Checks: ' "$log" | grep -v -m1 'placeholder message' |
+            sed 's/^Failed Checks: //')"
+        if [ -z "$why" ]; then
+            why="$(grep -m1 -A1 '^Failed Checks: ' "$log" | sed -n 's/^ *File: //p')"
+        fi
         echo "caught mutant $name (kani $harness): caught in $((t1 - t0)) s${why:+ ($why)}"
     elif grep -q '^VERIFICATION:- SUCCESSFUL' "$log"; then
         echo "missed mutant $name (kani $harness): MISSED"
