@@ -202,6 +202,11 @@ impl<'a> Platform<'a> {
         let mut uart_node_name: Option<&'a str> = None;
         for node in root.children() {
             let base = node.name.split('@').next().unwrap_or(node.name);
+            if !enabled(node) {
+                // Not for this world: QEMU's `secure=on` describes secure-only RAM and a
+                // secure UART this way.
+                continue;
+            }
             if str_prop(node, "device_type") == Some("memory") {
                 let numa = u32_prop(node, "numa-node-id");
                 for r in regs(node) {
@@ -219,7 +224,7 @@ impl<'a> Platform<'a> {
                     continue;
                 }
                 "reserved-memory" => {
-                    for child in node.children() {
+                    for child in node.children().filter(|c| enabled(*c)) {
                         for r in regs(child) {
                             p.reserved.insert(r)?;
                         }
@@ -284,7 +289,7 @@ impl<'a> Platform<'a> {
             } else {
                 fdt.aliases().and_then(|a| a.resolve_node(path))
             };
-            if let Some(node) = node {
+            if let Some(node) = node.filter(|n| enabled(*n)) {
                 if is_compatible(node, &[PL011]) && Some(node.name) != uart_node_name {
                     if let Some(r) = regs(node).next() {
                         p.uart = Some(r);
@@ -354,6 +359,12 @@ fn str_prop<'a>(node: fdt::node::FdtNode<'_, 'a>, name: &str) -> Option<&'a str>
     // A string-list property yields its first string.
     let first = v.split(|b| *b == 0).next()?;
     core::str::from_utf8(first).ok()
+}
+
+/// Whether a node describes something this world may use: no `status`, or `"okay"` (or the
+/// older `"ok"`). Devicetree Specification 0.4, 2.3.4: `"disabled"` and the rest mean not.
+fn enabled(node: fdt::node::FdtNode<'_, '_>) -> bool {
+    matches!(str_prop(node, "status"), None | Some("okay" | "ok"))
 }
 
 fn u32_prop(node: fdt::node::FdtNode<'_, '_>, name: &str) -> Option<u32> {
@@ -446,6 +457,9 @@ pub(crate) mod tests {
         pub psci_method: Option<&'static str>,
         pub gic: bool,
         pub bootargs: &'static str,
+        /// What QEMU's `secure=on` adds: secure-only RAM and a secure UART (first among the
+        /// UARTs here), both `status = "disabled"`, and a disabled reserved region.
+        pub secure: bool,
     }
 
     impl Default for TreeSpec {
@@ -459,6 +473,7 @@ pub(crate) mod tests {
                 psci_method: Some("smc"),
                 gic: true,
                 bootargs: "mica.poweroff_after_ms=100",
+                secure: false,
             }
         }
     }
@@ -484,7 +499,16 @@ pub(crate) mod tests {
             }
             w.end_node(n).unwrap();
         }
-        if !spec.reserved.is_empty() {
+        if spec.secure {
+            let n = w.begin_node("secram@e000000").unwrap();
+            w.property_string("device_type", "memory").unwrap();
+            w.property_array_u64("reg", &[0xe00_0000, 0x100_0000])
+                .unwrap();
+            w.property_string("status", "disabled").unwrap();
+            w.property_string("secure-status", "okay").unwrap();
+            w.end_node(n).unwrap();
+        }
+        if !spec.reserved.is_empty() || spec.secure {
             let n = w.begin_node("reserved-memory").unwrap();
             w.property_u32("#address-cells", 2).unwrap();
             w.property_u32("#size-cells", 2).unwrap();
@@ -492,6 +516,13 @@ pub(crate) mod tests {
             for (base, size) in &spec.reserved {
                 let c = w.begin_node(&format!("fw@{base:x}")).unwrap();
                 w.property_array_u64("reg", &[*base, *size]).unwrap();
+                w.end_node(c).unwrap();
+            }
+            if spec.secure {
+                let c = w.begin_node("unused@47000000").unwrap();
+                w.property_array_u64("reg", &[0x4700_0000, 0x10_0000])
+                    .unwrap();
+                w.property_string("status", "disabled").unwrap();
                 w.end_node(c).unwrap();
             }
             w.end_node(n).unwrap();
@@ -542,8 +573,17 @@ pub(crate) mod tests {
         )
         .unwrap();
         w.end_node(t).unwrap();
-        for name in ["pl011@9000000", "pl011@9001000"] {
+        let uarts: &[&str] = if spec.secure {
+            &["pl011@9040000", "pl011@9000000", "pl011@9001000"]
+        } else {
+            &["pl011@9000000", "pl011@9001000"]
+        };
+        for name in uarts {
             let n = w.begin_node(name).unwrap();
+            if *name == "pl011@9040000" {
+                w.property_string("status", "disabled").unwrap();
+                w.property_string("secure-status", "okay").unwrap();
+            }
             w.property_string_list(
                 "compatible",
                 vec!["arm,pl011".into(), "arm,primecell".into()],
@@ -633,6 +673,25 @@ pub(crate) mod tests {
         }));
         assert_eq!(p.check_required(), Ok(()));
         assert_eq!(p.device_ranges().count(), 3);
+    }
+
+    #[test]
+    fn disabled_nodes_are_not_used() {
+        let plain_blob = build_tree(&TreeSpec::default());
+        let plain = Platform::parse(&plain_blob, 0).unwrap();
+        let blob = build_tree(&TreeSpec {
+            secure: true,
+            ..Default::default()
+        });
+        let p = Platform::parse(&blob, 0).unwrap();
+        assert_eq!(
+            p.ram.iter().collect::<Vec<_>>(),
+            plain.ram.iter().collect::<Vec<_>>(),
+            "secure-only RAM is not RAM to manage"
+        );
+        assert_eq!(p.reserved.iter().count(), 0, "a disabled reservation");
+        assert_eq!(p.uart, plain.uart, "the secure UART is not the console");
+        assert_eq!(p.unused, plain.unused);
     }
 
     #[test]
