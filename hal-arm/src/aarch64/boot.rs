@@ -100,6 +100,35 @@ fn dtb_blob(pa: u64) -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(pa as *const u8, size as usize) })
 }
 
+/// The boot CPU's entry when the boot loader started Mica at another exception level than
+/// EL2 (`entry.rs`: MMU off, CPU 0's stack, BSS zeroed, nothing of EL2 set up; `current_el`
+/// is CurrentEL). Mica cannot run there: it says so on the UART the device tree names (QEMU
+/// virt's if the tree names none or cannot be read), then powers off through the tree's PSCI
+/// conduit, or stops here if it gives none.
+#[no_mangle]
+extern "C" fn mica_wrong_el_main(dtb_pa: u64, current_el: u64) -> ! {
+    let platform = dtb_blob(dtb_pa).and_then(|blob| Platform::parse(blob, dtb_pa).ok());
+    let uart = platform
+        .as_ref()
+        .and_then(|p| p.uart)
+        .map_or(FALLBACK_UART, |u| u.start) as usize;
+    console::early_line(uart, format_args!(""));
+    console::early_line(
+        uart,
+        format_args!(
+            "mica: fatal: Mica {} was started at EL{}, and runs only at EL2 (the boot loader must enter it in hypervisor mode; QEMU: -machine virt,virtualization=on)",
+            mica_abi::VERSION,
+            (current_el >> 2) & 3
+        ),
+    );
+    if let Some(conduit) = platform.and_then(|p| p.psci) {
+        console::early_line(uart, format_args!("mica: powering off"));
+        let e = psci::system_off_via(conduit);
+        console::early_line(uart, format_args!("mica: PSCI SYSTEM_OFF failed: {e:?}"));
+    }
+    cpu::halt()
+}
+
 /// The boot CPU's Rust entry, called by `entry.rs` with the MMU off.
 #[no_mangle]
 extern "C" fn mica_primary_main(dtb_pa: u64) -> ! {

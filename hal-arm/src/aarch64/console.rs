@@ -71,6 +71,19 @@ fn with_writer(f: impl FnOnce(&mut Writer)) {
 }
 
 /// Bytes of kernel output waiting for the UART.
+/// Writes one line straight to the PL011 at `base`, without the lock, the queue or knowing
+/// which CPU this is (that needs EL2): for the report of a boot at the wrong exception level,
+/// when nothing else runs.
+pub fn early_line(base: usize, line: fmt::Arguments<'_>) {
+    // SAFETY: `base` is a PL011's register frame (from the device tree, or QEMU virt's), and
+    // with the MMU off it is accessed as Device memory; only this CPU runs.
+    let mut uart = unsafe { Pl011::new(base) };
+    uart.enable();
+    let mut w = Writer(uart);
+    let _ = w.write_fmt(line);
+    let _ = w.write_str("\n");
+}
+
 const QUEUE_BYTES: usize = 16 * 1024;
 
 /// Kernel output waiting for the UART: a ring of bytes.

@@ -46,25 +46,17 @@ primary_entry:
     ubfx    x3, x1, #32, #8
     orr     x2, x2, x3
     cbnz    x2, park
-    mrs     x1, CurrentEL
-    cmp     x1, #(2 << 2)
-    b.ne    park                    // Mica must be entered at EL2
     // Run where we were linked, or not at all: absolute addresses in the image assume it.
     adr     x1, _start
     ldr     x2, =_start
     cmp     x1, x2
     b.ne    park
+    bl      zero_bss
+    mrs     x20, CurrentEL
+    cmp     x20, #(2 << 2)
+    b.ne    wrong_el                // Mica must be entered at EL2
     bl      el2_setup
-    // Zero BSS (8-byte aligned by the linker script).
-    adrp    x1, __bss_start
-    add     x1, x1, :lo12:__bss_start
-    adrp    x2, __bss_end
-    add     x2, x2, :lo12:__bss_end
-1:  cmp     x1, x2
-    b.hs    2f
-    str     xzr, [x1], #8
-    b       1b
-2:  mov     x0, #0
+    mov     x0, #0
     bl      set_stack
     mov     x0, x19
     bl      mica_primary_main       // never returns
@@ -100,6 +92,36 @@ mica_secondary_entry:
     mov     x0, x19
     bl      mica_secondary_main     // never returns
     b       park
+
+    // Entered at another exception level: CPU 0's stack, no EL2 state (set_stack writes
+    // TPIDR_EL2), then the report (x0 = the tree, x1 = CurrentEL), which powers off.
+wrong_el:
+    cmp     x20, #(1 << 2)
+    b.ne    1f
+    mov     x1, #(3 << 20)          // CPACR_EL1.FPEN: no FP/SIMD traps (rustc emits SIMD)
+    msr     cpacr_el1, x1
+    isb
+1:  adrp    x1, __stacks_start
+    add     x1, x1, :lo12:__stacks_start
+    mov     x2, #{stack_size}
+    add     x1, x1, x2
+    mov     sp, x1
+    mov     x0, x19
+    mov     x1, x20
+    bl      mica_wrong_el_main      // never returns
+    b       park
+
+    // Zero BSS (8-byte aligned by the linker script). Clobbers x1, x2.
+zero_bss:
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+1:  cmp     x1, x2
+    b.hs    2f
+    str     xzr, [x1], #8
+    b       1b
+2:  ret
 
     // EL2 control registers every CPU starts with. Clobbers x1.
 el2_setup:

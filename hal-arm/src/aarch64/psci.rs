@@ -1,8 +1,10 @@
 //! Calls to the firmware's PSCI (Arm DEN 0022) through `smc`.
 //!
-//! From EL2 the conduit is always `smc`: an `hvc` would trap to Mica itself.
+//! From EL2 the conduit is always `smc`: an `hvc` would trap to Mica itself. Only the report
+//! of a boot at EL1 uses the device tree's conduit (`hvc` there).
 
 use mica_abi::psci::{Error as PsciError, CPU_ON_64, SYSTEM_OFF, VERSION};
+use mica_kernel::platform::PsciConduit;
 
 /// x0 of a reply as a value or the error.
 fn from_return(r: i64) -> Result<u64, PsciError> {
@@ -10,12 +12,23 @@ fn from_return(r: i64) -> Result<u64, PsciError> {
 }
 
 fn smc(function: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    call(PsciConduit::Smc, function, a1, a2, a3)
+}
+
+fn call(conduit: PsciConduit, function: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     let ret: u64;
-    // SAFETY: an SMCCC call to firmware; per SMCCC x0-x17 may be overwritten, which the
-    // clobbers declare. Firmware does not touch EL2 memory for these PSCI calls.
+    let hvc = u64::from(conduit == PsciConduit::Hvc);
+    // SAFETY: an SMCCC call to firmware (or, from EL1, to the hypervisor QEMU emulates);
+    // per SMCCC x0-x17 may be overwritten, which the clobbers declare. Firmware does not
+    // touch Mica's memory for these PSCI calls.
     unsafe {
         core::arch::asm!(
-            "smc #0",
+            "cbz {hvc}, 1f",
+            "hvc #0",
+            "b 2f",
+            "1: smc #0",
+            "2:",
+            hvc = in(reg) hvc,
             inout("x0") function => ret,
             inout("x1") a1 => _,
             inout("x2") a2 => _,
@@ -43,7 +56,13 @@ pub fn cpu_on(target: u64, entry: u64, context: u64) -> Result<(), PsciError> {
 
 /// Powers the machine off. Returns only if firmware refused.
 pub fn system_off() -> PsciError {
-    match from_return(smc(SYSTEM_OFF, 0, 0, 0)) {
+    system_off_via(PsciConduit::Smc)
+}
+
+/// [`system_off`] through `conduit`: `hvc` is for a CPU that is not at EL2 (the report of a
+/// boot at the wrong exception level).
+pub fn system_off_via(conduit: PsciConduit) -> PsciError {
+    match from_return(call(conduit, SYSTEM_OFF, 0, 0, 0)) {
         Err(e) => e,
         Ok(_) => PsciError::Other(0),
     }
