@@ -4,14 +4,13 @@ use mica_caps::{CapAddr, ObjectRef};
 
 use crate::hal::Hal;
 pub use crate::ids::{DomainId, VcpuId};
+pub use crate::mapping::{Mapping, Mappings, MAX_MAPPINGS};
 use crate::memmap::PhysRange;
 
 extern crate alloc;
 
 /// Most vCPUs of one domain.
 pub const MAX_VCPUS_PER_DOMAIN: usize = mica_abi::sysimage::MAX_VCPUS_PER_DOMAIN;
-/// Most guest-physical mappings one domain holds.
-pub const MAX_MAPPINGS: usize = 64;
 /// Most separately allocated RAM chunks of one domain.
 pub const MAX_RAM_CHUNKS: usize = 16;
 /// Bytes of console output buffered per domain until a newline.
@@ -28,7 +27,42 @@ pub enum DomainState {
     Dying,
 }
 
+/// The domain's lifecycle. Pure: the kernel kicks the vCPUs a change concerns
+/// (`kernel/lifecycle.rs`).
 impl DomainState {
+    /// `domain_pause`: a running domain stops being scheduled (`WrongState` otherwise).
+    pub fn pause(&mut self) -> Result<(), mica_abi::Status> {
+        self.change(DomainState::Running, DomainState::Paused)
+    }
+
+    /// `domain_unpause`: a paused domain runs again (`WrongState` otherwise).
+    pub fn unpause(&mut self) -> Result<(), mica_abi::Status> {
+        self.change(DomainState::Paused, DomainState::Running)
+    }
+
+    /// It ends: dying from now on. `false` if it already was (ending happens once).
+    pub fn end(&mut self) -> bool {
+        core::mem::replace(self, DomainState::Dying) != DomainState::Dying
+    }
+
+    /// Its restart is done: it runs again (from dying).
+    pub fn restarted(&mut self) {
+        *self = DomainState::Running;
+    }
+
+    /// Whether its vCPUs may be scheduled.
+    pub fn runs(self) -> bool {
+        self == DomainState::Running
+    }
+
+    fn change(&mut self, from: DomainState, to: DomainState) -> Result<(), mica_abi::Status> {
+        if *self != from {
+            return Err(mica_abi::Status::WrongState);
+        }
+        *self = to;
+        Ok(())
+    }
+
     /// Lower-case name for listings.
     pub const fn name(self) -> &'static str {
         match self {
@@ -36,33 +70,6 @@ impl DomainState {
             DomainState::Paused => "paused",
             DomainState::Dying => "dying",
         }
-    }
-}
-
-/// A guest-physical mapping, recorded so revoke and destroy can undo it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
-    /// First guest-physical address.
-    pub ipa: u64,
-    /// First physical address.
-    pub pa: u64,
-    /// 4 KiB pages.
-    pub pages: u64,
-    /// The Memory capability it was made through (revoking or deleting it unmaps this).
-    pub through: CapAddr,
-    /// READ, WRITE and EXECUTE as mapped.
-    pub perms: mica_abi::Rights,
-    /// Device registers (a DeviceMemory capability), not RAM: the kernel never reads or
-    /// writes them on the domain's behalf.
-    pub device: bool,
-}
-
-impl Mapping {
-    /// Whether the mapping covers any page of `[ipa, ipa + pages)`.
-    pub fn overlaps(&self, ipa: u64, pages: u64) -> bool {
-        let end = self.ipa + self.pages * 4096;
-        let other_end = ipa.saturating_add(pages.saturating_mul(4096));
-        self.ipa < other_end && ipa < end
     }
 }
 
@@ -87,7 +94,7 @@ pub struct Domain<H: Hal> {
     /// VMID tagging its TLB entries.
     pub vmid: u16,
     /// Every mapping made into it.
-    pub mappings: heapless::Vec<Mapping, MAX_MAPPINGS>,
+    pub mappings: Mappings,
     /// RAM the kernel allocated for it (scrubbed and freed when it is destroyed).
     pub ram: heapless::Vec<PhysRange, MAX_RAM_CHUNKS>,
     /// Root-space slots of the Memory capabilities over `ram`, deleted at destroy.
@@ -160,7 +167,7 @@ impl<H: Hal> Domain<H> {
             stage2,
             arch,
             vmid: id.0,
-            mappings: heapless::Vec::new(),
+            mappings: Mappings::new(),
             ram: heapless::Vec::new(),
             ram_caps: heapless::Vec::new(),
             vcpu_caps: heapless::Vec::new(),
@@ -223,38 +230,26 @@ impl<H: Hal> Domain<H> {
     pub fn name(&self) -> &str {
         self.name.as_str()
     }
+}
 
-    /// The mapping containing guest-physical `ipa`, if any.
-    pub fn mapping_at(&self, ipa: u64) -> Option<&Mapping> {
-        self.mappings.iter().find(|m| m.overlaps(ipa, 1))
-    }
+#[cfg(test)]
+mod tests {
+    use super::DomainState::{self, *};
+    use mica_abi::Status::WrongState;
 
-    /// Translates guest-physical `ipa` to physical, if mapped.
-    pub fn translate(&self, ipa: u64) -> Option<u64> {
-        self.mapping_at(ipa).map(|m| m.pa + (ipa - m.ipa))
-    }
-
-    /// Translates `ipa` to physical if it is mapped writable.
-    pub fn translate_writable(&self, ipa: u64) -> Option<u64> {
-        self.mapping_at(ipa)
-            .filter(|m| m.perms.contains(mica_abi::Rights::WRITE))
-            .map(|m| m.pa + (ipa - m.ipa))
-    }
-
-    /// Whether physical `pa` is RAM mapped into the domain (not device registers): the only
-    /// physical memory the kernel reads on the domain's behalf (e.g. an instruction to
-    /// decode), so a guest can never make the kernel touch a device.
-    pub fn maps_ram_at(&self, pa: u64) -> bool {
-        self.mappings
-            .iter()
-            .any(|m| !m.device && pa >= m.pa && pa - m.pa < m.pages * 4096)
-    }
-
-    /// Translates guest-physical `ipa` to physical if it is RAM (see
-    /// [`Domain::maps_ram_at`]).
-    pub fn translate_ram(&self, ipa: u64) -> Option<u64> {
-        self.mapping_at(ipa)
-            .filter(|m| !m.device)
-            .map(|m| m.pa + (ipa - m.ipa))
+    #[test]
+    fn pause_and_unpause_only_from_the_state_they_leave_and_ending_is_once() {
+        let mut s = Running;
+        assert_eq!(s.unpause(), Err(WrongState));
+        assert_eq!((s.pause(), s), (Ok(()), Paused));
+        assert_eq!(s.pause(), Err(WrongState));
+        assert!(!s.runs());
+        assert_eq!((s.unpause(), s), (Ok(()), Running));
+        assert!(s.end());
+        assert!(!s.end(), "once");
+        assert_eq!((s.pause(), s.unpause()), (Err(WrongState), Err(WrongState)));
+        assert_eq!(s, DomainState::Dying);
+        s.restarted();
+        assert!(s.runs());
     }
 }

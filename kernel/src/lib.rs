@@ -29,6 +29,7 @@ pub mod hal;
 pub mod ids;
 pub mod irq;
 pub mod kernel;
+pub mod mapping;
 pub mod memmap;
 pub mod platform;
 pub mod psci;

@@ -298,7 +298,7 @@ pub fn boot_info(k: &Kernel<MockHal>, id: DomainId) -> mica_abi::bootinfo::BootI
     use zerocopy::FromBytes;
     let d = k.domain(id).unwrap();
     let layout = mica_abi::layout::DomainLayout::new(d.ram.iter().map(|r| r.size()).sum());
-    let pa = d.translate(layout.boot_page()).unwrap();
+    let pa = d.mappings.translate(layout.boot_page()).unwrap();
     let m = k.hal.memory.borrow();
     let bytes: Vec<u8> = (0..size_of::<mica_abi::bootinfo::BootInfo>() as u64)
         .map(|i| *m.get(&(pa + i)).unwrap_or(&0))

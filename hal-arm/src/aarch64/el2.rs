@@ -14,42 +14,44 @@ use crate::vgic::MAX_LIST_REGISTERS;
 
 /// HCR_EL2 bits (D19.2.49).
 pub mod hcr {
+    use aarch64_cpu::registers::HCR_EL2 as R;
+
     /// VM: stage-2 translation.
-    pub const VM: u64 = 1 << 0;
+    pub const VM: u64 = R::VM::Enable.value;
     /// SWIO: set/way invalidation override (invalidate becomes clean and invalidate).
-    pub const SWIO: u64 = 1 << 1;
+    pub const SWIO: u64 = R::SWIO::SET.value;
     /// PTW: protected table walk (a stage-1 walk into device memory faults).
-    pub const PTW: u64 = 1 << 2;
+    pub const PTW: u64 = R::PTW::SET.value;
     /// FMO: physical FIQs to EL2, virtual FIQs to the guest.
-    pub const FMO: u64 = 1 << 3;
+    pub const FMO: u64 = R::FMO::EnableVirtualFIQ.value;
     /// IMO: physical IRQs to EL2, virtual IRQs to the guest.
-    pub const IMO: u64 = 1 << 4;
+    pub const IMO: u64 = R::IMO::EnableVirtualIRQ.value;
     /// AMO: physical SErrors to EL2.
-    pub const AMO: u64 = 1 << 5;
+    pub const AMO: u64 = R::AMO::SET.value;
     /// FB: the guest's TLB and branch-predictor maintenance is broadcast (its vCPUs move).
-    pub const FB: u64 = 1 << 9;
+    pub const FB: u64 = R::FB::SET.value;
     /// BSU = inner shareable: the guest's barriers reach the other CPUs it may run on.
-    pub const BSU_INNER: u64 = 1 << 10;
+    pub const BSU_INNER: u64 = R::BSU::InnerShareable.value;
     /// DC: default cacheable (stage 1 off still sees normal write-back memory).
-    pub const DC: u64 = 1 << 12;
+    pub const DC: u64 = R::DC::SET.value;
     /// TWI: trap WFI.
-    pub const TWI: u64 = 1 << 13;
+    pub const TWI: u64 = R::TWI::SET.value;
     /// TWE: trap WFE.
-    pub const TWE: u64 = 1 << 14;
+    pub const TWE: u64 = R::TWE::SET.value;
     /// TID3: trap reads of the ID group 3 registers (answered sanitised, `crate::traps`).
-    pub const TID3: u64 = 1 << 18;
+    pub const TID3: u64 = R::TID3::SET.value;
     /// TSC: trap SMC.
-    pub const TSC: u64 = 1 << 19;
+    pub const TSC: u64 = R::TSC::EnableTrapEl1SmcToEl2.value;
     /// TIDCP: trap implementation-defined system registers.
-    pub const TIDCP: u64 = 1 << 20;
+    pub const TIDCP: u64 = R::TIDCP::SET.value;
     /// TACR: trap ACTLR_EL1.
-    pub const TACR: u64 = 1 << 21;
+    pub const TACR: u64 = R::TACR::SET.value;
     /// TSW: trap data cache maintenance by set/way.
-    pub const TSW: u64 = 1 << 22;
+    pub const TSW: u64 = R::TSW::SET.value;
     /// RW: EL1 is AArch64.
-    pub const RW: u64 = 1 << 31;
+    pub const RW: u64 = R::RW::EL1IsAarch64.value;
     /// TLOR: trap the LORegion registers.
-    pub const TLOR: u64 = 1 << 35;
+    pub const TLOR: u64 = R::TLOR::SET.value;
 }
 
 /// HCR_EL2 while a guest runs (`DC` is added per vCPU). Every trap of the table in
@@ -74,31 +76,34 @@ pub const HCR_GUEST: u64 = hcr::VM
 
 /// MDCR_EL2 bits (D19.2.76).
 mod mdcr {
+    use aarch64_cpu::registers::MDCR_EL2 as R;
+
     /// HPMN: event counters EL1 may use (kept as reset; every PMU access traps anyway).
-    pub const HPMN_MASK: u64 = 0x1F;
+    pub const HPMN_MASK: u64 = R::HPMN.mask << R::HPMN.shift;
     /// TPMCR: trap PMCR_EL0.
-    pub const TPMCR: u64 = 1 << 5;
+    pub const TPMCR: u64 = R::TPMCR::SET.value;
     /// TPM: trap every performance-monitor register.
-    pub const TPM: u64 = 1 << 6;
+    pub const TPM: u64 = R::TPM::SET.value;
     /// TDA: trap the debug registers (breakpoints, watchpoints, MDSCR, DCC).
-    pub const TDA: u64 = 1 << 9;
+    pub const TDA: u64 = R::TDA::SET.value;
     /// TDOSA: trap the OS lock and power-down registers.
-    pub const TDOSA: u64 = 1 << 10;
+    pub const TDOSA: u64 = R::TDOSA::SET.value;
     /// TDRA: trap the debug ROM address register.
-    pub const TDRA: u64 = 1 << 11;
+    pub const TDRA: u64 = R::TDRA::SET.value;
 }
 
 /// CPTR_EL2 bits beyond the ones set at entry (D19.2.30).
 mod cptr {
-    /// TTA: trap the trace unit's system registers (RES0 without one).
+    /// TTA: trap the trace unit's system registers (RES0 without one). `aarch64-cpu` does
+    /// not name this field.
     pub const TTA: u64 = 1 << 20;
     /// TAM: trap the activity monitors (RES0 without them).
-    pub const TAM: u64 = 1 << 30;
+    pub const TAM: u64 = aarch64_cpu::registers::CPTR_EL2::TAM::SET.value;
 }
 
 /// CNTHCTL_EL2.EL1PCTEN: EL1 may read the physical counter (the same as the virtual one:
 /// CNTVOFF_EL2 is 0). EL1PCEN (bit 1) stays clear: the EL1 physical timer traps.
-const CNTHCTL_EL1PCTEN: u64 = 1 << 0;
+const CNTHCTL_EL1PCTEN: u64 = aarch64_cpu::registers::CNTHCTL_EL2::EL1PCTEN::SET.value;
 
 /// List registers the GIC has (ICH_VTR_EL2.ListRegs + 1), set by [`configure`].
 static LIST_REGISTERS: AtomicUsize = AtomicUsize::new(0);

@@ -438,10 +438,10 @@ fn fetch_instruction(d: &Domain<ArmHal>, ctx: &ArmContext) -> Option<u32> {
     // and EL2 must never read a device register on its behalf. The kernel lock is held, so
     // the domain's mappings cannot change before the read.
     let pa = if ctx.el1.sctlr & 1 == 0 {
-        d.translate_ram(pc)?
+        d.mappings.translate_ram(pc)?
     } else {
         let pa = translate_guest_va(pc, ctx.hcr)?;
-        d.maps_ram_at(pa).then_some(pa)?
+        d.mappings.maps_ram_at(pa).then_some(pa)?
     };
     // SAFETY: `pa` is 4-byte aligned and inside one of the domain's RAM mappings: RAM the
     // kernel gave the domain (checked above under the kernel lock), which the EL2 map

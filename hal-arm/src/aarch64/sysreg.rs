@@ -1,9 +1,13 @@
-//! System registers that `aarch64-cpu` does not provide, and barriers.
+//! Raw system-register access, for what `aarch64-cpu`'s register types do not fit, and
+//! barriers.
 //!
-//! `aarch64-cpu` covers the EL2 control registers (HCR_EL2, SCTLR_EL2, TCR_EL2, ...) and is
-//! used for them; the GICv3 CPU-interface registers and the EL2 physical timer's compare
-//! value are missing from it, so they are accessed here by their architected encodings
-//! (Arm ARM DDI 0487, chapter D23 / GIC architecture spec IHI 0069, chapter 12).
+//! The bits of the EL2 controls are named by `aarch64-cpu`'s field definitions (HCR_EL2,
+//! MDCR_EL2, CPTR_EL2, CNTHCTL_EL2 in `el2.rs`; SCTLR/TCR/MAIR in `mmu.rs`). Registers are read
+//! and written here by name or architected encoding (Arm ARM DDI 0487, chapter D23 / GIC
+//! architecture specification IHI 0069, chapter 12) where a register type does not fit: the
+//! world switch saves and restores whole values, list registers and active-priority registers
+//! are chosen by index at run time (`aarch64-cpu` has one type per register), and the EL1
+//! registers of a guest are moved as plain values.
 
 /// Reads a system register by name or `s3_*` encoding.
 macro_rules! read_sysreg {

@@ -131,7 +131,7 @@ impl<H: Hal> Kernel<H> {
         if state != VcpuState::Off || d.state == DomainState::Dying {
             return Err(Status::WrongState);
         }
-        if d.translate(entry).is_none() {
+        if d.mappings.translate(entry).is_none() {
             return Err(Status::InvalidArgument);
         }
         let dc = self.default_cacheable(d);

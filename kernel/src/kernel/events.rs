@@ -128,7 +128,9 @@ impl<H: Hal> Kernel<H> {
     ) -> Result<[u64; 3], Status> {
         let d = self.domain(caller).ok_or(Status::StaleCapability)?;
         let last = ipa.checked_add(FRAME_SIZE - 1).ok_or(Status::OutOfRange)?;
-        if d.translate_writable(ipa).is_none() || d.translate_writable(last).is_none() {
+        if d.mappings.translate_writable(ipa).is_none()
+            || d.mappings.translate_writable(last).is_none()
+        {
             return Err(Status::OutOfRange);
         }
         if let Some(d) = self.domain_mut(caller) {

@@ -46,12 +46,10 @@ impl<H: Hal> Kernel<H> {
                 // first copied a table-sized list per domain, the bulk of a revoke's cost.
                 for id in 0..SPACES {
                     for _ in 0..crate::domain::MAX_MAPPINGS {
-                        let Some((ipa, pages)) = self.domains[id].as_ref().and_then(|d| {
-                            d.mappings
-                                .iter()
-                                .find(|m| m.through == addr)
-                                .map(|m| (m.ipa, m.pages))
-                        }) else {
+                        let Some((ipa, pages)) = self.domains[id]
+                            .as_ref()
+                            .and_then(|d| d.mappings.made_through(addr))
+                        else {
                             break;
                         };
                         self.unmap_one(DomainId(id as u16), ipa, pages);
@@ -68,10 +66,8 @@ impl<H: Hal> Kernel<H> {
                 object,
                 object_type: ObjectType::Irq,
             } => {
-                if let Some(i) = self.irq_line(object) {
-                    self.release_irq(i);
-                    self.irqs.swap_remove(i);
-                }
+                let removed = self.irqs.remove(object);
+                self.drive_lines(removed);
             }
             Removal::ObjectDestroyed {
                 object_type: ObjectType::Vcpu | ObjectType::Domain,
@@ -95,6 +91,27 @@ impl<H: Hal> Kernel<H> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Carries out what the table of interrupt lines asked of the interrupt controller.
+    pub(super) fn drive_lines(&self, actions: impl IntoIterator<Item = LineAction>) {
+        for action in actions {
+            match action {
+                LineAction::Enable { intid, cpu } => self.hal.irq_enable(intid, cpu),
+                LineAction::Disable(intid) => self.hal.irq_disable(intid),
+                LineAction::Deactivate(intid) => self.hal.irq_deactivate(intid),
+            }
+        }
+    }
+
+    /// Interrupts the physical CPU a vCPU's change concerns ([`Kick`]).
+    pub(super) fn kick(&mut self, kick: Option<Kick>) {
+        if let Some(Kick { cpu, resched }) = kick {
+            if resched {
+                self.request_resched(cpu);
+            }
+            self.hal.kick(cpu);
         }
     }
 }

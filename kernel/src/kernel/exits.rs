@@ -33,13 +33,11 @@ impl<H: Hal> Kernel<H> {
                 self.set_result(v, regs);
             }
             Exit::WaitForInterrupt => {
-                if let Some(x) = self.vcpus[v.index()].as_mut() {
-                    if x.wake_pending {
-                        x.wake_pending = false;
-                    } else {
-                        x.state = VcpuState::Blocked;
-                        self.resched[cpu] = true;
-                    }
+                let blocked = self.vcpus[v.index()]
+                    .as_mut()
+                    .is_some_and(|x| x.wait_for_interrupt());
+                if blocked {
+                    self.request_resched(cpu);
                 }
             }
             Exit::MemoryFault { ipa, write, pc } => {
@@ -110,9 +108,9 @@ impl<H: Hal> Kernel<H> {
             }
             psci::CPU_OFF => {
                 if let Some(x) = self.vcpus[v.index()].as_mut() {
-                    x.state = VcpuState::Off;
+                    x.power_off();
                 }
-                self.resched[cpu] = true;
+                self.request_resched(cpu);
                 ret::SUCCESS
             }
             psci::SYSTEM_OFF => {
@@ -165,7 +163,7 @@ impl<H: Hal> Kernel<H> {
         let Some(d) = self.domain(domain) else {
             return ret::INVALID_PARAMETERS;
         };
-        if d.translate(entry).is_none() {
+        if d.mappings.translate(entry).is_none() {
             return ret::INVALID_ADDRESS;
         }
         let dc = self.default_cacheable(d);

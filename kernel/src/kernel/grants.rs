@@ -227,20 +227,13 @@ impl<H: Hal> Kernel<H> {
         )?;
         let mut irq_slot = None;
         if dev.interrupt != 0 {
-            if self.irqs.is_full() || self.irqs.iter().any(|l| l.intid == dev.interrupt) {
-                return Err(Status::NoFreeSlot);
-            }
+            self.irqs.check_add(dev.interrupt)?;
             let slot = self.free_slot_in(space)?;
             let object = self
                 .caps
                 .create_object(space, slot, ObjectType::Irq, None)?;
-            let _ = self.irqs.push(IrqLine {
-                object,
-                intid: dev.interrupt,
-                route: IrqRoute::Unbound,
-                active: false,
-            });
-            self.hal.irq_disable(dev.interrupt);
+            let masked = self.irqs.add(object, dev.interrupt)?;
+            self.drive_lines(masked);
             irq_slot = Some(slot);
         }
         let d = self.domains[id.index()]

@@ -18,9 +18,12 @@ impl<H: Hal> Kernel<H> {
         };
         let page = d.event_page;
         let targets = page.and_then(|page| {
-            let pending =
-                d.translate_writable(page + mica_abi::event::pending_offset(word) as u64)?;
-            let summary = d.translate_writable(page + mica_abi::event::SUMMARY_OFFSET as u64)?;
+            let pending = d
+                .mappings
+                .translate_writable(page + mica_abi::event::pending_offset(word) as u64)?;
+            let summary = d
+                .mappings
+                .translate_writable(page + mica_abi::event::SUMMARY_OFFSET as u64)?;
             Some((pending, summary))
         });
         if let Some((pending, summary)) = targets {
@@ -47,102 +50,41 @@ impl<H: Hal> Kernel<H> {
         }
     }
 
-    /// The line whose Irq object `object` is.
-    pub(super) fn irq_line(&self, object: mica_caps::ObjectRef) -> Option<usize> {
-        self.irqs.iter().position(|l| l.object == object)
-    }
-
-    /// `irq_bind_event`, `irq_bind_virtual`, `irq_ack`, `irq_unbind` after decoding.
-    pub(crate) fn irq_call(&mut self, caller: DomainId, irq: u16, op: IrqOp) -> Result<(), Status> {
-        let info = self
-            .caps
-            .lookup(caller.space(), irq, ObjectType::Irq, Rights::RECEIVE)?;
-        let i = self.irq_line(info.object).ok_or(Status::StaleCapability)?;
-        let intid = self.irqs[i].intid;
-        match op {
-            IrqOp::BindEvent { endpoint } => {
-                let ep = self.caps.lookup(
-                    caller.space(),
-                    endpoint,
-                    ObjectType::EventChannel,
-                    Rights::RECEIVE,
-                )?;
-                let id = self
-                    .channels
-                    .find(ep.object)
-                    .ok_or(Status::StaleCapability)?;
-                let binding = self
-                    .channels
-                    .get(id)
-                    .and_then(|e| e.binding)
-                    .ok_or(Status::WrongState)?;
-                let cpu = self.vcpu_cpu(binding.domain, binding.vcpu).unwrap_or(0);
-                self.irqs[i].route = IrqRoute::Event(id);
-                self.hal.irq_enable(intid, cpu);
-            }
-            IrqOp::BindVirtual { vcpu } => {
-                let cpu = self.vcpu_cpu(caller, vcpu).ok_or(Status::InvalidArgument)?;
-                self.irqs[i].route = IrqRoute::Virtual {
-                    domain: caller,
-                    vcpu,
-                };
-                self.hal.irq_enable(intid, cpu);
-            }
-            IrqOp::Ack => {
-                if !self.irqs[i].active {
-                    return Err(Status::WrongState);
-                }
-                self.irqs[i].active = false;
-                self.hal.irq_deactivate(intid);
-            }
-            IrqOp::Unbind => self.release_irq(i),
-        }
-        Ok(())
-    }
-
     pub(super) fn vcpu_cpu(&self, domain: DomainId, index: u16) -> Option<usize> {
         let v = *self.domain(domain)?.vcpus.get(index as usize)?;
         Some(self.vcpu(v)?.cpu)
     }
 
-    /// Masks line `i`, deactivates it if it was left active, and unbinds it.
-    pub(super) fn release_irq(&mut self, i: usize) {
-        let Some(line) = self.irqs.get_mut(i) else {
-            return;
-        };
-        line.route = IrqRoute::Unbound;
-        let (intid, active) = (line.intid, core::mem::take(&mut line.active));
-        self.hal.irq_disable(intid);
-        if active {
-            self.hal.irq_deactivate(intid);
-        }
+    /// The line of the Irq capability in `caller`'s slot `irq` (RECEIVE needed).
+    fn irq_arg(&self, caller: DomainId, irq: Slot) -> Result<usize, Status> {
+        let info = self
+            .caps
+            .lookup(caller.space(), irq.0, ObjectType::Irq, Rights::RECEIVE)?;
+        self.irqs.find(info.object).ok_or(Status::StaleCapability)
     }
 
     /// A physical interrupt `intid` owned by a domain fired (the HAL acknowledged it).
     pub fn physical_interrupt(&mut self, intid: u32) -> IrqOutcome {
-        let Some(i) = self.irqs.iter().position(|l| l.intid == intid) else {
-            self.hal.irq_disable(intid);
-            return IrqOutcome::Deactivate;
-        };
-        match self.irqs[i].route {
-            IrqRoute::Unbound => {
-                self.hal.irq_disable(intid);
+        match self.irqs.occurrence(intid) {
+            Occurrence::Nobody => {
+                self.drive_lines([LineAction::Disable(intid)]);
                 IrqOutcome::Deactivate
             }
-            IrqRoute::Event(ep) => match self.channels.raise(ep) {
+            Occurrence::Event(line, ep) => match self.channels.raise(ep) {
                 Ok(delivery) => {
-                    self.irqs[i].active = true;
+                    self.irqs.delivered(line);
                     if let Some(d) = delivery {
                         self.apply([Effect::Deliver(d)]);
                     }
                     IrqOutcome::LeaveActive
                 }
                 Err(_) => {
-                    self.release_irq(i);
+                    let released = self.irqs.release(line);
+                    self.drive_lines(released);
                     IrqOutcome::Deactivate
                 }
             },
-            IrqRoute::Virtual { domain, vcpu } => {
+            Occurrence::Virtual { line, domain, vcpu } => {
                 let v = self
                     .domain(domain)
                     .and_then(|d| d.vcpus.get(vcpu as usize).copied());
@@ -156,7 +98,8 @@ impl<H: Hal> Kernel<H> {
                         IrqOutcome::LeaveActive
                     }
                     _ => {
-                        self.release_irq(i);
+                        let released = self.irqs.release(line);
+                        self.drive_lines(released);
                         IrqOutcome::Deactivate
                     }
                 }
@@ -174,10 +117,27 @@ impl<H: Hal> Kernel<H> {
         caller: DomainId,
         mica_abi::args::IrqBindEvent { irq, endpoint }: mica_abi::args::IrqBindEvent,
     ) -> Result<[u64; 3], Status> {
-        let op = IrqOp::BindEvent {
-            endpoint: endpoint.0,
-        };
-        self.irq_call(caller, irq.0, op)?;
+        // Check.
+        let line = self.irq_arg(caller, irq)?;
+        let ep = self.caps.lookup(
+            caller.space(),
+            endpoint.0,
+            ObjectType::EventChannel,
+            Rights::RECEIVE,
+        )?;
+        let id = self
+            .channels
+            .find(ep.object)
+            .ok_or(Status::StaleCapability)?;
+        let binding = self
+            .channels
+            .get(id)
+            .and_then(|e| e.binding)
+            .ok_or(Status::WrongState)?;
+        let cpu = self.vcpu_cpu(binding.domain, binding.vcpu).unwrap_or(0);
+        // Act.
+        let bound = self.irqs.bind(line, IrqRoute::Event(id), cpu);
+        self.drive_lines(bound);
         Ok([0; 3])
     }
 
@@ -187,7 +147,18 @@ impl<H: Hal> Kernel<H> {
         caller: DomainId,
         mica_abi::args::IrqBindVirtual { irq, vcpu }: mica_abi::args::IrqBindVirtual,
     ) -> Result<[u64; 3], Status> {
-        self.irq_call(caller, irq.0, IrqOp::BindVirtual { vcpu: vcpu.0 })?;
+        // Check.
+        let line = self.irq_arg(caller, irq)?;
+        let cpu = self
+            .vcpu_cpu(caller, vcpu.0)
+            .ok_or(Status::InvalidArgument)?;
+        // Act.
+        let route = IrqRoute::Virtual {
+            domain: caller,
+            vcpu: vcpu.0,
+        };
+        let bound = self.irqs.bind(line, route, cpu);
+        self.drive_lines(bound);
         Ok([0; 3])
     }
 
@@ -197,7 +168,9 @@ impl<H: Hal> Kernel<H> {
         caller: DomainId,
         mica_abi::args::IrqAck { irq }: mica_abi::args::IrqAck,
     ) -> Result<[u64; 3], Status> {
-        self.irq_call(caller, irq.0, IrqOp::Ack)?;
+        let line = self.irq_arg(caller, irq)?;
+        let acked = self.irqs.ack(line)?;
+        self.drive_lines(acked);
         Ok([0; 3])
     }
 
@@ -207,7 +180,9 @@ impl<H: Hal> Kernel<H> {
         caller: DomainId,
         mica_abi::args::IrqUnbind { irq }: mica_abi::args::IrqUnbind,
     ) -> Result<[u64; 3], Status> {
-        self.irq_call(caller, irq.0, IrqOp::Unbind)?;
+        let line = self.irq_arg(caller, irq)?;
+        let released = self.irqs.release(line);
+        self.drive_lines(released);
         Ok([0; 3])
     }
 }

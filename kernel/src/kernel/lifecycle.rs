@@ -19,15 +19,8 @@ impl<H: Hal> Kernel<H> {
         let Some(x) = self.vcpus[v.index()].as_mut() else {
             return;
         };
-        x.retired = true;
-        x.wake_pending = false;
-        if x.state == VcpuState::Running {
-            let cpu = x.cpu;
-            self.request_resched(cpu);
-            self.hal.kick(cpu);
-        } else {
-            x.state = VcpuState::Off;
-        }
+        let kick = x.retire();
+        self.kick(kick);
         self.publish_accounting();
     }
 
@@ -98,10 +91,7 @@ impl<H: Hal> Kernel<H> {
         let d = self.domains[id.index()]
             .as_mut()
             .ok_or(Status::StaleCapability)?;
-        if d.state != DomainState::Running {
-            return Err(Status::WrongState);
-        }
-        d.state = DomainState::Paused;
+        d.state.pause()?;
         self.kick_domain(id);
         Ok(())
     }
@@ -111,10 +101,7 @@ impl<H: Hal> Kernel<H> {
         let d = self.domains[id.index()]
             .as_mut()
             .ok_or(Status::StaleCapability)?;
-        if d.state != DomainState::Paused {
-            return Err(Status::WrongState);
-        }
-        d.state = DomainState::Running;
+        d.state.unpause()?;
         let all = d.vcpus.clone();
         let runnable: heapless::Vec<VcpuId, 8> = all
             .iter()
@@ -140,8 +127,7 @@ impl<H: Hal> Kernel<H> {
             .map(|x| x.cpu)
             .collect();
         for cpu in cpus {
-            self.resched[cpu] = true;
-            self.hal.kick(cpu);
+            self.kick(Some(Kick { cpu, resched: true }));
         }
     }
 
@@ -157,10 +143,9 @@ impl<H: Hal> Kernel<H> {
         let Some(d) = self.domains[id.index()].as_mut() else {
             return;
         };
-        if d.state == DomainState::Dying {
+        if !d.state.end() {
             return;
         }
-        d.state = DomainState::Dying;
         self.stop_vcpus(id);
         self.finish_if_quiescent(id);
     }
@@ -182,15 +167,8 @@ impl<H: Hal> Kernel<H> {
         let Some(d) = self.domain(id) else { return };
         let vcpus = d.vcpus.clone();
         for v in vcpus {
-            if let Some(x) = self.vcpus[v.index()].as_mut() {
-                if x.state == VcpuState::Running {
-                    let cpu = x.cpu;
-                    self.resched[cpu] = true;
-                    self.hal.kick(cpu);
-                } else {
-                    x.state = VcpuState::Off;
-                }
-            }
+            let kick = self.vcpus[v.index()].as_mut().and_then(|x| x.stop());
+            self.kick(kick);
         }
     }
 
@@ -229,7 +207,7 @@ impl<H: Hal> Kernel<H> {
             return;
         };
         d.restart_pending = false;
-        d.state = DomainState::Running;
+        d.state.restarted();
         d.boots += 1;
         d.console.clear();
         d.event_page = None;
@@ -333,16 +311,8 @@ impl<H: Hal> Kernel<H> {
             self.vcpus[v.index()] = None;
         }
         self.channels.unbind_domain(id);
-        let routed: heapless::Vec<usize, MAX_IRQS> = self
-            .irqs
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| matches!(l.route, IrqRoute::Virtual { domain, .. } if domain == id))
-            .map(|(i, _)| i)
-            .collect();
-        for i in routed {
-            self.release_irq(i);
-        }
+        let released = self.irqs.release_routed_to(id);
+        self.drive_lines(released);
         // Memory: scrub, then hand over or free.
         let mut scrubbed = 0u64;
         for r in d.ram.iter() {

@@ -79,12 +79,7 @@ impl<H: Hal> Kernel<H> {
         let d = self.domains[id.index()]
             .as_mut()
             .ok_or(Status::WrongState)?;
-        if d.mappings.is_full() {
-            return Err(Status::OutOfMemory);
-        }
-        if d.mappings.iter().any(|x| x.overlaps(m.ipa, m.pages)) {
-            return Err(Status::SlotOccupied);
-        }
+        d.mappings.check_new(m.ipa, m.pages)?;
         let reserve = d.stage2.table_bytes_at_most(m.ipa, m.pa, m.pages);
         self.caps.charge_space(id.space(), reserve)?;
         let d = self.domains[id.index()]
@@ -101,7 +96,8 @@ impl<H: Hal> Kernel<H> {
                 .map(m.ipa, m.pa, m.pages, m.perms, &mut self.frames)
         };
         if mapped.is_ok() {
-            let _ = d.mappings.push(recorded);
+            // Checked above, and nothing changed the record since.
+            let _ = d.mappings.insert(recorded);
         }
         self.caps.refund_space(id.space(), reserve, |_| {});
         self.settle_tables(id);
@@ -114,10 +110,9 @@ impl<H: Hal> Kernel<H> {
         let Some(d) = self.domains[id.index()].as_mut() else {
             return;
         };
-        let Some(i) = d.mappings.iter().position(|m| m.ipa == ipa) else {
+        let Some(m) = d.mappings.remove(ipa) else {
             return;
         };
-        let m = d.mappings.swap_remove(i);
         d.stage2.unmap(m.ipa, pages, &mut self.frames);
         if d.event_page.is_some_and(|p| m.overlaps(p, 1)) {
             d.event_page = None;
@@ -148,28 +143,8 @@ impl<H: Hal> Kernel<H> {
         ipa: u64,
         pages: u64,
     ) -> Result<u64, Status> {
-        let d = self.domains[id.index()]
-            .as_mut()
-            .ok_or(Status::WrongState)?;
-        let end = ipa
-            .checked_add(
-                pages
-                    .checked_mul(FRAME_SIZE)
-                    .ok_or(Status::InvalidArgument)?,
-            )
-            .ok_or(Status::InvalidArgument)?;
-        // Check: no mapping is cut in two.
-        for m in d.mappings.iter() {
-            if m.overlaps(ipa, pages) && (m.ipa < ipa || m.ipa + m.pages * FRAME_SIZE > end) {
-                return Err(Status::InvalidArgument);
-            }
-        }
-        let inside: heapless::Vec<(u64, u64), { crate::domain::MAX_MAPPINGS }> = d
-            .mappings
-            .iter()
-            .filter(|m| m.overlaps(ipa, pages))
-            .map(|m| (m.ipa, m.pages))
-            .collect();
+        let d = self.domain(id).ok_or(Status::WrongState)?;
+        let inside = d.mappings.inside(ipa, pages)?;
         let mut unmapped = 0;
         for (at, n) in inside {
             self.unmap_one(id, at, n);
@@ -223,9 +198,7 @@ impl<H: Hal> Kernel<H> {
         if d.state == crate::domain::DomainState::Dying {
             return Err(Status::WrongState);
         }
-        if d.mappings.iter().any(|m| m.overlaps(ipa, pages)) {
-            return Err(Status::SlotOccupied);
-        }
+        d.mappings.check_new(ipa, pages)?;
         // Act.
         let through = CapAddr::new(space, memory);
         let pa = first_frame * FRAME_SIZE;

@@ -20,11 +20,11 @@ use crate::effect::Effect;
 use crate::evtchn::{Binding, Channels, Delivery};
 use crate::frames::{Frames, FRAME_SIZE};
 use crate::hal::{Hal, Stage2, VcpuContext};
-use crate::irq::{IrqLine, IrqOp, IrqOutcome, IrqRoute, MAX_IRQS};
+use crate::irq::{IrqLines, IrqOutcome, IrqRoute, LineAction, Occurrence};
 use crate::memmap::PhysRange;
 use crate::psci;
 use crate::sched::{self, Candidate, SchedParams, SchedState};
-use crate::vcpu::{Vcpu, VcpuId, VcpuState};
+use crate::vcpu::{Kick, Left, Vcpu, VcpuId, VcpuState};
 
 /// Most capability spaces: every domain plus the root.
 pub const SPACES: usize = sysimage::MAX_DOMAINS + 1;
@@ -137,7 +137,7 @@ pub struct Kernel<H: Hal> {
     /// Where the system image lies (set by the HAL at boot).
     image_range: Option<PhysRange>,
     /// Physical interrupt lines handed to domains.
-    irqs: heapless::Vec<IrqLine, MAX_IRQS>,
+    irqs: IrqLines,
     current: [Option<VcpuId>; MAX_CPUS],
     resched: [bool; MAX_CPUS],
     image: Option<SystemImage<'static>>,
@@ -213,7 +213,7 @@ impl<H: Hal> Kernel<H> {
             control: None,
             control_pool: None,
             image_range: None,
-            irqs: heapless::Vec::new(),
+            irqs: IrqLines::new(),
             current: [None; MAX_CPUS],
             resched: [false; MAX_CPUS],
             image: None,
@@ -310,7 +310,7 @@ impl<H: Hal> Kernel<H> {
         let mut done = 0usize;
         while done < bytes.len() {
             let at = ipa + done as u64;
-            let pa = d.translate(at).ok_or(Status::OutOfRange)?;
+            let pa = d.mappings.translate(at).ok_or(Status::OutOfRange)?;
             let in_page = (FRAME_SIZE - (at % FRAME_SIZE)) as usize;
             let n = in_page.min(bytes.len() - done);
             self.hal.write_phys(pa, &bytes[done..done + n]);

@@ -116,22 +116,14 @@ impl<H: Hal> Kernel<H> {
         Ok(())
     }
 
+    /// vCPU `v` may run ([`Vcpu::make_runnable`]).
     pub(super) fn make_runnable(&mut self, v: VcpuId) {
-        let Some(vcpu) = self.vcpus[v.index()].as_mut() else {
+        let Some(x) = self.vcpus[v.index()].as_mut() else {
             return;
         };
-        if vcpu.retired {
-            vcpu.state = VcpuState::Off;
-            return;
-        }
-        vcpu.state = VcpuState::Runnable;
-        let (cpu, domain) = (vcpu.cpu, vcpu.domain);
-        if self
-            .domain(domain)
-            .is_some_and(|d| d.state == DomainState::Running)
-        {
-            self.hal.kick(cpu);
-        }
+        let runs = runs(&self.domains, x.domain);
+        let kick = x.make_runnable(runs);
+        self.kick(kick);
     }
 
     /// What physical CPU `cpu` should run now (`None`: idle until an interrupt), following
@@ -224,7 +216,7 @@ impl<H: Hal> Kernel<H> {
         if current != Some(v) {
             vcpu.runs += 1;
         }
-        vcpu.state = VcpuState::Running;
+        vcpu.run();
         if current != Some(v) {
             self.run_seq += 1;
             vcpu.sched.start(now, self.run_seq);
@@ -256,32 +248,15 @@ impl<H: Hal> Kernel<H> {
 
     /// `v` has just left its physical CPU.
     pub(super) fn leave_cpu(&mut self, v: VcpuId) {
-        let Some(vcpu) = self.vcpus[v.index()].as_ref() else {
+        let Some(x) = self.vcpus[v.index()].as_mut() else {
             return;
         };
-        let domain = vcpu.domain;
-        let state = self.domain(domain).map(|d| d.state);
-        if vcpu.retired {
-            if let Some(x) = self.vcpus[v.index()].as_mut() {
-                x.state = VcpuState::Off;
-            }
-            self.finish_if_quiescent(domain);
-            return;
-        }
-        match (vcpu.state, state) {
-            (VcpuState::Running, Some(DomainState::Running)) => self.make_runnable(v),
-            (VcpuState::Running, Some(DomainState::Paused)) => {
-                if let Some(x) = self.vcpus[v.index()].as_mut() {
-                    x.state = VcpuState::Runnable;
-                }
-            }
-            (_, Some(DomainState::Dying)) => {
-                if let Some(x) = self.vcpus[v.index()].as_mut() {
-                    x.state = VcpuState::Off;
-                }
-                self.finish_if_quiescent(domain);
-            }
-            _ => {}
+        let domain = x.domain;
+        let state = self.domains[domain.index()].as_ref().map(|d| d.state);
+        match x.left_cpu(state) {
+            Left::Nothing => {}
+            Left::Kick(kick) => self.kick(Some(kick)),
+            Left::Stopped => self.finish_if_quiescent(domain),
         }
     }
 
@@ -318,14 +293,12 @@ impl<H: Hal> Kernel<H> {
 
     /// Marks vCPU `v` as having a pending virtual interrupt: a blocked vCPU becomes runnable.
     pub fn wake(&mut self, v: VcpuId) {
-        let Some(vcpu) = self.vcpus[v.index()].as_mut() else {
+        let Some(x) = self.vcpus.get_mut(v.index()).and_then(Option::as_mut) else {
             return;
         };
-        vcpu.wake_pending = true;
-        if vcpu.state == VcpuState::Blocked {
-            vcpu.sched.wakeups += 1;
-            self.make_runnable(v);
-        }
+        let runs = runs(&self.domains, x.domain);
+        let kick = x.wake(runs);
+        self.kick(kick);
     }
 
     /// A virtual interrupt of vCPU `v` may have become deliverable: a blocked `v` wakes
@@ -333,12 +306,12 @@ impl<H: Hal> Kernel<H> {
     /// exits and sees the interrupt (the HAL refills its interrupt state before every entry).
     /// A runnable or stopped `v` needs nothing.
     pub fn interrupt_vcpu(&mut self, v: VcpuId) {
-        let Some(vcpu) = self.vcpu(v) else { return };
-        match vcpu.state {
-            VcpuState::Blocked => self.wake(v),
-            VcpuState::Running => self.hal.kick(vcpu.cpu),
-            VcpuState::Runnable | VcpuState::Off => {}
-        }
+        let Some(x) = self.vcpus.get_mut(v.index()).and_then(Option::as_mut) else {
+            return;
+        };
+        let runs = runs(&self.domains, x.domain);
+        let kick = x.interrupt(runs);
+        self.kick(kick);
     }
 
     /// [`interrupt_vcpu`](Self::interrupt_vcpu) for each vCPU of `domain` whose index has
@@ -428,4 +401,12 @@ fn sched_of<H: Hal>(vcpus: &[Option<Vcpu<H>>], id: VcpuId) -> Option<&SchedState
         .get(id.index())
         .and_then(Option::as_ref)
         .map(|x| &x.sched)
+}
+
+/// Whether domain `id` of `domains` runs (its vCPUs may be scheduled).
+fn runs<H: Hal>(domains: &[Option<Domain<H>>], id: DomainId) -> bool {
+    domains
+        .get(id.index())
+        .and_then(Option::as_ref)
+        .is_some_and(|d| d.state.runs())
 }

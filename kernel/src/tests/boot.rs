@@ -17,7 +17,7 @@ fn boot_creates_domains_maps_ram_loads_images_and_starts_vcpu0() {
     let alpha = k.domain(id_of(&k, "alpha")).unwrap();
     assert_eq!(alpha.ram.iter().map(|r| r.size()).sum::<u64>(), 256 * 1024);
     assert_eq!(alpha.stage2.pages.len(), 64);
-    let pa = alpha.translate(sysimage::DOMAIN_RAM_BASE).unwrap();
+    let pa = alpha.mappings.translate(sysimage::DOMAIN_RAM_BASE).unwrap();
     assert_eq!(k.hal.memory.borrow().get(&pa), Some(&1));
     assert_eq!(k.hal.memory.borrow().get(&(pa + 4)), Some(&b'c'));
     let v0 = k.vcpu(alpha.vcpus[0]).unwrap();
@@ -30,7 +30,7 @@ fn boot_creates_domains_maps_ram_loads_images_and_starts_vcpu0() {
         [42, sysimage::DOMAIN_RAM_BASE, 256 * 1024 - 4096, info_ipa]
     );
     // The boot-info page is in the last page of RAM.
-    let info_pa = alpha.translate(info_ipa).unwrap();
+    let info_pa = alpha.mappings.translate(info_ipa).unwrap();
     let magic: Vec<u8> = (0..8)
         .map(|i| *k.hal.memory.borrow().get(&(info_pa + i)).unwrap_or(&0))
         .collect();

@@ -53,7 +53,10 @@ fn a_control_domain_gets_a_pool_the_system_image_and_every_domain() {
         sysimage::SYSTEM_IMAGE_IPA
     );
     assert_eq!(
-        k.domain(c).unwrap().translate(sysimage::SYSTEM_IMAGE_IPA),
+        k.domain(c)
+            .unwrap()
+            .mappings
+            .translate(sysimage::SYSTEM_IMAGE_IPA),
         Some(0x5000_0000)
     );
     let web = Slot(info.cap("dom-web").unwrap().slot);

@@ -144,7 +144,7 @@ fn an_interrupt_bound_to_an_event_is_delivered_and_stays_active_until_acknowledg
         "nothing to ack"
     );
     assert_eq!(k.physical_interrupt(34), IrqOutcome::LeaveActive);
-    let pa = k.domain(drv).unwrap().translate(page).unwrap();
+    let pa = k.domain(drv).unwrap().mappings.translate(page).unwrap();
     assert_eq!(read_u64(&k.hal.memory.borrow(), pa), 1 << 9);
     assert_eq!(status(call(&mut k, 1, a::IrqAck { irq })), Ok(()));
     assert!(k

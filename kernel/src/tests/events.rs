@@ -62,16 +62,24 @@ fn boot_wires_channels_and_shares_and_lists_them_in_boot_info() {
     assert_eq!(ring_owner.ipa, sysimage::DOMAIN_RAM_BASE + 0x8000);
     assert_eq!(ring_peer.ipa, 0x8000_0000);
     // Both see the same frames.
-    let owner_pa = k.domain(ping).unwrap().translate(ring_owner.ipa).unwrap();
+    let owner_pa = k
+        .domain(ping)
+        .unwrap()
+        .mappings
+        .translate(ring_owner.ipa)
+        .unwrap();
     assert_eq!(
-        k.domain(pong).unwrap().translate(0x8000_0000),
+        k.domain(pong).unwrap().mappings.translate(0x8000_0000),
         Some(owner_pa)
     );
     assert_eq!(
-        k.domain(pong).unwrap().translate(0x8000_1000),
+        k.domain(pong).unwrap().mappings.translate(0x8000_1000),
         Some(owner_pa + 0x1000)
     );
-    assert_eq!(k.domain(pong).unwrap().translate(0x8000_2000), None);
+    assert_eq!(
+        k.domain(pong).unwrap().mappings.translate(0x8000_2000),
+        None
+    );
 }
 
 #[test]
@@ -155,7 +163,7 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
         Ok(())
     );
     assert_eq!(run(&mut k, 1), Some(pong_v), "woken");
-    let page_pa = k.domain(pong).unwrap().translate(page).unwrap();
+    let page_pa = k.domain(pong).unwrap().mappings.translate(page).unwrap();
     let m = k.hal.memory.borrow().clone();
     assert_eq!(
         read_u64(&m, page_pa + pending_offset(1) as u64),
@@ -306,7 +314,7 @@ fn evtchn_create_makes_a_connected_pair_in_the_callers_space() {
         Ok(())
     );
     let ping = id_of(&k, "ping");
-    let pa = k.domain(ping).unwrap().translate(page).unwrap();
+    let pa = k.domain(ping).unwrap().mappings.translate(page).unwrap();
     assert_eq!(read_u64(&k.hal.memory.borrow(), pa), 1 << 3);
 }
 
@@ -318,7 +326,10 @@ fn revoking_a_share_unmaps_it_from_the_peer_only() {
     let r = call(&mut k, 0, a::CapRevoke { slot: ring });
     assert_eq!(status(r), Ok(()));
     assert_eq!(r[1], 1, "the peer's copy");
-    assert_eq!(k.domain(pong).unwrap().translate(0x8000_0000), None);
+    assert_eq!(
+        k.domain(pong).unwrap().mappings.translate(0x8000_0000),
+        None
+    );
     assert!(!k
         .domain(pong)
         .unwrap()
@@ -328,6 +339,7 @@ fn revoking_a_share_unmaps_it_from_the_peer_only() {
     assert!(
         k.domain(ping)
             .unwrap()
+            .mappings
             .translate(sysimage::DOMAIN_RAM_BASE + 0x8000)
             .is_some(),
         "the owner keeps it"

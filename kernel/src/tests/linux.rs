@@ -49,6 +49,7 @@ fn a_linux_domain_enters_with_its_device_tree_in_x0_and_no_boot_info_page() {
     // Its last page is plain RAM: nothing was written there.
     let d = k.domain(l).unwrap();
     let last = d
+        .mappings
         .translate(DomainLayout::new(256 * 1024).boot_page())
         .unwrap();
     let memory = k.hal.memory.borrow();

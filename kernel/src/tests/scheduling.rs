@@ -161,7 +161,12 @@ fn the_policy_domain_gets_control_accounting_and_events() {
     assert!(info.cap("sched-events").is_some());
     // The page lists every vCPU.
     use zerocopy::FromBytes;
-    let pa = k.domain(policy).unwrap().translate(page.ipa).unwrap();
+    let pa = k
+        .domain(policy)
+        .unwrap()
+        .mappings
+        .translate(page.ipa)
+        .unwrap();
     let m = k.hal.memory.borrow();
     let bytes: Vec<u8> = (0..size_of::<mica_abi::sched::SchedPage>() as u64)
         .map(|i| *m.get(&(pa + i)).unwrap_or(&0))
