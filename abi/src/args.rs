@@ -1,14 +1,18 @@
-//! One argument type per hypercall: the registers x1-x6 of every call, in order, with the
-//! checks a call's registers must pass before anything looks at the caller's capabilities.
+//! The hypercalls' argument registers x1-x6: the types a register decodes to ([`Slot`],
+//! [`Port`], ..., through [`Arg`]), the checks calls share, the traits every call's argument
+//! type implements, and the `calls!` macro that generates each argument type (and `Call` and
+//! `TABLE`) from the call's one entry in `abi/src/calls.rs`. The argument types, [`Args`] and
+//! [`decode`] are re-exported here, where the kernel and the runtime find them.
 //!
-//! This is the single definition of each call's argument order and argument syntax. The kernel
-//! decodes with `from_regs` (refusing what does not fit the types: slots wider than 16 bits,
-//! unknown rights bits, misaligned or wrapping addresses, ...), the domain runtime encodes
-//! with `to_regs`, and `TABLE` (`crate::hypercall`) names the arguments with each type's
-//! `ARGS`. For every call, `from_regs(a.to_regs()) == Ok(a)`, and a register value that
-//! decodes encodes back to itself (`tests::every_call_round_trips`).
+//! A call's argument type is the single definition of its argument order and argument syntax.
+//! The kernel decodes with `from_regs` (refusing what does not fit the types: slots wider than
+//! 16 bits, unknown rights bits, ...; then what the call's check refuses together: misaligned
+//! or wrapping addresses, ...), the domain runtime encodes with `to_regs`, and `TABLE`
+//! (`crate::hypercall`) names the arguments with each type's `ARGS`. For every call,
+//! `from_regs(a.to_regs()) == Ok(a)`, and a register value that decodes encodes back to itself
+//! (`tests::every_call_round_trips`).
 
-use crate::hypercall::{Call, CONSOLE_INPUT_MAX, CONSOLE_WRITE_MAX};
+use crate::hypercall::{CONSOLE_INPUT_MAX, CONSOLE_WRITE_MAX};
 use crate::layout::{IPA_LIMIT, PAGE_SIZE};
 use crate::{Rights, Status};
 
@@ -148,27 +152,79 @@ pub trait Checked {
     }
 }
 
+/// Generates every hypercall's definitions from one entry per call; invoked once, by
+/// `crate::calls`, whose header describes an entry.
+///
+/// From the entries it makes, in the invoking module: the `Call` enum (`#[repr(u16)]`, each
+/// variant's number and doc) and `TABLE`, a [`crate::hypercall::CallSpec`] per call in the
+/// entries' order; per call, its argument type (the fields, x1 first, with their docs), with
+/// `CALL`, `ARGS`, `from_regs`, `to_regs`, its [`CallArgs`] impl and its [`Checked`] impl (the
+/// entry's `check`, or none: `Ok(())`); then `Args`, `decode`, `names` and `round_trip` over
+/// every call.
 macro_rules! calls {
     ($(
         $(#[$meta:meta])*
-        $name:ident => $call:ident { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
+        $number:literal $call:ident $wire:literal {
+            summary: $summary:literal,
+            args: { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? },
+            returns: [$( $ret:literal ),* $(,)?],
+            caps: [$( $cap:expr ),* $(,)?],
+            statuses: [$( $status:ident ),* $(,)?],
+            $( check: |$a:ident| $check:expr, )?
+        }
     )*) => {
+        /// A hypercall of this ABI.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum Call {
+            $(
+                $(#[$meta])*
+                $call = $number,
+            )*
+        }
+
+        /// Every hypercall, in numeric order.
+        pub const TABLE: &[$crate::hypercall::CallSpec] = &[
+            $(
+                $crate::hypercall::CallSpec {
+                    call: Call::$call,
+                    name: $wire,
+                    summary: $summary,
+                    args: $call::ARGS,
+                    returns: &[$($ret),*],
+                    caps: &[$($cap),*],
+                    statuses: &[$($crate::Status::$status),*],
+                },
+            )*
+        ];
+
         $(
+            #[doc = concat!("The arguments of `", $wire, "`, x1 first.")]
+            #[doc = ""]
             $(#[$meta])*
             #[derive(Clone, Copy, Debug, PartialEq, Eq)]
             #[cfg_attr(kani, derive(kani::Arbitrary))]
-            pub struct $name {
+            pub struct $call {
                 $( $(#[$fmeta])* pub $field: $ty, )*
             }
 
-            impl CallArgs for $name {
+            impl $crate::args::CallArgs for $call {
                 const CALL: Call = Call::$call;
                 fn regs(&self) -> [u64; 6] {
                     self.to_regs()
                 }
             }
 
-            impl $name {
+            impl $crate::args::Checked for $call {
+                $(
+                    fn check(&self) -> Result<(), $crate::Status> {
+                        let $a = self;
+                        $check
+                    }
+                )?
+            }
+
+            impl $call {
                 /// The call these are the arguments of.
                 pub const CALL: Call = Call::$call;
                 /// The argument registers' names, x1 first.
@@ -177,11 +233,14 @@ macro_rules! calls {
                 /// Decodes x1-x6 (registers past the last argument are ignored) and checks
                 /// them together.
                 #[allow(unused_variables, unused_mut, unused_assignments)]
-                pub fn from_regs(regs: [u64; 6]) -> Result<Self, Status> {
+                pub fn from_regs(regs: [u64; 6]) -> Result<Self, $crate::Status> {
                     let mut next = regs.iter();
-                    $( let $field = <$ty as Arg>::from_reg(*next.next().unwrap_or(&0))?; )*
-                    let args = $name { $($field),* };
-                    args.check()?;
+                    $(
+                        let $field =
+                            <$ty as $crate::args::Arg>::from_reg(*next.next().unwrap_or(&0))?;
+                    )*
+                    let args = $call { $($field),* };
+                    $crate::args::Checked::check(&args)?;
                     Ok(args)
                 }
 
@@ -190,7 +249,11 @@ macro_rules! calls {
                 pub fn to_regs(&self) -> [u64; 6] {
                     let mut regs = [0u64; 6];
                     let mut next = regs.iter_mut();
-                    $( if let Some(r) = next.next() { *r = self.$field.to_reg(); } )*
+                    $(
+                        if let Some(r) = next.next() {
+                            *r = $crate::args::Arg::to_reg(&self.$field);
+                        }
+                    )*
                     regs
                 }
             }
@@ -202,7 +265,7 @@ macro_rules! calls {
         pub enum Args {
             $(
                 $(#[$meta])*
-                $call($name),
+                $call($call),
             )*
         }
 
@@ -222,325 +285,45 @@ macro_rules! calls {
             }
 
             /// The call's checks of the arguments together ([`Checked`]), for the proofs.
+            ///
+            /// [`Checked`]: crate::args::Checked
             #[cfg(kani)]
-            pub(crate) fn check(&self) -> Result<(), Status> {
+            pub(crate) fn check(&self) -> Result<(), $crate::Status> {
                 match self {
-                    $( Args::$call(a) => a.check(), )*
+                    $( Args::$call(a) => $crate::args::Checked::check(a), )*
                 }
             }
         }
 
         /// Decodes x1-x6 as the arguments of `call` (what the kernel does first with every
         /// hypercall). Pure: no state is read.
-        pub fn decode(call: Call, regs: [u64; 6]) -> Result<Args, Status> {
+        pub fn decode(call: Call, regs: [u64; 6]) -> Result<Args, $crate::Status> {
             match call {
-                $( Call::$call => $name::from_regs(regs).map(Args::$call), )*
+                $( Call::$call => $call::from_regs(regs).map(Args::$call), )*
             }
         }
 
         /// The argument names of `call` (x1 first): the one definition `TABLE` uses.
         pub const fn names(call: Call) -> &'static [&'static str] {
             match call {
-                $( Call::$call => $name::ARGS, )*
+                $( Call::$call => $call::ARGS, )*
             }
         }
 
         /// Decodes and re-encodes `regs` as the arguments of `call` (what the tests and
         /// harnesses round-trip).
-        pub fn round_trip(call: Call, regs: [u64; 6]) -> Result<[u64; 6], Status> {
+        pub fn round_trip(call: Call, regs: [u64; 6]) -> Result<[u64; 6], $crate::Status> {
             decode(call, regs).map(|a| a.to_regs())
         }
     };
 }
 
-calls! {
-    /// `whoami`.
-    Whoami => Whoami {}
-    /// `console_write`: `len` bytes (at most [`CONSOLE_WRITE_MAX`]) packed little-endian
-    /// into five registers.
-    ConsoleWrite => ConsoleWrite {
-        /// Bytes to write.
-        len: u64,
-        /// Bytes 0-7.
-        bytes0: u64,
-        /// Bytes 8-15.
-        bytes1: u64,
-        /// Bytes 16-23.
-        bytes2: u64,
-        /// Bytes 24-31.
-        bytes3: u64,
-        /// Bytes 32-39.
-        bytes4: u64,
-    }
-    /// `yield`.
-    Yield => Yield {}
-    /// `cap_identify`.
-    CapIdentify => CapIdentify {
-        /// The slot.
-        slot: Slot,
-    }
-    /// `cap_derive`.
-    CapDerive => CapDerive {
-        /// Source slot.
-        src: Slot,
-        /// Destination slot.
-        dst: Slot,
-        /// Rights of the copy.
-        rights: Rights,
-        /// First frame of the sub-range (absolute).
-        first_frame: u64,
-        /// Frames in it (0: the source's range).
-        frame_count: u64,
-    }
-    /// `cap_grant`.
-    CapGrant => CapGrant {
-        /// Source slot.
-        src: Slot,
-        /// Slot of the receiver's Domain capability.
-        domain: Slot,
-        /// Slot in the receiver's space.
-        dst: Slot,
-        /// Rights of the copy.
-        rights: Rights,
-        /// First frame of the sub-range (absolute).
-        first_frame: u64,
-        /// Frames in it (0: the source's range).
-        frame_count: u64,
-    }
-    /// `cap_revoke`.
-    CapRevoke => CapRevoke {
-        /// The slot.
-        slot: Slot,
-    }
-    /// `cap_delete`.
-    CapDelete => CapDelete {
-        /// The slot.
-        slot: Slot,
-    }
-    /// `mem_map`.
-    MemMap => MemMap {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-        /// Memory or DeviceMemory capability slot.
-        memory: Slot,
-        /// Guest-physical address (page aligned).
-        ipa: u64,
-        /// First frame (absolute).
-        first_frame: u64,
-        /// Frames.
-        frame_count: u64,
-        /// READ, WRITE, EXECUTE (READ included).
-        perms: Rights,
-    }
-    /// `mem_unmap`.
-    MemUnmap => MemUnmap {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-        /// Guest-physical address (page aligned).
-        ipa: u64,
-        /// Pages.
-        frame_count: u64,
-    }
-    /// `domain_create`.
-    DomainCreate => DomainCreate {
-        /// Slot for the new Domain capability.
-        dst: Slot,
-        /// Slots of its space (16 bits).
-        slots: Slot,
-        /// Kernel-memory quota in bytes.
-        quota: u64,
-    }
-    /// `domain_destroy`.
-    DomainDestroy => DomainDestroy {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-    }
-    /// `domain_pause`.
-    DomainPause => DomainPause {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-    }
-    /// `domain_unpause`.
-    DomainUnpause => DomainUnpause {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-    }
-    /// `domain_restart`.
-    DomainRestart => DomainRestart {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-    }
-    /// `domain_info`.
-    DomainInfo => DomainInfo {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-    }
-    /// `console_read`.
-    ConsoleRead => ConsoleRead {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-        /// Byte offset in its console output.
-        offset: u64,
-    }
-    /// `domain_set_name`: 1-31 bytes of `[a-z0-9-]`, packed little-endian, NUL-padded.
-    DomainSetName => DomainSetName {
-        /// Domain capability slot.
-        domain: Slot,
-        /// Bytes 0-7.
-        name0: u64,
-        /// Bytes 8-15.
-        name1: u64,
-        /// Bytes 16-23.
-        name2: u64,
-        /// Bytes 24-31.
-        name3: u64,
-    }
-    /// `console_input`: `len` bytes (at most [`CONSOLE_INPUT_MAX`]) packed little-endian
-    /// into four registers.
-    ConsoleInput => ConsoleInput {
-        /// Domain capability slot.
-        domain: Slot,
-        /// Bytes to type.
-        len: u64,
-        /// Bytes 0-7.
-        bytes0: u64,
-        /// Bytes 8-15.
-        bytes1: u64,
-        /// Bytes 16-23.
-        bytes2: u64,
-        /// Bytes 24-31.
-        bytes3: u64,
-    }
-    /// `domain_set_boot`.
-    DomainSetBoot => DomainSetBoot {
-        /// Domain capability slot.
-        domain: Slot,
-        /// [`crate::hypercall::BOOT_MICA`] or [`crate::hypercall::BOOT_LINUX`].
-        protocol: u64,
-    }
-    /// `vcpu_create`.
-    VcpuCreate => VcpuCreate {
-        /// Domain capability slot, or [`Slot::SELF_DOMAIN`].
-        domain: Slot,
-        /// Slot for the Vcpu capability.
-        dst: Slot,
-        /// Its index in the domain (16 bits).
-        index: Slot,
-        /// Physical CPU (`ANY_CPU`: the kernel picks).
-        cpu: u64,
-    }
-    /// `vcpu_start`.
-    VcpuStart => VcpuStart {
-        /// Vcpu capability slot.
-        vcpu: Slot,
-        /// Guest-physical entry point.
-        entry: u64,
-        /// x0 at entry.
-        arg: u64,
-    }
-    /// `evtchn_create`.
-    EvtchnCreate => EvtchnCreate {
-        /// Slot for the first endpoint.
-        dst_a: Slot,
-        /// Slot for the second endpoint.
-        dst_b: Slot,
-    }
-    /// `evtchn_bind`.
-    EvtchnBind => EvtchnBind {
-        /// Endpoint capability slot.
-        endpoint: Slot,
-        /// Event-page port.
-        port: Port,
-        /// Index of the vCPU to wake (16 bits).
-        vcpu: Slot,
-    }
-    /// `evtchn_send`.
-    EvtchnSend => EvtchnSend {
-        /// Endpoint capability slot.
-        endpoint: Slot,
-    }
-    /// `evtchn_mask`.
-    EvtchnMask => EvtchnMask {
-        /// Endpoint capability slot.
-        endpoint: Slot,
-        /// Mask (1) or unmask (0).
-        masked: bool,
-    }
-    /// `event_page_set`.
-    EventPageSet => EventPageSet {
-        /// Guest-physical address of the page (page aligned).
-        ipa: u64,
-    }
-    /// `sched_set`.
-    SchedSet => SchedSet {
-        /// SchedControl capability slot.
-        control: Slot,
-        /// Domain, vCPU and priority (`crate::sched::pack_target`).
-        target: u64,
-        /// Budget per period, ns.
-        budget_ns: u64,
-        /// Period, ns.
-        period_ns: u64,
-        /// Physical CPUs it may run on (a bit per CPU).
-        affinity: u64,
-    }
-    /// `irq_bind_event`.
-    IrqBindEvent => IrqBindEvent {
-        /// Irq capability slot.
-        irq: Slot,
-        /// Endpoint capability slot.
-        endpoint: Slot,
-    }
-    /// `irq_bind_virtual`.
-    IrqBindVirtual => IrqBindVirtual {
-        /// Irq capability slot.
-        irq: Slot,
-        /// Index of the vCPU (16 bits).
-        vcpu: Slot,
-    }
-    /// `irq_ack`.
-    IrqAck => IrqAck {
-        /// Irq capability slot.
-        irq: Slot,
-    }
-    /// `irq_unbind`.
-    IrqUnbind => IrqUnbind {
-        /// Irq capability slot.
-        irq: Slot,
-    }
-}
+/// For `crate::calls`, the one place that invokes it.
+pub(crate) use calls;
 
-impl Checked for Whoami {}
-impl Checked for Yield {}
-impl Checked for CapIdentify {}
-impl Checked for CapRevoke {}
-impl Checked for CapDelete {}
-impl Checked for DomainCreate {}
-impl Checked for DomainDestroy {}
-impl Checked for DomainPause {}
-impl Checked for DomainUnpause {}
-impl Checked for DomainRestart {}
-impl Checked for DomainInfo {}
-impl Checked for ConsoleRead {}
-impl Checked for VcpuCreate {}
-impl Checked for VcpuStart {}
-impl Checked for EvtchnCreate {}
-impl Checked for EvtchnBind {}
-impl Checked for EvtchnSend {}
-impl Checked for EvtchnMask {}
-impl Checked for IrqBindEvent {}
-impl Checked for IrqBindVirtual {}
-impl Checked for IrqAck {}
-impl Checked for IrqUnbind {}
-
-impl Checked for ConsoleWrite {
-    fn check(&self) -> Result<(), Status> {
-        if self.len > CONSOLE_WRITE_MAX as u64 {
-            return Err(Status::InvalidArgument);
-        }
-        Ok(())
-    }
-}
+// Every call's argument type, `Args`, `decode`, `names` and `round_trip`, generated by
+// `crate::calls` (with `Call` and `TABLE`, which are at home in `crate::hypercall`).
+pub use crate::calls::*;
 
 impl ConsoleWrite {
     /// The arguments that write `bytes` (at most [`CONSOLE_WRITE_MAX`] of them; more are cut).
@@ -567,71 +350,6 @@ impl ConsoleWrite {
             self.bytes3,
             self.bytes4,
         ]
-    }
-}
-
-impl Checked for CapDerive {
-    fn check(&self) -> Result<(), Status> {
-        check_frames(self.first_frame, self.frame_count)
-    }
-}
-
-impl Checked for CapGrant {
-    fn check(&self) -> Result<(), Status> {
-        check_frames(self.first_frame, self.frame_count)
-    }
-}
-
-impl Checked for MemMap {
-    fn check(&self) -> Result<(), Status> {
-        let perms = self.perms;
-        if !(Rights::READ | Rights::WRITE | Rights::EXECUTE).contains(perms)
-            || !perms.contains(Rights::READ)
-        {
-            return Err(Status::InvalidArgument);
-        }
-        check_ipa_range(self.ipa, self.frame_count)
-    }
-}
-
-impl Checked for MemUnmap {
-    fn check(&self) -> Result<(), Status> {
-        check_ipa_range(self.ipa, self.frame_count)
-    }
-}
-
-impl Checked for EventPageSet {
-    fn check(&self) -> Result<(), Status> {
-        if !self.ipa.is_multiple_of(PAGE_SIZE) {
-            return Err(Status::InvalidArgument);
-        }
-        Ok(())
-    }
-}
-
-impl Checked for SchedSet {
-    fn check(&self) -> Result<(), Status> {
-        crate::sched::unpack_target(self.target)
-            .map(|_| ())
-            .ok_or(Status::InvalidArgument)
-    }
-}
-
-impl Checked for DomainSetBoot {
-    fn check(&self) -> Result<(), Status> {
-        match self.protocol {
-            crate::hypercall::BOOT_MICA | crate::hypercall::BOOT_LINUX => Ok(()),
-            _ => Err(Status::InvalidArgument),
-        }
-    }
-}
-
-impl Checked for ConsoleInput {
-    fn check(&self) -> Result<(), Status> {
-        if self.len > CONSOLE_INPUT_MAX as u64 {
-            return Err(Status::InvalidArgument);
-        }
-        Ok(())
     }
 }
 
@@ -662,22 +380,6 @@ impl ConsoleInput {
             *byte = (regs[i / 8] >> ((i % 8) * 8)) as u8;
         }
         (out, len)
-    }
-}
-
-impl Checked for DomainSetName {
-    fn check(&self) -> Result<(), Status> {
-        let name = self.name();
-        let len = name.iter().position(|b| *b == 0).unwrap_or(32);
-        let valid = (1..=31).contains(&len)
-            && name[..len]
-                .iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-            && name[len..].iter().all(|b| *b == 0);
-        if !valid {
-            return Err(Status::InvalidArgument);
-        }
-        Ok(())
     }
 }
 
@@ -759,6 +461,45 @@ mod tests {
                 "{}: {zeros:?}",
                 spec.name
             );
+        }
+    }
+
+    /// Every capability argument of the table is a slot: with the other arguments valid, it
+    /// takes any 16-bit value ([`Slot::SELF_DOMAIN`] among them) and refuses anything wider.
+    #[test]
+    fn every_capability_argument_is_a_slot() {
+        let read = Rights::READ.bits() as u64;
+        for spec in TABLE {
+            let valid = match spec.call {
+                Call::MemMap => [0, 0, 0x1000, 0, 1, read],
+                Call::MemUnmap => [0, 0x1000, 1, 0, 0, 0],
+                Call::DomainSetName => DomainSetName::new(Slot(0), b"web").to_regs(),
+                _ => [0; 6],
+            };
+            assert!(decode(spec.call, valid).is_ok(), "{}", spec.name);
+            for c in spec.caps {
+                let i = spec
+                    .args
+                    .iter()
+                    .position(|arg| *arg == c.arg)
+                    .unwrap_or_else(|| panic!("{}: `{}` is no argument", spec.name, c.arg));
+                let mut regs = valid;
+                regs[i] = Slot::SELF_DOMAIN.raw();
+                assert!(
+                    decode(spec.call, regs).is_ok(),
+                    "{}: `{}`",
+                    spec.name,
+                    c.arg
+                );
+                regs[i] = 1 << 16;
+                assert_eq!(
+                    decode(spec.call, regs),
+                    Err(Status::InvalidArgument),
+                    "{}: `{}`",
+                    spec.name,
+                    c.arg
+                );
+            }
         }
     }
 

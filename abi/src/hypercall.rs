@@ -6,8 +6,15 @@
 //! x1-x6, the status comes back in x0 and values in x1-x3; x86_64 uses `vmmcall` with the
 //! registers of DESIGN.md §3. [`TABLE`] is the single definition the kernel's decoder,
 //! `mica-rt`'s wrappers and `docs/hypercalls.md` (checked by a test) all follow.
+//!
+//! The calls themselves, [`Call`] and the rows of [`TABLE`], are defined in `abi/src/calls.rs`,
+//! one entry per call together with its argument type, and re-exported here. This module
+//! holds what the rows are made of ([`CallSpec`], [`CapArg`]), the constants the calls'
+//! arguments refer to, and the function ids.
 
 use crate::{ObjectType, Rights, Status};
+
+pub use crate::calls::{Call, TABLE};
 
 /// Function id of vendor-specific hypervisor call 0: fast call (bit 31), SMC64 (bit 30),
 /// owning entity number 6 (bits 29:24).
@@ -29,76 +36,6 @@ pub const BOOT_MICA: u64 = 0;
 /// PL011 console, and its clock starts when its vCPU 0 does.
 pub const BOOT_LINUX: u64 = 1;
 
-/// A hypercall of this ABI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u16)]
-pub enum Call {
-    /// Who the caller is.
-    Whoami = 0x00,
-    /// Write bytes to the hypervisor console.
-    ConsoleWrite = 0x01,
-    /// Give up the rest of this time slice.
-    Yield = 0x02,
-    /// Describe the capability in a slot.
-    CapIdentify = 0x10,
-    /// Copy a capability within the caller's space with fewer rights or a sub-range.
-    CapDerive = 0x11,
-    /// Place a derived copy of a capability into another domain's space.
-    CapGrant = 0x12,
-    /// Delete every descendant of a capability.
-    CapRevoke = 0x13,
-    /// Delete a capability.
-    CapDelete = 0x14,
-    /// Map frames of a Memory capability into a domain's guest-physical space.
-    MemMap = 0x20,
-    /// Remove guest-physical mappings from a domain.
-    MemUnmap = 0x21,
-    /// Create an empty domain.
-    DomainCreate = 0x30,
-    /// Destroy a domain: stop its vCPUs, revoke what it holds, scrub its memory.
-    DomainDestroy = 0x31,
-    /// Stop scheduling a domain's vCPUs.
-    DomainPause = 0x32,
-    /// Resume a paused domain.
-    DomainUnpause = 0x33,
-    /// Restart a domain from its image.
-    DomainRestart = 0x34,
-    /// A domain's state, size and CPU time.
-    DomainInfo = 0x35,
-    /// Read a domain's recent console output.
-    ConsoleRead = 0x36,
-    /// Name a domain (console prefix and reports).
-    DomainSetName = 0x37,
-    /// Type bytes into a domain's emulated console.
-    ConsoleInput = 0x38,
-    /// Choose how a created domain boots (Mica's protocol or Linux's).
-    DomainSetBoot = 0x39,
-    /// Create a vCPU in a domain.
-    VcpuCreate = 0x40,
-    /// Start a created vCPU at an entry point.
-    VcpuStart = 0x41,
-    /// Create an event channel: two connected endpoint capabilities.
-    EvtchnCreate = 0x50,
-    /// Bind an endpoint to a port of the caller's event page.
-    EvtchnBind = 0x51,
-    /// Signal the peer of an endpoint.
-    EvtchnSend = 0x52,
-    /// Mask or unmask the upcall of a bound endpoint.
-    EvtchnMask = 0x53,
-    /// Register the caller's event page.
-    EventPageSet = 0x54,
-    /// Set a vCPU's scheduling parameters.
-    SchedSet = 0x60,
-    /// Deliver a physical interrupt as an event.
-    IrqBindEvent = 0x70,
-    /// Deliver a physical interrupt as a hardware-deactivated virtual interrupt.
-    IrqBindVirtual = 0x71,
-    /// Acknowledge (deactivate) an interrupt delivered as an event.
-    IrqAck = 0x72,
-    /// Stop delivering an interrupt (it is masked).
-    IrqUnbind = 0x73,
-}
-
 /// An argument that names a capability of the caller's space.
 #[derive(Clone, Copy, Debug)]
 pub struct CapArg {
@@ -113,7 +50,7 @@ pub struct CapArg {
 }
 
 /// A Domain capability with CONTROL, or [`SELF_DOMAIN`].
-const DOMAIN_CONTROL: CapArg = CapArg {
+pub(crate) const DOMAIN_CONTROL: CapArg = CapArg {
     arg: "domain",
     types: &[ObjectType::Domain],
     rights: Rights::CONTROL,
@@ -121,13 +58,13 @@ const DOMAIN_CONTROL: CapArg = CapArg {
 };
 
 /// A Domain capability with CONTROL (never [`SELF_DOMAIN`]).
-const NAMED_DOMAIN_CONTROL: CapArg = CapArg {
+pub(crate) const NAMED_DOMAIN_CONTROL: CapArg = CapArg {
     self_domain: false,
     ..DOMAIN_CONTROL
 };
 
 /// Any capability, no right needed, under argument name `arg`.
-const fn any_cap(arg: &'static str) -> CapArg {
+pub(crate) const fn any_cap(arg: &'static str) -> CapArg {
     CapArg {
         arg,
         types: &ObjectType::ALL,
@@ -137,7 +74,7 @@ const fn any_cap(arg: &'static str) -> CapArg {
 }
 
 /// A capability of type `t` carrying `rights`, under argument name `arg`.
-const fn cap(arg: &'static str, t: &'static [ObjectType], rights: Rights) -> CapArg {
+pub(crate) const fn cap(arg: &'static str, t: &'static [ObjectType], rights: Rights) -> CapArg {
     CapArg {
         arg,
         types: t,
@@ -165,385 +102,6 @@ pub struct CallSpec {
     pub statuses: &'static [Status],
 }
 
-use Status::*;
-
-/// Every hypercall, in numeric order.
-pub const TABLE: &[CallSpec] = &[
-    CallSpec {
-        call: Call::Whoami,
-        name: "whoami",
-        summary: "the caller's domain id, vCPU index and capability-space size",
-        args: crate::args::Whoami::ARGS,
-        returns: &["domain_id", "vcpu_index", "slots"],
-        caps: &[],
-        statuses: &[],
-    },
-    CallSpec {
-        call: Call::ConsoleWrite,
-        name: "console_write",
-        summary: "write `len` bytes, packed little-endian in x2-x6, to the console",
-        args: crate::args::ConsoleWrite::ARGS,
-        returns: &["written"],
-        caps: &[],
-        statuses: &[InvalidArgument],
-    },
-    CallSpec {
-        call: Call::Yield,
-        name: "yield",
-        summary: "give the CPU to the next runnable vCPU",
-        args: crate::args::Yield::ARGS,
-        returns: &[],
-        caps: &[],
-        statuses: &[],
-    },
-    CallSpec {
-        call: Call::CapIdentify,
-        name: "cap_identify",
-        summary: "object type and rights (x1 = type | rights << 8) and frame range of a capability",
-        args: crate::args::CapIdentify::ARGS,
-        returns: &["type_and_rights", "first_frame", "frame_count"],
-        caps: &[any_cap("slot")],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability],
-    },
-    CallSpec {
-        call: Call::CapDerive,
-        name: "cap_derive",
-        summary: "copy `src` into empty slot `dst` with `rights` (a subset) and, for memory, \
-                  frames [first, first+count) (count 0 = the same range)",
-        args: crate::args::CapDerive::ARGS,
-        returns: &[],
-        caps: &[any_cap("src")],
-        statuses: &[
-            InvalidArgument,
-            InvalidCapability,
-            StaleCapability,
-            InsufficientRights,
-            OutOfRange,
-            SlotOccupied,
-            QuotaExceeded,
-        ],
-    },
-    CallSpec {
-        call: Call::CapGrant,
-        name: "cap_grant",
-        summary: "place a derived copy of `src` into slot `dst` of the domain named by Domain \
-                  capability `domain`",
-        args: crate::args::CapGrant::ARGS,
-        returns: &[],
-        caps: &[
-            cap("src", &ObjectType::ALL, Rights::GRANT),
-            cap("domain", &[ObjectType::Domain], Rights::GRANT),
-        ],
-        statuses: &[
-            InvalidArgument,
-            InvalidCapability,
-            StaleCapability,
-            InsufficientRights,
-            OutOfRange,
-            SlotOccupied,
-            QuotaExceeded,
-        ],
-    },
-    CallSpec {
-        call: Call::CapRevoke,
-        name: "cap_revoke",
-        summary: "delete every descendant of the capability, in every space, and undo their mappings; \
-                  a Domain or Vcpu object whose last capability goes is destroyed (see cap_delete)",
-        args: crate::args::CapRevoke::ARGS,
-        returns: &["removed"],
-        caps: &[any_cap("slot")],
-        statuses: &[InvalidArgument, InvalidCapability],
-    },
-    CallSpec {
-        call: Call::CapDelete,
-        name: "cap_delete",
-        summary: "delete the capability (its children stay, re-parented) and undo its mappings; if it \
-                  was the last capability to a Domain, the domain ends as by domain_destroy (with the \
-                  domains it created), to a Vcpu, the vCPU stops for good",
-        args: crate::args::CapDelete::ARGS,
-        returns: &[],
-        caps: &[any_cap("slot")],
-        statuses: &[InvalidArgument, InvalidCapability],
-    },
-    CallSpec {
-        call: Call::MemMap,
-        name: "mem_map",
-        summary: "map frames [first, first+count) of Memory capability `memory` at guest-physical \
-                  `ipa` of `domain` (a Domain capability or SELF_DOMAIN) with `perms` (READ, WRITE, \
-                  EXECUTE within the capability's rights); the stage-2 tables it needs are charged to \
-                  `domain`'s quota",
-        args: crate::args::MemMap::ARGS,
-        returns: &[],
-        caps: &[
-            DOMAIN_CONTROL,
-            cap(
-                "memory",
-                &[ObjectType::Memory, ObjectType::DeviceMemory],
-                Rights::READ,
-            ),
-        ],
-        statuses: &[
-            InvalidArgument,
-            InvalidCapability,
-            StaleCapability,
-            InsufficientRights,
-            OutOfRange,
-            SlotOccupied,
-            OutOfMemory,
-            QuotaExceeded,
-        ],
-    },
-    CallSpec {
-        call: Call::MemUnmap,
-        name: "mem_unmap",
-        summary: "remove `count` pages of mappings at guest-physical `ipa` of `domain`",
-        args: crate::args::MemUnmap::ARGS,
-        returns: &["unmapped"],
-        caps: &[DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange],
-    },
-    CallSpec {
-        call: Call::DomainCreate,
-        name: "domain_create",
-        summary: "create an empty domain, named `unnamed-<id>`, with `slots` capability slots and \
-                  `quota` bytes of kernel memory (paid from the caller's quota); its Domain capability \
-                  goes in `dst`; it ends with the last capability to it (so, unless handed on, with \
-                  the caller)",
-        args: crate::args::DomainCreate::ARGS,
-        returns: &["domain_id"],
-        caps: &[],
-        statuses: &[InvalidArgument, SlotOccupied, NoFreeSlot, QuotaExceeded, OutOfMemory],
-    },
-    CallSpec {
-        call: Call::DomainDestroy,
-        name: "domain_destroy",
-        summary: "stop the domain's vCPUs, revoke everything it holds, scrub its private memory",
-        args: crate::args::DomainDestroy::ARGS,
-        returns: &[],
-        caps: &[DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
-    },
-    CallSpec {
-        call: Call::DomainPause,
-        name: "domain_pause",
-        summary: "stop scheduling the domain's vCPUs",
-        args: crate::args::DomainPause::ARGS,
-        returns: &[],
-        caps: &[DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
-    },
-    CallSpec {
-        call: Call::DomainUnpause,
-        name: "domain_unpause",
-        summary: "resume scheduling a paused domain",
-        args: crate::args::DomainUnpause::ARGS,
-        returns: &[],
-        caps: &[DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
-    },
-    CallSpec {
-        call: Call::DomainRestart,
-        name: "domain_restart",
-        summary: "stop the domain's vCPUs, scrub and reload its RAM from its image and start it \
-                  again (domains created from the system image only)",
-        args: crate::args::DomainRestart::ARGS,
-        returns: &[],
-        caps: &[DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState, NotSupported],
-    },
-    CallSpec {
-        call: Call::DomainInfo,
-        name: "domain_info",
-        summary: "x1 = id | state << 16 (0 running, 1 paused, 2 dying) | vCPUs << 24; x2 = bytes of \
-                  RAM the kernel gave it; x3 = CPU time of all its vCPUs in ns",
-        args: crate::args::DomainInfo::ARGS,
-        returns: &["id_state_vcpus", "memory_bytes", "cpu_time_ns"],
-        caps: &[DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
-    },
-    CallSpec {
-        call: Call::ConsoleRead,
-        name: "console_read",
-        summary: "the domain's console output: x1 = bytes written so far, x2-x3 = up to 16 bytes \
-                  from byte `offset` (the last 4 KiB are kept; an older offset reads from the oldest \
-                  kept byte, whose offset is x1 minus the kept length), low byte first",
-        args: crate::args::ConsoleRead::ARGS,
-        returns: &["total", "bytes0", "bytes1"],
-        caps: &[DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
-    },
-    CallSpec {
-        call: Call::DomainSetName,
-        name: "domain_set_name",
-        summary: "name a domain through a Domain capability (never SELF_DOMAIN): 1-31 bytes of \
-                  `[a-z0-9-]`, packed little-endian in x2-x5, NUL-padded, used by no other live domain \
-                  nor reserved by the system image, not starting with `unnamed-`",
-        args: crate::args::DomainSetName::ARGS,
-        returns: &[],
-        caps: &[NAMED_DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NameInUse],
-    },
-    CallSpec {
-        call: Call::ConsoleInput,
-        name: "console_input",
-        summary: "type `len` bytes (at most 32, packed little-endian in x3-x6) into the emulated \
-                  console (PL011) of a domain that has one (a Linux guest; any other: `WrongState`); \
-                  x1 = how many its receive FIFO took (fewer when the guest is slow to read: send \
-                  the rest again)",
-        args: crate::args::ConsoleInput::ARGS,
-        returns: &["taken"],
-        caps: &[NAMED_DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
-    },
-    CallSpec {
-        call: Call::DomainSetBoot,
-        name: "domain_set_boot",
-        summary: "choose how a domain the caller created boots, before any of its vCPUs has \
-                  started: `protocol` 0 = Mica's, 1 = Linux's (caches off, RAM cleaned to the point of \
-                  coherency at the start of vCPU 0, an emulated PL011 console, a clock starting with \
-                  vCPU 0); a domain of the system image keeps its record's",
-        args: crate::args::DomainSetBoot::ARGS,
-        returns: &[],
-        caps: &[NAMED_DOMAIN_CONTROL],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
-    },
-    CallSpec {
-        call: Call::VcpuCreate,
-        name: "vcpu_create",
-        summary: "create vCPU number `index` in `domain`, to run on physical CPU `cpu` (0xFF: the \
-                  kernel picks): any CPU if the caller holds a SchedControl capability, else one its \
-                  own vCPUs may run on; its Vcpu capability goes in `dst`",
-        args: crate::args::VcpuCreate::ARGS,
-        returns: &[],
-        caps: &[DOMAIN_CONTROL],
-        statuses: &[
-            InvalidArgument,
-            InvalidCapability,
-            StaleCapability,
-            InsufficientRights,
-            SlotOccupied,
-            QuotaExceeded,
-            WrongState,
-        ],
-    },
-    CallSpec {
-        call: Call::VcpuStart,
-        name: "vcpu_start",
-        summary: "start a created vCPU at guest-physical `entry` with `arg` in x0",
-        args: crate::args::VcpuStart::ARGS,
-        returns: &[],
-        caps: &[cap("vcpu", &[ObjectType::Vcpu], Rights::CONTROL)],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
-    },
-    CallSpec {
-        call: Call::EvtchnCreate,
-        name: "evtchn_create",
-        summary: "create an event channel; its two connected endpoints (SEND | RECEIVE | GRANT) go \
-                  in empty slots `dst_a` and `dst_b` (grant one to the peer domain)",
-        args: crate::args::EvtchnCreate::ARGS,
-        returns: &[],
-        caps: &[],
-        statuses: &[InvalidArgument, InvalidCapability, SlotOccupied, QuotaExceeded, OutOfMemory],
-    },
-    CallSpec {
-        call: Call::EvtchnBind,
-        name: "evtchn_bind",
-        summary: "deliver events sent to `endpoint` as port `port` of the caller's event page, \
-                  waking vCPU `vcpu` (events latched before binding are delivered now)",
-        args: crate::args::EvtchnBind::ARGS,
-        returns: &[],
-        caps: &[cap("endpoint", &[ObjectType::EventChannel], Rights::RECEIVE)],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, SlotOccupied, WrongState],
-    },
-    CallSpec {
-        call: Call::EvtchnSend,
-        name: "evtchn_send",
-        summary: "signal the other endpoint of the channel: its port becomes pending and, unless \
-                  masked, its vCPU is woken and gets the upcall",
-        args: crate::args::EvtchnSend::ARGS,
-        returns: &[],
-        caps: &[cap("endpoint", &[ObjectType::EventChannel], Rights::SEND)],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, PeerClosed],
-    },
-    CallSpec {
-        call: Call::EvtchnMask,
-        name: "evtchn_mask",
-        summary: "mask (`masked` = 1) or unmask (0) the upcall of an endpoint; unmasking with an \
-                  event pending raises it",
-        args: crate::args::EvtchnMask::ARGS,
-        returns: &[],
-        caps: &[cap("endpoint", &[ObjectType::EventChannel], Rights::RECEIVE)],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
-    },
-    CallSpec {
-        call: Call::EventPageSet,
-        name: "event_page_set",
-        summary: "use the page at guest-physical `ipa` (page aligned, mapped writable in the \
-                  caller's RAM) as the caller's event page",
-        args: crate::args::EventPageSet::ARGS,
-        returns: &[],
-        caps: &[],
-        statuses: &[InvalidArgument, OutOfRange],
-    },
-    CallSpec {
-        call: Call::SchedSet,
-        name: "sched_set",
-        summary: "through SchedControl capability `control`, set the priority, budget, period and \
-                  affinity of the vCPU named by `target` (`abi::sched::pack_target`: domain id, \
-                  vCPU index, priority); budget 0 and period 0 = no reservation; reservations on \
-                  a CPU above 100% are refused; the vCPU migrates if its CPU leaves `affinity`",
-        args: crate::args::SchedSet::ARGS,
-        returns: &[],
-        caps: &[cap("control", &[ObjectType::SchedControl], Rights::CONTROL)],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, OutOfRange, Overcommitted],
-    },
-    CallSpec {
-        call: Call::IrqBindEvent,
-        name: "irq_bind_event",
-        summary: "deliver the physical interrupt of Irq capability `irq` as an event on endpoint \
-                  `endpoint` (held by the caller and bound to a port of its event page); the line \
-                  stays active until `irq_ack`; the interrupt is enabled and routed to the CPU of \
-                  the endpoint's vCPU",
-        args: crate::args::IrqBindEvent::ARGS,
-        returns: &[],
-        caps: &[
-            cap("irq", &[ObjectType::Irq], Rights::RECEIVE),
-            cap("endpoint", &[ObjectType::EventChannel], Rights::RECEIVE),
-        ],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
-    },
-    CallSpec {
-        call: Call::IrqBindVirtual,
-        name: "irq_bind_virtual",
-        summary: "inject the physical interrupt of Irq capability `irq` into the caller's virtual GIC \
-                  as the same INTID, hardware-linked: the guest's EOI deactivates the physical line; \
-                  routed to the CPU of vCPU `vcpu`",
-        args: crate::args::IrqBindVirtual::ARGS,
-        returns: &[],
-        caps: &[cap("irq", &[ObjectType::Irq], Rights::RECEIVE)],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, NotSupported],
-    },
-    CallSpec {
-        call: Call::IrqAck,
-        name: "irq_ack",
-        summary: "deactivate the physical interrupt after handling an event-delivered occurrence",
-        args: crate::args::IrqAck::ARGS,
-        returns: &[],
-        caps: &[cap("irq", &[ObjectType::Irq], Rights::RECEIVE)],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
-    },
-    CallSpec {
-        call: Call::IrqUnbind,
-        name: "irq_unbind",
-        summary: "stop delivering the interrupt; the physical line is masked (and deactivated if it \
-                  was left active)",
-        args: crate::args::IrqUnbind::ARGS,
-        returns: &[],
-        caps: &[cap("irq", &[ObjectType::Irq], Rights::RECEIVE)],
-        statuses: &[InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
-    },
-];
-
 impl Call {
     /// The call's number within the vendor range.
     pub const fn number(self) -> u16 {
@@ -569,7 +127,8 @@ impl Call {
 
     /// The call's row in [`TABLE`].
     pub fn spec(self) -> &'static CallSpec {
-        // Every variant has a row: checked by `every_call_has_one_row` below.
+        // Every variant has a row: `crate::calls` makes both from one entry (and
+        // `every_call_has_one_row_in_numeric_order` below checks it).
         TABLE.iter().find(|s| s.call == self).unwrap_or(&TABLE[0])
     }
 }
@@ -630,6 +189,22 @@ mod tests {
                 Call::from_function_id(spec.call.function_id()),
                 Some(spec.call)
             );
+        }
+    }
+
+    /// Every call's wire name is its Rust name in snake case (`ConsoleWrite`,
+    /// `console_write`): the two are written side by side in `abi/src/calls.rs`.
+    #[test]
+    fn every_wire_name_is_the_rust_name_in_snake_case() {
+        for spec in TABLE {
+            let mut snake = String::new();
+            for (i, c) in format!("{:?}", spec.call).chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            assert_eq!(spec.name, snake, "{:?}", spec.call);
         }
     }
 

@@ -9,6 +9,8 @@
 
 pub mod args;
 pub mod bootinfo;
+// Every hypercall, defined once; `hypercall` and `args` re-export what it generates.
+mod calls;
 pub mod ctl;
 pub mod event;
 pub mod frames;
