@@ -17,6 +17,8 @@ use crate::evtchn::EndpointId;
 
 /// Most interrupt lines handed out.
 pub const MAX_IRQS: usize = 32;
+// Line indices travel as `u8` ([`IrqLines::routed_to`]).
+const _: () = assert!(MAX_IRQS <= 256);
 
 /// Where a line's occurrences go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +65,8 @@ pub enum LineAction {
     Deactivate(u32),
 }
 
-/// The actions of one change (at most two per line).
-pub type LineActions = heapless::Vec<LineAction, { 2 * MAX_IRQS }>;
+/// The actions of one change of one line (at most two).
+pub type LineActions = heapless::Vec<LineAction, 2>;
 
 /// Where an occurrence of a line goes ([`IrqLines::occurrence`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,16 +173,15 @@ impl IrqLines {
         out
     }
 
-    /// Domain `domain` is gone: every line injected into its virtual GIC is released.
-    pub fn release_routed_to(&mut self, domain: DomainId) -> LineActions {
-        let mut out = LineActions::new();
-        for line in 0..self.lines.len() {
-            if matches!(self.lines[line].route, IrqRoute::Virtual { domain: d, .. } if d == domain)
-            {
-                out.extend(self.release(line));
-            }
-        }
-        out
+    /// The lines injected into domain `domain`'s virtual GIC: what its end releases, one
+    /// [`release`](Self::release) each.
+    pub fn routed_to(&self, domain: DomainId) -> heapless::Vec<u8, MAX_IRQS> {
+        let to =
+            |l: &IrqLine| matches!(l.route, IrqRoute::Virtual { domain: d, .. } if d == domain);
+        (0..self.lines.len())
+            .filter(|&line| to(&self.lines[line]))
+            .map(|line| line as u8)
+            .collect()
     }
 
     /// Where an occurrence of `intid` goes.
@@ -286,7 +287,8 @@ mod tests {
         lines.bind(0, IrqRoute::Virtual { domain: a, vcpu: 0 }, 0);
         lines.bind(1, IrqRoute::Virtual { domain: b, vcpu: 1 }, 1);
         lines.bind(2, IrqRoute::Virtual { domain: a, vcpu: 1 }, 1);
-        let released = lines.release_routed_to(a);
+        assert_eq!(lines.routed_to(a).as_slice(), &[0, 2]);
+        let released: Vec<LineAction> = [0, 2].into_iter().flat_map(|l| lines.release(l)).collect();
         assert_eq!(
             released.as_slice(),
             &[LineAction::Disable(40), LineAction::Disable(42)]
@@ -307,19 +309,13 @@ mod tests {
             lines.add(object(i as u16), 32 + i).unwrap();
         }
         assert_eq!(lines.add(object(999), 1000), Err(Status::NoFreeSlot));
-        let all: LineActions = (0..MAX_IRQS)
-            .flat_map(|l| {
-                lines.bind(
-                    l,
-                    IrqRoute::Virtual {
-                        domain: DomainId(1),
-                        vcpu: 0,
-                    },
-                    0,
-                )
-            })
-            .collect();
-        assert_eq!(all.len(), MAX_IRQS);
-        assert_eq!(lines.release_routed_to(DomainId(1)).len(), MAX_IRQS);
+        let virtual_1 = IrqRoute::Virtual {
+            domain: DomainId(1),
+            vcpu: 0,
+        };
+        for line in 0..MAX_IRQS {
+            assert_eq!(lines.bind(line, virtual_1, 0).len(), 1);
+        }
+        assert_eq!(lines.routed_to(DomainId(1)).len(), MAX_IRQS);
     }
 }

@@ -65,8 +65,7 @@ fn kernel_imports() -> BTreeMap<String, BTreeSet<String>> {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            if name != module && src.join(format!("{name}.rs")).exists()
-                || src.join(&name).is_dir()
+            if name != module && src.join(format!("{name}.rs")).exists() || src.join(&name).is_dir()
             {
                 names.insert(name);
             }
@@ -78,7 +77,10 @@ fn kernel_imports() -> BTreeMap<String, BTreeSet<String>> {
 #[test]
 fn kernel_modules_import_in_one_direction() {
     let graph = kernel_imports();
-    assert!(graph.len() > 10, "the kernel's modules were found: {graph:?}");
+    assert!(
+        graph.len() > 10,
+        "the kernel's modules were found: {graph:?}"
+    );
     // Depth-first search for a path back to where it started.
     fn back_to(
         graph: &BTreeMap<String, BTreeSet<String>>,

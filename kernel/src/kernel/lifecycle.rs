@@ -311,8 +311,10 @@ impl<H: Hal> Kernel<H> {
             self.vcpus[v.index()] = None;
         }
         self.channels.unbind_domain(id);
-        let released = self.irqs.release_routed_to(id);
-        self.drive_lines(released);
+        for line in self.irqs.routed_to(id) {
+            let released = self.irqs.release(line.into());
+            self.drive_lines(released);
+        }
         // Memory: scrub, then hand over or free.
         let mut scrubbed = 0u64;
         for r in d.ram.iter() {
