@@ -10,8 +10,8 @@ set -u
 cd "$(dirname "$0")/.."
 
 # Jobs: a package with `#[cfg(kani)] mod proofs`, optionally harness-name filters (prefixes),
-# and after a `|`, options passed to CBMC. Two run at a time (never two of one package), the
-# longest first, so the two slots finish together (times: docs/verification.md). Every
+# and after a `|`, options passed to CBMC. Two run at a time, each in its own target
+# directory, the longest first, so the two slots finish together (times: docs/verification.md). Every
 # harness of every package must be in one job (checked below).
 jobs=(
     "mica-abi hypercall_encode_"
@@ -58,36 +58,19 @@ verify() {
         cbmc=(-Z unstable-options --cbmc-args "${cbmc[@]}")
     fi
     t0=$(date +%s)
-    cargo kani -Z stubbing -p "$package" "${filters[@]}" --output-format terse "${cbmc[@]}" \
+    # Its own target directory: jobs of one package then run side by side (in one directory,
+    # two `cargo kani` runs of a package race on its goto binaries: goto-instrument failed).
+    CARGO_TARGET_DIR="target/kani-jobs/$n" \
+        cargo kani -Z stubbing -p "$package" "${filters[@]}" --output-format terse "${cbmc[@]}" \
         >"$logs/$n.log" 2>&1
     echo "$? $(($(date +%s) - t0))" >"$logs/$n.status"
 }
-# Start the first pending job whose package is not being verified already (two `cargo kani`
-# runs of one package race on its goto binaries: goto-instrument failed that way), whenever
-# a slot is free.
-pending=("${!jobs[@]}")
-declare -A running=() # package -> pid
-while [ "${#pending[@]}" -gt 0 ]; do
-    alive=" $(jobs -rp | tr '\n' ' ') "
-    for package in "${!running[@]}"; do
-        [[ "$alive" == *" ${running[$package]} "* ]] || unset "running[$package]"
-    done
-    started=""
-    if [ "${#running[@]}" -lt "$slots" ]; then
-        for i in "${!pending[@]}"; do
-            n="${pending[$i]}"
-            package="${jobs[$n]%% *}"
-            [ -z "${running[$package]:-}" ] || continue
-            verify "$n" "${jobs[$n]}" &
-            running[$package]=$!
-            unset "pending[$i]"
-            started=1
-            break
-        done
-    fi
-    if [ -z "$started" ]; then
+# Start the next job whenever a slot is free.
+for n in "${!jobs[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$slots" ]; do
         wait -n || true
-    fi
+    done
+    verify "$n" "${jobs[$n]}" &
 done
 wait
 

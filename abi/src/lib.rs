@@ -22,6 +22,7 @@ pub mod ring;
 pub mod sched;
 pub mod status;
 pub mod sysimage;
+pub mod virtio;
 
 #[cfg(kani)]
 mod proofs;

@@ -36,6 +36,7 @@ pub mod psci;
 pub mod sched;
 pub mod uart;
 pub mod vcpu;
+pub mod virtio;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -14,3 +14,4 @@ mod linux;
 mod psci;
 mod scheduling;
 mod vcpu_states;
+mod virtio;

@@ -1,0 +1,399 @@
+//! The virtio-mmio register file (`crate::virtio`): the driver's initialisation sequence as
+//! Linux's `virtio_mmio` and the `virtio-drivers` crate perform it, and every rule a guest can
+//! break — features it was not offered, queues of a bad size, misaligned or outside its RAM,
+//! notifications before the device is live, accesses of the wrong width.
+
+use crate::virtio::{Identity, VirtioMmio, Written, MAX_QUEUES};
+use mica_abi::virtio::{self, blk, device, feature, interrupt, reg, status};
+
+/// The guest's RAM in these tests: 1 MiB at 0x4000_0000.
+const RAM: (u64, u64) = (0x4000_0000, 0x10_0000);
+
+fn in_ram(at: u64, bytes: u64) -> bool {
+    at >= RAM.0
+        && at
+            .checked_add(bytes)
+            .is_some_and(|end| end <= RAM.0 + RAM.1)
+}
+
+fn block_device() -> VirtioMmio {
+    let mut config = [0u8; blk::config::SIZE];
+    config[..8].copy_from_slice(&(1u64 << 20).to_le_bytes()); // 512 MiB
+    config[20..24].copy_from_slice(&blk::BLOCK.to_le_bytes());
+    let identity = Identity {
+        device_id: device::BLOCK,
+        features: blk::F_FLUSH | blk::F_BLK_SIZE | feature::EVENT_IDX,
+        queue_max: [256, 0],
+    };
+    VirtioMmio::new(identity, &config)
+}
+
+fn write(d: &mut VirtioMmio, offset: u64, value: u32) -> Written {
+    d.write(offset, 4, value, in_ram).expect("a whole register")
+}
+
+fn read(d: &VirtioMmio, offset: u64) -> u32 {
+    d.read(offset, 4).expect("a whole register")
+}
+
+/// Negotiates `features` (words 0 and 1) and sets FEATURES_OK; returns the status read back.
+fn negotiate(d: &mut VirtioMmio, features: u64) -> u32 {
+    write(d, reg::STATUS, status::ACKNOWLEDGE);
+    write(d, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
+    for sel in 0..2u32 {
+        write(d, reg::DRIVER_FEATURES_SEL, sel);
+        write(d, reg::DRIVER_FEATURES, (features >> (32 * sel)) as u32);
+    }
+    let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
+    write(d, reg::STATUS, s);
+    read(d, reg::STATUS)
+}
+
+/// Sets up queue 0 with `size` entries at `desc`, `driver`, `device` and makes it ready.
+fn set_up_queue(d: &mut VirtioMmio, size: u32, desc: u64, driver: u64, device: u64) {
+    write(d, reg::QUEUE_SEL, 0);
+    write(d, reg::QUEUE_NUM, size);
+    for (low, address) in [
+        (reg::QUEUE_DESC_LOW, desc),
+        (reg::QUEUE_DRIVER_LOW, driver),
+        (reg::QUEUE_DEVICE_LOW, device),
+    ] {
+        write(d, low, address as u32);
+        write(d, low + 4, (address >> 32) as u32);
+    }
+    write(d, reg::QUEUE_READY, 1);
+}
+
+/// A device brought up the way Linux does it, queue 0 of 128 entries in RAM.
+fn live_device() -> VirtioMmio {
+    let mut d = block_device();
+    negotiate(&mut d, feature::VERSION_1 | blk::F_FLUSH);
+    set_up_queue(&mut d, 128, 0x4000_0000, 0x4000_1000, 0x4000_2000);
+    let ok = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK;
+    assert_eq!(write(&mut d, reg::STATUS, ok), Written::DriverOk);
+    d
+}
+
+#[test]
+fn the_device_identifies_itself_as_a_modern_virtio_mmio_device() {
+    let mut d = block_device();
+    assert_eq!(read(&d, reg::MAGIC), 0x7472_6976);
+    assert_eq!(read(&d, reg::VERSION), 2);
+    assert_eq!(read(&d, reg::DEVICE_ID), device::BLOCK);
+    assert_eq!(read(&d, reg::VENDOR_ID), virtio::VENDOR);
+    write(&mut d, reg::DEVICE_FEATURES_SEL, 1);
+    assert_eq!(
+        read(&d, reg::DEVICE_FEATURES),
+        1,
+        "VIRTIO_F_VERSION_1 is always offered"
+    );
+    write(&mut d, reg::DEVICE_FEATURES_SEL, 0);
+    let low = (blk::F_FLUSH | blk::F_BLK_SIZE | feature::EVENT_IDX) as u32;
+    assert_eq!(read(&d, reg::DEVICE_FEATURES), low);
+    write(&mut d, reg::DEVICE_FEATURES_SEL, 7);
+    assert_eq!(read(&d, reg::DEVICE_FEATURES), 0);
+    assert_eq!(read(&d, reg::QUEUE_NUM_MAX), 256);
+    write(&mut d, reg::QUEUE_SEL, 1);
+    assert_eq!(read(&d, reg::QUEUE_NUM_MAX), 0, "no second queue");
+    write(&mut d, reg::QUEUE_SEL, u32::MAX);
+    assert_eq!(read(&d, reg::QUEUE_NUM_MAX), 0);
+    assert_eq!(
+        read(&d, reg::SHM_LEN_LOW),
+        u32::MAX,
+        "no shared memory region"
+    );
+    // The configuration: capacity in sectors, blk_size, byte by byte as well.
+    assert_eq!(d.read(reg::CONFIG, 4), Some(1 << 20));
+    assert_eq!(d.read(reg::CONFIG + 4, 4), Some(0));
+    assert_eq!(d.read(reg::CONFIG + 20, 4), Some(4096));
+    assert_eq!(d.read(reg::CONFIG + 21, 1), Some(0x10));
+    assert_eq!(d.read(reg::CONFIG + 20, 2), Some(4096));
+    assert_eq!(
+        d.read(reg::CONFIG + 0xFC, 4),
+        Some(0),
+        "past the configuration: zero"
+    );
+}
+
+#[test]
+fn linux_brings_the_device_up_and_notifications_reach_the_server() {
+    let mut d = live_device();
+    assert_eq!(d.negotiated(), feature::VERSION_1 | blk::F_FLUSH);
+    let live: Vec<u16> = d.live_queues().map(|(i, _)| i).collect();
+    assert_eq!(live, [0]);
+    let (_, q) = d.live_queues().next().unwrap();
+    assert_eq!(
+        (q.size, q.desc, q.driver, q.device),
+        (128, 0x4000_0000, 0x4000_1000, 0x4000_2000)
+    );
+    assert_eq!(read(&d, reg::QUEUE_READY), 1);
+    assert_eq!(write(&mut d, reg::QUEUE_NOTIFY, 0), Written::Notify(0));
+    assert_eq!(
+        write(&mut d, reg::QUEUE_NOTIFY, 1),
+        Written::Nothing,
+        "no queue 1"
+    );
+    assert_eq!(write(&mut d, reg::QUEUE_NOTIFY, u32::MAX), Written::Nothing);
+    // The server used buffers: the line rises until the guest acknowledges.
+    assert!(!d.line());
+    d.used(d.epoch());
+    assert!(d.line());
+    assert_eq!(read(&d, reg::INTERRUPT_STATUS), interrupt::USED_BUFFER);
+    write(&mut d, reg::INTERRUPT_ACK, interrupt::USED_BUFFER);
+    assert!(!d.line());
+}
+
+#[test]
+fn a_reset_forgets_the_driver_and_ignores_late_completions() {
+    let mut d = live_device();
+    let before = d.epoch();
+    assert_eq!(write(&mut d, reg::STATUS, 0), Written::Reset);
+    assert_eq!(read(&d, reg::STATUS), 0, "reads back 0 once reset");
+    assert_eq!(read(&d, reg::QUEUE_READY), 0);
+    assert_eq!(d.live_queues().count(), 0);
+    assert_ne!(d.epoch(), before);
+    d.used(before);
+    assert!(!d.line(), "a completion from before the reset is ignored");
+    assert_eq!(
+        d.read(reg::CONFIG, 4),
+        Some(1 << 20),
+        "the configuration stays"
+    );
+    assert_eq!(write(&mut d, reg::QUEUE_NOTIFY, 0), Written::Nothing);
+}
+
+#[test]
+fn features_the_device_did_not_offer_or_a_legacy_driver_are_refused() {
+    let mut d = block_device();
+    let s = negotiate(&mut d, feature::VERSION_1 | feature::INDIRECT_DESC);
+    assert_eq!(s & status::FEATURES_OK, 0, "INDIRECT_DESC was not offered");
+    let mut legacy = block_device();
+    let s = negotiate(&mut legacy, blk::F_FLUSH);
+    assert_eq!(s & status::FEATURES_OK, 0, "without VERSION_1");
+    // DRIVER_OK without FEATURES_OK does not stick either, and no queue can be made ready.
+    let all = status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK;
+    assert_eq!(write(&mut legacy, reg::STATUS, all), Written::Nothing);
+    assert_eq!(read(&legacy, reg::STATUS) & status::DRIVER_OK, 0);
+    // Features cannot change after FEATURES_OK.
+    let mut ok = block_device();
+    negotiate(&mut ok, feature::VERSION_1);
+    write(&mut ok, reg::DRIVER_FEATURES_SEL, 0);
+    write(&mut ok, reg::DRIVER_FEATURES, u32::MAX);
+    assert_eq!(ok.negotiated(), feature::VERSION_1);
+}
+
+#[test]
+fn a_queue_that_breaks_a_rule_needs_a_reset_and_is_never_served() {
+    let cases: [(&str, u32, u64, u64, u64); 8] = [
+        ("size 0", 0, 0x4000_0000, 0x4000_1000, 0x4000_2000),
+        (
+            "size not a power of two",
+            100,
+            0x4000_0000,
+            0x4000_1000,
+            0x4000_2000,
+        ),
+        (
+            "size above the maximum",
+            512,
+            0x4000_0000,
+            0x4000_1000,
+            0x4000_2000,
+        ),
+        (
+            "descriptors misaligned",
+            128,
+            0x4000_0008,
+            0x4000_1000,
+            0x4000_2000,
+        ),
+        (
+            "used ring misaligned",
+            128,
+            0x4000_0000,
+            0x4000_1000,
+            0x4000_2002,
+        ),
+        (
+            "descriptors outside RAM",
+            128,
+            0x3FFF_F000,
+            0x4000_1000,
+            0x4000_2000,
+        ),
+        (
+            "used ring across the end of RAM",
+            128,
+            0x4000_0000,
+            0x4000_1000,
+            0x400F_FC00,
+        ),
+        (
+            "an address that wraps",
+            128,
+            0xFFFF_FFFF_FFFF_FF00,
+            0x4000_1000,
+            0x4000_2000,
+        ),
+    ];
+    for (what, size, desc, driver, device) in cases {
+        let mut d = block_device();
+        negotiate(&mut d, feature::VERSION_1);
+        set_up_queue(&mut d, size, desc, driver, device);
+        assert_eq!(read(&d, reg::QUEUE_READY), 0, "{what}");
+        assert_ne!(
+            read(&d, reg::STATUS) & status::DEVICE_NEEDS_RESET,
+            0,
+            "{what}"
+        );
+        let ok = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK;
+        assert_eq!(write(&mut d, reg::STATUS, ok), Written::Nothing, "{what}");
+        assert_eq!(d.live_queues().count(), 0, "{what}");
+        assert_eq!(
+            write(&mut d, reg::QUEUE_NOTIFY, 0),
+            Written::Nothing,
+            "{what}"
+        );
+        // A reset gives the guest its device back.
+        write(&mut d, reg::STATUS, 0);
+        negotiate(&mut d, feature::VERSION_1);
+        set_up_queue(&mut d, 128, 0x4000_0000, 0x4000_1000, 0x4000_2000);
+        assert_eq!(read(&d, reg::QUEUE_READY), 1, "{what}: after a reset");
+    }
+}
+
+#[test]
+fn a_ready_queue_cannot_be_moved_and_a_broken_live_device_tells_the_guest() {
+    let mut d = live_device();
+    write(&mut d, reg::QUEUE_DESC_LOW, 0x4008_0000);
+    write(&mut d, reg::QUEUE_NUM, 16);
+    let (_, q) = d.live_queues().next().unwrap();
+    assert_eq!(
+        (q.desc, q.size),
+        (0x4000_0000, 128),
+        "setup is fixed while ready"
+    );
+    d.fail();
+    assert_eq!(read(&d, reg::INTERRUPT_STATUS), interrupt::CONFIG_CHANGE);
+    assert_eq!(d.live_queues().count(), 0);
+    assert_eq!(write(&mut d, reg::QUEUE_NOTIFY, 0), Written::Nothing);
+}
+
+#[test]
+fn accesses_a_driver_may_not_make_are_refused_and_change_nothing() {
+    let mut d = live_device();
+    let before = d.clone();
+    for (offset, size) in [
+        (reg::STATUS, 2),
+        (reg::STATUS + 1, 1),
+        (reg::QUEUE_NOTIFY, 8),
+    ] {
+        assert_eq!(d.read(offset, size), None, "{offset:#x}/{size}");
+        assert_eq!(d.write(offset, size, 0, in_ram), None, "{offset:#x}/{size}");
+    }
+    for (offset, size) in [
+        (reg::CONFIG + 1, 2),
+        (reg::CONFIG + 2, 4),
+        (virtio::WINDOW, 4),
+    ] {
+        assert_eq!(d.read(offset, size), None, "{offset:#x}/{size}");
+    }
+    assert_eq!(d, before);
+    // Config writes are accepted and ignored; read-only registers ignore writes.
+    assert_eq!(d.write(reg::CONFIG, 4, 7, in_ram), Some(Written::Nothing));
+    write(&mut d, reg::MAGIC, 0);
+    write(&mut d, reg::INTERRUPT_STATUS, 3);
+    assert_eq!(d, before);
+}
+
+#[test]
+fn every_register_sequence_keeps_the_rules() {
+    // Random accesses (a fixed-seed generator): whatever the guest writes, a live queue has
+    // passed every check and notifications only name live queues.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let offsets = [
+        reg::DRIVER_FEATURES_SEL,
+        reg::DRIVER_FEATURES,
+        reg::QUEUE_SEL,
+        reg::QUEUE_NUM,
+        reg::QUEUE_READY,
+        reg::QUEUE_NOTIFY,
+        reg::INTERRUPT_ACK,
+        reg::STATUS,
+        reg::QUEUE_DESC_LOW,
+        reg::QUEUE_DESC_HIGH,
+        reg::QUEUE_DRIVER_LOW,
+        reg::QUEUE_DEVICE_LOW,
+    ];
+    let (mut notified, mut refused) = (0, 0);
+    // A correct bring-up and a notification, which the random writes interrupt.
+    let ok = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
+    let script: [(u64, u32); 14] = [
+        (reg::STATUS, status::ACKNOWLEDGE | status::DRIVER),
+        (reg::DRIVER_FEATURES_SEL, 1),
+        (reg::DRIVER_FEATURES, 1),
+        (reg::STATUS, ok),
+        (reg::QUEUE_SEL, 0),
+        (reg::QUEUE_NUM, 64),
+        (reg::QUEUE_DESC_LOW, 0x4000_0000),
+        (reg::QUEUE_DESC_HIGH, 0),
+        (reg::QUEUE_DRIVER_LOW, 0x4000_1000),
+        (reg::QUEUE_DEVICE_LOW, 0x4000_2000),
+        (reg::QUEUE_READY, 1),
+        (reg::STATUS, ok | status::DRIVER_OK),
+        (reg::QUEUE_NOTIFY, 0),
+        (reg::QUEUE_NOTIFY, 0),
+    ];
+    for _ in 0..2000 {
+        let mut d = block_device();
+        let mut step = 0;
+        for _ in 0..40 {
+            let r = next();
+            let (offset, value) = if r % 5 != 0 {
+                step += 1;
+                script[(step - 1) % script.len()]
+            } else {
+                let value = match (r >> 8) % 4 {
+                    0 => (r >> 16) as u32 & 0xF,
+                    1 => 0x4000_0000 + ((r >> 16) as u32 & 0xF_FFF0),
+                    2 => 0x400F_F000 + ((r >> 16) as u32 & 0xFFF),
+                    _ => (r >> 16) as u32,
+                };
+                (offsets[((r >> 3) % offsets.len() as u64) as usize], value)
+            };
+            let written = d.write(offset, 4, value, in_ram).unwrap();
+            if let Written::Notify(q) = written {
+                assert!(d.live_queues().any(|(i, _)| i == q));
+                notified += 1;
+            }
+            if d.status() & status::DEVICE_NEEDS_RESET != 0 {
+                refused += 1;
+            }
+            for (_, q) in d.live_queues() {
+                assert!(q.size.is_power_of_two() && q.size <= 256);
+                assert!(in_ram(q.desc, mica_abi::virtio::queue::desc_bytes(q.size)));
+                assert!(in_ram(
+                    q.driver,
+                    mica_abi::virtio::queue::driver_bytes(q.size)
+                ));
+                assert!(in_ram(
+                    q.device,
+                    mica_abi::virtio::queue::device_bytes(q.size)
+                ));
+                assert!(q.desc.is_multiple_of(16) && q.device.is_multiple_of(4));
+            }
+        }
+        assert!(d.live_queues().count() <= MAX_QUEUES);
+    }
+    // The sequences reach both ends: queues served, and queues refused.
+    assert!(
+        notified > 0 && refused > 0,
+        "notified {notified}, refused {refused}"
+    );
+}
