@@ -673,4 +673,51 @@ calls! {
         caps: [cap("irq", &[ObjectType::Irq], Rights::RECEIVE)],
         statuses: [InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
     }
+
+    /// What a virtio device's driver has set up (for the domain that serves it).
+    0x80 VirtioInfo "virtio_info" {
+        summary: "the virtio device's status and epoch (x1 = status | epoch << 32), the features \
+                  driver and device agreed on, and the size of each live queue (16 bits each, \
+                  queue 0 lowest; 0 = not live)",
+        args: {
+            /// VirtioDevice capability slot.
+            device: Slot,
+        },
+        returns: ["status_and_epoch", "features", "queue_sizes"],
+        caps: [cap("device", &[ObjectType::VirtioDevice], Rights::CONTROL)],
+        statuses: [InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
+    }
+
+    /// Where a live queue of a virtio device is in its guest's memory.
+    0x81 VirtioQueue "virtio_queue" {
+        summary: "the guest-physical addresses of live queue `queue`'s descriptor table, \
+                  available ring and used ring",
+        args: {
+            /// VirtioDevice capability slot.
+            device: Slot,
+            /// The queue's index.
+            queue: u64,
+        },
+        returns: ["desc", "driver", "device"],
+        caps: [cap("device", &[ObjectType::VirtioDevice], Rights::CONTROL)],
+        statuses: [InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    }
+
+    /// The serving domain used buffers of a virtio device, or found its queues broken.
+    0x82 VirtioSignal "virtio_signal" {
+        summary: "buffers of the device's queues were used in `epoch` (the guest is interrupted), \
+                  or, with `broken`, the guest broke a queue's rules (the device needs a reset); \
+                  WrongState if the driver reset the device since `epoch`",
+        args: {
+            /// VirtioDevice capability slot.
+            device: Slot,
+            /// The epoch the serving domain worked in (`virtio_info`).
+            epoch: u64,
+            /// The device needs a reset instead.
+            broken: bool,
+        },
+        returns: [],
+        caps: [cap("device", &[ObjectType::VirtioDevice], Rights::CONTROL)],
+        statuses: [InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
+    }
 }

@@ -71,12 +71,24 @@ pub mod devices {
     pub const UART_INTID: u32 = 33;
     /// The first virtio-mmio slot; slot `n` is at `VIRTIO_BASE + n * VIRTIO_SIZE`.
     pub const VIRTIO_BASE: u64 = 0x0A00_0000;
-    /// Bytes of one virtio-mmio slot.
-    pub const VIRTIO_SIZE: u64 = 0x200;
+    /// Bytes of one virtio-mmio slot: a device's register window.
+    pub const VIRTIO_SIZE: u64 = crate::virtio::WINDOW;
     /// Virtio-mmio slots.
     pub const VIRTIO_SLOTS: u32 = 32;
     /// Slot `n`'s interrupt is `VIRTIO_FIRST_INTID + n` (SPIs 16 and up).
     pub const VIRTIO_FIRST_INTID: u32 = 48;
+
+    /// Where the register window of virtio slot `slot` is, and its interrupt; `None` past the
+    /// last slot.
+    pub const fn virtio_slot(slot: u32) -> Option<(u64, u32)> {
+        if slot >= VIRTIO_SLOTS {
+            return None;
+        }
+        Some((
+            VIRTIO_BASE + slot as u64 * VIRTIO_SIZE,
+            VIRTIO_FIRST_INTID + slot,
+        ))
+    }
 }
 
 /// Where things are in the guest-physical space of a domain the kernel builds from the system

@@ -23,11 +23,14 @@ pub enum ObjectType {
     DeviceMemory = 6,
     /// Authority over scheduling parameters on a set of physical CPUs.
     SchedControl = 7,
+    /// A guest's virtio device, for the domain that serves it: what the driver set up, and
+    /// reporting used buffers (docs/virtio.md).
+    VirtioDevice = 8,
 }
 
 impl ObjectType {
     /// Every object type, in numeric order.
-    pub const ALL: [ObjectType; 7] = [
+    pub const ALL: [ObjectType; 8] = [
         ObjectType::Domain,
         ObjectType::Vcpu,
         ObjectType::Memory,
@@ -35,6 +38,7 @@ impl ObjectType {
         ObjectType::Irq,
         ObjectType::DeviceMemory,
         ObjectType::SchedControl,
+        ObjectType::VirtioDevice,
     ];
 
     /// Decodes the wire value; `None` for an unknown type.
@@ -63,6 +67,7 @@ bitflags! {
         /// capability, place capabilities into that domain's space.
         const GRANT = 1 << 3;
         /// Domain/Vcpu: pause, unpause, destroy, start. SchedControl: set parameters.
+        /// VirtioDevice: serve it.
         const CONTROL = 1 << 4;
         /// Event channel: send on this endpoint.
         const SEND = 1 << 5;

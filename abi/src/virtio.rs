@@ -8,8 +8,15 @@
 //! says who does what.
 
 /// Bytes of one device's register window (what a guest's device tree gives each
-/// `virtio,mmio` node).
+/// `virtio,mmio` node; the guest-physical slots are `crate::layout::devices::virtio_slot`).
 pub const WINDOW: u64 = 0x200;
+
+/// Most virtio devices one domain has.
+pub const MAX_DEVICES: usize = 4;
+/// Most queues of one of Mica's devices (a block device has one, a network card two).
+pub const MAX_QUEUES: usize = 2;
+/// Most bytes of a device's configuration space Mica's devices have.
+pub const CONFIG_BYTES: usize = 64;
 
 /// `MagicValue`: "virt", little-endian.
 pub const MAGIC: u32 = 0x7472_6976;

@@ -54,6 +54,8 @@ pub const fn object_cost(object_type: ObjectType) -> u64 {
         // Saved register file, timer and vGIC state.
         ObjectType::Vcpu => 1024,
         ObjectType::EventChannel => 128,
+        // The device's register file, in its guest's domain record.
+        ObjectType::VirtioDevice => 256,
         ObjectType::Memory
         | ObjectType::DeviceMemory
         | ObjectType::Irq
@@ -76,7 +78,10 @@ pub const fn domain_charge(slots: u16, quota: u64) -> Option<u64> {
 /// derive refuses to ask for them (`docs/capabilities.md`, "Rights").
 pub const fn meaningful_rights(object_type: ObjectType) -> Rights {
     let rights = match object_type {
-        ObjectType::Domain | ObjectType::Vcpu | ObjectType::SchedControl => Rights::CONTROL.bits(),
+        ObjectType::Domain
+        | ObjectType::Vcpu
+        | ObjectType::SchedControl
+        | ObjectType::VirtioDevice => Rights::CONTROL.bits(),
         ObjectType::Memory => Rights::READ.bits() | Rights::WRITE.bits() | Rights::EXECUTE.bits(),
         ObjectType::DeviceMemory => Rights::READ.bits() | Rights::WRITE.bits(),
         ObjectType::EventChannel => {

@@ -133,6 +133,8 @@ pub struct Domain<H: Hal> {
     /// The emulated PL011 a Linux domain has as its console (`None` for Mica's own domains,
     /// which write through `console_write`).
     pub uart: Option<crate::uart::Pl011>,
+    /// Its virtio devices (`crate::virtio`; docs/virtio.md).
+    pub virtio: heapless::Vec<crate::virtio::GuestDevice, { crate::virtio::MAX_DEVICES }>,
     /// Where its vCPUs' clock starts (system-counter ns; [`crate::hal::VcpuContext::set_clock_base`]):
     /// the time a Linux domain was last started, so its clock begins near zero on every boot;
     /// 0 for Mica's own domains, whose time is the system's.
@@ -185,6 +187,7 @@ impl<H: Hal> Domain<H> {
             console_budget: crate::console::Budget::FULL,
             linux: false,
             uart: None,
+            virtio: heapless::Vec::new(),
             clock_base_ns: 0,
         }
     }
@@ -197,6 +200,41 @@ impl<H: Hal> Domain<H> {
         use mica_abi::layout::devices::{UART_BASE, UART_SIZE};
         let offset = ipa.checked_sub(UART_BASE).filter(|o| *o < UART_SIZE)?;
         self.uart.as_ref().map(|_| offset)
+    }
+}
+
+impl<H: Hal> Domain<H> {
+    /// Which of its virtio devices has guest-physical `ipa` in its window.
+    pub fn virtio_at(&self, ipa: u64) -> Option<usize> {
+        self.virtio.iter().position(|d| d.offset(ipa).is_some())
+    }
+
+    /// The guest's access to the window of its virtio device `index` at `offset`: a read
+    /// (`write` is `None`) returns the value, a write what it asks of the kernel. `None` for an
+    /// access a driver may not make (nothing changed). A queue's rings must lie in the
+    /// domain's writable RAM.
+    pub fn virtio_access(
+        &mut self,
+        index: usize,
+        offset: u64,
+        size: u64,
+        write: Option<u32>,
+    ) -> Option<(u32, crate::virtio::Written)> {
+        let device = self.virtio.get_mut(index)?;
+        let mappings = &self.mappings;
+        match write {
+            Some(value) => {
+                let in_ram = |ipa, bytes| mappings.holds_ram(ipa, bytes);
+                device
+                    .mmio
+                    .write(offset, size, value, in_ram)
+                    .map(|w| (0, w))
+            }
+            None => device
+                .mmio
+                .read(offset, size)
+                .map(|v| (v, crate::virtio::Written::Nothing)),
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 use mica_abi::Status;
 use mica_caps::ObjectRef;
 
-use crate::domain::DomainId;
+use crate::ids::DomainId;
 
 /// Index of an endpoint in the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -44,6 +44,11 @@ impl Mapping {
         pa >= self.pa && pa - self.pa < self.pages * PAGE_SIZE
     }
 
+    /// Whether guest-physical `ipa` lies in it.
+    pub fn holds_ipa(&self, ipa: u64) -> bool {
+        ipa >= self.ipa && ipa - self.ipa < self.pages * PAGE_SIZE
+    }
+
     /// The physical address of guest-physical `ipa`, which it covers.
     fn pa_of(&self, ipa: u64) -> u64 {
         self.pa + (ipa - self.ipa)
@@ -118,7 +123,7 @@ impl Mappings {
 
     /// The mapping containing guest-physical `ipa`, if any.
     pub fn at(&self, ipa: u64) -> Option<&Mapping> {
-        self.list.iter().find(|m| m.overlaps(ipa, 1))
+        self.list.iter().find(|m| m.holds_ipa(ipa))
     }
 
     /// Translates guest-physical `ipa` to physical, if mapped.
@@ -143,6 +148,25 @@ impl Mappings {
     /// guest can never make the kernel touch a device.
     pub fn maps_ram_at(&self, pa: u64) -> bool {
         self.list.iter().any(|m| !m.device && m.holds_pa(pa))
+    }
+
+    /// Whether every byte of `[ipa, ipa + bytes)` is writable RAM mapped here (what a device
+    /// may be told to write into).
+    pub fn holds_ram(&self, ipa: u64, bytes: u64) -> bool {
+        let Some(end) = ipa.checked_add(bytes) else {
+            return false;
+        };
+        let mut at = ipa;
+        while at < end {
+            let Some(m) = self
+                .at(at)
+                .filter(|m| !m.device && m.perms.contains(Rights::WRITE))
+            else {
+                return false;
+            };
+            at = m.ipa + m.pages * PAGE_SIZE;
+        }
+        true
     }
 
     /// Every mapping.
@@ -225,6 +249,10 @@ mod tests {
         m.insert(dev).unwrap();
         assert_eq!(m.translate(0x1abc), Some(0x8000_0abc));
         assert_eq!(m.translate(0x3000), None);
+        // An address in the page before a mapping is not in it (it was: the look-up asked
+        // whether the page starting at the address overlapped, and the translation wrapped).
+        assert_eq!(m.translate(0x0800), None);
+        assert_eq!(m.translate_ram(0x0ffc), None);
         assert_eq!(m.translate_writable(0x10_0000), None);
         assert_eq!(m.translate_ram(0x10_0004), None);
         assert_eq!(m.translate(0x10_0004), Some(0x0900_0004));
@@ -235,5 +263,16 @@ mod tests {
             Some((0x10_0000, 1))
         );
         assert_eq!(m.made_through(CapAddr::new(SpaceId(1), 3)), None);
+        // Writable RAM across two adjacent mappings, but not into device memory or a hole.
+        m.insert(map(0x3000, 0x9000_0000, 1, 3)).unwrap();
+        assert!(m.holds_ram(0x1ff0, 0x20) && m.holds_ram(0x1000, 3 * 4096));
+        assert!(!m.holds_ram(0x1000, 3 * 4096 + 1), "past the end");
+        assert!(!m.holds_ram(0x10_0000, 4), "device memory");
+        assert!(!m.holds_ram(0x800, 0x900), "a hole before");
+        assert!(!m.holds_ram(u64::MAX - 2, 4), "wraps");
+        let mut ro = map(0x20_0000, 0xA000_0000, 1, 4);
+        ro.perms = Rights::READ;
+        m.insert(ro).unwrap();
+        assert!(!m.holds_ram(0x20_0000, 4), "read-only");
     }
 }

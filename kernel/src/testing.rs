@@ -207,6 +207,8 @@ pub struct MockHal {
     pub memory: RefCell<BTreeMap<u64, u8>>,
     /// CPUs kicked, in order.
     pub kicks: RefCell<Vec<usize>>,
+    /// The level of every emulated interrupt line last driven (`set_line`), by INTID.
+    pub lines: RefCell<BTreeMap<u32, bool>>,
 }
 
 impl Hal for MockHal {
@@ -281,6 +283,10 @@ impl Hal for MockHal {
     }
     fn cpus(&self) -> usize {
         2
+    }
+    fn set_line(&self, _: &mut u16, intid: u32, asserted: bool) -> u32 {
+        self.lines.borrow_mut().insert(intid, asserted);
+        0
     }
 }
 

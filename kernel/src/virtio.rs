@@ -16,11 +16,40 @@
 //! device's and include `VIRTIO_F_VERSION_1`, or `FEATURES_OK` does not stick.
 
 use mica_abi::virtio::{self, feature, interrupt, queue, reg, status};
+use mica_caps::{CapAddr, ObjectRef};
 
-/// Most queues of one device (a block device has one, a network card two).
-pub const MAX_QUEUES: usize = 2;
-/// Bytes of device configuration a device may have.
-pub const CONFIG_BYTES: usize = 64;
+use crate::evtchn::EndpointId;
+
+pub use mica_abi::virtio::{CONFIG_BYTES, MAX_DEVICES, MAX_QUEUES};
+
+/// One of a guest's virtio devices: where the guest sees it, its interrupt, its register file
+/// and whom the kernel tells of what the guest did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestDevice {
+    /// Guest-physical address of its register window ([`virtio::WINDOW`] bytes).
+    pub window: u64,
+    /// Its interrupt (an SPI of the guest's virtual GIC).
+    pub intid: u32,
+    /// The register file.
+    pub mmio: VirtioMmio,
+    /// Its VirtioDevice object.
+    pub object: ObjectRef,
+    /// Where the object's original capability is (the root space; destroyed with the guest).
+    pub original: CapAddr,
+    /// The kernel's end of the channel to the serving domain: raised on a notification, a
+    /// reset and `DRIVER_OK`.
+    pub notify: EndpointId,
+    /// Where the originals of the channel's two ends are (the root space; the serving domain
+    /// holds a copy of the second) and their objects: destroyed with the guest.
+    pub channel_originals: [(CapAddr, ObjectRef); 2],
+}
+
+impl GuestDevice {
+    /// The offset of guest-physical `ipa` in the window, if it is in it.
+    pub fn offset(&self, ipa: u64) -> Option<u64> {
+        ipa.checked_sub(self.window).filter(|o| *o < virtio::WINDOW)
+    }
+}
 
 /// One virtqueue's setup, as the guest wrote it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -372,6 +401,11 @@ impl VirtioMmio {
         } else {
             Written::Nothing
         }
+    }
+
+    /// The guest restarts: the device is as a reset leaves it (a new epoch).
+    pub fn power_on(&mut self) {
+        self.reset();
     }
 
     /// Back to what [`new`](Self::new) made, but a new epoch and the same configuration.

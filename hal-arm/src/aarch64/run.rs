@@ -190,15 +190,19 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
     let _ = sample_timer(&mut d.arch, r.index, ctx);
     let mut kick = 0u32;
     let mut sent = Sent::new();
+    let mut virtio = None;
     let exit = match (trap.kind, esr::exception_class(trap.esr)) {
         (vector::LOWER_SYNC, class::DATA_ABORT_LOWER) => {
             let ipa = fault_ipa(trap);
             let device = if d.arch.contains(ipa) {
                 Some(Device::Gic)
+            } else if let Some(index) = d.virtio_at(ipa) {
+                Some(Device::Virtio(index))
             } else {
                 d.uart_offset(ipa).map(|_| Device::Uart)
             };
-            match device.and_then(|device| emulate_mmio(d, device, trap, ipa, ctx, &mut sent)) {
+            let out = (&mut sent, &mut virtio);
+            match device.and_then(|device| emulate_mmio(d, device, trap, ipa, ctx, out)) {
                 Some(k) => {
                     kick = k;
                     Exit::Interrupt
@@ -250,6 +254,9 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
     k.interrupt_vcpus(r.domain, kick);
     if !sent.is_empty() {
         k.console_bytes(r.domain, &sent);
+    }
+    if let Some((index, written)) = virtio {
+        k.virtio_written(r.domain, index, written);
     }
     if deliverable {
         // Sets wake_pending: the kernel does not block a vCPU with an interrupt to take.
@@ -350,19 +357,26 @@ enum Device {
     Gic,
     /// A Linux domain's PL011 (`mica_kernel::uart`).
     Uart,
+    /// One of the domain's virtio devices (`mica_kernel::virtio`), by index.
+    Virtio(usize),
 }
 
-/// Emulates a data abort at `ipa` inside the vGIC's windows or the domain's PL011. Returns
-/// the vCPUs to kick (one bit per vCPU index), or `None` if the access cannot be decoded (a
-/// fault of the domain). Nothing is changed unless the whole access is emulated; bytes the
-/// guest transmits are added to `sent`.
+/// What a write to a virtio device's registers asked of the kernel (`Kernel::virtio_written`,
+/// called once the domain is no longer borrowed).
+type VirtioWritten = Option<(usize, mica_kernel::virtio::Written)>;
+
+/// Emulates a data abort at `ipa` inside the vGIC's windows, the domain's PL011 or one of its
+/// virtio devices. Returns the vCPUs to kick (one bit per vCPU index), or `None` if the access
+/// cannot be decoded (a fault of the domain). Nothing is changed unless the whole access is
+/// emulated; bytes the guest transmits are added to `sent`, what a virtio register write asks
+/// of the kernel is put in `virtio`.
 fn emulate_mmio(
     d: &mut Domain<ArmHal>,
     device: Device,
     trap: &Trap,
     ipa: u64,
     ctx: &mut ArmContext,
-    sent: &mut Sent,
+    (sent, virtio): (&mut Sent, &mut VirtioWritten),
 ) -> Option<u32> {
     let access: MmioAccess = match mmio::decode_syndrome(trap.esr).ok()? {
         Syndrome::Decoded(access) => access,
@@ -377,6 +391,8 @@ fn emulate_mmio(
         Device::Uart => {
             t.size <= 4 && t.ipa.is_multiple_of(u64::from(t.size)) && d.uart_offset(t.ipa).is_some()
         }
+        // One register of that device per access (its model checks the width).
+        Device::Virtio(index) => transfers.len() == 1 && d.virtio_at(t.ipa) == Some(index),
     };
     if !transfers.iter().all(inside) {
         return None;
@@ -384,7 +400,18 @@ fn emulate_mmio(
     let mut loaded = [0u64; 2];
     let mut kick = 0u32;
     for t in transfers.iter() {
-        if device == Device::Uart {
+        if let Device::Virtio(index) = device {
+            let offset = d.virtio.get(index)?.offset(t.ipa)?;
+            let size = u64::from(t.size);
+            let write = access
+                .write
+                .then(|| access.store_value(&ctx.x, t.index) as u32);
+            let (value, written) = d.virtio_access(index, offset, size, write)?;
+            *virtio = Some((index, written));
+            if let (false, Some(slot)) = (access.write, loaded.get_mut(usize::from(t.index))) {
+                *slot = u64::from(value);
+            }
+        } else if device == Device::Uart {
             let offset = d.uart_offset(t.ipa)?;
             let uart = d.uart.as_mut()?;
             // A narrower access reads or writes the low bytes of the register at its word.

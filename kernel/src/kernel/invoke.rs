@@ -8,8 +8,8 @@
 //! This file only routes: each call's `invoke_*` method lives with its object family —
 //! `capabilities.rs`, `memory.rs` (mappings), `creation.rs` (domains and vCPUs made),
 //! `lifecycle.rs` (a domain's state, name and end), `events.rs` (event channels, the event
-//! page), `interrupts.rs` (IRQ lines), `schedule.rs` (scheduling parameters) and `output.rs`
-//! (the console).
+//! page), `interrupts.rs` (IRQ lines), `schedule.rs` (scheduling parameters), `output.rs`
+//! (the console) and `virtio.rs` (guests' virtio devices).
 
 use super::*;
 use mica_abi::args::{self as a, Args};
@@ -66,6 +66,9 @@ impl<H: Hal> Kernel<H> {
             Args::DomainSetBoot(x) => k.invoke_domain_set_boot(caller, x),
             Args::EventPageSet(x) => k.invoke_event_page_set(caller, x),
             Args::VcpuStart(x) => k.invoke_vcpu_start(caller, x),
+            Args::VirtioInfo(x) => k.invoke_virtio_info(caller, x),
+            Args::VirtioQueue(x) => k.invoke_virtio_queue(caller, x),
+            Args::VirtioSignal(x) => k.invoke_virtio_signal(caller, x),
         }
     }
 }

@@ -229,6 +229,14 @@ impl<H: Hal> Kernel<H> {
             if let Some(uart) = d.uart.as_mut() {
                 *uart = crate::uart::Pl011::new();
             }
+            for device in d.virtio.iter_mut() {
+                device.mmio.power_on();
+            }
+        }
+        // The serving domains of its virtio devices drop what they had of them.
+        let devices = self.domain(id).map_or(0, |d| d.virtio.len());
+        for index in 0..devices {
+            self.virtio_written(id, index, crate::virtio::Written::Reset);
         }
         for seg in image.segments_of(record).unwrap_or(&[]) {
             let bytes = image.segment_bytes(seg);
@@ -262,6 +270,19 @@ impl<H: Hal> Kernel<H> {
             .filter_map(|v| self.vcpu(*v))
             .map(|v| (v.original, v.object))
             .collect();
+        // Its virtio devices: the serving domains' capabilities to them and the kernel's
+        // channels to those domains.
+        let virtio_objects: heapless::Vec<
+            (CapAddr, mica_caps::ObjectRef),
+            { 3 * crate::virtio::MAX_DEVICES },
+        > = d
+            .virtio
+            .iter()
+            .flat_map(|v| {
+                let [ours, theirs] = v.channel_originals;
+                [(v.original, v.object), ours, theirs]
+            })
+            .collect();
         let ram_objects: heapless::Vec<
             (CapAddr, mica_caps::ObjectRef),
             { crate::domain::MAX_RAM_CHUNKS },
@@ -277,6 +298,7 @@ impl<H: Hal> Kernel<H> {
         // capability), which the capability system reports as stale.
         for (original, o) in core::iter::once(domain)
             .chain(vcpu_objects)
+            .chain(virtio_objects)
             .chain(ram_objects)
         {
             let queue = &mut self.effects;

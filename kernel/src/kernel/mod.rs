@@ -191,6 +191,7 @@ mod lifecycle;
 mod memory;
 mod output;
 mod schedule;
+mod virtio;
 
 impl<H: Hal> Kernel<H> {
     /// An empty kernel (no domains, no memory). `const` so it can live in a static.

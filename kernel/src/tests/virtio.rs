@@ -397,3 +397,204 @@ fn every_register_sequence_keeps_the_rules() {
         "notified {notified}, refused {refused}"
     );
 }
+
+// ----- A guest's device in the kernel, and the domain that serves it ---------------------------
+
+mod served {
+    use super::*;
+    use crate::ids::DomainId;
+    use crate::kernel::Kernel;
+    use crate::testing::*;
+    use mica_abi::args::{self as a, Slot};
+    use mica_abi::layout::devices;
+    use mica_abi::{ObjectType, Rights, Status};
+
+    /// A guest on CPU 0 with a block device in virtio slot 2, served by `vda` on CPU 1;
+    /// the server's capability slots (device, events).
+    fn system() -> (Box<Kernel<MockHal>>, DomainId, DomainId, (u16, u16)) {
+        let mut guest = dom("guest");
+        guest.cpus[0] = 0;
+        let mut server = dom("vda");
+        server.cpus[0] = 1;
+        let mut k = kernel(&[guest, server]);
+        run(&mut k, 0).unwrap();
+        run(&mut k, 1).unwrap();
+        let (g, s) = (id_of(&k, "guest"), id_of(&k, "vda"));
+        let identity = Identity {
+            device_id: device::BLOCK,
+            features: blk::F_FLUSH,
+            queue_max: [64, 0],
+        };
+        let slots = k.add_virtio_device(g, s, (identity, &[0x10]), 2).unwrap();
+        (k, g, s, slots)
+    }
+
+    fn window(offset: u64) -> u64 {
+        devices::virtio_slot(2).unwrap().0 + offset
+    }
+
+    fn guest_write(k: &mut Kernel<MockHal>, g: DomainId, offset: u64, value: u32) {
+        k.virtio_mmio(g, window(offset), 4, Some(value))
+            .expect("a register");
+    }
+
+    /// Brings the device up as Linux does, its queue in the guest's RAM.
+    fn bring_up(k: &mut Kernel<MockHal>, g: DomainId) {
+        let ram = mica_abi::sysimage::DOMAIN_RAM_BASE;
+        guest_write(k, g, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
+        guest_write(k, g, reg::DRIVER_FEATURES_SEL, 1);
+        guest_write(k, g, reg::DRIVER_FEATURES, 1);
+        let ok = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
+        guest_write(k, g, reg::STATUS, ok);
+        guest_write(k, g, reg::QUEUE_NUM, 64);
+        guest_write(k, g, reg::QUEUE_DESC_LOW, ram as u32 + 0x1000);
+        guest_write(k, g, reg::QUEUE_DESC_HIGH, (ram >> 32) as u32);
+        guest_write(k, g, reg::QUEUE_DRIVER_LOW, ram as u32 + 0x2000);
+        guest_write(k, g, reg::QUEUE_DRIVER_HIGH, (ram >> 32) as u32);
+        guest_write(k, g, reg::QUEUE_DEVICE_LOW, ram as u32 + 0x3000);
+        guest_write(k, g, reg::QUEUE_DEVICE_HIGH, (ram >> 32) as u32);
+        guest_write(k, g, reg::QUEUE_READY, 1);
+        guest_write(k, g, reg::STATUS, ok | status::DRIVER_OK);
+    }
+
+    /// Whether the kernel raised the server's end of the device's channel (and clears it).
+    fn server_told(k: &mut Kernel<MockHal>, g: DomainId) -> bool {
+        let notify = k.domain(g).unwrap().virtio[0].notify;
+        let theirs = k.channels.get(notify).unwrap().peer;
+        k.channels.get(theirs).unwrap().latched
+    }
+
+    #[test]
+    fn the_server_learns_what_the_guest_set_up_and_interrupts_it() {
+        let (mut k, g, _, (device, events)) = system();
+        assert_eq!(
+            k.virtio_mmio(g, window(reg::MAGIC), 4, None),
+            Some(virtio::MAGIC)
+        );
+        assert_eq!(k.virtio_mmio(g, window(reg::CONFIG), 1, None), Some(0x10));
+        assert!(!server_told(&mut k, g));
+        // The server's capabilities: the device with CONTROL, the channel's end.
+        let vda = id_of(&k, "vda");
+        let space = vda.space();
+        let lookup = |t, r| k.caps.lookup(space, device, t, r).map(|_| ());
+        assert_eq!(lookup(ObjectType::VirtioDevice, Rights::CONTROL), Ok(()));
+        k.caps
+            .lookup(space, events, ObjectType::EventChannel, Rights::RECEIVE)
+            .unwrap();
+        // Before DRIVER_OK nothing is live.
+        let r = call(
+            &mut k,
+            1,
+            a::VirtioQueue {
+                device: Slot(device),
+                queue: 0,
+            },
+        );
+        assert_eq!(status(r), Err(Status::WrongState));
+        bring_up(&mut k, g);
+        assert!(server_told(&mut k, g), "DRIVER_OK is passed on");
+        let r = call(
+            &mut k,
+            1,
+            a::VirtioInfo {
+                device: Slot(device),
+            },
+        );
+        assert_eq!(status(r), Ok(()));
+        assert_ne!(r[1] & u64::from(status::DRIVER_OK), 0);
+        assert_eq!(r[2], feature::VERSION_1);
+        assert_eq!(r[3], 64, "queue 0 live with 64 entries");
+        let epoch = r[1] >> 32;
+        let ram = mica_abi::sysimage::DOMAIN_RAM_BASE;
+        let r = call(
+            &mut k,
+            1,
+            a::VirtioQueue {
+                device: Slot(device),
+                queue: 0,
+            },
+        );
+        assert_eq!(r[1..], [ram + 0x1000, ram + 0x2000, ram + 0x3000]);
+        // The server used buffers: the guest's line rises until it acknowledges.
+        let intid = devices::virtio_slot(2).unwrap().1;
+        let signal = a::VirtioSignal {
+            device: Slot(device),
+            epoch,
+            broken: false,
+        };
+        assert_eq!(status(call(&mut k, 1, signal)), Ok(()));
+        assert_eq!(k.hal.lines.borrow().get(&intid), Some(&true));
+        guest_write(&mut k, g, reg::INTERRUPT_ACK, interrupt::USED_BUFFER);
+        assert_eq!(k.hal.lines.borrow().get(&intid), Some(&false));
+        // After a reset, the server's epoch is stale.
+        guest_write(&mut k, g, reg::STATUS, 0);
+        assert_eq!(status(call(&mut k, 1, signal)), Err(Status::WrongState));
+        assert_eq!(k.hal.lines.borrow().get(&intid), Some(&false));
+    }
+
+    #[test]
+    fn only_the_serving_domain_can_serve_and_its_death_leaves_the_device() {
+        let (mut k, g, s, (device, _)) = system();
+        bring_up(&mut k, g);
+        // The guest itself holds no VirtioDevice capability: a slot of its space is refused.
+        let r = call(
+            &mut k,
+            0,
+            a::VirtioInfo {
+                device: Slot(device),
+            },
+        );
+        assert!(status(r).is_err());
+        // The server dies: the guest's register file is what it was.
+        k.destroy(s);
+        run(&mut k, 1);
+        assert!(k.domain(s).is_none());
+        let status_now = k.virtio_mmio(g, window(reg::STATUS), 4, None).unwrap();
+        assert_ne!(status_now & status::DRIVER_OK, 0);
+        assert_eq!(k.virtio_mmio(g, window(reg::QUEUE_READY), 4, None), Some(1));
+        // A notification to a dead server is only dropped: the vCPU goes on.
+        guest_write(&mut k, g, reg::QUEUE_NOTIFY, 0);
+    }
+
+    #[test]
+    fn the_guests_end_takes_the_servers_capability() {
+        let (mut k, g, s, (device, events)) = system();
+        k.destroy(g);
+        run(&mut k, 0);
+        assert!(k.domain(g).is_none());
+        for (slot, t) in [
+            (device, ObjectType::VirtioDevice),
+            (events, ObjectType::EventChannel),
+        ] {
+            let r = k.caps.lookup(s.space(), slot, t, Rights::empty());
+            assert!(r.is_err(), "{t:?}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn devices_are_placed_in_free_slots_only() {
+        let (mut k, g, s, _) = system();
+        let identity = Identity {
+            device_id: device::NET,
+            features: 0,
+            queue_max: [64, 64],
+        };
+        let add = |k: &mut Kernel<MockHal>, slot| k.add_virtio_device(g, s, (identity, &[]), slot);
+        assert_eq!(add(&mut k, 2), Err(Status::SlotOccupied));
+        assert_eq!(
+            add(&mut k, devices::VIRTIO_SLOTS),
+            Err(Status::InvalidArgument)
+        );
+        assert_eq!(
+            k.add_virtio_device(g, g, (identity, &[]), 3),
+            Err(Status::InvalidArgument)
+        );
+        assert!(add(&mut k, 3).is_ok());
+        // Accesses outside a window, or of the wrong width, are the guest's fault.
+        assert_eq!(
+            k.virtio_mmio(g, window(virtio::WINDOW) + 0x200, 4, None),
+            None
+        );
+        assert_eq!(k.virtio_mmio(g, window(reg::STATUS), 2, None), None);
+    }
+}
