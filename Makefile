@@ -41,7 +41,8 @@ HOST_EXCLUDE += --exclude mica-guest-nullbench
 NULLBENCH := -p mica-guest-nullbench
 XEN_GUEST_TARGET := $(BUILD)/xen/target
 # Library crates that must also build for each bare-metal target.
-ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt -p mica-linux-guest
+ARM_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-arm -p mica-rt -p mica-linux-guest \
+	-p mica-virtqueue
 X86_LIBS := -p mica-abi -p mica-caps -p mica-kernel -p mica-hal-x86 -p mica-rt
 
 .PHONY: all setup build hypervisor toolstack run test fmt-check clippy host-test smoke \

@@ -1,0 +1,359 @@
+//! The queue against a driver written here (the layout of virtio 1.2, 2.7) and against guests
+//! that break every rule, including random memory.
+
+use super::*;
+
+/// A guest's RAM: 64 KiB at 0x4000_0000.
+struct Ram {
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl Ram {
+    fn new() -> Self {
+        Ram {
+            base: 0x4000_0000,
+            bytes: vec![0; 0x1_0000],
+        }
+    }
+
+    fn offset(&self, addr: u64, len: u64) -> Option<usize> {
+        let off = addr.checked_sub(self.base)?;
+        let end = off.checked_add(len)?;
+        (end <= self.bytes.len() as u64).then_some(off as usize)
+    }
+
+    fn put(&mut self, addr: u64, bytes: &[u8]) {
+        assert!(self.write(addr, bytes), "{addr:#x} in RAM");
+    }
+
+    fn u16_at(&self, addr: u64) -> u16 {
+        let mut b = [0; 2];
+        assert!(self.read(addr, &mut b));
+        u16::from_le_bytes(b)
+    }
+}
+
+impl GuestMemory for Ram {
+    fn contains(&self, addr: u64, len: u64) -> bool {
+        self.offset(addr, len).is_some()
+    }
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        let Some(off) = self.offset(addr, buf.len() as u64) else {
+            return false;
+        };
+        buf.copy_from_slice(&self.bytes[off..off + buf.len()]);
+        true
+    }
+    fn write(&mut self, addr: u64, bytes: &[u8]) -> bool {
+        let Some(off) = self.offset(addr, bytes.len() as u64) else {
+            return false;
+        };
+        self.bytes[off..off + bytes.len()].copy_from_slice(bytes);
+        true
+    }
+}
+
+const SIZE: u16 = 16;
+const DESC: u64 = 0x4000_0000;
+const DRIVER: u64 = 0x4000_1000;
+const DEVICE: u64 = 0x4000_2000;
+const DATA: u64 = 0x4000_8000;
+
+/// The driver's side, as Linux's virtio_ring writes it.
+struct Driver {
+    avail: u16,
+}
+
+impl Driver {
+    fn descriptor(ram: &mut Ram, table: u64, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let mut d = [0u8; 16];
+        d[0..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[12..14].copy_from_slice(&flags.to_le_bytes());
+        d[14..16].copy_from_slice(&next.to_le_bytes());
+        ram.put(table + 16 * u64::from(i), &d);
+    }
+
+    /// Makes chain `head` available.
+    fn offer(&mut self, ram: &mut Ram, head: u16) {
+        ram.put(
+            DRIVER + 4 + 2 * u64::from(self.avail % SIZE),
+            &head.to_le_bytes(),
+        );
+        self.avail = self.avail.wrapping_add(1);
+        ram.put(DRIVER + 2, &self.avail.to_le_bytes());
+    }
+}
+
+fn queue() -> Queue {
+    Queue::new(SIZE, DESC, DRIVER, DEVICE, false)
+}
+
+/// A block request: header (16 bytes, read), data (written), status (written).
+fn block_request(ram: &mut Ram, head: u16) {
+    Driver::descriptor(ram, DESC, head, DATA, 16, F_NEXT, head + 1);
+    Driver::descriptor(
+        ram,
+        DESC,
+        head + 1,
+        DATA + 0x100,
+        4096,
+        F_NEXT | F_WRITE,
+        head + 2,
+    );
+    Driver::descriptor(ram, DESC, head + 2, DATA + 0x2000, 1, F_WRITE, 0);
+}
+
+#[test]
+fn a_request_is_taken_and_given_back() {
+    let (mut ram, mut q, mut driver) = (Ram::new(), queue(), Driver { avail: 0 });
+    assert_eq!(q.pop(&mut ram), Ok(None), "nothing offered");
+    block_request(&mut ram, 3);
+    driver.offer(&mut ram, 3);
+    let chain = q.pop(&mut ram).unwrap().unwrap();
+    assert_eq!(chain.head, 3);
+    let shape: Vec<(u64, u32, bool)> = chain
+        .buffers
+        .iter()
+        .map(|b| (b.addr, b.len, b.device_writes))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (DATA, 16, false),
+            (DATA + 0x100, 4096, true),
+            (DATA + 0x2000, 1, true)
+        ]
+    );
+    assert_eq!(chain.lengths(), (16, 4097));
+    assert_eq!(q.pop(&mut ram), Ok(None), "taken once");
+    q.push_used(&mut ram, 3, 4097).unwrap();
+    assert_eq!(ram.u16_at(DEVICE + 2), 1, "used index published");
+    let mut element = [0u8; 8];
+    assert!(ram.read(DEVICE + 4, &mut element));
+    assert_eq!(element, [3, 0, 0, 0, 0x01, 0x10, 0, 0]);
+    assert!(q.wants_interrupt(&mut ram, 0).unwrap());
+    assert!(!q.wants_interrupt(&mut ram, 1).unwrap(), "nothing new");
+    assert_eq!(q.positions(), (1, 1));
+}
+
+#[test]
+fn the_index_wraps_around_the_ring_and_past_u16() {
+    let (mut ram, mut q, mut driver) = (Ram::new(), queue(), Driver { avail: 0xFFF0 });
+    q.resume((0xFFF0, 0xFFF0));
+    block_request(&mut ram, 0);
+    for _ in 0..40 {
+        driver.offer(&mut ram, 0);
+        let chain = q.pop(&mut ram).unwrap().unwrap();
+        q.push_used(&mut ram, chain.head, 0).unwrap();
+    }
+    assert_eq!(q.positions(), (0x0018, 0x0018));
+}
+
+#[test]
+fn indirect_tables_are_followed_once() {
+    let (mut ram, mut q, mut driver) = (Ram::new(), queue(), Driver { avail: 0 });
+    let table = 0x4000_4000;
+    Driver::descriptor(&mut ram, table, 0, DATA, 16, F_NEXT, 1);
+    Driver::descriptor(&mut ram, table, 1, DATA + 0x100, 512, F_WRITE, 0);
+    Driver::descriptor(&mut ram, DESC, 5, table, 32, F_INDIRECT, 0);
+    driver.offer(&mut ram, 5);
+    let chain = q.pop(&mut ram).unwrap().unwrap();
+    assert_eq!((chain.head, chain.buffers.len()), (5, 2));
+    // An indirect descriptor inside an indirect table, or with NEXT, or of a partial size.
+    for (what, flags, len) in [
+        ("nested", F_INDIRECT, 32),
+        ("with NEXT", F_INDIRECT | F_NEXT, 32),
+        ("partial", F_INDIRECT, 24),
+        ("empty", F_INDIRECT, 0),
+        ("too long", F_INDIRECT, 16 * (MAX_CHAIN as u32 + 1)),
+    ] {
+        let (mut ram, mut q, mut driver) = (Ram::new(), queue(), Driver { avail: 0 });
+        if what == "nested" {
+            Driver::descriptor(&mut ram, table, 0, table, 32, flags, 0);
+            Driver::descriptor(&mut ram, DESC, 0, table, 32, F_INDIRECT, 0);
+        } else {
+            Driver::descriptor(&mut ram, DESC, 0, table, len, flags, 1);
+        }
+        driver.offer(&mut ram, 0);
+        assert_eq!(q.pop(&mut ram), Err(Broken::BadIndirect), "{what}");
+    }
+}
+
+#[test]
+fn hostile_queues_are_reported_not_followed() {
+    type Build = fn(&mut Ram);
+    let cases: [(&str, Build, Broken); 8] = [
+        (
+            "a loop",
+            |ram| Driver::descriptor(ram, DESC, 0, DATA, 8, F_NEXT, 0),
+            Broken::TooLong,
+        ),
+        (
+            "a two-descriptor loop",
+            |ram| {
+                Driver::descriptor(ram, DESC, 0, DATA, 8, F_NEXT, 1);
+                Driver::descriptor(ram, DESC, 1, DATA, 8, F_NEXT, 0);
+            },
+            Broken::TooLong,
+        ),
+        (
+            "next past the table",
+            |ram| Driver::descriptor(ram, DESC, 0, DATA, 8, F_NEXT, SIZE),
+            Broken::BadIndex,
+        ),
+        (
+            "a buffer outside RAM",
+            |ram| Driver::descriptor(ram, DESC, 0, 0x1000, 8, 0, 0),
+            Broken::BadBuffer,
+        ),
+        (
+            "a buffer running past the end of RAM",
+            |ram| Driver::descriptor(ram, DESC, 0, 0x4000_F000, 0x2000, 0, 0),
+            Broken::BadBuffer,
+        ),
+        (
+            "an address that wraps",
+            |ram| Driver::descriptor(ram, DESC, 0, u64::MAX - 4, 64, 0, 0),
+            Broken::BadBuffer,
+        ),
+        (
+            "read after write",
+            |ram| {
+                Driver::descriptor(ram, DESC, 0, DATA, 8, F_NEXT | F_WRITE, 1);
+                Driver::descriptor(ram, DESC, 1, DATA, 8, 0, 0);
+            },
+            Broken::ReadAfterWrite,
+        ),
+        (
+            "an indirect table outside RAM",
+            |ram| Driver::descriptor(ram, DESC, 0, 0x1000, 32, F_INDIRECT, 0),
+            Broken::OutsideRam,
+        ),
+    ];
+    for (what, build, broken) in cases {
+        let (mut ram, mut q, mut driver) = (Ram::new(), queue(), Driver { avail: 0 });
+        build(&mut ram);
+        driver.offer(&mut ram, 0);
+        assert_eq!(q.pop(&mut ram), Err(broken), "{what}");
+        assert_eq!(q.positions(), (0, 0), "{what}: nothing taken");
+    }
+    // A head past the table, and an index that jumps.
+    let (mut ram, mut q) = (Ram::new(), queue());
+    ram.put(DRIVER + 4, &SIZE.to_le_bytes());
+    ram.put(DRIVER + 2, &1u16.to_le_bytes());
+    assert_eq!(q.pop(&mut ram), Err(Broken::BadIndex));
+    ram.put(DRIVER + 2, &(SIZE + 1).to_le_bytes());
+    assert_eq!(q.pop(&mut ram), Err(Broken::IndexJump));
+    // Rings outside RAM.
+    let mut far = Queue::new(SIZE, DESC, 0x1000, DEVICE, false);
+    assert_eq!(far.pop(&mut ram), Err(Broken::OutsideRam));
+    let mut used_far = Queue::new(SIZE, DESC, DRIVER, 0x1000, false);
+    assert_eq!(used_far.push_used(&mut ram, 0, 0), Err(Broken::OutsideRam));
+}
+
+#[test]
+fn a_chain_of_the_most_buffers_is_taken_and_one_more_is_not() {
+    for (n, ok) in [(MAX_CHAIN, true), (MAX_CHAIN + 1, false)] {
+        let mut ram = Ram::new();
+        // The main table has 256 entries, more than MAX_CHAIN: the bound is the chain's.
+        let mut q = Queue::new(256, DESC, DRIVER, DEVICE, false);
+        for i in 0..n as u16 {
+            let flags = if i as usize == n - 1 { 0 } else { F_NEXT };
+            Driver::descriptor(&mut ram, DESC, i, DATA, 8, flags, i + 1);
+        }
+        ram.put(DRIVER + 4, &0u16.to_le_bytes());
+        ram.put(DRIVER + 2, &1u16.to_le_bytes());
+        let r = q.pop(&mut ram);
+        assert_eq!(r.is_ok(), ok, "{n} buffers: {r:?}");
+        if !ok {
+            assert_eq!(r, Err(Broken::TooLong));
+        }
+    }
+}
+
+#[test]
+fn event_indices_suppress_interrupts_and_notifications() {
+    let (mut ram, mut driver) = (Ram::new(), Driver { avail: 0 });
+    let mut q = Queue::new(SIZE, DESC, DRIVER, DEVICE, true);
+    block_request(&mut ram, 0);
+    // The driver wants an interrupt once used passes 2 (used_event = 2).
+    ram.put(DRIVER + 4 + 2 * u64::from(SIZE), &2u16.to_le_bytes());
+    let mut interrupts = Vec::new();
+    for _ in 0..4 {
+        driver.offer(&mut ram, 0);
+        let chain = q.pop(&mut ram).unwrap().unwrap();
+        let before = q.positions().1;
+        q.push_used(&mut ram, chain.head, 0).unwrap();
+        interrupts.push(q.wants_interrupt(&mut ram, before).unwrap());
+    }
+    assert_eq!(interrupts, [false, false, true, false]);
+    // avail_event follows what was taken: the driver notifies for the next one.
+    assert_eq!(ram.u16_at(DEVICE + 4 + 8 * u64::from(SIZE)), 4);
+    // Without event indices, the driver's NO_INTERRUPT flag and the device's NO_NOTIFY.
+    let mut plain = queue();
+    plain.resume((0, 0));
+    ram.put(DRIVER, &1u16.to_le_bytes());
+    plain.push_used(&mut ram, 0, 0).unwrap();
+    assert!(!plain.wants_interrupt(&mut ram, 0).unwrap());
+    plain.ask_notifications(&mut ram, false).unwrap();
+    assert_eq!(ram.u16_at(DEVICE), 1);
+}
+
+#[test]
+fn random_memory_never_panics_and_what_is_taken_is_in_ram() {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut taken, mut refused) = (0, 0);
+    for _ in 0..3000 {
+        let mut ram = Ram::new();
+        // Random descriptors (addresses mostly near RAM), random ring contents.
+        for i in 0..SIZE {
+            let r = next();
+            let addr = match r % 4 {
+                0 => r >> 16,
+                _ => 0x4000_0000 + ((r >> 20) & 0xFFF0),
+            };
+            let len = ((r >> 8) & 0x3FF) as u32 * if r % 7 == 0 { 0x10_0000 } else { 1 };
+            let flags = (r >> 40) as u16 & 7;
+            let next_index = (r >> 48) as u16 % (SIZE + 2);
+            Driver::descriptor(&mut ram, DESC, i, addr, len, flags, next_index);
+        }
+        let r = next();
+        ram.put(DRIVER + 2, &((r & 0x1F) as u16).to_le_bytes());
+        for i in 0..SIZE {
+            ram.put(
+                DRIVER + 4 + 2 * u64::from(i),
+                &((next() % 20) as u16).to_le_bytes(),
+            );
+        }
+        let mut q = Queue::new(SIZE, DESC, DRIVER, DEVICE, r % 2 == 0);
+        for _ in 0..SIZE + 2 {
+            match q.pop(&mut ram) {
+                Ok(Some(chain)) => {
+                    taken += 1;
+                    assert!(chain.buffers.len() <= MAX_CHAIN);
+                    for b in &chain.buffers {
+                        assert!(ram.contains(b.addr, u64::from(b.len)));
+                    }
+                    q.push_used(&mut ram, chain.head, 0).unwrap();
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    refused += 1;
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        taken > 100 && refused > 100,
+        "taken {taken}, refused {refused}"
+    );
+}
