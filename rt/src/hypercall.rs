@@ -349,6 +349,27 @@ pub mod encode {
     pub fn irq_unbind(irq: Slot) -> Request {
         Request::new(a::IrqUnbind::CALL, a::IrqUnbind { irq }.to_regs())
     }
+
+    /// `virtio_info`.
+    pub fn virtio_info(device: Slot) -> Request {
+        Request::new(a::VirtioInfo::CALL, a::VirtioInfo { device }.to_regs())
+    }
+
+    /// `virtio_queue`.
+    pub fn virtio_queue(device: Slot, queue: u64) -> Request {
+        let args = a::VirtioQueue { device, queue };
+        Request::new(a::VirtioQueue::CALL, args.to_regs())
+    }
+
+    /// `virtio_signal`.
+    pub fn virtio_signal(device: Slot, epoch: u32, broken: bool) -> Request {
+        let args = a::VirtioSignal {
+            device,
+            epoch: u64::from(epoch),
+            broken,
+        };
+        Request::new(a::VirtioSignal::CALL, args.to_regs())
+    }
 }
 
 /// The caller's domain id, vCPU index and capability-space size.
@@ -634,6 +655,48 @@ pub fn irq_unbind(irq: Slot) -> Result<(), Status> {
     encode::irq_unbind(irq).issue().result().map(drop)
 }
 
+/// What the driver of a guest's virtio device has set up (`virtio_info`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioInfo {
+    /// The device status (`mica_abi::virtio::status`).
+    pub status: u32,
+    /// Counts the guest's resets: what `virtio_signal` is given back.
+    pub epoch: u32,
+    /// The features driver and device agreed on.
+    pub features: u64,
+    /// Each queue's size if it is live, else 0 (queue 0 first).
+    pub queue_sizes: [u16; 4],
+}
+
+/// What the driver of the virtio device `device` (a VirtioDevice capability) has set up.
+pub fn virtio_info(device: Slot) -> Result<VirtioInfo, Status> {
+    let [state, features, sizes] = encode::virtio_info(device).issue().result()?;
+    Ok(VirtioInfo {
+        status: state as u32,
+        epoch: (state >> 32) as u32,
+        features,
+        queue_sizes: core::array::from_fn(|i| (sizes >> (16 * i)) as u16),
+    })
+}
+
+/// Where live queue `queue` of the device is in its guest's memory: the descriptor table,
+/// the available ring, the used ring.
+pub fn virtio_queue(device: Slot, queue: u16) -> Result<[u64; 3], Status> {
+    encode::virtio_queue(device, u64::from(queue))
+        .issue()
+        .result()
+}
+
+/// Reports used buffers of the device in `epoch` (the guest is interrupted), or, with
+/// `broken`, that the guest broke a queue's rules. `WrongState`: the guest reset the device
+/// since `epoch`.
+pub fn virtio_signal(device: Slot, epoch: u32, broken: bool) -> Result<(), Status> {
+    encode::virtio_signal(device, epoch, broken)
+        .issue()
+        .result()
+        .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,6 +752,9 @@ mod tests {
             ("irq_bind_virtual", encode::irq_bind_virtual(S1, 0)),
             ("irq_ack", encode::irq_ack(S1)),
             ("irq_unbind", encode::irq_unbind(S1)),
+            ("virtio_info", encode::virtio_info(S1)),
+            ("virtio_queue", encode::virtio_queue(S1, 1)),
+            ("virtio_signal", encode::virtio_signal(S1, 3, true)),
         ]
     }
 
@@ -710,6 +776,20 @@ mod tests {
                 spec.args.len()
             );
         }
+    }
+
+    #[test]
+    fn virtio_info_is_decoded_into_its_fields() {
+        mock::reply(Reply {
+            status: 0,
+            values: [0x0000_0007_0000_000F, 1 << 32, 0x0100_0040],
+        });
+        let info = virtio_info(S2).unwrap();
+        assert_eq!((info.status, info.epoch), (0xF, 7));
+        assert_eq!(info.features, 1 << 32);
+        assert_eq!(info.queue_sizes, [0x40, 0x100, 0, 0]);
+        assert_eq!(mock::take()[0].args, [2, 0, 0, 0, 0, 0]);
+        assert_eq!(encode::virtio_signal(S1, 3, true).args, [1, 3, 1, 0, 0, 0]);
     }
 
     #[test]
