@@ -183,6 +183,17 @@ macro_rules! calls {
             )*
         }
 
+        impl Call {
+            /// The call numbered `number` in the vendor range, if this ABI has one (a
+            /// `match`: no search on the hypercall path, no loop for the proofs).
+            pub const fn from_number(number: u16) -> Option<Call> {
+                match number {
+                    $( $number => Some(Call::$call), )*
+                    _ => None,
+                }
+            }
+        }
+
         /// Every hypercall, in numeric order.
         pub const TABLE: &[$crate::hypercall::CallSpec] = &[
             $(

@@ -691,12 +691,15 @@ calls! {
     /// Where a live queue of a virtio device is in its guest's memory.
     0x81 VirtioQueue "virtio_queue" {
         summary: "the guest-physical addresses of live queue `queue`'s descriptor table, \
-                  available ring and used ring",
+                  available ring and used ring; WrongState if the queue is not live or the \
+                  guest reset the device since `epoch`",
         args: {
             /// VirtioDevice capability slot.
             device: Slot,
             /// The queue's index.
             queue: u64,
+            /// The epoch the serving domain works in (`virtio_info`).
+            epoch: u64,
         },
         returns: ["desc", "driver", "device"],
         caps: [cap("device", &[ObjectType::VirtioDevice], Rights::CONTROL)],

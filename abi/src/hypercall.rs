@@ -119,10 +119,7 @@ impl Call {
         if id & !0xFFFF != VENDOR_HYP_BASE {
             return None;
         }
-        TABLE
-            .iter()
-            .map(|s| s.call)
-            .find(|c| c.number() as u64 == id & 0xFFFF)
+        Call::from_number((id & 0xFFFF) as u16)
     }
 
     /// The call's row in [`TABLE`].

@@ -88,7 +88,7 @@ fn hypercall_encode_then_decode_round_trips() {
 
 /// Any function id in x0: it names a call of the table with exactly that id, or none.
 #[kani::proof]
-#[kani::unwind(33)]
+#[kani::unwind(40)]
 fn hypercall_function_ids_decode_exactly() {
     let id: u64 = kani::any();
     if let Some(call) = Call::from_function_id(id) {

@@ -135,6 +135,10 @@ pub mod feature {
     pub const EVENT_IDX: u64 = 1 << 29;
     /// The modern interface (a Version 2 device without it is refused by Linux).
     pub const VERSION_1: u64 = 1 << 32;
+    /// What a device may offer: the device-type bits (0-23) and, of the transport's (24-40),
+    /// the ones Mica's devices implement. Not offered: packed rings, ring reset,
+    /// notification data, access to platform memory restrictions.
+    pub const OFFERABLE: u64 = 0x00FF_FFFF | INDIRECT_DESC | EVENT_IDX | VERSION_1;
 }
 
 /// The split virtqueue (virtio 1.2 section 2.7).

@@ -209,6 +209,27 @@ impl<H: Hal> Domain<H> {
         self.virtio.iter().position(|d| d.offset(ipa).is_some())
     }
 
+    /// Its virtio devices with a live queue whose rings are no longer all in its writable RAM
+    /// (it unmapped them, or their capability went): each needs a reset now, so no domain is
+    /// ever told to use memory the guest does not hold. Returns which.
+    pub fn virtio_check_rings(&mut self) -> heapless::Vec<usize, { crate::virtio::MAX_DEVICES }> {
+        use mica_abi::virtio::queue;
+        let mappings = &self.mappings;
+        let mut broken = heapless::Vec::new();
+        for (i, device) in self.virtio.iter_mut().enumerate() {
+            let lost = device.mmio.live_queues().any(|(_, q)| {
+                !(mappings.holds_ram(q.desc, queue::desc_bytes(q.size))
+                    && mappings.holds_ram(q.driver, queue::driver_bytes(q.size))
+                    && mappings.holds_ram(q.device, queue::device_bytes(q.size)))
+            });
+            if lost {
+                device.mmio.fail();
+                let _ = broken.push(i);
+            }
+        }
+        broken
+    }
+
     /// The guest's access to the window of its virtio device `index` at `offset`: a read
     /// (`write` is `None`) returns the value, a write what it asks of the kernel. `None` for an
     /// access a driver may not make (nothing changed). A queue's rings must lie in the

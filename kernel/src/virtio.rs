@@ -22,6 +22,9 @@ use crate::evtchn::EndpointId;
 
 pub use mica_abi::virtio::{CONFIG_BYTES, MAX_DEVICES, MAX_QUEUES};
 
+// `virtio_info` reports each queue's size in 16 bits of one register.
+const _: () = assert!(MAX_QUEUES <= 4);
+
 /// One of a guest's virtio devices: where the guest sees it, its interrupt, its register file
 /// and whom the kernel tells of what the guest did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +130,7 @@ impl VirtioMmio {
         bytes[..n].copy_from_slice(&config[..n]);
         VirtioMmio {
             identity: Identity {
-                features: identity.features | feature::VERSION_1,
+                features: identity.features & feature::OFFERABLE | feature::VERSION_1,
                 ..identity
             },
             config: bytes,
@@ -340,9 +343,10 @@ impl VirtioMmio {
     }
 
     /// `QueueReady`: 1 makes the selected queue usable if its setup passes every check (else
-    /// the device needs a reset), 0 stops it.
+    /// the device needs a reset), 0 stops it while the driver is not ready yet.
     fn set_ready(&mut self, value: u32, in_ram: impl Fn(u64, u64) -> bool) -> Written {
         let features_ok = self.status & status::FEATURES_OK != 0;
+        let live = self.status & status::DRIVER_OK != 0;
         let Some(q) = self
             .queues
             .get_mut(self.queue_sel as usize)
@@ -350,11 +354,12 @@ impl VirtioMmio {
         else {
             return Written::Nothing;
         };
-        if value == 0 {
-            q.ready = false;
-            return Written::Nothing;
-        }
-        if q.ready {
+        // A live queue stays where it is: Mica's devices do not offer VIRTIO_F_RING_RESET, so
+        // the serving domain never has to follow a queue that moves under it.
+        if q.ready || value == 0 {
+            if !live {
+                q.ready = false;
+            }
             return Written::Nothing;
         }
         let size = q.size;

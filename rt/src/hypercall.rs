@@ -356,8 +356,12 @@ pub mod encode {
     }
 
     /// `virtio_queue`.
-    pub fn virtio_queue(device: Slot, queue: u64) -> Request {
-        let args = a::VirtioQueue { device, queue };
+    pub fn virtio_queue(device: Slot, queue: u64, epoch: u32) -> Request {
+        let args = a::VirtioQueue {
+            device,
+            queue,
+            epoch: u64::from(epoch),
+        };
         Request::new(a::VirtioQueue::CALL, args.to_regs())
     }
 
@@ -679,10 +683,11 @@ pub fn virtio_info(device: Slot) -> Result<VirtioInfo, Status> {
     })
 }
 
-/// Where live queue `queue` of the device is in its guest's memory: the descriptor table,
-/// the available ring, the used ring.
-pub fn virtio_queue(device: Slot, queue: u16) -> Result<[u64; 3], Status> {
-    encode::virtio_queue(device, u64::from(queue))
+/// Where live queue `queue` of the device is in its guest's memory, in `epoch`: the
+/// descriptor table, the available ring, the used ring. `WrongState`: not live, or the guest
+/// reset the device since `epoch`.
+pub fn virtio_queue(device: Slot, queue: u16, epoch: u32) -> Result<[u64; 3], Status> {
+    encode::virtio_queue(device, u64::from(queue), epoch)
         .issue()
         .result()
 }
@@ -753,7 +758,7 @@ mod tests {
             ("irq_ack", encode::irq_ack(S1)),
             ("irq_unbind", encode::irq_unbind(S1)),
             ("virtio_info", encode::virtio_info(S1)),
-            ("virtio_queue", encode::virtio_queue(S1, 1)),
+            ("virtio_queue", encode::virtio_queue(S1, 1, 2)),
             ("virtio_signal", encode::virtio_signal(S1, 3, true)),
         ]
     }

@@ -117,7 +117,11 @@ impl<H: Hal> Kernel<H> {
         if d.event_page.is_some_and(|p| m.overlaps(p, 1)) {
             d.event_page = None;
         }
+        let broken = d.virtio_check_rings();
         self.settle_tables(id);
+        for index in broken {
+            self.virtio_update(id, index, true);
+        }
     }
 
     /// Brings the quota charge of domain `id`'s stage-2 tables in line with what they hold

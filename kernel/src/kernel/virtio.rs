@@ -39,7 +39,25 @@ impl<H: Hal> Kernel<H> {
         if s.original.space != root || server == guest {
             return Err(Status::InvalidArgument);
         }
+        if g.state == DomainState::Dying || s.state == DomainState::Dying {
+            return Err(Status::WrongState);
+        }
         let server_domain_slot = s.original.slot;
+        // Everything the act below takes, so it cannot fail half-way: three root slots, two
+        // of the server's, a pair of endpoints.
+        let free = |space: SpaceId, slots: u16| {
+            (0..slots)
+                .filter(|s| self.caps.capability(CapAddr::new(space, *s)).is_none())
+                .count()
+        };
+        let root_slots = self.caps.space(root).map_or(0, |s| s.slots);
+        let server_slots = self.caps.space(server.space()).map_or(0, |s| s.slots);
+        if free(root, root_slots) < 3 || free(server.space(), server_slots) < 2 {
+            return Err(Status::NoFreeSlot);
+        }
+        if !self.channels.has_room() {
+            return Err(Status::OutOfMemory);
+        }
         // Act: the object (original in the root space), the server's copy, the channel.
         let space = server.space();
         let root_slot = self.free_root_slot()?;
@@ -98,6 +116,12 @@ impl<H: Hal> Kernel<H> {
     /// serving domain is told (coalesced, never waited for), and the device's interrupt line
     /// follows the register file.
     pub fn virtio_written(&mut self, guest: DomainId, index: usize, written: Written) {
+        self.virtio_update(guest, index, written != Written::Nothing);
+    }
+
+    /// The register file of `guest`'s virtio device `index` changed: its interrupt line
+    /// follows it, and with `tell` the serving domain is told (coalesced, never waited for).
+    pub(super) fn virtio_update(&mut self, guest: DomainId, index: usize, tell: bool) {
         let Some(d) = self.domains[guest.index()].as_mut() else {
             return;
         };
@@ -107,7 +131,7 @@ impl<H: Hal> Kernel<H> {
         let (notify, intid, line) = (device.notify, device.intid, device.mmio.line());
         let woken = self.hal.set_line(&mut d.arch, intid, line);
         self.interrupt_vcpus(guest, woken);
-        if written != Written::Nothing {
+        if tell {
             if let Ok(Some(delivery)) = self.channels.send(notify) {
                 self.apply([Effect::Deliver(delivery)]);
             }
@@ -178,9 +202,16 @@ impl<H: Hal> Kernel<H> {
     pub(super) fn invoke_virtio_queue(
         &mut self,
         caller: DomainId,
-        mica_abi::args::VirtioQueue { device, queue }: mica_abi::args::VirtioQueue,
+        mica_abi::args::VirtioQueue {
+            device,
+            queue,
+            epoch,
+        }: mica_abi::args::VirtioQueue,
     ) -> Result<[u64; 3], Status> {
         let mmio = &self.virtio_device(self.virtio_arg(caller, device)?)?.mmio;
+        if u64::from(mmio.epoch()) != epoch {
+            return Err(Status::WrongState);
+        }
         let (_, q) = mmio
             .live_queues()
             .find(|(i, _)| u64::from(*i) == queue)

@@ -87,6 +87,17 @@ fn the_device_identifies_itself_as_a_modern_virtio_mmio_device() {
         1,
         "VIRTIO_F_VERSION_1 is always offered"
     );
+    // Transport features Mica does not implement are never offered (packed rings: bit 34).
+    let packed = Identity {
+        device_id: device::BLOCK,
+        features: 1 << 34 | 1 << 30,
+        queue_max: [8, 0],
+    };
+    let mut p = VirtioMmio::new(packed, &[]);
+    write(&mut p, reg::DEVICE_FEATURES_SEL, 1);
+    assert_eq!(read(&p, reg::DEVICE_FEATURES), 1);
+    write(&mut p, reg::DEVICE_FEATURES_SEL, 0);
+    assert_eq!(read(&p, reg::DEVICE_FEATURES), 0);
     write(&mut d, reg::DEVICE_FEATURES_SEL, 0);
     let low = (blk::F_FLUSH | blk::F_BLK_SIZE | feature::EVENT_IDX) as u32;
     assert_eq!(read(&d, reg::DEVICE_FEATURES), low);
@@ -267,11 +278,17 @@ fn a_ready_queue_cannot_be_moved_and_a_broken_live_device_tells_the_guest() {
     let mut d = live_device();
     write(&mut d, reg::QUEUE_DESC_LOW, 0x4008_0000);
     write(&mut d, reg::QUEUE_NUM, 16);
+    write(&mut d, reg::QUEUE_READY, 0);
     let (_, q) = d.live_queues().next().unwrap();
     assert_eq!(
         (q.desc, q.size),
         (0x4000_0000, 128),
         "setup is fixed while ready"
+    );
+    assert_eq!(
+        read(&d, reg::QUEUE_READY),
+        1,
+        "a live queue is not stopped (no ring reset)"
     );
     d.fail();
     assert_eq!(read(&d, reg::INTERRUPT_STATUS), interrupt::CONFIG_CHANGE);
@@ -482,14 +499,12 @@ mod served {
             .lookup(space, events, ObjectType::EventChannel, Rights::RECEIVE)
             .unwrap();
         // Before DRIVER_OK nothing is live.
-        let r = call(
-            &mut k,
-            1,
-            a::VirtioQueue {
-                device: Slot(device),
-                queue: 0,
-            },
-        );
+        let queue0 = |epoch| a::VirtioQueue {
+            device: Slot(device),
+            queue: 0,
+            epoch,
+        };
+        let r = call(&mut k, 1, queue0(0));
         assert_eq!(status(r), Err(Status::WrongState));
         bring_up(&mut k, g);
         assert!(server_told(&mut k, g), "DRIVER_OK is passed on");
@@ -506,15 +521,10 @@ mod served {
         assert_eq!(r[3], 64, "queue 0 live with 64 entries");
         let epoch = r[1] >> 32;
         let ram = mica_abi::sysimage::DOMAIN_RAM_BASE;
-        let r = call(
-            &mut k,
-            1,
-            a::VirtioQueue {
-                device: Slot(device),
-                queue: 0,
-            },
-        );
+        let r = call(&mut k, 1, queue0(epoch));
         assert_eq!(r[1..], [ram + 0x1000, ram + 0x2000, ram + 0x3000]);
+        let late = call(&mut k, 1, queue0(epoch + 1));
+        assert_eq!(status(late), Err(Status::WrongState));
         // The server used buffers: the guest's line rises until it acknowledges.
         let intid = devices::virtio_slot(2).unwrap().1;
         let signal = a::VirtioSignal {
@@ -554,6 +564,36 @@ mod served {
         assert_eq!(k.virtio_mmio(g, window(reg::QUEUE_READY), 4, None), Some(1));
         // A notification to a dead server is only dropped: the vCPU goes on.
         guest_write(&mut k, g, reg::QUEUE_NOTIFY, 0);
+    }
+
+    #[test]
+    fn a_guest_that_unmaps_its_rings_breaks_its_device() {
+        let (mut k, g, _, (device, _)) = system();
+        bring_up(&mut k, g);
+        let ram = mica_abi::sysimage::DOMAIN_RAM_BASE;
+        let pages = k.domain(g).unwrap().mappings.at(ram).unwrap().pages;
+        let unmap = a::MemUnmap {
+            domain: Slot::SELF_DOMAIN,
+            ipa: ram,
+            frame_count: pages,
+        };
+        assert_eq!(status(call(&mut k, 0, unmap)), Ok(()));
+        let s = k.virtio_mmio(g, window(reg::STATUS), 4, None).unwrap();
+        assert_ne!(s & status::DEVICE_NEEDS_RESET, 0, "status {s:#x}");
+        let r = call(
+            &mut k,
+            1,
+            a::VirtioInfo {
+                device: Slot(device),
+            },
+        );
+        assert_eq!(r[3], 0, "no queue is live any more");
+        let intid = devices::virtio_slot(2).unwrap().1;
+        assert_eq!(
+            k.hal.lines.borrow().get(&intid),
+            Some(&true),
+            "configuration change"
+        );
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //!   buffers come after every device-readable one, and lengths add up without overflow;
 //! - every ring access goes through [`GuestMemory`], which refuses what is outside the RAM.
 //!
+//! Memory ordering: the index that publishes entries is read before them (acquire), the used
+//! element and the data before the used index (release), and each event index written before
+//! the other side's is read (full fence); `GuestMemory`'s accesses must be plain loads and
+//! stores of normal memory for these fences to order them.
+//!
 //! A broken queue is reported, not repaired: the device domain then tells the kernel
 //! (`virtio_signal` with `broken`), and the guest's device needs a reset. Nothing here panics
 //! or loops on any memory content (the tests feed it random memory).
@@ -20,9 +25,13 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+use core::sync::atomic::{fence, Ordering};
+
 use mica_abi::virtio::queue::{self, F_INDIRECT, F_NEXT, F_WRITE};
 
-/// Most buffers of one chain a device takes (the block device advertises `seg_max` from it).
+/// Most buffers of one chain a device takes. A block device advertises `seg_max` =
+/// `MAX_CHAIN - 2` (a request's header and status take two), so the largest request Linux
+/// builds fits.
 pub const MAX_CHAIN: usize = 64;
 
 /// Available ring flag: the driver asks for no interrupts (ignored with event indices).
@@ -141,6 +150,8 @@ impl Queue {
         if pending == 0 {
             return Ok(None);
         }
+        // The ring entry and the descriptors are read after the index that published them.
+        fence(Ordering::Acquire);
         if self.size == 0 || pending > self.size {
             return Err(Broken::IndexJump);
         }
@@ -149,9 +160,12 @@ impl Queue {
         let chain = self.walk(mem, head)?;
         self.last_avail = self.last_avail.wrapping_add(1);
         if self.event_idx {
-            // avail_event: notify again once past what was taken.
+            // avail_event: notify again once past what was taken. A caller about to wait
+            // pops once more after this (the fence orders this write before that read), so a
+            // chain made available meanwhile is not missed.
             let at = self.device + 4 + 8 * u64::from(self.size);
             write(mem, at, &self.last_avail.to_le_bytes())?;
+            fence(Ordering::SeqCst);
         }
         Ok(Some(chain))
     }
@@ -173,6 +187,8 @@ impl Queue {
         element[4..].copy_from_slice(&written.to_le_bytes());
         write(mem, self.device + 4 + 8 * slot, &element)?;
         self.used = self.used.wrapping_add(1);
+        // The element (and the data written into the buffers) before the index.
+        fence(Ordering::Release);
         write(mem, self.device + 2, &self.used.to_le_bytes())
     }
 
@@ -183,6 +199,8 @@ impl Queue {
         if self.used == before {
             return Ok(false);
         }
+        // The used index written before the driver's wishes are read.
+        fence(Ordering::SeqCst);
         if self.event_idx {
             let used_event = read_u16(mem, self.driver + 4 + 2 * u64::from(self.size))?;
             // virtio 1.2, 2.7.10: new - event - 1 < new - old, in 16-bit arithmetic.
