@@ -133,8 +133,10 @@ pub struct Domain<H: Hal> {
     /// The emulated PL011 a Linux domain has as its console (`None` for Mica's own domains,
     /// which write through `console_write`).
     pub uart: Option<crate::uart::Pl011>,
-    /// Its virtio devices (`crate::virtio`; docs/virtio.md).
-    pub virtio: heapless::Vec<crate::virtio::GuestDevice, { crate::virtio::MAX_DEVICES }>,
+    /// Its virtio devices (`crate::virtio`; docs/virtio.md), at most
+    /// [`crate::virtio::MAX_DEVICES`]. On the heap: a domain without devices (most) does not
+    /// carry, copy and clear their room on every create.
+    pub virtio: alloc::vec::Vec<crate::virtio::GuestDevice>,
     /// Where its vCPUs' clock starts (system-counter ns; [`crate::hal::VcpuContext::set_clock_base`]):
     /// the time a Linux domain was last started, so its clock begins near zero on every boot;
     /// 0 for Mica's own domains, whose time is the system's.
@@ -187,7 +189,7 @@ impl<H: Hal> Domain<H> {
             console_budget: crate::console::Budget::FULL,
             linux: false,
             uart: None,
-            virtio: heapless::Vec::new(),
+            virtio: alloc::vec::Vec::new(),
             clock_base_ns: 0,
         }
     }

@@ -58,6 +58,13 @@ impl<H: Hal> Kernel<H> {
         if !self.channels.has_room() {
             return Err(Status::OutOfMemory);
         }
+        // The record's room, before anything is made.
+        let g = self.domains[guest.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        g.virtio
+            .try_reserve(1)
+            .map_err(|_| Status::OutOfMemory)?;
         // Act: the object (original in the root space), the server's copy, the channel.
         let space = server.space();
         let root_slot = self.free_root_slot()?;
@@ -108,7 +115,7 @@ impl<H: Hal> Kernel<H> {
         let g = self.domains[guest.index()]
             .as_mut()
             .ok_or(Status::WrongState)?;
-        g.virtio.push(record).map_err(|_| Status::NoFreeSlot)?;
+        g.virtio.push(record);
         Ok((device_slot, events_slot))
     }
 
