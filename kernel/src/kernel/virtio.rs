@@ -62,9 +62,7 @@ impl<H: Hal> Kernel<H> {
         let g = self.domains[guest.index()]
             .as_mut()
             .ok_or(Status::WrongState)?;
-        g.virtio
-            .try_reserve(1)
-            .map_err(|_| Status::OutOfMemory)?;
+        g.virtio.try_reserve(1).map_err(|_| Status::OutOfMemory)?;
         // Act: the object (original in the root space), the server's copy, the channel.
         let space = server.space();
         let root_slot = self.free_root_slot()?;

@@ -29,6 +29,8 @@ use core::sync::atomic::{fence, Ordering};
 
 use mica_abi::virtio::queue::{self, F_INDIRECT, F_NEXT, F_WRITE};
 
+pub mod blk;
+
 /// Most buffers of one chain a device takes. A block device advertises `seg_max` =
 /// `MAX_CHAIN - 2` (a request's header and status take two), so the largest request Linux
 /// builds fits.

@@ -357,3 +357,198 @@ fn random_memory_never_panics_and_what_is_taken_is_in_ram() {
         "taken {taken}, refused {refused}"
     );
 }
+
+// ----- Block requests ------------------------------------------------------------------------
+
+mod block {
+    use super::*;
+    use crate::blk::{serve, Disk, Unanswerable};
+    use mica_abi::virtio::blk::{request, result};
+
+    /// A RAM disk of `sectors` sectors that can be told to fail.
+    struct RamDisk {
+        bytes: Vec<u8>,
+        fail: bool,
+        flushes: u32,
+    }
+
+    impl RamDisk {
+        fn new(sectors: usize) -> Self {
+            RamDisk {
+                bytes: vec![0; sectors * 512],
+                fail: false,
+                flushes: 0,
+            }
+        }
+    }
+
+    impl Disk for RamDisk {
+        fn sectors(&self) -> u64 {
+            self.bytes.len() as u64 / 512
+        }
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> bool {
+            let at = sector as usize * 512;
+            buf.copy_from_slice(&self.bytes[at..at + buf.len()]);
+            !self.fail
+        }
+        fn write(&mut self, sector: u64, data: &[u8]) -> bool {
+            if self.fail {
+                return false;
+            }
+            let at = sector as usize * 512;
+            self.bytes[at..at + data.len()].copy_from_slice(data);
+            true
+        }
+        fn flush(&mut self) -> bool {
+            self.flushes += 1;
+            !self.fail
+        }
+        fn id(&self) -> &[u8] {
+            b"mica-ramdisk"
+        }
+    }
+
+    const HEADER: u64 = 0x4000_8000;
+    const DATA: u64 = 0x4000_9000;
+    const STATUS: u64 = 0x4000_C000;
+
+    fn header(ram: &mut Ram, kind: u32, sector: u64) {
+        let mut h = [0u8; 16];
+        h[..4].copy_from_slice(&kind.to_le_bytes());
+        h[8..].copy_from_slice(&sector.to_le_bytes());
+        ram.put(HEADER, &h);
+    }
+
+    fn chain(buffers: &[(u64, u32, bool)]) -> Chain {
+        Chain {
+            head: 0,
+            buffers: buffers
+                .iter()
+                .map(|&(addr, len, device_writes)| Buffer {
+                    addr,
+                    len,
+                    device_writes,
+                })
+                .collect(),
+        }
+    }
+
+    fn status(ram: &Ram) -> u8 {
+        let mut b = [0u8];
+        assert!(ram.read(STATUS, &mut b));
+        b[0]
+    }
+
+    #[test]
+    fn a_write_then_a_read_of_the_same_sectors() {
+        let (mut ram, mut disk) = (Ram::new(), RamDisk::new(64));
+        let data: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
+        ram.put(DATA, &data);
+        header(&mut ram, request::OUT, 5);
+        let out = chain(&[(HEADER, 16, false), (DATA, 1024, false), (STATUS, 1, true)]);
+        assert_eq!(serve(&out, &mut ram, &mut disk), Ok(1));
+        assert_eq!(status(&ram), result::OK);
+        assert_eq!(&disk.bytes[5 * 512..7 * 512], &data[..]);
+        // Read it back into two buffers, the status after them in a third.
+        ram.put(DATA, &[0; 1024]);
+        header(&mut ram, request::IN, 5);
+        let rd = chain(&[
+            (HEADER, 16, false),
+            (DATA, 600, true),
+            (DATA + 600, 424, true),
+            (STATUS, 1, true),
+        ]);
+        assert_eq!(serve(&rd, &mut ram, &mut disk), Ok(1025));
+        assert_eq!(status(&ram), result::OK);
+        let mut back = vec![0u8; 1024];
+        assert!(ram.read(DATA, &mut back));
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn the_header_and_data_may_be_split_anyhow_and_the_status_share_a_buffer() {
+        let (mut ram, mut disk) = (Ram::new(), RamDisk::new(8));
+        header(&mut ram, request::OUT, 1);
+        ram.put(HEADER + 16, &[0xAB; 512]);
+        // Header split 10 + 6, data in the same buffer as the header's end.
+        let out = chain(&[
+            (HEADER, 10, false),
+            (HEADER + 10, 518, false),
+            (STATUS, 1, true),
+        ]);
+        assert_eq!(serve(&out, &mut ram, &mut disk), Ok(1));
+        assert_eq!(&disk.bytes[512..1024], &[0xAB; 512][..]);
+        // A read whose status is the last byte of the data's buffer.
+        header(&mut ram, request::IN, 1);
+        let rd = chain(&[(HEADER, 16, false), (DATA, 513, true)]);
+        assert_eq!(serve(&rd, &mut ram, &mut disk), Ok(513));
+        let mut b = [0u8; 2];
+        assert!(ram.read(DATA + 511, &mut b));
+        assert_eq!(b, [0xAB, result::OK]);
+    }
+
+    #[test]
+    fn requests_past_the_disk_or_of_partial_sectors_fail_and_touch_nothing() {
+        for (what, kind, sector, len) in [
+            ("write past the end", request::OUT, 7, 1024),
+            ("read past the end", request::IN, 8, 512),
+            ("a sector that wraps", request::IN, u64::MAX, 512),
+            ("half a sector", request::OUT, 0, 256),
+            ("no data", request::IN, 0, 0),
+        ] {
+            let (mut ram, mut disk) = (Ram::new(), RamDisk::new(8));
+            ram.put(DATA, &[0x5A; 1024]);
+            header(&mut ram, kind, sector);
+            let writes = kind == request::IN;
+            let mut bufs = vec![(HEADER, 16, false)];
+            if len > 0 {
+                bufs.push((DATA, len, writes));
+            }
+            bufs.push((STATUS, 1, true));
+            let c = chain(&bufs);
+            assert!(serve(&c, &mut ram, &mut disk).is_ok(), "{what}");
+            assert_eq!(status(&ram), result::IOERR, "{what}");
+            assert!(disk.bytes.iter().all(|b| *b == 0), "{what}: disk untouched");
+            let mut back = vec![0u8; 1024];
+            assert!(ram.read(DATA, &mut back));
+            assert!(back.iter().all(|b| *b == 0x5A), "{what}: guest untouched");
+        }
+    }
+
+    #[test]
+    fn flush_get_id_unknown_types_and_failing_disks() {
+        let (mut ram, mut disk) = (Ram::new(), RamDisk::new(8));
+        header(&mut ram, request::FLUSH, 0);
+        let flush = chain(&[(HEADER, 16, false), (STATUS, 1, true)]);
+        assert_eq!(serve(&flush, &mut ram, &mut disk), Ok(1));
+        assert_eq!((status(&ram), disk.flushes), (result::OK, 1));
+        header(&mut ram, request::GET_ID, 0);
+        let id = chain(&[(HEADER, 16, false), (DATA, 20, true), (STATUS, 1, true)]);
+        assert_eq!(serve(&id, &mut ram, &mut disk), Ok(21));
+        let mut b = [0u8; 12];
+        assert!(ram.read(DATA, &mut b));
+        assert_eq!(&b, b"mica-ramdisk");
+        header(&mut ram, 99, 0);
+        assert_eq!(serve(&flush, &mut ram, &mut disk), Ok(1));
+        assert_eq!(status(&ram), result::UNSUPP);
+        disk.fail = true;
+        header(&mut ram, request::FLUSH, 0);
+        assert_eq!(serve(&flush, &mut ram, &mut disk), Ok(1));
+        assert_eq!(
+            status(&ram),
+            result::IOERR,
+            "a failed flush is not acknowledged"
+        );
+    }
+
+    #[test]
+    fn a_chain_that_is_no_request_is_unanswerable() {
+        let (mut ram, mut disk) = (Ram::new(), RamDisk::new(8));
+        header(&mut ram, request::FLUSH, 0);
+        let short = chain(&[(HEADER, 15, false), (STATUS, 1, true)]);
+        assert_eq!(serve(&short, &mut ram, &mut disk), Err(Unanswerable));
+        let no_status = chain(&[(HEADER, 16, false)]);
+        assert_eq!(serve(&no_status, &mut ram, &mut disk), Err(Unanswerable));
+        assert_eq!(disk.flushes, 0);
+    }
+}

@@ -1,0 +1,188 @@
+//! A virtio-blk request (virtio 1.2, 5.2.6), carried out against a [`Disk`]: what a device
+//! domain does with each chain it takes from a guest's queue.
+//!
+//! The request's layout is the guest's to choose, within the rules: a 16-byte header (type,
+//! reserved, sector) in the device-readable buffers, then the data (device-readable for a
+//! write, device-writable for a read), then one status byte, the last device-writable byte.
+//! The header and the data may be split across buffers in any way. What is checked:
+//! - a chain without a whole header or without a byte to write the status into cannot be
+//!   answered: [`Unanswerable`] (the device domain reports the queue broken);
+//! - a read or write whose data is not whole sectors, or reaches past the disk, completes with
+//!   `IOERR` and touches nothing; an unknown type with `UNSUPP`;
+//! - a flush completes only when the disk says everything before it is durable.
+
+use mica_abi::virtio::blk::{request, result, SECTOR};
+
+use crate::{Chain, GuestMemory};
+
+/// The storage behind a block device (a RAM disk, an extent of a real disk).
+pub trait Disk {
+    /// Its size in sectors.
+    fn sectors(&self) -> u64;
+    /// Reads whole sectors from `sector` into `buf` (a multiple of [`SECTOR`] bytes).
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> bool;
+    /// Writes whole sectors at `sector`; done when it returns `true`.
+    fn write(&mut self, sector: u64, data: &[u8]) -> bool;
+    /// Makes every completed write durable.
+    fn flush(&mut self) -> bool;
+    /// Its identifier (`GET_ID`: at most 20 bytes).
+    fn id(&self) -> &[u8];
+}
+
+/// A chain that is no block request: no whole header, or no byte for the status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unanswerable;
+
+/// Bytes moved between the guest and the disk at a time.
+const CHUNK: usize = 4096;
+
+/// Carries out the request in `chain` and writes its status; returns the bytes written into
+/// the chain's device-writable buffers (what goes in the used ring).
+pub fn serve(
+    chain: &Chain,
+    mem: &mut impl GuestMemory,
+    disk: &mut impl Disk,
+) -> Result<u32, Unanswerable> {
+    let (readable, writable) = chain.lengths();
+    if readable < request::HEADER || writable == 0 {
+        return Err(Unanswerable);
+    }
+    let mut header = [0u8; request::HEADER as usize];
+    if !copy_out(chain, mem, false, 0, &mut header) {
+        return Err(Unanswerable);
+    }
+    let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let sector = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+    let status_at = writable - 1;
+    let (status, data_written) = match kind {
+        request::IN => read(chain, mem, disk, sector, status_at),
+        request::OUT => write(chain, mem, disk, sector, readable - request::HEADER),
+        request::FLUSH if disk.flush() => (result::OK, 0),
+        request::FLUSH => (result::IOERR, 0),
+        request::GET_ID if status_at >= 20 => {
+            let mut id = [0u8; 20];
+            let n = disk.id().len().min(20);
+            id[..n].copy_from_slice(&disk.id()[..n]);
+            if copy_in(chain, mem, 0, &id) {
+                (result::OK, 20)
+            } else {
+                (result::IOERR, 0)
+            }
+        }
+        _ => (result::UNSUPP, 0),
+    };
+    if !copy_in(chain, mem, status_at, &[status]) {
+        return Err(Unanswerable);
+    }
+    Ok((data_written + 1) as u32)
+}
+
+/// The sectors `[sector, sector + bytes / SECTOR)` when `bytes` is whole sectors inside the
+/// disk.
+fn extent(disk: &impl Disk, sector: u64, bytes: u64) -> Option<u64> {
+    if bytes == 0 || !bytes.is_multiple_of(SECTOR) {
+        return None;
+    }
+    let end = sector.checked_add(bytes / SECTOR)?;
+    (end <= disk.sectors()).then_some(bytes / SECTOR)
+}
+
+/// `IN`: the data is the device-writable bytes before the status.
+fn read(
+    chain: &Chain,
+    mem: &mut impl GuestMemory,
+    disk: &mut impl Disk,
+    sector: u64,
+    bytes: u64,
+) -> (u8, u64) {
+    if extent(disk, sector, bytes).is_none() {
+        return (result::IOERR, 0);
+    }
+    let mut buf = [0u8; CHUNK];
+    let mut done = 0u64;
+    while done < bytes {
+        let n = (bytes - done).min(CHUNK as u64) as usize;
+        let at = sector + done / SECTOR;
+        if !disk.read(at, &mut buf[..n]) || !copy_in(chain, mem, done, &buf[..n]) {
+            return (result::IOERR, done);
+        }
+        done += n as u64;
+    }
+    (result::OK, bytes)
+}
+
+/// `OUT`: the data is the device-readable bytes after the header.
+fn write(
+    chain: &Chain,
+    mem: &mut impl GuestMemory,
+    disk: &mut impl Disk,
+    sector: u64,
+    bytes: u64,
+) -> (u8, u64) {
+    if extent(disk, sector, bytes).is_none() {
+        return (result::IOERR, 0);
+    }
+    let mut buf = [0u8; CHUNK];
+    let mut done = 0u64;
+    while done < bytes {
+        let n = (bytes - done).min(CHUNK as u64) as usize;
+        let from = request::HEADER + done;
+        if !copy_out(chain, mem, false, from, &mut buf[..n])
+            || !disk.write(sector + done / SECTOR, &buf[..n])
+        {
+            return (result::IOERR, 0);
+        }
+        done += n as u64;
+    }
+    (result::OK, 0)
+}
+
+/// Copies `out.len()` bytes from offset `from` of the chain's device-readable (`writable`
+/// false) or device-writable bytes, taken as one run.
+fn copy_out(
+    chain: &Chain,
+    mem: &mut impl GuestMemory,
+    writable: bool,
+    from: u64,
+    out: &mut [u8],
+) -> bool {
+    let mut at = 0u64;
+    let mut filled = 0usize;
+    for b in chain.buffers.iter().filter(|b| b.device_writes == writable) {
+        let len = u64::from(b.len);
+        let wanted_end = from + out.len() as u64;
+        if at + len > from && at < wanted_end {
+            let start = from.max(at);
+            let end = wanted_end.min(at + len);
+            let n = (end - start) as usize;
+            let dst = &mut out[filled..filled + n];
+            if !mem.read(b.addr + (start - at), dst) {
+                return false;
+            }
+            filled += n;
+        }
+        at += len;
+    }
+    filled == out.len()
+}
+
+/// Copies `bytes` to offset `to` of the chain's device-writable bytes, taken as one run.
+fn copy_in(chain: &Chain, mem: &mut impl GuestMemory, to: u64, bytes: &[u8]) -> bool {
+    let mut at = 0u64;
+    let mut done = 0usize;
+    for b in chain.buffers.iter().filter(|b| b.device_writes) {
+        let len = u64::from(b.len);
+        let wanted_end = to + bytes.len() as u64;
+        if at + len > to && at < wanted_end {
+            let start = to.max(at);
+            let end = wanted_end.min(at + len);
+            let n = (end - start) as usize;
+            if !mem.write(b.addr + (start - at), &bytes[done..done + n]) {
+                return false;
+            }
+            done += n;
+        }
+        at += len;
+    }
+    done == bytes.len()
+}
