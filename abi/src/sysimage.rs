@@ -20,8 +20,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// The first eight bytes of a system image.
 pub const MAGIC: [u8; 8] = *b"MICASYS1";
 /// The layout version this crate reads and writes (2: channels and shared regions; 3:
-/// devices).
-pub const VERSION: u32 = 3;
+/// devices; 4: virtio devices).
+pub const VERSION: u32 = 4;
 /// Most domains in one image.
 pub const MAX_DOMAINS: usize = 16;
 /// Most vCPUs per domain.
@@ -34,6 +34,8 @@ pub const DOMAIN_RAM_BASE: u64 = crate::layout::RAM_BASE;
 pub const MAX_CHANNELS: usize = 32;
 /// Most shared regions created at boot.
 pub const MAX_SHARES: usize = 16;
+/// Most virtio devices in one image.
+pub const MAX_VIRTIO: usize = 32;
 /// Bytes of a capability or region name.
 pub const NAME_LEN: usize = crate::bootinfo::NAME_LEN;
 
@@ -55,8 +57,8 @@ pub struct Header {
     pub share_count: u32,
     /// Number of [`DeviceRecord`]s.
     pub device_count: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Number of [`VirtioRecord`]s (after the devices).
+    pub virtio_count: u32,
 }
 
 /// A device passed through to a domain at boot: its MMIO window becomes a DeviceMemory
@@ -80,6 +82,33 @@ pub struct DeviceRecord {
     pub guest_address: u64,
     /// Reserved, zero.
     pub reserved: u64,
+}
+
+/// A virtio device of a guest, served by another domain (docs/virtio.md): the kernel gives
+/// the guest the device in virtio slot `slot` and the server, listed in its boot-info page,
+/// a VirtioDevice capability named `name` and the end of its notification channel named
+/// `name` + `-events`.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct VirtioRecord {
+    /// Name (NUL-padded, at most 17 bytes so `-events` fits).
+    pub name: [u8; NAME_LEN],
+    /// Index of the guest that has the device.
+    pub guest: u32,
+    /// Index of the domain that serves it.
+    pub server: u32,
+    /// The guest's virtio slot (`crate::layout::devices::virtio_slot`).
+    pub slot: u32,
+    /// `DeviceID` (only `crate::virtio::device::BLOCK` so far).
+    pub device_id: u32,
+    /// Device-type features offered beyond Mica's own (within `virtio::feature::OFFERABLE`).
+    pub features: u64,
+    /// A block device's size in 512-byte sectors.
+    pub capacity: u64,
+    /// Entries of each queue at most (a power of two).
+    pub queue_size: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
 
 /// Most devices passed through at boot.
@@ -224,6 +253,7 @@ const _: () = assert!(core::mem::size_of::<Header>() == 40);
 const _: () = assert!(core::mem::size_of::<DeviceRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<ChannelRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<ShareRecord>() == 64);
+const _: () = assert!(core::mem::size_of::<VirtioRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<DomainRecord>() == 104);
 const _: () = assert!(core::mem::size_of::<SegmentRecord>() == 32);
 
@@ -240,6 +270,8 @@ pub enum ImageError {
     BadShare(u32, &'static str),
     /// Device `index` is malformed.
     BadDevice(u32, &'static str),
+    /// Virtio device `index` is malformed.
+    BadVirtio(u32, &'static str),
     /// `total_size` disagrees with the blob, or a table runs past the end.
     Truncated,
     /// More domains than [`MAX_DOMAINS`], or none.
@@ -273,6 +305,9 @@ impl core::fmt::Display for ImageError {
             ImageError::BadShare(i, why) => {
                 write!(f, "shared region #{i} of the system image: {why}")
             }
+            ImageError::BadVirtio(i, why) => {
+                write!(f, "virtio device #{i} of the system image: {why}")
+            }
         }
     }
 }
@@ -286,6 +321,7 @@ pub struct SystemImage<'a> {
     channels: &'a [ChannelRecord],
     shares: &'a [ShareRecord],
     devices: &'a [DeviceRecord],
+    virtio: &'a [VirtioRecord],
 }
 
 impl<'a> SystemImage<'a> {
@@ -329,8 +365,14 @@ impl<'a> SystemImage<'a> {
         if header.device_count as usize > MAX_DEVICES {
             return Err(ImageError::Truncated);
         }
-        let (devices, _) =
+        let (devices, rest) =
             <[DeviceRecord]>::ref_from_prefix_with_elems(rest, header.device_count as usize)
+                .map_err(|_| ImageError::Truncated)?;
+        if header.virtio_count as usize > MAX_VIRTIO {
+            return Err(ImageError::Truncated);
+        }
+        let (virtio, _) =
+            <[VirtioRecord]>::ref_from_prefix_with_elems(rest, header.virtio_count as usize)
                 .map_err(|_| ImageError::Truncated)?;
         let image = SystemImage {
             blob,
@@ -339,6 +381,7 @@ impl<'a> SystemImage<'a> {
             channels,
             shares,
             devices,
+            virtio,
         };
         image.check_records()?;
         Ok(image)
@@ -357,6 +400,9 @@ impl<'a> SystemImage<'a> {
         }
         for (i, sh) in self.shares.iter().enumerate() {
             self.check_share(i as u32, sh)?;
+        }
+        for (i, v) in self.virtio.iter().enumerate() {
+            self.check_virtio(i as u32, v)?;
         }
         Ok(())
     }
@@ -379,6 +425,7 @@ impl<'a> SystemImage<'a> {
             channels,
             shares,
             devices,
+            virtio: &[],
         }
     }
 
@@ -466,6 +513,44 @@ impl<'a> SystemImage<'a> {
         } else {
             bad("the guest address overlaps the domain's RAM or leaves the 39-bit address space")
         }
+    }
+
+    fn check_virtio(&self, i: u32, v: &VirtioRecord) -> Result<(), ImageError> {
+        use crate::virtio::{device, feature, queue, MAX_DEVICES};
+        let bad = |why| Err(ImageError::BadVirtio(i, why));
+        let name = crate::bootinfo::name_str(&v.name);
+        if name.is_empty() || name.len() > NAME_LEN - 7 {
+            return bad("the name is empty, not UTF-8 or longer than 17 bytes");
+        }
+        let n = self.domains.len() as u32;
+        if v.guest >= n || v.server >= n || v.guest == v.server {
+            return bad("the guest or the server does not exist, or they are one domain");
+        }
+        if crate::layout::devices::virtio_slot(v.slot).is_none() {
+            return bad("no such virtio slot");
+        }
+        if v.device_id != device::BLOCK {
+            return bad("not a block device (the only kind so far)");
+        }
+        if v.features & !feature::OFFERABLE != 0 {
+            return bad("offers features Mica's devices do not implement");
+        }
+        if !v.queue_size.is_power_of_two() || v.queue_size > u32::from(queue::MAX_SIZE) {
+            return bad("the queue size is not a power of two up to 32768");
+        }
+        let same_guest = || self.virtio.iter().filter(|o| o.guest == v.guest);
+        if same_guest().filter(|o| o.slot == v.slot).count() > 1 {
+            return bad("another device of the guest has this slot");
+        }
+        if same_guest().count() > MAX_DEVICES {
+            return bad("the guest has more virtio devices than a domain may have");
+        }
+        Ok(())
+    }
+
+    /// The virtio devices of the image's guests.
+    pub fn virtio(&self) -> &'a [VirtioRecord] {
+        self.virtio
     }
 
     /// The devices passed through at boot.
@@ -598,9 +683,20 @@ mod tests {
 
     /// Two domains, one segment each, in the documented layout.
     fn build(domains: &[DomainRecord], payload: &[&[u8]]) -> Vec<u8> {
+        build_with_virtio(domains, payload, &[])
+    }
+
+    /// [`build`] with virtio records.
+    fn build_with_virtio(
+        domains: &[DomainRecord],
+        payload: &[&[u8]],
+        virtio: &[VirtioRecord],
+    ) -> Vec<u8> {
         let header_len = size_of::<Header>() + size_of_val(domains);
-        let data_start =
-            header_len + payload.len() * size_of::<SegmentRecord>() + size_of::<ShareRecord>();
+        let data_start = header_len
+            + payload.len() * size_of::<SegmentRecord>()
+            + size_of::<ShareRecord>()
+            + size_of_val(virtio);
         let mut segments = Vec::new();
         let mut offset = data_start as u64;
         for p in payload {
@@ -620,7 +716,7 @@ mod tests {
             channel_count: 0,
             share_count: 1,
             device_count: 0,
-            reserved: 0,
+            virtio_count: virtio.len() as u32,
         };
         let mut out = header.as_bytes().to_vec();
         for d in domains {
@@ -640,10 +736,71 @@ mod tests {
             reserved: 0,
         };
         out.extend_from_slice(share.as_bytes());
+        out.extend_from_slice(virtio.as_bytes());
         for p in payload {
             out.extend_from_slice(p);
         }
         out
+    }
+
+    fn disk(guest: u32, server: u32, slot: u32) -> VirtioRecord {
+        VirtioRecord {
+            name: crate::bootinfo::name_field("vda"),
+            guest,
+            server,
+            slot,
+            device_id: crate::virtio::device::BLOCK,
+            features: 0,
+            capacity: 1 << 20,
+            queue_size: 128,
+            reserved: 0,
+        }
+    }
+
+    #[test]
+    fn virtio_records_are_checked() {
+        let doms = [domain("hello", 0), domain("world", 1)];
+        let parse = |v: &[VirtioRecord]| {
+            SystemImage::parse(&build_with_virtio(&doms, &[b"abc", b"de"], v))
+                .map(|i| i.virtio().len())
+        };
+        assert_eq!(parse(&[disk(0, 1, 0), disk(0, 1, 1)]), Ok(2));
+        let mut cases = vec![
+            ("a guest that does not exist", disk(2, 1, 0)),
+            ("its own server", disk(1, 1, 0)),
+            (
+                "no such slot",
+                disk(0, 1, crate::layout::devices::VIRTIO_SLOTS),
+            ),
+        ];
+        let mut net = disk(0, 1, 0);
+        net.device_id = crate::virtio::device::NET;
+        cases.push(("not a block device", net));
+        let mut packed = disk(0, 1, 0);
+        packed.features = 1 << 34;
+        cases.push(("packed rings", packed));
+        let mut odd = disk(0, 1, 0);
+        odd.queue_size = 100;
+        cases.push(("a queue size not a power of two", odd));
+        let mut unnamed = disk(0, 1, 0);
+        unnamed.name = [0; NAME_LEN];
+        cases.push(("no name", unnamed));
+        for (what, v) in cases {
+            assert!(
+                matches!(parse(&[v]), Err(ImageError::BadVirtio(0, _))),
+                "{what}"
+            );
+        }
+        let twice = parse(&[disk(0, 1, 3), disk(0, 1, 3)]);
+        assert!(
+            matches!(twice, Err(ImageError::BadVirtio(0, _))),
+            "one slot twice"
+        );
+        let many: Vec<VirtioRecord> = (0..5).map(|n| disk(0, 1, n)).collect();
+        assert!(
+            matches!(parse(&many), Err(ImageError::BadVirtio(0, _))),
+            "five on one guest"
+        );
     }
 
     #[test]

@@ -145,6 +145,10 @@ pub mod feature {
 pub mod queue {
     /// The most entries a queue may have (a power of two).
     pub const MAX_SIZE: u16 = 32768;
+    /// Most buffers of one chain Mica's devices take; a block device advertises `seg_max` =
+    /// `MAX_CHAIN - 2` (a request's header and status take two), so the largest request Linux
+    /// builds fits.
+    pub const MAX_CHAIN: usize = 64;
     /// Bytes of one descriptor (`addr` u64, `len` u32, `flags` u16, `next` u16).
     pub const DESCRIPTOR: u64 = 16;
     /// Alignment of the descriptor table.

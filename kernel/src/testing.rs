@@ -381,13 +381,25 @@ pub fn image_with_devices(
     shares: &[sysimage::ShareRecord],
     devices: &[sysimage::DeviceRecord],
 ) -> SystemImage<'static> {
+    image_with_virtio(doms, channels, shares, devices, &[])
+}
+
+/// A system image with channels, shared regions, devices and virtio devices.
+pub fn image_with_virtio(
+    doms: &[Dom],
+    channels: &[sysimage::ChannelRecord],
+    shares: &[sysimage::ShareRecord],
+    devices: &[sysimage::DeviceRecord],
+    virtio: &[sysimage::VirtioRecord],
+) -> SystemImage<'static> {
     use zerocopy::IntoBytes;
     let header_len = size_of::<Header>() + doms.len() * size_of::<DomainRecord>();
     let data_start = header_len
         + doms.len() * size_of::<SegmentRecord>()
         + size_of_val(channels)
         + size_of_val(shares)
-        + size_of_val(devices);
+        + size_of_val(devices)
+        + size_of_val(virtio);
     let mut records = Vec::new();
     let mut segments = Vec::new();
     let mut offset = data_start as u64;
@@ -436,7 +448,7 @@ pub fn image_with_devices(
         channel_count: channels.len() as u32,
         share_count: shares.len() as u32,
         device_count: devices.len() as u32,
-        reserved: 0,
+        virtio_count: virtio.len() as u32,
     };
     let mut blob = header.as_bytes().to_vec();
     for r in &records {
@@ -448,6 +460,7 @@ pub fn image_with_devices(
     blob.extend_from_slice(channels.as_bytes());
     blob.extend_from_slice(shares.as_bytes());
     blob.extend_from_slice(devices.as_bytes());
+    blob.extend_from_slice(virtio.as_bytes());
     for d in doms {
         blob.extend_from_slice(d.payload);
     }

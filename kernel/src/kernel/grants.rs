@@ -43,6 +43,80 @@ impl<H: Hal> Kernel<H> {
                 );
             }
         }
+        for (i, v) in image.virtio().iter().enumerate() {
+            if self.wired.2 & (1 << i) != 0 {
+                continue;
+            }
+            let (Some(guest), Some(server)) = (
+                self.domain_of_record(v.guest),
+                self.domain_of_record(v.server),
+            ) else {
+                continue;
+            };
+            self.wired.2 |= 1 << i;
+            if let Err(e) = self.wire_virtio(guest, server, v) {
+                log!(
+                    self,
+                    "cannot give the virtio device {}: {e}",
+                    mica_abi::bootinfo::name_str(&v.name)
+                );
+            }
+        }
+    }
+
+    /// Gives `guest` the virtio device of record `v`, served by `server`, and lists the
+    /// server's two capabilities in its boot-info page: the device under the record's name,
+    /// the notification channel under the name and `-events`.
+    fn wire_virtio(
+        &mut self,
+        guest: DomainId,
+        server: DomainId,
+        v: &sysimage::VirtioRecord,
+    ) -> Result<(), Status> {
+        use mica_abi::bootinfo::{name_field, name_str, CapEntry};
+        use mica_abi::virtio::{blk, feature, queue};
+        let size = u16::try_from(v.queue_size).map_err(|_| Status::InvalidArgument)?;
+        let identity = crate::virtio::Identity {
+            device_id: v.device_id,
+            features: v.features
+                | blk::F_SEG_MAX
+                | blk::F_BLK_SIZE
+                | blk::F_FLUSH
+                | feature::EVENT_IDX
+                | feature::INDIRECT_DESC,
+            queue_max: [size, 0],
+        };
+        let mut config = [0u8; blk::config::SIZE];
+        let at = |o: u64| o as usize;
+        config[at(blk::config::CAPACITY)..][..8].copy_from_slice(&v.capacity.to_le_bytes());
+        let seg_max = (queue::MAX_CHAIN - 2) as u32;
+        config[at(blk::config::SEG_MAX)..][..4].copy_from_slice(&seg_max.to_le_bytes());
+        config[at(blk::config::BLK_SIZE)..][..4].copy_from_slice(&blk::BLOCK.to_le_bytes());
+        let (device, events) =
+            self.add_virtio_device(guest, server, (identity, &config), v.slot)?;
+        let name = name_str(&v.name);
+        let mut events_name = heapless::String::<24>::new();
+        let _ = events_name.push_str(name);
+        let _ = events_name.push_str("-events");
+        let d = self.domains[server.index()]
+            .as_mut()
+            .ok_or(Status::WrongState)?;
+        let rights = |t| mica_caps::meaningful_rights(t).bits() & !Rights::GRANT.bits();
+        let _ = d.boot_info.push_cap(CapEntry {
+            name: v.name,
+            slot: device,
+            object_type: ObjectType::VirtioDevice as u8,
+            reserved: 0,
+            rights: rights(ObjectType::VirtioDevice),
+        });
+        let _ = d.boot_info.push_cap(CapEntry {
+            name: name_field(&events_name),
+            slot: events,
+            object_type: ObjectType::EventChannel as u8,
+            reserved: 0,
+            rights: Rights::RECEIVE.bits(),
+        });
+        Ok(())
     }
 
     pub(super) fn wire_channel(

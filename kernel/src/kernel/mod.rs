@@ -148,8 +148,8 @@ pub struct Kernel<H: Hal> {
     )>,
     /// Every event-channel endpoint.
     pub channels: Channels<MAX_ENDPOINTS>,
-    /// Channel and share records of the image already set up (bit i = record i).
-    wired: (u64, u64),
+    /// Channel, share and virtio records of the image already set up (bit i = record i).
+    wired: (u64, u64, u64),
     /// Free frame memory before the first domain was created.
     boot_free: u64,
     /// Effects waiting to be applied ([`Kernel::apply`]).
@@ -220,7 +220,7 @@ impl<H: Hal> Kernel<H> {
             image: None,
             handoff: None,
             channels: Channels::new(),
-            wired: (0, 0),
+            wired: (0, 0, 0),
             boot_free: 0,
             effects: alloc::collections::VecDeque::new(),
             applying: false,

@@ -638,3 +638,80 @@ mod served {
         assert_eq!(k.virtio_mmio(g, window(reg::STATUS), 2, None), None);
     }
 }
+
+// ----- Devices from the system image -----------------------------------------------------------
+
+mod from_the_image {
+    use super::*;
+    use crate::memmap::RangeSet;
+    use crate::testing::*;
+    use mica_abi::args::{self as a, Slot};
+    use mica_abi::bootinfo::name_field;
+    use mica_abi::layout::devices;
+    use mica_abi::sysimage::VirtioRecord;
+    use mica_abi::ObjectType;
+
+    fn record(name: &str, guest: u32, server: u32, slot: u32) -> VirtioRecord {
+        VirtioRecord {
+            name: name_field(name),
+            guest,
+            server,
+            slot,
+            device_id: device::BLOCK,
+            features: 0,
+            capacity: 2048,
+            queue_size: 128,
+            reserved: 0,
+        }
+    }
+
+    #[test]
+    fn a_guest_boots_with_its_disk_and_the_server_finds_its_capabilities() {
+        let mut guest = dom("guest");
+        guest.cpus[0] = 0;
+        let mut server = dom("vda");
+        server.cpus[0] = 1;
+        let mut k = Box::new(crate::kernel::Kernel::new(MockHal::default()));
+        let mut free: RangeSet<4> = RangeSet::new();
+        free.insert(crate::testing::RAM).unwrap();
+        k.frames.add_ranges(&free);
+        let image = image_with_virtio(&[guest, server], &[], &[], &[], &[record("vda", 0, 1, 5)]);
+        k.load_system(image).unwrap();
+        run(&mut k, 0).unwrap();
+        run(&mut k, 1).unwrap();
+        let (g, s) = (id_of(&k, "guest"), id_of(&k, "vda"));
+        // The guest sees a block device in slot 5: 2048 sectors, 4 KiB blocks, seg_max 62.
+        let base = devices::virtio_slot(5).unwrap().0;
+        let reg32 =
+            |k: &mut crate::kernel::Kernel<MockHal>, off| k.virtio_mmio(g, base + off, 4, None);
+        assert_eq!(reg32(&mut k, reg::MAGIC), Some(virtio::MAGIC));
+        assert_eq!(reg32(&mut k, reg::DEVICE_ID), Some(device::BLOCK));
+        assert_eq!(reg32(&mut k, reg::QUEUE_NUM_MAX), Some(128));
+        assert_eq!(
+            reg32(&mut k, reg::CONFIG + blk::config::CAPACITY),
+            Some(2048)
+        );
+        assert_eq!(reg32(&mut k, reg::CONFIG + blk::config::SEG_MAX), Some(62));
+        assert_eq!(
+            reg32(&mut k, reg::CONFIG + blk::config::BLK_SIZE),
+            Some(4096)
+        );
+        let offered = reg32(&mut k, reg::DEVICE_FEATURES).unwrap();
+        assert_eq!(u64::from(offered) & blk::F_FLUSH, blk::F_FLUSH);
+        // The server's boot-info page names both capabilities.
+        let info = boot_info(&k, s);
+        let device_slot = info.cap("vda").expect("the device is listed").slot;
+        let events = info.cap("vda-events").expect("the channel is listed");
+        assert_eq!(events.object_type, ObjectType::EventChannel as u8);
+        let r = call(
+            &mut k,
+            1,
+            a::VirtioInfo {
+                device: Slot(device_slot),
+            },
+        );
+        assert_eq!(r[0], 0, "the server can serve it");
+        // The guest has nothing of the sort.
+        assert!(boot_info(&k, g).cap("vda").is_none());
+    }
+}

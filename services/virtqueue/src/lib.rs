@@ -31,10 +31,8 @@ use mica_abi::virtio::queue::{self, F_INDIRECT, F_NEXT, F_WRITE};
 
 pub mod blk;
 
-/// Most buffers of one chain a device takes. A block device advertises `seg_max` =
-/// `MAX_CHAIN - 2` (a request's header and status take two), so the largest request Linux
-/// builds fits.
-pub const MAX_CHAIN: usize = 64;
+/// Most buffers of one chain a device takes (`seg_max` + 2 for a block device).
+pub use mica_abi::virtio::queue::MAX_CHAIN;
 
 /// Available ring flag: the driver asks for no interrupts (ignored with event indices).
 const AVAIL_F_NO_INTERRUPT: u16 = 1;

@@ -15,7 +15,7 @@
 use crate::image::{self, ImageError};
 use mica_abi::sysimage::{
     ChannelRecord, DeviceRecord, DomainRecord, Header, ImageError as AbiImageError, SegmentRecord,
-    ShareRecord, SystemImage, MAGIC, VERSION,
+    ShareRecord, SystemImage, VirtioRecord, MAGIC, VERSION,
 };
 use zerocopy::IntoBytes;
 
@@ -89,13 +89,25 @@ pub fn write_with_devices(
     shares: &[ShareRecord],
     devices: &[DeviceRecord],
 ) -> Result<Vec<u8>, SysimageError> {
+    write_with_virtio(domains, channels, shares, devices, &[])
+}
+
+/// [`write_with_devices`] with guests' virtio devices (docs/virtio.md).
+pub fn write_with_virtio(
+    domains: &[ImageDomain],
+    channels: &[ChannelRecord],
+    shares: &[ShareRecord],
+    devices: &[DeviceRecord],
+    virtio: &[VirtioRecord],
+) -> Result<Vec<u8>, SysimageError> {
     let segment_total: usize = domains.iter().map(|d| d.segments.len()).sum();
     let data_start = size_of::<Header>()
         + size_of::<DomainRecord>() * domains.len()
         + size_of::<SegmentRecord>() * segment_total
         + size_of_val(channels)
         + size_of_val(shares)
-        + size_of_val(devices);
+        + size_of_val(devices)
+        + size_of_val(virtio);
     debug_assert_eq!(data_start % ALIGN, 0, "record sizes are multiples of 8");
 
     let mut records = Vec::with_capacity(domains.len());
@@ -130,7 +142,8 @@ pub fn write_with_devices(
         share_count: u32::try_from(shares.len()).map_err(|_| SysimageError::TooLarge("shares"))?,
         device_count: u32::try_from(devices.len())
             .map_err(|_| SysimageError::TooLarge("devices"))?,
-        reserved: 0,
+        virtio_count: u32::try_from(virtio.len())
+            .map_err(|_| SysimageError::TooLarge("virtio devices"))?,
     };
     let mut out = Vec::with_capacity(data_start + data.len());
     out.extend_from_slice(header.as_bytes());
@@ -139,6 +152,7 @@ pub fn write_with_devices(
     out.extend_from_slice(channels.as_bytes());
     out.extend_from_slice(shares.as_bytes());
     out.extend_from_slice(devices.as_bytes());
+    out.extend_from_slice(virtio.as_bytes());
     out.extend_from_slice(&data);
     debug_assert_eq!(out.len(), data_start + data.len());
     SystemImage::parse(&out).map_err(SysimageError::Unparsable)?;
