@@ -11,19 +11,19 @@
 
 use crate::image::{self, ImageError, LoadSegment, ET_EXEC};
 use crate::manifest::{
-    Channel, Device, Domain, DomainElf, LinuxFile, LinuxImage, Location, Manifest, ManifestError,
-    Share, Start,
+    Channel, Device, Disk, Domain, DomainElf, LinuxFile, LinuxImage, Location, Manifest,
+    ManifestError, Share, Start,
 };
 use crate::sysimage::{self, ImageDomain, ImageSegment, SysimageError};
 use mica_abi::bootinfo::name_field;
 use mica_abi::layout::DomainLayout;
 use mica_abi::sysimage::{
-    ChannelRecord, DeviceRecord, DomainRecord, ShareRecord, ANY_CPU, DOMAIN_RAM_BASE, FLAG_CONTROL,
-    FLAG_DEFAULT_CACHEABLE, FLAG_LINUX, FLAG_SCHED_CONTROL, FLAG_START_AT_BOOT,
+    ChannelRecord, DeviceRecord, DomainRecord, ShareRecord, VirtioRecord, ANY_CPU, DOMAIN_RAM_BASE,
+    FLAG_CONTROL, FLAG_DEFAULT_CACHEABLE, FLAG_LINUX, FLAG_SCHED_CONTROL, FLAG_START_AT_BOOT,
     MAX_VCPUS_PER_DOMAIN,
 };
 use mica_linux_guest::boot::{self as linux_boot, PlaceError, DTB_SLOT};
-use mica_linux_guest::{LinuxDomain, TreeError};
+use mica_linux_guest::{LinuxDomain, TreeError, VirtioSlot};
 use std::path::{Path, PathBuf};
 
 /// The hypervisor Image `mica build` uses unless told otherwise.
@@ -265,12 +265,14 @@ pub fn load_domain(domain: &Domain, elf: &[u8]) -> Result<ImageDomain, DomainPro
 
 /// The segments and record of Linux domain `domain`: its kernel Image at the start of its
 /// RAM, the initramfs and the device tree that describes the domain at the top
-/// ([`linux_boot::place`]); vCPU 0 enters the Image with x0 = the tree.
+/// ([`linux_boot::place`]); vCPU 0 enters the Image with x0 = the tree, which describes its
+/// virtio devices in `virtio` (its disks' slots).
 pub fn load_linux(
     domain: &Domain,
     linux: &LinuxImage,
     kernel: &[u8],
     initramfs: &[u8],
+    virtio: &[VirtioSlot],
 ) -> Result<ImageDomain, DomainProblem> {
     let header = image::check_image_header(kernel).map_err(|e| {
         DomainProblem::NotLinuxImage(match e {
@@ -296,7 +298,7 @@ pub fn load_linux(
         ram_size: layout.ram_bytes,
         bootargs: &linux.cmdline,
         initrd: place.initrd,
-        virtio: &[],
+        virtio,
     })
     .map_err(DomainProblem::LinuxTree)?;
     if tree.len() as u64 > DTB_SLOT {
@@ -423,6 +425,38 @@ fn device_record(device: &Device) -> DeviceRecord {
     }
 }
 
+/// The virtio record of a checked disk: a block device with queues of 128 entries.
+fn disk_record(disk: &Disk) -> VirtioRecord {
+    VirtioRecord {
+        name: name_field(&disk.name),
+        guest: index(disk.guest),
+        server: index(disk.server),
+        slot: disk.slot,
+        device_id: mica_abi::virtio::device::BLOCK,
+        features: 0,
+        capacity: disk.sectors,
+        queue_size: 128,
+        reserved: 0,
+    }
+}
+
+/// The guest's RAM (below its last page), shared read-write with the server of its disk as
+/// NAME-ram, so the server can walk the guest's queues and move its data.
+fn disk_share_record(disk: &Disk) -> ShareRecord {
+    let mut name = disk.name.clone();
+    name.push_str("-ram");
+    ShareRecord {
+        name: name_field(&name),
+        owner: index(disk.guest),
+        peer: index(disk.server),
+        pages: disk.ram_pages,
+        peer_rights: (mica_abi::Rights::READ | mica_abi::Rights::WRITE).bits(),
+        owner_offset: 0,
+        peer_ipa: disk.ram_address,
+        reserved: 0,
+    }
+}
+
 /// The bootable file for `manifest` from the hypervisor Image bytes and each domain's ELF
 /// (path, for errors, and bytes), in manifest order.
 pub fn build_bytes(
@@ -433,12 +467,14 @@ pub fn build_bytes(
 ) -> Result<Vec<u8>, BuildError> {
     let mut domains = Vec::with_capacity(manifest.domains.len());
     for (domain, input) in manifest.domains.iter().zip(inputs) {
-        domains.push(load_domain_at(domain, input)?);
+        domains.push(load_domain_at(manifest, domain, input)?);
     }
     let channels: Vec<ChannelRecord> = manifest.channels.iter().map(channel_record).collect();
-    let shares: Vec<ShareRecord> = manifest.shares.iter().map(share_record).collect();
+    let mut shares: Vec<ShareRecord> = manifest.shares.iter().map(share_record).collect();
+    shares.extend(manifest.disks.iter().map(disk_share_record));
     let devices: Vec<DeviceRecord> = manifest.devices.iter().map(device_record).collect();
-    let system = sysimage::write_with_devices(&domains, &channels, &shares, &devices)
+    let virtio: Vec<VirtioRecord> = manifest.disks.iter().map(disk_record).collect();
+    let system = sysimage::write_with_virtio(&domains, &channels, &shares, &devices, &virtio)
         .map_err(BuildError::Layout)?;
     sysimage::append_to_hypervisor(hypervisor, &system).map_err(|source| BuildError::Hypervisor {
         path: hypervisor_path.to_owned(),
@@ -478,11 +514,22 @@ fn domain_error(domain: &Domain, path: &Path, problem: DomainProblem) -> BuildEr
 }
 
 /// [`load_domain`] or [`load_linux`], with the domain and its file named in the error.
-fn load_domain_at(domain: &Domain, input: &DomainInput) -> Result<ImageDomain, BuildError> {
+fn load_domain_at(
+    manifest: &Manifest,
+    domain: &Domain,
+    input: &DomainInput,
+) -> Result<ImageDomain, BuildError> {
     match &domain.elf {
         DomainElf::Linux(linux) => {
             let initramfs = input.initramfs.as_ref().map_or(&[][..], |(_, b)| b);
-            load_linux(domain, linux, &input.bytes, initramfs)
+            let index = manifest.domains.iter().position(|d| d.name == domain.name);
+            let slots: Vec<VirtioSlot> = manifest
+                .disks
+                .iter()
+                .filter(|disk| Some(disk.guest) == index)
+                .map(|disk| VirtioSlot(disk.slot))
+                .collect();
+            load_linux(domain, linux, &input.bytes, initramfs, &slots)
         }
         _ => load_domain(domain, &input.bytes),
     }
@@ -580,7 +627,7 @@ pub fn check_domain_elves(manifest: &Manifest, guests_dir: &Path) -> Vec<BuildEr
     let mut problems = Vec::new();
     for domain in &manifest.domains {
         let checked = read_input(manifest, domain, guests_dir, false)
-            .and_then(|input| load_domain_at(domain, &input));
+            .and_then(|input| load_domain_at(manifest, domain, &input));
         // Debian's kernel not fetched yet is no fault of the manifest: `mica build` fetches
         // it and checks it then (`mica check` does not download).
         if let Err(BuildError::Domain(e)) = &checked {
@@ -847,6 +894,37 @@ peer_access = "read-only"
     }
 
     #[test]
+    fn a_disk_becomes_a_virtio_record_and_a_share_of_the_guests_ram() {
+        let text = MANIFEST
+            .replace("start = \"after-destroy\"\nafter = \"writer\"\n", "")
+            .replace("memory_from = \"writer\"\n", "")
+            .replace(
+                "priority = 2\n",
+                "priority = 2\ndisks = [{ name = \"vda\", server = \"reader\", size_mib = 8 }]\n",
+            );
+        let file = build_pair(&manifest(&text), &guest_elf()).unwrap();
+        let image = SystemImage::parse(&file[0x1_3000..]).unwrap();
+        let [disk] = image.virtio() else {
+            panic!("one virtio record")
+        };
+        assert_eq!(name_str(&disk.name), "vda");
+        assert_eq!((disk.guest, disk.server, disk.slot), (0, 1, 0));
+        assert_eq!((disk.capacity, disk.queue_size), (8 * 2048, 128));
+        assert_eq!(disk.device_id, mica_abi::virtio::device::BLOCK);
+        let [ram] = image.shares() else {
+            panic!("the guest's RAM shared with the server")
+        };
+        assert_eq!(name_str(&ram.name), "vda-ram");
+        // 256 KiB of RAM, the last page (the boot-info page) kept back.
+        assert_eq!(
+            (ram.owner, ram.peer, ram.pages, ram.owner_offset),
+            (0, 1, 63, 0)
+        );
+        assert_eq!(ram.peer_ipa, 0x40_0000_0000);
+        assert_eq!(ram.peer_rights, (Rights::READ | Rights::WRITE).bits());
+    }
+
+    #[test]
     fn channels_and_shares_reach_the_image() {
         let m = linked_manifest();
         let file = build_pair(&m, &guest_elf()).unwrap();
@@ -1047,7 +1125,7 @@ peer_access = "read-only"
         let (d, linux) = linux_domain(64 * 1024);
         let kernel = header(0, 0x20_0000, &[0x11; 0x1000]);
         let initrd = vec![0x22; 5000];
-        let built = load_linux(&d, &linux, &kernel, &initrd).unwrap();
+        let built = load_linux(&d, &linux, &kernel, &initrd, &[]).unwrap();
         let r = built.record;
         assert_eq!(r.flags & FLAG_LINUX, FLAG_LINUX);
         assert_eq!(
@@ -1083,11 +1161,11 @@ peer_access = "read-only"
     fn a_linux_domain_too_small_for_its_kernel_says_how_much_would_do() {
         let (d, linux) = linux_domain(16 * 1024);
         let kernel = header(0, 0x200_0000, &[0x11; 0x1000]);
-        let err = load_linux(&d, &linux, &kernel, &[0; 4096])
+        let err = load_linux(&d, &linux, &kernel, &[0; 4096], &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("need at least"), "{err}");
-        let not_an_image = load_linux(&d, &linux, b"text", &[])
+        let not_an_image = load_linux(&d, &linux, b"text", &[], &[])
             .unwrap_err()
             .to_string();
         assert!(

@@ -84,6 +84,17 @@ pub(crate) struct DomainSection {
     pub(crate) control: Option<Spanned<bool>>,
     #[serde(default)]
     pub(crate) devices: Vec<DeviceSection>,
+    #[serde(default)]
+    pub(crate) disks: Vec<DiskSection>,
+}
+
+/// One entry of a domain's `disks = [...]`: a virtio block device served by another domain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiskSection {
+    pub(crate) name: Spanned<String>,
+    pub(crate) server: Spanned<String>,
+    pub(crate) size_mib: Spanned<u64>,
 }
 
 /// One entry of a domain's `devices = [...]`: an MMIO device passed through to it.

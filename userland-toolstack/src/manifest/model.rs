@@ -179,6 +179,26 @@ pub struct Device {
     pub interrupt: u32,
 }
 
+/// A virtio block device of a guest (its `disks`), served by another domain (docs/virtio.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disk {
+    /// Its name: the server's capabilities are NAME (the device), NAME-events (its
+    /// notifications) and NAME-ram (the guest's RAM, shared with the server).
+    pub name: String,
+    /// The index of the guest.
+    pub guest: usize,
+    /// The index of the domain that serves it.
+    pub server: usize,
+    /// The guest's virtio slot (its disks in order, from 0).
+    pub slot: u32,
+    /// Its size in 512-byte sectors.
+    pub sectors: u64,
+    /// Pages of the guest's RAM shared with the server (all of it below the last page).
+    pub ram_pages: u32,
+    /// Where the server sees the guest's RAM.
+    pub ram_address: u64,
+}
+
 /// How a shared region is mapped into its peer.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -270,4 +290,6 @@ pub struct Manifest {
     pub pools: Vec<Pool>,
     /// Every domain's `devices`, in domain order.
     pub devices: Vec<Device>,
+    /// Every domain's `disks`, in domain order.
+    pub disks: Vec<Disk>,
 }

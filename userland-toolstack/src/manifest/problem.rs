@@ -553,6 +553,36 @@ pub enum Problem {
     /// Too many devices.
     #[error("the system has {0} devices; a system image holds at most {MAX_DEVICES}: remove some")]
     TooManyDevices(usize),
+    /// A disk's name.
+    #[error("disk name `{0}`: use 1 to 17 of a-z, 0-9 and `-` (the server's capabilities are NAME, NAME-events and NAME-ram)")]
+    BadDiskName(String),
+    /// A disk served by its own guest.
+    #[error("disk `{disk}`: `{guest}` cannot serve its own disk: name another domain as its server (one that runs a virtio device domain)")]
+    DiskServedByItself {
+        /// The disk.
+        disk: String,
+        /// The guest.
+        guest: String,
+    },
+    /// A disk of no size.
+    #[error("disk `{0}`: size_mib = 0: give the disk's size in MiB (at least 1)")]
+    DiskSize(String),
+    /// More disks on a guest than a domain may have.
+    #[error("`{guest}` has more than {most} disks: a domain has at most {most} virtio devices (mica_abi::virtio::MAX_DEVICES)")]
+    TooManyDisks {
+        /// The guest.
+        guest: String,
+        /// The limit.
+        most: usize,
+    },
+    /// More servings of guests' RAM by one server than its guest-physical space has windows for.
+    #[error("`{server}` serves more than {most} disks: each needs a window of its guest-physical space for the guest's RAM")]
+    TooManyDisksServed {
+        /// The server.
+        server: String,
+        /// The limit.
+        most: usize,
+    },
     /// `memory_node` out of range.
     #[error("memory_node = {0}: give a NUMA node number from 0 to 254 (leave it out for the node of the domain's first CPU)")]
     MemoryNode(u64),

@@ -150,7 +150,7 @@ fn syntax_errors_have_positions() {
         "images/t.toml:26:1: unknown field `colour`, expected one of `name`, `kind`, \
          `binary`, `path`, `kernel`, `initramfs`, `cmdline`, `memory_kib`, `vcpus`, `cpus`, `arg`, `start`, `after`, \
          `memory_from`, `priority`, `mmu_off_cacheable`, `sched`, `sched_policy`, \
-         `memory_node`, `control`, `devices`"
+         `memory_node`, `control`, `devices`, `disks`"
     );
     let err = error(&edit("arch = \"aarch64\"", "arch = \"x86_64\""));
     assert!(err.starts_with("images/t.toml:4:8: "), "{err}");

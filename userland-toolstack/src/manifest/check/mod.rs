@@ -1,7 +1,8 @@
 //! Checking a parsed manifest file into a [`Manifest`]: the checker and its per-domain
 //! checks (machine, domain fields, the control domain, devices); pools, start order, links
-//! and machine fit are in the submodules.
+//! machine fit and guests' disks are in the submodules.
 
+mod disks;
 mod links;
 mod machine;
 mod pools;
@@ -415,6 +416,7 @@ impl Checker<'_> {
         self.links_meet(&file.channels, &file.shares, &domains)?;
         self.control_domain(sections, &domains)?;
         let devices = self.devices(sections, &domains, &mut names_in)?;
+        let disks = self.disks(sections, &domains, shares.len(), &mut names_in)?;
         Ok(Manifest {
             path: self.path.to_owned(),
             name: name.get_ref().clone(),
@@ -425,6 +427,7 @@ impl Checker<'_> {
             shares,
             pools,
             devices,
+            disks,
         })
     }
 
