@@ -33,6 +33,9 @@ GUESTS += -p mica-guest-intruder
 # The PL031 driver domain of the irq-passthrough scenario.
 HOST_EXCLUDE += --exclude mica-guest-rtc
 GUESTS += -p mica-guest-rtc
+# The blk-ram scenario: a virtio-blk front end and the device domain that serves its disk.
+HOST_EXCLUDE += --exclude mica-guest-blkfront --exclude mica-service-vda
+GUESTS += -p mica-guest-blkfront -p mica-service-vda
 # The guest of `make bench-xen` has no allocator, so it builds and is linted on its own: built
 # with the guests, it would get zerocopy's `alloc` feature (which virtio-drivers in mica-rt
 # turns on), and a binary that links `alloc` needs a global allocator. Its Xen build

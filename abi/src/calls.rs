@@ -723,4 +723,25 @@ calls! {
         caps: [cap("device", &[ObjectType::VirtioDevice], Rights::CONTROL)],
         statuses: [InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights, WrongState],
     }
+
+    /// Eight bytes of a virtio device's configuration, as its guest reads them.
+    0x83 VirtioConfig "virtio_config" {
+        summary: "eight bytes of the device's configuration space from `offset` (little-endian; \
+                  zero past its end), as the guest sees them: a block device's capacity at 0",
+        args: {
+            /// VirtioDevice capability slot.
+            device: Slot,
+            /// Byte offset in the configuration space (below `virtio::CONFIG_BYTES`).
+            offset: u64,
+        },
+        returns: ["value"],
+        caps: [cap("device", &[ObjectType::VirtioDevice], Rights::CONTROL)],
+        statuses: [InvalidArgument, InvalidCapability, StaleCapability, InsufficientRights],
+        check: |a| {
+            if a.offset >= crate::virtio::CONFIG_BYTES as u64 {
+                return Err(Status::InvalidArgument);
+            }
+            Ok(())
+        },
+    }
 }

@@ -245,9 +245,14 @@ pub struct ShareRecord {
     pub owner_offset: u64,
     /// Where the peer sees it (page aligned, outside its RAM).
     pub peer_ipa: u64,
-    /// Reserved, zero.
-    pub reserved: u64,
+    /// [`SHARE_PEER_ONLY`], or 0.
+    pub flags: u64,
 }
+
+/// [`ShareRecord::flags`]: the region is listed in the peer's boot-info page only, not the
+/// owner's: the owner's RAM given to the server of its disk, which the owner goes on using as
+/// its own (its runtime does not set it aside as a shared region).
+pub const SHARE_PEER_ONLY: u64 = 1;
 
 const _: () = assert!(core::mem::size_of::<Header>() == 40);
 const _: () = assert!(core::mem::size_of::<DeviceRecord>() == 64);
@@ -458,6 +463,9 @@ impl<'a> SystemImage<'a> {
         }
         if crate::bootinfo::name_str(&sh.name).is_empty() {
             return bad("the name is empty or not UTF-8");
+        }
+        if sh.flags & !SHARE_PEER_ONLY != 0 {
+            return bad("unknown flags");
         }
         let size = (sh.pages as u64) * 4096;
         let allowed = crate::Rights::READ | crate::Rights::WRITE;
@@ -733,7 +741,7 @@ mod tests {
             peer_rights: crate::Rights::READ.bits(),
             owner_offset: 0x1000,
             peer_ipa: 0x8000_0000,
-            reserved: 0,
+            flags: 0,
         };
         out.extend_from_slice(share.as_bytes());
         out.extend_from_slice(virtio.as_bytes());

@@ -277,6 +277,16 @@ impl VirtioMmio {
         self.driver_features & self.identity.features
     }
 
+    /// Eight bytes of the configuration from `offset`, little-endian (zero past its end).
+    pub fn config_word(&self, offset: u64) -> u64 {
+        let mut word = [0u8; 8];
+        for (i, b) in word.iter_mut().enumerate() {
+            let at = usize::try_from(offset).ok().and_then(|o| o.checked_add(i));
+            *b = at.and_then(|at| self.config.get(at)).copied().unwrap_or(0);
+        }
+        u64::from_le_bytes(word)
+    }
+
     /// The device status.
     pub fn status(&self) -> u32 {
         self.status

@@ -365,6 +365,12 @@ pub mod encode {
         Request::new(a::VirtioQueue::CALL, args.to_regs())
     }
 
+    /// `virtio_config`.
+    pub fn virtio_config(device: Slot, offset: u64) -> Request {
+        let args = a::VirtioConfig { device, offset };
+        Request::new(a::VirtioConfig::CALL, args.to_regs())
+    }
+
     /// `virtio_signal`.
     pub fn virtio_signal(device: Slot, epoch: u32, broken: bool) -> Request {
         let args = a::VirtioSignal {
@@ -692,6 +698,13 @@ pub fn virtio_queue(device: Slot, queue: u16, epoch: u32) -> Result<[u64; 3], St
         .result()
 }
 
+/// Eight bytes of the device's configuration from `offset` (a block device's capacity in
+/// sectors at `mica_abi::virtio::blk::config::CAPACITY`), as its guest reads them.
+pub fn virtio_config(device: Slot, offset: u64) -> Result<u64, Status> {
+    let [value, _, _] = encode::virtio_config(device, offset).issue().result()?;
+    Ok(value)
+}
+
 /// Reports used buffers of the device in `epoch` (the guest is interrupted), or, with
 /// `broken`, that the guest broke a queue's rules. `WrongState`: the guest reset the device
 /// since `epoch`.
@@ -760,6 +773,7 @@ mod tests {
             ("virtio_info", encode::virtio_info(S1)),
             ("virtio_queue", encode::virtio_queue(S1, 1, 2)),
             ("virtio_signal", encode::virtio_signal(S1, 3, true)),
+            ("virtio_config", encode::virtio_config(S1, 8)),
         ]
     }
 

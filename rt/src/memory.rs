@@ -135,6 +135,8 @@ pub fn shared_region(name: &str) -> Option<SharedRegion> {
 pub struct Window {
     ipa: u64,
     len: usize,
+    /// Made by [`map_window`] (unmapped when dropped), not [`ram_window`].
+    mapped: bool,
 }
 
 /// Maps `frames` of the Memory capability `memory` at `ipa` of this domain with `perms`.
@@ -159,7 +161,30 @@ pub fn map_window(
     }
     let len = usize::try_from(len).map_err(|_| crate::Status::InvalidArgument)?;
     crate::hypercall::mem_map(crate::Slot::SELF_DOMAIN, memory, ipa, frames, perms)?;
-    Ok(Window { ipa, len })
+    Ok(Window {
+        ipa,
+        len,
+        mapped: true,
+    })
+}
+
+/// The domain's free RAM ([`take_free_ram`]) as a window, from its first page boundary: for
+/// buffers a device reaches by guest-physical address (the virtio devices the kernel gives a
+/// guest read and write its own RAM, so the address is the IPA). `None` once the free RAM was
+/// taken, or if no whole page is free.
+pub fn ram_window() -> Option<Window> {
+    let words = take_free_ram()?;
+    let start = words.as_ptr() as u64;
+    let end = start + (words.len() as u64) * 8;
+    // The reference is dropped here: from now on the RAM is reached only through the
+    // window's volatile accesses, as a device may write it at any time.
+    let ipa = start.next_multiple_of(PAGE_SIZE);
+    let len = (end.saturating_sub(ipa) / PAGE_SIZE) * PAGE_SIZE;
+    (len > 0).then(|| Window {
+        ipa,
+        len: len as usize,
+        mapped: false,
+    })
 }
 
 impl Window {
@@ -240,6 +265,9 @@ impl Window {
 
 impl Drop for Window {
     fn drop(&mut self) {
+        if !self.mapped {
+            return;
+        }
         let _ = crate::hypercall::mem_unmap(
             crate::Slot::SELF_DOMAIN,
             self.ipa,

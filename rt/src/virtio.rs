@@ -15,6 +15,7 @@
 
 use crate::memory::Window;
 use core::ptr::NonNull;
+use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::device::console::VirtIOConsole;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
@@ -157,6 +158,32 @@ unsafe impl Hal for MicaHal {
         }
         d.give_back(paddr, len.div_ceil(PAGE).max(1));
     }
+}
+
+/// A virtio block device driven through [`MicaHal`].
+pub type Block = VirtIOBlk<MicaHal, MmioTransport<'static>>;
+
+static BLOCK_TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The block device the kernel gives this guest in virtio slot `slot`
+/// (`mica_abi::layout::devices::virtio_slot`: registers the kernel answers, never mapped),
+/// initialised; once per domain. Its DMA memory must have been given to [`init_dma`] (a guest's
+/// own RAM, [`crate::memory::ram_window`], at physical address = IPA).
+pub fn block(slot: u32) -> Option<Block> {
+    let (address, _) = mica_abi::layout::devices::virtio_slot(slot)?;
+    if BLOCK_TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        return None;
+    }
+    let header = NonNull::new(address as *mut VirtIOHeader)?;
+    // SAFETY: `address` is the register window of a virtio slot, which the kernel emulates
+    // (every access traps and is answered from the device's register file; nothing is
+    // mapped there, so no memory is touched), for the domain's lifetime ('static); the flag
+    // above makes this the only transport ever made over it.
+    let transport = unsafe { MmioTransport::new(header, TRANSPORT_SIZE) }.ok()?;
+    if transport.device_type() != DeviceType::Block {
+        return None;
+    }
+    VirtIOBlk::<MicaHal, _>::new(transport).ok()
 }
 
 /// A virtio console driven through [`MicaHal`].

@@ -266,7 +266,11 @@ impl<H: Hal> Kernel<H> {
                 rights: peer_rights.bits(),
             },
         );
+        let listed_in_owner = sh.flags & sysimage::SHARE_PEER_ONLY == 0;
         for (d, (cap, region)) in [(owner, owner_entries), (peer, peer_entries)] {
+            if d == owner && !listed_in_owner {
+                continue;
+            }
             if let Some(dom) = self.domains[d.index()].as_mut() {
                 let _ = dom.boot_info.push_cap(cap);
                 let _ = dom.boot_info.push_region(region);

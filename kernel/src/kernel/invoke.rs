@@ -69,6 +69,7 @@ impl<H: Hal> Kernel<H> {
             Args::VirtioInfo(x) => k.invoke_virtio_info(caller, x),
             Args::VirtioQueue(x) => k.invoke_virtio_queue(caller, x),
             Args::VirtioSignal(x) => k.invoke_virtio_signal(caller, x),
+            Args::VirtioConfig(x) => k.invoke_virtio_config(caller, x),
         }
     }
 }

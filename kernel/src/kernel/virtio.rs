@@ -224,6 +224,16 @@ impl<H: Hal> Kernel<H> {
         Ok([q.desc, q.driver, q.device])
     }
 
+    /// `virtio_config`.
+    pub(super) fn invoke_virtio_config(
+        &mut self,
+        caller: DomainId,
+        mica_abi::args::VirtioConfig { device, offset }: mica_abi::args::VirtioConfig,
+    ) -> Result<[u64; 3], Status> {
+        let mmio = &self.virtio_device(self.virtio_arg(caller, device)?)?.mmio;
+        Ok([mmio.config_word(offset), 0, 0])
+    }
+
     /// `virtio_signal`.
     pub(super) fn invoke_virtio_signal(
         &mut self,

@@ -35,7 +35,7 @@ fn linked_kernel() -> Box<Kernel<MockHal>> {
         peer_rights: (Rights::READ | Rights::WRITE).bits(),
         owner_offset: 0x8000,
         peer_ipa: 0x8000_0000,
-        reserved: 0,
+        flags: 0,
     };
     let mut k = Box::new(Kernel::new(MockHal::default()));
     let mut free: RangeSet<4> = RangeSet::new();

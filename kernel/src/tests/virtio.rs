@@ -711,6 +711,21 @@ mod from_the_image {
             },
         );
         assert_eq!(r[0], 0, "the server can serve it");
+        let capacity = a::VirtioConfig {
+            device: Slot(device_slot),
+            offset: blk::config::CAPACITY,
+        };
+        assert_eq!(
+            call(&mut k, 1, capacity)[..2],
+            [0, 2048],
+            "the capacity the guest sees"
+        );
+        let past = a::VirtioConfig {
+            device: Slot(device_slot),
+            offset: 64,
+        };
+        let refused = status(call(&mut k, 1, past));
+        assert_eq!(refused, Err(mica_abi::Status::InvalidArgument));
         // The guest has nothing of the sort.
         assert!(boot_info(&k, g).cap("vda").is_none());
     }

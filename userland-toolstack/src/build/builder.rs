@@ -405,7 +405,7 @@ fn share_record(share: &Share) -> ShareRecord {
         peer_rights: share.peer_access.rights().bits(),
         owner_offset: share.owner_offset,
         peer_ipa: share.peer_address,
-        reserved: 0,
+        flags: 0,
     }
 }
 
@@ -453,7 +453,7 @@ fn disk_share_record(disk: &Disk) -> ShareRecord {
         peer_rights: (mica_abi::Rights::READ | mica_abi::Rights::WRITE).bits(),
         owner_offset: 0,
         peer_ipa: disk.ram_address,
-        reserved: 0,
+        flags: mica_abi::sysimage::SHARE_PEER_ONLY,
     }
 }
 
@@ -922,6 +922,11 @@ peer_access = "read-only"
         );
         assert_eq!(ram.peer_ipa, 0x40_0000_0000);
         assert_eq!(ram.peer_rights, (Rights::READ | Rights::WRITE).bits());
+        assert_eq!(
+            ram.flags,
+            mica_abi::sysimage::SHARE_PEER_ONLY,
+            "not listed in the guest"
+        );
     }
 
     #[test]
@@ -966,7 +971,7 @@ peer_access = "read-only"
             (248 * 1024, 0x9000_0000)
         );
         assert_eq!(window.peer_rights, Rights::READ.bits());
-        assert_eq!((ring.reserved, window.reserved), (0, 0));
+        assert_eq!((ring.flags, window.flags), (0, 0));
         // Reproducible with the tables too.
         assert_eq!(build_pair(&linked_manifest(), &guest_elf()).unwrap(), file);
         // And a manifest without them writes none.

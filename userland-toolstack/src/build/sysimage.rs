@@ -250,7 +250,7 @@ mod tests {
             peer_rights: rights.bits(),
             owner_offset,
             peer_ipa: 0x8000_0000,
-            reserved: 0,
+            flags: 0,
         }
     }
 

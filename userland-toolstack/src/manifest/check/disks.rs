@@ -44,22 +44,19 @@ impl Checker<'_> {
                 }
                 let name = disk.name.get_ref();
                 let server = disks.last().map_or(0, |x| x.server);
-                for (domain, suffix) in [(server, ""), (server, "-events"), (server, "-ram")] {
+                for suffix in ["", "-events", "-ram"] {
                     let value = Spanned::new(disk.name.span(), format!("{name}{suffix}"));
-                    self.claim_name(namespaces, domain, names[domain], &value)?;
+                    self.claim_name(namespaces, server, names[server], &value)?;
                 }
-                let ram = Spanned::new(disk.name.span(), format!("{name}-ram"));
-                self.claim_name(namespaces, guest, names[guest], &ram)?;
-                for domain in [guest, server] {
-                    namespaces.regions[domain] += 1;
-                    if namespaces.regions[domain] > MAX_REGIONS {
-                        return Err(self.invalid(
-                            &disk.name,
-                            Problem::TooManyRegions {
-                                domain: names[domain].to_owned(),
-                            },
-                        ));
-                    }
+                // The guest's RAM is listed in the server's page only (SHARE_PEER_ONLY).
+                namespaces.regions[server] += 1;
+                if namespaces.regions[server] > MAX_REGIONS {
+                    return Err(self.invalid(
+                        &disk.name,
+                        Problem::TooManyRegions {
+                            domain: names[server].to_owned(),
+                        },
+                    ));
                 }
             }
         }

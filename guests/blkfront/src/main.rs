@@ -1,0 +1,95 @@
+//! `blkfront`: a guest that uses the virtio block device in its virtio slot 0 the way any
+//! driver would (the `virtio-drivers` crate, DMA in its own RAM), for the `blk-ram` scenario.
+//!
+//! It reads the device's capacity, writes a pattern (a different byte per sector, mixed with
+//! the pass number) to the first sectors in requests of several sizes, flushes, reads them
+//! back and compares, twice; then it reads a sector past the end, which must fail, and ends.
+//! Every request goes through the kernel's register file and the device domain that serves
+//! the disk (docs/virtio.md).
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use mica_rt::{memory, println, virtio, BootInfo};
+
+/// Bytes of a sector (`capacity` counts them).
+const SECTOR: usize = 512;
+/// Sectors written and read back per pass.
+const SECTORS: usize = 64;
+/// Requests of these many sectors, in turn.
+const SIZES: [usize; 4] = [1, 3, 8, 16];
+
+fn pattern(pass: u8, sector: usize, i: usize) -> u8 {
+    (sector as u8).wrapping_mul(31) ^ (i as u8) ^ pass.wrapping_mul(0x5B)
+}
+
+fn main(_info: BootInfo) -> ! {
+    let Some(dma) = memory::ram_window() else {
+        println!("blkfront: no free RAM for DMA");
+        mica_rt::exit()
+    };
+    // The device reaches this guest's RAM by guest-physical address.
+    let ipa = dma.ipa();
+    virtio::init_dma(dma, ipa);
+    let Some(mut disk) = virtio::block(0) else {
+        println!("blkfront: no block device in virtio slot 0");
+        mica_rt::exit()
+    };
+    let capacity = disk.capacity();
+    println!("blkfront: a disk of {capacity} sectors");
+    if capacity < SECTORS as u64 {
+        println!("blkfront: the disk is smaller than {SECTORS} sectors");
+        mica_rt::exit()
+    }
+    let mut buf = [0u8; 16 * SECTOR];
+    for pass in 1..=2u8 {
+        let mut sector = 0;
+        let mut size = 0;
+        while sector < SECTORS {
+            let n = SIZES[size % SIZES.len()].min(SECTORS - sector);
+            for (i, b) in buf[..n * SECTOR].iter_mut().enumerate() {
+                *b = pattern(pass, sector + i / SECTOR, i % SECTOR);
+            }
+            if let Err(e) = disk.write_blocks(sector, &buf[..n * SECTOR]) {
+                println!(
+                    "blkfront: writing sectors {sector}..{} failed: {e:?}",
+                    sector + n
+                );
+                mica_rt::exit()
+            }
+            sector += n;
+            size += 1;
+        }
+        if let Err(e) = disk.flush() {
+            println!("blkfront: flush failed: {e:?}");
+            mica_rt::exit()
+        }
+        let mut bad = 0;
+        for sector in (0..SECTORS).step_by(16) {
+            let n = 16.min(SECTORS - sector);
+            buf.fill(0);
+            if let Err(e) = disk.read_blocks(sector, &mut buf[..n * SECTOR]) {
+                println!(
+                    "blkfront: reading sectors {sector}..{} failed: {e:?}",
+                    sector + n
+                );
+                mica_rt::exit()
+            }
+            for (i, b) in buf[..n * SECTOR].iter().enumerate() {
+                if *b != pattern(pass, sector + i / SECTOR, i % SECTOR) {
+                    bad += 1;
+                }
+            }
+        }
+        println!("blkfront: pass {pass}: wrote, flushed and read back {SECTORS} sectors, {bad} bytes differ");
+    }
+    let past = disk.read_blocks(capacity as usize, &mut buf[..SECTOR]);
+    println!(
+        "blkfront: a read past the end: {}",
+        if past.is_err() { "refused" } else { "ACCEPTED" }
+    );
+    println!("blkfront: done");
+    mica_rt::exit()
+}
+
+mica_rt::entry!(main);

@@ -1,0 +1,209 @@
+//! `vda`: the device domain of one guest's virtio disk, in RAM-disk mode (docs/virtio.md).
+//!
+//! From its boot-info page it takes the first VirtioDevice capability (named NAME by the
+//! manifest's `disks`), the kernel's notification channel NAME-events and the guest's RAM,
+//! shared with it as NAME-ram. The disk is its own free RAM, as large as the device's capacity
+//! (`virtio_config`; a domain too small for it says so and ends). Then, for every notification:
+//! `virtio_info` (the driver ready? the epoch), `virtio_queue` for a new epoch, take every
+//! chain the guest made available (`mica_virtqueue::Queue::pop`: every rule checked), carry out
+//! each request (`mica_virtqueue::blk::serve`), give it back, and interrupt the guest once per
+//! batch if it asked (`virtio_signal`). A guest that breaks its queue gets its device marked
+//! as needing a reset (`virtio_signal` with `broken`); this domain goes on.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use mica_abi::virtio::{feature, status};
+use mica_abi::ObjectType;
+use mica_rt::ring::{RingMemory, SharedRegion};
+use mica_rt::{events, hypercall, memory, println, BootInfo, Port, Slot};
+use mica_virtqueue::blk::{self, Disk};
+use mica_virtqueue::{GuestMemory, Queue};
+use zerocopy::IntoBytes;
+
+/// The guest's RAM as this domain sees it: guest-physical `base..base + len` at the region.
+struct GuestRam {
+    region: SharedRegion,
+    base: u64,
+}
+
+impl GuestRam {
+    fn offset(&self, addr: u64, len: u64) -> Option<usize> {
+        let off = addr.checked_sub(self.base)?;
+        let end = off.checked_add(len)?;
+        (end <= self.region.len() as u64).then_some(off as usize)
+    }
+}
+
+impl GuestMemory for GuestRam {
+    fn contains(&self, addr: u64, len: u64) -> bool {
+        self.offset(addr, len).is_some()
+    }
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        let Some(off) = self.offset(addr, buf.len() as u64) else {
+            return false;
+        };
+        self.region.read(off, buf);
+        true
+    }
+    fn write(&mut self, addr: u64, bytes: &[u8]) -> bool {
+        let Some(off) = self.offset(addr, bytes.len() as u64) else {
+            return false;
+        };
+        self.region.write(off, bytes);
+        true
+    }
+}
+
+/// A disk in this domain's free RAM.
+struct RamDisk {
+    bytes: &'static mut [u8],
+}
+
+impl Disk for RamDisk {
+    fn sectors(&self) -> u64 {
+        self.bytes.len() as u64 / 512
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> bool {
+        let at = sector as usize * 512;
+        match self.bytes.get(at..at + buf.len()) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> bool {
+        let at = sector as usize * 512;
+        match self.bytes.get_mut(at..at + data.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+    fn flush(&mut self) -> bool {
+        // RAM: a completed write is as durable as it gets.
+        true
+    }
+    fn id(&self) -> &[u8] {
+        b"mica-ram-disk"
+    }
+}
+
+/// Takes and serves every chain the guest made available; `Err` if it broke its queue.
+fn serve_batch(
+    q: &mut Queue,
+    ram: &mut GuestRam,
+    disk: &mut RamDisk,
+    served: &mut u64,
+) -> Result<(), ()> {
+    while let Some(chain) = q.pop(ram).map_err(drop)? {
+        let written = blk::serve(&chain, ram, disk).map_err(drop)?;
+        q.push_used(ram, chain.head, written).map_err(drop)?;
+        *served += 1;
+    }
+    Ok(())
+}
+
+fn main(_info: BootInfo) -> ! {
+    let Some(page) = mica_rt::bootinfo() else {
+        println!("vda: no valid boot-info page");
+        mica_rt::exit()
+    };
+    let Some(entry) = page
+        .caps()
+        .iter()
+        .find(|c| c.object_type == ObjectType::VirtioDevice as u8)
+    else {
+        println!("vda: no VirtioDevice capability to serve");
+        mica_rt::exit()
+    };
+    let name = mica_abi::bootinfo::name_str(&entry.name);
+    let device = Slot(entry.slot);
+    let mut events_name = heapless::String::<24>::new();
+    let mut ram_name = heapless::String::<24>::new();
+    let _ = (events_name.push_str(name), events_name.push_str("-events"));
+    let _ = (ram_name.push_str(name), ram_name.push_str("-ram"));
+    let (Some(notify), Some(region)) = (
+        page.endpoint(&events_name),
+        memory::shared_region(&ram_name),
+    ) else {
+        println!("vda: boot-info page lacks {events_name} or {ram_name}");
+        mica_rt::exit()
+    };
+    // The disk is as large as the guest is told (its capacity), in this domain's free RAM.
+    let capacity =
+        hypercall::virtio_config(device, mica_abi::virtio::blk::config::CAPACITY).unwrap_or(0);
+    let Some(words) = memory::take_free_ram() else {
+        println!("vda: no free RAM for the disk");
+        mica_rt::exit()
+    };
+    let bytes = words.as_mut_bytes();
+    let want = usize::try_from(capacity.saturating_mul(512)).unwrap_or(usize::MAX);
+    if bytes.len() < want {
+        println!(
+            "vda: {name} has {capacity} sectors but only {} fit this domain's RAM: give it more memory_kib",
+            bytes.len() / 512
+        );
+        mica_rt::exit()
+    }
+    let mut disk = RamDisk {
+        bytes: &mut bytes[..want],
+    };
+    let mut ram = GuestRam {
+        region,
+        base: mica_abi::sysimage::DOMAIN_RAM_BASE,
+    };
+    if let Err(s) = events::register().and_then(|()| events::bind(notify, Port(0), 0)) {
+        println!("vda: event set-up refused ({s:?})");
+        mica_rt::exit()
+    }
+    println!(
+        "vda: serving {name}: a RAM disk of {} sectors",
+        disk.sectors()
+    );
+    let mut queue: Option<(u32, Queue)> = None;
+    let (mut served, mut broken) = (0u64, 0u64);
+    loop {
+        let Ok(info) = hypercall::virtio_info(device) else {
+            println!("vda: the device is gone; served {served} requests");
+            mica_rt::exit()
+        };
+        let live = info.status & status::DRIVER_OK != 0 && info.queue_sizes[0] != 0;
+        if !live {
+            queue = None;
+        } else if queue.as_ref().is_none_or(|(epoch, _)| *epoch != info.epoch) {
+            // A new driver (or the first): its queue from the start.
+            queue =
+                hypercall::virtio_queue(device, 0, info.epoch)
+                    .ok()
+                    .map(|[desc, driver, used]| {
+                        let event_idx = info.features & feature::EVENT_IDX != 0;
+                        let q = Queue::new(info.queue_sizes[0], desc, driver, used, event_idx);
+                        (info.epoch, q)
+                    });
+        }
+        let mut failed = None;
+        if let Some((epoch, q)) = queue.as_mut() {
+            let before = q.positions().1;
+            let outcome = serve_batch(q, &mut ram, &mut disk, &mut served);
+            if outcome.is_err() {
+                failed = Some(*epoch);
+            } else if q.wants_interrupt(&mut ram, before).unwrap_or(true) {
+                let _ = hypercall::virtio_signal(device, *epoch, false);
+            }
+        }
+        if let Some(epoch) = failed {
+            broken += 1;
+            println!("vda: the guest broke its queue ({broken} times): its device needs a reset");
+            let _ = hypercall::virtio_signal(device, epoch, true);
+            queue = None;
+        }
+        events::wait();
+    }
+}
+
+mica_rt::entry!(main);
