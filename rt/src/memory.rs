@@ -214,10 +214,11 @@ impl Window {
             return false;
         };
         for (i, b) in bytes.iter().enumerate() {
-            // SAFETY: `check` keeps `at + i` inside the window, which the kernel maps
-            // writable (as `map_window` asked) at an IPA outside RAM where no Rust object
-            // lives, and the window is the only path to it; a volatile byte store cannot
-            // be torn or merged with what another agent writes.
+            // SAFETY: `check` keeps `at + i` inside the window: mapped writable by the kernel
+            // (as `map_window` asked) at an IPA outside RAM, or the free RAM `ram_window`
+            // took once from `take_free_ram` (mapped read-write, past every Rust object);
+            // either way no Rust object lives there and the window is the only path to it. A
+            // volatile byte store cannot be torn or merged with what another agent writes.
             unsafe { core::ptr::write_volatile(at.add(i), *b) };
         }
         true
