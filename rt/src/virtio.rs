@@ -175,10 +175,10 @@ pub fn block(slot: u32) -> Option<Block> {
         return None;
     }
     let header = NonNull::new(address as *mut VirtIOHeader)?;
-    // SAFETY: `address` is the register window of a virtio slot, which the kernel emulates
-    // (every access traps and is answered from the device's register file; nothing is
-    // mapped there, so no memory is touched), for the domain's lifetime ('static); the flag
-    // above makes this the only transport ever made over it.
+    // `address` is the register window of a virtio slot, which the kernel emulates for the
+    // domain's lifetime: every access traps and is answered from the device's register file;
+    // nothing is mapped there, so no memory is touched.
+    // SAFETY: a trap-emulated window, valid for 'static; BLOCK_TAKEN makes this its only transport.
     let transport = unsafe { MmioTransport::new(header, TRANSPORT_SIZE) }.ok()?;
     if transport.device_type() != DeviceType::Block {
         return None;

@@ -48,7 +48,7 @@ pub fn serve(
         return Err(Unanswerable);
     }
     let mut header = [0u8; request::HEADER as usize];
-    if !copy_out(chain, mem, false, 0, &mut header) {
+    if !copy_out(chain, mem, 0, &mut header) {
         return Err(Unanswerable);
     }
     let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
@@ -127,7 +127,7 @@ fn write(
     while done < bytes {
         let n = (bytes - done).min(CHUNK as u64) as usize;
         let from = request::HEADER + done;
-        if !copy_out(chain, mem, false, from, &mut buf[..n])
+        if !copy_out(chain, mem, from, &mut buf[..n])
             || !disk.write(sector + done / SECTOR, &buf[..n])
         {
             return (result::IOERR, 0);
@@ -137,52 +137,55 @@ fn write(
     (result::OK, 0)
 }
 
-/// Copies `out.len()` bytes from offset `from` of the chain's device-readable (`writable`
-/// false) or device-writable bytes, taken as one run.
-fn copy_out(
+/// The pieces of bytes `[from, from + len)` of the chain's device-readable (`writable` false)
+/// or device-writable bytes, taken as one run: each piece's guest-physical address, its offset
+/// in the run's `[from, from + len)`, and its length.
+fn pieces(
     chain: &Chain,
-    mem: &mut impl GuestMemory,
     writable: bool,
     from: u64,
-    out: &mut [u8],
-) -> bool {
+    len: usize,
+) -> impl Iterator<Item = (u64, usize, usize)> + '_ {
+    let end = from + len as u64;
     let mut at = 0u64;
-    let mut filled = 0usize;
-    for b in chain.buffers.iter().filter(|b| b.device_writes == writable) {
-        let len = u64::from(b.len);
-        let wanted_end = from + out.len() as u64;
-        if at + len > from && at < wanted_end {
-            let start = from.max(at);
-            let end = wanted_end.min(at + len);
-            let n = (end - start) as usize;
-            let dst = &mut out[filled..filled + n];
-            if !mem.read(b.addr + (start - at), dst) {
-                return false;
-            }
-            filled += n;
+    chain
+        .buffers
+        .iter()
+        .filter(move |b| b.device_writes == writable)
+        .filter_map(move |b| {
+            let (start, stop) = (at, at + u64::from(b.len));
+            at = stop;
+            let (lo, hi) = (from.max(start), end.min(stop));
+            (lo < hi).then(|| {
+                (
+                    b.addr + (lo - start),
+                    (lo - from) as usize,
+                    (hi - lo) as usize,
+                )
+            })
+        })
+}
+
+/// Copies `out.len()` bytes from offset `from` of the chain's device-readable bytes.
+fn copy_out(chain: &Chain, mem: &mut impl GuestMemory, from: u64, out: &mut [u8]) -> bool {
+    let mut filled = 0;
+    for (addr, at, n) in pieces(chain, false, from, out.len()) {
+        if !mem.read(addr, &mut out[at..at + n]) {
+            return false;
         }
-        at += len;
+        filled += n;
     }
     filled == out.len()
 }
 
-/// Copies `bytes` to offset `to` of the chain's device-writable bytes, taken as one run.
+/// Copies `bytes` to offset `to` of the chain's device-writable bytes.
 fn copy_in(chain: &Chain, mem: &mut impl GuestMemory, to: u64, bytes: &[u8]) -> bool {
-    let mut at = 0u64;
-    let mut done = 0usize;
-    for b in chain.buffers.iter().filter(|b| b.device_writes) {
-        let len = u64::from(b.len);
-        let wanted_end = to + bytes.len() as u64;
-        if at + len > to && at < wanted_end {
-            let start = to.max(at);
-            let end = wanted_end.min(at + len);
-            let n = (end - start) as usize;
-            if !mem.write(b.addr + (start - at), &bytes[done..done + n]) {
-                return false;
-            }
-            done += n;
+    let mut done = 0;
+    for (addr, at, n) in pieces(chain, true, to, bytes.len()) {
+        if !mem.write(addr, &bytes[at..at + n]) {
+            return false;
         }
-        at += len;
+        done += n;
     }
     done == bytes.len()
 }

@@ -466,8 +466,8 @@ pub fn build_bytes(
     inputs: &[DomainInput],
 ) -> Result<Vec<u8>, BuildError> {
     let mut domains = Vec::with_capacity(manifest.domains.len());
-    for (domain, input) in manifest.domains.iter().zip(inputs) {
-        domains.push(load_domain_at(manifest, domain, input)?);
+    for (index, input) in inputs.iter().enumerate().take(manifest.domains.len()) {
+        domains.push(load_domain_at(manifest, index, input)?);
     }
     let channels: Vec<ChannelRecord> = manifest.channels.iter().map(channel_record).collect();
     let mut shares: Vec<ShareRecord> = manifest.shares.iter().map(share_record).collect();
@@ -516,17 +516,17 @@ fn domain_error(domain: &Domain, path: &Path, problem: DomainProblem) -> BuildEr
 /// [`load_domain`] or [`load_linux`], with the domain and its file named in the error.
 fn load_domain_at(
     manifest: &Manifest,
-    domain: &Domain,
+    index: usize,
     input: &DomainInput,
 ) -> Result<ImageDomain, BuildError> {
+    let domain = &manifest.domains[index];
     match &domain.elf {
         DomainElf::Linux(linux) => {
             let initramfs = input.initramfs.as_ref().map_or(&[][..], |(_, b)| b);
-            let index = manifest.domains.iter().position(|d| d.name == domain.name);
             let slots: Vec<VirtioSlot> = manifest
                 .disks
                 .iter()
-                .filter(|disk| Some(disk.guest) == index)
+                .filter(|disk| disk.guest == index)
                 .map(|disk| VirtioSlot(disk.slot))
                 .collect();
             load_linux(domain, linux, &input.bytes, initramfs, &slots)
@@ -625,9 +625,9 @@ fn read_input(
 /// (empty: all fine).
 pub fn check_domain_elves(manifest: &Manifest, guests_dir: &Path) -> Vec<BuildError> {
     let mut problems = Vec::new();
-    for domain in &manifest.domains {
+    for (index, domain) in manifest.domains.iter().enumerate() {
         let checked = read_input(manifest, domain, guests_dir, false)
-            .and_then(|input| load_domain_at(manifest, domain, &input));
+            .and_then(|input| load_domain_at(manifest, index, &input));
         // Debian's kernel not fetched yet is no fault of the manifest: `mica build` fetches
         // it and checks it then (`mica check` does not download).
         if let Err(BuildError::Domain(e)) = &checked {
