@@ -143,8 +143,10 @@ impl Vgic {
         Ok(self.kick_for(vcpu, intid))
     }
 
-    /// Drives the input line of a level-sensitive PPI or SPI: pending while asserted (e.g.
-    /// the virtual timer, PPI 27, from CNTV_CTL_EL0.ISTATUS on each exit).
+    /// Drives the input line of a PPI or SPI (e.g. the virtual timer, PPI 27, from
+    /// CNTV_CTL_EL0.ISTATUS on each exit; a virtio device's interrupt status): a
+    /// level-sensitive interrupt is pending while the line is asserted, an edge-triggered one
+    /// latches pending when the line rises (IHI 0069 4.1.2), whichever the guest configured.
     pub fn set_level(
         &mut self,
         intid: u32,
@@ -158,6 +160,9 @@ impl Vgic {
         let irq = self
             .interrupt_mut(vcpu, intid)
             .ok_or(VgicError::NoSuchInterrupt(intid))?;
+        if irq.edge && asserted && !irq.line {
+            irq.latch = true;
+        }
         irq.line = asserted;
         Ok(self.kick_for(vcpu, intid))
     }

@@ -661,6 +661,26 @@ fn a_level_interrupt_is_pending_while_its_line_is_asserted() {
     );
 }
 
+/// A device line (a virtio device's interrupt status) on an SPI the guest configured as
+/// edge-triggered, as Linux does from a device tree's `IRQ_TYPE_EDGE_RISING`: the rise makes it
+/// pending once; staying high or falling does not; the next rise does again.
+#[test]
+fn an_edge_interrupt_latches_when_its_line_rises() {
+    let mut gic = linux_booted(1, 32);
+    enable(&mut gic, 0, 48);
+    let _ = gic.distributor_write(gicd::ICFGR + 4 * (48 / 16), 4, 0x2 << (2 * (48 % 16)));
+    let mut lrs = [0u64; 4];
+    let _ = gic.set_level(48, 0, true).unwrap();
+    assert_eq!(deliver_all(&mut gic, 0, &mut lrs), vec![48]);
+    // Still high: no second edge.
+    let _ = gic.set_level(48, 0, true).unwrap();
+    assert!(deliver_all(&mut gic, 0, &mut lrs).is_empty());
+    let _ = gic.set_level(48, 0, false).unwrap();
+    assert!(deliver_all(&mut gic, 0, &mut lrs).is_empty());
+    let _ = gic.set_level(48, 0, true).unwrap();
+    assert_eq!(deliver_all(&mut gic, 0, &mut lrs), vec![48]);
+}
+
 #[test]
 fn requests_outside_the_domain_are_refused() {
     assert_eq!(Vgic::new(0, 32).err(), Some(VgicError::BadVcpuCount(0)));
