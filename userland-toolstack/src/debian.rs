@@ -45,6 +45,14 @@ pub enum DebianError {
         /// `NAME:ARCH`.
         package: String,
     },
+    /// apt's entry has no such field.
+    #[error("apt's entry for {package} has no {field} field")]
+    NoField {
+        /// `NAME:ARCH`.
+        package: String,
+        /// The field.
+        field: String,
+    },
     /// apt's entry is not usable.
     #[error("apt's entry for {package} is not usable: {why}")]
     BadEntry {
@@ -314,9 +322,9 @@ fn candidate(name: &str, arch: &str) -> Result<PackageEntry, DebianError> {
     Ok(entry)
 }
 
-/// Field `field` of apt's candidate entry for `name:arch` (continuation lines joined with a
-/// space), e.g. a metapackage's `Depends`; the architecture is added to dpkg first if needed.
-pub fn field(name: &str, arch: &str, field: &str) -> Result<String, DebianError> {
+/// apt's candidate entry for `name:arch` as `apt-cache show` prints it (one stanza); the
+/// architecture is added to dpkg and apt's indexes refreshed first if needed.
+pub fn show(name: &str, arch: &str) -> Result<String, DebianError> {
     ensure_architecture(arch, &mut |_| {})?;
     let package = format!("{name}:{arch}");
     let show = || {
@@ -330,15 +338,43 @@ pub fn field(name: &str, arch: &str, field: &str) -> Result<String, DebianError>
             None,
         )
         .ok()
-        .and_then(|text| stanza_field(&String::from_utf8_lossy(&text), field))
+        .map(|text| String::from_utf8_lossy(&text).into_owned())
+        .filter(|text| stanza_field(text, "Package").is_some())
     };
     match show() {
-        Some(value) => Ok(value),
+        Some(text) => Ok(text),
         None => {
             apt_update()?;
             show().ok_or(DebianError::NotFound { package })
         }
     }
+}
+
+/// Field `field` of apt's candidate entry for `name:arch` (continuation lines joined with a
+/// space), e.g. a metapackage's `Depends`.
+pub fn field(name: &str, arch: &str, field: &str) -> Result<String, DebianError> {
+    stanza_field(&show(name, arch)?, field).ok_or_else(|| DebianError::NoField {
+        package: format!("{name}:{arch}"),
+        field: field.to_owned(),
+    })
+}
+
+/// The packages a stanza's `Pre-Depends` and `Depends` name (the first of each `|`
+/// alternative, without versions or architecture qualifiers).
+pub fn dependencies(stanza: &str) -> Vec<String> {
+    ["Pre-Depends", "Depends"]
+        .iter()
+        .filter_map(|f| stanza_field(stanza, f))
+        .flat_map(|list| {
+            list.split(',')
+                .filter_map(|alt| {
+                    let first = alt.split('|').next()?.split_whitespace().next()?;
+                    let name = first.split(':').next()?;
+                    (!name.is_empty()).then(|| name.to_owned())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Field `field` of the first stanza in `text`, continuation lines joined with a space.
@@ -516,6 +552,16 @@ mod tests {
             Some("linux-image-arm64")
         );
         assert_eq!(stanza_field(text, "Recommends"), None);
+    }
+
+    #[test]
+    fn dependencies_are_the_first_alternatives_without_versions() {
+        let text = "Package: e2fsprogs\nPre-Depends: libblkid1 (>= 2.36), libc6:arm64 (>= 2.34)\nDepends: logsave | foo,\n libext2fs2t64 (= 1.47)\n\n";
+        assert_eq!(
+            dependencies(text),
+            ["libblkid1", "libc6", "logsave", "libext2fs2t64"]
+        );
+        assert!(dependencies("Package: libc6\n").is_empty());
     }
 
     #[test]

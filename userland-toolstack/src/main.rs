@@ -1006,6 +1006,10 @@ fn fetch_linux(args: FetchLinuxArgs) -> ExitCode {
                 if files.built { "built now" } else { "cached" },
                 files.modules.join(" ")
             );
+            println!(
+                "disk tools: {} (appended to the initramfs of a guest with disks)",
+                files.disk_tools.display()
+            );
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err),

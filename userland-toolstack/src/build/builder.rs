@@ -538,16 +538,18 @@ fn load_domain_at(
 
 /// The kernel and initramfs files of Linux domain `domain`: paths relative to the manifest,
 /// or what `mica fetch-linux` keeps in [`crate::build::linux::DEFAULT_CACHE`] — fetched now
-/// (progress on stderr) if `fetch`, else only if already cached.
+/// (progress on stderr) if `fetch`, else only if already cached. With a fetched initramfs, a
+/// guest with disks also gets the disk tools' archive, to append to it.
 pub fn linux_files(
     manifest: &Manifest,
     domain: &Domain,
     linux: &LinuxImage,
     fetch: bool,
-) -> Result<(PathBuf, PathBuf), BuildError> {
+) -> Result<LinuxInputs, BuildError> {
+    use crate::build::linux::Cached;
     let cache = Path::new(crate::build::linux::DEFAULT_CACHE);
-    let mut fetched: Option<(PathBuf, PathBuf)> = None;
-    let mut get = |pick: fn((PathBuf, PathBuf)) -> PathBuf| -> Result<PathBuf, BuildError> {
+    let mut fetched: Option<Cached> = None;
+    let mut get = |pick: fn(&Cached) -> PathBuf| -> Result<PathBuf, BuildError> {
         if fetched.is_none() {
             fetched = match crate::build::linux::cached(cache) {
                 Some(files) if !fetch => Some(files),
@@ -557,16 +559,20 @@ pub fn linux_files(
                     let files = crate::build::linux::fetch(cache, &mut say).map_err(|e| {
                         domain_error(domain, cache, DomainProblem::Fetch(e.to_string()))
                     })?;
-                    Some((files.kernel, files.initramfs))
+                    Some(Cached {
+                        kernel: files.kernel,
+                        initramfs: files.initramfs,
+                        disk_tools: files.disk_tools,
+                    })
                 }
             };
         }
         fetched
-            .clone()
+            .as_ref()
             .map(pick)
             .ok_or_else(|| domain_error(domain, cache, DomainProblem::NotFetched))
     };
-    let mut resolve = |file: &LinuxFile, pick: fn((PathBuf, PathBuf)) -> PathBuf| match file {
+    let mut resolve = |file: &LinuxFile, pick: fn(&Cached) -> PathBuf| match file {
         LinuxFile::Path(path) => {
             let tried = manifest.dir().join(path);
             if tried.is_file() {
@@ -581,9 +587,34 @@ pub fn linux_files(
         }
         LinuxFile::Fetched => get(pick),
     };
-    let kernel = resolve(&linux.kernel, |(k, _)| k)?;
-    let initramfs = resolve(&linux.initramfs, |(_, i)| i)?;
-    Ok((kernel, initramfs))
+    let kernel = resolve(&linux.kernel, |c| c.kernel.clone())?;
+    let initramfs = resolve(&linux.initramfs, |c| c.initramfs.clone())?;
+    let has_disks = manifest.disks.iter().any(|d| {
+        manifest
+            .domains
+            .get(d.guest)
+            .is_some_and(|g| g.name == domain.name)
+    });
+    let disk_tools = match linux.initramfs {
+        LinuxFile::Fetched if has_disks => Some(get(|c| c.disk_tools.clone())?),
+        _ => None,
+    };
+    Ok(LinuxInputs {
+        kernel,
+        initramfs,
+        disk_tools,
+    })
+}
+
+/// The files a Linux domain is built from ([`linux_files`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxInputs {
+    /// The arm64 Image.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initramfs: PathBuf,
+    /// An archive appended to the initramfs (the disk tools, for a guest with disks).
+    pub disk_tools: Option<PathBuf>,
 }
 
 /// Reads domain `domain`'s files (fetching a Linux domain's if `fetch`).
@@ -595,9 +626,18 @@ fn read_input(
 ) -> Result<DomainInput, BuildError> {
     match &domain.elf {
         DomainElf::Linux(linux) => {
-            let (kernel, initramfs) = linux_files(manifest, domain, linux, fetch)?;
+            let LinuxInputs {
+                kernel,
+                initramfs,
+                disk_tools,
+            } = linux_files(manifest, domain, linux, fetch)?;
             let bytes = read(&kernel)?;
-            let initramfs_bytes = read(&initramfs)?;
+            let mut initramfs_bytes = read(&initramfs)?;
+            if let Some(tools) = disk_tools {
+                // newc archives are 4-byte multiples; the kernel unpacks one after the other.
+                initramfs_bytes.resize(initramfs_bytes.len().next_multiple_of(4), 0);
+                initramfs_bytes.extend(read(&tools)?);
+            }
             Ok(DomainInput {
                 path: kernel,
                 bytes,

@@ -15,6 +15,9 @@
 //!   line `mica bench-xen` times Linux boot to), loads the modules, prints [`READY_LINE`] and
 //!   starts a shell on the console.
 //!
+//! A second archive holds e2fsprogs' `mkfs.ext4` and `e2fsck` with the shared libraries they
+//! load ([`crate::build::programs`]), for guests with disks ([`LinuxFiles::disk_tools`]).
+//!
 //! A second run finds the packages in the cache (their hashes checked again) and the
 //! initramfs already built for those two versions, and says so.
 
@@ -32,11 +35,14 @@ pub const BUSYBOX: &str = "busybox-static";
 /// The architecture of both.
 pub const ARCH: &str = "arm64";
 /// The modules the initramfs loads (by module name), before their dependencies are added.
-pub const MODULES: [&str; 5] = [
+/// ext4 asks the crypto API for `crc32c` (metadata checksums, on by default in `mkfs.ext4`)
+/// only when it mounts, through `modprobe`, which the initramfs has not: it is loaded first.
+pub const MODULES: [&str; 6] = [
     "virtio_mmio",
     "virtio_blk",
     "virtio_net",
     "virtio_console",
+    "crc32c_generic",
     "ext4",
 ];
 /// What `/init` prints first: the end of a Linux guest's boot as the benchmarks time it.
@@ -90,6 +96,16 @@ pub enum LinuxError {
         /// Why.
         why: String,
     },
+    /// A program of the initramfs needs a shared library no fetched package has.
+    #[error(
+        "the initramfs's programs need {library}, which none of these packages has: {packages}"
+    )]
+    MissingLibrary {
+        /// The library's name.
+        library: String,
+        /// The packages looked in.
+        packages: String,
+    },
     /// Modules depend on each other in a circle.
     #[error("kernel modules depend on each other in a circle, through {0}")]
     DependencyCycle(String),
@@ -115,6 +131,11 @@ pub struct LinuxFiles {
     pub header: ImageHeader,
     /// The initramfs (an uncompressed newc cpio archive).
     pub initramfs: PathBuf,
+    /// A second archive, of the disk tools ([`crate::build::programs`]), which the builder
+    /// appends to the initramfs of a Linux guest with disks (the kernel unpacks concatenated
+    /// archives in turn). Apart, because the tools and their libraries, some 3.5 MB held twice
+    /// while the kernel unpacks them, do not fit the small guests `mica ctl create` starts.
+    pub disk_tools: PathBuf,
     /// The modules `/init` loads, in order.
     pub modules: Vec<String>,
     /// Whether the initramfs was built by this run (else it was in the cache).
@@ -219,15 +240,40 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, Linu
                 std::fs::read(path).map_err(io_error(path))?,
             ));
         }
-        let archive = initramfs_archive(&files, &order);
+        let archive = initramfs_archive(&files, &[], &order);
         let partial = initramfs.with_extension("cpio.part");
         std::fs::write(&partial, archive).map_err(io_error(&partial))?;
         std::fs::rename(&partial, &initramfs).map_err(io_error(&initramfs))?;
     } else {
         say(&format!("using the cached {}", initramfs.display()));
     }
+
+    let extras = crate::build::programs::gather(cache, say)?;
+    let disk_tools = cache.join(format!(
+        "disk-tools-{}.cpio",
+        fingerprint(&extras.packages.join("\n"))
+    ));
+    if disk_tools.is_file() {
+        say(&format!("using the cached {}", disk_tools.display()));
+    } else {
+        say(&format!(
+            "building {} ({})",
+            disk_tools.display(),
+            extras.packages.join(", ")
+        ));
+        let archive = extra_archive(&extras.files, &extras.links);
+        let partial = disk_tools.with_extension("cpio.part");
+        std::fs::write(&partial, archive).map_err(io_error(&partial))?;
+        std::fs::rename(&partial, &disk_tools).map_err(io_error(&disk_tools))?;
+    }
+
     let current = cache.join(CURRENT);
-    let marker = format!("{}\n{}\n", kernel.display(), initramfs.display());
+    let marker = format!(
+        "{}\n{}\n{}\n",
+        kernel.display(),
+        initramfs.display(),
+        disk_tools.display()
+    );
     if std::fs::read_to_string(&current).ok().as_deref() != Some(marker.as_str()) {
         std::fs::write(&current, marker).map_err(io_error(&current))?;
     }
@@ -237,22 +283,41 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, Linu
         kernel: kernel.clone(),
         header,
         initramfs,
+        disk_tools,
         modules: order,
         built,
     })
 }
 
-/// The file in the cache naming the kernel and the initramfs the last [`fetch`] settled on
-/// (one path per line), so `mica check` and `mica build` find them without asking apt.
+/// The file in the cache naming the kernel, the initramfs and the disk tools the last
+/// [`fetch`] settled on (one path per line), so `mica check` and `mica build` find them
+/// without asking apt.
 pub const CURRENT: &str = "current";
 
-/// The kernel and initramfs the last [`fetch`] into `cache` settled on, if they are still there.
-pub fn cached(cache: &Path) -> Option<(PathBuf, PathBuf)> {
+/// What the last [`fetch`] into a cache settled on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cached {
+    /// The arm64 Image.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initramfs: PathBuf,
+    /// The disk tools' archive ([`LinuxFiles::disk_tools`]).
+    pub disk_tools: PathBuf,
+}
+
+/// The files the last [`fetch`] into `cache` settled on, if they are all still there.
+pub fn cached(cache: &Path) -> Option<Cached> {
     let text = std::fs::read_to_string(cache.join(CURRENT)).ok()?;
-    let mut lines = text.lines();
-    let kernel = PathBuf::from(lines.next()?);
-    let initramfs = PathBuf::from(lines.next()?);
-    (kernel.is_file() && initramfs.is_file()).then_some((kernel, initramfs))
+    let mut lines = text.lines().map(PathBuf::from);
+    let files = Cached {
+        kernel: lines.next()?,
+        initramfs: lines.next()?,
+        disk_tools: lines.next()?,
+    };
+    [&files.kernel, &files.initramfs, &files.disk_tools]
+        .iter()
+        .all(|f| f.is_file())
+        .then_some(files)
 }
 
 /// Module names treat `-` and `_` alike (the kernel does): this is the `_` form.
@@ -360,7 +425,8 @@ pub fn init_script(order: &[String]) -> String {
          /bin/busybox mount -t proc proc /proc\n\
          /bin/busybox mount -t sysfs sysfs /sys\n\
          /bin/busybox mount -t devtmpfs devtmpfs /dev\n\
-         /bin/busybox --install -s /bin\n",
+         /bin/busybox --install -s /bin\n\
+         export PATH=/sbin:/usr/sbin:/bin:/usr/bin\n",
     );
     s.push_str(&format!("echo {INIT_LINE}\n"));
     for m in order {
@@ -395,24 +461,68 @@ pub fn fingerprint(text: &str) -> String {
     format!("{:08x}", hash >> 32)
 }
 
-/// The initramfs: directories, `/dev/console`, `/init` and `files` (path, contents).
-pub fn initramfs_archive(files: &[(String, Vec<u8>)], order: &[String]) -> Vec<u8> {
+/// The initramfs: directories, `/dev/console`, `/init`, `files` (path, contents; programs
+/// in `bin/` and `sbin/` and shared objects executable) and symbolic `links` (path, target),
+/// each after the directories it is in.
+pub fn initramfs_archive(
+    files: &[(String, Vec<u8>)],
+    links: &[(String, String)],
+    order: &[String],
+) -> Vec<u8> {
     let mut cpio = Newc::default();
-    for dir in ["bin", "dev", "lib", "lib/modules", "proc", "sys", "tmp"] {
-        cpio.directory(dir);
-    }
+    let base = ["bin", "dev", "lib", "lib/modules", "proc", "sys", "tmp"];
+    cpio.directories(base.into_iter().map(str::to_owned), files, links);
     // The console device (major 5, minor 1), as the kernel's own default initramfs has it.
     cpio.char_device("dev/console", 0o600, 5, 1);
     cpio.file("init", 0o755, init_script(order).as_bytes());
-    for (path, contents) in files {
-        let mode = if path.starts_with("bin/") {
-            0o755
-        } else {
-            0o644
-        };
-        cpio.file(path, mode, contents);
-    }
+    cpio.contents(files, links);
     cpio.finish()
+}
+
+/// An archive of `files` and `links` alone (with their directories), to be appended to an
+/// initramfs.
+pub fn extra_archive(files: &[(String, Vec<u8>)], links: &[(String, String)]) -> Vec<u8> {
+    let mut cpio = Newc::default();
+    cpio.directories(std::iter::empty(), files, links);
+    cpio.contents(files, links);
+    cpio.finish()
+}
+
+impl Newc {
+    /// The directories `named`, and every directory `files` and `links` are in, each after its
+    /// parent.
+    fn directories(
+        &mut self,
+        named: impl Iterator<Item = String>,
+        files: &[(String, Vec<u8>)],
+        links: &[(String, String)],
+    ) {
+        let mut dirs: BTreeSet<String> = named.collect();
+        for path in files.iter().map(|f| &f.0).chain(links.iter().map(|l| &l.0)) {
+            let mut at = path.as_str();
+            while let Some((parent, _)) = at.rsplit_once('/') {
+                dirs.insert(parent.to_owned());
+                at = parent;
+            }
+        }
+        // A BTreeSet's order puts every directory after its parent.
+        for dir in &dirs {
+            self.directory(dir);
+        }
+    }
+
+    /// `files` (programs in `bin/` and `sbin/` and shared objects executable) and `links`.
+    fn contents(&mut self, files: &[(String, Vec<u8>)], links: &[(String, String)]) {
+        for (path, contents) in files {
+            let executable = path.starts_with("bin/")
+                || path.starts_with("sbin/")
+                || path.rsplit('/').next().is_some_and(|n| n.contains(".so"));
+            self.file(path, if executable { 0o755 } else { 0o644 }, contents);
+        }
+        for (path, target) in links {
+            self.symlink(path, target);
+        }
+    }
 }
 
 /// A writer of the `newc` cpio format the kernel unpacks into its initramfs
@@ -473,6 +583,11 @@ impl Newc {
         self.entry(path, 0o100_000 | (perm & 0o7777), (0, 0), data);
     }
 
+    /// A symbolic link to `target`.
+    pub fn symlink(&mut self, path: &str, target: &str) {
+        self.entry(path, 0o120_777, (0, 0), target.as_bytes());
+    }
+
     /// A character device node.
     pub fn char_device(&mut self, path: &str, perm: u32, major: u32, minor: u32) {
         self.entry(path, 0o020_000 | (perm & 0o7777), (major, minor), &[]);
@@ -524,9 +639,13 @@ mod tests {
         let files = vec![
             ("bin/busybox".to_owned(), vec![1u8; 5]),
             ("lib/modules/virtio_mmio.ko".to_owned(), vec![2u8; 8]),
+            ("sbin/mke2fs".to_owned(), vec![3u8; 4]),
+            ("lib/aarch64-linux-gnu/libc.so.6".to_owned(), vec![4u8; 4]),
+            ("etc/mke2fs.conf".to_owned(), vec![5u8; 2]),
         ];
+        let links = vec![("sbin/mkfs.ext4".to_owned(), "mke2fs".to_owned())];
         let order = vec!["virtio_mmio".to_owned()];
-        let archive = initramfs_archive(&files, &order);
+        let archive = initramfs_archive(&files, &links, &order);
         assert!(archive.len().is_multiple_of(4));
         let entries = read_newc(&archive);
         let find = |n: &str| entries.iter().find(|e| e.0 == n).unwrap().clone();
@@ -536,17 +655,30 @@ mod tests {
         assert_eq!(find("bin/busybox").1, 0o100_755);
         assert_eq!(find("bin/busybox").3, vec![1u8; 5]);
         assert_eq!(find("lib/modules/virtio_mmio.ko").1, 0o100_644);
+        assert_eq!(find("sbin/mke2fs").1, 0o100_755);
+        assert_eq!(find("lib/aarch64-linux-gnu/libc.so.6").1, 0o100_755);
+        assert_eq!(find("etc/mke2fs.conf").1, 0o100_644);
+        assert_eq!(find("sbin/mkfs.ext4").1, 0o120_777);
+        assert_eq!(find("sbin/mkfs.ext4").3, b"mke2fs");
+        // Every entry's directory comes before it.
+        for (i, entry) in entries.iter().enumerate() {
+            if let Some((parent, _)) = entry.0.rsplit_once('/') {
+                let at = entries.iter().position(|e| e.0 == parent);
+                assert!(at.is_some_and(|at| at < i), "{} before {parent}", entry.0);
+                assert_eq!(entries[at.unwrap()].1, 0o040_755);
+            }
+        }
         let init = String::from_utf8(find("init").3).unwrap();
         assert!(init.starts_with("#!/bin/busybox sh\n"));
         assert!(init.contains(INIT_LINE) && init.contains(READY_LINE));
         assert!(init.contains("insmod /lib/modules/virtio_mmio.ko"));
         // Reproducible: the same inputs give the same bytes.
-        assert_eq!(archive, initramfs_archive(&files, &order));
+        assert_eq!(archive, initramfs_archive(&files, &links, &order));
     }
 
     #[test]
     fn the_archive_is_what_cpio_lists_when_cpio_is_installed() {
-        let archive = initramfs_archive(&[("bin/busybox".to_owned(), vec![7u8; 3])], &[]);
+        let archive = initramfs_archive(&[("bin/busybox".to_owned(), vec![7u8; 3])], &[], &[]);
         let Ok(mut child) = std::process::Command::new("cpio")
             .args(["-t", "--quiet"])
             .stdin(std::process::Stdio::piped())

@@ -6,4 +6,5 @@ pub mod builder;
 pub mod dtb;
 pub mod image;
 pub mod linux;
+pub mod programs;
 pub mod sysimage;

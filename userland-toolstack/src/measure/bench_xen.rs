@@ -319,13 +319,14 @@ pub fn run_linux(
             message: "its domain is not `kind = \"linux\"`".to_owned(),
         });
     };
-    let (kernel, initramfs) =
-        crate::builder::linux_files(&manifest, domain, linux, true).map_err(|e| {
-            BenchXenError::System {
-                path: system.to_owned(),
-                message: e.to_string(),
-            }
-        })?;
+    let crate::builder::LinuxInputs {
+        kernel, initramfs, ..
+    } = crate::builder::linux_files(&manifest, domain, linux, true).map_err(|e| {
+        BenchXenError::System {
+            path: system.to_owned(),
+            message: e.to_string(),
+        }
+    })?;
     let kernel_package = kernel
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
