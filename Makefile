@@ -36,6 +36,9 @@ GUESTS += -p mica-guest-rtc
 # The blk-ram scenario: a virtio-blk front end and the device domain that serves its disk.
 HOST_EXCLUDE += --exclude mica-guest-blkfront --exclude mica-service-vda
 GUESTS += -p mica-guest-blkfront -p mica-service-vda
+# The blk-hostile scenario's attacker of its own virtio disk.
+HOST_EXCLUDE += --exclude mica-guest-blkhostile
+GUESTS += -p mica-guest-blkhostile
 # The guest of `make bench-xen` has no allocator, so it builds and is linted on its own: built
 # with the guests, it would get zerocopy's `alloc` feature (which virtio-drivers in mica-rt
 # turns on), and a binary that links `alloc` needs a global allocator. Its Xen build

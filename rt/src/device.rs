@@ -28,6 +28,18 @@ impl Device {
         })
     }
 
+    /// The register window of this domain's virtio slot `slot`
+    /// (`mica_abi::layout::devices::virtio_slot`), for a driver that speaks the transport
+    /// itself: nothing is mapped there, the kernel answers every access from the device's
+    /// register file (docs/virtio.md).
+    pub fn virtio_slot(slot: u32) -> Option<Device> {
+        let (base, _) = mica_abi::layout::devices::virtio_slot(slot)?;
+        Some(Device {
+            base,
+            size: mica_abi::virtio::WINDOW,
+        })
+    }
+
     fn address(&self, offset: u64) -> Option<u64> {
         (offset.is_multiple_of(4) && offset.checked_add(4)? <= self.size)
             .then(|| self.base + offset)
@@ -37,8 +49,9 @@ impl Device {
     pub fn read32(&self, offset: u64) -> u32 {
         match self.address(offset) {
             // SAFETY: the address lies inside this domain's device window, which the kernel
-            // mapped as device memory (the boot-info page lists it); a 32-bit aligned read of a
-            // device register has no effect on this domain's memory.
+            // mapped as device memory (the boot-info page lists it), or inside a virtio slot,
+            // where every access traps to the kernel; a 32-bit aligned read of a device
+            // register has no effect on this domain's memory.
             Some(a) => unsafe { core::ptr::read_volatile(a as *const u32) },
             None => 0,
         }
@@ -47,7 +60,7 @@ impl Device {
     /// Writes the 32-bit register at `offset` (ignored outside the window).
     pub fn write32(&self, offset: u64, value: u32) {
         if let Some(a) = self.address(offset) {
-            // SAFETY: as for `read32`: inside the mapped device window, aligned.
+            // SAFETY: as for `read32`: inside a mapped device window or a virtio slot, aligned.
             unsafe { core::ptr::write_volatile(a as *mut u32, value) };
         }
     }

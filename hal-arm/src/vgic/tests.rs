@@ -667,18 +667,19 @@ fn a_level_interrupt_is_pending_while_its_line_is_asserted() {
 #[test]
 fn an_edge_interrupt_latches_when_its_line_rises() {
     let mut gic = linux_booted(1, 32);
-    enable(&mut gic, 0, 48);
-    let _ = gic.distributor_write(gicd::ICFGR + 4 * (48 / 16), 4, 0x2 << (2 * (48 % 16)));
+    enable(&mut gic, 0, 49);
+    // SPI 49: ICFGR3, field 1, edge.
+    let _ = gic.distributor_write(gicd::ICFGR + 12, 4, 0x2 << 2);
     let mut lrs = [0u64; 4];
-    let _ = gic.set_level(48, 0, true).unwrap();
-    assert_eq!(deliver_all(&mut gic, 0, &mut lrs), vec![48]);
+    let _ = gic.set_level(49, 0, true).unwrap();
+    assert_eq!(deliver_all(&mut gic, 0, &mut lrs), vec![49]);
     // Still high: no second edge.
-    let _ = gic.set_level(48, 0, true).unwrap();
+    let _ = gic.set_level(49, 0, true).unwrap();
     assert!(deliver_all(&mut gic, 0, &mut lrs).is_empty());
-    let _ = gic.set_level(48, 0, false).unwrap();
+    let _ = gic.set_level(49, 0, false).unwrap();
     assert!(deliver_all(&mut gic, 0, &mut lrs).is_empty());
-    let _ = gic.set_level(48, 0, true).unwrap();
-    assert_eq!(deliver_all(&mut gic, 0, &mut lrs), vec![48]);
+    let _ = gic.set_level(49, 0, true).unwrap();
+    assert_eq!(deliver_all(&mut gic, 0, &mut lrs), vec![49]);
 }
 
 #[test]

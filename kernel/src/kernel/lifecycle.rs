@@ -258,6 +258,18 @@ impl<H: Hal> Kernel<H> {
     /// removals are queued, and [`Effect::Release`] behind them.
     pub(super) fn dismantle(&mut self, id: DomainId) {
         let Some(root) = self.root else { return };
+        // The serving domain of each of its virtio devices hears of it at once: its next
+        // call on the device fails, the device being gone (else it would wait for a
+        // notification that can no longer come).
+        let notify: heapless::Vec<_, { crate::virtio::MAX_DEVICES }> = self.domains[id.index()]
+            .as_ref()
+            .map(|d| d.virtio.iter().map(|v| v.notify).collect())
+            .unwrap_or_default();
+        for channel in notify {
+            if let Ok(Some(delivery)) = self.channels.send(channel) {
+                self.apply([Effect::Deliver(delivery)]);
+            }
+        }
         let Some(d) = self.domains[id.index()].as_ref() else {
             return;
         };

@@ -420,7 +420,7 @@ fn every_register_sequence_keeps_the_rules() {
 mod served {
     use super::*;
     use crate::ids::DomainId;
-    use crate::kernel::Kernel;
+    use crate::kernel::{Exit, Kernel};
     use crate::testing::*;
     use mica_abi::args::{self as a, Slot};
     use mica_abi::layout::devices;
@@ -599,9 +599,32 @@ mod served {
     #[test]
     fn the_guests_end_takes_the_servers_capability() {
         let (mut k, g, s, (device, events)) = system();
+        // The server waits on its channel's port 0, blocked in WFI.
+        let page = mica_abi::sysimage::DOMAIN_RAM_BASE + 0x10000;
+        assert_eq!(
+            status(call(&mut k, 1, a::EventPageSet { ipa: page })),
+            Ok(())
+        );
+        let bind = a::EvtchnBind {
+            endpoint: Slot(events),
+            port: a::Port(0),
+            vcpu: Slot(0),
+        };
+        assert_eq!(status(call(&mut k, 1, bind)), Ok(()));
+        let server = k.current(1).unwrap();
+        k.handle_exit(1, Exit::WaitForInterrupt);
+        assert_eq!(run(&mut k, 1), None);
         k.destroy(g);
         run(&mut k, 0);
         assert!(k.domain(g).is_none());
+        // It was told at once, before the channel closed: woken, port 0 pending.
+        assert_eq!(run(&mut k, 1), Some(server), "the server is woken");
+        let pa = k.domain(s).unwrap().mappings.translate(page).unwrap();
+        let m = k.hal.memory.borrow().clone();
+        assert_eq!(
+            read_u64(&m, pa + mica_abi::event::pending_offset(0) as u64) & 1,
+            1
+        );
         for (slot, t) in [
             (device, ObjectType::VirtioDevice),
             (events, ObjectType::EventChannel),
