@@ -36,6 +36,9 @@ GUESTS += -p mica-guest-rtc
 # The blk-ram scenario: a virtio-blk front end and the device domain that serves its disk.
 HOST_EXCLUDE += --exclude mica-guest-blkfront --exclude mica-service-vda
 GUESTS += -p mica-guest-blkfront -p mica-service-vda
+# The block service's driver of a real disk (a [[drive]]); scenario blk-persist.
+HOST_EXCLUDE += --exclude mica-service-blk
+GUESTS += -p mica-service-blk
 # The blk-hostile scenario's attacker of its own virtio disk.
 HOST_EXCLUDE += --exclude mica-guest-blkhostile
 GUESTS += -p mica-guest-blkhostile

@@ -299,3 +299,26 @@ pub fn system_image() -> Option<&'static [u8]> {
     // mapping of it is read-only. So a shared slice of it is sound for 'static.
     Some(unsafe { core::slice::from_raw_parts(r.ipa as *const u8, size) })
 }
+
+/// The physical address of this domain's RAM at `ipa .. ipa + len`, if those bytes lie in one
+/// of its RAM chunks: for a driver whose device reaches memory by physical address (DMA, with
+/// no IOMMU in between). The kernel gives a domain its RAM as Memory capabilities in slots
+/// 0, 1, ..., mapped one after the other from [`mica_abi::sysimage::DOMAIN_RAM_BASE`];
+/// `cap_identify` tells each one's frames.
+pub fn physical(ipa: u64, len: u64) -> Option<u64> {
+    let mut chunk_ipa = mica_abi::sysimage::DOMAIN_RAM_BASE;
+    for slot in 0..16u16 {
+        let info = crate::hypercall::cap_identify(crate::Slot(slot)).ok()?;
+        let frames = info
+            .frames
+            .filter(|_| info.object_type == mica_abi::ObjectType::Memory)?;
+        let size = frames.count().checked_mul(PAGE_SIZE)?;
+        let offset = ipa.checked_sub(chunk_ipa);
+        if let Some(offset) = offset.filter(|o| *o < size) {
+            let end = offset.checked_add(len)?;
+            return (end <= size).then(|| frames.first() * PAGE_SIZE + offset);
+        }
+        chunk_ipa = chunk_ipa.checked_add(size)?;
+    }
+    None
+}

@@ -30,6 +30,8 @@ pub const TRANSPORT_SIZE: usize = 0x200;
 const MMIO_MAGIC: u32 = 0x7472_6976;
 /// The virtio device id of a console.
 const CONSOLE_DEVICE_ID: u32 = 3;
+/// The virtio device id of a block device.
+const BLOCK_DEVICE_ID: u32 = mica_abi::virtio::device::BLOCK;
 
 struct DmaPool {
     window: Window,
@@ -186,21 +188,15 @@ pub fn block(slot: u32) -> Option<Block> {
     VirtIOBlk::<MicaHal, _>::new(transport).ok()
 }
 
-/// A virtio console driven through [`MicaHal`].
-pub type Console = VirtIOConsole<MicaHal, MmioTransport<'static>>;
-
-static CONSOLE_TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-/// Finds the virtio console among the transports of the device window `region` (a
-/// DeviceMemory region of the boot-info page) and initialises it; once per domain. Returns
-/// the console and its transport's physical address.
-pub fn console(region: &str) -> Option<(Console, u64)> {
+/// The first virtio-mmio transport with device `device_id` in the device window `region` (a
+/// DeviceMemory region of the boot-info page): its address.
+fn transport_in(region: &str, device_id: u32) -> Option<u64> {
     let r = crate::bootinfo()?.shared(region)?;
     if r.size < TRANSPORT_SIZE as u64 || !r.ipa.is_multiple_of(PAGE as u64) {
         return None;
     }
     let transports = r.size as usize / TRANSPORT_SIZE;
-    let address = (0..transports)
+    (0..transports)
         .map(|i| r.ipa + (i * TRANSPORT_SIZE) as u64)
         .find(|&a| {
             let magic = a as *const u32;
@@ -211,9 +207,39 @@ pub fn console(region: &str) -> Option<(Console, u64)> {
             // effect.
             unsafe {
                 core::ptr::read_volatile(magic) == MMIO_MAGIC
-                    && core::ptr::read_volatile(id) == CONSOLE_DEVICE_ID
+                    && core::ptr::read_volatile(id) == device_id
             }
-        })?;
+        })
+}
+
+/// The virtio block device passed through to this domain in the device window `region` (a
+/// real disk: QEMU's `virtio-blk-device` for a `[[drive]]`), initialised; once per domain,
+/// and not with [`block`]. Its DMA memory must have been given to [`init_dma`] with its real
+/// physical address ([`crate::memory::physical`]): the device reaches memory by it.
+pub fn block_device(region: &str) -> Option<Block> {
+    let address = transport_in(region, BLOCK_DEVICE_ID)?;
+    if BLOCK_TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        return None;
+    }
+    let header = NonNull::new(address as *mut VirtIOHeader)?;
+    // SAFETY: `header` is a virtio-mmio transport's register block (magic and device id
+    // checked) of TRANSPORT_SIZE bytes inside a device window the kernel keeps mapped for
+    // the domain's lifetime ('static), and BLOCK_TAKEN makes this the only transport ever
+    // made over it.
+    let transport = unsafe { MmioTransport::new(header, TRANSPORT_SIZE) }.ok()?;
+    VirtIOBlk::<MicaHal, _>::new(transport).ok()
+}
+
+/// A virtio console driven through [`MicaHal`].
+pub type Console = VirtIOConsole<MicaHal, MmioTransport<'static>>;
+
+static CONSOLE_TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Finds the virtio console among the transports of the device window `region` (a
+/// DeviceMemory region of the boot-info page) and initialises it; once per domain. Returns
+/// the console and its transport's physical address.
+pub fn console(region: &str) -> Option<(Console, u64)> {
+    let address = transport_in(region, CONSOLE_DEVICE_ID)?;
     if CONSOLE_TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
         return None;
     }

@@ -629,6 +629,21 @@ fn run(args: RunArgs) -> ExitCode {
         }
         Vec::new()
     };
+    // The machine's drives, on the transports the builder gave their servers.
+    let drives = built.as_ref().map_or(&[][..], |b| &b.manifest.drives[..]);
+    let mut ctl_args = ctl_args;
+    if !drives.is_empty() {
+        if !args.dry_run {
+            match mica::boot::drives::prepare(drives) {
+                Ok(lines) => lines.iter().for_each(|l| eprintln!("mica: {l}")),
+                Err(e) => {
+                    eprintln!("mica: error: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        }
+        ctl_args.extend(mica::boot::drives::qemu_args(drives));
+    }
     let overrides = MachineOverrides {
         smp: args.smp,
         memory: args.memory,

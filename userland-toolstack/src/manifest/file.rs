@@ -20,6 +20,19 @@ pub(crate) struct ManifestFile {
     pub(crate) shares: Vec<SharedSection>,
     #[serde(default, rename = "pool")]
     pub(crate) pools: Vec<PoolSection>,
+    #[serde(default, rename = "drive")]
+    pub(crate) drives: Vec<DriveSection>,
+}
+
+/// `[[drive]]`: a disk of the machine (a host file QEMU presents as a virtio-blk device),
+/// passed through to the domain that drives it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DriveSection {
+    pub(crate) name: Spanned<String>,
+    pub(crate) file: Spanned<String>,
+    pub(crate) size_mib: Spanned<u64>,
+    pub(crate) server: Spanned<String>,
 }
 
 /// `[system]`.

@@ -179,6 +179,49 @@ pub struct Device {
     pub interrupt: u32,
 }
 
+/// A disk of the machine (`[[drive]]`): a host file QEMU presents as a virtio-blk device on
+/// the `virt` board's virtio-mmio transport [`Drive::transport`], passed through to its server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drive {
+    /// Its name: the server's device (and interrupt, `NAME-irq`).
+    pub name: String,
+    /// The host file, relative to the working directory (the manifest's `file` is relative
+    /// to the manifest).
+    pub file: PathBuf,
+    /// Its size in MiB: the file is created this large (sparse) when missing.
+    pub size_mib: u64,
+    /// The index of the domain that drives it.
+    pub server: usize,
+    /// The virtio-mmio transport QEMU puts it on ([`drive_transport`]).
+    pub transport: u32,
+}
+
+/// QEMU's `virt` board has [`VIRT_TRANSPORTS`] virtio-mmio transports of 0x200 bytes from
+/// [`VIRT_TRANSPORT_BASE`], transport `n`'s interrupt SPI `16 + n`: eight to a 4 KiB page.
+/// A device is passed through a page at a time, so each drive gets a page of its own: the
+/// last transport of pages 2, 1 and 0 (23, 15, 7; `mica run` names it with `bus=`), page 3
+/// being the control domain's console's (transport 31, the first `-device`). At most
+/// [`MAX_DRIVES`].
+pub const fn drive_transport(index: u32) -> Option<u32> {
+    if index < MAX_DRIVES {
+        Some(VIRT_TRANSPORTS - 1 - 8 * (index + 1))
+    } else {
+        None
+    }
+}
+
+/// The most `[[drive]]`s a machine has ([`drive_transport`]).
+pub const MAX_DRIVES: u32 = 3;
+
+/// The first virtio-mmio transport of QEMU's `virt` board.
+pub const VIRT_TRANSPORT_BASE: u64 = 0x0a00_0000;
+/// How many it has.
+pub const VIRT_TRANSPORTS: u32 = 32;
+/// Bytes of each.
+pub const VIRT_TRANSPORT_SIZE: u64 = 0x200;
+/// The INTID of transport 0's interrupt (SPI 16).
+pub const VIRT_TRANSPORT_FIRST_INTID: u32 = 48;
+
 /// A virtio block device of a guest (its `disks`), served by another domain (docs/virtio.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Disk {
@@ -292,4 +335,7 @@ pub struct Manifest {
     pub devices: Vec<Device>,
     /// Every domain's `disks`, in domain order.
     pub disks: Vec<Disk>,
+    /// The machine's `[[drive]]`s, in order (each is also a device of its server, in
+    /// `devices`).
+    pub drives: Vec<Drive>,
 }

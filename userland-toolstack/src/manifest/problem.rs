@@ -553,6 +553,15 @@ pub enum Problem {
     /// Too many devices.
     #[error("the system has {0} devices; a system image holds at most {MAX_DEVICES}: remove some")]
     TooManyDevices(usize),
+    /// More drives than QEMU's board has free transports.
+    #[error("the machine has {0} drives, and at most {MAX_DRIVES} fit: each needs a 4 KiB page of QEMU's virtio-mmio transports to itself (a device is passed through a page at a time), and the last page is the control domain's console's")]
+    TooManyDrives(usize),
+    /// A drive of no size or too large.
+    #[error("drive `{0}`: give its size_mib, from 1 to 1048576 (1 TiB)")]
+    DriveSize(String),
+    /// A drive without a file.
+    #[error("drive `{0}`: file = \"\": name the host file that holds the disk (created, sparse, when missing)")]
+    DriveFile(String),
     /// A disk's name.
     #[error("disk name `{0}`: use 1 to 17 of a-z, 0-9 and `-` (the server's capabilities are NAME, NAME-events and NAME-ram)")]
     BadDiskName(String),

@@ -1086,3 +1086,37 @@ fn control_and_device_errors_name_the_place() {
     ))
     .contains("unknown field `colour`"));
 }
+
+#[test]
+fn drives_are_devices_of_their_servers_each_on_a_page_of_its_own() {
+    let mut text =
+        control("{ name = \"console\", address = 0x0a003e00, size = 0x200, interrupt = 79 }");
+    for i in 0..3 {
+        text += &format!(
+            "\n[[drive]]\nname = \"disk{i}\"\nfile = \"../build/d{i}.img\"\nsize_mib = 8\nserver = \"{}\"\n",
+            if i == 1 { "hello-a" } else { "hello-b" }
+        );
+    }
+    let m = parse(&text).unwrap();
+    let placed: Vec<(u32, u64, u32, usize)> = m
+        .drives
+        .iter()
+        .map(|d| {
+            let dev = m.devices.iter().find(|x| x.name == d.name).unwrap();
+            assert_eq!(dev.domain, d.server);
+            assert_eq!(dev.mmio_size, 0x1000);
+            (d.transport, dev.mmio_base, dev.interrupt, d.server)
+        })
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            (23, 0x0a00_2000, 48 + 23, 1),
+            (15, 0x0a00_1000, 48 + 15, 0),
+            (7, 0x0a00_0000, 48 + 7, 1)
+        ]
+    );
+    assert_eq!(m.drives[0].size_mib, 8);
+    assert!(m.drives[0].file.ends_with("build/d0.img"));
+    assert_eq!(drive_transport(3), None);
+}

@@ -73,6 +73,9 @@ pub enum ScenarioFailure {
     /// The control socket's directory could not be made.
     #[error("cannot make a directory for the control socket: {0}")]
     Socket(std::io::Error),
+    /// A drive's file could not be made or used.
+    #[error("{0}")]
+    Drive(String),
 }
 
 /// How the harness is asked to run.
@@ -217,13 +220,57 @@ fn boot_and_judge(
     } else {
         None
     };
+    // The machine's drives, on the transports the builder gave their servers; a scenario
+    // starts from new (empty) drive files.
+    if let Some(b) = built.as_ref().filter(|b| !b.manifest.drives.is_empty()) {
+        for d in &b.manifest.drives {
+            let _ = std::fs::remove_file(&d.file);
+        }
+        crate::boot::drives::prepare(&b.manifest.drives)
+            .map_err(|e| ScenarioFailure::Drive(e.to_string()))?;
+        let args = crate::boot::drives::qemu_args(&b.manifest.drives);
+        machine.extra_args.extend(args);
+    }
+    let mut judge = Judge::new(&scenario.expect);
+    // Every boot but the last runs until every domain has ended, then is powered off.
+    for boot in 1..scenario.boots {
+        if let Some((_, path)) = &socket {
+            let _ = std::fs::remove_file(path);
+        }
+        let launch = qemu::prepare(&machine, Some(deadline))?;
+        let mut qemu = Running::spawn_logged(&launch, None)?;
+        let verdict: Result<(), Failure> = loop {
+            match qemu.next(deadline)? {
+                Next::Serial(line) => {
+                    let ended = line.contains(crate::serial::ALL_ENDED);
+                    let step = judge.feed(&line);
+                    transcript.push(line);
+                    match step {
+                        Step::Fail(f) => break Err(f),
+                        _ if ended => break Ok(()),
+                        _ => {}
+                    }
+                }
+                Next::Stderr(line) => transcript.push(format!("{STDERR_PREFIX}{line}")),
+                Next::Exited(status) => break judge.ended(qemu_end(status)),
+                Next::TimedOut => break Err(judge.timed_out(scenario.timeout_secs)),
+            }
+        };
+        qemu.stop()?;
+        verdict?;
+        transcript.push(format!(
+            "{STDERR_PREFIX}boot {boot} ended; the machine is powered off and booted again on the same drives"
+        ));
+    }
+    if let Some((_, path)) = socket.as_ref().filter(|_| scenario.boots > 1) {
+        let _ = std::fs::remove_file(path);
+    }
     let launch = qemu::prepare(&machine, Some(deadline))?;
     // The serial log beside the socket, as `mica run` keeps it.
     let log = socket
         .as_ref()
         .and_then(|(_, path)| std::fs::File::create(crate::ctl::console_log_path(path)).ok());
     let mut qemu = Running::spawn_logged(&launch, log)?;
-    let mut judge = Judge::new(&scenario.expect);
     let verdict: Result<(), Failure> = loop {
         match qemu.next(deadline)? {
             Next::Serial(line) => {

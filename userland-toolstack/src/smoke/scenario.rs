@@ -96,6 +96,10 @@ pub struct QemuSection {
     pub extra_args: Vec<String>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 fn default_timeout() -> u64 {
     DEFAULT_TIMEOUT_SECS
 }
@@ -130,6 +134,11 @@ pub struct ScenarioFile {
     /// The image to boot; defaults to the hypervisor image given to `mica smoke`.
     #[serde(default)]
     pub image: Option<PathBuf>,
+    /// How many times the machine boots (default 1): before each boot but the last, it runs
+    /// until the kernel reports that every domain has ended, then is powered off, and boots
+    /// again on the same drives.
+    #[serde(default = "one")]
+    pub boots: u32,
     /// A system manifest to build with the hypervisor image and boot (instead of `image`).
     #[serde(default)]
     pub system: Option<PathBuf>,
@@ -171,6 +180,8 @@ pub struct Scenario {
     pub description: String,
     /// Whole-scenario limit in seconds.
     pub timeout_secs: u64,
+    /// How many times the machine boots ([`ScenarioFile::boots`]).
+    pub boots: u32,
     /// What it boots.
     pub boot: Boot,
     /// The `[qemu]` values given (they beat the manifest's `[machine]`).
@@ -225,6 +236,9 @@ impl Scenario {
         };
         if file.timeout_secs == 0 {
             return Err(invalid("timeout_secs", "must be at least 1"));
+        }
+        if !(1..=4).contains(&file.boots) {
+            return Err(invalid("boots", "must be 1 to 4"));
         }
         if file.qemu.smp == Some(0) {
             return Err(invalid("qemu.smp", "must be at least 1"));
@@ -288,6 +302,7 @@ impl Scenario {
             path: path.to_owned(),
             description: file.description,
             timeout_secs: file.timeout_secs,
+            boots: file.boots,
             boot,
             overrides: MachineOverrides {
                 smp: file.qemu.smp,

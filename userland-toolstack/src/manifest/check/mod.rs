@@ -17,6 +17,9 @@ pub(crate) use machine::*;
 // ---------------------------------------------------------------------------------------
 // Parsing and checking.
 
+/// The largest `[[drive]]`, in MiB (1 TiB).
+pub const MAX_DRIVE_MIB: u64 = 1 << 20;
+
 /// Whether `name` is 1..=31 bytes of `a-z`, `0-9`, `-`.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=MAX_NAME_LEN).contains(&name.len())
@@ -415,7 +418,7 @@ impl Checker<'_> {
         let shares = self.shares(&file.shares, &names, &domains, &mut names_in)?;
         self.links_meet(&file.channels, &file.shares, &domains)?;
         self.control_domain(sections, &domains)?;
-        let devices = self.devices(sections, &domains, &mut names_in)?;
+        let (devices, drives) = self.devices(sections, &file.drives, &domains, &mut names_in)?;
         let disks = self.disks(sections, &domains, shares.len(), &mut names_in)?;
         Ok(Manifest {
             path: self.path.to_owned(),
@@ -428,6 +431,7 @@ impl Checker<'_> {
             pools,
             devices,
             disks,
+            drives,
         })
     }
 
@@ -458,107 +462,165 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Checks every domain's `devices`: names in the domain's boot-info namespace, whole
-    /// pages outside its RAM, no page or interrupt given twice.
+    /// Checks every domain's `devices`, and the machine's `[[drive]]`s as devices of their
+    /// servers: names in the domain's boot-info namespace, whole pages outside its RAM, no
+    /// page or interrupt given twice.
     pub(crate) fn devices(
         &self,
         sections: &[DomainSection],
+        drives: &[DriveSection],
         domains: &[Domain],
         namespaces: &mut Namespaces,
-    ) -> Result<Vec<Device>, ManifestError> {
-        let mut devices: Vec<(Device, &DeviceSection)> = Vec::new();
+    ) -> Result<(Vec<Device>, Vec<Drive>), ManifestError> {
+        let mut devices: Vec<(Device, Spanned<String>)> = Vec::new();
+        let total = sections.iter().map(|d| d.devices.len()).sum::<usize>() + drives.len();
         for (i, d) in sections.iter().enumerate() {
             for dev in &d.devices {
-                let name = dev.name.get_ref();
-                if name.len() > NAME_LEN - 5 || !is_valid_name(name) {
-                    return Err(self.invalid(&dev.name, Problem::BadDeviceName(name.clone())));
-                }
-                if devices.len() == MAX_DEVICES {
-                    let total = sections.iter().map(|d| d.devices.len()).sum();
-                    return Err(self.invalid(&dev.name, Problem::TooManyDevices(total)));
-                }
-                self.claim_name(namespaces, i, &domains[i].name, &dev.name)?;
-                let irq_name = Spanned::new(dev.name.span(), format!("{name}-irq"));
-                if dev.interrupt.is_some() {
-                    self.claim_name(namespaces, i, &domains[i].name, &irq_name)?;
-                }
-                let (address, size) = (*dev.address.get_ref(), *dev.size.get_ref());
-                let window = Problem::DeviceWindow {
+                self.device(i, dev, domains, namespaces, &mut devices, total)?;
+            }
+        }
+        let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+        let mut out = Vec::new();
+        for (index, drive) in drives.iter().enumerate() {
+            let server = self.domain_named("server", &drive.server, &names)?;
+            let name = drive.name.get_ref();
+            let Some(transport) = u32::try_from(index).ok().and_then(drive_transport) else {
+                return Err(self.invalid(&drive.name, Problem::TooManyDrives(drives.len())));
+            };
+            let size_mib = *drive.size_mib.get_ref();
+            if size_mib == 0 || size_mib > MAX_DRIVE_MIB {
+                return Err(self.invalid(&drive.size_mib, Problem::DriveSize(name.clone())));
+            }
+            if drive.file.get_ref().is_empty() {
+                return Err(self.invalid(&drive.file, Problem::DriveFile(name.clone())));
+            }
+            // The drive is a device of its server: its transport's window and interrupt.
+            let span = drive.name.span();
+            let section = DeviceSection {
+                name: drive.name.clone(),
+                address: Spanned::new(
+                    span.clone(),
+                    VIRT_TRANSPORT_BASE + u64::from(transport) * VIRT_TRANSPORT_SIZE,
+                ),
+                size: Spanned::new(span.clone(), VIRT_TRANSPORT_SIZE),
+                interrupt: Some(Spanned::new(
+                    span,
+                    u64::from(VIRT_TRANSPORT_FIRST_INTID + transport),
+                )),
+            };
+            self.device(server, &section, domains, namespaces, &mut devices, total)?;
+            out.push(Drive {
+                name: name.clone(),
+                file: self
+                    .path
+                    .parent()
+                    .unwrap_or(Path::new(""))
+                    .join(drive.file.get_ref()),
+                size_mib,
+                server,
+                transport,
+            });
+        }
+        Ok((devices.into_iter().map(|(d, _)| d).collect(), out))
+    }
+
+    /// Checks device `dev` of domain `i` against those in `devices`, and adds it.
+    fn device(
+        &self,
+        i: usize,
+        dev: &DeviceSection,
+        domains: &[Domain],
+        namespaces: &mut Namespaces,
+        devices: &mut Vec<(Device, Spanned<String>)>,
+        total: usize,
+    ) -> Result<(), ManifestError> {
+        let name = dev.name.get_ref();
+        if name.len() > NAME_LEN - 5 || !is_valid_name(name) {
+            return Err(self.invalid(&dev.name, Problem::BadDeviceName(name.clone())));
+        }
+        if devices.len() == MAX_DEVICES {
+            return Err(self.invalid(&dev.name, Problem::TooManyDevices(total)));
+        }
+        self.claim_name(namespaces, i, &domains[i].name, &dev.name)?;
+        let irq_name = Spanned::new(dev.name.span(), format!("{name}-irq"));
+        if dev.interrupt.is_some() {
+            self.claim_name(namespaces, i, &domains[i].name, &irq_name)?;
+        }
+        let (address, size) = (*dev.address.get_ref(), *dev.size.get_ref());
+        let window = Problem::DeviceWindow {
+            name: name.clone(),
+            address,
+            size,
+        };
+        let Some(end) = address.checked_add(size).filter(|_| size > 0) else {
+            return Err(self.invalid(&dev.size, window));
+        };
+        let base = address & !(PAGE_BYTES - 1);
+        let end = end.next_multiple_of(PAGE_BYTES);
+        let layout = DomainLayout::new(domains[i].memory_kib * 1024);
+        let (ram_start, ram_end) = (DOMAIN_RAM_BASE, layout.ram_end());
+        // The kernel's rule: clear of the domain's RAM, inside its space.
+        if !layout.holds_device_window(base, end - base) {
+            return Err(self.invalid(
+                &dev.address,
+                Problem::DeviceOutsideSpace {
                     name: name.clone(),
-                    address,
-                    size,
-                };
-                let Some(end) = address.checked_add(size).filter(|_| size > 0) else {
-                    return Err(self.invalid(&dev.size, window));
-                };
-                let base = address & !(PAGE_BYTES - 1);
-                let end = end.next_multiple_of(PAGE_BYTES);
-                let layout = DomainLayout::new(domains[i].memory_kib * 1024);
-                let (ram_start, ram_end) = (DOMAIN_RAM_BASE, layout.ram_end());
-                // The kernel's rule: clear of the domain's RAM, inside its space.
-                if !layout.holds_device_window(base, end - base) {
-                    return Err(self.invalid(
-                        &dev.address,
-                        Problem::DeviceOutsideSpace {
-                            name: name.clone(),
-                            domain: domains[i].name.clone(),
-                            base,
-                            end,
-                            ram_start,
-                            ram_end,
-                        },
-                    ));
+                    domain: domains[i].name.clone(),
+                    base,
+                    end,
+                    ram_start,
+                    ram_end,
+                },
+            ));
+        }
+        if let Some((other, at)) = devices
+            .iter()
+            .find(|(o, _)| base < o.mmio_base + o.mmio_size && o.mmio_base < end)
+        {
+            return Err(self.invalid(
+                &dev.address,
+                Problem::DeviceOverlap {
+                    name: name.clone(),
+                    base,
+                    end,
+                    other: other.name.clone(),
+                    other_line: self.line(at),
+                },
+            ));
+        }
+        let interrupt = match &dev.interrupt {
+            None => 0,
+            Some(irq) => {
+                let intid = *irq.get_ref();
+                if !(32..=1019).contains(&intid) {
+                    return Err(self.invalid(irq, Problem::DeviceInterrupt(intid)));
                 }
                 if let Some((other, at)) = devices
                     .iter()
-                    .find(|(o, _)| base < o.mmio_base + o.mmio_size && o.mmio_base < end)
+                    .find(|(o, _)| u64::from(o.interrupt) == intid)
                 {
                     return Err(self.invalid(
-                        &dev.address,
-                        Problem::DeviceOverlap {
-                            name: name.clone(),
-                            base,
-                            end,
+                        irq,
+                        Problem::DeviceInterruptTaken {
+                            intid,
                             other: other.name.clone(),
-                            other_line: self.line(&at.name),
+                            other_line: self.line(at),
                         },
                     ));
                 }
-                let interrupt = match &dev.interrupt {
-                    None => 0,
-                    Some(irq) => {
-                        let intid = *irq.get_ref();
-                        if !(32..=1019).contains(&intid) {
-                            return Err(self.invalid(irq, Problem::DeviceInterrupt(intid)));
-                        }
-                        if let Some((other, at)) = devices
-                            .iter()
-                            .find(|(o, _)| u64::from(o.interrupt) == intid)
-                        {
-                            return Err(self.invalid(
-                                irq,
-                                Problem::DeviceInterruptTaken {
-                                    intid,
-                                    other: other.name.clone(),
-                                    other_line: self.line(&at.name),
-                                },
-                            ));
-                        }
-                        intid as u32
-                    }
-                };
-                devices.push((
-                    Device {
-                        name: name.clone(),
-                        domain: i,
-                        mmio_base: base,
-                        mmio_size: end - base,
-                        interrupt,
-                    },
-                    dev,
-                ));
+                intid as u32
             }
-        }
-        Ok(devices.into_iter().map(|(d, _)| d).collect())
+        };
+        devices.push((
+            Device {
+                name: name.clone(),
+                domain: i,
+                mmio_base: base,
+                mmio_size: end - base,
+                interrupt,
+            },
+            dev.name.clone(),
+        ));
+        Ok(())
     }
 }
