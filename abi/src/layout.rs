@@ -16,6 +16,10 @@ pub const IPA_LIMIT: u64 = 1 << IPA_BITS;
 /// Bytes in a page: the unit of every mapping, frame range and table charge.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// Most separately allocated RAM chunks of one domain: its RAM capabilities are in slots 0
+/// up to this, mapped one after the other from `sysimage::DOMAIN_RAM_BASE`.
+pub const MAX_RAM_CHUNKS: usize = 16;
+
 /// Most physical CPUs the kernel brings up and records (more in the device tree are reported
 /// and left off; the scale work lifts this).
 pub const MAX_CPUS: usize = 16;

@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod blkio;
 pub mod bootinfo;
 // Every hypercall, defined once; `hypercall` and `args` re-export what it generates.
 mod calls;
+pub mod config;
 pub mod ctl;
 pub mod event;
 pub mod frames;

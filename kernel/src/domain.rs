@@ -12,7 +12,7 @@ extern crate alloc;
 /// Most vCPUs of one domain.
 pub const MAX_VCPUS_PER_DOMAIN: usize = mica_abi::sysimage::MAX_VCPUS_PER_DOMAIN;
 /// Most separately allocated RAM chunks of one domain.
-pub const MAX_RAM_CHUNKS: usize = 16;
+pub const MAX_RAM_CHUNKS: usize = mica_abi::layout::MAX_RAM_CHUNKS;
 /// Bytes of console output buffered per domain until a newline.
 pub const CONSOLE_LINE: usize = 160;
 

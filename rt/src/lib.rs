@@ -23,6 +23,7 @@
 pub mod bootinfo;
 pub mod channel;
 pub mod conduit;
+pub mod config;
 pub mod console;
 pub mod entry;
 pub mod events;

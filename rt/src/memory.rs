@@ -303,11 +303,11 @@ pub fn system_image() -> Option<&'static [u8]> {
 /// The physical address of this domain's RAM at `ipa .. ipa + len`, if those bytes lie in one
 /// of its RAM chunks: for a driver whose device reaches memory by physical address (DMA, with
 /// no IOMMU in between). The kernel gives a domain its RAM as Memory capabilities in slots
-/// 0, 1, ..., mapped one after the other from [`mica_abi::sysimage::DOMAIN_RAM_BASE`];
-/// `cap_identify` tells each one's frames.
+/// 0, 1, ... (at most `mica_abi::layout::MAX_RAM_CHUNKS`), mapped one after the other from
+/// [`mica_abi::sysimage::DOMAIN_RAM_BASE`]; `cap_identify` tells each one's frames.
 pub fn physical(ipa: u64, len: u64) -> Option<u64> {
     let mut chunk_ipa = mica_abi::sysimage::DOMAIN_RAM_BASE;
-    for slot in 0..16u16 {
+    for slot in 0..mica_abi::layout::MAX_RAM_CHUNKS as u16 {
         let info = crate::hypercall::cap_identify(crate::Slot(slot)).ok()?;
         let frames = info
             .frames

@@ -270,6 +270,29 @@ impl<M: RingMemory> Ring<M> {
     }
 }
 
+/// The request and completion rings of a block-service client's I/O region
+/// (`mica_abi::blkio`), as both sides attach them (the region starts zeroed: nothing to set
+/// up); `None` if the region is too small for them and one data slot.
+pub fn blkio_rings(region: SharedRegion) -> Option<(Ring<SharedRegion>, Ring<SharedRegion>)> {
+    use mica_abi::blkio;
+    if blkio::slots(region.len()) == 0 {
+        return None;
+    }
+    let requests = Ring::attach(
+        region,
+        blkio::REQUEST_RING,
+        blkio::RING_CAPACITY,
+        blkio::REQUEST_SLOT,
+    );
+    let completions = Ring::attach(
+        region,
+        blkio::COMPLETION_RING,
+        blkio::RING_CAPACITY,
+        blkio::COMPLETION_SLOT,
+    );
+    requests.ok().zip(completions.ok())
+}
+
 /// A shared region (or any memory outside Rust's objects) that rings live in, accessed only
 /// with atomic loads and stores, so a peer writing it concurrently is no data race.
 #[derive(Clone, Copy, Debug)]

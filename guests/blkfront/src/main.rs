@@ -1,8 +1,9 @@
 //! `blkfront`: a guest that uses the virtio block device in its virtio slot 0 the way any
-//! driver would (the `virtio-drivers` crate, DMA in its own RAM), for the `blk-ram` scenario.
+//! driver would (the `virtio-drivers` crate, DMA in its own RAM), for the `blk-ram`,
+//! `blk-hostile` and `blk-four` scenarios.
 //!
 //! It reads the device's capacity, writes a pattern (a different byte per sector, mixed with
-//! the pass number) to the first sectors in requests of several sizes, flushes, reads them
+//! the pass number and the manifest's `arg`) to the first sectors in requests of several sizes, flushes, reads them
 //! back and compares, twice; then it reads a sector past the end, which must fail, and ends.
 //! Every request goes through the kernel's register file and the device domain that serves
 //! the disk (docs/virtio.md).
@@ -19,11 +20,15 @@ const SECTORS: usize = 64;
 /// Requests of these many sectors, in turn.
 const SIZES: [usize; 4] = [1, 3, 8, 16];
 
-fn pattern(pass: u8, sector: usize, i: usize) -> u8 {
-    (sector as u8).wrapping_mul(31) ^ (i as u8) ^ pass.wrapping_mul(0x5B)
+/// The byte at `i` of `sector` in pass `pass` of the guest whose manifest `arg` is `who`
+/// (guests sharing a real disk write different bytes, so one that saw another's data would
+/// say so).
+fn pattern(who: u8, pass: u8, sector: usize, i: usize) -> u8 {
+    (sector as u8).wrapping_mul(31) ^ (i as u8) ^ pass.wrapping_mul(0x5B) ^ who.wrapping_mul(0xA7)
 }
 
-fn main(_info: BootInfo) -> ! {
+fn main(info: BootInfo) -> ! {
+    let who = info.arg as u8;
     let Some(dma) = memory::ram_window() else {
         println!("blkfront: no free RAM for DMA");
         mica_rt::exit()
@@ -48,7 +53,7 @@ fn main(_info: BootInfo) -> ! {
         while sector < SECTORS {
             let n = SIZES[size % SIZES.len()].min(SECTORS - sector);
             for (i, b) in buf[..n * SECTOR].iter_mut().enumerate() {
-                *b = pattern(pass, sector + i / SECTOR, i % SECTOR);
+                *b = pattern(who, pass, sector + i / SECTOR, i % SECTOR);
             }
             if let Err(e) = disk.write_blocks(sector, &buf[..n * SECTOR]) {
                 println!(
@@ -76,7 +81,7 @@ fn main(_info: BootInfo) -> ! {
                 mica_rt::exit()
             }
             for (i, b) in buf[..n * SECTOR].iter().enumerate() {
-                if *b != pattern(pass, sector + i / SECTOR, i % SECTOR) {
+                if *b != pattern(who, pass, sector + i / SECTOR, i % SECTOR) {
                     bad += 1;
                 }
             }

@@ -1,4 +1,8 @@
-//! `vda`: the device domain of one guest's virtio disk, in RAM-disk mode (docs/virtio.md).
+//! `vda`: the device domain of one guest's virtio disk (docs/virtio.md): the disk is its own
+//! RAM (RAM-disk mode), or an extent of a real disk the block service `blk` drives, when the
+//! manifest's disk names a `[[drive]]` (then the boot-info page has the channel NAME-blk and
+//! the I/O region NAME-io: each request goes to `blk` through a data slot, and this domain
+//! waits for its completion; the guest's vCPUs never do).
 //!
 //! From its boot-info page it takes the first VirtioDevice capability (named NAME by the
 //! manifest's `disks`), the kernel's notification channel NAME-events and the guest's RAM,
@@ -13,9 +17,10 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
+use mica_abi::blkio;
 use mica_abi::virtio::{feature, status};
 use mica_abi::ObjectType;
-use mica_rt::ring::{RingMemory, SharedRegion};
+use mica_rt::ring::{Ring, RingMemory, SharedRegion};
 use mica_rt::{events, hypercall, memory, println, BootInfo, Port, Slot};
 use mica_virtqueue::blk::{self, Disk};
 use mica_virtqueue::{GuestMemory, Queue};
@@ -93,11 +98,97 @@ impl Disk for RamDisk {
     }
 }
 
+/// An extent of a real disk, served by the block service through the I/O region's rings and
+/// its first data slot, one request at a time.
+struct RemoteDisk {
+    sectors: u64,
+    endpoint: mica_rt::Slot,
+    region: SharedRegion,
+    requests: Ring<SharedRegion>,
+    completions: Ring<SharedRegion>,
+    tag: u32,
+}
+
+impl RemoteDisk {
+    /// Asks the block service for `op` on `sectors` sectors from `sector` (data in slot 0)
+    /// and waits for its answer.
+    fn call(&mut self, op: u8, sector: u64, sectors: u32) -> bool {
+        self.tag = self.tag.wrapping_add(1);
+        let request = blkio::Request {
+            tag: self.tag,
+            op,
+            slot: 0,
+            sectors,
+            sector,
+        };
+        if self.requests.push(&request.encode()).is_err() {
+            return false;
+        }
+        let _ = events::send(self.endpoint);
+        loop {
+            let mut msg = [0u8; blkio::COMPLETION_SLOT];
+            match self.completions.pop(&mut msg) {
+                Ok(Some(p)) => match blkio::Completion::decode(&msg[..p.len]) {
+                    Some(c) if c.tag == self.tag => return c.status == blkio::status::OK,
+                    // An answer to an earlier request this side gave up on.
+                    Some(_) => continue,
+                    None => return false,
+                },
+                Ok(None) => {
+                    // Guest notifications taken here are not lost: the caller looks at the
+                    // queue again before it waits.
+                    events::wait();
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Moves `len` bytes at a time through the data slot.
+    fn chunks(len: usize) -> impl Iterator<Item = (usize, usize)> {
+        (0..len)
+            .step_by(blkio::SLOT_BYTES)
+            .map(move |at| (at, blkio::SLOT_BYTES.min(len - at)))
+    }
+}
+
+impl Disk for RemoteDisk {
+    fn sectors(&self) -> u64 {
+        self.sectors
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> bool {
+        for (at, n) in Self::chunks(buf.len()) {
+            let first = sector + (at / 512) as u64;
+            if !self.call(blkio::op::READ, first, (n / 512) as u32) {
+                return false;
+            }
+            self.region.read(blkio::CONTROL_BYTES, &mut buf[at..at + n]);
+        }
+        true
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> bool {
+        for (at, n) in Self::chunks(data.len()) {
+            self.region.write(blkio::CONTROL_BYTES, &data[at..at + n]);
+            let first = sector + (at / 512) as u64;
+            if !self.call(blkio::op::WRITE, first, (n / 512) as u32) {
+                return false;
+            }
+        }
+        true
+    }
+    fn flush(&mut self) -> bool {
+        self.call(blkio::op::FLUSH, 0, 0)
+    }
+    fn id(&self) -> &[u8] {
+        b"mica-blk-extent"
+    }
+}
+
 /// Takes and serves every chain the guest made available; `Err` if it broke its queue.
 fn serve_batch(
     q: &mut Queue,
     ram: &mut GuestRam,
-    disk: &mut RamDisk,
+    disk: &mut impl Disk,
     served: &mut u64,
 ) -> Result<(), ()> {
     while let Some(chain) = q.pop(ram).map_err(drop)? {
@@ -134,9 +225,44 @@ fn main(_info: BootInfo) -> ! {
         println!("vda: boot-info page lacks {events_name} or {ram_name}");
         mica_rt::exit()
     };
-    // The disk is as large as the guest is told (its capacity), in this domain's free RAM.
+    // The guest's notifications on port 0 (a block service's answers on port 1).
+    if let Err(s) = events::register().and_then(|()| events::bind(notify, Port(0), 0)) {
+        println!("vda: event set-up refused ({s:?})");
+        mica_rt::exit()
+    }
+    // The disk is as large as the guest is told (its capacity).
     let capacity =
         hypercall::virtio_config(device, mica_abi::virtio::blk::config::CAPACITY).unwrap_or(0);
+    let mut blk_name = heapless::String::<24>::new();
+    let mut io_name = heapless::String::<24>::new();
+    let _ = (blk_name.push_str(name), blk_name.push_str("-blk"));
+    let _ = (io_name.push_str(name), io_name.push_str("-io"));
+    let remote = page
+        .endpoint(&blk_name)
+        .zip(memory::shared_region(&io_name));
+    if let Some((endpoint, io)) = remote {
+        let rings = mica_rt::ring::blkio_rings(io);
+        let Some((requests, completions)) = rings else {
+            println!("vda: {io_name} holds no rings and data slot");
+            mica_rt::exit()
+        };
+        if let Err(s) = events::bind(endpoint, Port(1), 0) {
+            println!("vda: cannot wait on {blk_name} ({s:?})");
+            mica_rt::exit()
+        }
+        let disk = RemoteDisk {
+            sectors: capacity,
+            endpoint,
+            region: io,
+            requests,
+            completions,
+            tag: 0,
+        };
+        println!(
+            "vda: serving {name}: {capacity} sectors of a real disk, through the block service"
+        );
+        run(device, region, disk)
+    }
     let Some(words) = memory::take_free_ram() else {
         println!("vda: no free RAM for the disk");
         mica_rt::exit()
@@ -150,21 +276,23 @@ fn main(_info: BootInfo) -> ! {
         );
         mica_rt::exit()
     }
-    let mut disk = RamDisk {
+    let disk = RamDisk {
         bytes: &mut bytes[..want],
     };
-    let mut ram = GuestRam {
-        region,
-        base: mica_abi::sysimage::DOMAIN_RAM_BASE,
-    };
-    if let Err(s) = events::register().and_then(|()| events::bind(notify, Port(0), 0)) {
-        println!("vda: event set-up refused ({s:?})");
-        mica_rt::exit()
-    }
     println!(
         "vda: serving {name}: a RAM disk of {} sectors",
         disk.sectors()
     );
+    run(device, region, disk)
+}
+
+/// Serves the guest's device `device` from `disk`, for ever.
+fn run(device: Slot, region: SharedRegion, mut disk: impl Disk) -> ! {
+    let mut ram = GuestRam {
+        region,
+        base: mica_abi::sysimage::DOMAIN_RAM_BASE,
+    };
+
     let mut queue: Option<(u32, Queue)> = None;
     let (mut served, mut broken) = (0u64, 0u64);
     loop {

@@ -99,6 +99,9 @@ pub enum DomainProblem {
     /// Not an aarch64 ELF64, or truncated.
     #[error(transparent)]
     Elf(#[from] ImageError),
+    /// The manifest gives the domain a configuration, but its binary has no area for it.
+    #[error("the manifest gives this domain a configuration (it drives a [[drive]] that guests' disks are extents of), but its binary has no {0} area of mica_rt::config to hold it: run the block service (binary \"blk\")")]
+    NoConfigArea(&'static str),
     /// Not `ET_EXEC`.
     #[error("e_type is {0}, not ET_EXEC (2): link the domain as a static executable")]
     NotExecutable(u16),
@@ -531,9 +534,60 @@ fn load_domain_at(
                 .collect();
             load_linux(domain, linux, &input.bytes, initramfs, &slots)
         }
-        _ => load_domain(domain, &input.bytes),
+        _ => load_domain(domain, &input.bytes).and_then(|mut loaded| {
+            if let Some(config) = domain_config(manifest, index) {
+                write_config(&mut loaded, &input.bytes, &config)?;
+            }
+            Ok(loaded)
+        }),
     }
     .map_err(|problem| domain_error(domain, &input.path, problem))
+}
+
+/// The configuration `mica build` writes into domain `index`'s image (`mica_abi::config`), if
+/// the manifest gives it one: for the server of a `[[drive]]`, the table of the disks that
+/// are extents of it (`mica_abi::blkio`: each client's name and extent).
+pub fn domain_config(manifest: &Manifest, index: usize) -> Option<Vec<u8>> {
+    let drive = manifest.drives.iter().position(|d| d.server == index)?;
+    let clients: Vec<mica_abi::blkio::Client> = manifest
+        .disks
+        .iter()
+        .filter_map(|disk| {
+            let on = disk.on_drive.filter(|on| on.drive == drive)?;
+            Some(mica_abi::blkio::Client {
+                name: mica_abi::bootinfo::name_field(&disk.name),
+                extent: mica_abi::blkio::Extent {
+                    first: on.first_sector,
+                    sectors: disk.sectors,
+                },
+            })
+        })
+        .collect();
+    mica_abi::blkio::encode_clients(&clients).map(|table| table.to_vec())
+}
+
+/// Writes `config` over the bytes of the symbol `mica_abi::config::SYMBOL` in the loaded
+/// image of `elf` (the area `mica_rt::config` reads).
+fn write_config(loaded: &mut ImageDomain, elf: &[u8], config: &[u8]) -> Result<(), DomainProblem> {
+    use object::{Object, ObjectSymbol};
+    let missing = || DomainProblem::NoConfigArea(mica_abi::config::SYMBOL);
+    let file = object::File::parse(elf).map_err(|_| missing())?;
+    let symbol = file
+        .symbols()
+        .find(|s| s.name() == Ok(mica_abi::config::SYMBOL))
+        .ok_or_else(missing)?;
+    if (config.len() as u64) > symbol.size() || symbol.size() > mica_abi::config::BYTES as u64 {
+        return Err(missing());
+    }
+    let at = symbol.address();
+    let segment = loaded
+        .segments
+        .iter_mut()
+        .find(|s| s.ipa <= at && at + config.len() as u64 <= s.ipa + s.bytes.len() as u64)
+        .ok_or_else(missing)?;
+    let offset = (at - segment.ipa) as usize;
+    segment.bytes[offset..offset + config.len()].copy_from_slice(config);
+    Ok(())
 }
 
 /// The kernel and initramfs files of Linux domain `domain`: paths relative to the manifest,
@@ -797,6 +851,53 @@ mmu_off_cacheable = false
 
     fn manifest(text: &str) -> Manifest {
         Manifest::parse(Path::new("images/pair.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn a_drive_server_is_configured_with_its_clients_extents() {
+        let m = manifest(
+            r#"
+[system]
+name = "one"
+arch = "aarch64"
+[machine]
+cpus = 2
+[[drive]]
+name = "disk0"
+file = "d.img"
+size_mib = 64
+server = "blk"
+[[domain]]
+name = "blk"
+kind = "service"
+binary = "blk"
+memory_kib = 4096
+[[domain]]
+name = "g"
+kind = "guest"
+binary = "blkfront"
+memory_kib = 1024
+disks = [{ name = "vdb", server = "v", drive = "disk0", offset_mib = 2, size_mib = 3 }]
+[[domain]]
+name = "v"
+kind = "service"
+binary = "vda"
+memory_kib = 1024
+"#,
+        );
+        let table = domain_config(&m, 0).expect("blk drives disk0");
+        let client = mica_abi::blkio::client(&table, 0).unwrap();
+        assert_eq!(name_str(&client.name), "vdb");
+        assert_eq!(
+            client.extent,
+            mica_abi::blkio::Extent {
+                first: 2 * 2048,
+                sectors: 3 * 2048
+            }
+        );
+        assert_eq!(mica_abi::blkio::client(&table, 1), None);
+        assert_eq!(domain_config(&m, 1), None);
+        assert_eq!(domain_config(&m, 2), None);
     }
 
     /// A guest linked at the domain RAM base: text, data, and BSS.

@@ -96,6 +96,14 @@ pub enum LinuxError {
         /// Why.
         why: String,
     },
+    /// A program or library of the initramfs is not an ELF file whose needs can be read.
+    #[error("{path}: not a program or shared library whose needs can be read ({why})")]
+    BadProgram {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// A program of the initramfs needs a shared library no fetched package has.
     #[error(
         "the initramfs's programs need {library}, which none of these packages has: {packages}"
@@ -133,8 +141,8 @@ pub struct LinuxFiles {
     pub initramfs: PathBuf,
     /// A second archive, of the disk tools ([`crate::build::programs`]), which the builder
     /// appends to the initramfs of a Linux guest with disks (the kernel unpacks concatenated
-    /// archives in turn). Apart, because the tools and their libraries, some 3.5 MB held twice
-    /// while the kernel unpacks them, do not fit the small guests `mica ctl create` starts.
+    /// archives in turn). Apart, because they do not fit the small guests `mica ctl create`
+    /// starts (docs/linux-guests.md).
     pub disk_tools: PathBuf,
     /// The modules `/init` loads, in order.
     pub modules: Vec<String>,
@@ -249,9 +257,15 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, Linu
     }
 
     let extras = crate::build::programs::gather(cache, say)?;
+    // Named for what goes in: the packages' versions, the programs and the files taken.
     let disk_tools = cache.join(format!(
         "disk-tools-{}.cpio",
-        fingerprint(&extras.packages.join("\n"))
+        fingerprint(&format!(
+            "{}\n{:?}\n{:?}",
+            extras.packages.join("\n"),
+            crate::build::programs::PROGRAMS,
+            crate::build::programs::CONFIG
+        ))
     ));
     if disk_tools.is_file() {
         say(&format!("using the cached {}", disk_tools.display()));

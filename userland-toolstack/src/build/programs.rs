@@ -103,7 +103,7 @@ pub fn gather(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<Extras, LinuxEr
     for program in &PROGRAMS {
         let path = roots[program.package].join(program.path);
         let bytes = std::fs::read(&path).map_err(io_error(&path))?;
-        let needs = elf_needs(&bytes).map_err(|why| LinuxError::BadModule {
+        let needs = elf_needs(&bytes).map_err(|why| LinuxError::BadProgram {
             path: path.clone(),
             why,
         })?;
@@ -137,7 +137,7 @@ pub fn gather(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<Extras, LinuxEr
             continue;
         }
         let bytes = std::fs::read(file).map_err(io_error(file))?;
-        let needs = elf_needs(&bytes).map_err(|why| LinuxError::BadModule {
+        let needs = elf_needs(&bytes).map_err(|why| LinuxError::BadProgram {
             path: file.clone(),
             why,
         })?;
@@ -159,10 +159,12 @@ pub fn gather(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<Extras, LinuxEr
 /// target is taken relative to `root`, never the host's own file).
 fn shared_objects(root: &Path) -> Result<Vec<(String, PathBuf)>, LinuxError> {
     let mut found = Vec::new();
+    let canonical_root = std::fs::canonicalize(root).map_err(io_error(root))?;
+    // Real directories only: a link in their place could lead anywhere on the host.
     let mut dirs: Vec<PathBuf> = ["lib", "usr/lib"]
         .iter()
         .map(|d| root.join(d))
-        .filter(|d| d.is_dir())
+        .filter(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
         .collect();
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
@@ -184,7 +186,13 @@ fn shared_objects(root: &Path) -> Result<Vec<(String, PathBuf)>, LinuxError> {
             else {
                 continue;
             };
-            if let (true, Some(file)) = (is_object, resolve_inside(root, &path)) {
+            let file = is_object
+                .then(|| resolve_inside(root, &path))
+                .flatten()
+                // Whatever directory links the path went through, the file itself must be
+                // inside the package.
+                .filter(|f| std::fs::canonicalize(f).is_ok_and(|c| c.starts_with(&canonical_root)));
+            if let Some(file) = file {
                 found.push((relative, file));
             }
         }
@@ -254,10 +262,12 @@ pub fn elf_needs(data: &[u8]) -> Result<Needs, String> {
     let header = FileHeader64::<Endianness>::parse(data).map_err(|e| e.to_string())?;
     let endian = header.endian().map_err(|e| e.to_string())?;
     let mut needs = Needs::default();
+    let mut dynamic_segment = false;
     for ph in header
         .program_headers(endian, data)
         .map_err(|e| e.to_string())?
     {
+        dynamic_segment |= ph.p_type(endian) == object::elf::PT_DYNAMIC;
         if ph.p_type(endian) == PT_INTERP {
             let bytes = ph
                 .data(endian, data)
@@ -267,7 +277,12 @@ pub fn elf_needs(data: &[u8]) -> Result<Needs, String> {
         }
     }
     let sections = header.sections(endian, data).map_err(|e| e.to_string())?;
-    if let Some((dynamic, link)) = sections.dynamic(endian, data).map_err(|e| e.to_string())? {
+    let dynamic = sections.dynamic(endian, data).map_err(|e| e.to_string())?;
+    if dynamic.is_none() && dynamic_segment {
+        // Its libraries would go unnoticed: say so rather than build a guest that fails.
+        return Err("a PT_DYNAMIC segment but no dynamic section to read it from".to_owned());
+    }
+    if let Some((dynamic, link)) = dynamic {
         let strings = sections
             .strings(endian, data, link)
             .map_err(|e| e.to_string())?;
@@ -300,6 +315,7 @@ mod tests {
     #[test]
     fn links_are_followed_inside_the_root_only() {
         let root = std::env::temp_dir().join(format!("mica-programs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
         let lib = root.join("lib/aarch64-linux-gnu");
         std::fs::create_dir_all(&lib).unwrap();
         std::fs::write(lib.join("libx.so.2.1"), b"x").unwrap();
@@ -310,6 +326,9 @@ mod tests {
         link("/lib/aarch64-linux-gnu/libx.so.2.1", "libx-abs.so");
         link("../../../../etc/passwd", "escape.so");
         link("/etc/hostname", "host.so");
+        // Through a directory link that leads out of the package.
+        std::os::unix::fs::symlink("/etc", lib.join("etcdir")).unwrap();
+        link("etcdir/hostname", "via-dir.so");
         let found = shared_objects(&root).unwrap();
         let names: Vec<&str> = found.iter().map(|(r, _)| r.as_str()).collect();
         assert_eq!(

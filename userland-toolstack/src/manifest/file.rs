@@ -108,6 +108,10 @@ pub(crate) struct DiskSection {
     pub(crate) name: Spanned<String>,
     pub(crate) server: Spanned<String>,
     pub(crate) size_mib: Spanned<u64>,
+    #[serde(default)]
+    pub(crate) drive: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) offset_mib: Option<Spanned<u64>>,
 }
 
 /// One entry of a domain's `devices = [...]`: an MMIO device passed through to it.

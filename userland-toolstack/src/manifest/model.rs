@@ -240,6 +240,20 @@ pub struct Disk {
     pub ram_pages: u32,
     /// Where the server sees the guest's RAM.
     pub ram_address: u64,
+    /// The extent of a `[[drive]]` the disk is, if it is not a RAM disk of its server.
+    pub on_drive: Option<OnDrive>,
+}
+
+/// A guest's disk as an extent of a machine disk (`drive` and `offset_mib`): the server (a
+/// device domain) passes its requests to the drive's server (the block service) through the
+/// channel and the region the toolstack adds for it ([`Manifest::channels`], [`Manifest::shares`],
+/// both named `NAME-io`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OnDrive {
+    /// The index of the drive in [`Manifest::drives`].
+    pub drive: usize,
+    /// The extent's first sector on the drive.
+    pub first_sector: u64,
 }
 
 /// How a shared region is mapped into its peer.

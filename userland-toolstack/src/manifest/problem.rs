@@ -557,11 +557,118 @@ pub enum Problem {
     #[error("the machine has {0} drives, and at most {MAX_DRIVES} fit: each needs a 4 KiB page of QEMU's virtio-mmio transports to itself (a device is passed through a page at a time), and the last page is the control domain's console's")]
     TooManyDrives(usize),
     /// A drive of no size or too large.
-    #[error("drive `{0}`: give its size_mib, from 1 to 1048576 (1 TiB)")]
+    #[error("drive `{0}`: give its size_mib, from 1 to {MAX_DRIVE_MIB} (1 TiB)")]
     DriveSize(String),
+    /// Two drives of one name.
+    #[error("drive `{name}` is named twice (first on line {other_line}): QEMU names each drive's backend by it")]
+    DriveNameTwice {
+        /// The name.
+        name: String,
+        /// The first one.
+        other_line: usize,
+    },
+    /// A domain driving two drives.
+    #[error("`{server}` drives `{other}` already (line {other_line}): a block service drives one drive; give this one a block service of its own")]
+    DriveServerTwice {
+        /// The domain.
+        server: String,
+        /// The drive it has.
+        other: String,
+        /// Where that one is.
+        other_line: usize,
+    },
+    /// Two drives on one file.
+    #[error("{file} is drive `{other}`'s file already (line {other_line}): give each drive a file of its own")]
+    DriveFileTwice {
+        /// The file.
+        file: String,
+        /// The drive that has it.
+        other: String,
+        /// Where that one is.
+        other_line: usize,
+    },
+    /// A guest's disk slot under one of its passed-through devices.
+    #[error("disk `{disk}`: its virtio registers at {window:#x} lie in the page of the guest's device `{device}`: the kernel answers them, so move the device (a [[drive]] it serves takes a page of QEMU's virtio transports) or give the guest its disks elsewhere")]
+    DiskSlotTaken {
+        /// The disk.
+        disk: String,
+        /// The device.
+        device: String,
+        /// The slot's window.
+        window: u64,
+    },
     /// A drive without a file.
     #[error("drive `{0}`: file = \"\": name the host file that holds the disk (created, sparse, when missing)")]
     DriveFile(String),
+    /// `offset_mib` without `drive`.
+    #[error("disk `{0}`: offset_mib without drive: name the [[drive]] the disk is an extent of, or leave out offset_mib (a RAM disk of its server)")]
+    DiskOffsetWithoutDrive(String),
+    /// `drive` names no drive.
+    #[error("disk `{disk}`: drive = \"{drive}\" names no [[drive]] of this system; the drives are: {drives}")]
+    DiskNoSuchDrive {
+        /// The disk.
+        disk: String,
+        /// The name given.
+        drive: String,
+        /// The drives there are.
+        drives: String,
+    },
+    /// An extent past the drive's end.
+    #[error("disk `{disk}`: offset_mib = {offset_mib} and size_mib = {size_mib} end past drive `{drive}`, which has {drive_mib} MiB")]
+    DiskPastDrive {
+        /// The disk.
+        disk: String,
+        /// Its offset.
+        offset_mib: u64,
+        /// Its size.
+        size_mib: u64,
+        /// The drive.
+        drive: String,
+        /// The drive's size.
+        drive_mib: u64,
+    },
+    /// Two extents of one drive overlap.
+    #[error("disk `{disk}` overlaps disk `{other}` (line {other_line}) on drive `{drive}`: give each guest its own part of the drive")]
+    DiskOverlap {
+        /// The disk.
+        disk: String,
+        /// The one it overlaps.
+        other: String,
+        /// Where that one is.
+        other_line: usize,
+        /// The drive.
+        drive: String,
+    },
+    /// A disk served by its drive's own server.
+    #[error("disk `{disk}`: `{server}` drives `{drive}` itself: name a device domain (binary `vda`) as the disk's server, which passes the guest's requests to `{server}`")]
+    DiskServedByDriveServer {
+        /// The disk.
+        disk: String,
+        /// The server.
+        server: String,
+        /// The drive.
+        drive: String,
+    },
+    /// No room for a disk's I/O region in the block service's RAM.
+    #[error("disk `{disk}`: the block service `{service}` has no room for the disk's {kib} KiB I/O region below its boot-info page and its other regions: give it more memory_kib")]
+    DiskIoDoesNotFit {
+        /// The disk.
+        disk: String,
+        /// The block service.
+        service: String,
+        /// The region's size.
+        kib: u64,
+    },
+    /// The device domain's window for an I/O region is taken.
+    #[error("disk `{disk}`: `{device}` already has a shared region at {address:#x}, where the disk's I/O region goes: move that region")]
+    DiskIoWindowTaken {
+        /// The disk.
+        disk: String,
+        /// The device domain.
+        device: String,
+        /// The window.
+        address: u64,
+    },
     /// A disk's name.
     #[error("disk name `{0}`: use 1 to 17 of a-z, 0-9 and `-` (the server's capabilities are NAME, NAME-events and NAME-ram)")]
     BadDiskName(String),

@@ -1091,7 +1091,7 @@ fn control_and_device_errors_name_the_place() {
 fn drives_are_devices_of_their_servers_each_on_a_page_of_its_own() {
     let mut text =
         control("{ name = \"console\", address = 0x0a003e00, size = 0x200, interrupt = 79 }");
-    for i in 0..3 {
+    for i in 0..2 {
         text += &format!(
             "\n[[drive]]\nname = \"disk{i}\"\nfile = \"../build/d{i}.img\"\nsize_mib = 8\nserver = \"{}\"\n",
             if i == 1 { "hello-a" } else { "hello-b" }
@@ -1110,13 +1110,139 @@ fn drives_are_devices_of_their_servers_each_on_a_page_of_its_own() {
         .collect();
     assert_eq!(
         placed,
-        [
-            (23, 0x0a00_2000, 48 + 23, 1),
-            (15, 0x0a00_1000, 48 + 15, 0),
-            (7, 0x0a00_0000, 48 + 7, 1)
-        ]
+        [(23, 0x0a00_2000, 48 + 23, 1), (15, 0x0a00_1000, 48 + 15, 0)]
     );
+    assert_eq!(drive_transport(2), Some(7));
     assert_eq!(m.drives[0].size_mib, 8);
     assert!(m.drives[0].file.ends_with("build/d0.img"));
     assert_eq!(drive_transport(3), None);
+}
+
+#[test]
+fn disks_on_a_drive_get_a_channel_and_an_io_region_to_its_server() {
+    let text = r#"
+[system]
+name = "four"
+arch = "aarch64"
+
+[machine]
+cpus = 2
+memory_mib = 512
+
+[[drive]]
+name = "disk0"
+file = "d.img"
+size_mib = 64
+server = "blk"
+
+[[domain]]
+name = "blk"
+kind = "service"
+binary = "blk"
+memory_kib = 4096
+
+[[domain]]
+name = "g1"
+kind = "guest"
+binary = "blkfront"
+memory_kib = 1024
+disks = [{ name = "vda", server = "v1", drive = "disk0", offset_mib = 8, size_mib = 16 }]
+
+[[domain]]
+name = "v1"
+kind = "service"
+binary = "vda"
+memory_kib = 1024
+
+[[domain]]
+name = "g2"
+kind = "guest"
+binary = "blkfront"
+memory_kib = 1024
+disks = [{ name = "vdb", server = "v2", drive = "disk0", size_mib = 8 }]
+
+[[domain]]
+name = "v2"
+kind = "service"
+binary = "vda"
+memory_kib = 1024
+"#;
+    let m = parse(text).unwrap();
+    let on: Vec<_> = m
+        .disks
+        .iter()
+        .map(|d| (d.name.as_str(), d.on_drive, d.sectors))
+        .collect();
+    assert_eq!(
+        on,
+        [
+            (
+                "vda",
+                Some(OnDrive {
+                    drive: 0,
+                    first_sector: 8 * 2048
+                }),
+                16 * 2048
+            ),
+            (
+                "vdb",
+                Some(OnDrive {
+                    drive: 0,
+                    first_sector: 0
+                }),
+                8 * 2048
+            ),
+        ]
+    );
+    let channels: Vec<_> = m
+        .channels
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.a.domain,
+                c.a.name.as_str(),
+                c.b.domain,
+                c.b.name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        channels,
+        [
+            ("vda-io", 2, "vda-blk", 0, "vda"),
+            ("vdb-io", 4, "vdb-blk", 0, "vdb")
+        ]
+    );
+    // Both regions in blk's RAM, from the top of its usable RAM down; each at the device
+    // domain's first I/O window.
+    let bytes = mica_abi::blkio::region_bytes(4) as u64;
+    let top = DomainLayout::new(4096 * 1024).usable_end() - DOMAIN_RAM_BASE;
+    let shares: Vec<_> = m
+        .shares
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.owner,
+                s.peer,
+                s.size(),
+                s.owner_offset,
+                s.peer_address,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shares,
+        [
+            ("vda-io", 0, 2, bytes, top - bytes, 0x30_0000_0000),
+            ("vdb-io", 0, 4, bytes, top - 2 * bytes, 0x30_0000_0000),
+        ]
+    );
+    // Too little RAM in the block service for both regions.
+    let err = error(&text.replacen("memory_kib = 4096", "memory_kib = 512", 1));
+    assert!(
+        err.contains("the block service `blk` has no room for the disk's"),
+        "{err}"
+    );
 }

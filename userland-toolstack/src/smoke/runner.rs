@@ -220,17 +220,30 @@ fn boot_and_judge(
     } else {
         None
     };
-    // The machine's drives, on the transports the builder gave their servers; a scenario
-    // starts from new (empty) drive files.
-    if let Some(b) = built.as_ref().filter(|b| !b.manifest.drives.is_empty()) {
-        for d in &b.manifest.drives {
-            let _ = std::fs::remove_file(&d.file);
+    // The machine's drives, on the transports the builder gave their servers: new (empty)
+    // files in a directory of the scenario's own, never the files the manifest names (a
+    // user's disks), removed with it.
+    let _drives_dir = match built.as_ref().filter(|b| !b.manifest.drives.is_empty()) {
+        Some(b) => {
+            let dir = TempDir::new("drives").map_err(|e| ScenarioFailure::Drive(e.to_string()))?;
+            let drives: Vec<crate::manifest::Drive> = b
+                .manifest
+                .drives
+                .iter()
+                .map(|d| crate::manifest::Drive {
+                    file: dir.0.join(format!("{}.img", d.name)),
+                    ..d.clone()
+                })
+                .collect();
+            crate::boot::drives::prepare(&drives)
+                .map_err(|e| ScenarioFailure::Drive(e.to_string()))?;
+            machine
+                .extra_args
+                .extend(crate::boot::drives::qemu_args(&drives));
+            Some(dir)
         }
-        crate::boot::drives::prepare(&b.manifest.drives)
-            .map_err(|e| ScenarioFailure::Drive(e.to_string()))?;
-        let args = crate::boot::drives::qemu_args(&b.manifest.drives);
-        machine.extra_args.extend(args);
-    }
+        None => None,
+    };
     let mut judge = Judge::new(&scenario.expect);
     // Every boot but the last runs until every domain has ended, then is powered off.
     for boot in 1..scenario.boots {
@@ -242,7 +255,8 @@ fn boot_and_judge(
         let verdict: Result<(), Failure> = loop {
             match qemu.next(deadline)? {
                 Next::Serial(line) => {
-                    let ended = line.contains(crate::serial::ALL_ENDED);
+                    // The kernel's own line (a domain's lines carry its name first).
+                    let ended = line.starts_with(crate::serial::ALL_ENDED);
                     let step = judge.feed(&line);
                     transcript.push(line);
                     match step {
@@ -256,8 +270,9 @@ fn boot_and_judge(
                 Next::TimedOut => break Err(judge.timed_out(scenario.timeout_secs)),
             }
         };
-        qemu.stop()?;
+        let stopped = qemu.stop();
         verdict?;
+        stopped?;
         transcript.push(format!(
             "{STDERR_PREFIX}boot {boot} ended; the machine is powered off and booted again on the same drives"
         ));
@@ -309,6 +324,29 @@ fn boot_and_judge(
     qemu.stop()?;
     drop(built);
     verdict
+}
+
+/// A directory of this run's own, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> std::io::Result<TempDir> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mica-smoke-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn qemu_end(status: std::process::ExitStatus) -> QemuEnd {

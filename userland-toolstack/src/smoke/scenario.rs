@@ -465,6 +465,17 @@ exit = "poweroff"
     }
 
     #[test]
+    fn boots_default_to_one_and_are_bounded() {
+        let base = "description = \"d\"\n[expect]\nlines = ['x']\n";
+        assert_eq!(parse(base).unwrap().boots, 1);
+        assert_eq!(parse(&format!("boots = 3\n{base}")).unwrap().boots, 3);
+        for bad in [0, 5] {
+            let err = parse(&format!("boots = {bad}\n{base}")).unwrap_err();
+            assert!(err.to_string().contains("boots"), "{err}");
+        }
+    }
+
+    #[test]
     fn missing_required_fields_are_rejected() {
         assert!(parse("[expect]\nlines = ['x']\n").is_err());
         assert!(parse("description = \"d\"\n").is_err());

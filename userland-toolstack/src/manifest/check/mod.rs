@@ -17,6 +17,21 @@ pub(crate) use machine::*;
 // ---------------------------------------------------------------------------------------
 // Parsing and checking.
 
+/// `path` with `.` and `..` taken out lexically (a drive's file need not exist yet).
+fn normal_path(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The largest `[[drive]]`, in MiB (1 TiB).
 pub const MAX_DRIVE_MIB: u64 = 1 << 20;
 
@@ -419,7 +434,24 @@ impl Checker<'_> {
         self.links_meet(&file.channels, &file.shares, &domains)?;
         self.control_domain(sections, &domains)?;
         let (devices, drives) = self.devices(sections, &file.drives, &domains, &mut names_in)?;
-        let disks = self.disks(sections, &domains, shares.len(), &mut names_in)?;
+        let disks = self.disks(
+            sections,
+            &domains,
+            (&drives, &devices),
+            shares.len(),
+            &mut names_in,
+        )?;
+        let (io_channels, io_shares) = self.disk_io(
+            sections,
+            &disks,
+            &drives,
+            &domains,
+            (channels.len(), &shares),
+            &mut names_in,
+        )?;
+        let (mut channels, mut shares) = (channels, shares);
+        channels.extend(io_channels);
+        shares.extend(io_shares);
         Ok(Manifest {
             path: self.path.to_owned(),
             name: name.get_ref().clone(),
@@ -480,10 +512,49 @@ impl Checker<'_> {
             }
         }
         let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
-        let mut out = Vec::new();
+        let mut out: Vec<Drive> = Vec::new();
         for (index, drive) in drives.iter().enumerate() {
             let server = self.domain_named("server", &drive.server, &names)?;
             let name = drive.name.get_ref();
+            // QEMU names each drive's backend by it, and locks each file.
+            let file = self
+                .path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(drive.file.get_ref());
+            if let Some((i, other)) = out.iter().enumerate().find(|(_, d)| d.server == server) {
+                return Err(self.invalid(
+                    &drive.server,
+                    Problem::DriveServerTwice {
+                        server: names[server].to_owned(),
+                        other: other.name.clone(),
+                        other_line: self.line(&drives[i].name),
+                    },
+                ));
+            }
+            if let Some((i, _)) = out.iter().enumerate().find(|(_, d)| d.name == *name) {
+                return Err(self.invalid(
+                    &drive.name,
+                    Problem::DriveNameTwice {
+                        name: name.clone(),
+                        other_line: self.line(&drives[i].name),
+                    },
+                ));
+            }
+            if let Some((i, other)) = out
+                .iter()
+                .enumerate()
+                .find(|(_, d)| normal_path(&d.file) == normal_path(&file))
+            {
+                return Err(self.invalid(
+                    &drive.file,
+                    Problem::DriveFileTwice {
+                        file: file.display().to_string(),
+                        other: other.name.clone(),
+                        other_line: self.line(&drives[i].name),
+                    },
+                ));
+            }
             let Some(transport) = u32::try_from(index).ok().and_then(drive_transport) else {
                 return Err(self.invalid(&drive.name, Problem::TooManyDrives(drives.len())));
             };
@@ -511,11 +582,7 @@ impl Checker<'_> {
             self.device(server, &section, domains, namespaces, &mut devices, total)?;
             out.push(Drive {
                 name: name.clone(),
-                file: self
-                    .path
-                    .parent()
-                    .unwrap_or(Path::new(""))
-                    .join(drive.file.get_ref()),
+                file,
                 size_mib,
                 server,
                 transport,
