@@ -2,8 +2,11 @@
 //! driver would (the `virtio-drivers` crate, DMA in its own RAM), for the `blk-ram`,
 //! `blk-hostile` and `blk-four` scenarios.
 //!
+//! With bit 8 of its `arg` set ([`LOOK_BACK`]) it first reads the first sectors and says
+//! whether they hold what its last pass wrote in an earlier boot (`blk-persist`).
+//!
 //! It reads the device's capacity, writes a pattern (a different byte per sector, mixed with
-//! the pass number and the manifest's `arg`) to the first sectors in requests of several sizes, flushes, reads them
+//! the pass number and the low byte of the manifest's `arg`) to the first sectors in requests of several sizes, flushes, reads them
 //! back and compares, twice; then it reads a sector past the end, which must fail, and ends.
 //! Every request goes through the kernel's register file and the device domain that serves
 //! the disk (docs/virtio.md).
@@ -27,6 +30,9 @@ fn pattern(who: u8, pass: u8, sector: usize, i: usize) -> u8 {
     (sector as u8).wrapping_mul(31) ^ (i as u8) ^ pass.wrapping_mul(0x5B) ^ who.wrapping_mul(0xA7)
 }
 
+/// `arg` bit: look for an earlier boot's data first.
+const LOOK_BACK: u64 = 0x100;
+
 fn main(info: BootInfo) -> ! {
     let who = info.arg as u8;
     let Some(dma) = memory::ram_window() else {
@@ -47,6 +53,28 @@ fn main(info: BootInfo) -> ! {
         mica_rt::exit()
     }
     let mut buf = [0u8; 16 * SECTOR];
+    if info.arg & LOOK_BACK != 0 {
+        // What pass 2 of an earlier boot left, if anything.
+        let (mut bad, mut zero) = (0usize, true);
+        for sector in (0..SECTORS).step_by(16) {
+            if let Err(e) = disk.read_blocks(sector, &mut buf) {
+                println!(
+                    "blkfront: reading sectors {sector}..{} failed: {e:?}",
+                    sector + 16
+                );
+                mica_rt::exit()
+            }
+            for (i, b) in buf.iter().enumerate() {
+                zero &= *b == 0;
+                bad += usize::from(*b != pattern(who, 2, sector + i / SECTOR, i % SECTOR));
+            }
+        }
+        if zero {
+            println!("blkfront: no earlier boot's data (a new disk)");
+        } else {
+            println!("blkfront: an earlier boot's data: {SECTORS} sectors, {bad} bytes differ");
+        }
+    }
     for pass in 1..=2u8 {
         let mut sector = 0;
         let mut size = 0;

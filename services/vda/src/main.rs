@@ -300,7 +300,11 @@ fn run(device: Slot, region: SharedRegion, mut disk: impl Disk) -> ! {
             println!("vda: the device is gone; served {served} requests");
             mica_rt::exit()
         };
-        let live = info.status & status::DRIVER_OK != 0 && info.queue_sizes[0] != 0;
+        // A device marked as needing a reset stays dead until the driver resets it (a new
+        // epoch): taking its queue up again would only break on the same chain.
+        let live = info.status & status::DRIVER_OK != 0
+            && info.status & status::DEVICE_NEEDS_RESET == 0
+            && info.queue_sizes[0] != 0;
         if !live {
             queue = None;
         } else if queue.as_ref().is_none_or(|(epoch, _)| *epoch != info.epoch) {

@@ -245,7 +245,8 @@ fn boot_and_judge(
         None => None,
     };
     let mut judge = Judge::new(&scenario.expect);
-    // Every boot but the last runs until every domain has ended, then is powered off.
+    // Every boot but the last runs until every domain has ended (or the scenario's line),
+    // then is powered off.
     for boot in 1..scenario.boots {
         if let Some((_, path)) = &socket {
             let _ = std::fs::remove_file(path);
@@ -255,8 +256,12 @@ fn boot_and_judge(
         let verdict: Result<(), Failure> = loop {
             match qemu.next(deadline)? {
                 Next::Serial(line) => {
-                    // The kernel's own line (a domain's lines carry its name first).
-                    let ended = line.starts_with(crate::serial::ALL_ENDED);
+                    // The kernel's own line (a domain's lines carry its name first), or the
+                    // scenario's own.
+                    let ended = match &scenario.power_off_after {
+                        Some(re) => re.is_match(&line),
+                        None => line.starts_with(crate::serial::ALL_ENDED),
+                    };
                     let step = judge.feed(&line);
                     transcript.push(line);
                     match step {

@@ -139,6 +139,10 @@ pub struct ScenarioFile {
     /// again on the same drives.
     #[serde(default = "one")]
     pub boots: u32,
+    /// With `boots`: the serial line after which a boot but the last is cut off (the power
+    /// pulled, whatever still runs), instead of the kernel's line that every domain has ended.
+    #[serde(default)]
+    pub power_off_after: Option<String>,
     /// A system manifest to build with the hypervisor image and boot (instead of `image`).
     #[serde(default)]
     pub system: Option<PathBuf>,
@@ -182,6 +186,8 @@ pub struct Scenario {
     pub timeout_secs: u64,
     /// How many times the machine boots ([`ScenarioFile::boots`]).
     pub boots: u32,
+    /// Where a boot but the last ends ([`ScenarioFile::power_off_after`]).
+    pub power_off_after: Option<Regex>,
     /// What it boots.
     pub boot: Boot,
     /// The `[qemu]` values given (they beat the manifest's `[machine]`).
@@ -303,6 +309,9 @@ impl Scenario {
             description: file.description,
             timeout_secs: file.timeout_secs,
             boots: file.boots,
+            power_off_after: compile(path, "power_off_after", file.power_off_after.as_slice())?
+                .into_iter()
+                .next(),
             boot,
             overrides: MachineOverrides {
                 smp: file.qemu.smp,
@@ -473,6 +482,9 @@ exit = "poweroff"
             let err = parse(&format!("boots = {bad}\n{base}")).unwrap_err();
             assert!(err.to_string().contains("boots"), "{err}");
         }
+        let cut = parse(&format!("boots = 2\npower_off_after = '^done$'\n{base}")).unwrap();
+        assert!(cut.power_off_after.is_some_and(|re| re.is_match("done")));
+        assert!(parse(&format!("power_off_after = '('\n{base}")).is_err());
     }
 
     #[test]
