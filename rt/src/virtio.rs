@@ -222,10 +222,10 @@ pub fn block_device(region: &str) -> Option<Block> {
         return None;
     }
     let header = NonNull::new(address as *mut VirtIOHeader)?;
-    // SAFETY: `header` is a virtio-mmio transport's register block (magic and device id
-    // checked) of TRANSPORT_SIZE bytes inside a device window the kernel keeps mapped for
-    // the domain's lifetime ('static), and BLOCK_TAKEN makes this the only transport ever
-    // made over it.
+    // `header` is a virtio-mmio transport's register block (magic and device id checked) of
+    // TRANSPORT_SIZE bytes inside a device window the kernel keeps mapped for the domain's
+    // lifetime, and BLOCK_TAKEN makes this the only transport ever made over it.
+    // SAFETY: a mapped transport block, valid for 'static, with no other transport over it.
     let transport = unsafe { MmioTransport::new(header, TRANSPORT_SIZE) }.ok()?;
     VirtIOBlk::<MicaHal, _>::new(transport).ok()
 }
