@@ -329,9 +329,15 @@ fn run(device: Slot, region: SharedRegion, mut disk: impl Disk) -> ! {
             }
         }
         if let Some(epoch) = failed {
-            broken += 1;
-            println!("vda: the guest broke its queue ({broken} times): its device needs a reset");
-            let _ = hypercall::virtio_signal(device, epoch, true);
+            // The kernel takes the verdict only for the epoch it is still in. A driver that
+            // reset the device while this domain was reading its rings (it may: the reset is
+            // the kernel's, at once) broke nothing: what was read was its next setup.
+            if hypercall::virtio_signal(device, epoch, true).is_ok() {
+                broken += 1;
+                println!(
+                    "vda: the guest broke its queue ({broken} times): its device needs a reset"
+                );
+            }
             queue = None;
         }
         events::wait();
