@@ -1,8 +1,8 @@
 //! `vda`: the device domain of one guest's virtio disk (docs/virtio.md): the disk is its own
 //! RAM (RAM-disk mode), or an extent of a real disk the block service `blk` drives, when the
 //! manifest's disk names a `[[drive]]` (then the boot-info page has the channel NAME-blk and
-//! the I/O region NAME-io: each request goes to `blk` through a data slot, and this domain
-//! waits for its completion; the guest's vCPUs never do).
+//! the I/O region NAME-io: each request goes to `blk` through a data slot of its own, several
+//! in flight at once, answered as `blk` answers them; the guest's vCPUs never wait).
 //!
 //! From its boot-info page it takes the first VirtioDevice capability (named NAME by the
 //! manifest's `disks`), the kernel's notification channel NAME-events and the guest's RAM,
@@ -22,6 +22,7 @@ use mica_abi::virtio::{feature, status};
 use mica_abi::ObjectType;
 use mica_rt::ring::{Ring, RingMemory, SharedRegion};
 use mica_rt::{events, hypercall, memory, println, BootInfo, Port, Slot};
+use mica_virtqueue::blk::pipeline::{Backend, Op, Pipeline};
 use mica_virtqueue::blk::{self, Disk};
 use mica_virtqueue::{GuestMemory, Queue};
 use zerocopy::IntoBytes;
@@ -99,88 +100,76 @@ impl Disk for RamDisk {
 }
 
 /// An extent of a real disk, served by the block service through the I/O region's rings and
-/// its first data slot, one request at a time.
-struct RemoteDisk {
+/// data slots: the requests of the guest in flight at once ([`Pipeline`]), one slot each.
+struct Remote {
     sectors: u64,
-    endpoint: mica_rt::Slot,
     region: SharedRegion,
+    slots: usize,
     requests: Ring<SharedRegion>,
     completions: Ring<SharedRegion>,
-    tag: u32,
+    /// Requests were pushed since the block service was last told.
+    unsent: bool,
 }
 
-impl RemoteDisk {
-    /// Asks the block service for `op` on `sectors` sectors from `sector` (data in slot 0)
-    /// and waits for its answer.
-    fn call(&mut self, op: u8, sector: u64, sectors: u32) -> bool {
-        self.tag = self.tag.wrapping_add(1);
-        let request = blkio::Request {
-            tag: self.tag,
-            op,
-            slot: 0,
-            sectors,
-            sector,
-        };
-        if self.requests.push(&request.encode()).is_err() {
-            return false;
-        }
-        let _ = events::send(self.endpoint);
-        loop {
-            let mut msg = [0u8; blkio::COMPLETION_SLOT];
-            match self.completions.pop(&mut msg) {
-                Ok(Some(p)) => match blkio::Completion::decode(&msg[..p.len]) {
-                    Some(c) if c.tag == self.tag => return c.status == blkio::status::OK,
-                    // An answer to an earlier request this side gave up on.
-                    Some(_) => continue,
-                    None => return false,
-                },
-                Ok(None) => {
-                    // Guest notifications taken here are not lost: the caller looks at the
-                    // queue again before it waits.
-                    events::wait();
-                }
-                Err(_) => return false,
-            }
-        }
-    }
-
-    /// Moves `len` bytes at a time through the data slot.
-    fn chunks(len: usize) -> impl Iterator<Item = (usize, usize)> {
-        (0..len)
-            .step_by(blkio::SLOT_BYTES)
-            .map(move |at| (at, blkio::SLOT_BYTES.min(len - at)))
+impl Remote {
+    fn slot_offset(slot: usize, at: usize) -> usize {
+        blkio::CONTROL_BYTES + slot * blkio::SLOT_BYTES + at
     }
 }
 
-impl Disk for RemoteDisk {
+impl Backend for Remote {
     fn sectors(&self) -> u64 {
         self.sectors
     }
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> bool {
-        for (at, n) in Self::chunks(buf.len()) {
-            let first = sector + (at / 512) as u64;
-            if !self.call(blkio::op::READ, first, (n / 512) as u32) {
-                return false;
-            }
-            self.region.read(blkio::CONTROL_BYTES, &mut buf[at..at + n]);
-        }
-        true
-    }
-    fn write(&mut self, sector: u64, data: &[u8]) -> bool {
-        for (at, n) in Self::chunks(data.len()) {
-            self.region.write(blkio::CONTROL_BYTES, &data[at..at + n]);
-            let first = sector + (at / 512) as u64;
-            if !self.call(blkio::op::WRITE, first, (n / 512) as u32) {
-                return false;
-            }
-        }
-        true
-    }
-    fn flush(&mut self) -> bool {
-        self.call(blkio::op::FLUSH, 0, 0)
-    }
     fn id(&self) -> &[u8] {
         b"mica-blk-extent"
+    }
+    fn slots(&self) -> usize {
+        self.slots
+    }
+    fn slot_bytes(&self) -> usize {
+        blkio::SLOT_BYTES
+    }
+    fn put(&mut self, slot: usize, at: usize, data: &[u8]) {
+        self.region.write(Self::slot_offset(slot, at), data);
+    }
+    fn get(&self, slot: usize, at: usize, out: &mut [u8]) {
+        self.region.read(Self::slot_offset(slot, at), out);
+    }
+    fn submit(&mut self, tag: u32, op: Op) -> bool {
+        let (op, slot, sector, sectors) = match op {
+            Op::Read {
+                slot,
+                sector,
+                sectors,
+            } => (blkio::op::READ, slot, sector, sectors),
+            Op::Write {
+                slot,
+                sector,
+                sectors,
+            } => (blkio::op::WRITE, slot, sector, sectors),
+            Op::Flush => (blkio::op::FLUSH, 0, 0, 0),
+        };
+        let request = blkio::Request {
+            tag,
+            op,
+            slot: slot as u16,
+            sectors,
+            sector,
+        };
+        let pushed = self.requests.push(&request.encode()).is_ok();
+        self.unsent |= pushed;
+        pushed
+    }
+    fn poll(&mut self) -> Option<(u32, bool)> {
+        loop {
+            let mut msg = [0u8; blkio::COMPLETION_SLOT];
+            let popped = self.completions.pop(&mut msg).ok()??;
+            // An entry that is no completion is skipped (the service's mistake).
+            if let Some(c) = blkio::Completion::decode(&msg[..popped.len]) {
+                return Some((c.tag, c.status == blkio::status::OK));
+            }
+        }
     }
 }
 
@@ -250,18 +239,20 @@ fn main(_info: BootInfo) -> ! {
             println!("vda: cannot wait on {blk_name} ({s:?})");
             mica_rt::exit()
         }
-        let disk = RemoteDisk {
+        let remote = Remote {
             sectors: capacity,
-            endpoint,
+            slots: blkio::slots(io.len()),
             region: io,
             requests,
             completions,
-            tag: 0,
+            unsent: false,
         };
+        let pipeline = Pipeline::new(&remote);
         println!(
-            "vda: serving {name}: {capacity} sectors of a real disk, through the block service"
+            "vda: serving {name}: {capacity} sectors of a real disk, through the block service, {} requests in flight",
+            pipeline.capacity()
         );
-        run(device, region, disk)
+        run_remote(device, region, remote, pipeline, endpoint)
     }
     let Some(words) = memory::take_free_ram() else {
         println!("vda: no free RAM for the disk");
@@ -286,59 +277,128 @@ fn main(_info: BootInfo) -> ! {
     run(device, region, disk)
 }
 
-/// Serves the guest's device `device` from `disk`, for ever.
-fn run(device: Slot, region: SharedRegion, mut disk: impl Disk) -> ! {
-    let mut ram = GuestRam {
+/// The guest's RAM as the device domain reaches it.
+fn guest_ram(region: SharedRegion) -> GuestRam {
+    GuestRam {
         region,
         base: mica_abi::sysimage::DOMAIN_RAM_BASE,
-    };
+    }
+}
 
+/// Brings `queue` up to date with the device: `None` while the driver does not drive it, the
+/// queue of its epoch from the start when a new driver (or the first) made it ready. Ends
+/// this domain when the device is gone (its guest ended), after `served` requests.
+fn refresh(device: Slot, queue: &mut Option<(u32, Queue)>, served: u64) {
+    let Ok(info) = hypercall::virtio_info(device) else {
+        println!("vda: the device is gone; served {served} requests");
+        mica_rt::exit()
+    };
+    // A device marked as needing a reset stays dead until the driver resets it (a new
+    // epoch): taking its queue up again would only break on the same chain.
+    let live = info.status & status::DRIVER_OK != 0
+        && info.status & status::DEVICE_NEEDS_RESET == 0
+        && info.queue_sizes[0] != 0;
+    if !live {
+        *queue = None;
+    } else if queue.as_ref().is_none_or(|(epoch, _)| *epoch != info.epoch) {
+        *queue = hypercall::virtio_queue(device, 0, info.epoch)
+            .ok()
+            .map(|[desc, driver, used]| {
+                let event_idx = info.features & feature::EVENT_IDX != 0;
+                let q = Queue::new(info.queue_sizes[0], desc, driver, used, event_idx);
+                (info.epoch, q)
+            });
+    }
+}
+
+/// The guest broke its queue in `epoch`: its device needs a reset.
+fn broke(device: Slot, epoch: u32, broken: &mut u64) {
+    // The kernel takes the verdict only for the epoch it is still in. A driver that reset
+    // the device while this domain was reading its rings (it may: the reset is the
+    // kernel's, at once) broke nothing: what was read was its next setup.
+    if hypercall::virtio_signal(device, epoch, true).is_ok() {
+        *broken += 1;
+        println!("vda: the guest broke its queue ({broken} times): its device needs a reset");
+    }
+}
+
+/// Interrupts the guest if it wants to be told of what was used since `before`.
+fn tell(device: Slot, epoch: u32, q: &Queue, ram: &mut GuestRam, before: u16) {
+    if q.wants_interrupt(ram, before).unwrap_or(true) {
+        let _ = hypercall::virtio_signal(device, epoch, false);
+    }
+}
+
+/// Serves the guest's device `device` from the RAM disk `disk`, for ever: each request is
+/// done before the next is taken (nothing to wait for).
+fn run(device: Slot, region: SharedRegion, mut disk: impl Disk) -> ! {
+    let mut ram = guest_ram(region);
     let mut queue: Option<(u32, Queue)> = None;
     let (mut served, mut broken) = (0u64, 0u64);
     loop {
-        let Ok(info) = hypercall::virtio_info(device) else {
-            println!("vda: the device is gone; served {served} requests");
-            mica_rt::exit()
-        };
-        // A device marked as needing a reset stays dead until the driver resets it (a new
-        // epoch): taking its queue up again would only break on the same chain.
-        let live = info.status & status::DRIVER_OK != 0
-            && info.status & status::DEVICE_NEEDS_RESET == 0
-            && info.queue_sizes[0] != 0;
-        if !live {
-            queue = None;
-        } else if queue.as_ref().is_none_or(|(epoch, _)| *epoch != info.epoch) {
-            // A new driver (or the first): its queue from the start.
-            queue =
-                hypercall::virtio_queue(device, 0, info.epoch)
-                    .ok()
-                    .map(|[desc, driver, used]| {
-                        let event_idx = info.features & feature::EVENT_IDX != 0;
-                        let q = Queue::new(info.queue_sizes[0], desc, driver, used, event_idx);
-                        (info.epoch, q)
-                    });
-        }
-        let mut failed = None;
+        refresh(device, &mut queue, served);
         if let Some((epoch, q)) = queue.as_mut() {
             let before = q.positions().1;
-            let outcome = serve_batch(q, &mut ram, &mut disk, &mut served);
-            if outcome.is_err() {
-                failed = Some(*epoch);
-            } else if q.wants_interrupt(&mut ram, before).unwrap_or(true) {
-                let _ = hypercall::virtio_signal(device, *epoch, false);
+            match serve_batch(q, &mut ram, &mut disk, &mut served) {
+                Ok(()) => tell(device, *epoch, q, &mut ram, before),
+                Err(()) => {
+                    broke(device, *epoch, &mut broken);
+                    queue = None;
+                }
             }
         }
-        if let Some(epoch) = failed {
-            // The kernel takes the verdict only for the epoch it is still in. A driver that
-            // reset the device while this domain was reading its rings (it may: the reset is
-            // the kernel's, at once) broke nothing: what was read was its next setup.
-            if hypercall::virtio_signal(device, epoch, true).is_ok() {
-                broken += 1;
-                println!(
-                    "vda: the guest broke its queue ({broken} times): its device needs a reset"
-                );
+        events::wait();
+    }
+}
+
+/// Serves the guest's device `device` from an extent the block service serves, for ever:
+/// several requests in flight (`pipeline`), the service told once per batch (`endpoint`),
+/// the guest interrupted once per batch of answers if it asked.
+fn run_remote(
+    device: Slot,
+    region: SharedRegion,
+    mut remote: Remote,
+    mut pipeline: Pipeline,
+    endpoint: Slot,
+) -> ! {
+    let mut ram = guest_ram(region);
+    let mut queue: Option<(u32, Queue)> = None;
+    let (mut served, mut broken) = (0u64, 0u64);
+    // The most requests in flight said so far (once every slot was busy: once).
+    let mut most_told = 0;
+    loop {
+        refresh(device, &mut queue, served);
+        let outcome = match queue.as_mut() {
+            Some((epoch, q)) => {
+                let before = q.positions().1;
+                let step = pipeline.step(Some((*epoch, q)), &mut ram, &mut remote);
+                step.map(|p| (p, Some((*epoch, before))))
             }
-            queue = None;
+            None => pipeline
+                .step(None, &mut ram, &mut remote)
+                .map(|p| (p, None)),
+        };
+        if core::mem::take(&mut remote.unsent) {
+            let _ = events::send(endpoint);
+        }
+        match (outcome, queue.as_mut()) {
+            (Ok((progress, Some((epoch, before)))), Some((_, q))) => {
+                served += u64::from(progress.used);
+                tell(device, epoch, q, &mut ram, before);
+                let most = pipeline.most_in_flight();
+                if most > most_told {
+                    most_told = most;
+                    if most == pipeline.capacity() {
+                        println!("vda: {most} of the guest's requests in flight at once");
+                    }
+                }
+            }
+            (Ok(_), _) => {}
+            (Err(_), Some((epoch, _))) => {
+                broke(device, *epoch, &mut broken);
+                queue = None;
+            }
+            (Err(_), None) => {}
         }
         events::wait();
     }

@@ -15,6 +15,8 @@ use mica_abi::virtio::blk::{request, result, SECTOR};
 
 use crate::{Chain, GuestMemory};
 
+pub mod pipeline;
+
 /// The storage behind a block device (a RAM disk, an extent of a real disk).
 pub trait Disk {
     /// Its size in sectors.
@@ -36,13 +38,49 @@ pub struct Unanswerable;
 /// Bytes moved between the guest and the disk at a time.
 const CHUNK: usize = 4096;
 
-/// Carries out the request in `chain` and writes its status; returns the bytes written into
-/// the chain's device-writable buffers (what goes in the used ring).
-pub fn serve(
+/// What a chain asks, once its header is read and its data checked against the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// `IN`: `bytes` (whole sectors inside the disk) from `sector` into the device-writable
+    /// bytes before the status.
+    Read {
+        /// First sector.
+        sector: u64,
+        /// Bytes.
+        bytes: u64,
+    },
+    /// `OUT`: `bytes` (whole sectors inside the disk) at `sector` from the device-readable
+    /// bytes after the header.
+    Write {
+        /// First sector.
+        sector: u64,
+        /// Bytes.
+        bytes: u64,
+    },
+    /// `FLUSH`.
+    Flush,
+    /// `GET_ID`, with room for the 20 bytes of the identifier.
+    GetId,
+    /// Answered at once with this status, touching nothing: an unknown type (`UNSUPP`), data
+    /// that is not whole sectors or reaches past the disk (`IOERR`).
+    Fail(u8),
+}
+
+/// A chain read as a block request: what it asks and where its status byte goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    /// What it asks.
+    pub ask: Ask,
+    /// Offset of the status byte in the chain's device-writable bytes (the last one).
+    status_at: u64,
+}
+
+/// Reads the request in `chain` for a disk of `sectors` sectors.
+pub fn parse(
     chain: &Chain,
     mem: &mut impl GuestMemory,
-    disk: &mut impl Disk,
-) -> Result<u32, Unanswerable> {
+    sectors: u64,
+) -> Result<Parsed, Unanswerable> {
     let (readable, writable) = chain.lengths();
     if readable < request::HEADER || writable == 0 {
         return Err(Unanswerable);
@@ -54,40 +92,88 @@ pub fn serve(
     let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let sector = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
     let status_at = writable - 1;
-    let (status, data_written) = match kind {
-        request::IN => read(chain, mem, disk, sector, status_at),
-        request::OUT => write(chain, mem, disk, sector, readable - request::HEADER),
-        request::FLUSH if disk.flush() => (result::OK, 0),
-        request::FLUSH => (result::IOERR, 0),
-        request::GET_ID if status_at >= 20 => {
-            let mut id = [0u8; 20];
-            let n = disk.id().len().min(20);
-            id[..n].copy_from_slice(&disk.id()[..n]);
-            if copy_in(chain, mem, 0, &id) {
-                (result::OK, 20)
-            } else {
-                (result::IOERR, 0)
-            }
+    let data = |bytes: u64, ask: Ask| {
+        if extent(sectors, sector, bytes).is_some() {
+            ask
+        } else {
+            Ask::Fail(result::IOERR)
         }
-        _ => (result::UNSUPP, 0),
     };
-    if !copy_in(chain, mem, status_at, &[status]) {
-        return Err(Unanswerable);
-    }
-    Ok((data_written + 1) as u32)
+    let ask = match kind {
+        request::IN => data(
+            status_at,
+            Ask::Read {
+                sector,
+                bytes: status_at,
+            },
+        ),
+        request::OUT => {
+            let bytes = readable - request::HEADER;
+            data(bytes, Ask::Write { sector, bytes })
+        }
+        request::FLUSH => Ask::Flush,
+        request::GET_ID if status_at >= 20 => Ask::GetId,
+        _ => Ask::Fail(result::UNSUPP),
+    };
+    Ok(Parsed { ask, status_at })
 }
 
-/// The sectors `[sector, sector + bytes / SECTOR)` when `bytes` is whole sectors inside the
-/// disk.
-fn extent(disk: &impl Disk, sector: u64, bytes: u64) -> Option<u64> {
+/// Ends the request: writes `status` into its status byte; returns the bytes written into the
+/// chain's device-writable buffers (what goes in the used ring) when `data_written` bytes of
+/// data were.
+pub fn finish(
+    chain: &Chain,
+    mem: &mut impl GuestMemory,
+    parsed: &Parsed,
+    status: u8,
+    data_written: u64,
+) -> Result<u32, Unanswerable> {
+    if !copy_in(chain, mem, parsed.status_at, &[status]) {
+        return Err(Unanswerable);
+    }
+    Ok((data_written.min(parsed.status_at) + 1) as u32)
+}
+
+/// The identifier `GET_ID` writes: the disk's, cut or zero-padded to 20 bytes.
+fn identifier(id: &[u8]) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    let n = id.len().min(20);
+    out[..n].copy_from_slice(&id[..n]);
+    out
+}
+
+/// Carries out the request in `chain` and writes its status; returns the bytes written into
+/// the chain's device-writable buffers (what goes in the used ring).
+pub fn serve(
+    chain: &Chain,
+    mem: &mut impl GuestMemory,
+    disk: &mut impl Disk,
+) -> Result<u32, Unanswerable> {
+    let parsed = parse(chain, mem, disk.sectors())?;
+    let (status, data_written) = match parsed.ask {
+        Ask::Read { sector, bytes } => read(chain, mem, disk, sector, bytes),
+        Ask::Write { sector, bytes } => write(chain, mem, disk, sector, bytes),
+        Ask::Flush if disk.flush() => (result::OK, 0),
+        Ask::Flush => (result::IOERR, 0),
+        Ask::GetId if copy_in(chain, mem, 0, &identifier(disk.id())) => (result::OK, 20),
+        Ask::GetId => (result::IOERR, 0),
+        Ask::Fail(status) => (status, 0),
+    };
+    finish(chain, mem, &parsed, status, data_written)
+}
+
+/// The sectors `[sector, sector + bytes / SECTOR)` when `bytes` is whole sectors inside a
+/// disk of `sectors`.
+fn extent(sectors: u64, sector: u64, bytes: u64) -> Option<u64> {
     if bytes == 0 || !bytes.is_multiple_of(SECTOR) {
         return None;
     }
     let end = sector.checked_add(bytes / SECTOR)?;
-    (end <= disk.sectors()).then_some(bytes / SECTOR)
+    (end <= sectors).then_some(bytes / SECTOR)
 }
 
-/// `IN`: the data is the device-writable bytes before the status.
+/// `IN` of `bytes` that [`parse`] checked: the data is the device-writable bytes before the
+/// status.
 fn read(
     chain: &Chain,
     mem: &mut impl GuestMemory,
@@ -95,9 +181,6 @@ fn read(
     sector: u64,
     bytes: u64,
 ) -> (u8, u64) {
-    if extent(disk, sector, bytes).is_none() {
-        return (result::IOERR, 0);
-    }
     let mut buf = [0u8; CHUNK];
     let mut done = 0u64;
     while done < bytes {
@@ -111,7 +194,8 @@ fn read(
     (result::OK, bytes)
 }
 
-/// `OUT`: the data is the device-readable bytes after the header.
+/// `OUT` of `bytes` that [`parse`] checked: the data is the device-readable bytes after the
+/// header.
 fn write(
     chain: &Chain,
     mem: &mut impl GuestMemory,
@@ -119,9 +203,6 @@ fn write(
     sector: u64,
     bytes: u64,
 ) -> (u8, u64) {
-    if extent(disk, sector, bytes).is_none() {
-        return (result::IOERR, 0);
-    }
     let mut buf = [0u8; CHUNK];
     let mut done = 0u64;
     while done < bytes {

@@ -552,3 +552,269 @@ mod block {
         assert_eq!(disk.flushes, 0);
     }
 }
+
+// ----- Requests in flight --------------------------------------------------------------------
+
+mod in_flight {
+    use super::*;
+    use crate::blk::pipeline::{Backend, Op, Pipeline, Progress};
+    use mica_abi::virtio::blk::{request, result};
+    use std::collections::VecDeque;
+
+    /// A disk that answers only when the test says, in the order it says, through slots of
+    /// `SLOT` bytes.
+    struct Later {
+        disk: Vec<u8>,
+        slots: Vec<Vec<u8>>,
+        waiting: Vec<(u32, Op)>,
+        answers: VecDeque<(u32, bool)>,
+        refuse: bool,
+    }
+
+    const SLOT: usize = 1024;
+
+    impl Later {
+        fn new(slots: usize) -> Self {
+            Later {
+                disk: vec![0; 64 * 512],
+                slots: vec![vec![0; SLOT]; slots],
+                waiting: Vec::new(),
+                answers: VecDeque::new(),
+                refuse: false,
+            }
+        }
+
+        /// Carries out the waiting operation at `index` and queues its answer.
+        fn answer(&mut self, index: usize) {
+            let (tag, op) = self.waiting.remove(index);
+            match op {
+                Op::Read {
+                    slot,
+                    sector,
+                    sectors,
+                } => {
+                    let (at, n) = (sector as usize * 512, sectors as usize * 512);
+                    self.slots[slot][..n].copy_from_slice(&self.disk[at..at + n]);
+                }
+                Op::Write {
+                    slot,
+                    sector,
+                    sectors,
+                } => {
+                    let (at, n) = (sector as usize * 512, sectors as usize * 512);
+                    self.disk[at..at + n].copy_from_slice(&self.slots[slot][..n]);
+                }
+                Op::Flush => {}
+            }
+            self.answers.push_back((tag, true));
+        }
+    }
+
+    impl Backend for Later {
+        fn sectors(&self) -> u64 {
+            self.disk.len() as u64 / 512
+        }
+        fn id(&self) -> &[u8] {
+            b"later"
+        }
+        fn slots(&self) -> usize {
+            self.slots.len()
+        }
+        fn slot_bytes(&self) -> usize {
+            SLOT
+        }
+        fn put(&mut self, slot: usize, at: usize, data: &[u8]) {
+            self.slots[slot][at..at + data.len()].copy_from_slice(data);
+        }
+        fn get(&self, slot: usize, at: usize, out: &mut [u8]) {
+            out.copy_from_slice(&self.slots[slot][at..at + out.len()]);
+        }
+        fn submit(&mut self, tag: u32, op: Op) -> bool {
+            if self.refuse {
+                return false;
+            }
+            self.waiting.push((tag, op));
+            true
+        }
+        fn poll(&mut self) -> Option<(u32, bool)> {
+            self.answers.pop_front()
+        }
+    }
+
+    fn header_at(i: u16) -> u64 {
+        0x4000_3000 + 0x20 * u64::from(i)
+    }
+    fn data_at(i: u16) -> u64 {
+        0x4000_8000 + 0x1000 * u64::from(i)
+    }
+    fn status_at(i: u16) -> u64 {
+        0x4000_3800 + u64::from(i)
+    }
+
+    /// Request `i` (descriptors 3i..3i+2): `kind` of `bytes` at `sector`.
+    fn offer(ram: &mut Ram, driver: &mut Driver, i: u16, kind: u32, sector: u64, bytes: u32) {
+        let mut h = [0u8; 16];
+        h[..4].copy_from_slice(&kind.to_le_bytes());
+        h[8..].copy_from_slice(&sector.to_le_bytes());
+        ram.put(header_at(i), &h);
+        ram.put(status_at(i), &[0xFF]);
+        let reads = kind == request::IN || kind == request::GET_ID;
+        let data_flags = if reads { F_WRITE } else { 0 };
+        let d = 3 * i;
+        Driver::descriptor(ram, DESC, d, header_at(i), 16, F_NEXT, d + 1);
+        Driver::descriptor(
+            ram,
+            DESC,
+            d + 1,
+            data_at(i),
+            bytes,
+            F_NEXT | data_flags,
+            d + 2,
+        );
+        Driver::descriptor(ram, DESC, d + 2, status_at(i), 1, F_WRITE, 0);
+        driver.offer(ram, d);
+    }
+
+    fn status(ram: &Ram, i: u16) -> u8 {
+        let mut b = [0u8];
+        assert!(ram.read(status_at(i), &mut b));
+        b[0]
+    }
+
+    /// The used ring's elements so far: (head, length).
+    fn used(ram: &Ram) -> Vec<(u16, u32)> {
+        (0..ram.u16_at(DEVICE + 2))
+            .map(|n| {
+                let mut e = [0u8; 8];
+                assert!(ram.read(DEVICE + 4 + 8 * u64::from(n % SIZE), &mut e));
+                let head = u16::from_le_bytes([e[0], e[1]]);
+                (head, u32::from_le_bytes([e[4], e[5], e[6], e[7]]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn several_requests_are_in_flight_and_answered_in_any_order() {
+        let (mut ram, mut q, mut driver) = (Ram::new(), queue(), Driver { avail: 0 });
+        let mut disk = Later::new(2);
+        let mut p = Pipeline::new(&disk);
+        let a: Vec<u8> = (0..3072u32).map(|i| (i * 13 + 1) as u8).collect();
+        let b: Vec<u8> = (0..512u32).map(|i| (i * 7 + 3) as u8).collect();
+        ram.put(data_at(0), &a);
+        ram.put(data_at(1), &b);
+        // Three pieces of a slot each, one piece, and a read that must wait for a slot.
+        offer(&mut ram, &mut driver, 0, request::OUT, 0, 3072);
+        offer(&mut ram, &mut driver, 1, request::OUT, 8, 512);
+        offer(&mut ram, &mut driver, 2, request::IN, 8, 512);
+        let step = p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap();
+        assert_eq!(
+            step,
+            Progress {
+                used: 0,
+                submitted: 2
+            }
+        );
+        assert_eq!(p.in_flight(), 2);
+        assert_eq!(q.positions(), (2, 0), "the third chain waits in the queue");
+        // The second request is answered first.
+        disk.answer(1);
+        let step = p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap();
+        assert_eq!(
+            step,
+            Progress {
+                used: 1,
+                submitted: 1
+            }
+        );
+        assert_eq!(used(&ram), vec![(3, 1)]);
+        assert_eq!(status(&ram, 1), result::OK);
+        // The first request's pieces, the read between them.
+        while !disk.waiting.is_empty() {
+            disk.answer(disk.waiting.len() - 1);
+            p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap();
+        }
+        assert_eq!(p.in_flight(), 0);
+        assert_eq!((p.most_in_flight(), p.capacity()), (2, 2));
+        assert_eq!(used(&ram), vec![(3, 1), (6, 513), (0, 1)]);
+        assert_eq!([status(&ram, 0), status(&ram, 2)], [result::OK; 2]);
+        assert_eq!(&disk.disk[..3072], &a[..]);
+        assert_eq!(&disk.disk[8 * 512..9 * 512], &b[..]);
+        let mut back = vec![0u8; 512];
+        assert!(ram.read(data_at(2), &mut back));
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn an_answer_after_the_guests_reset_writes_nothing() {
+        let (mut ram, mut q, mut driver) = (Ram::new(), queue(), Driver { avail: 0 });
+        let mut disk = Later::new(1);
+        disk.disk[..512].fill(0xAB);
+        let mut p = Pipeline::new(&disk);
+        offer(&mut ram, &mut driver, 0, request::IN, 0, 512);
+        p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap();
+        disk.answer(0);
+        // The guest reset the device (epoch 2, a new queue) before the answer came.
+        let mut fresh = queue();
+        ram.put(DRIVER + 2, &0u16.to_le_bytes());
+        let step = p.step(Some((2, &mut fresh)), &mut ram, &mut disk).unwrap();
+        assert_eq!(step, Progress::default());
+        assert_eq!(p.in_flight(), 0, "the slot is free again");
+        assert_eq!(status(&ram, 0), 0xFF);
+        assert_eq!(ram.u16_at(DEVICE + 2), 0);
+        let mut back = vec![0u8; 512];
+        assert!(ram.read(data_at(0), &mut back));
+        assert!(back.iter().all(|&b| b == 0), "no data written");
+        // While the device is not live, answers are dropped and nothing is taken.
+        let mut driver = Driver { avail: 0 };
+        offer(&mut ram, &mut driver, 0, request::IN, 0, 512);
+        assert_eq!(
+            p.step(None, &mut ram, &mut disk).unwrap(),
+            Progress::default()
+        );
+        assert!(disk.waiting.is_empty());
+    }
+
+    #[test]
+    fn what_needs_no_disk_is_answered_at_once_and_refusals_fail_the_request() {
+        let (mut ram, mut q, mut driver) = (Ram::new(), queue(), Driver { avail: 0 });
+        let mut disk = Later::new(1);
+        let mut p = Pipeline::new(&disk);
+        offer(&mut ram, &mut driver, 0, request::GET_ID, 0, 20);
+        offer(&mut ram, &mut driver, 1, 77, 0, 512);
+        offer(&mut ram, &mut driver, 2, request::IN, 63, 1024); // past the disk
+        let step = p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap();
+        assert_eq!(
+            step,
+            Progress {
+                used: 3,
+                submitted: 0
+            }
+        );
+        let mut id = [0u8; 5];
+        assert!(ram.read(data_at(0), &mut id));
+        assert_eq!(&id, b"later");
+        assert_eq!(
+            [status(&ram, 0), status(&ram, 1), status(&ram, 2)],
+            [result::OK, result::UNSUPP, result::IOERR]
+        );
+        // A backend that refuses: the request fails, the slot stays free.
+        disk.refuse = true;
+        offer(&mut ram, &mut driver, 3, request::FLUSH, 0, 0);
+        let step = p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap();
+        assert_eq!(
+            step,
+            Progress {
+                used: 1,
+                submitted: 0
+            }
+        );
+        assert_eq!(status(&ram, 3), result::IOERR);
+        assert_eq!(p.in_flight(), 0);
+        // An answer to nothing in flight changes nothing.
+        disk.answers.push_back((0x1234_5600, true));
+        assert_eq!(
+            p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap(),
+            Progress::default()
+        );
+    }
+}
