@@ -21,6 +21,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod bootinfo;
+mod bulk;
 pub mod channel;
 pub mod conduit;
 pub mod config;

@@ -213,14 +213,12 @@ impl Window {
         let Some(at) = self.check(offset, bytes.len()) else {
             return false;
         };
-        for (i, b) in bytes.iter().enumerate() {
-            // SAFETY: `check` keeps `at + i` inside the window: mapped writable by the kernel
-            // (as `map_window` asked) at an IPA outside RAM, or the free RAM `ram_window`
-            // took once from `take_free_ram` (mapped read-write, past every Rust object);
-            // either way no Rust object lives there and the window is the only path to it. A
-            // volatile byte store cannot be torn or merged with what another agent writes.
-            unsafe { core::ptr::write_volatile(at.add(i), *b) };
-        }
+        // SAFETY: `check` keeps the bytes inside the window: mapped writable by the kernel
+        // (as `map_window` asked) at an IPA outside RAM, or the free RAM `ram_window` took
+        // once from `take_free_ram` (mapped read-write, past every Rust object); either way no
+        // Rust object lives there and the window is the only path to it. Atomic word and byte
+        // stores cannot be torn by what another agent writes.
+        unsafe { crate::bulk::copy_to(at, bytes) };
         true
     }
 
@@ -250,10 +248,8 @@ impl Window {
         let Some(at) = self.check(offset, out.len()) else {
             return false;
         };
-        for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: as in `write`, for a readable mapping.
-            *b = unsafe { core::ptr::read_volatile(at.add(i)) };
-        }
+        // SAFETY: as in `write`, for a readable mapping.
+        unsafe { crate::bulk::copy_from(at, out) };
         true
     }
 

@@ -353,21 +353,16 @@ impl RingMemory for SharedRegion {
 
     fn read(&self, offset: usize, out: &mut [u8]) {
         self.check(offset, out.len());
-        for (i, byte) in out.iter_mut().enumerate() {
-            // SAFETY: `check` keeps every byte inside the region (valid per `new`), and bytes
-            // are only accessed atomically; relaxed is enough, the index loads order them.
-            *byte = unsafe { core::sync::atomic::AtomicU8::from_ptr(self.base.add(offset + i)) }
-                .load(core::sync::atomic::Ordering::Relaxed);
-        }
+        // SAFETY: `check` keeps every byte inside the region (valid per `new`, no Rust
+        // object), which is only accessed atomically; relaxed is enough, the index loads
+        // order them.
+        unsafe { crate::bulk::copy_from(self.base.add(offset), out) }
     }
 
     fn write(&self, offset: usize, data: &[u8]) {
         self.check(offset, data.len());
-        for (i, byte) in data.iter().enumerate() {
-            // SAFETY: as in `read`; the index store (release) publishes these bytes.
-            unsafe { core::sync::atomic::AtomicU8::from_ptr(self.base.add(offset + i)) }
-                .store(*byte, core::sync::atomic::Ordering::Relaxed);
-        }
+        // SAFETY: as in `read`; the index store (release) publishes these bytes.
+        unsafe { crate::bulk::copy_to(self.base.add(offset), data) }
     }
 }
 

@@ -130,13 +130,10 @@ unsafe impl Hal for MicaHal {
             return 0;
         };
         if direction != BufferDirection::DeviceToDriver {
-            let ptr = buffer.cast::<u8>().as_ptr();
-            for i in 0..len {
-                // SAFETY: the caller (virtio-drivers) promises `buffer` is valid for reads
-                // of its length until `unshare`.
-                let b = unsafe { core::ptr::read_volatile(ptr.add(i)) };
-                d.window.write(first * PAGE + i, &[b]);
-            }
+            // SAFETY: the caller (virtio-drivers) promises `buffer` is valid for reads of its
+            // length until `unshare`, and nothing writes it meanwhile.
+            let bytes = unsafe { buffer.as_ref() };
+            d.window.write(first * PAGE, bytes);
         }
         d.physical + (first * PAGE) as u64
     }
@@ -149,14 +146,11 @@ unsafe impl Hal for MicaHal {
             return;
         };
         if direction != BufferDirection::DriverToDevice {
-            let ptr = buffer.cast::<u8>().as_ptr();
-            for i in 0..len {
-                let mut b = [0u8];
-                d.window.read(offset + i, &mut b);
-                // SAFETY: the caller promises `buffer` is valid for writes of its length
-                // (a device-writable buffer it shared) and not otherwise accessed until now.
-                unsafe { core::ptr::write_volatile(ptr.add(i), b[0]) };
-            }
+            let mut buffer = buffer;
+            // SAFETY: the caller promises `buffer` is valid for writes of its length (a
+            // device-writable buffer it shared) and not otherwise accessed until now.
+            let bytes = unsafe { buffer.as_mut() };
+            d.window.read(offset, bytes);
         }
         d.give_back(paddr, len.div_ceil(PAGE).max(1));
     }

@@ -643,6 +643,12 @@ pub fn linux_files(
     };
     let kernel = resolve(&linux.kernel, |c| c.kernel.clone())?;
     let initramfs = resolve(&linux.initramfs, |c| c.initramfs.clone())?;
+    let script = match &linux.script {
+        Some(path) => Some(resolve(&LinuxFile::Path(path.clone()), |c| {
+            c.kernel.clone()
+        })?),
+        None => None,
+    };
     let has_disks = manifest.disks.iter().any(|d| {
         manifest
             .domains
@@ -657,6 +663,7 @@ pub fn linux_files(
         kernel,
         initramfs,
         disk_tools,
+        script,
     })
 }
 
@@ -669,6 +676,29 @@ pub struct LinuxInputs {
     pub initramfs: PathBuf,
     /// An archive appended to the initramfs (the disk tools, for a guest with disks).
     pub disk_tools: Option<PathBuf>,
+    /// The domain's `script`, appended to the initramfs as [`crate::manifest::SCRIPT_PATH`].
+    pub script: Option<PathBuf>,
+}
+
+impl LinuxInputs {
+    /// The initramfs as the guest gets it: the base archive, then the disk tools' archive and
+    /// the script's (newc archives are 4-byte multiples; the kernel unpacks one after the
+    /// other).
+    pub fn initramfs_bytes(&self) -> Result<Vec<u8>, BuildError> {
+        let mut bytes = read(&self.initramfs)?;
+        let mut append = |more: Vec<u8>| {
+            bytes.resize(bytes.len().next_multiple_of(4), 0);
+            bytes.extend(more);
+        };
+        if let Some(tools) = &self.disk_tools {
+            append(read(tools)?);
+        }
+        if let Some(script) = &self.script {
+            let file = (crate::manifest::SCRIPT_PATH.to_owned(), read(script)?);
+            append(crate::build::linux::extra_archive(&[file], &[]));
+        }
+        Ok(bytes)
+    }
 }
 
 /// Reads domain `domain`'s files (fetching a Linux domain's if `fetch`).
@@ -680,22 +710,13 @@ fn read_input(
 ) -> Result<DomainInput, BuildError> {
     match &domain.elf {
         DomainElf::Linux(linux) => {
-            let LinuxInputs {
-                kernel,
-                initramfs,
-                disk_tools,
-            } = linux_files(manifest, domain, linux, fetch)?;
-            let bytes = read(&kernel)?;
-            let mut initramfs_bytes = read(&initramfs)?;
-            if let Some(tools) = disk_tools {
-                // newc archives are 4-byte multiples; the kernel unpacks one after the other.
-                initramfs_bytes.resize(initramfs_bytes.len().next_multiple_of(4), 0);
-                initramfs_bytes.extend(read(&tools)?);
-            }
+            let inputs = linux_files(manifest, domain, linux, fetch)?;
+            let bytes = read(&inputs.kernel)?;
+            let initramfs_bytes = inputs.initramfs_bytes()?;
             Ok(DomainInput {
-                path: kernel,
+                path: inputs.kernel,
                 bytes,
-                initramfs: Some((initramfs, initramfs_bytes)),
+                initramfs: Some((inputs.initramfs, initramfs_bytes)),
             })
         }
         _ => {
@@ -818,6 +839,43 @@ pub fn build_to_temp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Linux guest's initramfs is the base archive, the disk tools' and its script's, in
+    /// that order, each starting 4-byte aligned.
+    #[test]
+    fn a_linux_guests_script_is_appended_to_its_initramfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let inputs = LinuxInputs {
+            kernel: put("Image", b"kernel"),
+            initramfs: put("base.cpio", &[1u8; 6]),
+            disk_tools: Some(put("tools.cpio", &[2u8; 8])),
+            script: Some(put("run.sh", b"echo hello\n")),
+        };
+        let bytes = inputs.initramfs_bytes().unwrap();
+        assert_eq!(&bytes[..8], &[1, 1, 1, 1, 1, 1, 0, 0]);
+        assert_eq!(&bytes[8..16], &[2u8; 8]);
+        let script = crate::build::linux::extra_archive(
+            &[(
+                crate::manifest::SCRIPT_PATH.to_owned(),
+                b"echo hello\n".to_vec(),
+            )],
+            &[],
+        );
+        assert_eq!(&bytes[16..], &script[..]);
+        let text = String::from_utf8_lossy(&script);
+        assert!(text.contains("etc/mica/run") && text.contains("echo hello"));
+        let without = LinuxInputs {
+            script: None,
+            disk_tools: None,
+            ..inputs
+        };
+        assert_eq!(without.initramfs_bytes().unwrap(), vec![1u8; 6]);
+    }
     use crate::image::tests::{elf, header, Load};
     use mica_abi::bootinfo::name_str;
     use mica_abi::sysimage::SystemImage;

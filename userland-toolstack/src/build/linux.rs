@@ -449,6 +449,9 @@ pub fn init_script(order: &[String]) -> String {
         ));
     }
     s.push_str(&format!("echo {READY_LINE}\n"));
+    // The domain's `script` (docs/manifest.md), if its initramfs has one.
+    let script = crate::manifest::SCRIPT_PATH;
+    s.push_str(&format!("if [ -f /{script} ]; then sh /{script}; fi\n"));
     // PID 1 stays this script: busybox's poweroff, reboot and halt ask init with SIGUSR2,
     // SIGTERM and SIGUSR1, which it turns into the system call (PSCI SYSTEM_OFF or
     // SYSTEM_RESET to the hypervisor). The shell runs in the background (cttyhack gives it
@@ -686,6 +689,14 @@ mod tests {
         assert!(init.starts_with("#!/bin/busybox sh\n"));
         assert!(init.contains(INIT_LINE) && init.contains(READY_LINE));
         assert!(init.contains("insmod /lib/modules/virtio_mmio.ko"));
+        // A domain's `script` runs after the modules, before the shell.
+        let run = format!("sh /{}", crate::manifest::SCRIPT_PATH);
+        let (ready, script, shell) = (
+            init.find(READY_LINE).unwrap(),
+            init.find(&run).unwrap(),
+            init.find("cttyhack sh").unwrap(),
+        );
+        assert!(ready < script && script < shell, "{init}");
         // Reproducible: the same inputs give the same bytes.
         assert_eq!(archive, initramfs_archive(&files, &links, &order));
     }

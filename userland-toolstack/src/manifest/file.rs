@@ -70,6 +70,8 @@ pub(crate) struct DomainSection {
     pub(crate) initramfs: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) cmdline: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) script: Option<Spanned<String>>,
     pub(crate) memory_kib: Spanned<u64>,
     #[serde(default)]
     pub(crate) vcpus: Option<Spanned<u32>>,

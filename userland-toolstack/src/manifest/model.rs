@@ -111,7 +111,13 @@ pub struct LinuxImage {
     pub initramfs: LinuxFile,
     /// The kernel command line (`cmdline`, else [`DEFAULT_CMDLINE`]).
     pub cmdline: String,
+    /// A shell script `/init` runs once the guest is ready, before its shell
+    /// (`script = "FILE"`, relative to the manifest; it becomes [`SCRIPT_PATH`]).
+    pub script: Option<PathBuf>,
 }
+
+/// Where a Linux guest's `script` is in its initramfs (`/init` runs it if it is there).
+pub const SCRIPT_PATH: &str = "etc/mica/run";
 
 /// A Linux guest's command line unless the manifest gives one: the console is the domain's
 /// emulated PL011 (the device tree's `stdout-path` says so too).

@@ -146,8 +146,8 @@ pub enum Problem {
     /// Neither or both of `binary` and `path`.
     #[error("domain `{0}` needs exactly one of `binary = \"NAME\"` (a guest of this workspace) or `path = \"FILE\"` (an ELF file, relative to the manifest)")]
     ElfSource(String),
-    /// `kernel`, `initramfs` or `cmdline` on a domain that is not `kind = "linux"`.
-    #[error("domain `{0}`: kernel, initramfs and cmdline are for `kind = \"linux\"` domains; a guest or service runs an ELF (`binary` or `path`)")]
+    /// `kernel`, `initramfs`, `cmdline` or `script` on a domain that is not `kind = "linux"`.
+    #[error("domain `{0}`: kernel, initramfs, cmdline and script are for `kind = \"linux\"` domains; a guest or service runs an ELF (`binary` or `path`)")]
     LinuxFieldElsewhere(String),
     /// `binary` or `path` on a Linux domain.
     #[error("domain `{0}` is `kind = \"linux\"`: it boots a kernel Image (`kernel = \"FILE\"`, or leave it out for the Debian kernel `mica fetch-linux` caches), not an ELF")]

@@ -148,7 +148,7 @@ fn syntax_errors_have_positions() {
     assert_eq!(
         error(&edit("priority = 3", "priority = 3\ncolour = \"blue\"")),
         "images/t.toml:26:1: unknown field `colour`, expected one of `name`, `kind`, \
-         `binary`, `path`, `kernel`, `initramfs`, `cmdline`, `memory_kib`, `vcpus`, `cpus`, `arg`, `start`, `after`, \
+         `binary`, `path`, `kernel`, `initramfs`, `cmdline`, `script`, `memory_kib`, `vcpus`, `cpus`, `arg`, `start`, `after`, \
          `memory_from`, `priority`, `mmu_off_cacheable`, `sched`, `sched_policy`, \
          `memory_node`, `control`, `devices`, `disks`"
     );

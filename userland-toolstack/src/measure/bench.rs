@@ -71,7 +71,15 @@ pub struct BenchFile {
     /// Wall-clock limit for the whole run (boot included).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// For `icount`: the Linux domain of the system to boot a second time directly on QEMU,
+    /// with no hypervisor (its kernel, initramfs and command line; the system's drives; one
+    /// CPU), collecting the same measurements, each reported with [`DIRECT_SUFFIX`].
+    #[serde(default)]
+    pub direct: Option<String>,
 }
+
+/// What a measurement of a [`BenchFile::direct`] boot has added to its name.
+pub const DIRECT_SUFFIX: &str = "-direct";
 
 fn default_idle_secs() -> u64 {
     10
@@ -100,6 +108,7 @@ impl BenchFile {
                 Some("an idle bench needs `ready_lines` (how many guests print `bench: idle`)")
             }
             Kind::Idle if file.idle_secs == 0 => Some("idle_secs must be at least 1"),
+            Kind::Idle if file.direct.is_some() => Some("`direct` is for icount benches"),
             _ => None,
         };
         match problem {
@@ -374,6 +383,27 @@ pub fn run_file(
     if file.kind == Kind::Icount {
         machine.extra_args = ICOUNT.iter().map(|a| (*a).to_owned()).collect();
     }
+    // The machine's drives: new (empty) files of the bench's own, never a user's disks.
+    let drives_dir = tempfile::TempDir::new().map_err(|source| BenchError::Write {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let drives: Vec<crate::manifest::Drive> = built
+        .manifest
+        .drives
+        .iter()
+        .map(|d| crate::manifest::Drive {
+            file: drives_dir.path().join(format!("{}.img", d.name)),
+            ..d.clone()
+        })
+        .collect();
+    crate::boot::drives::prepare(&drives).map_err(|e| BenchError::Parse {
+        path: file.system.clone(),
+        message: e.to_string(),
+    })?;
+    machine
+        .extra_args
+        .extend(crate::boot::drives::qemu_args(&drives));
     let launch = qemu::prepare(&machine, Some(deadline))?;
     let command = launch.command_line().replace(
         &qemu::shell_quote(built.file.as_os_str()),
@@ -385,13 +415,96 @@ pub fn run_file(
         Kind::Idle => idle(name, &file, &mut running, machine.smp, deadline).map(Figures::Idle),
     };
     running.stop()?;
+    let mut figures = figures?;
+    if let (Some(domain), Figures::Icount(got)) = (&file.direct, &mut figures) {
+        let deadline = Instant::now() + Duration::from_secs(file.timeout_secs);
+        got.extend(direct(
+            name,
+            &file,
+            domain,
+            &built.manifest,
+            &drives,
+            deadline,
+        )?);
+    }
     Ok(BenchResult {
         name: name.to_owned(),
         description: file.description,
         system: file.system,
         command,
-        figures: figures?,
+        figures,
     })
+}
+
+/// Boots Linux domain `domain` of `manifest` directly on QEMU under `-icount` (no
+/// hypervisor: its kernel, the initramfs it gets under Mica, its command line, the same
+/// `drives` on the same transports, one CPU, the machine's memory) and collects `file`'s
+/// measurements, renamed with [`DIRECT_SUFFIX`].
+fn direct(
+    bench: &str,
+    file: &BenchFile,
+    domain: &str,
+    manifest: &crate::manifest::Manifest,
+    drives: &[crate::manifest::Drive],
+    deadline: Instant,
+) -> Result<Vec<Measurement>, BenchError> {
+    let problem = |message: String| BenchError::Parse {
+        path: file.system.clone(),
+        message,
+    };
+    let found = manifest.domains.iter().find(|d| d.name == domain);
+    let Some((d, crate::manifest::DomainElf::Linux(linux))) = found.map(|d| (d, &d.elf)) else {
+        return Err(problem(format!(
+            "`direct` names `{domain}`, which is no Linux domain of the system"
+        )));
+    };
+    let inputs = builder::linux_files(manifest, d, linux, true)?;
+    let mut initramfs = tempfile::NamedTempFile::new().map_err(|source| BenchError::Write {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let bytes = inputs.initramfs_bytes()?;
+    std::io::Write::write_all(&mut initramfs, &bytes).map_err(|source| BenchError::Write {
+        path: initramfs.path().to_owned(),
+        source,
+    })?;
+    let mut args: Vec<std::ffi::OsString> = [
+        "-M",
+        "virt,gic-version=3",
+        "-cpu",
+        qemu::CPU,
+        "-smp",
+        "1",
+        "-m",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    args.push(format!("{}M", manifest.machine.memory_mib).into());
+    args.push("-nographic".into());
+    args.push("-kernel".into());
+    args.push(inputs.kernel.clone().into());
+    args.push("-initrd".into());
+    args.push(initramfs.path().into());
+    args.push("-append".into());
+    args.push(linux.cmdline.clone().into());
+    args.extend(ICOUNT.iter().map(Into::into));
+    args.extend(
+        crate::boot::drives::qemu_args(drives)
+            .into_iter()
+            .map(Into::into),
+    );
+    let launch = qemu::Launch::new(qemu::find_qemu()?, args);
+    let mut running = Running::spawn(&launch)?;
+    let got = collect(bench, file, &mut running, deadline);
+    running.stop()?;
+    Ok(got?
+        .into_iter()
+        .map(|m| Measurement {
+            name: format!("{}{DIRECT_SUFFIX}", m.name),
+            ..m
+        })
+        .collect())
 }
 
 /// Reads the console until every measurement `file` lists is in; they are returned in the

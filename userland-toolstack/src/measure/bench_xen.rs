@@ -498,6 +498,7 @@ fn peer_file(system: &Path) -> BenchFile {
         ready_lines: 0,
         idle_secs: 0,
         timeout_secs: TIMEOUT.as_secs(),
+        direct: None,
     }
 }
 

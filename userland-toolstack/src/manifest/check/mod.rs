@@ -114,7 +114,7 @@ impl Checker<'_> {
         machine: &Machine,
     ) -> Result<DomainBasics, ManifestError> {
         let name = d.name.get_ref();
-        let linux_field = [&d.kernel, &d.initramfs, &d.cmdline]
+        let linux_field = [&d.kernel, &d.initramfs, &d.cmdline, &d.script]
             .into_iter()
             .flatten()
             .next();
@@ -202,7 +202,8 @@ impl Checker<'_> {
         })
     }
 
-    /// `kernel`, `initramfs` and `cmdline` of a `kind = "linux"` domain (which has no ELF).
+    /// `kernel`, `initramfs`, `cmdline` and `script` of a `kind = "linux"` domain (which has
+    /// no ELF).
     fn linux_fields(&self, d: &DomainSection) -> Result<(DomainElf, Location), ManifestError> {
         let name = d.name.get_ref();
         if let Some(elf) = d.binary.as_ref().or(d.path.as_ref()) {
@@ -259,6 +260,10 @@ impl Checker<'_> {
                 kernel: file(&d.kernel)?,
                 initramfs: file(&d.initramfs)?,
                 cmdline,
+                script: match file(&d.script)? {
+                    LinuxFile::Path(path) => Some(path),
+                    LinuxFile::Fetched => None,
+                },
             }),
             at,
         ))
