@@ -57,9 +57,9 @@ pub(crate) unsafe fn copy_from(src: *const u8, out: &mut [u8]) {
         let word = unsafe { AtomicU64::from_ptr(src.add(at).cast()) }.load(Ordering::Relaxed);
         out[at..at + WORD].copy_from_slice(&word.to_ne_bytes());
     }
-    for i in head + words * WORD..n {
+    for (i, b) in out.iter_mut().enumerate().skip(head + words * WORD) {
         // SAFETY: as for the head.
-        out[i] = unsafe { AtomicU8::from_ptr(src.add(i)) }.load(Ordering::Relaxed);
+        *b = unsafe { AtomicU8::from_ptr(src.add(i)) }.load(Ordering::Relaxed);
     }
 }
 
