@@ -20,6 +20,9 @@
 //! says why it is sound.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "virtio"))]
+extern crate alloc;
+
 pub mod bootinfo;
 mod bulk;
 pub mod channel;

@@ -130,7 +130,8 @@ pub fn shared_region(name: &str) -> Option<SharedRegion> {
 /// it unmaps it.
 ///
 /// Another domain or a device may use the same frames at the same time (that is the point),
-/// so every access is volatile and nothing hands out a reference into the window.
+/// so every access is volatile or atomic, a byte or an aligned 8-byte word at a time
+/// (`crate::bulk`), and nothing hands out a reference into the window.
 #[derive(Debug)]
 pub struct Window {
     ipa: u64,
@@ -177,7 +178,7 @@ pub fn ram_window() -> Option<Window> {
     let start = words.as_ptr() as u64;
     let end = start + (words.len() as u64) * 8;
     // The reference is dropped here: from now on the RAM is reached only through the
-    // window's volatile accesses, as a device may write it at any time.
+    // window's volatile and atomic accesses, as a device may write it at any time.
     let ipa = start.next_multiple_of(PAGE_SIZE);
     let len = (end.saturating_sub(ipa) / PAGE_SIZE) * PAGE_SIZE;
     (len > 0).then(|| Window {
@@ -248,8 +249,8 @@ impl Window {
         let Some(at) = self.check(offset, out.len()) else {
             return false;
         };
-        // SAFETY: as in `write`, for a readable mapping.
-        unsafe { crate::bulk::copy_from(at, out) };
+        // SAFETY: as in `write`, for a mapping that may be read-only (so volatile loads).
+        unsafe { crate::bulk::copy_from_volatile(at, out) };
         true
     }
 

@@ -14,8 +14,10 @@
 //! `devices`), so a register's physical address is its IPA.
 
 use crate::memory::Window;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::ptr::NonNull;
-use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::device::console::VirtIOConsole;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
@@ -71,6 +73,15 @@ impl DmaPool {
         self.used |= mask << first;
         self.window.zero(first * PAGE, n * PAGE);
         Some(first)
+    }
+
+    /// Whether a run of `n` free pages exists now.
+    fn has_run(&self, n: usize) -> bool {
+        if n == 0 || n > self.pages() {
+            return false;
+        }
+        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        (0..=self.pages() - n).any(|i| self.used & (mask << i) == 0)
     }
 
     fn give_back(&mut self, physical: u64, n: usize) {
@@ -222,6 +233,148 @@ pub fn block_device(region: &str) -> Option<Block> {
     // SAFETY: a mapped transport block, valid for 'static, with no other transport over it.
     let transport = unsafe { MmioTransport::new(header, TRANSPORT_SIZE) }.ok()?;
     VirtIOBlk::<MicaHal, _>::new(transport).ok()
+}
+
+/// Most requests a [`Drive`] keeps at the device at once: each bounces through DMA pages of
+/// its own (a 64 KiB request takes 16 of the [`MAX_DMA_PAGES`]).
+pub const MAX_AT_DRIVE: usize = 3;
+
+/// A request at the device: everything the device reads and writes for it, owned here (the
+/// box keeps the header and status where the device was told they are) until it is done.
+struct AtDrive {
+    token: u16,
+    req: BlkReq,
+    resp: BlkResp,
+    buf: Vec<u8>,
+    write: bool,
+}
+
+/// A block device with several requests at it at once, each taken back when the device is
+/// done with it (its interrupt says when): the non-blocking calls of `virtio-drivers`, made
+/// safe by owning every buffer of a request from its start to its end.
+pub struct Drive {
+    blk: Block,
+    // Boxed on purpose: the device holds the addresses of each request's header and status,
+    // which must not move when the vector grows or a request is taken out of it.
+    #[allow(clippy::vec_box)]
+    at_drive: Vec<Box<AtDrive>>,
+}
+
+impl Drive {
+    /// `blk`, its interrupts on.
+    pub fn new(mut blk: Block) -> Drive {
+        blk.enable_interrupts();
+        Drive {
+            blk,
+            at_drive: Vec::new(),
+        }
+    }
+
+    /// Its size in sectors.
+    pub fn capacity(&self) -> u64 {
+        self.blk.capacity()
+    }
+
+    /// Requests at the device.
+    pub fn in_flight(&self) -> usize {
+        self.at_drive.len()
+    }
+
+    /// Whether a request of `bytes` can start now: fewer than [`MAX_AT_DRIVE`] at the device
+    /// and DMA pages to bounce it through.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        let pages = bytes.div_ceil(PAGE).max(1);
+        self.at_drive.len() < MAX_AT_DRIVE && DMA.lock().as_ref().is_some_and(|d| d.has_run(pages))
+    }
+
+    /// Starts reading `bytes` (whole sectors) from `sector`: the data comes back from
+    /// [`done`](Self::done) with the token returned here.
+    pub fn start_read(&mut self, sector: u64, bytes: usize) -> Result<u16, virtio_drivers::Error> {
+        self.start(sector, alloc::vec![0; bytes], false)
+    }
+
+    /// Starts writing `data` (whole sectors) at `sector`; done when [`done`](Self::done)
+    /// returns the token returned here.
+    pub fn start_write(
+        &mut self,
+        sector: u64,
+        data: Vec<u8>,
+    ) -> Result<u16, virtio_drivers::Error> {
+        self.start(sector, data, true)
+    }
+
+    fn start(
+        &mut self,
+        sector: u64,
+        buf: Vec<u8>,
+        write: bool,
+    ) -> Result<u16, virtio_drivers::Error> {
+        if buf.is_empty() || !buf.len().is_multiple_of(512) || !self.has_room(buf.len()) {
+            return Err(virtio_drivers::Error::InvalidParam);
+        }
+        let mut r = Box::new(AtDrive {
+            token: 0,
+            req: BlkReq::default(),
+            resp: BlkResp::default(),
+            buf,
+            write,
+        });
+        let sector = usize::try_from(sector).map_err(|_| virtio_drivers::Error::InvalidParam)?;
+        let r_mut = &mut *r;
+        r_mut.token = if write {
+            // SAFETY: the header, data and status live in the box and its vector, which
+            // `at_drive` keeps, untouched, until `done` completes the request with them.
+            unsafe {
+                self.blk
+                    .write_blocks_nb(sector, &mut r_mut.req, &r_mut.buf, &mut r_mut.resp)
+            }?
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                self.blk
+                    .read_blocks_nb(sector, &mut r_mut.req, &mut r_mut.buf, &mut r_mut.resp)
+            }?
+        };
+        self.at_drive.push(r);
+        Ok(self.at_drive.last().map_or(0, |r| r.token))
+    }
+
+    /// The next request the device is done with: its token and, if it succeeded, its data
+    /// (what was read, or what was written).
+    pub fn done(&mut self) -> Option<(u16, Result<Vec<u8>, virtio_drivers::Error>)> {
+        let token = self.blk.peek_used()?;
+        let i = self.at_drive.iter().position(|r| r.token == token)?;
+        let mut r = self.at_drive.swap_remove(i);
+        let r_mut = &mut *r;
+        let result = if r_mut.write {
+            // SAFETY: the same header, data and status `start` gave the device for `token`.
+            unsafe {
+                self.blk
+                    .complete_write_blocks(token, &r_mut.req, &r_mut.buf, &mut r_mut.resp)
+            }
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                self.blk
+                    .complete_read_blocks(token, &r_mut.req, &mut r_mut.buf, &mut r_mut.resp)
+            }
+        };
+        Some((token, result.map(|()| core::mem::take(&mut r_mut.buf))))
+    }
+
+    /// Acknowledges the device's interrupt (before looking at what it finished).
+    pub fn ack_interrupt(&mut self) {
+        let _ = self.blk.ack_interrupt();
+    }
+
+    /// Makes every completed write durable, waiting for the device (`FLUSH`); only with
+    /// nothing at the device.
+    pub fn flush(&mut self) -> Result<(), virtio_drivers::Error> {
+        if !self.at_drive.is_empty() {
+            return Err(virtio_drivers::Error::NotReady);
+        }
+        self.blk.flush()
+    }
 }
 
 /// A virtio console driven through [`MicaHal`].

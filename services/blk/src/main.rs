@@ -28,7 +28,7 @@ use alloc::vec::Vec;
 use mica_abi::blkio::{self, Completion, Request, Work};
 use mica_abi::ObjectType;
 use mica_rt::ring::{Ring, RingMemory, SharedRegion};
-use mica_rt::{bootinfo, events, memory, println, virtio, BootInfo, Port, Slot};
+use mica_rt::{bootinfo, events, hypercall, memory, println, virtio, BootInfo, Port, Slot};
 
 /// Bytes of a sector.
 const SECTOR: usize = 512;
@@ -79,7 +79,7 @@ fn main(_info: BootInfo) -> ! {
     println!("blk: {name}: a disk of {capacity} sectors (a virtio-blk device passed through)");
     let table = mica_rt::config::bytes();
     if blkio::client(table, 0).is_some() {
-        serve(name, &mut disk, table)
+        serve(name, disk, table)
     }
     if capacity < SECTORS as u64 {
         println!("blk: {name}: smaller than {SECTORS} sectors");
@@ -153,20 +153,68 @@ struct Client {
     completions: Ring<SharedRegion>,
     extent: blkio::Extent,
     slots: usize,
-    /// A completion the full ring could not take yet (no request is taken meanwhile).
-    held: Option<Completion>,
+    /// Completions the full ring could not take yet (no request is taken meanwhile).
+    held: Vec<Completion>,
+    /// A flush taken from its ring, done once nothing is at the drive (its tag).
+    flush: Option<u32>,
+    /// Completions were pushed since it was last told.
+    tell: bool,
     /// It wrote its rings in a way no client may: no longer served.
     broken: bool,
 }
 
-/// Serves the clients of `table` from `disk`, for ever.
-fn serve(drive: &str, disk: &mut virtio::Block, table: &'static [u8]) -> ! {
+impl Client {
+    /// Gives `done` back (or holds it while the ring is full).
+    fn answer(&mut self, done: Completion) {
+        self.held.push(done);
+        while let Some(first) = self.held.first() {
+            if self.completions.push(&first.encode()).is_err() {
+                break;
+            }
+            self.held.remove(0);
+            self.tell = true;
+        }
+    }
+}
+
+/// A client's request at the drive.
+struct Pending {
+    token: u16,
+    client: usize,
+    tag: u32,
+    /// For a read: where its data goes in the client's region.
+    read_to: Option<usize>,
+}
+
+/// Event-channel slots for the drive's interrupt (high slots, above what the kernel hands
+/// out), and its port: after every client's.
+const IRQ_TX: Slot = Slot(60);
+const IRQ_RX: Slot = Slot(61);
+const IRQ_PORT: Port = Port(blkio::MAX_CLIENTS as u16);
+
+/// Serves the clients of `table` from `disk`, for ever: requests taken from every client while
+/// the drive has room for them ([`virtio::MAX_AT_DRIVE`] at once), each answered when the
+/// drive's interrupt says it is done; a flush once nothing is at the drive.
+fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
     let Some(page) = bootinfo() else {
         mica_rt::exit()
     };
     let mut clients: Vec<Client> = Vec::new();
     if let Err(s) = events::register() {
-        println!("blk: {drive}: event set-up refused ({s:?})");
+        println!("blk: {drive_name}: event set-up refused ({s:?})");
+        mica_rt::exit()
+    }
+    let mut irq_name = heapless::String::<32>::new();
+    let _ = (irq_name.push_str(drive_name), irq_name.push_str("-irq"));
+    let Some(irq) = page.cap_slot(&irq_name, ObjectType::Irq) else {
+        println!("blk: {drive_name}: no interrupt ({irq_name}) among the capabilities");
+        mica_rt::exit()
+    };
+    let wired = hypercall::evtchn_create(IRQ_TX, IRQ_RX)
+        .and_then(|()| events::bind(IRQ_RX, IRQ_PORT, 0))
+        .and_then(|()| hypercall::irq_bind_event(irq, IRQ_RX));
+    if let Err(s) = wired {
+        println!("blk: {drive_name}: cannot wait for the drive's interrupt ({s:?})");
         mica_rt::exit()
     }
     for client in (0..blkio::MAX_CLIENTS).map_while(|i| blkio::client(table, i)) {
@@ -177,21 +225,21 @@ fn serve(drive: &str, disk: &mut virtio::Block, table: &'static [u8]) -> ! {
         let _ = (io.push_str(name_str), io.push_str("-io"));
         let found = page.endpoint(name_str).zip(memory::shared_region(&io));
         let Some((endpoint, region)) = found else {
-            println!("blk: {drive}: client {name} has no channel or I/O region: not served");
+            println!("blk: {drive_name}: client {name} has no channel or I/O region: not served");
             continue;
         };
         let rings = mica_rt::ring::blkio_rings(region);
         let Some((requests, completions)) = rings else {
-            println!("blk: {drive}: client {name}'s I/O region is too small: not served");
+            println!("blk: {drive_name}: client {name}'s I/O region is too small: not served");
             continue;
         };
         let port = Port(clients.len() as u16);
         if events::bind(endpoint, port, 0).is_err() {
-            println!("blk: {drive}: cannot wait on client {name}'s channel: not served");
+            println!("blk: {drive_name}: cannot wait on client {name}'s channel: not served");
             continue;
         }
         println!(
-            "blk: {drive}: serving {name}: sectors {}..{} of the disk, {} data slots",
+            "blk: {drive_name}: serving {name}: sectors {}..{} of the disk, {} data slots",
             client.extent.first,
             client.extent.first + client.extent.sectors,
             blkio::slots(region.len())
@@ -204,77 +252,122 @@ fn serve(drive: &str, disk: &mut virtio::Block, table: &'static [u8]) -> ! {
             completions,
             extent: client.extent,
             slots: blkio::slots(region.len()),
-            held: None,
+            held: Vec::new(),
+            flush: None,
+            tell: false,
             broken: false,
         });
     }
-    let mut buf = alloc::vec![0u8; blkio::SLOT_BYTES];
+    let mut drive = virtio::Drive::new(disk);
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut fired = false;
     loop {
-        for c in clients.iter_mut().filter(|c| !c.broken) {
-            let mut tell = false;
-            loop {
-                if let Some(done) = c.held.take() {
-                    match c.completions.push(&done.encode()) {
-                        Ok(notify) => tell |= notify,
-                        Err(_) => {
-                            c.held = Some(done);
-                            break;
-                        }
-                    }
+        if fired {
+            // The device's interrupt first, then the line: what it finishes after this
+            // raises both again.
+            drive.ack_interrupt();
+            let _ = hypercall::irq_ack(irq);
+        }
+        // What the drive finished.
+        while let Some((token, result)) = drive.done() {
+            let Some(i) = pending.iter().position(|p| p.token == token) else {
+                continue;
+            };
+            let p = pending.swap_remove(i);
+            let Some(c) = clients.get_mut(p.client) else {
+                continue;
+            };
+            let status = match (result, p.read_to) {
+                (Ok(data), Some(at)) => {
+                    c.region.write(at, &data);
+                    blkio::status::OK
+                }
+                (Ok(_), None) => blkio::status::OK,
+                (Err(_), _) => blkio::status::IO_ERROR,
+            };
+            c.answer(Completion { tag: p.tag, status });
+        }
+        // Flushes, once every write before them is done.
+        if drive.in_flight() == 0 {
+            for c in clients.iter_mut() {
+                if let Some(tag) = c.flush.take() {
+                    let status = match drive.flush() {
+                        Ok(()) => blkio::status::OK,
+                        Err(_) => blkio::status::IO_ERROR,
+                    };
+                    c.answer(Completion { tag, status });
+                }
+            }
+        }
+        // New requests, from every client in turn, while the drive has room.
+        let mut more = true;
+        while more {
+            more = false;
+            for (index, c) in clients.iter_mut().enumerate() {
+                if c.broken || !c.held.is_empty() || c.flush.is_some() {
+                    continue;
+                }
+                if !drive.has_room(blkio::SLOT_BYTES) {
+                    break;
                 }
                 let mut msg = [0u8; blkio::REQUEST_SLOT];
                 let popped = match c.requests.pop(&mut msg) {
                     Ok(Some(popped)) => popped,
-                    Ok(None) => break,
+                    Ok(None) => continue,
                     Err(e) => {
                         println!(
-                            "blk: {drive}: client {} broke its ring ({e:?}): no longer served",
+                            "blk: {drive_name}: client {} broke its ring ({e:?}): no longer served",
                             c.name
                         );
                         c.broken = true;
-                        break;
+                        continue;
                     }
                 };
+                more = true;
                 let request = Request::decode(&msg[..popped.len]);
-                let status = match request.and_then(|r| blkio::check(&r, c.extent, c.slots)) {
-                    None => blkio::status::REFUSED,
-                    Some(work) => carry_out(disk, work, &c.region, &mut buf),
+                let tag = request.map_or(0, |r| r.tag);
+                let work = request.and_then(|r| blkio::check(&r, c.extent, c.slots));
+                let started = match work {
+                    None => Err(blkio::status::REFUSED),
+                    Some(Work::Flush) => {
+                        c.flush = Some(tag);
+                        continue;
+                    }
+                    Some(Work::Read { sector, at, bytes }) => drive
+                        .start_read(sector, bytes)
+                        .map(|token| (token, Some(at)))
+                        .map_err(|_| blkio::status::IO_ERROR),
+                    Some(Work::Write { sector, at, bytes }) => {
+                        let mut data = alloc::vec![0u8; bytes];
+                        c.region.read(at, &mut data);
+                        drive
+                            .start_write(sector, data)
+                            .map(|token| (token, None))
+                            .map_err(|_| blkio::status::IO_ERROR)
+                    }
                 };
-                c.held = Some(Completion {
-                    tag: request.map_or(0, |r| r.tag),
-                    status,
-                });
-                tell = true;
+                match started {
+                    Ok((token, read_to)) => pending.push(Pending {
+                        token,
+                        client: index,
+                        tag,
+                        read_to,
+                    }),
+                    Err(status) => c.answer(Completion { tag, status }),
+                }
             }
-            if tell {
+        }
+        for c in clients.iter_mut() {
+            if core::mem::take(&mut c.tell) {
                 let _ = events::send(c.endpoint);
             }
         }
-        events::wait();
-    }
-}
-
-/// Does what a checked request asks, through `buf`: the disk's driver copies through its
-/// own DMA pages, the region is read and written with atomic accesses.
-fn carry_out(disk: &mut virtio::Block, work: Work, region: &SharedRegion, buf: &mut [u8]) -> u8 {
-    let done = match work {
-        Work::Read { sector, at, bytes } => {
-            let ok = disk.read_blocks(sector as usize, &mut buf[..bytes]).is_ok();
-            if ok {
-                region.write(at, &buf[..bytes]);
-            }
-            ok
+        // A flush taken with nothing at the drive is done before waiting.
+        if drive.in_flight() == 0 && clients.iter().any(|c| c.flush.is_some()) {
+            fired = false;
+            continue;
         }
-        Work::Write { sector, at, bytes } => {
-            region.read(at, &mut buf[..bytes]);
-            disk.write_blocks(sector as usize, &buf[..bytes]).is_ok()
-        }
-        Work::Flush => disk.flush().is_ok(),
-    };
-    if done {
-        blkio::status::OK
-    } else {
-        blkio::status::IO_ERROR
+        fired = events::wait().contains(IRQ_PORT);
     }
 }
 

@@ -449,9 +449,6 @@ pub fn init_script(order: &[String]) -> String {
         ));
     }
     s.push_str(&format!("echo {READY_LINE}\n"));
-    // The domain's `script` (docs/manifest.md), if its initramfs has one.
-    let script = crate::manifest::SCRIPT_PATH;
-    s.push_str(&format!("if [ -f /{script} ]; then sh /{script}; fi\n"));
     // PID 1 stays this script: busybox's poweroff, reboot and halt ask init with SIGUSR2,
     // SIGTERM and SIGUSR1, which it turns into the system call (PSCI SYSTEM_OFF or
     // SYSTEM_RESET to the hypervisor). The shell runs in the background (cttyhack gives it
@@ -459,8 +456,14 @@ pub fn init_script(order: &[String]) -> String {
     s.push_str(
         "trap '/bin/busybox poweroff -f' USR2\n\
          trap '/bin/busybox reboot -f' TERM\n\
-         trap '/bin/busybox halt -f' USR1\n\
-         while :; do setsid cttyhack sh; done &\n\
+         trap '/bin/busybox halt -f' USR1\n",
+    );
+    // The domain's `script` (docs/manifest.md), if its initramfs has one: beside the shell,
+    // so that both come up at once and power-off still reaches init.
+    let script = crate::manifest::SCRIPT_PATH;
+    s.push_str(&format!("if [ -f /{script} ]; then sh /{script} & fi\n"));
+    s.push_str(
+        "while :; do setsid cttyhack sh; done &\n\
          while :; do wait; done\n",
     );
     s

@@ -111,8 +111,9 @@ pub struct LinuxImage {
     pub initramfs: LinuxFile,
     /// The kernel command line (`cmdline`, else [`DEFAULT_CMDLINE`]).
     pub cmdline: String,
-    /// A shell script `/init` runs once the guest is ready, before its shell
-    /// (`script = "FILE"`, relative to the manifest; it becomes [`SCRIPT_PATH`]).
+    /// A shell script `/init` runs once the guest is ready, beside its shell
+    /// (`script = "FILE"`, relative to the manifest; it becomes [`SCRIPT_PATH`], which only
+    /// the fetched initramfs's `/init` runs).
     pub script: Option<PathBuf>,
 }
 

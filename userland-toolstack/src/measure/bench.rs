@@ -76,6 +76,25 @@ pub struct BenchFile {
     /// CPU), collecting the same measurements, each reported with [`DIRECT_SUFFIX`].
     #[serde(default)]
     pub direct: Option<String>,
+    /// For `icount`: let idle time pass at host speed ([`ICOUNT_SLEEP`]) instead of moving
+    /// the clock to the next timer. For a bench that waits for a host device (a disk), where
+    /// every wait would otherwise cost up to a timer period whatever the device took.
+    #[serde(default)]
+    pub sleep: bool,
+}
+
+/// [`ICOUNT`] with idle time passing at host speed ([`BenchFile::sleep`]).
+pub const ICOUNT_SLEEP: [&str; 2] = ["-icount", "shift=0,sleep=on"];
+
+impl BenchFile {
+    /// The `-icount` arguments of its runs.
+    fn icount(&self) -> [&'static str; 2] {
+        if self.sleep {
+            ICOUNT_SLEEP
+        } else {
+            ICOUNT
+        }
+    }
 }
 
 /// What a measurement of a [`BenchFile::direct`] boot has added to its name.
@@ -108,7 +127,9 @@ impl BenchFile {
                 Some("an idle bench needs `ready_lines` (how many guests print `bench: idle`)")
             }
             Kind::Idle if file.idle_secs == 0 => Some("idle_secs must be at least 1"),
-            Kind::Idle if file.direct.is_some() => Some("`direct` is for icount benches"),
+            Kind::Idle if file.direct.is_some() || file.sleep => {
+                Some("`direct` and `sleep` are for icount benches")
+            }
             _ => None,
         };
         match problem {
@@ -381,7 +402,7 @@ pub fn run_file(
         &MachineOverrides::default(),
     );
     if file.kind == Kind::Icount {
-        machine.extra_args = ICOUNT.iter().map(|a| (*a).to_owned()).collect();
+        machine.extra_args = file.icount().iter().map(|a| (*a).to_owned()).collect();
     }
     // The machine's drives: new (empty) files of the bench's own, never a user's disks.
     let drives_dir = tempfile::TempDir::new().map_err(|source| BenchError::Write {
@@ -416,16 +437,11 @@ pub fn run_file(
     };
     running.stop()?;
     let mut figures = figures?;
+    let mut command = hide_drives_dir(command, &drives);
     if let (Some(domain), Figures::Icount(got)) = (&file.direct, &mut figures) {
-        let deadline = Instant::now() + Duration::from_secs(file.timeout_secs);
-        got.extend(direct(
-            name,
-            &file,
-            domain,
-            &built.manifest,
-            &drives,
-            deadline,
-        )?);
+        let (line, measured) = direct(name, &file, domain, &built.manifest, &drives, deadline)?;
+        command = format!("{command}; with no hypervisor: {line}");
+        got.extend(measured);
     }
     Ok(BenchResult {
         name: name.to_owned(),
@@ -439,7 +455,9 @@ pub fn run_file(
 /// Boots Linux domain `domain` of `manifest` directly on QEMU under `-icount` (no
 /// hypervisor: its kernel, the initramfs it gets under Mica, its command line, the same
 /// `drives` on the same transports, one CPU, the machine's memory) and collects `file`'s
-/// measurements, renamed with [`DIRECT_SUFFIX`].
+/// measurements, renamed with [`DIRECT_SUFFIX`]; returns the QEMU command line too. The
+/// guest sees the whole drive where under Mica it sees its extent: the same bytes only for an
+/// extent at offset 0 (the script reads no further than the extent).
 fn direct(
     bench: &str,
     file: &BenchFile,
@@ -447,7 +465,7 @@ fn direct(
     manifest: &crate::manifest::Manifest,
     drives: &[crate::manifest::Drive],
     deadline: Instant,
-) -> Result<Vec<Measurement>, BenchError> {
+) -> Result<(String, Vec<Measurement>), BenchError> {
     let problem = |message: String| BenchError::Parse {
         path: file.system.clone(),
         message,
@@ -488,23 +506,29 @@ fn direct(
     args.push(initramfs.path().into());
     args.push("-append".into());
     args.push(linux.cmdline.clone().into());
-    args.extend(ICOUNT.iter().map(Into::into));
+    args.extend(file.icount().iter().map(Into::into));
     args.extend(
         crate::boot::drives::qemu_args(drives)
             .into_iter()
             .map(Into::into),
     );
     let launch = qemu::Launch::new(qemu::find_qemu()?, args);
+    let line = launch.command_line().replace(
+        &qemu::shell_quote(initramfs.path().as_os_str()),
+        "<the domain's initramfs>",
+    );
+    let line = hide_drives_dir(line, drives);
     let mut running = Running::spawn(&launch)?;
     let got = collect(bench, file, &mut running, deadline);
     running.stop()?;
-    Ok(got?
+    let measured = got?
         .into_iter()
         .map(|m| Measurement {
             name: format!("{}{DIRECT_SUFFIX}", m.name),
             ..m
         })
-        .collect())
+        .collect();
+    Ok((line, measured))
 }
 
 /// Reads the console until every measurement `file` lists is in; they are returned in the
@@ -775,8 +799,23 @@ fn round3(x: f64) -> f64 {
 /// The Markdown table of the instruction-count figures.
 pub fn icount_table(results: &[BenchResult], provenance: &Provenance) -> String {
     let mut out = String::new();
+    let sleeping: Vec<String> = results
+        .iter()
+        .filter(|r| r.command.contains(ICOUNT_SLEEP[1]))
+        .map(|r| format!("`{}`", r.name))
+        .collect();
+    let sleep_note = if sleeping.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (`{}` for the bench{} {}, which wait for a host device)",
+            ICOUNT_SLEEP.join(" "),
+            if sleeping.len() == 1 { "" } else { "es" },
+            sleeping.join(", ")
+        )
+    };
     out.push_str(&format!(
-        "Measured by `make bench` with {} under `{}`, at commit {}.\n\n",
+        "Measured by `make bench` with {} under `{}`{sleep_note}, at commit {}.\n\n",
         provenance.qemu_version,
         ICOUNT.join(" "),
         provenance.commit_text()
@@ -865,6 +904,17 @@ pub fn update_doc(path: &Path, sections: &[(&str, String)]) -> Result<(), BenchE
         path: path.to_owned(),
         source,
     })
+}
+
+/// `line` with the temporary directory of the bench's new drive files shown as
+/// `<new drives>` (it differs from run to run).
+fn hide_drives_dir(line: String, drives: &[crate::manifest::Drive]) -> String {
+    match drives.first().and_then(|d| d.file.parent()) {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            line.replace(&dir.display().to_string(), "<new drives>")
+        }
+        _ => line,
+    }
 }
 
 #[cfg(test)]
@@ -1042,6 +1092,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("bogus"));
+        std::fs::write(
+            &path,
+            "description = \"d\"\nsystem = \"s.toml\"\nkind = \"idle\"\nready_lines = 1\nsleep = true\n",
+        )
+        .unwrap();
+        assert!(BenchFile::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("icount benches"));
+        std::fs::write(
+            &path,
+            "description = \"d\"\nsystem = \"s.toml\"\nmeasurements = [\"m\"]\nsleep = true\n",
+        )
+        .unwrap();
+        let file = BenchFile::load(&path).unwrap();
+        assert_eq!(file.icount(), ICOUNT_SLEEP);
+        assert!(file.direct.is_none());
         assert!(matches!(
             list(dir.path(), Some("y")),
             Err(BenchError::NoBench(_))

@@ -499,6 +499,7 @@ fn peer_file(system: &Path) -> BenchFile {
         idle_secs: 0,
         timeout_secs: TIMEOUT.as_secs(),
         direct: None,
+        sleep: false,
     }
 }
 

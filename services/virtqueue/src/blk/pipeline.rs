@@ -126,7 +126,8 @@ pub struct Pipeline {
 impl Pipeline {
     /// Nothing in flight, with as many slots as `backend` has (at most [`MAX_IN_FLIGHT`]).
     pub fn new(backend: &impl Backend) -> Self {
-        let piece_bytes = (backend.slot_bytes() as u64 / SECTOR * SECTOR).min(u64::from(u32::MAX));
+        // Whole sectors, and few enough of them for an operation's 32-bit count.
+        let piece_bytes = (backend.slot_bytes() as u64).min(u64::from(u32::MAX)) / SECTOR * SECTOR;
         let count = if piece_bytes == 0 {
             0
         } else {
