@@ -10,9 +10,11 @@
 //! (`mica_rt::config`, `mica_abi::blkio::Client`: each one's name and extent), never a
 //! client's word. Each client has a channel and an I/O region (rings and data slots) named
 //! after it; every request is checked against the client's extent and slots
-//! (`mica_abi::blkio::check`) before the disk is touched, a write is acknowledged only when
-//! the device completed it and a flush only when the device flushed (virtio-blk's `FLUSH`),
-//! and one event per client ends a batch of completions.
+//! (`mica_abi::blkio::check`) before the disk is touched. Up to
+//! [`virtio::MAX_AT_DRIVE`] requests are at the drive at once, each answered when the drive's
+//! interrupt says it is done: a write only when the device completed it, a flush only once
+//! the drive is idle and the device flushed (virtio-blk's `FLUSH`); one event per client ends
+//! a batch of completions.
 //!
 //! A drive with no clients is checked instead, from end to end and across power cycles:
 //! sector 0 holds a record of the boot that wrote it (`MICA-BLK boot N`); each boot reads it

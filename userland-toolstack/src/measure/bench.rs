@@ -807,10 +807,14 @@ pub fn icount_table(results: &[BenchResult], provenance: &Provenance) -> String 
     let sleep_note = if sleeping.is_empty() {
         String::new()
     } else {
+        let (benches, wait) = if sleeping.len() == 1 {
+            ("bench", "waits")
+        } else {
+            ("benches", "wait")
+        };
         format!(
-            " (`{}` for the bench{} {}, which wait for a host device)",
+            " (`{}` for the {benches} {}, which {wait} for a host device)",
             ICOUNT_SLEEP.join(" "),
-            if sleeping.len() == 1 { "" } else { "es" },
             sleeping.join(", ")
         )
     };
