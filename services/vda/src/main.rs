@@ -22,7 +22,7 @@ use mica_abi::virtio::{feature, status};
 use mica_abi::ObjectType;
 use mica_rt::ring::{Ring, RingMemory, SharedRegion};
 use mica_rt::{events, hypercall, memory, println, BootInfo, Port, Slot};
-use mica_virtqueue::blk::pipeline::{Backend, Op, Pipeline};
+use mica_virtqueue::blk::pipeline::{Backend, Op, Pipeline, MAX_TAKEN_PER_STEP};
 use mica_virtqueue::blk::{self, Disk};
 use mica_virtqueue::{GuestMemory, Queue};
 use zerocopy::IntoBytes;
@@ -173,19 +173,23 @@ impl Backend for Remote {
     }
 }
 
-/// Takes and serves every chain the guest made available; `Err` if it broke its queue.
+/// Takes and serves the chains the guest made available, at most [`MAX_TAKEN_PER_STEP`];
+/// `Ok(true)` if there may be more, `Err` if it broke its queue.
 fn serve_batch(
     q: &mut Queue,
     ram: &mut GuestRam,
     disk: &mut impl Disk,
     served: &mut u64,
-) -> Result<(), ()> {
-    while let Some(chain) = q.pop(ram).map_err(drop)? {
+) -> Result<bool, ()> {
+    for _ in 0..MAX_TAKEN_PER_STEP {
+        let Some(chain) = q.pop(ram).map_err(drop)? else {
+            return Ok(false);
+        };
         let written = blk::serve(&chain, ram, disk).map_err(drop)?;
         q.push_used(ram, chain.head, written).map_err(drop)?;
         *served += 1;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn main(_info: BootInfo) -> ! {
@@ -337,17 +341,24 @@ fn run(device: Slot, region: SharedRegion, mut disk: impl Disk) -> ! {
     let (mut served, mut broken) = (0u64, 0u64);
     loop {
         refresh(device, &mut queue, served);
+        let mut more = false;
         if let Some((epoch, q)) = queue.as_mut() {
             let before = q.positions().1;
             match serve_batch(q, &mut ram, &mut disk, &mut served) {
-                Ok(()) => tell(device, *epoch, q, &mut ram, before),
+                Ok(left) => {
+                    more = left;
+                    tell(device, *epoch, q, &mut ram, before);
+                }
                 Err(()) => {
                     broke(device, *epoch, &mut broken);
                     queue = None;
                 }
             }
         }
-        events::wait();
+        // A batch that stopped at its limit goes on after looking at the device again.
+        if !more {
+            events::wait();
+        }
     }
 }
 
@@ -381,8 +392,10 @@ fn run_remote(
         if core::mem::take(&mut remote.unsent) {
             let _ = events::send(endpoint);
         }
+        let mut more = false;
         match (outcome, queue.as_mut()) {
             (Ok((progress, Some((epoch, before)))), Some((_, q))) => {
+                more = progress.more;
                 served += u64::from(progress.used);
                 tell(device, epoch, q, &mut ram, before);
                 let most = pipeline.most_in_flight();
@@ -400,7 +413,10 @@ fn run_remote(
             }
             (Err(_), None) => {}
         }
-        events::wait();
+        // A step that stopped at its limit goes on after looking at the device again.
+        if !more {
+            events::wait();
+        }
     }
 }
 

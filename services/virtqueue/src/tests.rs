@@ -711,7 +711,8 @@ mod in_flight {
             step,
             Progress {
                 used: 0,
-                submitted: 2
+                submitted: 2,
+                more: false,
             }
         );
         assert_eq!(p.in_flight(), 2);
@@ -723,7 +724,8 @@ mod in_flight {
             step,
             Progress {
                 used: 1,
-                submitted: 1
+                submitted: 1,
+                more: false,
             }
         );
         assert_eq!(used(&ram), vec![(3, 1)]);
@@ -787,7 +789,8 @@ mod in_flight {
             step,
             Progress {
                 used: 3,
-                submitted: 0
+                submitted: 0,
+                more: false,
             }
         );
         let mut id = [0u8; 5];
@@ -805,11 +808,23 @@ mod in_flight {
             step,
             Progress {
                 used: 1,
-                submitted: 0
+                submitted: 0,
+                more: false,
             }
         );
         assert_eq!(status(&ram, 3), result::IOERR);
         assert_eq!(p.in_flight(), 0);
+        // A queue full of requests answered at once is taken a step's worth at a time.
+        let mut q = Queue::new(128, DESC, DRIVER, DEVICE, false);
+        ram.put(DRIVER + 2, &100u16.to_le_bytes());
+        for n in 0..100u16 {
+            ram.put(DRIVER + 4 + 2 * u64::from(n), &0u16.to_le_bytes());
+        }
+        let step = p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap();
+        let most = crate::blk::pipeline::MAX_TAKEN_PER_STEP;
+        assert_eq!((step.used, step.more), (most, true));
+        let step = p.step(Some((1, &mut q)), &mut ram, &mut disk).unwrap();
+        assert_eq!((step.used, step.more), (100 - most, false));
         // An answer to nothing in flight changes nothing.
         disk.answers.push_back((0x1234_5600, true));
         assert_eq!(

@@ -97,7 +97,13 @@ pub struct Progress {
     pub used: u32,
     /// Operations submitted to the backend.
     pub submitted: u32,
+    /// It stopped after [`MAX_TAKEN_PER_STEP`] chains: step again before waiting.
+    pub more: bool,
 }
+
+/// Most chains one [`Pipeline::step`] takes: a guest that keeps its queue full of requests
+/// answered at once (`GET_ID`) cannot keep its device domain from everything else.
+pub const MAX_TAKEN_PER_STEP: u32 = 64;
 
 /// One request in flight, in the slot of its index.
 #[derive(Clone, Debug)]
@@ -168,6 +174,7 @@ impl Pipeline {
         backend: &mut impl Backend,
     ) -> Result<Progress, Fault> {
         let mut progress = Progress::default();
+        let mut taken = 0u32;
         loop {
             let mut moved = false;
             while let Some((tag, ok)) = backend.poll() {
@@ -176,10 +183,15 @@ impl Pipeline {
             }
             if let Some((epoch, queue)) = live.as_mut() {
                 while let Some(free) = self.slots.iter().position(Option::is_none) {
+                    if taken == MAX_TAKEN_PER_STEP {
+                        progress.more = true;
+                        return Ok(progress);
+                    }
                     let Some(chain) = queue.pop(mem)? else {
                         break;
                     };
                     moved = true;
+                    taken += 1;
                     self.start(free, chain, *epoch, queue, mem, backend, &mut progress)?;
                 }
             }
