@@ -3,7 +3,8 @@
 # kernel's own (`now at N nsecs` of /proc/timer_list). All reads bypass the page cache
 # (iflag=direct), so each one goes to the disk. Anything that fails says `bench: FAILED`,
 # which `mica bench` reports instead of a figure.
-fail() { echo "bench: FAILED: $1"; exit 1; }
+# On the console even inside $(...), whose output is captured.
+fail() { echo "bench: FAILED: $1" >&2; exit 1; }
 now() {
     t=$(sed -n 's/^now at \([0-9]*\) nsecs$/\1/p' /proc/timer_list | head -n 1)
     [ -n "$t" ] || fail "no clock in /proc/timer_list"

@@ -32,6 +32,11 @@ pub mod console;
 pub mod entry;
 pub mod events;
 pub mod hypercall;
+#[cfg_attr(
+    not(all(target_arch = "aarch64", target_os = "none")),
+    allow(dead_code)
+)]
+mod pages;
 pub mod psci;
 pub mod ring;
 

@@ -38,7 +38,7 @@ const BLOCK_DEVICE_ID: u32 = mica_abi::virtio::device::BLOCK;
 struct DmaPool {
     window: Window,
     physical: u64,
-    used: u64,
+    used: crate::pages::Pages,
 }
 
 static DMA: spin::Mutex<Option<DmaPool>> = spin::Mutex::new(None);
@@ -50,38 +50,21 @@ pub fn init_dma(window: Window, physical: u64) -> bool {
     if dma.is_some() {
         return false;
     }
+    let pages = (window.len() / PAGE).min(MAX_DMA_PAGES);
     *dma = Some(DmaPool {
         window,
         physical,
-        used: 0,
+        used: crate::pages::Pages::new(pages),
     });
     true
 }
 
 impl DmaPool {
-    fn pages(&self) -> usize {
-        (self.window.len() / PAGE).min(MAX_DMA_PAGES)
-    }
-
-    /// A run of `n` free pages, marked used: its first page index.
+    /// A run of `n` free pages, taken and zeroed: its first page index.
     fn take(&mut self, n: usize) -> Option<usize> {
-        if n == 0 || n > self.pages() {
-            return None;
-        }
-        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-        let first = (0..=self.pages() - n).find(|i| self.used & (mask << i) == 0)?;
-        self.used |= mask << first;
+        let first = self.used.take(n)?;
         self.window.zero(first * PAGE, n * PAGE);
         Some(first)
-    }
-
-    /// Whether a run of `n` free pages exists now.
-    fn has_run(&self, n: usize) -> bool {
-        if n == 0 || n > self.pages() {
-            return false;
-        }
-        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-        (0..=self.pages() - n).any(|i| self.used & (mask << i) == 0)
     }
 
     fn give_back(&mut self, physical: u64, n: usize) {
@@ -91,9 +74,7 @@ impl DmaPool {
         else {
             return;
         };
-        for i in first..(first + n).min(MAX_DMA_PAGES) {
-            self.used &= !(1 << i);
-        }
+        self.used.give_back(first, n);
     }
 }
 
@@ -136,9 +117,14 @@ unsafe impl Hal for MicaHal {
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let len = buffer.len();
         let mut dma = DMA.lock();
-        let Some(d) = dma.as_mut() else { return 0 };
+        // No pool or no pages: there is no address to give the device that would not let it
+        // read or write memory that is not the buffer's, so the domain stops here (a driver
+        // checks for room first: `Drive::has_room`).
+        let Some(d) = dma.as_mut() else {
+            panic!("virtio: a buffer shared before init_dma")
+        };
         let Some(first) = d.take(len.div_ceil(PAGE).max(1)) else {
-            return 0;
+            panic!("virtio: no DMA pages left for a {len}-byte buffer")
         };
         if direction != BufferDirection::DeviceToDriver {
             // SAFETY: the caller (virtio-drivers) promises `buffer` is valid for reads of its
@@ -281,10 +267,15 @@ impl Drive {
     }
 
     /// Whether a request of `bytes` can start now: fewer than [`MAX_AT_DRIVE`] at the device
-    /// and DMA pages to bounce it through.
+    /// and DMA pages to bounce it through, in the order `virtio-drivers` shares its buffers
+    /// (header, data, status, and the indirect table if the device offered them).
     pub fn has_room(&self, bytes: usize) -> bool {
         let pages = bytes.div_ceil(PAGE).max(1);
-        self.at_drive.len() < MAX_AT_DRIVE && DMA.lock().as_ref().is_some_and(|d| d.has_run(pages))
+        self.at_drive.len() < MAX_AT_DRIVE
+            && DMA
+                .lock()
+                .as_ref()
+                .is_some_and(|d| d.used.fits(&[1, pages, 1, 1]))
     }
 
     /// Starts reading `bytes` (whole sectors) from `sector`: the data comes back from
@@ -340,10 +331,13 @@ impl Drive {
     }
 
     /// The next request the device is done with: its token and, if it succeeded, its data
-    /// (what was read, or what was written).
+    /// (what was read, or what was written). A token that names no request at the device
+    /// (the device's mistake) comes back as `WrongToken` every time: the queue cannot go on.
     pub fn done(&mut self) -> Option<(u16, Result<Vec<u8>, virtio_drivers::Error>)> {
         let token = self.blk.peek_used()?;
-        let i = self.at_drive.iter().position(|r| r.token == token)?;
+        let Some(i) = self.at_drive.iter().position(|r| r.token == token) else {
+            return Some((token, Err(virtio_drivers::Error::WrongToken)));
+        };
         let mut r = self.at_drive.swap_remove(i);
         let r_mut = &mut *r;
         let result = if r_mut.write {

@@ -169,6 +169,11 @@ impl Client {
     /// Gives `done` back (or holds it while the ring is full).
     fn answer(&mut self, done: Completion) {
         self.held.push(done);
+        self.answer_held();
+    }
+
+    /// Gives back what was held, in order, as far as the ring takes it.
+    fn answer_held(&mut self) {
         while let Some(first) = self.held.first() {
             if self.completions.push(&first.encode()).is_err() {
                 break;
@@ -263,6 +268,8 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
     let mut drive = virtio::Drive::new(disk);
     let mut pending: Vec<Pending> = Vec::new();
     let mut fired = false;
+    // The client the next scan for new requests starts at (round-robin).
+    let mut next = 0;
     loop {
         if fired {
             // The device's interrupt first, then the line: what it finishes after this
@@ -270,10 +277,15 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
             drive.ack_interrupt();
             let _ = hypercall::irq_ack(irq);
         }
+        // Completions a full ring could not take before.
+        for c in clients.iter_mut() {
+            c.answer_held();
+        }
         // What the drive finished.
         while let Some((token, result)) = drive.done() {
             let Some(i) = pending.iter().position(|p| p.token == token) else {
-                continue;
+                println!("blk: {drive_name}: the drive finished request {token}, which it was not given: stopping");
+                mica_rt::exit()
             };
             let p = pending.swap_remove(i);
             let Some(c) = clients.get_mut(p.client) else {
@@ -301,15 +313,21 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
                 }
             }
         }
-        // New requests, from every client in turn, while the drive has room.
-        let mut more = true;
+        // New requests, from every client in turn, while the drive has room; none while a
+        // flush waits for the drive to empty (else other clients could keep it busy for ever).
+        let mut more = clients.iter().all(|c| c.flush.is_none());
         while more {
             more = false;
-            for (index, c) in clients.iter_mut().enumerate() {
-                if c.broken || !c.held.is_empty() || c.flush.is_some() {
+            for k in 0..clients.len() {
+                let index = (next + k) % clients.len();
+                let Some(c) = clients.get_mut(index) else {
+                    break;
+                };
+                if c.broken || !c.held.is_empty() {
                     continue;
                 }
                 if !drive.has_room(blkio::SLOT_BYTES) {
+                    more = false;
                     break;
                 }
                 let mut msg = [0u8; blkio::REQUEST_SLOT];
@@ -326,6 +344,7 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
                     }
                 };
                 more = true;
+                next = index + 1;
                 let request = Request::decode(&msg[..popped.len]);
                 let tag = request.map_or(0, |r| r.tag);
                 let work = request.and_then(|r| blkio::check(&r, c.extent, c.slots));
@@ -333,7 +352,8 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
                     None => Err(blkio::status::REFUSED),
                     Some(Work::Flush) => {
                         c.flush = Some(tag);
-                        continue;
+                        more = false;
+                        break;
                     }
                     Some(Work::Read { sector, at, bytes }) => drive
                         .start_read(sector, bytes)
