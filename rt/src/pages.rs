@@ -106,7 +106,7 @@ mod tests {
         let mut x = 7u32;
         for _ in 0..2000 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            if x % 3 == 0 && !held.is_empty() {
+            if x.is_multiple_of(3) && !held.is_empty() {
                 let gone = held.remove((x as usize / 3) % held.len());
                 for (first, n) in gone {
                     p.give_back(first, n);
