@@ -9,6 +9,7 @@ HYP_ELF    := target/$(ARM_TARGET)/release/mica-aarch64
 HYP_IMAGE  := $(BUILD)/aarch64/mica.img
 MICA       := target/release/mica
 SCENARIO   ?=
+SMOKE_JOBS ?= 2
 
 # Crates that only build for bare metal are excluded from host builds.
 HOST_EXCLUDE := --exclude mica-boot --exclude mica-guest-hello --exclude mica-guest-smp \
@@ -106,9 +107,11 @@ host-test: setup
 	# The verification harnesses print what they explored (state counts): show it.
 	$(CARGO) test -p mica-verify -- --nocapture
 
-## Boot every scenario in tests/smoke (or only SCENARIO=name) and check its transcript.
+## Boot every scenario in tests/smoke (or only SCENARIO=name) and check its transcript,
+## SMOKE_JOBS at a time (the longest first; every timing figure is under -icount, so two
+## QEMUs sharing the two cores change no verdict).
 smoke: build
-	$(MICA) smoke --hypervisor $(HYP_IMAGE) $(if $(SCENARIO),--scenario $(SCENARIO))
+	$(MICA) smoke --hypervisor $(HYP_IMAGE) --jobs $(SMOKE_JOBS) $(if $(SCENARIO),--scenario $(SCENARIO))
 
 ## Boot the default system as `make run` does, run the README's `mica ctl` session against it
 ## (tests/smoke/readme.toml) and write both transcripts into README.md. `cargo test -p mica`

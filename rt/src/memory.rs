@@ -297,25 +297,46 @@ pub fn system_image() -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(r.ipa as *const u8, size) })
 }
 
-/// The physical address of this domain's RAM at `ipa .. ipa + len`, if those bytes lie in one
-/// of its RAM chunks: for a driver whose device reaches memory by physical address (DMA, with
-/// no IOMMU in between). The kernel gives a domain its RAM as Memory capabilities in slots
-/// 0, 1, ... (at most `mica_abi::layout::MAX_RAM_CHUNKS`), mapped one after the other from
-/// [`mica_abi::sysimage::DOMAIN_RAM_BASE`]; `cap_identify` tells each one's frames.
-pub fn physical(ipa: u64, len: u64) -> Option<u64> {
-    let mut chunk_ipa = mica_abi::sysimage::DOMAIN_RAM_BASE;
-    for slot in 0..mica_abi::layout::MAX_RAM_CHUNKS as u16 {
+/// One chunk of this domain's RAM: its IPA, its size in bytes and its physical address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamChunk {
+    /// Where the domain sees it.
+    pub ipa: u64,
+    /// Bytes.
+    pub size: u64,
+    /// Where a device sees it.
+    pub physical: u64,
+}
+
+/// This domain's RAM chunks, in IPA order: for a driver whose device reaches memory by
+/// physical address (DMA, with no IOMMU in between). The kernel gives a domain its RAM as
+/// Memory capabilities in slots 0, 1, ... (at most `mica_abi::layout::MAX_RAM_CHUNKS`),
+/// mapped one after the other from [`mica_abi::sysimage::DOMAIN_RAM_BASE`]; `cap_identify`
+/// tells each one's frames. The list ends at the first slot that holds no Memory capability.
+pub fn ram_chunks() -> impl Iterator<Item = RamChunk> {
+    let mut ipa = Some(mica_abi::sysimage::DOMAIN_RAM_BASE);
+    (0..mica_abi::layout::MAX_RAM_CHUNKS as u16).map_while(move |slot| {
         let info = crate::hypercall::cap_identify(crate::Slot(slot)).ok()?;
         let frames = info
             .frames
             .filter(|_| info.object_type == mica_abi::ObjectType::Memory)?;
         let size = frames.count().checked_mul(PAGE_SIZE)?;
-        let offset = ipa.checked_sub(chunk_ipa);
-        if let Some(offset) = offset.filter(|o| *o < size) {
-            let end = offset.checked_add(len)?;
-            return (end <= size).then(|| frames.first() * PAGE_SIZE + offset);
-        }
-        chunk_ipa = chunk_ipa.checked_add(size)?;
-    }
-    None
+        let here = ipa?;
+        ipa = here.checked_add(size);
+        Some(RamChunk {
+            ipa: here,
+            size,
+            physical: frames.first().checked_mul(PAGE_SIZE)?,
+        })
+    })
+}
+
+/// The physical address of this domain's RAM at `ipa .. ipa + len`, if those bytes lie in one
+/// of its RAM chunks ([`ram_chunks`]).
+pub fn physical(ipa: u64, len: u64) -> Option<u64> {
+    ram_chunks().find_map(|c| {
+        let offset = ipa.checked_sub(c.ipa).filter(|o| *o < c.size)?;
+        let end = offset.checked_add(len)?;
+        (end <= c.size).then(|| c.physical + offset)
+    })
 }

@@ -20,6 +20,11 @@ impl Pages {
         }
     }
 
+    /// Pages of the pool.
+    pub(crate) fn count(&self) -> usize {
+        self.pages
+    }
+
     fn mask(n: usize) -> u64 {
         if n >= 64 {
             u64::MAX

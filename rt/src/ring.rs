@@ -322,6 +322,31 @@ impl SharedRegion {
             "ring access outside the shared region"
         );
     }
+
+    /// The address of `len` bytes at `offset`, if they lie in the region.
+    #[cfg_attr(not(feature = "virtio"), allow(dead_code))]
+    pub(crate) fn range(&self, offset: usize, len: usize) -> Option<*mut u8> {
+        let end = offset.checked_add(len)?;
+        // `wrapping_add`: only an address is computed; `end <= size` keeps it in the region.
+        (end <= self.size).then(|| self.base.wrapping_add(offset))
+    }
+
+    /// Copies `len` bytes at `offset` to `to` at `to_offset`: straight from one region into
+    /// another (a guest's RAM and the block service's data slots), with no buffer between.
+    /// The two ranges must not overlap (a panic, as for a range outside either region).
+    pub fn copy_to(&self, offset: usize, to: &SharedRegion, to_offset: usize, len: usize) {
+        self.check(offset, len);
+        to.check(to_offset, len);
+        let (from, dst) = (self.base as usize + offset, to.base as usize + to_offset);
+        assert!(
+            len == 0 || from + len <= dst || dst + len <= from,
+            "overlapping copy within shared memory"
+        );
+        // SAFETY: `check` keeps both ranges inside their regions (valid for reads and
+        // writes per `new`, no Rust object, touched only atomically or by the block copy),
+        // and they do not overlap (above).
+        unsafe { crate::bulk::copy_between(to.base.add(to_offset), self.base.add(offset), len) }
+    }
 }
 
 impl RingMemory for SharedRegion {

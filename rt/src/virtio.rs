@@ -2,18 +2,20 @@
 //! `virtio`).
 //!
 //! `virtio-drivers` needs a [`Hal`]: DMA memory the device can reach by physical address and
-//! a way to give it the physical address of a driver buffer. A Mica domain's RAM is guest
-//! memory whose physical frames it does not know, so DMA goes through a [`Window`] over
-//! frames of a Memory capability the domain holds (the control domain's pool: physical
-//! address = the capability's first frame × 4096 + offset; the guest MMU is off, so the
-//! virtual address is the IPA of the window). Driver buffers are bounced through pages of
-//! the same window. There is no IOMMU: a domain that drives a DMA-capable device can make it
-//! read or write any physical memory, so it is trusted for DMA (docs/domains.md).
+//! a way to give it the physical address of a driver buffer. The queues live in a [`Window`]
+//! given to [`init_dma`] with its physical address (the guest MMU is off, so the virtual
+//! address is the IPA of the window). A driver buffer inside a range given to [`dma_direct`]
+//! (the domain's own RAM chunks, whose physical addresses `cap_identify` tells:
+//! [`crate::memory::ram_chunks`]) goes to the device as it is, at its physical address, and
+//! the device reads or writes it in place; any other buffer is bounced through pages of the
+//! window. There is no IOMMU: a domain that drives a DMA-capable device can make it read or
+//! write any physical memory, so it is trusted for DMA (docs/domains.md).
 //!
 //! Device registers are mapped by the kernel at their physical address (the manifest's
 //! `devices`), so a register's physical address is its IPA.
 
 use crate::memory::Window;
+use crate::ring::SharedRegion;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -39,7 +41,12 @@ struct DmaPool {
     window: Window,
     physical: u64,
     used: crate::pages::Pages,
+    /// Ranges shared in place: (IPA, bytes, physical address).
+    direct: Vec<(u64, u64, u64)>,
 }
+
+/// Most ranges [`dma_direct`] takes (a domain's RAM chunks).
+pub const MAX_DIRECT: usize = mica_abi::layout::MAX_RAM_CHUNKS;
 
 static DMA: spin::Mutex<Option<DmaPool>> = spin::Mutex::new(None);
 
@@ -55,8 +62,47 @@ pub fn init_dma(window: Window, physical: u64) -> bool {
         window,
         physical,
         used: crate::pages::Pages::new(pages),
+        direct: Vec::new(),
     });
     true
+}
+
+/// Lets the device reach `[ipa, ipa + bytes)` of this domain's memory in place, at
+/// `physical`: a driver buffer wholly inside it is given to the device at its own physical
+/// address instead of being bounced (the pool's own pages excepted). False before
+/// [`init_dma`], for an empty or wrapping range, or past [`MAX_DIRECT`] ranges.
+pub fn dma_direct(ipa: u64, bytes: u64, physical: u64) -> bool {
+    let mut dma = DMA.lock();
+    let Some(d) = dma.as_mut() else {
+        return false;
+    };
+    let fits =
+        bytes > 0 && ipa.checked_add(bytes).is_some() && physical.checked_add(bytes).is_some();
+    if !fits || d.direct.len() >= MAX_DIRECT {
+        return false;
+    }
+    d.direct.push((ipa, bytes, physical));
+    true
+}
+
+/// Whether `[address, address + len)` is shared in place: inside a [`dma_direct`] range and
+/// clear of the pool's window.
+fn direct_in(d: &DmaPool, address: u64, len: u64) -> Option<u64> {
+    let end = address.checked_add(len)?;
+    let pool = d.window.ipa()..d.window.ipa() + d.window.len() as u64;
+    if address < pool.end && pool.start < end {
+        return None;
+    }
+    d.direct.iter().find_map(|&(ipa, bytes, physical)| {
+        (address >= ipa && end <= ipa + bytes).then(|| physical + (address - ipa))
+    })
+}
+
+/// Whether a buffer of `len` bytes at `address` would be shared in place (no DMA pages).
+pub fn is_direct(address: u64, len: usize) -> bool {
+    DMA.lock()
+        .as_ref()
+        .is_some_and(|d| direct_in(d, address, len as u64).is_some())
 }
 
 impl DmaPool {
@@ -75,6 +121,12 @@ impl DmaPool {
             return;
         };
         self.used.give_back(first, n);
+    }
+
+    /// Whether `physical` is in the pool's pages (a bounced buffer), not a buffer in place.
+    fn bounced(&self, physical: u64) -> Option<usize> {
+        let offset = physical.checked_sub(self.physical)? as usize;
+        (offset < self.used.count() * PAGE).then_some(offset)
     }
 }
 
@@ -123,6 +175,10 @@ unsafe impl Hal for MicaHal {
         let Some(d) = dma.as_mut() else {
             panic!("virtio: a buffer shared before init_dma")
         };
+        // In place: the device reads or writes the buffer itself, and nothing here touches it.
+        if let Some(physical) = direct_in(d, buffer.as_ptr().cast::<u8>() as u64, len as u64) {
+            return physical;
+        }
         let Some(first) = d.take(len.div_ceil(PAGE).max(1)) else {
             panic!("virtio: no DMA pages left for a {len}-byte buffer")
         };
@@ -139,7 +195,8 @@ unsafe impl Hal for MicaHal {
         let len = buffer.len();
         let mut dma = DMA.lock();
         let Some(d) = dma.as_mut() else { return };
-        let Some(offset) = paddr.checked_sub(d.physical).map(|o| o as usize) else {
+        // A buffer shared in place has nothing to copy back or give back.
+        let Some(offset) = d.bounced(paddr) else {
             return;
         };
         if direction != BufferDirection::DriverToDevice {
@@ -221,23 +278,27 @@ pub fn block_device(region: &str) -> Option<Block> {
     VirtIOBlk::<MicaHal, _>::new(transport).ok()
 }
 
-/// Most requests a [`Drive`] keeps at the device at once: each bounces through DMA pages of
-/// its own (a 64 KiB request takes 16 of the [`MAX_DMA_PAGES`]).
-pub const MAX_AT_DRIVE: usize = 3;
+/// Most requests a [`Drive`] keeps at the device at once: with three descriptors each (a
+/// device without indirect descriptors), as many as `virtio-drivers`' queue of 16 holds.
+pub const MAX_AT_DRIVE: usize = 5;
 
-/// A request at the device: everything the device reads and writes for it, owned here (the
-/// box keeps the header and status where the device was told they are) until it is done.
+/// A request at the device: its header and status, owned here (the box keeps them where the
+/// device was told they are) until it is done, and where its data is.
 struct AtDrive {
     token: u16,
     req: BlkReq,
     resp: BlkResp,
-    buf: Vec<u8>,
+    /// The data's first byte, in a shared region the device reaches in place.
+    data: *mut u8,
+    len: usize,
     write: bool,
 }
 
 /// A block device with several requests at it at once, each taken back when the device is
 /// done with it (its interrupt says when): the non-blocking calls of `virtio-drivers`, made
-/// safe by owning every buffer of a request from its start to its end.
+/// safe by owning each request's header and status from its start to its end. Its data moves
+/// straight between the device and a slot of a [`SharedRegion`] in this domain's RAM (given to
+/// [`dma_direct`]): no copy on either side.
 pub struct Drive {
     blk: Block,
     // Boxed on purpose: the device holds the addresses of each request's header and status,
@@ -266,94 +327,115 @@ impl Drive {
         self.at_drive.len()
     }
 
-    /// Whether a request of `bytes` can start now: fewer than [`MAX_AT_DRIVE`] at the device
-    /// and DMA pages to bounce it through, in the order `virtio-drivers` shares its buffers
-    /// (header, data, status, and the indirect table if the device offered them).
-    pub fn has_room(&self, bytes: usize) -> bool {
-        let pages = bytes.div_ceil(PAGE).max(1);
+    /// Whether a request can start now: fewer than [`MAX_AT_DRIVE`] at the device, and DMA
+    /// pages for its header, status and indirect table should they need bouncing.
+    pub fn has_room(&self) -> bool {
         self.at_drive.len() < MAX_AT_DRIVE
-            && DMA
-                .lock()
-                .as_ref()
-                .is_some_and(|d| d.used.fits(&[1, pages, 1, 1]))
+            && DMA.lock().as_ref().is_some_and(|d| d.used.fits(&[1, 1, 1]))
     }
 
-    /// Starts reading `bytes` (whole sectors) from `sector`: the data comes back from
-    /// [`done`](Self::done) with the token returned here.
-    pub fn start_read(&mut self, sector: u64, bytes: usize) -> Result<u16, virtio_drivers::Error> {
-        self.start(sector, alloc::vec![0; bytes], false)
+    /// Starts reading `bytes` (whole sectors) from `sector` into `region` at `offset`; done
+    /// when [`done`](Self::done) returns the token returned here. `InvalidParam` unless the
+    /// range lies in the region and the device reaches it in place ([`dma_direct`]).
+    pub fn start_read(
+        &mut self,
+        sector: u64,
+        region: &SharedRegion,
+        offset: usize,
+        bytes: usize,
+    ) -> Result<u16, virtio_drivers::Error> {
+        self.start(sector, region, offset, bytes, false)
     }
 
-    /// Starts writing `data` (whole sectors) at `sector`; done when [`done`](Self::done)
-    /// returns the token returned here.
+    /// Starts writing `bytes` (whole sectors) of `region` at `offset` to `sector`; as
+    /// [`start_read`](Self::start_read).
     pub fn start_write(
         &mut self,
         sector: u64,
-        data: Vec<u8>,
+        region: &SharedRegion,
+        offset: usize,
+        bytes: usize,
     ) -> Result<u16, virtio_drivers::Error> {
-        self.start(sector, data, true)
+        self.start(sector, region, offset, bytes, true)
     }
 
     fn start(
         &mut self,
         sector: u64,
-        buf: Vec<u8>,
+        region: &SharedRegion,
+        offset: usize,
+        bytes: usize,
         write: bool,
     ) -> Result<u16, virtio_drivers::Error> {
-        if buf.is_empty() || !buf.len().is_multiple_of(512) || !self.has_room(buf.len()) {
-            return Err(virtio_drivers::Error::InvalidParam);
+        let data = region
+            .range(offset, bytes)
+            .filter(|&d| bytes > 0 && bytes.is_multiple_of(512) && is_direct(d as u64, bytes))
+            .ok_or(virtio_drivers::Error::InvalidParam)?;
+        let sector = usize::try_from(sector).map_err(|_| virtio_drivers::Error::InvalidParam)?;
+        if !self.has_room() {
+            return Err(virtio_drivers::Error::QueueFull);
         }
         let mut r = Box::new(AtDrive {
             token: 0,
             req: BlkReq::default(),
             resp: BlkResp::default(),
-            buf,
+            data,
+            len: bytes,
             write,
         });
-        let sector = usize::try_from(sector).map_err(|_| virtio_drivers::Error::InvalidParam)?;
         let r_mut = &mut *r;
+        // SAFETY: `[data, data + bytes)` lies in a shared region mapped for the domain's
+        // lifetime, and the device reaches it in place (`is_direct`, checked above): `share`
+        // only takes the slice's address and `unshare` does nothing with it, so no Rust code
+        // reads or writes through this slice while it lives (the peer domain may write the
+        // memory meanwhile, which changes only what the device reads).
+        let buf = unsafe { core::slice::from_raw_parts_mut(data, bytes) };
         r_mut.token = if write {
-            // SAFETY: the header, data and status live in the box and its vector, which
-            // `at_drive` keeps, untouched, until `done` completes the request with them.
+            // SAFETY: the header and status live in the box, which `at_drive` keeps,
+            // untouched, until `done` completes the request with them; the data stays where
+            // it is (above) until then.
             unsafe {
                 self.blk
-                    .write_blocks_nb(sector, &mut r_mut.req, &r_mut.buf, &mut r_mut.resp)
+                    .write_blocks_nb(sector, &mut r_mut.req, buf, &mut r_mut.resp)
             }?
         } else {
             // SAFETY: as above.
             unsafe {
                 self.blk
-                    .read_blocks_nb(sector, &mut r_mut.req, &mut r_mut.buf, &mut r_mut.resp)
+                    .read_blocks_nb(sector, &mut r_mut.req, buf, &mut r_mut.resp)
             }?
         };
         self.at_drive.push(r);
         Ok(self.at_drive.last().map_or(0, |r| r.token))
     }
 
-    /// The next request the device is done with: its token and, if it succeeded, its data
-    /// (what was read, or what was written). A token that names no request at the device
-    /// (the device's mistake) comes back as `WrongToken` every time: the queue cannot go on.
-    pub fn done(&mut self) -> Option<(u16, Result<Vec<u8>, virtio_drivers::Error>)> {
+    /// The next request the device is done with: its token and whether it succeeded (a read's
+    /// data is in its region). A token that names no request at the device (the device's
+    /// mistake) comes back as `WrongToken` every time: the queue cannot go on.
+    pub fn done(&mut self) -> Option<(u16, Result<(), virtio_drivers::Error>)> {
         let token = self.blk.peek_used()?;
         let Some(i) = self.at_drive.iter().position(|r| r.token == token) else {
             return Some((token, Err(virtio_drivers::Error::WrongToken)));
         };
         let mut r = self.at_drive.swap_remove(i);
         let r_mut = &mut *r;
+        // SAFETY: the same range `start` made a slice of, for the same reason (shared in
+        // place, never read or written through the slice).
+        let buf = unsafe { core::slice::from_raw_parts_mut(r_mut.data, r_mut.len) };
         let result = if r_mut.write {
             // SAFETY: the same header, data and status `start` gave the device for `token`.
             unsafe {
                 self.blk
-                    .complete_write_blocks(token, &r_mut.req, &r_mut.buf, &mut r_mut.resp)
+                    .complete_write_blocks(token, &r_mut.req, buf, &mut r_mut.resp)
             }
         } else {
             // SAFETY: as above.
             unsafe {
                 self.blk
-                    .complete_read_blocks(token, &r_mut.req, &mut r_mut.buf, &mut r_mut.resp)
+                    .complete_read_blocks(token, &r_mut.req, buf, &mut r_mut.resp)
             }
         };
-        Some((token, result.map(|()| core::mem::take(&mut r_mut.buf))))
+        Some((token, result))
     }
 
     /// Acknowledges the device's interrupt (before looking at what it finished).

@@ -66,6 +66,16 @@ fn main(_info: BootInfo) -> ! {
         mica_rt::exit()
     };
     virtio::init_dma(dma, physical);
+    // The device reads and writes the clients' data slots (in this domain's RAM) in place.
+    for chunk in memory::ram_chunks() {
+        if !virtio::dma_direct(chunk.ipa, chunk.size, chunk.physical) {
+            println!(
+                "blk: cannot give the device RAM chunk {:#x} in place",
+                chunk.ipa
+            );
+            mica_rt::exit()
+        }
+    }
     // The first device passed through that is a virtio block device.
     let found = page
         .caps()
@@ -184,13 +194,11 @@ impl Client {
     }
 }
 
-/// A client's request at the drive.
+/// A client's request at the drive (a read's data goes straight into the client's slot).
 struct Pending {
     token: u16,
     client: usize,
     tag: u32,
-    /// For a read: where its data goes in the client's region.
-    read_to: Option<usize>,
 }
 
 /// Event-channel slots for the drive's interrupt (high slots, above what the kernel hands
@@ -291,13 +299,9 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
             let Some(c) = clients.get_mut(p.client) else {
                 continue;
             };
-            let status = match (result, p.read_to) {
-                (Ok(data), Some(at)) => {
-                    c.region.write(at, &data);
-                    blkio::status::OK
-                }
-                (Ok(_), None) => blkio::status::OK,
-                (Err(_), _) => blkio::status::IO_ERROR,
+            let status = match result {
+                Ok(()) => blkio::status::OK,
+                Err(_) => blkio::status::IO_ERROR,
             };
             c.answer(Completion { tag: p.tag, status });
         }
@@ -326,7 +330,7 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
                 if c.broken || !c.held.is_empty() {
                     continue;
                 }
-                if !drive.has_room(blkio::SLOT_BYTES) {
+                if !drive.has_room() {
                     more = false;
                     break;
                 }
@@ -356,24 +360,17 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
                         break;
                     }
                     Some(Work::Read { sector, at, bytes }) => drive
-                        .start_read(sector, bytes)
-                        .map(|token| (token, Some(at)))
+                        .start_read(sector, &c.region, at, bytes)
                         .map_err(|_| blkio::status::IO_ERROR),
-                    Some(Work::Write { sector, at, bytes }) => {
-                        let mut data = alloc::vec![0u8; bytes];
-                        c.region.read(at, &mut data);
-                        drive
-                            .start_write(sector, data)
-                            .map(|token| (token, None))
-                            .map_err(|_| blkio::status::IO_ERROR)
-                    }
+                    Some(Work::Write { sector, at, bytes }) => drive
+                        .start_write(sector, &c.region, at, bytes)
+                        .map_err(|_| blkio::status::IO_ERROR),
                 };
                 match started {
-                    Ok((token, read_to)) => pending.push(Pending {
+                    Ok(token) => pending.push(Pending {
                         token,
                         client: index,
                         tag,
-                        read_to,
                     }),
                     Err(status) => c.answer(Completion { tag, status }),
                 }

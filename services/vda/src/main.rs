@@ -118,6 +118,7 @@ impl Remote {
 }
 
 impl Backend for Remote {
+    type Memory = GuestRam;
     fn sectors(&self) -> u64 {
         self.sectors
     }
@@ -130,11 +131,35 @@ impl Backend for Remote {
     fn slot_bytes(&self) -> usize {
         blkio::SLOT_BYTES
     }
-    fn put(&mut self, slot: usize, at: usize, data: &[u8]) {
-        self.region.write(Self::slot_offset(slot, at), data);
+    fn copy_from_guest(
+        &mut self,
+        slot: usize,
+        at: usize,
+        mem: &GuestRam,
+        addr: u64,
+        len: usize,
+    ) -> bool {
+        let Some(off) = mem.offset(addr, len as u64) else {
+            return false;
+        };
+        mem.region
+            .copy_to(off, &self.region, Self::slot_offset(slot, at), len);
+        true
     }
-    fn get(&self, slot: usize, at: usize, out: &mut [u8]) {
-        self.region.read(Self::slot_offset(slot, at), out);
+    fn copy_to_guest(
+        &self,
+        slot: usize,
+        at: usize,
+        mem: &mut GuestRam,
+        addr: u64,
+        len: usize,
+    ) -> bool {
+        let Some(off) = mem.offset(addr, len as u64) else {
+            return false;
+        };
+        self.region
+            .copy_to(Self::slot_offset(slot, at), &mem.region, off, len);
+        true
     }
     fn submit(&mut self, tag: u32, op: Op) -> bool {
         let (op, slot, sector, sectors) = match op {

@@ -611,6 +611,7 @@ mod in_flight {
     }
 
     impl Backend for Later {
+        type Memory = Ram;
         fn sectors(&self) -> u64 {
             self.disk.len() as u64 / 512
         }
@@ -623,11 +624,25 @@ mod in_flight {
         fn slot_bytes(&self) -> usize {
             SLOT
         }
-        fn put(&mut self, slot: usize, at: usize, data: &[u8]) {
-            self.slots[slot][at..at + data.len()].copy_from_slice(data);
+        fn copy_from_guest(
+            &mut self,
+            slot: usize,
+            at: usize,
+            mem: &Ram,
+            addr: u64,
+            len: usize,
+        ) -> bool {
+            mem.read(addr, &mut self.slots[slot][at..at + len])
         }
-        fn get(&self, slot: usize, at: usize, out: &mut [u8]) {
-            out.copy_from_slice(&self.slots[slot][at..at + out.len()]);
+        fn copy_to_guest(
+            &self,
+            slot: usize,
+            at: usize,
+            mem: &mut Ram,
+            addr: u64,
+            len: usize,
+        ) -> bool {
+            mem.write(addr, &self.slots[slot][at..at + len])
         }
         fn submit(&mut self, tag: u32, op: Op) -> bool {
             if self.refuse {

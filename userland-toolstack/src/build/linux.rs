@@ -160,7 +160,24 @@ pub fn kernel_package_of(depends: &str) -> Option<String> {
 
 /// Fetches the kernel and busybox into `cache` and builds the initramfs there (unless the
 /// cache already has one for these versions). `say` gets a line for each step.
+///
+/// One fetch at a time per cache (a lock file in it, held until this returns): two smoke
+/// scenarios building Linux guests at once (`mica smoke --jobs 2`) would otherwise download
+/// the same package into the same scratch directory.
 pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, LinuxError> {
+    std::fs::create_dir_all(cache).map_err(io_error(cache))?;
+    let lock_path = cache.join(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path))?;
+    lock.lock().map_err(io_error(&lock_path))?;
+    fetch_locked(cache, say)
+}
+
+fn fetch_locked(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, LinuxError> {
     let depends = debian::field(KERNEL_METAPACKAGE, ARCH, "Depends")?;
     let kernel_name =
         kernel_package_of(&depends).ok_or_else(|| LinuxError::NoKernelPackage(depends.clone()))?;

@@ -389,23 +389,32 @@ pub fn run(
         list_scenarios(&options.dir)?,
         options.scenario.as_deref(),
     )?;
+    // Longest first, the timeout standing for the length (a scenario that does not load
+    // fails at once): with several jobs, the last to finish are then short ones.
+    let mut order: Vec<usize> = (0..chosen.len()).collect();
+    let limits: Vec<u64> = chosen
+        .iter()
+        .map(|(_, path)| Scenario::load(path, &options.hypervisor).map_or(0, |s| s.timeout_secs))
+        .collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(limits[i]));
     let next = AtomicUsize::new(0);
     let slots: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..chosen.len()).map(|_| None).collect());
     let out = Mutex::new(out);
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.clamp(1, chosen.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((name, path)) = chosen.get(i) else {
-                    break;
-                };
-                let outcome = run_one(name, path, options);
-                if let Ok(mut out) = out.lock() {
-                    let _ = writeln!(out, "{}", outcome.line());
-                    let _ = out.flush();
-                }
-                if let Ok(mut slots) = slots.lock() {
-                    slots[i] = Some(outcome);
+            scope.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let Some((name, path)) = chosen.get(i) else {
+                        break;
+                    };
+                    let outcome = run_one(name, path, options);
+                    if let Ok(mut out) = out.lock() {
+                        let _ = writeln!(out, "{}", outcome.line());
+                        let _ = out.flush();
+                    }
+                    if let Ok(mut slots) = slots.lock() {
+                        slots[i] = Some(outcome);
+                    }
                 }
             });
         }

@@ -15,14 +15,11 @@
 
 use mica_abi::virtio::blk::{request, result, SECTOR};
 
-use super::{copy_in, copy_out, finish, identifier, parse, Ask, Parsed, Unanswerable};
+use super::{copy_in, finish, identifier, parse, pieces, Ask, Parsed, Unanswerable};
 use crate::{Broken, Chain, GuestMemory, Queue};
 
 /// Most requests in flight at once (the backend's slots beyond it go unused).
 pub const MAX_IN_FLIGHT: usize = 8;
-
-/// Bytes copied between the guest's memory and a slot at a time (on the stack).
-const CHUNK: usize = 4096;
 
 /// What a backend is asked to do with a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +48,9 @@ pub enum Op {
 
 /// A disk whose requests complete later, with data slots the device domain fills and reads.
 pub trait Backend {
+    /// The guest memory its data moves to and from (one copy each way: straight between a
+    /// slot and the guest's buffer).
+    type Memory: GuestMemory;
     /// Its size in sectors.
     fn sectors(&self) -> u64;
     /// Its identifier (`GET_ID`: at most 20 bytes).
@@ -59,10 +59,27 @@ pub trait Backend {
     fn slots(&self) -> usize;
     /// Bytes of each slot (a multiple of [`SECTOR`]).
     fn slot_bytes(&self) -> usize;
-    /// Copies `data` into slot `slot` at offset `at`.
-    fn put(&mut self, slot: usize, at: usize, data: &[u8]);
-    /// Copies from slot `slot` at offset `at` into `out`.
-    fn get(&self, slot: usize, at: usize, out: &mut [u8]);
+    /// Copies `len` bytes of the guest's memory at `addr` into slot `slot` at offset `at`;
+    /// `false` (nothing copied) unless they all lie in its RAM. `at + len` is at most
+    /// [`slot_bytes`](Self::slot_bytes).
+    fn copy_from_guest(
+        &mut self,
+        slot: usize,
+        at: usize,
+        mem: &Self::Memory,
+        addr: u64,
+        len: usize,
+    ) -> bool;
+    /// Copies `len` bytes of slot `slot` at offset `at` to the guest's memory at `addr`;
+    /// `false` (nothing copied) unless they all lie in its RAM.
+    fn copy_to_guest(
+        &self,
+        slot: usize,
+        at: usize,
+        mem: &mut Self::Memory,
+        addr: u64,
+        len: usize,
+    ) -> bool;
     /// Asks for `op`, answered later with `tag`; `false` if it cannot take it.
     fn submit(&mut self, tag: u32, op: Op) -> bool;
     /// The next answer: a tag it was given and whether the operation succeeded.
@@ -167,11 +184,11 @@ impl Pipeline {
     /// Takes the backend's answers and the guest's new chains until neither comes. `live` is
     /// the device's queue and its epoch while the driver drives it (`None`: answers are
     /// dropped and no chain is taken).
-    pub fn step(
+    pub fn step<B: Backend>(
         &mut self,
         mut live: Option<(u32, &mut Queue)>,
-        mem: &mut impl GuestMemory,
-        backend: &mut impl Backend,
+        mem: &mut B::Memory,
+        backend: &mut B,
     ) -> Result<Progress, Fault> {
         let mut progress = Progress::default();
         let mut taken = 0u32;
@@ -203,14 +220,14 @@ impl Pipeline {
 
     /// Begins `chain` in slot `free`: answered at once, or its first operation submitted.
     #[allow(clippy::too_many_arguments)]
-    fn start(
+    fn start<B: Backend>(
         &mut self,
         free: usize,
         chain: Chain,
         epoch: u32,
         queue: &mut Queue,
-        mem: &mut impl GuestMemory,
-        backend: &mut impl Backend,
+        mem: &mut B::Memory,
+        backend: &mut B,
         progress: &mut Progress,
     ) -> Result<(), Fault> {
         let parsed = parse(&chain, mem, backend.sectors())?;
@@ -257,12 +274,12 @@ impl Pipeline {
     /// Submits the next operation of `entry` (in slot `slot`): the next piece of its data,
     /// or its flush. `false` if the data could not be taken from the guest or the backend
     /// refused.
-    fn submit(
+    fn submit<B: Backend>(
         &mut self,
         slot: usize,
         entry: &mut InFlight,
-        mem: &mut impl GuestMemory,
-        backend: &mut impl Backend,
+        mem: &mut B::Memory,
+        backend: &mut B,
     ) -> bool {
         self.sequence = self.sequence.wrapping_add(1) & 0x00FF_FFFF;
         entry.tag = self.sequence << 8 | slot as u32;
@@ -277,16 +294,16 @@ impl Pipeline {
             }
             Ask::Write { sector, bytes } => {
                 entry.piece = (bytes - entry.done).min(self.piece_bytes);
-                let mut buf = [0u8; CHUNK];
-                let mut at = 0u64;
-                while at < entry.piece {
-                    let n = (entry.piece - at).min(CHUNK as u64) as usize;
-                    let from = request::HEADER + entry.done + at;
-                    if !copy_out(&entry.chain, mem, from, &mut buf[..n]) {
+                let from = request::HEADER + entry.done;
+                let mut moved = 0;
+                for (addr, at, n) in pieces(&entry.chain, false, from, entry.piece as usize) {
+                    if !backend.copy_from_guest(slot, at, mem, addr, n) {
                         return false;
                     }
-                    backend.put(slot, at as usize, &buf[..n]);
-                    at += n as u64;
+                    moved += n as u64;
+                }
+                if moved != entry.piece {
+                    return false;
                 }
                 Op::Write {
                     slot,
@@ -305,13 +322,13 @@ impl Pipeline {
 
     /// The backend answered `tag`: the request's next operation, or the chain given back
     /// (dropped if it was taken before the guest's last reset).
-    fn answer(
+    fn answer<B: Backend>(
         &mut self,
         tag: u32,
         ok: bool,
         live: Option<&mut (u32, &mut Queue)>,
-        mem: &mut impl GuestMemory,
-        backend: &mut impl Backend,
+        mem: &mut B::Memory,
+        backend: &mut B,
         progress: &mut Progress,
     ) -> Result<(), Fault> {
         let slot = (tag & 0xFF) as usize;
@@ -329,16 +346,15 @@ impl Pipeline {
         let mut status = if ok { result::OK } else { result::IOERR };
         if ok {
             if let Ask::Read { .. } = entry.parsed.ask {
-                let mut buf = [0u8; CHUNK];
-                let mut at = 0u64;
-                while at < entry.piece {
-                    let n = (entry.piece - at).min(CHUNK as u64) as usize;
-                    backend.get(slot, at as usize, &mut buf[..n]);
-                    if !copy_in(&entry.chain, mem, entry.done + at, &buf[..n]) {
-                        status = result::IOERR;
+                let mut moved = 0;
+                for (addr, at, n) in pieces(&entry.chain, true, entry.done, entry.piece as usize) {
+                    if !backend.copy_to_guest(slot, at, mem, addr, n) {
                         break;
                     }
-                    at += n as u64;
+                    moved += n as u64;
+                }
+                if moved != entry.piece {
+                    status = result::IOERR;
                 }
             }
         }
