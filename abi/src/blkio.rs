@@ -8,8 +8,8 @@
 //!   completion ring (blk → client) at [`COMPLETION_RING`], [`crate::ring`] rings of
 //!   [`RING_CAPACITY`] entries;
 //! - then data slots of [`SLOT_BYTES`] each: a request names the slot its data is in (a write)
-//!   or goes to (a read), so `blk` copies between the slot and the disk and never sees a
-//!   guest's memory (requirement 3), and a client sees only its own slots.
+//!   or goes to (a read), so the drive reads or writes the slot in place (DMA) and `blk`
+//!   never sees a guest's memory (requirement 3), and a client sees only its own slots.
 //!
 //! Everything a client writes is untrusted: [`check`] turns a request into what `blk` may do
 //! with it (an absolute sector inside the client's extent of the disk, a byte range inside
@@ -30,8 +30,11 @@ pub const RING_CAPACITY: u32 = 32;
 pub const REQUEST_SLOT: usize = 32;
 /// Bytes of a completion ring entry.
 pub const COMPLETION_SLOT: usize = 16;
-/// Bytes of a data slot: the most one request moves.
-pub const SLOT_BYTES: usize = 64 * 1024;
+/// Bytes of a data slot: the most one request moves. A page for each buffer a chain may
+/// have: Linux gives a request at most `seg_max` data buffers (the chain's less its header
+/// and status) and they are pages unless they are contiguous, so a usual request goes to the
+/// drive in one piece.
+pub const SLOT_BYTES: usize = crate::virtio::queue::MAX_CHAIN * crate::layout::PAGE_SIZE as usize;
 /// Bytes of an encoded [`Request`].
 pub const REQUEST_BYTES: usize = 24;
 /// Bytes of an encoded [`Completion`].
