@@ -117,6 +117,10 @@ unsafe fn copy_words(dst: *mut u8, src: *const u8, len: usize) {
 /// Both ranges valid for reads and writes for the whole call, no part of any Rust object, not
 /// overlapping.
 pub(crate) unsafe fn copy_between(dst: *mut u8, src: *const u8, len: usize) {
+    if len < BLOCK {
+        // SAFETY: the caller's contract.
+        return unsafe { copy_words(dst, src, len) };
+    }
     let (head, body) = split(dst as usize, src as usize, len);
     // SAFETY: the caller's contract, on the three parts of the ranges in turn.
     unsafe {
@@ -229,6 +233,11 @@ unsafe fn copy_from_volatile_words(src: *const u8, out: &mut [u8]) {
 /// any Rust object: this domain reaches it only through atomic (or volatile) accesses, or
 /// the block copy's assembly.
 pub(crate) unsafe fn copy_to(dst: *mut u8, data: &[u8]) {
+    if data.len() < BLOCK {
+        // Shorter than a block (a ring's messages): one call, as before the blocks.
+        // SAFETY: the caller's contract.
+        return unsafe { copy_to_words(dst, data) };
+    }
     let (head, body) = split(dst as usize, data.as_ptr() as usize, data.len());
     // SAFETY: the caller's contract for `dst`; `data` is a slice, valid for reads.
     unsafe {
@@ -245,6 +254,10 @@ pub(crate) unsafe fn copy_to(dst: *mut u8, data: &[u8]) {
 /// `[src, src + out.len())` must be valid for reads and writes for the whole call (atomic
 /// loads ask for both) and be no part of any Rust object (as for [`copy_to`]).
 pub(crate) unsafe fn copy_from(src: *const u8, out: &mut [u8]) {
+    if out.len() < BLOCK {
+        // SAFETY: the caller's contract.
+        return unsafe { copy_from_words(src, out) };
+    }
     let (head, body) = split(out.as_ptr() as usize, src as usize, out.len());
     // SAFETY: the caller's contract for `src`; `out` is a slice, valid for writes.
     unsafe {
@@ -266,6 +279,10 @@ pub(crate) unsafe fn copy_from(src: *const u8, out: &mut [u8]) {
     allow(dead_code)
 )]
 pub(crate) unsafe fn copy_from_volatile(src: *const u8, out: &mut [u8]) {
+    if out.len() < BLOCK {
+        // SAFETY: the caller's contract.
+        return unsafe { copy_from_volatile_words(src, out) };
+    }
     let (head, body) = split(out.as_ptr() as usize, src as usize, out.len());
     // SAFETY: the caller's contract for `src`; `out` is a slice, valid for writes. The
     // blocks' loads only read (the host's stand-in loads atomically: its tests own the
