@@ -11,7 +11,8 @@
 #   (docs/verification.md); caught when Kani reports VERIFICATION FAILED. Every proof family
 #   has at least one.
 #
-# Usage: verify/mutants.sh [crate/feature...]   (default: every mutant of both tiers)
+# Usage: verify/mutants.sh [crate/feature...]   (default: every mutant of both tiers but
+# KANI_EXTRA, which runs only when named)
 set -u
 cd "$(dirname "$0")/.."
 

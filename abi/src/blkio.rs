@@ -267,7 +267,7 @@ mod tests {
 
     const EXTENT: Extent = Extent {
         first: 1000,
-        sectors: 256,
+        sectors: 4096,
     };
 
     fn read(slot: u16, sector: u64, sectors: u32) -> Request {
@@ -331,9 +331,14 @@ mod tests {
         );
         // The last sectors of the extent, a whole slot.
         let whole = (SLOT_BYTES as u64 / SECTOR) as u32;
-        assert!(check(&read(0, 256 - u64::from(whole), whole), EXTENT, 1).is_some());
+        assert!(check(
+            &read(0, EXTENT.sectors - u64::from(whole), whole),
+            EXTENT,
+            1
+        )
+        .is_some());
         for bad in [
-            read(0, 250, 8),       // past the extent's end
+            read(0, 4090, 8),      // past the extent's end
             read(0, u64::MAX, 2),  // wraps
             read(2, 0, 1),         // no such slot
             read(0, 0, 0),         // nothing

@@ -149,6 +149,18 @@ pub fn counter_hz() -> u64 {
     sysreg_read!("cntfrq_el0")
 }
 
+/// CNTVCT_EL0: this domain's clock, in [`counter_hz`] ticks (the physical count less the
+/// offset its domain started at).
+pub fn virtual_count() -> u64 {
+    sysreg_read!("cntvct_el0")
+}
+
+/// This domain's clock ([`virtual_count`]) in nanoseconds.
+pub fn now_ns() -> u64 {
+    let ns = u128::from(virtual_count()) * 1_000_000_000 / u128::from(counter_hz().max(1));
+    ns.min(u128::from(u64::MAX)) as u64
+}
+
 /// Arms the virtual timer to fire in `ticks` counter ticks (CNTV_TVAL_EL0, then
 /// CNTV_CTL_EL0 = ENABLE).
 pub fn arm_virtual_timer(ticks: u32) {

@@ -312,10 +312,16 @@ pub struct RamChunk {
 /// physical address (DMA, with no IOMMU in between). The kernel gives a domain its RAM as
 /// Memory capabilities in slots 0, 1, ... (at most `mica_abi::layout::MAX_RAM_CHUNKS`),
 /// mapped one after the other from [`mica_abi::sysimage::DOMAIN_RAM_BASE`]; `cap_identify`
-/// tells each one's frames. The list ends at the first slot that holds no Memory capability.
+/// tells each one's frames. The list ends at the first slot that holds no Memory capability,
+/// and where the RAM the kernel reported ends: a Memory capability after the chunks (a shared
+/// region's, derived into the next free slot) is no RAM chunk.
 pub fn ram_chunks() -> impl Iterator<Item = RamChunk> {
+    let end = boot_info().ram_end();
     let mut ipa = Some(mica_abi::sysimage::DOMAIN_RAM_BASE);
     (0..mica_abi::layout::MAX_RAM_CHUNKS as u16).map_while(move |slot| {
+        if ipa? >= end {
+            return None;
+        }
         let info = crate::hypercall::cap_identify(crate::Slot(slot)).ok()?;
         let frames = info
             .frames

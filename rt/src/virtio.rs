@@ -137,9 +137,12 @@ pub struct MicaHal;
 // SAFETY: `dma_alloc` hands out zeroed page runs of the window that no other allocation
 // overlaps (the bitmap) until `dma_dealloc`; their physical address is the window's first
 // frame's plus the offset and their virtual address the window's IPA plus the offset (MMU
-// off), so the device and the driver see the same bytes. `share` bounces through such
-// pages, so what the device sees is exactly the buffer's bytes at share time and what the
-// driver gets back at unshare is exactly what the device wrote.
+// off), so the device and the driver see the same bytes. `share` gives a buffer inside a
+// `dma_direct` range (and clear of the window) its own physical address, so the device
+// reads and writes the buffer itself, which the caller keeps valid until `unshare`; any
+// other buffer it bounces through window pages, so what the device sees is exactly the
+// buffer's bytes at share time and what the driver gets back at unshare is exactly what the
+// device wrote.
 unsafe impl Hal for MicaHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         let mut dma = DMA.lock();
@@ -385,10 +388,12 @@ impl Drive {
         });
         let r_mut = &mut *r;
         // SAFETY: `[data, data + bytes)` lies in a shared region mapped for the domain's
-        // lifetime, and the device reaches it in place (`is_direct`, checked above): `share`
-        // only takes the slice's address and `unshare` does nothing with it, so no Rust code
-        // reads or writes through this slice while it lives (the peer domain may write the
-        // memory meanwhile, which changes only what the device reads).
+        // lifetime, and the device reaches it in place (`is_direct`, checked above):
+        // `virtio-drivers` passes the slice to `share`, which only takes its address and
+        // length, and to `unshare`, which does nothing with it, so no Rust code reads or
+        // writes through it. It is shared memory, as any DMA buffer is: the peer domain may
+        // write it meanwhile (a misbehaving client), which changes only what the device reads;
+        // Rust's aliasing rules about it hold only in that nothing here dereferences it.
         let buf = unsafe { core::slice::from_raw_parts_mut(data, bytes) };
         r_mut.token = if write {
             // SAFETY: the header and status live in the box, which `at_drive` keeps,
@@ -450,6 +455,30 @@ impl Drive {
             return Err(virtio_drivers::Error::NotReady);
         }
         self.blk.flush()
+    }
+}
+
+/// Reads `buf.len()` bytes (whole sectors) from `sector` of `blk`, giving the CPU away
+/// (`yield_now`) while the device works instead of spinning on its used ring as
+/// `Block::read_blocks` does: on a CPU it shares with the domains that serve the disk, a
+/// spinning guest holds the CPU until the scheduler takes it away, every request.
+pub fn read_yielding(
+    blk: &mut Block,
+    sector: usize,
+    buf: &mut [u8],
+) -> Result<(), virtio_drivers::Error> {
+    let mut req = BlkReq::default();
+    let mut resp = BlkResp::default();
+    // SAFETY: the header, data and status live in this frame, and it returns only after
+    // the device handed this request back (`complete_read_blocks`), or without giving them
+    // to the device at all (an error from `read_blocks_nb`).
+    let token = unsafe { blk.read_blocks_nb(sector, &mut req, buf, &mut resp) }?;
+    loop {
+        if blk.peek_used() == Some(token) {
+            // SAFETY: the same header, data and status as above, for this token.
+            return unsafe { blk.complete_read_blocks(token, &req, buf, &mut resp) };
+        }
+        let _ = crate::hypercall::yield_now();
     }
 }
 

@@ -5,6 +5,11 @@
 //! With bit 8 of its `arg` set ([`LOOK_BACK`]) it first reads the first sectors and says
 //! whether they hold what its last pass wrote in an earlier boot (`blk-persist`).
 //!
+//! With bit 9 set ([`BENCH`]) it only reads the first [`BENCH_BYTES`] of its disk in order,
+//! [`BENCH_REQUEST`] at a time (yielding the CPU while each is at the device), and prints how long that took on its own clock as the
+//! `bench:` line `blk-aggN-I` (N: bits 4-7 of `arg`, the guests reading at once; I: bits 0-3,
+//! this one's index), for `make bench`'s aggregate disk figures (bench/blk-agg*.toml).
+//!
 //! It reads the device's capacity, writes a pattern (a different byte per sector, mixed with
 //! the pass number and the low byte of the manifest's `arg`) to the first sectors in requests of several sizes, flushes, reads them
 //! back and compares, twice; then it reads a sector past the end, which must fail, and ends.
@@ -14,7 +19,9 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use mica_rt::{memory, println, virtio, BootInfo};
+extern crate alloc;
+
+use mica_rt::{gic, memory, println, virtio, BootInfo};
 
 /// Bytes of a sector (`capacity` counts them).
 const SECTOR: usize = 512;
@@ -32,6 +39,32 @@ fn pattern(who: u8, pass: u8, sector: usize, i: usize) -> u8 {
 
 /// `arg` bit: look for an earlier boot's data first.
 const LOOK_BACK: u64 = 0x100;
+/// `arg` bit: time a sequential read instead ([`bench`]).
+const BENCH: u64 = 0x200;
+/// Bytes the bench reads.
+const BENCH_BYTES: usize = 16 << 20;
+/// Bytes of each of its reads.
+const BENCH_REQUEST: usize = 64 * 1024;
+
+/// Reads the first [`BENCH_BYTES`] of `disk` in order and prints the time as a `bench:` line.
+fn bench(disk: &mut virtio::Block, arg: u64) -> ! {
+    let name = alloc::format!("blk-agg{}-{}", (arg >> 4) & 0xF, arg & 0xF);
+    if disk.capacity() < (BENCH_BYTES / SECTOR) as u64 {
+        println!("bench: FAILED: {name}: the disk is smaller than {BENCH_BYTES} bytes");
+        mica_rt::exit()
+    }
+    let mut buf = alloc::vec![0u8; BENCH_REQUEST];
+    let start = gic::now_ns();
+    for sector in (0..BENCH_BYTES / SECTOR).step_by(BENCH_REQUEST / SECTOR) {
+        if let Err(e) = virtio::read_yielding(disk, sector, &mut buf) {
+            println!("bench: FAILED: {name}: reading sector {sector}: {e:?}");
+            mica_rt::exit()
+        }
+    }
+    let t = gic::now_ns().saturating_sub(start);
+    println!("bench: {name}: median {t} ns, min {t} ns, max {t} ns, 1 iterations");
+    mica_rt::exit()
+}
 
 fn main(info: BootInfo) -> ! {
     let who = info.arg as u8;
@@ -42,10 +75,19 @@ fn main(info: BootInfo) -> ! {
     // The device reaches this guest's RAM by guest-physical address.
     let ipa = dma.ipa();
     virtio::init_dma(dma, ipa);
+    if info.arg & BENCH != 0 {
+        // Buffers in its own RAM go to the device in place, at their guest-physical address.
+        for chunk in memory::ram_chunks() {
+            virtio::dma_direct(chunk.ipa, chunk.size, chunk.ipa);
+        }
+    }
     let Some(mut disk) = virtio::block(0) else {
         println!("blkfront: no block device in virtio slot 0");
         mica_rt::exit()
     };
+    if info.arg & BENCH != 0 {
+        bench(&mut disk, info.arg)
+    }
     let capacity = disk.capacity();
     println!("blkfront: a disk of {capacity} sectors");
     if capacity < SECTORS as u64 {
