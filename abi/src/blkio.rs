@@ -374,8 +374,20 @@ mod tests {
         let region = region_bytes(slots_n);
         for op in 0..4u8 {
             for slot in 0..5u16 {
-                for sector in [0, 1, 127, 128, 200, 255, 256, 257, u64::MAX - 1] {
-                    for sectors in [0, 1, 2, 64, 127, 128, 129, 256] {
+                for sector in [
+                    0,
+                    1,
+                    127,
+                    128,
+                    255,
+                    256,
+                    3584,
+                    3585,
+                    4095,
+                    4096,
+                    u64::MAX - 1,
+                ] {
+                    for sectors in [0, 1, 2, 64, 128, 256, 511, 512, 513, 4096] {
                         let r = Request {
                             tag: 0,
                             op,

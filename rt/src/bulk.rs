@@ -75,11 +75,12 @@ unsafe fn blocks(dst: *mut u8, src: *const u8, len: usize) {
 }
 
 /// Other targets (the runtime is built for x86_64 too, not run there yet) copy the blocks
-/// word by word with atomic accesses, as the ends.
+/// word by word with atomic accesses, as the ends (the source may be a Rust slice, read
+/// through relaxed atomic loads there: to be revisited when x86 domains run).
 ///
 /// # Safety
 ///
-/// As for the bare-metal version, and both ranges valid for reads and writes.
+/// As for the bare-metal version.
 #[cfg(all(not(test), not(all(target_arch = "aarch64", target_os = "none"))))]
 unsafe fn blocks(dst: *mut u8, src: *const u8, len: usize) {
     // SAFETY: the caller's contract.

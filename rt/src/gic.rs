@@ -150,7 +150,8 @@ pub fn counter_hz() -> u64 {
 }
 
 /// CNTVCT_EL0: this domain's clock, in [`counter_hz`] ticks (the physical count less the
-/// offset its domain started at).
+/// domain's offset: the time it was created for a domain created at run time, none for one
+/// of the boot image).
 pub fn virtual_count() -> u64 {
     sysreg_read!("cntvct_el0")
 }

@@ -470,13 +470,20 @@ pub fn read_yielding(
     let mut req = BlkReq::default();
     let mut resp = BlkResp::default();
     // SAFETY: the header, data and status live in this frame, and it returns only after
-    // the device handed this request back (`complete_read_blocks`), or without giving them
-    // to the device at all (an error from `read_blocks_nb`).
+    // the device handed this request back (`complete_read_blocks` took it off the used
+    // ring), or without giving them to the device at all (an error from `read_blocks_nb`).
+    // No other request may be at the device (it would sit at the head of the used ring and
+    // this would wait for ever): `Block`'s blocking calls finish theirs before returning.
     let token = unsafe { blk.read_blocks_nb(sector, &mut req, buf, &mut resp) }?;
     loop {
         if blk.peek_used() == Some(token) {
             // SAFETY: the same header, data and status as above, for this token.
-            return unsafe { blk.complete_read_blocks(token, &req, buf, &mut resp) };
+            match unsafe { blk.complete_read_blocks(token, &req, buf, &mut resp) } {
+                // The used ring changed under the look (a device's mistake): nothing was
+                // taken off it, so the request is still the device's; wait on.
+                Err(virtio_drivers::Error::WrongToken | virtio_drivers::Error::NotReady) => {}
+                done => return done,
+            }
         }
         let _ = crate::hypercall::yield_now();
     }
