@@ -387,13 +387,14 @@ impl Drive {
             write,
         });
         let r_mut = &mut *r;
-        // SAFETY: `[data, data + bytes)` lies in a shared region mapped for the domain's
-        // lifetime, and the device reaches it in place (`is_direct`, checked above):
-        // `virtio-drivers` passes the slice to `share`, which only takes its address and
-        // length, and to `unshare`, which does nothing with it, so no Rust code reads or
-        // writes through it. It is shared memory, as any DMA buffer is: the peer domain may
-        // write it meanwhile (a misbehaving client), which changes only what the device reads;
-        // Rust's aliasing rules about it hold only in that nothing here dereferences it.
+        // `[data, data + bytes)` lies in a shared region mapped for the domain's lifetime,
+        // and the device reaches it in place (`is_direct`, checked above): `virtio-drivers`
+        // passes the slice to `share`, which only takes its address and length, and to
+        // `unshare`, which does nothing with it. It is shared memory, as any DMA buffer is:
+        // the peer domain may write it meanwhile (a misbehaving client), which changes only
+        // what the device reads; Rust's aliasing rules about it hold only in that nothing
+        // here dereferences it.
+        // SAFETY: valid, mapped memory that no Rust code reads or writes through this slice.
         let buf = unsafe { core::slice::from_raw_parts_mut(data, bytes) };
         r_mut.token = if write {
             // SAFETY: the header and status live in the box, which `at_drive` keeps,
@@ -469,11 +470,12 @@ pub fn read_yielding(
 ) -> Result<(), virtio_drivers::Error> {
     let mut req = BlkReq::default();
     let mut resp = BlkResp::default();
-    // SAFETY: the header, data and status live in this frame, and it returns only after
-    // the device handed this request back (`complete_read_blocks` took it off the used
-    // ring), or without giving them to the device at all (an error from `read_blocks_nb`).
     // No other request may be at the device (it would sit at the head of the used ring and
     // this would wait for ever): `Block`'s blocking calls finish theirs before returning.
+    // The header, data and status live in this frame, and it returns only after the device
+    // handed this request back (`complete_read_blocks` took it off the used ring), or
+    // without giving them to the device at all (an error from `read_blocks_nb`).
+    // SAFETY: the buffers outlive the request (above).
     let token = unsafe { blk.read_blocks_nb(sector, &mut req, buf, &mut resp) }?;
     loop {
         if blk.peek_used() == Some(token) {
