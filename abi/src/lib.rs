@@ -3,7 +3,8 @@
 //! The kernel, the service domains, the guests' runtime and the host toolstack all import
 //! this crate, so the two sides of every interface are compiled from one definition and
 //! cannot drift (the lesson of Hubris' `sys/abi` and NOVA's single syscall table).
-//! Nothing in here has behaviour beyond encoding and decoding; nothing needs `unsafe`.
+//! Nothing in here has behaviour beyond encoding, decoding and converting units (`time`);
+//! nothing needs `unsafe`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod ring;
 pub mod sched;
 pub mod status;
 pub mod sysimage;
+pub mod time;
 pub mod virtio;
 
 #[cfg(kani)]

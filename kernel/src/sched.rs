@@ -170,6 +170,15 @@ impl SchedState {
             .then(|| self.period_start.saturating_add(self.params.period_ns))
     }
 
+    /// Its total run time at `now`: what was charged, plus the run in progress (the kernel
+    /// charges a running vCPU only when it chooses again, not on every exit).
+    pub fn run_time_at(&self, now: u64) -> u64 {
+        let current = self
+            .running_since
+            .map_or(0, |since| now.saturating_sub(since));
+        self.run_time.saturating_add(current)
+    }
+
     /// Whether it may run at `now` (budget permitting).
     pub fn eligible(&self) -> bool {
         !self.throttled
@@ -209,8 +218,11 @@ pub fn choose<'a, Id: Copy>(candidates: impl Iterator<Item = Candidate<'a, Id>>)
 /// When the CPU must run the scheduler again, given the vCPU it runs (`running`, running at
 /// `now`) and the others that want it: the end of the running vCPU's time slice (counted from
 /// the start of its turn, not from `now`: a vCPU that exits often must not push it away and
-/// starve an equal) if an equal is waiting, the end of its budget, or the next replenishment
-/// of a throttled one of higher or equal priority. `None`: nothing needs a timer (tickless).
+/// starve an equal) if an equal is waiting, the end of its budget and its own next
+/// replenishment, or the next replenishment of a throttled one of higher or equal priority.
+/// `None`: nothing needs a timer (tickless). Until then the kernel lets the running vCPU go
+/// on without choosing again (`Kernel::pick`'s fast path), so nothing that changes the choice
+/// with time alone may be missing here.
 pub fn next_deadline<'a>(
     now: u64,
     running: Option<&SchedState>,
@@ -228,6 +240,11 @@ pub fn next_deadline<'a>(
         }
         if r.params.has_reservation() {
             consider(now.saturating_add(r.budget_left));
+            // Its own next period refills its budget (the kernel does not look again before
+            // the deadline, even when the vCPU exits).
+            if let Some(t) = r.next_period() {
+                consider(t.max(now));
+            }
         }
         for o in others.filter(|o| o.throttled && o.params.priority >= prio) {
             if let Some(t) = o.next_period() {
@@ -319,6 +336,10 @@ mod tests {
         assert!(!s.throttled);
         assert_eq!(s.period_start, 20 * ms, "periods stay aligned");
         assert_eq!(s.budget_left, 2 * ms);
+        assert_eq!(s.run_time, 5 * ms);
+        // The run in progress counts in what is reported, before it is charged.
+        s.start(30 * ms, 2);
+        assert_eq!(s.run_time_at(33 * ms), 8 * ms);
         assert_eq!(s.run_time, 5 * ms);
     }
 

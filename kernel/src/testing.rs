@@ -530,7 +530,7 @@ pub fn call<A: mica_abi::args::CallArgs>(k: &mut Kernel<MockHal>, cpu: usize, ar
 /// Issues a call with function id `function` from whatever runs on `cpu`; x0-x3 after it.
 pub fn raw(k: &mut Kernel<MockHal>, cpu: usize, function: u64, args: [u64; 6]) -> [u64; 4] {
     let v = k.current(cpu).expect("something runs on this cpu");
-    k.handle_exit(cpu, Exit::Hvc { function, args });
+    k.handle_exit(cpu, &Exit::Hvc { function, args });
     k.vcpu(v)
         .and_then(|x| x.context.result)
         .unwrap_or([u64::MAX; 4])

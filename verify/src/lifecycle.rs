@@ -206,7 +206,7 @@ impl Harness {
                 if k.current(cpu).is_some() {
                     k.handle_exit(
                         cpu,
-                        Exit::MemoryFault {
+                        &Exit::MemoryFault {
                             ipa: 0xDEAD_0000,
                             write: true,
                             pc: 0,

@@ -10,7 +10,10 @@
 //! runs), the system registers in Rust around it.
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use mica_kernel::hal::VcpuContext;
+
+use super::cpu::MAX_CPUS;
 
 use super::sysreg::{isb, read_sysreg, write_sysreg};
 
@@ -52,7 +55,19 @@ pub struct ArmContext {
     /// CNTVOFF_EL2 while this vCPU runs: its domain's clock base in counter ticks (the same
     /// for every vCPU of the domain, so their virtual counters agree wherever they run).
     pub cntvoff: u64,
+    /// The CPU whose registers still hold this context's EL1 and GIC CPU-interface state as
+    /// saved here (see [`enter`]), or [`NOT_LOADED`].
+    loaded_on: usize,
 }
+
+/// [`ArmContext`]'s `loaded_on` when no CPU's registers are known to match it.
+const NOT_LOADED: usize = usize::MAX;
+
+/// Per CPU: the context whose state it loaded last (null: none, or its registers changed
+/// since). With the context's `loaded_on` naming this CPU, the registers still match the
+/// saved copy, and entering the same vCPU again skips reloading them.
+static LOADED: [AtomicPtr<ArmContext>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
 const _: () = assert!(core::mem::offset_of!(ArmContext, pc) == 248);
 const _: () = assert!(core::mem::offset_of!(ArmContext, pstate) == 256);
@@ -158,7 +173,22 @@ impl ArmContext {
             vmpidr: 1 << 31,
             hcr: HCR_GUEST,
             cntvoff: 0,
+            loaded_on: NOT_LOADED,
         }
+    }
+
+    /// Software changed a saved EL1 register of this (stopped) vCPU: the next entry loads
+    /// them all, wherever it runs.
+    pub fn el1_changed(&mut self) {
+        self.loaded_on = NOT_LOADED;
+    }
+}
+
+/// This CPU's EL1 registers were changed by the hypervisor (an address translation writes
+/// PAR_EL1): the next entry on it loads every register.
+pub fn registers_changed(cpu: usize) {
+    if let Some(loaded) = LOADED.get(cpu) {
+        loaded.store(core::ptr::null_mut(), Ordering::Relaxed);
     }
 }
 
@@ -186,8 +216,7 @@ impl VcpuContext for ArmContext {
     }
 
     fn set_clock_base(&mut self, ns: u64) {
-        let hz = u128::from(super::sysreg::counter_hz().max(1));
-        self.cntvoff = (u128::from(ns) * hz / 1_000_000_000).min(u128::from(u64::MAX)) as u64;
+        self.cntvoff = super::sysreg::clock().ticks(ns);
     }
 
     fn timer_deadline_ns(&self) -> Option<u64> {
@@ -197,9 +226,8 @@ impl VcpuContext for ArmContext {
         if ctl & 1 == 0 || ctl & 2 != 0 {
             return None;
         }
-        let hz = super::sysreg::counter_hz().max(1);
-        let physical = u128::from(self.el1.cntv_cval) + u128::from(self.cntvoff);
-        Some((physical * 1_000_000_000 / u128::from(hz)).min(u128::from(u64::MAX)) as u64)
+        let physical = self.el1.cntv_cval.saturating_add(self.cntvoff);
+        Some(super::sysreg::clock().ns(physical))
     }
 }
 
@@ -415,8 +443,39 @@ fn read_active_priorities(n: usize) -> (u64, u64) {
     }
 }
 
-/// Loads the EL1 and per-vCPU EL2 system registers of `c`.
-fn load_system_registers(c: &ArmContext, vttbr: u64) {
+/// Loads the EL1 and per-vCPU EL2 system registers of `c`. `warm`: this CPU's EL1 and GIC
+/// CPU-interface registers still hold `c`'s saved values, and only what the exit changed
+/// (the timer's control, HCR_EL2, the list registers and ICH_HCR_EL2) is loaded.
+fn load_system_registers(c: &ArmContext, vttbr: u64, warm: bool) {
+    if !warm {
+        load_el1_and_gic_interface(c);
+    }
+    // The timer's offset and compare value before its control, which may enable it.
+    write_sysreg!("cntvoff_el2", c.cntvoff);
+    write_sysreg!("cntv_ctl_el0", c.el1.cntv_ctl);
+    write_sysreg!("hcr_el2", c.hcr);
+    write_sysreg!("vttbr_el2", vttbr);
+    // The list registers the model filled for this entry.
+    let lrs = super::el2::list_registers();
+    if lrs == 4 {
+        // The common GIC (QEMU's, Cortex-A53/A57/A72's): straight-line, on every entry.
+        write_sysreg!("s3_4_c12_c12_0", c.gic.lr[0]);
+        write_sysreg!("s3_4_c12_c12_1", c.gic.lr[1]);
+        write_sysreg!("s3_4_c12_c12_2", c.gic.lr[2]);
+        write_sysreg!("s3_4_c12_c12_3", c.gic.lr[3]);
+    } else {
+        for (n, value) in c.gic.lr.iter().enumerate().take(lrs) {
+            write_list_register(n, *value);
+        }
+    }
+    write_sysreg!("s3_4_c12_c11_0", c.gic.hcr); // ICH_HCR_EL2: En (and UIE)
+    isb();
+}
+
+/// The registers the guest changes only by running (saved at every exit, unchanged by the
+/// hypervisor in between unless it says so: [`ArmContext::el1_changed`],
+/// [`registers_changed`]).
+fn load_el1_and_gic_interface(c: &ArmContext) {
     let e = &c.el1;
     write_sysreg!("sctlr_el1", e.sctlr);
     write_sysreg!("ttbr0_el1", e.ttbr0);
@@ -442,34 +501,17 @@ fn load_system_registers(c: &ArmContext, vttbr: u64) {
     write_sysreg!("cntkctl_el1", e.cntkctl);
     write_sysreg!("mdscr_el1", e.mdscr);
     write_sysreg!("csselr_el1", e.csselr);
-    write_sysreg!("cntvoff_el2", c.cntvoff);
     write_sysreg!("cntv_cval_el0", e.cntv_cval);
-    write_sysreg!("cntv_ctl_el0", e.cntv_ctl);
     write_sysreg!("vmpidr_el2", c.vmpidr);
     write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
-    write_sysreg!("hcr_el2", c.hcr);
-    write_sysreg!("vttbr_el2", vttbr);
-    // GIC virtual CPU interface: list registers, VMCR, active priorities, then enable.
-    let lrs = super::el2::list_registers();
-    if lrs == 4 {
-        // The common GIC (QEMU's, Cortex-A53/A57/A72's): straight-line, on every entry.
-        write_sysreg!("s3_4_c12_c12_0", c.gic.lr[0]);
-        write_sysreg!("s3_4_c12_c12_1", c.gic.lr[1]);
-        write_sysreg!("s3_4_c12_c12_2", c.gic.lr[2]);
-        write_sysreg!("s3_4_c12_c12_3", c.gic.lr[3]);
-    } else {
-        for (n, value) in c.gic.lr.iter().enumerate().take(lrs) {
-            write_list_register(n, *value);
-        }
-    }
+    // GIC virtual CPU interface: VMCR and active priorities (the list registers and the
+    // enable follow in `load_system_registers`).
     write_sysreg!("s3_4_c12_c11_7", c.gic.vmcr); // ICH_VMCR_EL2
     write_sysreg!("s3_4_c12_c8_0", c.gic.ap0r[0]); // ICH_AP0R0_EL2
     write_sysreg!("s3_4_c12_c9_0", c.gic.ap1r[0]); // ICH_AP1R0_EL2
     for n in 1..super::el2::active_priority_registers() {
         write_active_priorities(n, c.gic.ap0r[n], c.gic.ap1r[n]);
     }
-    write_sysreg!("s3_4_c12_c11_0", c.gic.hcr); // ICH_HCR_EL2: En (and UIE)
-    isb();
 }
 
 /// Saves the EL1 and GIC state of the vCPU that just exited, and quiets its timer so it
@@ -526,17 +568,29 @@ fn save_system_registers(c: &mut ArmContext) {
     isb();
 }
 
-/// Runs the vCPU whose state is `ctx` in the address space `vttbr` until it traps, and
-/// returns the vector index of the trap (8-11: synchronous, IRQ, FIQ, SError from AArch64 EL1).
+/// Runs the vCPU whose state is `ctx` in the address space `vttbr` on CPU `cpu` (this one)
+/// until it traps, and returns the vector index of the trap (8-11: synchronous, IRQ, FIQ,
+/// SError from AArch64 EL1).
+///
+/// Every register is saved at the exit, but when the same vCPU enters again on the same CPU
+/// and nothing changed its registers in between (no other context loaded here, this
+/// context not loaded elsewhere, neither changed by the hypervisor), the EL1 and GIC
+/// CPU-interface registers are not loaded again: the hypercall fast path.
 ///
 /// # Safety
 /// `ctx` must stay valid and unaliased until this returns: the vCPU must be `Running` on this
 /// CPU, which the kernel guarantees nobody else touches. `vttbr` must name a stage-2 table that
 /// maps only memory the vCPU's domain may use.
-pub unsafe fn enter(ctx: *mut ArmContext, vttbr: u64) -> u64 {
+pub unsafe fn enter(ctx: *mut ArmContext, vttbr: u64, cpu: usize) -> u64 {
     // SAFETY: the caller guarantees `ctx` is valid and exclusively ours for the call.
     let c = unsafe { &mut *ctx };
-    load_system_registers(c, vttbr);
+    let loaded = LOADED.get(cpu);
+    let warm = c.loaded_on == cpu && loaded.is_some_and(|l| l.load(Ordering::Relaxed) == ctx);
+    load_system_registers(c, vttbr, warm);
+    if let Some(l) = loaded {
+        l.store(ctx, Ordering::Relaxed);
+        c.loaded_on = cpu;
+    }
     // SAFETY: the world switch saves and restores every callee-saved register of the host
     // (x19-x30, d8-d15) and returns on the same stack; the guest runs at EL1 under stage 2
     // with `vttbr` and cannot reach EL2 state except through the vectors.

@@ -157,8 +157,7 @@ impl Hal for ArmHal {
     }
 
     fn now_ns(&self) -> u64 {
-        let hz = super::sysreg::counter_hz().max(1);
-        (u128::from(super::sysreg::counter()) * 1_000_000_000 / u128::from(hz)) as u64
+        super::sysreg::clock().ns(super::sysreg::counter())
     }
 
     fn kick(&self, target: usize) {

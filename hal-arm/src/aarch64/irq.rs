@@ -42,7 +42,7 @@ pub fn on_interrupt(intid: u32) -> bool {
         println!("mica: cpu {me}: unexpected interrupt {intid}");
         return true;
     }
-    timer::silence();
+    timer::silence(me);
     let now = counter();
     let housekeeping = timer::take_housekeeping(me, now);
     super::hal::lock_kernel().tick(me);

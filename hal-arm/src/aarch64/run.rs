@@ -11,8 +11,8 @@
 //!   vCPU's virtual timer line is asserted the physical timer PPI stays disabled on this
 //!   CPU (it is level-sensitive and would storm); the EOI maintenance interrupt of the
 //!   listed level interrupt brings the vCPU back out to resample it.
-//! - after exit: the list registers are folded back into the model and the timer line
-//!   sampled; stage-2 data aborts inside the distributor or redistributor windows are
+//! - after exit: the list registers are folded back into the model (and, for a WFI, the
+//!   timer line sampled, to know whether it may block); stage-2 data aborts inside the distributor or redistributor windows are
 //!   emulated ([`crate::mmio`] decodes them, reading the instruction through the guest's
 //!   translation when the syndrome is not enough), trapped ICC_SGI*R_EL1 writes become
 //!   SGIs, and every vCPU whose interrupts changed is woken or has its CPU kicked. A WFI
@@ -95,7 +95,7 @@ pub fn run(cpu: usize) -> ! {
         // SAFETY: `pick` marked the vCPU Running on this CPU; until this CPU hands it back
         // through `handle_exit`/`pick`, nobody else reads or writes its context, and the
         // vCPU table is a static that never moves. `vttbr` names its domain's stage-2 tables.
-        let kind = unsafe { context::enter(running.ctx, running.vttbr) };
+        let kind = unsafe { context::enter(running.ctx, running.vttbr, cpu) };
         let trap = Trap {
             kind,
             esr: read_sysreg!("esr_el2"),
@@ -111,7 +111,7 @@ pub fn run(cpu: usize) -> ! {
         // context lives in the vCPU table, apart from the domain the kernel reference reaches.
         let ctx = unsafe { &mut *running.ctx };
         let exit = after_exit(&mut k, &running, &trap, ctx);
-        k.handle_exit(cpu, exit);
+        k.handle_exit(cpu, &exit);
     }
 }
 
@@ -163,8 +163,9 @@ fn sample_timer(gic: &mut Vgic, index: usize, c: &ArmContext) -> bool {
 /// Fills the saved list registers from the model and sets the ICH_HCR_EL2 to enter with.
 fn fill(gic: &mut Vgic, index: usize, c: &mut ArmContext) {
     let lrs = &mut c.gic.lr[..el2::list_registers()];
-    let elrsr = vgic::empty_list_registers(lrs);
-    match gic.fill_list_registers(index, lrs, elrsr) {
+    // No ICH_ELRSR_EL2 mask: the model finds the empty registers in the saved values, which
+    // is all the register would say (`vgic::empty_list_registers`), and only when it needs one.
+    match gic.fill_list_registers(index, lrs, 0) {
         Ok(outcome) => {
             // Nothing but the model uses the list registers: clear the ones it left, so a
             // deactivated entry's EOI request cannot raise the maintenance interrupt again.
@@ -187,7 +188,6 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
     let _ = d
         .arch
         .sync_from_list_registers(r.index, &ctx.gic.lr[..el2::list_registers()]);
-    let _ = sample_timer(&mut d.arch, r.index, ctx);
     let mut kick = 0u32;
     let mut sent = Sent::new();
     let mut virtio = None;
@@ -249,8 +249,12 @@ fn after_exit(k: &mut Kernel<ArmHal>, r: &Running, trap: &Trap, ctx: &mut ArmCon
         },
         _ => plain_exit(trap, ctx),
     };
-    // Only a WFI asks (the scan over every interrupt is not free).
-    let deliverable = exit == Exit::WaitForInterrupt && d.arch.has_deliverable(r.index);
+    // Only a WFI asks (the scan over every interrupt is not free), with its timer sampled
+    // now; otherwise the line is sampled before the vCPU next enters (`prepare`).
+    let deliverable = exit == Exit::WaitForInterrupt && {
+        let _ = sample_timer(&mut d.arch, r.index, ctx);
+        d.arch.has_deliverable(r.index)
+    };
     k.interrupt_vcpus(r.domain, kick);
     if !sent.is_empty() {
         k.console_bytes(r.domain, &sent);
@@ -447,6 +451,7 @@ fn emulate_mmio(
             &mut ctx.el1.sp_el0
         };
         *target = target.wrapping_add(sp.offset as u64);
+        ctx.el1_changed();
     }
     ctx.pc += 4;
     Some(kick)
@@ -491,6 +496,8 @@ fn translate_guest_va(va: u64, guest_hcr: u64) -> Option<u64> {
     }
     isb();
     let par: u64 = read_sysreg!("par_el1");
+    // PAR_EL1 is no longer the guest's: the next entry on this CPU reloads everything.
+    context::registers_changed(super::cpu::current());
     write_sysreg!("hcr_el2", super::entry::HCR_EL2_HOST);
     isb();
     if par & 1 != 0 {

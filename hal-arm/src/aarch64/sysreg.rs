@@ -63,6 +63,14 @@ pub fn counter_hz() -> u64 {
     read_sysreg!("cntfrq_el0")
 }
 
+/// The counter's conversions to and from nanoseconds (computed once: CNTFRQ_EL0 is set by
+/// firmware before Mica starts and is the same on every CPU).
+#[inline]
+pub fn clock() -> &'static mica_abi::time::Clock {
+    static CLOCK: spin::Once<mica_abi::time::Clock> = spin::Once::new();
+    CLOCK.call_once(|| mica_abi::time::Clock::new(counter_hz()))
+}
+
 /// The affinity fields of this CPU's MPIDR_EL1 (Aff3 in [39:32], Aff2..Aff0 in [23:0]).
 #[inline]
 pub fn mpidr_affinity() -> u64 {

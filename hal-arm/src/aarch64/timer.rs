@@ -10,7 +10,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::cpu::MAX_CPUS;
-use super::sysreg::{counter, counter_hz, isb, write_sysreg};
+use super::sysreg::{clock, counter, isb, write_sysreg};
 
 /// No housekeeping deadline.
 const NONE: u64 = u64::MAX;
@@ -18,9 +18,16 @@ const NONE: u64 = u64::MAX;
 /// Per CPU: the next housekeeping deadline in counter ticks (`NONE` when there is none).
 static HOUSEKEEPING: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NONE) }; MAX_CPUS];
 
-/// Counter ticks for `ns` nanoseconds.
+/// The timer's state as this CPU last programmed it: `UNKNOWN` (nothing programmed, or it
+/// fired and was silenced), `NONE` (off) or the compare value. Only its own CPU touches it.
+static PROGRAMMED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(UNKNOWN) }; MAX_CPUS];
+
+/// [`PROGRAMMED`] when the timer's state is not known.
+const UNKNOWN: u64 = 0;
+
+/// Counter ticks for `ns` nanoseconds (rounded up: the timer never fires before `ns`).
 pub fn ns_to_ticks(ns: u64) -> u64 {
-    (u128::from(ns) * u128::from(counter_hz()) / 1_000_000_000) as u64
+    clock().ticks(ns)
 }
 
 /// Asks for a housekeeping interrupt on `cpu` at counter value `at` (keeps an earlier one).
@@ -47,7 +54,12 @@ pub fn program(cpu: usize, kernel_ns: Option<u64>) {
     let housekeeping = HOUSEKEEPING
         .get(cpu)
         .map_or(NONE, |h| h.load(Ordering::Acquire));
-    let deadline = kernel_ns.map_or(NONE, ns_to_ticks).min(housekeeping);
+    let deadline = kernel_ns.map_or(NONE, ns_to_ticks).min(housekeeping).max(1);
+    // Most exits keep the deadline (the vCPU goes on): then the timer is left as it is.
+    let programmed = PROGRAMMED.get(cpu);
+    if programmed.is_some_and(|p| p.swap(deadline, Ordering::Relaxed) == deadline) {
+        return;
+    }
     if deadline == NONE {
         write_sysreg!("s3_4_c14_c2_1", 0); // CNTHP_CTL_EL2: disabled
     } else {
@@ -57,10 +69,13 @@ pub fn program(cpu: usize, kernel_ns: Option<u64>) {
     isb();
 }
 
-/// Silences the timer after it fired (it is level-triggered until reprogrammed).
-pub fn silence() {
+/// Silences this CPU's timer after it fired (it is level-triggered until reprogrammed).
+pub fn silence(cpu: usize) {
     write_sysreg!("s3_4_c14_c2_1", 0);
     isb();
+    if let Some(p) = PROGRAMMED.get(cpu) {
+        p.store(UNKNOWN, Ordering::Relaxed);
+    }
 }
 
 /// The counter now (re-exported for callers that compare deadlines).

@@ -29,14 +29,40 @@ impl Vgic {
         value
     }
 
-    /// Restores the latch a list register took if the guest never saw it.
-    pub(super) fn unlist(&mut self, vcpu: usize, slot: usize, restore_latch: bool) {
+    /// Records what list register `slot` of `vcpu` holds for the model (`None`: nothing):
+    /// the one place the records and their `occupied` bits change.
+    fn record(&mut self, vcpu: usize, slot: usize, listed: Option<Listed>) {
         let Some(cpu) = self.cpu.get_mut(vcpu) else {
             return;
         };
-        let Some(listed) = cpu.list.get_mut(slot).and_then(Option::take) else {
+        let Some(entry) = cpu.list.get_mut(slot) else {
             return;
         };
+        *entry = listed;
+        let bit = 1u16 << slot;
+        if listed.is_some() {
+            cpu.occupied |= bit;
+        } else {
+            cpu.occupied &= !bit;
+        }
+    }
+
+    /// The list registers of `vcpu` the model holds entries in (bit n: LR n).
+    fn occupied(&self, vcpu: usize) -> u16 {
+        self.cpu.get(vcpu).map_or(0, |c| c.occupied)
+    }
+
+    /// The model's record of list register `slot` of `vcpu`.
+    fn listed(&self, vcpu: usize, slot: usize) -> Option<Listed> {
+        self.cpu.get(vcpu)?.list.get(slot).copied().flatten()
+    }
+
+    /// Restores the latch a list register took if the guest never saw it.
+    pub(super) fn unlist(&mut self, vcpu: usize, slot: usize, restore_latch: bool) {
+        let Some(listed) = self.listed(vcpu, slot) else {
+            return;
+        };
+        self.record(vcpu, slot, None);
         if let Some(irq) = self.interrupt_mut(vcpu, listed.intid) {
             irq.listed = false;
             if restore_latch && listed.latched {
@@ -93,15 +119,26 @@ impl Vgic {
     ) -> Result<FillOutcome, VgicError> {
         self.check_vcpu(vcpu)?;
         let count = lrs.len().min(MAX_LIST_REGISTERS);
+        let in_range = (1u32 << count) - 1;
+        // Nothing listed and nothing that may be pending or active (the common exit): there
+        // is nothing to do.
+        let quiet = |g: &Vgic| {
+            g.occupied(vcpu) == 0
+                && g.spi_maybe == 0
+                && g.cpu.get(vcpu).is_some_and(|c| c.maybe == 0)
+        };
+        if quiet(self) {
+            return Ok(FillOutcome {
+                valid: 0,
+                underflow: false,
+            });
+        }
         self.prune(vcpu);
 
         // 1. Refresh what the model already listed.
-        for slot in 0..count {
-            let Some(listed) = self
-                .cpu
-                .get(vcpu)
-                .and_then(|c| c.list.get(slot).copied().flatten())
-            else {
+        for slot in bits(u64::from(u32::from(self.occupied(vcpu)) & in_range)) {
+            let slot = slot as usize;
+            let Some(listed) = self.listed(vcpu, slot) else {
                 continue;
             };
             if listed.latched {
@@ -117,13 +154,8 @@ impl Vgic {
             if let Some(entry) = lrs.get_mut(slot) {
                 if pending || irq.active {
                     *entry = Self::encode(listed.intid, &irq, pending, latched);
-                    if let Some(record) = self.cpu.get_mut(vcpu).and_then(|c| c.list.get_mut(slot))
-                    {
-                        *record = Some(Listed {
-                            intid: listed.intid,
-                            latched,
-                        });
-                    }
+                    let intid = listed.intid;
+                    self.record(vcpu, slot, Some(Listed { intid, latched }));
                 } else {
                     *entry = 0;
                     self.unlist(vcpu, slot, false);
@@ -162,16 +194,10 @@ impl Vgic {
             if let Some(entry) = lrs.get_mut(slot) {
                 *entry = Self::encode(intid, &irq, pending, latched);
             }
-            if let Some(record) = self.cpu.get_mut(vcpu).and_then(|c| c.list.get_mut(slot)) {
-                *record = Some(Listed { intid, latched });
-            }
+            self.record(vcpu, slot, Some(Listed { intid, latched }));
         }
 
-        let valid = self.cpu.get(vcpu).map_or(0, |c| {
-            (0..count).fold(0u32, |acc, n| {
-                acc | u32::from(c.list.get(n).is_some_and(Option::is_some)) << n
-            })
-        });
+        let valid = u32::from(self.occupied(vcpu)) & in_range;
         Ok(FillOutcome { valid, underflow })
     }
 
@@ -183,9 +209,9 @@ impl Vgic {
         count: usize,
         elrsr: u32,
     ) -> Option<usize> {
-        let cpu = self.cpu.get(vcpu)?;
+        let occupied = self.cpu.get(vcpu)?.occupied;
         (0..count).find(|&n| {
-            cpu.list.get(n).is_some_and(Option::is_none)
+            occupied & (1 << n) == 0
                 && (elrsr & (1 << n) != 0 || lrs.get(n).is_some_and(|v| v & lr::STATE_MASK == 0))
         })
     }
@@ -212,12 +238,9 @@ impl Vgic {
     /// stays pending.
     pub fn sync_from_list_registers(&mut self, vcpu: usize, lrs: &[u64]) -> Result<(), VgicError> {
         self.check_vcpu(vcpu)?;
-        for slot in 0..MAX_LIST_REGISTERS {
-            let Some(listed) = self
-                .cpu
-                .get(vcpu)
-                .and_then(|c| c.list.get(slot).copied().flatten())
-            else {
+        for slot in bits(u64::from(self.occupied(vcpu))) {
+            let slot = slot as usize;
+            let Some(listed) = self.listed(vcpu, slot) else {
                 continue;
             };
             let value = lrs.get(slot).copied().unwrap_or(0);
@@ -241,12 +264,15 @@ impl Vgic {
                     irq.latch = true;
                 }
             }
-            if let Some(record) = self.cpu.get_mut(vcpu).and_then(|c| c.list.get_mut(slot)) {
-                *record = Some(Listed {
-                    intid: listed.intid,
+            let intid = listed.intid;
+            self.record(
+                vcpu,
+                slot,
+                Some(Listed {
+                    intid,
                     latched: false,
-                });
-            }
+                }),
+            );
         }
         Ok(())
     }

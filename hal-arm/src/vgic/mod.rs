@@ -335,7 +335,11 @@ struct VcpuInterface {
     maybe: u32,
     /// GICR_WAKER.ProcessorSleep.
     asleep: bool,
+    /// What the model put in each list register (changed only by `Vgic::record`).
     list: [Option<Listed>; MAX_LIST_REGISTERS],
+    /// Bit n: `list[n]` holds an entry, so the loops on every entry and exit visit only
+    /// those (kept by `Vgic::record`).
+    occupied: u16,
 }
 
 impl VcpuInterface {
@@ -352,6 +356,7 @@ impl VcpuInterface {
             maybe: 0,
             asleep: true,
             list: [None; MAX_LIST_REGISTERS],
+            occupied: 0,
         }
     }
 }
@@ -628,7 +633,7 @@ impl Vgic {
         let intid = FIRST_SPI + index as u32;
         let mut kick = self.spi_target(index).map_or(Kick::NONE, Kick::one);
         for (v, cpu) in self.cpu.iter().enumerate().take(self.vcpus) {
-            if cpu.list.iter().flatten().any(|l| l.intid == intid) {
+            if cpu.occupied != 0 && cpu.list.iter().flatten().any(|l| l.intid == intid) {
                 kick = kick.union(Kick::one(v));
             }
         }
@@ -667,6 +672,14 @@ impl Vgic {
     pub(crate) fn consistency(&self) -> Result<(), &'static str> {
         let mut spis_held = 0u64;
         for (v, cpu) in self.cpu.iter().enumerate().take(self.vcpus) {
+            let occupied = cpu
+                .list
+                .iter()
+                .enumerate()
+                .fold(0u16, |acc, (n, l)| acc | u16::from(l.is_some()) << n);
+            if occupied != cpu.occupied {
+                return Err("the occupied bits disagree with the list records");
+            }
             let mut private_held = 0u32;
             for listed in cpu.list.iter().flatten() {
                 if listed.intid < FIRST_SPI {

@@ -157,6 +157,16 @@ impl Vgic {
         if intid < SGI_COUNT {
             return Err(VgicError::NoSuchInterrupt(intid));
         }
+        // A line that stays as it was changes nothing (the run loop samples the virtual
+        // timer's on every entry and exit): no state touched, nobody to kick.
+        let unchanged = self
+            .interrupt(vcpu, intid)
+            .ok_or(VgicError::NoSuchInterrupt(intid))?
+            .line
+            == asserted;
+        if unchanged {
+            return Ok(Kick::NONE);
+        }
         let irq = self
             .interrupt_mut(vcpu, intid)
             .ok_or(VgicError::NoSuchInterrupt(intid))?;

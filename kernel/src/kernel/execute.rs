@@ -111,6 +111,7 @@ impl<H: Hal> Kernel<H> {
             if resched {
                 self.request_resched(cpu);
             }
+            self.stir(cpu);
             self.hal.kick(cpu);
         }
     }

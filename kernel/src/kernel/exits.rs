@@ -4,12 +4,12 @@ use super::*;
 
 impl<H: Hal> Kernel<H> {
     /// Handles an exit of the vCPU running on `cpu`.
-    pub fn handle_exit(&mut self, cpu: usize, exit: Exit) {
+    pub fn handle_exit(&mut self, cpu: usize, exit: &Exit) {
         let Some(v) = self.current(cpu) else { return };
         let Some(domain) = self.vcpu(v).map(|x| x.domain) else {
             return;
         };
-        match exit {
+        match *exit {
             Exit::Hvc { function, args } => {
                 let regs = if psci::is_psci(function) {
                     self.psci(cpu, v, domain, function, args)

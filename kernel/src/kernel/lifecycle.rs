@@ -46,11 +46,12 @@ impl<H: Hal> Kernel<H> {
             DomainState::Dying => 2,
         };
         let ram: u64 = d.ram.iter().map(|r| r.size()).sum();
+        let now = self.hal.now_ns();
         let cpu: u64 = d
             .vcpus
             .iter()
             .filter_map(|v| self.vcpu(*v))
-            .map(|v| v.sched.run_time)
+            .map(|v| v.sched.run_time_at(now))
             .sum();
         Ok([
             id.0 as u64 | state << 16 | (d.vcpus.len() as u64) << 24,

@@ -139,7 +139,13 @@ pub struct Kernel<H: Hal> {
     /// Physical interrupt lines handed to domains.
     irqs: IrqLines,
     current: [Option<VcpuId>; MAX_CPUS],
+    /// The CPU must choose again: its vCPU's turn is over, it blocked or yielded, its
+    /// parameters or its domain's state changed.
     resched: [bool; MAX_CPUS],
+    /// Something [`Kernel::pick`] weighs may have changed on the CPU since it last looked
+    /// (a vCPU there became runnable, the CPU was kicked): the next pick looks at every
+    /// candidate; until then the running vCPU simply goes on.
+    stirred: [bool; MAX_CPUS],
     image: Option<SystemImage<'static>>,
     /// Scrubbed RAM of a destroyed domain waiting for the domain that takes it over.
     handoff: Option<(
@@ -217,6 +223,7 @@ impl<H: Hal> Kernel<H> {
             irqs: IrqLines::new(),
             current: [None; MAX_CPUS],
             resched: [false; MAX_CPUS],
+            stirred: [false; MAX_CPUS],
             image: None,
             handoff: None,
             channels: Channels::new(),

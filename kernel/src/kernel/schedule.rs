@@ -31,7 +31,7 @@ impl<H: Hal> Kernel<H> {
                 },
                 priority: v.sched.params.priority,
                 valid: 1,
-                run_time_ns: v.sched.run_time,
+                run_time_ns: v.sched.run_time_at(page.now_ns),
                 wakeups: v.sched.wakeups as u32,
                 overruns: v.sched.overruns as u32,
                 budget_us: (v.sched.params.budget_ns / 1000) as u32,
@@ -138,6 +138,10 @@ impl<H: Hal> Kernel<H> {
             return None;
         }
         let now = self.hal.now_ns();
+        if let Some(next) = self.keep_running(cpu, now) {
+            return Some(next);
+        }
+        self.stirred[cpu] = false;
         if let Some(c) = self.current[cpu] {
             let mut overran = false;
             let still = self.vcpus[c.index()].as_mut().map(|x| {
@@ -320,6 +324,9 @@ impl<H: Hal> Kernel<H> {
     /// [`interrupt_vcpu`](Self::interrupt_vcpu) for each vCPU of `domain` whose index has
     /// its bit set in `mask` (what the virtual interrupt controller reports as changed).
     pub fn interrupt_vcpus(&mut self, domain: DomainId, mask: u32) {
+        if mask == 0 {
+            return;
+        }
         let Some(d) = self.domain(domain) else { return };
         let vcpus: heapless::Vec<VcpuId, 8> = d
             .vcpus
@@ -337,6 +344,36 @@ impl<H: Hal> Kernel<H> {
         if cpu < MAX_CPUS {
             self.resched[cpu] = true;
         }
+    }
+
+    /// The next [`pick`](Self::pick) on `cpu` looks at every candidate (see `stirred`).
+    pub(super) fn stir(&mut self, cpu: usize) {
+        if let Some(s) = self.stirred.get_mut(cpu) {
+            *s = true;
+        }
+    }
+
+    /// The fast path of [`pick`](Self::pick): the vCPU running on `cpu` goes on, without a
+    /// look at the other candidates, when nothing that decides it changed since the last full
+    /// pick there: no reschedule was asked for, nothing was made runnable or kicked on this
+    /// CPU, and the deadline that pick computed (the end of the slice if an equal waits, of
+    /// the budget, the next replenishment that matters, a blocked vCPU's timer) has not come.
+    /// Its time is charged at the next full pick, which covers the whole run.
+    fn keep_running(&self, cpu: usize, now: u64) -> Option<Next> {
+        let c = (*self.current.get(cpu)?)?;
+        if self.resched[cpu] || self.stirred[cpu] || self.deadlines[cpu].is_some_and(|d| now >= d) {
+            return None;
+        }
+        let x = self.vcpus[c.index()].as_ref()?;
+        let runs = x.state == VcpuState::Running
+            && !x.retired
+            && self
+                .domain(x.domain)
+                .is_some_and(|d| d.state == DomainState::Running);
+        runs.then_some(Next {
+            vcpu: c,
+            domain: x.domain,
+        })
     }
 
     /// The vCPU on `cpu` yields: it goes behind every runnable vCPU of its priority.

@@ -156,7 +156,7 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
     );
     // pong blocks in WFI; ping's send wakes it and sets port 70.
     let pong_v = k.current(1).unwrap();
-    k.handle_exit(1, Exit::WaitForInterrupt);
+    k.handle_exit(1, &Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, 1), None);
     assert_eq!(
         status(call(&mut k, 0, a::EvtchnSend { endpoint: to_pong })),
@@ -181,7 +181,7 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
     }
     assert_eq!(k.frames.free_bytes(), free);
     // Those sends left a wake-up pending: the next WFI returns at once.
-    k.handle_exit(1, Exit::WaitForInterrupt);
+    k.handle_exit(1, &Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, 1), Some(pong_v));
     // Masked: bits but no wake-up; unmask wakes.
     assert_eq!(
@@ -204,7 +204,7 @@ fn events_set_page_bits_wake_the_receiver_and_coalesce() {
         )),
         Ok(())
     );
-    k.handle_exit(1, Exit::WaitForInterrupt);
+    k.handle_exit(1, &Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, 1), None);
     assert_eq!(
         status(call(&mut k, 0, a::EvtchnSend { endpoint: to_pong })),
@@ -347,7 +347,7 @@ fn revoking_a_share_unmaps_it_from_the_peer_only() {
     // The peer's next access faults and stops only the peer.
     k.handle_exit(
         1,
-        Exit::MemoryFault {
+        &Exit::MemoryFault {
             ipa: 0x8000_0000,
             write: false,
             pc: 0x4000_0100,

@@ -15,7 +15,7 @@ fn a_memory_fault_stops_only_the_faulting_domain() {
     run(&mut k, 1).unwrap();
     k.handle_exit(
         0,
-        Exit::MemoryFault {
+        &Exit::MemoryFault {
             ipa: 0x8000_0000,
             write: false,
             pc: 0x4000_0010,

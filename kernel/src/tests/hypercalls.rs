@@ -539,7 +539,7 @@ fn unknown_calls_fail_with_a_status() {
     let v = k.current(cpu).unwrap();
     k.handle_exit(
         cpu,
-        Exit::Smc {
+        &Exit::Smc {
             function: 0xC200_0000,
             args: [0; 6],
         },

@@ -157,7 +157,7 @@ fn the_domains_a_domain_created_die_with_it() {
     let builder_id = id_of(&k, "builder");
     k.handle_exit(
         cpu,
-        Exit::MemoryFault {
+        &Exit::MemoryFault {
             ipa: 0x8000_0000,
             write: false,
             pc: 0,

@@ -122,7 +122,7 @@ fn a_linux_domain_that_cannot_read_its_console_gets_no_input_from_a_mica_domain(
     assert_eq!(run(&mut k, 1), Some(v0));
     let r = call(&mut k, 1, a::ConsoleInput::new(Slot(0), b"x"));
     assert_ne!(status(r), Ok(()));
-    k.handle_exit(1, Exit::Yield);
+    k.handle_exit(1, &Exit::Yield);
 }
 
 /// A domain created at run time boots Linux's way once its creator says so

@@ -83,7 +83,7 @@ fn system_off_via_smc_ends_only_that_domain_and_scrubs_its_memory() {
     let v = k.current(0).unwrap();
     k.handle_exit(
         0,
-        Exit::Smc {
+        &Exit::Smc {
             function: psci::SYSTEM_OFF,
             args: [0; 6],
         },

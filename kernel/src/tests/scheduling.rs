@@ -47,7 +47,7 @@ fn a_vcpu_that_exits_often_does_not_keep_the_cpu_past_its_slice() {
     // Exits every tenth of a slice, the timer never firing in between.
     for step in 1..10 {
         k.hal.now.set(step * slice / 10);
-        k.handle_exit(0, Exit::Interrupt);
+        k.handle_exit(0, &Exit::Interrupt);
         assert_eq!(run(&mut k, 0), Some(first), "mid-slice, it keeps the CPU");
         assert_eq!(
             k.deadline(0),
@@ -56,7 +56,7 @@ fn a_vcpu_that_exits_often_does_not_keep_the_cpu_past_its_slice() {
         );
     }
     k.hal.now.set(slice + 1);
-    k.handle_exit(0, Exit::Interrupt);
+    k.handle_exit(0, &Exit::Interrupt);
     let second = run(&mut k, 0).unwrap();
     assert_ne!(second, first, "its slice is over and an equal waits");
 }
@@ -69,14 +69,14 @@ fn wfi_blocks_until_the_vcpu_is_woken() {
         .unwrap()
         .cpu;
     let v = run(&mut k, cpu).unwrap();
-    k.handle_exit(cpu, Exit::WaitForInterrupt);
+    k.handle_exit(cpu, &Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, cpu), None);
     assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Blocked);
     k.wake(v);
     assert_eq!(run(&mut k, cpu), Some(v));
     // A wake-up that arrives first makes the next WFI return at once.
     k.wake(v);
-    k.handle_exit(cpu, Exit::WaitForInterrupt);
+    k.handle_exit(cpu, &Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, cpu), Some(v));
 }
 
@@ -97,7 +97,7 @@ fn interrupting_a_vcpu_wakes_it_or_kicks_its_cpu() {
     assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Running);
     assert!(!k.vcpu(v).unwrap().wake_pending);
     // Blocked: it becomes runnable again.
-    k.handle_exit(cpu, Exit::WaitForInterrupt);
+    k.handle_exit(cpu, &Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, cpu), None);
     k.interrupt_vcpu(v);
     assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Runnable);
@@ -123,6 +123,14 @@ fn sched_kernel() -> (Box<Kernel<MockHal>>, DomainId, Vec<DomainId>) {
         .map(|n| id_of(&k, n))
         .collect();
     (k, policy, guests)
+}
+
+/// [`sched_kernel`] with the policy domain running on CPU 1, and its `sched-control` slot.
+fn sched_kernel_running() -> (Box<Kernel<MockHal>>, Slot, Vec<DomainId>) {
+    let (mut k, policy, g) = sched_kernel();
+    run(&mut k, 1).unwrap();
+    let c = Slot(boot_info(&k, policy).cap("sched-control").unwrap().slot);
+    (k, c, g)
 }
 
 fn set(
@@ -202,9 +210,7 @@ fn the_policy_domain_gets_control_accounting_and_events() {
 
 #[test]
 fn sched_set_checks_then_applies_priority_budget_and_affinity() {
-    let (mut k, policy, g) = sched_kernel();
-    run(&mut k, 1).unwrap();
-    let c = Slot(boot_info(&k, policy).cap("sched-control").unwrap().slot);
+    let (mut k, c, g) = sched_kernel_running();
     let ms = 1_000_000;
     assert_eq!(
         set(&mut k, c, g[0], 10, 11 * ms, 10 * ms, 1),
@@ -265,9 +271,7 @@ fn sched_set_checks_then_applies_priority_budget_and_affinity() {
 
 #[test]
 fn budgets_throttle_and_replenish_with_the_clock() {
-    let (mut k, policy, g) = sched_kernel();
-    run(&mut k, 1).unwrap();
-    let c = Slot(boot_info(&k, policy).cap("sched-control").unwrap().slot);
+    let (mut k, c, g) = sched_kernel_running();
     let ms = 1_000_000;
     // `high`: top priority but 2 ms per 10 ms.
     assert_eq!(set(&mut k, c, g[2], 200, 2 * ms, 10 * ms, 1), Ok(()));
@@ -294,6 +298,66 @@ fn budgets_throttle_and_replenish_with_the_clock() {
     );
 }
 
+/// Between full picks the running vCPU goes on without a look at the others (the fast
+/// path); anything that could change the choice makes the next pick look again: a vCPU of
+/// higher priority made runnable on the CPU preempts at the very next exit.
+#[test]
+fn the_running_vcpu_goes_on_until_something_changes_on_its_cpu() {
+    let (mut k, c, g) = sched_kernel_running();
+    assert_eq!(set(&mut k, c, g[2], 200, 0, 0, 1), Ok(()));
+    let high = run(&mut k, 0).unwrap();
+    assert_eq!(k.vcpu(high).unwrap().domain, g[2]);
+    k.handle_exit(0, &Exit::WaitForInterrupt);
+    let low = run(&mut k, 0).unwrap();
+    assert_ne!(low, high);
+    for step in 1..5 {
+        k.hal.now.set(step * 1000);
+        k.handle_exit(0, &Exit::Interrupt);
+        assert_eq!(run(&mut k, 0), Some(low), "nothing changed: it goes on");
+    }
+    // The high-priority vCPU is woken (by another CPU, an event): the next exit preempts.
+    k.wake(high);
+    k.handle_exit(0, &Exit::Interrupt);
+    assert_eq!(run(&mut k, 0), Some(high), "preempted at the next exit");
+    // Its time, charged at full picks only, covers every exit in between.
+    assert_eq!(k.vcpu(low).unwrap().sched.run_time, 4000);
+}
+
+/// A reserved vCPU's own replenishment is a deadline too: one that exits now and then across
+/// its period's end gets the new period's budget, not an overrun.
+#[test]
+fn a_reserved_vcpu_is_refilled_at_its_period_even_between_full_picks() {
+    let (mut k, c, g) = sched_kernel_running();
+    let ms = 1_000_000;
+    assert_eq!(set(&mut k, c, g[2], 200, 2 * ms, 10 * ms, 1), Ok(()));
+    let v = run(&mut k, 0).unwrap();
+    assert_eq!(k.vcpu(v).unwrap().domain, g[2]);
+    // 1 ms of its 2 ms, then it sleeps until 9.5 ms.
+    k.hal.now.set(ms);
+    k.handle_exit(0, &Exit::WaitForInterrupt);
+    run(&mut k, 0).unwrap();
+    k.hal.now.set(9 * ms + ms / 2);
+    k.wake(v);
+    assert_eq!(run(&mut k, 0), Some(v));
+    assert_eq!(
+        k.deadline(0),
+        Some(10 * ms),
+        "the period's end comes before its last 1 ms of budget runs out"
+    );
+    // It exits every 0.3 ms up to 11.9 ms: 2.1 ms of running, 0.5 ms in the old period.
+    let mut now = 9 * ms + ms / 2;
+    while now < 11 * ms + 9 * ms / 10 {
+        now += 3 * ms / 10;
+        k.hal.now.set(now);
+        if k.deadline(0).is_some_and(|d| d <= now) {
+            k.tick(0);
+        }
+        k.handle_exit(0, &Exit::Interrupt);
+        assert_eq!(run(&mut k, 0), Some(v), "at {now} ns");
+    }
+    assert_eq!(k.vcpu(v).unwrap().sched.overruns, 0);
+}
+
 #[test]
 fn tickless_a_blocked_vcpu_wakes_at_its_own_timer_and_not_before() {
     let mut a = dom("sleeper");
@@ -302,7 +366,7 @@ fn tickless_a_blocked_vcpu_wakes_at_its_own_timer_and_not_before() {
     let v = run(&mut k, 0).unwrap();
     assert_eq!(k.deadline(0), None, "one vCPU, no budget: no timer at all");
     k.vcpu_mut(v).unwrap().context.timer = Some(5_000);
-    k.handle_exit(0, Exit::WaitForInterrupt);
+    k.handle_exit(0, &Exit::WaitForInterrupt);
     assert_eq!(run(&mut k, 0), None);
     assert_eq!(
         k.deadline(0),
@@ -316,7 +380,7 @@ fn tickless_a_blocked_vcpu_wakes_at_its_own_timer_and_not_before() {
     k.tick(0);
     assert_eq!(run(&mut k, 0), Some(v));
     // WFE is a yield, not a block.
-    k.handle_exit(0, Exit::Yield);
+    k.handle_exit(0, &Exit::Yield);
     assert_eq!(run(&mut k, 0), Some(v));
     assert_eq!(k.vcpu(v).unwrap().state, VcpuState::Running);
 }

@@ -612,7 +612,7 @@ mod served {
         };
         assert_eq!(status(call(&mut k, 1, bind)), Ok(()));
         let server = k.current(1).unwrap();
-        k.handle_exit(1, Exit::WaitForInterrupt);
+        k.handle_exit(1, &Exit::WaitForInterrupt);
         assert_eq!(run(&mut k, 1), None);
         k.destroy(g);
         run(&mut k, 0);
