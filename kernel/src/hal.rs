@@ -125,7 +125,8 @@ pub trait Hal {
     }
     /// Drives the line of an interrupt the kernel emulates (an SPI of an emulated device, e.g.
     /// the PL011 of `crate::uart`) in the domain's virtual interrupt controller; returns the
-    /// vCPUs (one bit per vCPU index) that may have an interrupt to take now.
+    /// vCPUs (one bit per vCPU index) that may have an interrupt to take now because the line
+    /// changed (none if it already had that level).
     fn set_line(&self, arch: &mut Self::DomainArch, intid: u32, asserted: bool) -> u32 {
         let _ = (arch, intid, asserted);
         0

@@ -110,6 +110,13 @@ impl SchedState {
 
     /// New parameters from the policy: the budget restarts with a fresh period.
     pub fn set_params(&mut self, params: SchedParams, now: u64) {
+        // A running vCPU's time so far is charged to its run time under the old parameters,
+        // not to the new budget (the kernel charges a running vCPU only when it chooses
+        // again, which may be long after it started).
+        if let Some(since) = self.running_since {
+            self.run_time = self.run_time.saturating_add(now.saturating_sub(since));
+            self.running_since = Some(now);
+        }
         self.params = params;
         self.budget_left = params.budget_ns;
         self.period_start = now;
@@ -341,6 +348,10 @@ mod tests {
         s.start(30 * ms, 2);
         assert_eq!(s.run_time_at(33 * ms), 8 * ms);
         assert_eq!(s.run_time, 5 * ms);
+        // New parameters while it runs: the time so far is not charged to the new budget.
+        s.set_params(params(5, 2, 10), 40 * ms);
+        assert!(!s.charge(41 * ms), "1 ms of the new 2");
+        assert_eq!(s.run_time, 16 * ms);
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub fn on_interrupt(intid: u32) -> bool {
     }
     if intid == state.vtimer_intid || intid == MAINTENANCE_PPI {
         // A guest's virtual timer, or the vGIC's list registers asking for attention: the
-        // exit this caused is the point. The run loop samples the timer and syncs and
-        // refills the list registers on every exit; both lines are already low here (the
+        // exit this caused is the point. The run loop syncs the list registers after the
+        // exit and samples the timer and refills them before the next entry; both lines are
+        // already low here (the
         // world switch stopped the timer and turned the virtual interface off).
         return true;
     }

@@ -12,12 +12,12 @@
 //!   CPU (it is level-sensitive and would storm); the EOI maintenance interrupt of the
 //!   listed level interrupt brings the vCPU back out to resample it.
 //! - after exit: the list registers are folded back into the model (and, for a WFI, the
-//!   timer line sampled, to know whether it may block); stage-2 data aborts inside the distributor or redistributor windows are
-//!   emulated ([`crate::mmio`] decodes them, reading the instruction through the guest's
-//!   translation when the syndrome is not enough), trapped ICC_SGI*R_EL1 writes become
-//!   SGIs, and every vCPU whose interrupts changed is woken or has its CPU kicked. A WFI
-//!   with a deliverable interrupt does not block. Anything else is handed to the kernel as
-//!   before.
+//!   timer line sampled, to know whether it may block); stage-2 data aborts inside the
+//!   distributor or redistributor windows are emulated ([`crate::mmio`] decodes them,
+//!   reading the instruction through the guest's translation when the syndrome is not
+//!   enough), trapped ICC_SGI*R_EL1 writes become SGIs, and every vCPU whose interrupts
+//!   changed is woken or has its CPU kicked. A WFI with a deliverable interrupt does not
+//!   block. Anything else is handed to the kernel as before.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 

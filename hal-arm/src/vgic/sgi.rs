@@ -143,10 +143,12 @@ impl Vgic {
         Ok(self.kick_for(vcpu, intid))
     }
 
-    /// Drives the input line of a PPI or SPI (e.g. the virtual timer, PPI 27, from
-    /// CNTV_CTL_EL0.ISTATUS on each exit; a virtio device's interrupt status): a
+    /// Drives the input line of a PPI or SPI (e.g. the virtual timer, PPI 27, from its saved
+    /// CNTV_CTL/CVAL before each entry; a virtio device's interrupt status): a
     /// level-sensitive interrupt is pending while the line is asserted, an edge-triggered one
     /// latches pending when the line rises (IHI 0069 4.1.2), whichever the guest configured.
+    /// Returns the vCPUs to kick for a change of the line; a line driven to the level it
+    /// already has changes nothing and kicks no one.
     pub fn set_level(
         &mut self,
         intid: u32,
@@ -158,7 +160,7 @@ impl Vgic {
             return Err(VgicError::NoSuchInterrupt(intid));
         }
         // A line that stays as it was changes nothing (the run loop samples the virtual
-        // timer's on every entry and exit): no state touched, nobody to kick.
+        // timer's before every entry): no state touched, nobody to kick.
         let unchanged = self
             .interrupt(vcpu, intid)
             .ok_or(VgicError::NoSuchInterrupt(intid))?
