@@ -49,14 +49,15 @@ KANI_EXTRA=(
     "mica-caps/mutant-revoke-skips-grandchildren caps_revoke_removes_exactly_the_descendants"
 )
 
-# What `make test` runs of the Kani tier (MUTANTS_KANI=quick): one mutant of each crate that
-# has Kani mutants, those whose proofs take the least (50, 23, 72 and 7 s at session 9), so
-# every CI run shows each crate's mutants still build and are caught; `make verify-mutants`
-# runs the whole list above (about 7 minutes of the 30 `make test` may take).
+# What `make test` runs of the Kani tier (MUTANTS_KANI=quick): the two mutants whose proofs
+# take seconds (ring-mask-off-by-one 23-27 s, mmio-register-field-too-wide 7-11 s), so every
+# CI run shows a Kani mutant still builds and is caught; the capability mutants are caught by
+# the tests tier in every run too. `make verify-mutants` runs the whole list above (about 7
+# minutes of the 30 `make test` may take; the runtime's and the capabilities' Kani mutants,
+# 70-100 s of CBMC each, only there). Every crate's mutant features are still compiled in
+# every run (`cargo check`, below).
 KANI_QUICK=(
-    mica-caps/mutant-generation-not-bumped
     mica-abi/mutant-ring-mask-off-by-one
-    mica-rt/mutant-bootinfo-counts-unclamped
     mica-hal-arm/mutant-mmio-register-field-too-wide
 )
 
@@ -69,6 +70,15 @@ elif [ "${MUTANTS_KANI:-all}" = quick ]; then
         for q in "${KANI_QUICK[@]}"; do
             [ "${entry%% *}" = "$q" ] && quick+=("$entry")
         done
+    done
+    # The rest still compile (a mutant that no longer builds would only show in the full run).
+    for entry in "${KANI_MUTANTS[@]}"; do
+        feature="${entry%% *}"
+        [[ " ${KANI_QUICK[*]} " == *" $feature "* ]] && continue
+        if ! cargo check -q -p "${feature%%/*}" --features "$feature" 2>/dev/null; then
+            echo "mutant ${feature#*/mutant-} (kani, not run here): BUILD FAILED" >&2
+            exit 1
+        fi
     done
     KANI_MUTANTS=("${quick[@]}")
 fi

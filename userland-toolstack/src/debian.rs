@@ -289,23 +289,89 @@ fn apt_update() -> Result<(), DebianError> {
     tool("apt-get", &["update".as_ref(), "-qq".as_ref()], None).map(drop)
 }
 
+/// `apt-cache show --no-all-versions PACKAGE` (`PACKAGE` is `name:arch`): the candidate's
+/// stanza, or `None` when apt knows no such package (`apt-cache show` fails for a name it
+/// does not know). A stanza is remembered for the life of the process: without apt's binary
+/// cache (Debian's container images turn it off) every call parses every index again, over
+/// two seconds each, and `mica smoke` builds a Linux guest's files for each of its Linux
+/// scenarios (40 s a build, most of it here, before this was remembered). A package apt did
+/// not know is asked again (an `apt-get update` may have taught it).
+fn apt_show(package: &str) -> Option<String> {
+    let remembered = |shown: &BTreeMap<String, String>| shown.get(package).cloned();
+    if let Some(text) = SHOWN.lock().ok().and_then(|shown| remembered(&shown)) {
+        return Some(text);
+    }
+    let out = tool(
+        "apt-cache",
+        &[
+            "show".as_ref(),
+            "--no-all-versions".as_ref(),
+            package.as_ref(),
+        ],
+        None,
+    )
+    .ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    // Output without a stanza (apt printed nothing useful) is not an answer.
+    stanza_field(&text, "Package")?;
+    if let Ok(mut shown) = SHOWN.lock() {
+        shown.insert(package.to_owned(), text.clone());
+    }
+    Some(text)
+}
+
+/// The stanzas [`apt_show`] remembers, by `name:arch`.
+static SHOWN: std::sync::Mutex<BTreeMap<String, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Asks apt about every package of `names` (of architecture `arch`) not yet remembered in
+/// one `apt-cache show` (each call costs the same seconds however many it names), so that
+/// [`fetch`] and [`show`] find them remembered. Best effort: if apt refuses the batch (a
+/// name it does not know), each is asked on its own later, as before.
+pub fn remember(names: &[String], arch: &str) {
+    let wanted: Vec<String> = {
+        let Ok(shown) = SHOWN.lock() else { return };
+        names
+            .iter()
+            .map(|n| format!("{n}:{arch}"))
+            .filter(|p| !shown.contains_key(p))
+            .collect()
+    };
+    if wanted.len() < 2 {
+        return;
+    }
+    let mut args: Vec<&std::ffi::OsStr> = vec!["show".as_ref(), "--no-all-versions".as_ref()];
+    args.extend(wanted.iter().map(std::ffi::OsStr::new));
+    let Ok(out) = tool("apt-cache", &args, None) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out);
+    let Ok(mut shown) = SHOWN.lock() else { return };
+    for (key, stanza) in stanzas_by_package(&text, arch) {
+        if wanted.contains(&key) {
+            shown.insert(key, stanza);
+        }
+    }
+}
+
+/// The stanzas of `apt-cache show` output for several packages, each under `name:arch`
+/// (stanzas are separated by an empty line; an `Architecture: all` package answers for
+/// `arch` too; stanzas of other architectures are left out).
+pub fn stanzas_by_package(text: &str, arch: &str) -> Vec<(String, String)> {
+    text.split("\n\n")
+        .filter_map(|stanza| {
+            let name = stanza_field(stanza, "Package")?;
+            let of = stanza_field(stanza, "Architecture")?;
+            (of == arch || of == "all")
+                .then(|| (format!("{name}:{arch}"), format!("{}\n", stanza.trim_end())))
+        })
+        .collect()
+}
+
 /// apt's candidate entry for `name:arch`, refreshing apt's indexes once if it has none.
 fn candidate(name: &str, arch: &str) -> Result<PackageEntry, DebianError> {
     let package = format!("{name}:{arch}");
     let show = || -> Result<Option<PackageEntry>, DebianError> {
-        // `apt-cache show` fails for a name it does not know: that is "none" here.
-        let out = tool(
-            "apt-cache",
-            &[
-                "show".as_ref(),
-                "--no-all-versions".as_ref(),
-                package.as_ref(),
-            ],
-            None,
-        );
-        Ok(out
-            .ok()
-            .and_then(|text| parse_entry(&String::from_utf8_lossy(&text), name, arch)))
+        Ok(apt_show(&package).and_then(|text| parse_entry(&text, name, arch)))
     };
     let entry = match show()? {
         Some(entry) => entry,
@@ -327,20 +393,7 @@ fn candidate(name: &str, arch: &str) -> Result<PackageEntry, DebianError> {
 pub fn show(name: &str, arch: &str) -> Result<String, DebianError> {
     ensure_architecture(arch, &mut |_| {})?;
     let package = format!("{name}:{arch}");
-    let show = || {
-        tool(
-            "apt-cache",
-            &[
-                "show".as_ref(),
-                "--no-all-versions".as_ref(),
-                package.as_ref(),
-            ],
-            None,
-        )
-        .ok()
-        .map(|text| String::from_utf8_lossy(&text).into_owned())
-        .filter(|text| stanza_field(text, "Package").is_some())
-    };
+    let show = || apt_show(&package);
     match show() {
         Some(text) => Ok(text),
         None => {
@@ -538,6 +591,22 @@ mod tests {
             "xen-hypervisor-4.17-arm64_4.17.5+72-g01140da4e8-1_arm64.deb"
         );
         assert_eq!(e.check(), Ok(()));
+    }
+
+    #[test]
+    fn several_stanzas_are_told_apart_by_package() {
+        let text = "Package: libc6\nArchitecture: arm64\nVersion: 2.36\nDescription: C\n library\n .\n more\n\nPackage: tzdata\nArchitecture: all\nVersion: 2024a\n\nPackage: libc6\nArchitecture: amd64\nVersion: 2.36\n\n";
+        let found = stanzas_by_package(text, "arm64");
+        let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["libc6:arm64", "tzdata:arm64"]);
+        assert_eq!(
+            stanza_field(&found[0].1, "Description").as_deref(),
+            Some("C library . more")
+        );
+        assert_eq!(
+            stanza_field(&found[1].1, "Version").as_deref(),
+            Some("2024a")
+        );
     }
 
     #[test]

@@ -178,6 +178,7 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, Linu
 }
 
 fn fetch_locked(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<LinuxFiles, LinuxError> {
+    debian::remember(&[KERNEL_METAPACKAGE.into(), BUSYBOX.into()], ARCH);
     let depends = debian::field(KERNEL_METAPACKAGE, ARCH, "Depends")?;
     let kernel_name =
         kernel_package_of(&depends).ok_or_else(|| LinuxError::NoKernelPackage(depends.clone()))?;

@@ -75,6 +75,10 @@ pub fn gather(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<Extras, LinuxEr
         if roots.contains_key(&name) {
             continue;
         }
+        // One question to apt for everything queued (a no-op once they are remembered).
+        let mut queued: Vec<String> = pending.iter().cloned().collect();
+        queued.push(name.clone());
+        debian::remember(&queued, ARCH);
         let fetched = debian::fetch(cache, &name, ARCH, say)?;
         packages.push(format!("{name} {}", fetched.entry.version));
         for dep in debian::dependencies(&debian::show(&name, ARCH)?) {
