@@ -18,6 +18,23 @@ pub const MAX_REGIONS: usize = 8;
 /// Bytes of a name (NUL-padded UTF-8).
 pub const NAME_LEN: usize = 24;
 
+/// The suffixes that name the other capabilities and regions of a device or a disk after it
+/// (`NAME` + suffix) in a boot-info page: the kernel and the toolstack list them so, the
+/// domains look them up so, and the manifest checks reserve the names.
+pub mod suffix {
+    /// A passed-through device's interrupt line, beside its DeviceMemory capability.
+    pub const IRQ: &str = "-irq";
+    /// A virtio device's event endpoint, in the domain that serves the device.
+    pub const EVENTS: &str = "-events";
+    /// The guest's RAM, shared with the domain that serves its disk.
+    pub const RAM: &str = "-ram";
+    /// A disk's I/O region between its device domain and the block service (`mica_abi::blkio`).
+    pub const IO: &str = "-io";
+    /// The device domain's end of its channel to the block service (the service's end is
+    /// named after the disk alone).
+    pub const BLK: &str = "-blk";
+}
+
 /// A named capability in the domain's space.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[cfg_attr(kani, derive(kani::Arbitrary))]

@@ -97,7 +97,7 @@ impl<H: Hal> Kernel<H> {
         let name = name_str(&v.name);
         let mut events_name = heapless::String::<24>::new();
         let _ = events_name.push_str(name);
-        let _ = events_name.push_str("-events");
+        let _ = events_name.push_str(mica_abi::bootinfo::suffix::EVENTS);
         let d = self.domains[server.index()]
             .as_mut()
             .ok_or(Status::WrongState)?;
@@ -335,9 +335,9 @@ impl<H: Hal> Kernel<H> {
         if let Some(slot) = irq_slot {
             let mut name = dev.name;
             let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
-            for (i, b) in b"-irq".iter().enumerate() {
+            for (i, b) in mica_abi::bootinfo::suffix::IRQ.bytes().enumerate() {
                 if let Some(c) = name.get_mut(len + i) {
-                    *c = *b;
+                    *c = b;
                 }
             }
             let _ = d.boot_info.push_cap(CapEntry {

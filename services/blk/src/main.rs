@@ -28,6 +28,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use mica_abi::blkio::{self, Completion, Request, Work};
+use mica_abi::bootinfo::suffix;
 use mica_abi::ObjectType;
 use mica_rt::ring::{Ring, RingMemory, SharedRegion};
 use mica_rt::{bootinfo, events, hypercall, memory, println, virtio, BootInfo, Port, Slot};
@@ -220,7 +221,10 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
         mica_rt::exit()
     }
     let mut irq_name = heapless::String::<32>::new();
-    let _ = (irq_name.push_str(drive_name), irq_name.push_str("-irq"));
+    let _ = (
+        irq_name.push_str(drive_name),
+        irq_name.push_str(suffix::IRQ),
+    );
     let Some(irq) = page.cap_slot(&irq_name, ObjectType::Irq) else {
         println!("blk: {drive_name}: no interrupt ({irq_name}) among the capabilities");
         mica_rt::exit()
@@ -237,7 +241,7 @@ fn serve(drive_name: &str, disk: virtio::Block, table: &'static [u8]) -> ! {
         let _ = name.push_str(mica_abi::bootinfo::name_str(&client.name));
         let name_str = name.as_str();
         let mut io = heapless::String::<32>::new();
-        let _ = (io.push_str(name_str), io.push_str("-io"));
+        let _ = (io.push_str(name_str), io.push_str(suffix::IO));
         let found = page.endpoint(name_str).zip(memory::shared_region(&io));
         let Some((endpoint, region)) = found else {
             println!("blk: {drive_name}: client {name} has no channel or I/O region: not served");

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 use mica_abi::blkio;
+use mica_abi::bootinfo::suffix;
 use mica_abi::virtio::{feature, status};
 use mica_abi::ObjectType;
 use mica_rt::ring::{Ring, RingMemory, SharedRegion};
@@ -234,8 +235,11 @@ fn main(_info: BootInfo) -> ! {
     let device = Slot(entry.slot);
     let mut events_name = heapless::String::<24>::new();
     let mut ram_name = heapless::String::<24>::new();
-    let _ = (events_name.push_str(name), events_name.push_str("-events"));
-    let _ = (ram_name.push_str(name), ram_name.push_str("-ram"));
+    let _ = (
+        events_name.push_str(name),
+        events_name.push_str(suffix::EVENTS),
+    );
+    let _ = (ram_name.push_str(name), ram_name.push_str(suffix::RAM));
     let (Some(notify), Some(region)) = (
         page.endpoint(&events_name),
         memory::shared_region(&ram_name),
@@ -253,8 +257,8 @@ fn main(_info: BootInfo) -> ! {
         hypercall::virtio_config(device, mica_abi::virtio::blk::config::CAPACITY).unwrap_or(0);
     let mut blk_name = heapless::String::<24>::new();
     let mut io_name = heapless::String::<24>::new();
-    let _ = (blk_name.push_str(name), blk_name.push_str("-blk"));
-    let _ = (io_name.push_str(name), io_name.push_str("-io"));
+    let _ = (blk_name.push_str(name), blk_name.push_str(suffix::BLK));
+    let _ = (io_name.push_str(name), io_name.push_str(suffix::IO));
     let remote = page
         .endpoint(&blk_name)
         .zip(memory::shared_region(&io_name));

@@ -447,7 +447,7 @@ fn disk_record(disk: &Disk) -> VirtioRecord {
 /// NAME-ram, so the server can walk the guest's queues and move its data.
 fn disk_share_record(disk: &Disk) -> ShareRecord {
     let mut name = disk.name.clone();
-    name.push_str("-ram");
+    name.push_str(mica_abi::bootinfo::suffix::RAM);
     ShareRecord {
         name: name_field(&name),
         owner: index(disk.guest),

@@ -3,6 +3,7 @@
 use super::*;
 use crate::manifest::file::DiskSection;
 use crate::manifest::model::{Disk, OnDrive};
+use mica_abi::bootinfo::suffix;
 
 /// Where a device domain sees the I/O region of the first disk it passes to a block service;
 /// the next is a window further.
@@ -104,8 +105,8 @@ impl Checker<'_> {
                 }
                 let name = disk.name.get_ref();
                 let server = disks.last().map_or(0, |x| x.server);
-                for suffix in ["", "-events", "-ram"] {
-                    let value = Spanned::new(disk.name.span(), format!("{name}{suffix}"));
+                for ending in ["", suffix::EVENTS, suffix::RAM] {
+                    let value = Spanned::new(disk.name.span(), format!("{name}{ending}"));
                     self.claim_name(namespaces, server, names[server], &value)?;
                 }
                 // The guest's RAM is listed in the server's page only (SHARE_PEER_ONLY).
@@ -253,13 +254,13 @@ impl Checker<'_> {
             let Some(on) = disk.on_drive else { continue };
             let (device, service) = (disk.server, drives[on.drive].server);
             let name = &disk.name;
-            for (domain, suffix) in [
-                (device, "-blk"),
-                (device, "-io"),
+            for (domain, ending) in [
+                (device, suffix::BLK),
+                (device, suffix::IO),
                 (service, ""),
-                (service, "-io"),
+                (service, suffix::IO),
             ] {
-                let value = Spanned::new(at.name.span(), format!("{name}{suffix}"));
+                let value = Spanned::new(at.name.span(), format!("{name}{ending}"));
                 self.claim_name(namespaces, domain, names[domain], &value)?;
             }
             for domain in [device, service] {

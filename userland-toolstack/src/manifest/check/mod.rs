@@ -13,6 +13,7 @@ pub use machine::{check_control_pool, machine_problems, pool_blocks, qemu_dtb_of
 use super::*;
 pub(crate) use links::*;
 pub(crate) use machine::*;
+use mica_abi::bootinfo::suffix;
 
 // ---------------------------------------------------------------------------------------
 // Parsing and checking.
@@ -607,14 +608,15 @@ impl Checker<'_> {
         total: usize,
     ) -> Result<(), ManifestError> {
         let name = dev.name.get_ref();
-        if name.len() > NAME_LEN - 5 || !is_valid_name(name) {
+        // Room for NAME-irq and its terminating NUL in a boot-info name.
+        if name.len() > NAME_LEN - suffix::IRQ.len() - 1 || !is_valid_name(name) {
             return Err(self.invalid(&dev.name, Problem::BadDeviceName(name.clone())));
         }
         if devices.len() == MAX_DEVICES {
             return Err(self.invalid(&dev.name, Problem::TooManyDevices(total)));
         }
         self.claim_name(namespaces, i, &domains[i].name, &dev.name)?;
-        let irq_name = Spanned::new(dev.name.span(), format!("{name}-irq"));
+        let irq_name = Spanned::new(dev.name.span(), format!("{name}{}", suffix::IRQ));
         if dev.interrupt.is_some() {
             self.claim_name(namespaces, i, &domains[i].name, &irq_name)?;
         }
