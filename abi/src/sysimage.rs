@@ -497,7 +497,8 @@ impl<'a> SystemImage<'a> {
     fn check_device(&self, i: u32, dev: &DeviceRecord) -> Result<(), ImageError> {
         let bad = |why| Err(ImageError::BadDevice(i, why));
         let name = crate::bootinfo::name_str(&dev.name);
-        if name.is_empty() || name.len() > NAME_LEN - 5 {
+        // Room for NAME-irq (and a NUL) in a boot-info name.
+        if name.is_empty() || name.len() > NAME_LEN - crate::bootinfo::suffix::IRQ.len() - 1 {
             return bad("the name is empty, not UTF-8 or longer than 19 bytes");
         }
         let Some(d) = self.domains.get(dev.domain as usize) else {
@@ -527,7 +528,8 @@ impl<'a> SystemImage<'a> {
         use crate::virtio::{device, feature, queue, MAX_DEVICES};
         let bad = |why| Err(ImageError::BadVirtio(i, why));
         let name = crate::bootinfo::name_str(&v.name);
-        if name.is_empty() || name.len() > NAME_LEN - 7 {
+        // Room for NAME-events in a boot-info name.
+        if name.is_empty() || name.len() > NAME_LEN - crate::bootinfo::suffix::EVENTS.len() {
             return bad("the name is empty, not UTF-8 or longer than 17 bytes");
         }
         let n = self.domains.len() as u32;

@@ -286,7 +286,12 @@ fn ensure_architecture(arch: &str, say: &mut dyn FnMut(&str)) -> Result<(), Debi
 }
 
 fn apt_update() -> Result<(), DebianError> {
-    tool("apt-get", &["update".as_ref(), "-qq".as_ref()], None).map(drop)
+    tool("apt-get", &["update".as_ref(), "-qq".as_ref()], None)?;
+    // New indexes may name other versions: what apt said before no longer holds.
+    if let Ok(mut shown) = SHOWN.lock() {
+        shown.clear();
+    }
+    Ok(())
 }
 
 /// `apt-cache show --no-all-versions PACKAGE` (`PACKAGE` is `name:arch`): the candidate's
@@ -325,8 +330,9 @@ static SHOWN: std::sync::Mutex<BTreeMap<String, String>> = std::sync::Mutex::new
 
 /// Asks apt about every package of `names` (of architecture `arch`) not yet remembered in
 /// one `apt-cache show` (each call costs the same seconds however many it names), so that
-/// [`fetch`] and [`show`] find them remembered. Best effort: if apt refuses the batch (a
-/// name it does not know), each is asked on its own later, as before.
+/// [`fetch`] and [`show`] find them remembered. Best effort: a name apt does not know is
+/// only left out of its answer (and asked on its own later, as before); if the call fails,
+/// every one is.
 pub fn remember(names: &[String], arch: &str) {
     let wanted: Vec<String> = {
         let Ok(shown) = SHOWN.lock() else { return };

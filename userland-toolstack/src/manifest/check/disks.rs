@@ -134,7 +134,8 @@ impl Checker<'_> {
         served: &mut [u64],
     ) -> Result<Disk, ManifestError> {
         let name = disk.name.get_ref();
-        if name.len() > NAME_LEN - 7 || !is_valid_name(name) {
+        // Room for the longest name made from it (NAME-events) in a boot-info name.
+        if name.len() > NAME_LEN - suffix::EVENTS.len() || !is_valid_name(name) {
             return Err(self.invalid(&disk.name, Problem::BadDiskName(name.clone())));
         }
         let server = self.domain_named("server", &disk.server, names)?;
@@ -325,13 +326,13 @@ impl Checker<'_> {
                     },
                 ));
             }
-            let io = format!("{name}-io");
+            let io = format!("{name}{}", suffix::IO);
             new_channels.push(Channel {
                 name: io.clone(),
                 reason: format!("the requests of disk {name} to the block service"),
                 a: Endpoint {
                     domain: device,
-                    name: format!("{name}-blk"),
+                    name: format!("{name}{}", suffix::BLK),
                 },
                 b: Endpoint {
                     domain: service,
