@@ -92,9 +92,10 @@ pub fn run(cpu: usize) -> ! {
         // it starts its turns at those deadlines with nothing left to run: seen as the
         // policy domain on CPU 1 never running again while CPU 0 ran budgeted workers.
         cpu_yield();
-        // SAFETY: `pick` marked the vCPU Running on this CPU; until this CPU hands it back
-        // through `handle_exit`/`pick`, nobody else reads or writes its context, and the
-        // vCPU table is a static that never moves. `vttbr` names its domain's stage-2 tables.
+        // `pick` marked the vCPU Running on this CPU; until this CPU hands it back through
+        // `handle_exit`/`pick`, nobody else reads or writes its context, and the vCPU table
+        // is a static that never moves.
+        // SAFETY: the context is this CPU's alone (above), `vttbr` names its domain's stage-2 tables, `cpu` is this CPU.
         let kind = unsafe { context::enter(running.ctx, running.vttbr, cpu) };
         let trap = Trap {
             kind,
